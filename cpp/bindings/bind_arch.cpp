@@ -1,0 +1,74 @@
+#include <pybind11/stl.h>
+
+#include <Eigen/Core>
+
+#include "bindings.hpp"
+#include "nnpk/mlp.hpp"
+#include "nnpk/parallel.hpp"
+
+namespace nnpk::bind {
+
+static MLPSpec make_spec(const std::vector<std::int64_t>& widths, const std::vector<double>& w_std,
+                         const std::vector<std::optional<double>>& b_std, int activation, double slope, double shift,
+                         double scale) {
+  if (widths.size() < 2) throw py::value_error("widths needs the input and the output width");
+  const std::size_t n = widths.size() - 1;
+  if (w_std.size() != n || b_std.size() != n) throw py::value_error("w_std and b_std need one entry per layer");
+  if (activation < 0 || activation > static_cast<int>(ActivationKind::relu_normalized))
+    throw py::value_error("unknown activation code " + std::to_string(activation));
+  MLPSpec spec;
+  for (std::size_t l = 0; l < n; ++l) {
+    DenseLayer layer;
+    layer.fan_in = widths[l];
+    layer.fan_out = widths[l + 1];
+    layer.w_std = w_std[l];
+    layer.has_bias = b_std[l].has_value();
+    layer.b_std = b_std[l].value_or(0.0);
+    spec.layers.push_back(layer);
+  }
+  spec.activation = Activation{static_cast<ActivationKind>(activation), slope, shift, scale};
+  spec.validate();
+  return spec;
+}
+
+void bind_arch(py::module_& m) {
+  py::class_<MLPSpec>(m, "MLPSpec", "An MLP as the engine sees it (built by nnpk.MLP)")
+      .def(py::init(&make_spec), py::arg("widths"), py::arg("w_std"), py::arg("b_std"), py::arg("activation"),
+           py::arg("slope"), py::arg("shift"), py::arg("scale"))
+      .def_property_readonly("n_layers", [](const MLPSpec& s) { return s.layers.size(); });
+
+  py::enum_<ActivationKind>(m, "ActivationKind")
+      .value("relu", ActivationKind::relu)
+      .value("leaky_relu", ActivationKind::leaky_relu)
+      .value("abs", ActivationKind::abs)
+      .value("erf", ActivationKind::erf)
+      .value("tanh", ActivationKind::tanh)
+      .value("sigmoid", ActivationKind::sigmoid)
+      .value("gelu", ActivationKind::gelu)
+      .value("softplus", ActivationKind::softplus)
+      .value("sin", ActivationKind::sin)
+      .value("identity", ActivationKind::identity)
+      .value("relu_normalized", ActivationKind::relu_normalized);
+
+  m.def("has_openmp", &has_openmp, "Whether the engine was built with OpenMP");
+  m.def("simd_instruction_sets", [] { return std::string(Eigen::SimdInstructionSetsInUse()); });
+  m.def("eigen_version", [] {
+    return std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
+           std::to_string(EIGEN_MINOR_VERSION);
+  });
+  m.def(
+      "activation_value",
+      [](ActivationKind kind, double slope, double shift, double scale, py::array_t<double, py::array::c_style> z,
+         bool derivative) {
+        const Activation act{kind, slope, shift, scale};
+        py::array_t<double> out(z.request().shape);
+        const double* in = z.data();
+        double* o = out.mutable_data();
+        for (py::ssize_t i = 0; i < z.size(); ++i) o[i] = derivative ? act.derivative(in[i]) : act(in[i]);
+        return out;
+      },
+      py::arg("kind"), py::arg("slope"), py::arg("shift"), py::arg("scale"), py::arg("z"), py::arg("derivative"),
+      "The engine's activation (or its derivative) elementwise, in float64");
+}
+
+}  // namespace nnpk::bind

@@ -1,0 +1,11 @@
+// The private extension nnpk._core: registration only.
+#include <pybind11/pybind11.h>
+
+#include "bindings.hpp"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "nnpk's C++ engine (private: use the nnpk package)";
+  nnpk::bind::bind_arch(m);
+  nnpk::bind::bind_sampling(m);
+  nnpk::bind::bind_monte_carlo(m);
+}

@@ -1,0 +1,159 @@
+// Deterministic streaming Gram accumulation K += A B^T in float64.
+//
+// Every entry K(i, j) is one sequential chain K += a_ik b_jk over the columns k in
+// the order they were appended, whatever the tile, panel or thread: a panel is only
+// where the chain pauses in memory, so the result is bitwise independent of panel
+// size, tile size and thread count, and a saved partial sum resumes exactly.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "nnpk/parallel.hpp"
+
+namespace nnpk {
+
+namespace gram_kernel {
+#if defined(__AVX512F__)
+constexpr int kLanes = 8;
+constexpr int kRows = 8;
+#elif defined(__AVX__)
+constexpr int kLanes = 4;
+constexpr int kRows = 4;
+#else
+constexpr int kLanes = 2;
+constexpr int kRows = 4;
+#endif
+constexpr int kVectors = 2;                 // vectors per micro-tile row
+constexpr int kCols = kLanes * kVectors;    // micro-tile columns
+constexpr int kPack = kCols;                // rows per packed block of a panel
+static_assert(kPack % kRows == 0, "a packed block holds whole micro-tile row groups");
+
+typedef double Vec __attribute__((vector_size(kLanes * sizeof(double)), aligned(sizeof(double))));
+
+// acc (kRows x kCols, row-major) += A_rows B_cols^T over kn columns of two packed blocks.
+inline void micro_tile(const double* a, const double* b, std::int64_t kn, double* acc) {
+  Vec c[kRows][kVectors];
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kVectors; ++v) std::memcpy(&c[r][v], acc + r * kCols + v * kLanes, sizeof(Vec));
+  for (std::int64_t k = 0; k < kn; ++k) {
+    Vec bv[kVectors];
+    for (int v = 0; v < kVectors; ++v) std::memcpy(&bv[v], b + k * kPack + v * kLanes, sizeof(Vec));
+    for (int r = 0; r < kRows; ++r) {
+      const double ar = a[k * kPack + r];
+      for (int v = 0; v < kVectors; ++v) c[r][v] += ar * bv[v];
+    }
+  }
+  for (int r = 0; r < kRows; ++r)
+    for (int v = 0; v < kVectors; ++v) std::memcpy(acc + r * kCols + v * kLanes, &c[r][v], sizeof(Vec));
+}
+}  // namespace gram_kernel
+
+// Features of n rows, kcap columns at most, packed in blocks of kPack rows:
+// element (i, k) at data[((i / kPack) * kcap + k) * kPack + i % kPack].
+class Panel {
+ public:
+  Panel() = default;
+  Panel(std::int64_t rows, std::int64_t kcap)
+      : rows_(rows), kcap_(kcap), blocks_((rows + gram_kernel::kPack - 1) / gram_kernel::kPack),
+        data_(static_cast<std::size_t>(blocks_ * kcap * gram_kernel::kPack), 0.0) {}
+
+  std::int64_t rows() const { return rows_; }
+  std::int64_t capacity() const { return kcap_; }
+  std::int64_t used() const { return used_; }
+  bool fits(std::int64_t cols) const { return used_ + cols <= kcap_; }
+  const double* block(std::int64_t b) const { return data_.data() + b * kcap_ * gram_kernel::kPack; }
+
+  // Writes features (nrows x cols, row-major, leading dimension ld) of rows
+  // [row0, row0 + nrows) into columns [used, used + cols). Threads may write
+  // disjoint row ranges of the same columns concurrently.
+  template <class T>
+  void write(std::int64_t row0, std::int64_t nrows, std::int64_t cols, const T* features, std::int64_t ld) {
+    using gram_kernel::kPack;
+    for (std::int64_t i = 0; i < nrows; ++i) {
+      const std::int64_t row = row0 + i;
+      double* dst = data_.data() + ((row / kPack) * kcap_ + used_) * kPack + row % kPack;
+      const T* src = features + i * ld;
+      for (std::int64_t k = 0; k < cols; ++k) dst[k * kPack] = static_cast<double>(src[k]);
+    }
+  }
+  void commit(std::int64_t cols) { used_ += cols; }
+  // Padding rows stay zero, so they add nothing to any chain.
+  void clear() { used_ = 0; }
+
+ private:
+  std::int64_t rows_ = 0, kcap_ = 0, blocks_ = 0, used_ = 0;
+  std::vector<double> data_;
+};
+
+struct GramOptions {
+  std::int64_t tile = 256;  // output tile edge, a multiple of kPack
+  int n_threads = 1;
+  // Called about every 0.2 s by thread 0 between tiles; returns true to stop.
+  std::function<bool()> poll;
+};
+
+// K (n1 x n2 row-major, leading dimension ldk) += A B^T over the used columns.
+// symmetric: A and B are the same panel and only tiles on or above the diagonal
+// are updated (mirror at the end with mirror_upper).
+inline void gram_accumulate(const Panel& a, const Panel& b, bool symmetric, double* K, std::int64_t ldk,
+                            const GramOptions& opt) {
+  using namespace gram_kernel;
+  const std::int64_t kn = a.used();
+  if (kn == 0) return;
+  const std::int64_t n1 = a.rows(), n2 = b.rows();
+  const std::int64_t tile = std::max<std::int64_t>(kPack, opt.tile / kPack * kPack);
+  const std::int64_t t1 = (n1 + tile - 1) / tile, t2 = (n2 + tile - 1) / tile;
+  std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
+  for (std::int64_t ti = 0; ti < t1; ++ti)
+    for (std::int64_t tj = symmetric ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
+
+  std::atomic<bool> stop{false};
+  auto last_poll = std::chrono::steady_clock::now();
+  parallel_for(static_cast<std::int64_t>(tiles.size()), opt.n_threads, [&](std::int64_t item, int thread) {
+    if (stop.load(std::memory_order_relaxed)) return;
+    if (thread == 0 && opt.poll) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_poll > std::chrono::milliseconds(200)) {
+        last_poll = now;
+        if (opt.poll()) stop.store(true);
+      }
+    }
+    const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
+    const std::int64_t i_end = std::min(n1, (ti + 1) * tile), j_end = std::min(n2, (tj + 1) * tile);
+    alignas(64) double acc[kRows * kCols];
+    for (std::int64_t j0 = tj * tile; j0 < j_end; j0 += kCols) {
+      const double* bp = b.block(j0 / kPack);
+      const std::int64_t nj = std::min<std::int64_t>(kCols, j_end - j0);
+      for (std::int64_t i0 = ti * tile; i0 < i_end; i0 += kRows) {
+        const double* ap = a.block(i0 / kPack) + i0 % kPack;
+        const std::int64_t ni = std::min<std::int64_t>(kRows, i_end - i0);
+        if (ni == kRows && nj == kCols) {
+          for (int r = 0; r < kRows; ++r) std::memcpy(acc + r * kCols, K + (i0 + r) * ldk + j0, sizeof(double) * kCols);
+        } else {
+          std::fill(acc, acc + kRows * kCols, 0.0);
+          for (std::int64_t r = 0; r < ni; ++r) std::memcpy(acc + r * kCols, K + (i0 + r) * ldk + j0, sizeof(double) * nj);
+        }
+        micro_tile(ap, bp, kn, acc);
+        for (std::int64_t r = 0; r < ni; ++r) std::memcpy(K + (i0 + r) * ldk + j0, acc + r * kCols, sizeof(double) * nj);
+      }
+    }
+  });
+  if (stop.load()) throw Cancelled();
+}
+
+// Copies the upper triangle of square K (n x n) onto the lower one.
+inline void mirror_upper(double* K, std::int64_t n, int n_threads) {
+  constexpr std::int64_t kBlock = 64;
+  const std::int64_t nb = (n + kBlock - 1) / kBlock;
+  parallel_for(nb, n_threads, [&](std::int64_t bi, int) {
+    for (std::int64_t i = bi * kBlock; i < std::min(n, (bi + 1) * kBlock); ++i)
+      for (std::int64_t j = 0; j < i; ++j) K[i * n + j] = K[j * n + i];
+  });
+}
+
+}  // namespace nnpk

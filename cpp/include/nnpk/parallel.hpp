@@ -1,0 +1,80 @@
+// OpenMP helpers: optional at build time, exceptions never leave a parallel region.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+
+#ifdef NNPK_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+namespace nnpk {
+
+inline bool has_openmp() {
+#ifdef NNPK_HAVE_OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+inline int thread_index() {
+#ifdef NNPK_HAVE_OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// Thrown when the caller's poll asks the engine to stop (Ctrl-C in Python).
+struct Cancelled : std::runtime_error {
+  Cancelled() : std::runtime_error("computation cancelled") {}
+};
+
+// Collects the first exception thrown by any thread; rethrown after the region.
+class ExceptionSlot {
+ public:
+  template <class F>
+  void run(F&& f) noexcept {
+    if (failed_.load(std::memory_order_relaxed)) return;
+    try {
+      f();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+      failed_.store(true);
+    }
+  }
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
+  void rethrow() const {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::exception_ptr error_;
+  std::atomic<bool> failed_{false};
+};
+
+// Runs body(item, thread) for item in [0, n_items) on up to n_threads threads,
+// dynamically scheduled. Results must not depend on which thread ran an item.
+template <class Body>
+void parallel_for(std::int64_t n_items, int n_threads, Body&& body) {
+  ExceptionSlot slot;
+#ifdef NNPK_HAVE_OPENMP
+  const int threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(n_threads, n_items)));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::int64_t item = 0; item < n_items; ++item) {
+    slot.run([&] { body(item, thread_index()); });
+  }
+#else
+  (void)n_threads;
+  for (std::int64_t item = 0; item < n_items; ++item) slot.run([&] { body(item, 0); });
+#endif
+  slot.rethrow();
+}
+
+}  // namespace nnpk
