@@ -7,7 +7,8 @@ namespace nnpk::bind {
 
 template <class T>
 static py::list monte_carlo_sums_typed(const py::array& x1, const py::object& x2, const MLPSpec& spec,
-                                       MonteCarloOptions opt, const py::object& progress) {
+                                       MonteCarloOptions opt, const py::object& progress,
+                                       const py::object& initial) {
   const auto [n1, d1] = matrix_shape(x1, "x1");
   std::int64_t n2 = n1;
   const T* x2_data = nullptr;
@@ -21,12 +22,25 @@ static py::list monte_carlo_sums_typed(const py::array& x1, const py::object& x2
   }
   if (d1 != spec.input_dim()) throw py::value_error("x1 has a different feature count from the architecture");
   const std::size_t n_kernels = kernel_layers(spec, opt.all_layers).size();
+  std::vector<py::array_t<double, py::array::c_style>> starts;
+  if (!initial.is_none()) {
+    for (const py::handle& h : initial.cast<py::list>())
+      starts.push_back(h.cast<py::array_t<double, py::array::c_style>>());
+    if (starts.size() != n_kernels) throw py::value_error("initial needs one partial sum per kernel");
+    for (const auto& s : starts)
+      if (s.ndim() != 2 || s.shape(0) != n1 || s.shape(1) != n2)
+        throw py::value_error("initial partial sums must have shape (n1, n2)");
+  }
   std::vector<py::array_t<double>> outs;
   std::vector<double*> sums;
   for (std::size_t k = 0; k < n_kernels; ++k) {
     outs.emplace_back(std::vector<py::ssize_t>{n1, n2});
     double* p = outs.back().mutable_data();
-    std::fill(p, p + n1 * n2, 0.0);
+    if (starts.empty()) {
+      std::fill(p, p + n1 * n2, 0.0);
+    } else {
+      std::copy(starts[k].data(), starts[k].data() + n1 * n2, p);
+    }
     sums.push_back(p);
   }
   std::optional<py::error_already_set> pending;
@@ -51,7 +65,7 @@ void bind_monte_carlo(py::module_& m) {
       "monte_carlo_sums",
       [](const py::array& x1, const py::object& x2, const MLPSpec& spec, std::uint64_t seed, std::uint64_t start,
          std::uint64_t stop, bool all_layers, int n_threads, std::int64_t tile_rows, std::int64_t gram_tile,
-         std::int64_t panel_cols, const py::object& progress) {
+         std::int64_t panel_cols, const py::object& progress, const py::object& initial) {
         if (stop < start) throw py::value_error("stop must not be below start");
         if (n_threads < 1) throw py::value_error("n_threads must be positive");
         MonteCarloOptions opt;
@@ -63,14 +77,15 @@ void bind_monte_carlo(py::module_& m) {
         opt.tile_rows = tile_rows;
         opt.gram_tile = gram_tile;
         opt.panel_cols = panel_cols;
-        if (x1.dtype().is(py::dtype::of<float>())) return monte_carlo_sums_typed<float>(x1, x2, spec, opt, progress);
-        if (x1.dtype().is(py::dtype::of<double>())) return monte_carlo_sums_typed<double>(x1, x2, spec, opt, progress);
+        if (x1.dtype().is(py::dtype::of<float>())) return monte_carlo_sums_typed<float>(x1, x2, spec, opt, progress, initial);
+        if (x1.dtype().is(py::dtype::of<double>())) return monte_carlo_sums_typed<double>(x1, x2, spec, opt, progress, initial);
         throw py::type_error("x1 must be float32 or float64");
       },
       py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("seed"), py::arg("start"), py::arg("stop"),
       py::arg("all_layers"), py::arg("n_threads"), py::arg("tile_rows"), py::arg("gram_tile"), py::arg("panel_cols"),
-      py::arg("progress"),
-      "Sums over networks [start, stop) of each kernel's un-normalised Gram h(x1) h(x2)^T (float64)");
+      py::arg("progress"), py::arg("initial"),
+      "Sums over networks [start, stop) of each kernel's un-normalised Gram h(x1) h(x2)^T (float64),\n"
+      "continued from `initial` (partial sums of earlier networks, copied) when it is given");
   m.attr("ROW_QUANTUM") = kRowQuantum;
 }
 

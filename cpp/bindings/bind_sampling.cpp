@@ -1,3 +1,5 @@
+#include <pybind11/stl.h>
+
 #include "bindings.hpp"
 #include "nnpk/mlp.hpp"
 #include "nnpk/philox.hpp"

@@ -44,15 +44,18 @@ def _prepare(x1, x2, arch, dtype):
     return arch, a1, a2
 
 
-def _kernel_sums(a1, a2, arch, *, seed, start, stop, all_layers, n_threads, progress=None,
+def _kernel_sums(a1, a2, arch, *, seed, start, stop, all_layers, n_threads, progress=None, initial=None,
                  tile_rows=_DEFAULT_TILE_ROWS, gram_tile=_DEFAULT_GRAM_TILE, panel_cols=_DEFAULT_PANEL_COLS):
-    """Float64 sums over networks [start, stop) of each kernel's un-normalised Gram."""
+    """Float64 sums over networks [start, stop) of each kernel's un-normalised Gram.
+
+    `initial` (the sums over networks [0, start)) continues a run: the result is
+    bitwise the sums over [0, stop)."""
     n_kernels = arch.n_layers if all_layers else 1
     n2 = a1.shape[0] if a2 is None else a2.shape[0]
     check_memory(8 * a1.shape[0] * n2 * n_kernels, f"the output ({n_kernels} x {a1.shape[0]} x {n2} float64)")
     spec = arch._spec(a1.shape[1])
     return _core.monte_carlo_sums(a1, a2, spec, seed, start, stop, all_layers, n_threads,
-                                  tile_rows, gram_tile, panel_cols, progress)
+                                  tile_rows, gram_tile, panel_cols, progress, initial)
 
 
 def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get: str = "nngp", layers: str = "output",

@@ -1,0 +1,84 @@
+"""Independent numpy references for the tests: written from CONVENTIONS.md, not from nnpk."""
+
+import math
+
+import numpy as np
+from scipy import integrate, special
+
+SQRT2PI = math.sqrt(2 * math.pi)
+
+
+def activation(name, slope=0.01):
+    """phi in plain numpy/scipy."""
+    return {
+        "relu": lambda z: np.maximum(z, 0.0),
+        "leaky_relu": lambda z: np.where(z > 0, z, slope * z),
+        "abs": np.abs,
+        "erf": special.erf,
+        "tanh": np.tanh,
+        "sigmoid": special.expit,
+        "gelu": lambda z: z * special.ndtr(z),
+        "softplus": lambda z: np.logaddexp(0.0, z),
+        "sin": np.sin,
+        "identity": lambda z: z,
+        "relu_normalized": lambda z: (np.maximum(z, 0.0) - 1 / SQRT2PI) / math.sqrt(0.5 - 1 / (2 * math.pi)),
+    }[name]
+
+
+def gaussian_moments(phi):
+    """E[phi(g)], Var[phi(g)] for g ~ N(0,1) by adaptive quadrature."""
+    dens = lambda z: math.exp(-0.5 * z * z) / SQRT2PI
+    f = lambda z: float(phi(np.array([z]))[0])
+    kw = dict(points=[0.0], limit=200, epsabs=1e-14, epsrel=1e-13)
+    m1 = integrate.quad(lambda z: f(z) * dens(z), -40, 40, **kw)[0]
+    m2 = integrate.quad(lambda z: f(z) ** 2 * dens(z), -40, 40, **kw)[0]
+    return m1, m2 - m1 * m1
+
+
+def network_activation(arch):
+    phi = activation(arch.activation, arch.slope)
+    if not arch.normalize:
+        return phi
+    mu, var = gaussian_moments(phi)
+    return lambda z: (phi(z) - mu) / math.sqrt(var)
+
+
+def forward(arch, params, x, phi=None):
+    """Post-activations of every hidden layer and the output, one network."""
+    phi = phi or network_activation(arch)
+    h = np.asarray(x, dtype=np.float64)
+    outs = []
+    for l, (W, b) in enumerate(params):
+        if arch.parameterization == "ntk":
+            z = arch.w_stds[l] / math.sqrt(h.shape[1]) * (h @ W)
+            if b is not None:
+                z = z + arch.b_stds[l] * b
+        else:
+            z = h @ W + (0.0 if b is None else b)
+        h = phi(z) if l < len(params) - 1 else z
+        outs.append(h)
+    return outs
+
+
+def mc_kernels(arch, params_list, x1, x2=None):
+    """Average over networks of every layer's h(x1) h(x2)^T / width."""
+    x2 = x1 if x2 is None else x2
+    phi = network_activation(arch)
+    total = None
+    for params in params_list:
+        o1, o2 = forward(arch, params, x1, phi), forward(arch, params, x2, phi)
+        ks = [a @ b.T / a.shape[1] for a, b in zip(o1, o2)]
+        total = ks if total is None else [t + k for t, k in zip(total, ks)]
+    return [t / len(params_list) for t in total]
+
+
+def arccos1(x1, x2, w_std=1.0):
+    """Closed-form NNGP of one hidden ReLU layer, no biases, W_std for both layers (Cho & Saul)."""
+    d = x1.shape[1]
+    s12 = w_std**2 * x1 @ x2.T / d
+    s1 = w_std**2 * np.sum(x1 * x1, 1) / d
+    s2 = w_std**2 * np.sum(x2 * x2, 1) / d
+    p = np.sqrt(np.outer(s1, s2))
+    c = np.clip(s12 / p, -1, 1)
+    theta = np.arccos(c)
+    return w_std**2 * p * (np.sin(theta) + (math.pi - theta) * c) / (2 * math.pi)
