@@ -13,7 +13,7 @@ from ._validate import as_points, check_int, check_memory, compute_dtype
 
 __all__ = ["monte_carlo"]
 
-_DEFAULT_TILE_ROWS = 4 * _core.ROW_QUANTUM
+_DEFAULT_TILE_ROWS = 2 * _core.ROW_QUANTUM
 _DEFAULT_GRAM_TILE = 256
 _DEFAULT_PANEL_COLS = 128
 

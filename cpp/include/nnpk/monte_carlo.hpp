@@ -19,9 +19,9 @@ struct MonteCarloOptions {
   std::uint64_t stop = 1;   // one past the last network index
   bool all_layers = false;  // hidden layers' conjugate kernels too, not only the output's
   int n_threads = 1;
-  std::int64_t tile_rows = 4 * kRowQuantum;  // forward row tile, a multiple of kRowQuantum
+  std::int64_t tile_rows = 2 * kRowQuantum;  // forward row tile, a multiple of kRowQuantum
   std::int64_t gram_tile = 256;               // output tile edge
-  std::int64_t panel_cols = 256;              // feature columns gathered before a Gram update
+  std::int64_t panel_cols = 128;              // feature columns gathered before a Gram update
   // Called between steps with the number of networks finished; true stops the run.
   std::function<bool(std::uint64_t)> poll;
 };
