@@ -52,7 +52,8 @@ def as_points(x, name: str, dtype, *, n_features: int | None = None, other: str 
         raise ValueError(f"{name} is empty: shape {arr.shape}")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features, {other} has {n_features}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):  # values that overflow the dtype are reported just below
+        out = np.ascontiguousarray(arr, dtype=dtype)
     _check_finite(out, name)
     return out
 
