@@ -28,7 +28,6 @@ ACTIVATIONS = (
     "relu_normalized",
 )
 PARAMETERIZATIONS = ("ntk", "standard")
-_PIECEWISE_LINEAR = ("relu", "leaky_relu", "abs", "relu_normalized", "identity")
 
 Std = Union[float, Sequence[float]]
 OptStd = Union[None, float, Sequence[Optional[float]]]
@@ -196,4 +195,5 @@ class MLP:
             self.slope,
             shift,
             scale,
+            self.parameterization,
         )

@@ -23,7 +23,15 @@ constexpr std::int64_t kRowQuantum = 96;
 
 inline std::int64_t round_up(std::int64_t n, std::int64_t q) { return (n + q - 1) / q * q; }
 
-// One network's standard-normal parameters eps^l (fan_in x fan_out), beta^l (fan_out).
+// One network's parameters: W^l (fan_in x fan_out, row-major) and b^l (fan_out,
+// or null without bias), scaled in the forward pass by LayerScales.
+template <class T>
+struct NetworkView {
+  std::vector<const T*> weights;
+  std::vector<const T*> biases;
+};
+
+// One network's standard-normal parameters eps^l, beta^l, drawn in place.
 template <class T>
 struct NetworkDraw {
   std::vector<std::vector<T>> weights;
@@ -34,6 +42,15 @@ struct NetworkDraw {
       weights.emplace_back(static_cast<std::size_t>(layer.fan_in * layer.fan_out));
       biases.emplace_back(layer.has_bias ? static_cast<std::size_t>(layer.fan_out) : 0);
     }
+  }
+
+  NetworkView<T> view() const {
+    NetworkView<T> v;
+    for (std::size_t l = 0; l < weights.size(); ++l) {
+      v.weights.push_back(weights[l].data());
+      v.biases.push_back(biases[l].empty() ? nullptr : biases[l].data());
+    }
+    return v;
   }
 
   // Draws network `network` of `seed`, split over threads in fixed chunks of the
@@ -59,65 +76,74 @@ struct NetworkDraw {
   }
 };
 
-// z = act(scale * z + b_std * beta) in place (act omitted for the readout).
-template <class T>
-void affine_activation(RowMatrix<T>& z, std::int64_t rows, const DenseLayer& layer, const T* beta,
-                       const Activation* act) {
-  const T scale = static_cast<T>(layer.weight_scale());
-  const T b_std = static_cast<T>(layer.b_std);
-  const std::int64_t cols = layer.fan_out;
-  for (std::int64_t i = 0; i < rows; ++i) {
-    T* row = z.data() + i * z.cols();
-    if (beta) {
-      for (std::int64_t j = 0; j < cols; ++j) row[j] = scale * row[j] + b_std * beta[j];
-    } else {
-      for (std::int64_t j = 0; j < cols; ++j) row[j] = scale * row[j];
-    }
-    if (act == nullptr) continue;
-    if (act->kind == ActivationKind::relu && act->shift == 0.0 && act->scale == 1.0) {
-      for (std::int64_t j = 0; j < cols; ++j) row[j] = row[j] > T(0) ? row[j] : T(0);
-    } else {
-      for (std::int64_t j = 0; j < cols; ++j) row[j] = (*act)(row[j]);
-    }
-  }
-}
-
-// Per-thread buffers for a forward pass over one padded row tile.
+// Per-thread buffers for one padded row tile: each layer's output and, when
+// derivatives are kept, phi'(z) of each hidden layer.
 template <class T>
 struct ForwardWorkspace {
-  RowMatrix<T> input, a, b;
+  RowMatrix<T> input;
+  std::vector<RowMatrix<T>> outputs, derivatives;
 };
 
-// Forward pass of `rows` rows of x (row-major, d columns) through one drawn
-// network. visit(layer, features, ld) is called for each hidden layer's
-// post-activation and for the output (layer == n_hidden); features hold `rows`
-// valid rows (padding rows are zero in the input and stay zero before the bias).
-template <class T, class Visit>
-void forward_rows(const MLPSpec& spec, const NetworkDraw<T>& draw, const T* x, std::int64_t rows,
-                  ForwardWorkspace<T>& ws, Visit&& visit) {
+// Forward pass of `rows` rows of x (row-major, d columns) through one network.
+// Rows are padded with zeros to a multiple of kRowQuantum (padding rows of every
+// output stay zero: the bias and activation touch valid rows only). Afterwards
+// ws.outputs[l] holds layer l's post-activation (the logits for the readout) and,
+// with keep_derivatives, ws.derivatives[l] holds phi'(z^l) of hidden layer l.
+// Returns a pointer to the padded input.
+template <class T>
+const T* forward_rows(const MLPSpec& spec, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
+                      const T* x, std::int64_t rows, bool keep_derivatives, ForwardWorkspace<T>& ws) {
   const std::int64_t d = spec.input_dim();
   const std::int64_t padded = round_up(rows, kRowQuantum);
+  const std::size_t n_layers = spec.layers.size();
   const T* h = x;
   if (padded != rows) {
     ws.input.setZero(padded, d);
     std::copy(x, x + rows * d, ws.input.data());
     h = ws.input.data();
   }
-  RowMatrix<T>* out = &ws.a;
-  const std::int64_t n_layers = static_cast<std::int64_t>(spec.layers.size());
-  for (std::int64_t l = 0; l < n_layers; ++l) {
-    const DenseLayer& layer = spec.layers[static_cast<std::size_t>(l)];
-    out->resize(padded, layer.fan_out);
-    Eigen::Map<const RowMatrix<T>> hin(h, padded, layer.fan_in);
-    Eigen::Map<const RowMatrix<T>> w(draw.weights[static_cast<std::size_t>(l)].data(), layer.fan_in, layer.fan_out);
-    out->noalias() = hin * w;
-    const bool readout = l == n_layers - 1;
-    affine_activation(*out, rows, layer, layer.has_bias ? draw.biases[static_cast<std::size_t>(l)].data() : nullptr,
-                      readout ? nullptr : &spec.activation);
-    visit(l, out->data(), static_cast<std::int64_t>(out->cols()));
-    h = out->data();
-    out = (out == &ws.a) ? &ws.b : &ws.a;
+  const T* input = h;
+  ws.outputs.resize(n_layers);
+  ws.derivatives.resize(keep_derivatives ? n_layers - 1 : 0);
+  for (std::size_t l = 0; l < n_layers; ++l) {
+    const DenseLayer& layer = spec.layers[l];
+    const LayerScales& sc = scales[l];
+    RowMatrix<T>& z = ws.outputs[l];
+    z.resize(padded, layer.fan_out);
+    z.noalias() = Eigen::Map<const RowMatrix<T>>(h, padded, layer.fan_in) *
+                  Eigen::Map<const RowMatrix<T>>(net.weights[l], layer.fan_in, layer.fan_out);
+    const T forward = static_cast<T>(sc.forward), bias = static_cast<T>(sc.bias);
+    const T* beta = net.biases[l];
+    const bool hidden = l + 1 < n_layers;
+    const bool relu = spec.activation.kind == ActivationKind::relu && spec.activation.shift == 0.0 &&
+                      spec.activation.scale == 1.0;
+    T* dz = nullptr;
+    if (hidden && keep_derivatives) {
+      ws.derivatives[l].setZero(padded, layer.fan_out);
+      dz = ws.derivatives[l].data();
+    }
+    const std::int64_t cols = layer.fan_out;
+    for (std::int64_t i = 0; i < rows; ++i) {
+      T* row = z.data() + i * cols;
+      if (beta) {
+        for (std::int64_t j = 0; j < cols; ++j) row[j] = forward * row[j] + bias * beta[j];
+      } else {
+        for (std::int64_t j = 0; j < cols; ++j) row[j] = forward * row[j];
+      }
+      if (!hidden) continue;
+      if (dz) {
+        T* drow = dz + i * cols;
+        for (std::int64_t j = 0; j < cols; ++j) drow[j] = spec.activation.derivative(row[j]);
+      }
+      if (relu) {
+        for (std::int64_t j = 0; j < cols; ++j) row[j] = row[j] > T(0) ? row[j] : T(0);
+      } else {
+        for (std::int64_t j = 0; j < cols; ++j) row[j] = spec.activation(row[j]);
+      }
+    }
+    h = z.data();
   }
+  return input;
 }
 
 }  // namespace nnpk

@@ -156,4 +156,47 @@ inline void mirror_upper(double* K, std::int64_t n, int n_threads) {
   });
 }
 
+// One kernel's streaming sum: features of x1 (and x2) are gathered network by
+// network into panels holding a whole number of networks, and flushed into `sum`
+// when the next network does not fit.
+class PanelStream {
+ public:
+  PanelStream(std::int64_t n1, std::int64_t n2, bool symmetric, std::int64_t width, std::int64_t panel_cols,
+              double* sum)
+      : symmetric_(symmetric), width_(width), sum_(sum), ld_(n2) {
+    const std::int64_t kcap = std::max<std::int64_t>(1, panel_cols / width) * width;
+    first_ = Panel(n1, kcap);
+    if (!symmetric) second_ = Panel(n2, kcap);
+  }
+
+  // Makes room for one more network's features.
+  void reserve(const GramOptions& opt) {
+    if (!first_.fits(width_)) flush(opt);
+  }
+  Panel& panel(bool second) { return second ? second_ : first_; }
+  std::int64_t width() const { return width_; }
+  void commit() {
+    first_.commit(width_);
+    if (!symmetric_) second_.commit(width_);
+  }
+  // Flushes what is left and mirrors a symmetric sum.
+  void finish(const GramOptions& opt) {
+    flush(opt);
+    if (symmetric_) mirror_upper(sum_, first_.rows(), opt.n_threads);
+  }
+
+ private:
+  void flush(const GramOptions& opt) {
+    gram_accumulate(first_, symmetric_ ? first_ : second_, symmetric_, sum_, ld_, opt);
+    first_.clear();
+    if (!symmetric_) second_.clear();
+  }
+
+  bool symmetric_;
+  std::int64_t width_;
+  double* sum_;
+  std::int64_t ld_;
+  Panel first_, second_;
+};
+
 }  // namespace nnpk

@@ -11,6 +11,8 @@
 
 namespace nnpk {
 
+enum class Parameterization : int { ntk = 0, standard = 1 };
+
 struct DenseLayer {
   std::int64_t fan_in = 0;
   std::int64_t fan_out = 0;
@@ -23,10 +25,34 @@ struct DenseLayer {
   double weight_scale() const { return w_std / std::sqrt(static_cast<double>(fan_in)); }
 };
 
+// How one layer's parameters enter the forward pass and the tangent kernel:
+// z = forward * (h @ W) + bias * b for the parameters W, b the engine is given,
+// d z / d W_stored = input * h and (d z / d b_stored)^2 = bias_tangent.
+struct LayerScales {
+  double forward = 1.0, bias = 0.0, input = 1.0, bias_tangent = 0.0;
+};
+
 // Hidden layers 0..L-1 apply `activation`; layer L is the linear readout.
 struct MLPSpec {
   std::vector<DenseLayer> layers;
   Activation activation;
+  Parameterization parameterization = Parameterization::ntk;
+
+  // Scales for standard-normal draws (eps, beta), or, with stored = true, for
+  // the stored parameters of the parameterization (CONVENTIONS.md).
+  std::vector<LayerScales> scales(bool stored) const {
+    std::vector<LayerScales> out;
+    const bool ntk = parameterization == Parameterization::ntk;
+    for (const auto& l : layers) {
+      LayerScales s;
+      s.forward = (ntk || !stored) ? l.weight_scale() : 1.0;
+      s.bias = (ntk || !stored) ? l.b_std : 1.0;
+      s.input = ntk ? l.weight_scale() : 1.0;
+      s.bias_tangent = !l.has_bias ? 0.0 : (ntk ? l.b_std * l.b_std : 1.0);
+      out.push_back(s);
+    }
+    return out;
+  }
 
   std::int64_t n_hidden() const { return static_cast<std::int64_t>(layers.size()) - 1; }
   std::int64_t input_dim() const { return layers.front().fan_in; }

@@ -4,7 +4,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <vector>
 
 #include "nnpk/forward.hpp"
@@ -33,6 +32,25 @@ inline std::vector<std::int64_t> kernel_layers(const MLPSpec& spec, bool all_lay
   return layers;
 }
 
+// A row tile of x1 or x2 for the forward passes.
+template <class T>
+struct RowTile {
+  const T* x;
+  std::int64_t row0, rows;
+  bool second;
+};
+
+template <class T>
+std::vector<RowTile<T>> row_tiles(const T* x1, std::int64_t n1, const T* x2, std::int64_t n2, std::int64_t tile_rows) {
+  if (tile_rows <= 0 || tile_rows % kRowQuantum != 0)
+    throw std::invalid_argument("tile_rows must be a positive multiple of " + std::to_string(kRowQuantum));
+  std::vector<RowTile<T>> tiles;
+  for (std::int64_t r = 0; r < n1; r += tile_rows) tiles.push_back({x1, r, std::min(tile_rows, n1 - r), false});
+  if (x2)
+    for (std::int64_t r = 0; r < n2; r += tile_rows) tiles.push_back({x2, r, std::min(tile_rows, n2 - r), true});
+  return tiles;
+}
+
 // sums[k] (n1 x n2 row-major; n1 x n1 if x2 is null) += sum over networks of the
 // un-normalised Gram of kernel_layers(...)[k]. With x2 null only the upper
 // triangle is accumulated, then mirrored.
@@ -40,77 +58,45 @@ template <class T>
 void monte_carlo_accumulate(const MLPSpec& spec, const T* x1, std::int64_t n1, const T* x2, std::int64_t n2,
                             const MonteCarloOptions& opt, const std::vector<double*>& sums) {
   spec.validate();
-  if (opt.tile_rows <= 0 || opt.tile_rows % kRowQuantum != 0)
-    throw std::invalid_argument("tile_rows must be a positive multiple of " + std::to_string(kRowQuantum));
   const bool symmetric = x2 == nullptr;
   if (symmetric) n2 = n1;
   const std::vector<std::int64_t> layers = kernel_layers(spec, opt.all_layers);
   if (sums.size() != layers.size()) throw std::invalid_argument("one output sum per kernel is needed");
+  const std::vector<RowTile<T>> tiles = row_tiles(x1, n1, x2, n2, opt.tile_rows);
   const std::int64_t d = spec.input_dim();
+  const std::vector<LayerScales> scales = spec.scales(false);
 
-  // Panels: a whole number of networks' features per Gram update.
-  std::vector<Panel> p1, p2;
-  std::vector<std::int64_t> slot(spec.layers.size(), -1);
-  for (std::size_t k = 0; k < layers.size(); ++k) {
-    const std::int64_t width = spec.layers[static_cast<std::size_t>(layers[k])].fan_out;
-    const std::int64_t kcap = std::max<std::int64_t>(1, opt.panel_cols / width) * width;
-    p1.emplace_back(n1, kcap);
-    if (!symmetric) p2.emplace_back(n2, kcap);
-    slot[static_cast<std::size_t>(layers[k])] = static_cast<std::int64_t>(k);
-  }
+  std::vector<PanelStream> streams;
+  for (std::size_t k = 0; k < layers.size(); ++k)
+    streams.emplace_back(n1, n2, symmetric, spec.layers[static_cast<std::size_t>(layers[k])].fan_out,
+                         opt.panel_cols, sums[k]);
 
   GramOptions gopt;
   gopt.tile = opt.gram_tile;
   gopt.n_threads = opt.n_threads;
-  std::uint64_t done = opt.start;
-  if (opt.poll) gopt.poll = [&] { return opt.poll(done - opt.start); };
-  auto flush = [&](std::size_t k) {
-    Panel& a = p1[k];
-    gram_accumulate(a, symmetric ? a : p2[k], symmetric, sums[k], n2, gopt);
-    a.clear();
-    if (!symmetric) p2[k].clear();
-  };
-
-  struct RowTile {
-    const T* x;
-    std::int64_t row0, rows;
-    bool second;
-  };
-  std::vector<RowTile> tiles;
-  for (std::int64_t r = 0; r < n1; r += opt.tile_rows) tiles.push_back({x1, r, std::min(opt.tile_rows, n1 - r), false});
-  if (!symmetric)
-    for (std::int64_t r = 0; r < n2; r += opt.tile_rows) tiles.push_back({x2, r, std::min(opt.tile_rows, n2 - r), true});
+  std::uint64_t done = 0;
+  if (opt.poll) gopt.poll = [&] { return opt.poll(done); };
 
   NetworkDraw<T> draw(spec);
+  const NetworkView<T> net = draw.view();
   std::vector<ForwardWorkspace<T>> workspaces(static_cast<std::size_t>(std::max(1, opt.n_threads)));
   for (std::uint64_t m = opt.start; m < opt.stop; ++m) {
-    for (std::size_t k = 0; k < layers.size(); ++k) {
-      const std::int64_t width = spec.layers[static_cast<std::size_t>(layers[k])].fan_out;
-      if (!p1[k].fits(width)) flush(k);
-    }
+    for (auto& s : streams) s.reserve(gopt);
     draw.draw(spec, opt.seed, m, opt.n_threads);
     parallel_for(static_cast<std::int64_t>(tiles.size()), opt.n_threads, [&](std::int64_t t, int thread) {
-      const RowTile& tile = tiles[static_cast<std::size_t>(t)];
-      Panel* panels = tile.second ? p2.data() : p1.data();
-      forward_rows(spec, draw, tile.x + tile.row0 * d, tile.rows, workspaces[static_cast<std::size_t>(thread)],
-                   [&](std::int64_t layer, const T* features, std::int64_t ld) {
-                     const std::int64_t k = slot[static_cast<std::size_t>(layer)];
-                     if (k < 0) return;
-                     panels[k].write(tile.row0, tile.rows, spec.layers[static_cast<std::size_t>(layer)].fan_out,
-                                     features, ld);
-                   });
+      const RowTile<T>& tile = tiles[static_cast<std::size_t>(t)];
+      ForwardWorkspace<T>& ws = workspaces[static_cast<std::size_t>(thread)];
+      forward_rows(spec, scales, net, tile.x + tile.row0 * d, tile.rows, false, ws);
+      for (std::size_t k = 0; k < layers.size(); ++k) {
+        const RowMatrix<T>& h = ws.outputs[static_cast<std::size_t>(layers[k])];
+        streams[k].panel(tile.second).write(tile.row0, tile.rows, h.cols(), h.data(), h.cols());
+      }
     });
-    for (std::size_t k = 0; k < layers.size(); ++k) {
-      const std::int64_t width = spec.layers[static_cast<std::size_t>(layers[k])].fan_out;
-      p1[k].commit(width);
-      if (!symmetric) p2[k].commit(width);
-    }
+    for (auto& s : streams) s.commit();
     ++done;
-    if (opt.poll && opt.poll(done - opt.start)) throw Cancelled();
+    if (opt.poll && opt.poll(done)) throw Cancelled();
   }
-  for (std::size_t k = 0; k < layers.size(); ++k) flush(k);
-  if (symmetric)
-    for (double* s : sums) mirror_upper(s, n1, opt.n_threads);
+  for (auto& s : streams) s.finish(gopt);
 }
 
 }  // namespace nnpk
