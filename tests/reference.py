@@ -25,6 +25,72 @@ def activation(name, slope=0.01):
     }[name]
 
 
+def activation_derivative(name, slope=0.01):
+    """phi' in plain numpy/scipy (0 at the kinks)."""
+    return {
+        "relu": lambda z: (z > 0).astype(float),
+        "leaky_relu": lambda z: np.where(z > 0, 1.0, slope),
+        "abs": np.sign,
+        "erf": lambda z: 2 / math.sqrt(math.pi) * np.exp(-z * z),
+        "tanh": lambda z: 1 - np.tanh(z) ** 2,
+        "sigmoid": lambda z: special.expit(z) * (1 - special.expit(z)),
+        "gelu": lambda z: special.ndtr(z) + z * np.exp(-0.5 * z * z) / SQRT2PI,
+        "softplus": special.expit,
+        "sin": np.cos,
+        "identity": np.ones_like,
+        "relu_normalized": lambda z: (z > 0) / math.sqrt(0.5 - 1 / (2 * math.pi)),
+    }[name]
+
+
+def jacobian(arch, params, x):
+    """d f_c(x) / d theta for every stored parameter: (n, C, P), by explicit per-example backprop.
+
+    Parameters are ordered layer by layer, W (row-major) then b."""
+    phi = activation(arch.activation, arch.slope)
+    dphi = activation_derivative(arch.activation, arch.slope)
+    shift, scale = (0.0, 1.0)
+    if arch.normalize:
+        mu, var = gaussian_moments(phi)
+        shift, scale = mu, math.sqrt(var)
+    ntk = arch.parameterization == "ntk"
+    rows = []
+    for xi in np.asarray(x, dtype=np.float64):
+        hs, zs = [xi], []
+        for l, (W, b) in enumerate(params):
+            s = arch.w_stds[l] / math.sqrt(hs[-1].size) if ntk else 1.0
+            z = s * (hs[-1] @ W) + (0.0 if b is None else (arch.b_stds[l] if ntk else 1.0) * b)
+            zs.append(z)
+            hs.append((phi(z) - shift) / scale if l < len(params) - 1 else z)
+        per_logit = []
+        for c in range(arch.out):
+            g = np.zeros(arch.out)
+            g[c] = 1.0
+            grads = [None] * len(params)
+            for l in range(len(params) - 1, -1, -1):
+                W, b = params[l]
+                s = arch.w_stds[l] / math.sqrt(hs[l].size) if ntk else 1.0
+                gW = np.outer(s * hs[l], g)
+                gb = None if b is None else (arch.b_stds[l] if ntk else 1.0) * g
+                grads[l] = np.concatenate([gW.ravel()] + ([] if gb is None else [gb]))
+                if l > 0:
+                    g = (s * W @ g) * dphi(zs[l - 1]) / scale
+            per_logit.append(np.concatenate(grads))
+        rows.append(per_logit)
+    return np.array(rows)
+
+
+def parameter_slices(arch, params):
+    """(layer, part) -> slice of the flat parameter vector of `jacobian`."""
+    out, pos = {}, 0
+    for l, (W, b) in enumerate(params):
+        out[(l, "weights")] = slice(pos, pos + W.size)
+        pos += W.size
+        if b is not None:
+            out[(l, "biases")] = slice(pos, pos + b.size)
+            pos += b.size
+    return out
+
+
 def gaussian_moments(phi):
     """E[phi(g)], Var[phi(g)] for g ~ N(0,1) by adaptive quadrature."""
     dens = lambda z: math.exp(-0.5 * z * z) / SQRT2PI

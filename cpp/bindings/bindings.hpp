@@ -7,6 +7,10 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <tuple>
+#include <vector>
+
+#include "nnpk/parallel.hpp"
 
 namespace nnpk::bind {
 
@@ -15,6 +19,7 @@ namespace py = pybind11;
 void bind_arch(py::module_& m);
 void bind_sampling(py::module_& m);
 void bind_monte_carlo(py::module_& m);
+void bind_ntk(py::module_& m);
 
 // A poll for the engine: checks for Ctrl-C and reports progress to `progress`
 // (a Python callable taking the number of networks done, or None). A Python
@@ -44,6 +49,86 @@ inline std::pair<std::int64_t, std::int64_t> matrix_shape(const py::array& a, co
   if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-D");
   if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
   return {a.shape(0), a.shape(1)};
+}
+
+// x1 and optional x2 (null data when None), checked against each other and the input width.
+struct Points {
+  const void* x1 = nullptr;
+  const void* x2 = nullptr;
+  std::int64_t n1 = 0, n2 = 0;
+};
+
+inline Points check_points(const py::array& x1, const py::object& x2, std::int64_t input_dim) {
+  Points p;
+  std::int64_t d;
+  std::tie(p.n1, d) = matrix_shape(x1, "x1");
+  if (d != input_dim) throw py::value_error("x1 has a different feature count from the architecture");
+  p.x1 = x1.data();
+  p.n2 = p.n1;
+  if (!x2.is_none()) {
+    const py::array x2a = x2.cast<py::array>();
+    const auto shape2 = matrix_shape(x2a, "x2");
+    if (!x2a.dtype().is(x1.dtype())) throw py::type_error("x2 must have the dtype of x1");
+    if (shape2.second != d) throw py::value_error("x2 and x1 have different feature counts");
+    p.n2 = shape2.first;
+    p.x2 = x2a.data();
+  }
+  return p;
+}
+
+// Float64 outputs of one shape, zero-filled or copied from `initial` (a list of arrays or None).
+inline std::vector<py::array_t<double>> make_outputs(std::size_t count, const std::vector<py::ssize_t>& shape,
+                                                     const py::object& initial) {
+  std::vector<py::array_t<double, py::array::c_style>> starts;
+  if (!initial.is_none()) {
+    for (const py::handle& h : initial.cast<py::list>()) starts.push_back(h.cast<py::array_t<double, py::array::c_style>>());
+    if (starts.size() != count) throw py::value_error("initial needs one partial sum per output");
+    for (const auto& s : starts)
+      if (std::vector<py::ssize_t>(s.shape(), s.shape() + s.ndim()) != shape)
+        throw py::value_error("initial partial sums must have the output's shape");
+  }
+  std::vector<py::array_t<double>> outs;
+  for (std::size_t k = 0; k < count; ++k) {
+    outs.emplace_back(shape);
+    double* p = outs.back().mutable_data();
+    const py::ssize_t size = outs.back().size();
+    if (starts.empty()) {
+      std::fill(p, p + size, 0.0);
+    } else {
+      std::copy(starts[k].data(), starts[k].data() + size, p);
+    }
+  }
+  return outs;
+}
+
+inline std::vector<double*> data_pointers(std::vector<py::array_t<double>>& outs) {
+  std::vector<double*> ptrs;
+  for (auto& o : outs) ptrs.push_back(o.mutable_data());
+  return ptrs;
+}
+
+inline py::list as_list(const std::vector<py::array_t<double>>& outs) {
+  py::list result;
+  for (const auto& o : outs) result.append(o);
+  return result;
+}
+
+// Runs engine(poll) without the GIL. Ctrl-C or an error raised by `progress`
+// stops the engine and is re-raised here.
+template <class Engine>
+void run_without_gil(const py::object& progress, Engine&& engine) {
+  std::optional<py::error_already_set> pending;
+  auto poll = make_poll(progress, pending);
+  try {
+    // Safe without the GIL: engines read their inputs and write only the output
+    // arrays made by the caller; Python is entered only through `poll`, which
+    // takes the GIL.
+    py::gil_scoped_release release;
+    engine(poll);
+  } catch (const Cancelled&) {
+    if (pending) throw std::move(*pending);
+    throw;
+  }
 }
 
 }  // namespace nnpk::bind

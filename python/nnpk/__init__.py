@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from ._arch import ACTIVATIONS, MLP
+from ._empirical import empirical
 from ._monte_carlo import monte_carlo
 from ._params import sample_params
 from ._threads import physical_cores
@@ -17,6 +18,7 @@ __all__ = [
     "ACTIVATIONS",
     "MLP",
     "__version__",
+    "empirical",
     "has_openmp",
     "monte_carlo",
     "physical_cores",

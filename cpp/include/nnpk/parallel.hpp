@@ -2,6 +2,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -57,6 +59,32 @@ class ExceptionSlot {
   std::mutex mutex_;
   std::exception_ptr error_;
   std::atomic<bool> failed_{false};
+};
+
+// Lets thread 0 call `poll` at most every `period` from inside a parallel loop;
+// once it returns true, stop() is true for every thread.
+class ThrottledPoll {
+ public:
+  explicit ThrottledPoll(std::function<bool()> poll, std::chrono::milliseconds period = std::chrono::milliseconds(200))
+      : poll_(std::move(poll)), period_(period), last_(std::chrono::steady_clock::now()) {}
+
+  bool stop(int thread) {
+    if (thread == 0 && poll_ && !stop_.load(std::memory_order_relaxed)) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_ > period_) {
+        last_ = now;
+        if (poll_()) stop_.store(true);
+      }
+    }
+    return stop_.load(std::memory_order_relaxed);
+  }
+  bool stopped() const { return stop_.load(); }
+
+ private:
+  std::function<bool()> poll_;
+  std::chrono::milliseconds period_;
+  std::chrono::steady_clock::time_point last_;
+  std::atomic<bool> stop_{false};
 };
 
 // Runs body(item, thread) for item in [0, n_items) on up to n_threads threads,

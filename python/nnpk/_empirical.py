@@ -1,0 +1,49 @@
+"""Kernels of one network with given parameters."""
+
+from __future__ import annotations
+
+from . import _core
+from ._monte_carlo import _DEFAULT_NTK_TILE, _DEFAULT_TILE_ROWS, _prepare
+from ._tangent import check_params, feature_bytes, parse_get, parse_wrt, shape_results
+from ._threads import resolve_n_threads
+from ._validate import check_memory
+
+__all__ = ["empirical"]
+
+
+def empirical(x1, x2=None, *, arch, params, get="ntk", wrt="all", per_layer: bool = False, per_logit: bool = False,
+              dtype="float64", n_threads=None):
+    """The empirical NTK (and/or NNGP) of one network with the given parameters.
+
+    Parameters
+    ----------
+    x1, x2 : (n1, d), (n2, d) arrays
+    arch : nnpk.MLP
+        The architecture the parameters belong to (its parameterization says
+        how they are stored and which derivative the NTK takes).
+    params : list of (W, b)
+        In the layout of ``nnpk.sample_params``: W of shape (n_in, n_out), b of
+        shape (n_out,) or None where the layer has no bias; for instance a
+        trained network's weights converted from another framework.
+    get, wrt, per_layer, per_logit, dtype, n_threads
+        As in ``nnpk.monte_carlo``; "nngp" here is ``f(x1) . f(x2) / C``.
+
+    Returns
+    -------
+    As ``nnpk.monte_carlo`` for one network.
+    """
+    arch, a1, a2 = _prepare(x1, x2, arch, dtype)
+    checked = check_params(params, arch, a1.shape[1], a1.dtype)
+    names, as_dict = parse_get(get)
+    weights, biases = parse_wrt(wrt, arch)
+    threads = resolve_n_threads(n_threads)
+    n1, d = a1.shape
+    n2 = n1 if a2 is None else a2.shape[0]
+    n_out = ("nngp" in names) + (sum(weights) + sum(biases) if per_layer else 1)
+    per_entry = arch.out**2 if per_logit else 1
+    features = feature_bytes(arch, d, n1 + (0 if a2 is None else n2), weights, a1.itemsize, per_logit)
+    check_memory(8 * n1 * n2 * per_entry * n_out + features, f"the kernels ({n_out} x {n1} x {n2} float64)")
+    sums = _core.empirical_sums(a1, a2, arch._spec(d), checked, weights, biases, "nngp" in names, per_layer,
+                                per_logit, threads, _DEFAULT_TILE_ROWS, _DEFAULT_NTK_TILE)
+    return shape_results(sums, names, as_dict, n_networks=1, arch=arch, weights=weights, biases=biases,
+                         per_layer=per_layer, per_logit=per_logit)

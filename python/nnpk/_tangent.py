@@ -1,0 +1,136 @@
+"""What a tangent-kernel request asks for, and how its results are shaped."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ._arch import MLP
+
+__all__ = ["parse_get", "parse_wrt", "tangent_flags", "shape_results", "check_params", "feature_bytes"]
+
+KERNELS = ("nngp", "ntk")
+WRT = ("all", "weights", "biases", "readout")
+
+
+def parse_get(get) -> Tuple[Tuple[str, ...], bool]:
+    """(kernel names, whether a dict is returned)."""
+    if isinstance(get, str):
+        names, as_dict = (get,), False
+    elif isinstance(get, (tuple, list)) and get:
+        names, as_dict = tuple(get), True
+    else:
+        raise ValueError(f"get must be 'nngp', 'ntk' or a tuple of them, got {get!r}")
+    for name in names:
+        if name not in KERNELS:
+            raise ValueError(f"get must be 'nngp', 'ntk' or a tuple of them, got {get!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"get names a kernel twice: {get!r}")
+    return names, as_dict
+
+
+def parse_wrt(wrt, arch: MLP) -> Tuple[List[bool], List[bool]]:
+    """Per-layer flags (weights included, biases included) for `wrt`.
+
+    wrt: "all", "weights", "biases", "readout", or a sequence of layer indices
+    (0 .. n_layers - 1, negative counting from the readout) whose weights and
+    biases are included."""
+    n = arch.n_layers
+    has_bias = [b is not None for b in arch.b_stds]
+    if isinstance(wrt, str):
+        if wrt not in WRT:
+            raise ValueError(f"wrt must be one of {', '.join(WRT)} or a list of layer indices, got {wrt!r}")
+        if wrt == "biases" and not any(has_bias):
+            raise ValueError("wrt='biases' but the architecture has no biases (b_std=None)")
+        weights = [wrt in ("all", "weights") or (wrt == "readout" and l == n - 1) for l in range(n)]
+        biases = [has_bias[l] and (wrt in ("all", "biases") or (wrt == "readout" and l == n - 1)) for l in range(n)]
+        return weights, biases
+    if not isinstance(wrt, (list, tuple, np.ndarray)) or len(wrt) == 0:
+        raise ValueError(f"wrt must be one of {', '.join(WRT)} or a non-empty list of layer indices, got {wrt!r}")
+    chosen = set()
+    for l in wrt:
+        if isinstance(l, bool) or not isinstance(l, (numbers.Integral, np.integer)):
+            raise TypeError(f"wrt layer indices must be integers, got {l!r}")
+        if not -n <= l < n:
+            raise ValueError(f"wrt layer index {l} is out of range for {n} layers")
+        chosen.add(int(l) % n)
+    return [l in chosen for l in range(n)], [l in chosen and has_bias[l] for l in range(n)]
+
+
+def feature_bytes(arch: MLP, d: int, n: int, weights: Sequence[bool], itemsize: int, per_logit: bool) -> int:
+    """Bytes of one network's stored layer inputs and output gradients for n points."""
+    widths = arch.widths(d)
+    n_pad = -(-n // 96) * 96
+    total = 0
+    L = arch.n_layers - 1
+    for l in range(arch.n_layers):
+        if weights[l]:
+            total += widths[l]
+        if l < L:
+            total += widths[l + 1] * (1 if (l == L - 1 and not per_logit) else arch.out)
+    return n_pad * total * itemsize
+
+
+def shape_results(sums: List[np.ndarray], names, as_dict: bool, *, n_networks: int, arch: MLP,
+                  weights: Sequence[bool], biases: Sequence[bool], per_layer: bool, per_logit: bool):
+    """Normalise raw sums (nngp first if asked, then tangent outputs) and arrange them."""
+    out: Dict[str, object] = {}
+    rest = list(sums)
+    if "nngp" in names:
+        k = rest.pop(0)
+        k /= n_networks * arch.out
+        out["nngp"] = k
+    if "ntk" in names:
+        scale = n_networks * (1 if per_logit else arch.out)
+        for k in rest:
+            k /= scale
+        if per_layer:
+            by_layer: Dict[str, List[Optional[np.ndarray]]] = {"weights": [None] * arch.n_layers,
+                                                                "biases": [None] * arch.n_layers}
+            it = iter(rest)
+            for l in range(arch.n_layers):
+                if weights[l]:
+                    by_layer["weights"][l] = next(it)
+                if biases[l]:
+                    by_layer["biases"][l] = next(it)
+            total = np.zeros_like(rest[0])
+            for k in rest:
+                total += k
+            out["ntk"] = {"total": total, **by_layer}
+        else:
+            out["ntk"] = rest[0]
+    return out if as_dict else out[names[0]]
+
+
+def check_params(params, arch: MLP, d: int, dtype) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    """User parameters in the layout of sample_params, converted to `dtype`."""
+    if not isinstance(params, (list, tuple)):
+        raise TypeError(f"params must be a list of (W, b) pairs, one per layer, got {type(params).__name__}")
+    widths = arch.widths(d)
+    if len(params) != arch.n_layers:
+        raise ValueError(f"params has {len(params)} layers; arch has {arch.n_layers} (hidden layers and the readout)")
+    out = []
+    for l, pair in enumerate(params):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError(f"params[{l}] must be a (W, b) pair")
+        W, b = pair
+        want = (widths[l], widths[l + 1])
+        W = np.asarray(W)
+        if W.shape != want:
+            raise ValueError(f"params[{l}] W has shape {W.shape}; arch expects {want} (layer {l}: {want[0]} -> {want[1]})")
+        has_bias = arch.b_stds[l] is not None
+        if has_bias and b is None:
+            raise ValueError(f"params[{l}] has no bias but arch layer {l} has one (b_std={arch.b_stds[l]})")
+        if not has_bias and b is not None:
+            raise ValueError(f"params[{l}] has a bias but arch layer {l} has none (b_std=None)")
+        if b is not None:
+            b = np.asarray(b)
+            if b.shape != (want[1],):
+                raise ValueError(f"params[{l}] b has shape {b.shape}; arch expects ({want[1]},)")
+        for name, a in (("W", W), ("b", b)):
+            if a is not None and (a.dtype.kind not in "biuf" or not np.isfinite(a).all()):
+                raise ValueError(f"params[{l}] {name} must hold finite real numbers")
+        out.append((np.ascontiguousarray(W, dtype=dtype), None if b is None else np.ascontiguousarray(b, dtype=dtype)))
+    return out
