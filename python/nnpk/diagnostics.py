@@ -11,8 +11,8 @@ import scipy.linalg
 
 from ._kernel_checks import as_kernel, as_targets
 from ._monte_carlo import monte_carlo
-from ._params import SEED_MAX
-from ._validate import as_points, check_int, check_memory
+from ._params import SEED_MAX, _check_arch
+from ._validate import as_points, check_int, check_memory, compute_dtype
 
 __all__ = ["KernelSpectrum", "kernel_target_alignment", "monte_carlo_standard_error", "spectrum"]
 
@@ -164,6 +164,8 @@ def monte_carlo_standard_error(x1, x2=None, *, arch, n_networks: int, n_batches:
     estimate : (n1, n2) float64
     standard_error : (n1, n2) float64
     """
+    arch = _check_arch(arch)
+    compute_dtype(dtype)
     a1 = as_points(x1, "x1", np.float64)
     a2 = None if x2 is None else as_points(x2, "x2", np.float64, n_features=a1.shape[1], other="x1")
     n_batches = check_int(n_batches, "n_batches", minimum=2)
