@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import scipy.linalg
@@ -81,12 +81,18 @@ class RidgePath:
         Symmetric training kernel.
     y : (n,) or (n, k) array
         Targets.
+
+    Attributes
+    ----------
+    eigenvalues : (n,) array
+        ``s``, ascending.
+    eigenvectors : (n, n) array
+        ``Q``, one eigenvector per column.
     """
 
     def __init__(self, k_train, y):
         k, targets, self._was_1d = _train_kernel(k_train, y)
         self.eigenvalues, self.eigenvectors = scipy.linalg.eigh(k, check_finite=False)
-        self._targets = targets
         self._projected_targets = self.eigenvectors.T @ targets  # (n, k)
 
     @cached_property
@@ -133,14 +139,14 @@ class RidgePath:
             raise ValueError(f"criterion must be 'loo' or 'gcv', got {criterion!r}")
         ridges = as_ridges(candidates, "candidates", positive=criterion == "gcv")
         errors = self.loo_error(ridges) if criterion == "loo" else self.gcv_error(ridges)
-        best = np.flatnonzero(errors == np.nanmin(errors))
+        best = np.flatnonzero(errors == errors.min())
         return float(ridges[best[np.argmax(ridges[best])]]), errors
 
 
-def _solve(k: np.ndarray, targets: np.ndarray, ridge) -> np.ndarray:
+def _solve(k: np.ndarray, targets: np.ndarray, ridge, name: str = "k_train") -> np.ndarray:
     """(k + ridge I)^-1 targets for validated arrays; one Cholesky, or one eigendecomposition for many ridges."""
     if np.ndim(ridge) == 0:
-        factor = _cholesky(k, check_ridge(ridge), "k_train")
+        factor = _cholesky(k, check_ridge(ridge), name)
         return scipy.linalg.cho_solve(factor, targets, check_finite=False)
     ridges = as_ridges(ridge, "ridge")
     path = RidgePath(k, targets)
@@ -238,8 +244,7 @@ def linearized_prediction(theta_train, theta_test_train, f0_train, f0_test, y, r
     for name, outputs in (("f0_train", f0_tr), ("f0_test", f0_te)):
         if outputs.shape[1] != targets.shape[1]:
             raise ValueError(f"{name} has {outputs.shape[1]} outputs, y has {targets.shape[1]}")
-    factor = _cholesky(theta, check_ridge(ridge), "theta_train")
-    correction = theta_test @ scipy.linalg.cho_solve(factor, targets - f0_tr, check_finite=False)
+    correction = theta_test @ _solve(theta, targets - f0_tr, check_ridge(ridge), "theta_train")
     return _shaped(f0_te + correction, was_1d)
 
 

@@ -226,4 +226,5 @@ class NNPKClassifier(ClassifierMixin, _NNPKBase):
 
     def predict(self, X):
         """The class with the largest score."""
-        return self.classes_[np.argmax(self._decision_scores(X), axis=1)]
+        scores = self._decision_scores(X)
+        return self.classes_[np.argmax(scores, axis=1)]
