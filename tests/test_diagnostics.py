@@ -97,6 +97,23 @@ def test_standard_error_in_row_blocks_equals_whole_kernel(points):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
 
 
+def test_standard_error_of_a_large_kernel_works_in_row_blocks_of_an_eighth(points, monkeypatch):
+    """Past the whole-kernel size limit, no batch kernel larger than an eighth of the result is made."""
+    rows_per_call = []
+
+    def recording_monte_carlo(x1, x2=None, **kwargs):
+        rows_per_call.append((len(x1), x2 is None))
+        return nnpk.monte_carlo(x1, x2, **kwargs)
+
+    monkeypatch.setattr(nnpk.diagnostics, "monte_carlo", recording_monte_carlo)
+    monkeypatch.setattr(nnpk.diagnostics, "_WHOLE_KERNEL_BYTES", 8 * 30 * 30 - 1)
+    blocked = nnpk.monte_carlo_standard_error(points, arch=ARCH, n_networks=4, seed=2)
+    assert rows_per_call == ([(4, False)] * 7 + [(2, False)]) * 2
+    monkeypatch.undo()
+    for a, b in zip(nnpk.monte_carlo_standard_error(points, arch=ARCH, n_networks=4, seed=2), blocked):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+
+
 def test_standard_error_predicts_the_spread_of_independent_estimates(points):
     """Independent estimates differ by about sqrt(se_a^2 + se_b^2): the squared gap over the predicted
     variance is 1 on average. The entries of one kernel are strongly correlated, so average over pairs."""

@@ -137,10 +137,11 @@ def monte_carlo_standard_error(x1, x2=None, *, arch, n_networks: int, n_batches:
     (Welford's update), not by storing the batches. Both need all B batches to
     be equally large, hence ``n_networks % n_batches == 0``.
 
-    Memory: the two returned arrays, plus one batch kernel while it is added.
-    Above 64 MiB per kernel each batch is computed in row blocks of x1 (at most
-    an eighth of the kernel), so the peak stays near twice the kernel; a block of
-    a symmetric kernel (x2 None) then costs the whole rectangle, not a triangle.
+    Memory: the two returned arrays, plus one batch kernel while it is added
+    (updated in place, no other temporary). Above 64 MiB per kernel each batch
+    is computed in row blocks of x1 (at most an eighth of the kernel), so the
+    peak stays within 2.125 kernels; a block of a symmetric kernel (x2 None)
+    then costs the whole rectangle, not a triangle.
 
     Parameters
     ----------
@@ -180,20 +181,22 @@ def monte_carlo_standard_error(x1, x2=None, *, arch, n_networks: int, n_batches:
         block_rows = n1 if kernel_bytes <= _WHOLE_KERNEL_BYTES else -(-n1 // _ROW_BLOCKS)
     block_rows = check_int(block_rows, "block_rows", minimum=1)
     check_memory(2 * kernel_bytes, f"the estimate and its standard error (2 x {n1} x {n2} float64)")
+    # A symmetric kernel computed whole needs only one triangle.
+    other_points = None if a2 is None and block_rows >= n1 else (a1 if a2 is None else a2)
     estimate = np.zeros((n1, n2))
     sum_sq_deviation = np.zeros((n1, n2))
     for batch in range(n_batches):
         for start in range(0, n1, block_rows):
             rows = slice(start, start + block_rows)
-            whole_symmetric = a2 is None and block_rows >= n1
-            deviation = monte_carlo(a1[rows], None if whole_symmetric else (a1 if a2 is None else a2), arch=arch,
-                                    n_networks=n_networks // n_batches, seed=seed + batch, get=get, dtype=dtype,
-                                    n_threads=n_threads)
-            deviation -= estimate[rows]
-            estimate[rows] += deviation / (batch + 1)
-            # Welford: the squared deviation from the old mean, times b / (b + 1), adds to sum (K_b - mean)^2.
-            deviation *= deviation
-            deviation *= batch / (batch + 1)
-            sum_sq_deviation[rows] += deviation
+            step = monte_carlo(a1[rows], other_points, arch=arch, n_networks=n_networks // n_batches,
+                               seed=seed + batch, get=get, dtype=dtype, n_threads=n_threads)
+            # Welford's update in place: with d = K_b - mean, the mean moves by d / (b + 1) and the
+            # sum of squared deviations grows by d^2 b / (b + 1) = (d / (b + 1))^2 b (b + 1).
+            step -= estimate[rows]
+            step /= batch + 1
+            estimate[rows] += step
+            step *= step
+            step *= batch * (batch + 1)
+            sum_sq_deviation[rows] += step
     sum_sq_deviation /= n_batches * (n_batches - 1)
     return estimate, np.sqrt(sum_sq_deviation, out=sum_sq_deviation)
