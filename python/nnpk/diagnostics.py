@@ -112,7 +112,7 @@ def kernel_target_alignment(kernel, targets, *, centered: bool = False) -> float
     k = as_kernel(kernel, "kernel", symmetric=True)
     n = k.shape[0]
     y, _ = as_targets(targets, "targets", n, f"kernel has {n} points")
-    kernel_norm_sq = float(np.sum(k * k))
+    kernel_norm_sq = float(np.vdot(k, k))  # no n x n temporary
     if centered:
         y = y - y.mean(axis=0)
         row_sums = k.sum(axis=1)

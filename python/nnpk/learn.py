@@ -10,7 +10,6 @@ added to the diagonal as it is: ``(k_train + ridge * I)^-1 y``.
 from __future__ import annotations
 
 import math
-from functools import cached_property
 from typing import Tuple
 
 import numpy as np
@@ -95,10 +94,6 @@ class RidgePath:
         self.eigenvalues, self.eigenvectors = scipy.linalg.eigh(k, check_finite=False)
         self._projected_targets = self.eigenvectors.T @ targets  # (n, k)
 
-    @cached_property
-    def _squared_eigenvectors(self) -> np.ndarray:
-        return self.eigenvectors * self.eigenvectors
-
     def _inverse_eigenvalues(self, ridge: float) -> np.ndarray:
         shifted = self.eigenvalues + ridge
         if shifted[0] <= 0:
@@ -115,7 +110,9 @@ class RidgePath:
     def loo_residuals(self, ridge: float) -> np.ndarray:
         """Leave-one-out residuals ``y_i - f_{-i}(x_i)``, shaped like y."""
         ridge = check_ridge(ridge)
-        inverse_diagonal = self._squared_eigenvectors @ self._inverse_eigenvalues(ridge)
+        # diag(G^-1)_i = sum_j Q_ij^2 / (s_j + ridge), in one pass without an n x n temporary.
+        q = self.eigenvectors
+        inverse_diagonal = np.einsum("ij,j,ij->i", q, self._inverse_eigenvalues(ridge), q)
         return _shaped(self._coefficients(ridge) / inverse_diagonal[:, None], self._was_1d)
 
     def loo_error(self, ridges) -> np.ndarray:
