@@ -8,6 +8,8 @@ from ._monte_carlo import monte_carlo
 from ._params import sample_params
 from ._threads import physical_cores
 from ._core import has_openmp
+from .diagnostics import KernelSpectrum, kernel_target_alignment, monte_carlo_standard_error, spectrum
+from .learn import RidgePath, gp_posterior, initial_outputs, kernel_ridge, linearized_prediction, ridge_coefficients
 
 try:
     __version__ = version("nnpk")
@@ -16,11 +18,30 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "ACTIVATIONS",
+    "KernelSpectrum",
     "MLP",
+    "RidgePath",
     "__version__",
     "empirical",
+    "gp_posterior",
     "has_openmp",
+    "initial_outputs",
+    "kernel_ridge",
+    "kernel_target_alignment",
+    "linearized_prediction",
     "monte_carlo",
+    "monte_carlo_standard_error",
     "physical_cores",
+    "ridge_coefficients",
     "sample_params",
+    "spectrum",
 ]
+
+
+def __getattr__(name):
+    # nnpk.sklearn imports scikit-learn, which takes a while: load it on first use.
+    if name == "sklearn":
+        import importlib
+
+        return importlib.import_module(".sklearn", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
