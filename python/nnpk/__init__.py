@@ -10,6 +10,7 @@ from ._threads import physical_cores
 from ._core import has_openmp
 from .diagnostics import KernelSpectrum, kernel_target_alignment, monte_carlo_standard_error, spectrum
 from .learn import RidgePath, gp_posterior, initial_outputs, kernel_ridge, linearized_prediction, ridge_coefficients
+from .store import KernelStore, compute_to_store, open_store
 
 try:
     __version__ = version("nnpk")
@@ -19,9 +20,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "ACTIVATIONS",
     "KernelSpectrum",
+    "KernelStore",
     "MLP",
     "RidgePath",
     "__version__",
+    "compute_to_store",
     "empirical",
     "gp_posterior",
     "has_openmp",
@@ -31,6 +34,7 @@ __all__ = [
     "linearized_prediction",
     "monte_carlo",
     "monte_carlo_standard_error",
+    "open_store",
     "physical_cores",
     "ridge_coefficients",
     "sample_params",

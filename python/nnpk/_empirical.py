@@ -6,7 +6,7 @@ from . import _core
 from ._monte_carlo import _DEFAULT_NTK_TILE, _DEFAULT_TILE_ROWS, _prepare
 from ._tangent import check_params, feature_bytes, parse_get, parse_wrt, shape_results
 from ._threads import resolve_n_threads
-from ._validate import check_memory
+from ._validate import ROW_BLOCK_ADVICE, check_memory
 
 __all__ = ["empirical"]
 
@@ -42,7 +42,8 @@ def empirical(x1, x2=None, *, arch, params, get="ntk", wrt="all", per_layer: boo
     n_out = ("nngp" in names) + (sum(weights) + sum(biases) if per_layer else 1)
     per_entry = arch.out**2 if per_logit else 1
     features = feature_bytes(arch, d, n1 + (0 if a2 is None else n2), weights, a1.itemsize, per_logit)
-    check_memory(8 * n1 * n2 * per_entry * n_out + features, f"the kernels ({n_out} x {n1} x {n2} float64)")
+    check_memory(8 * n1 * n2 * per_entry * n_out + features, f"the kernels ({n_out} x {n1} x {n2} float64)",
+                 ROW_BLOCK_ADVICE)
     sums = _core.empirical_sums(a1, a2, arch._spec(d), checked, weights, biases, "nngp" in names, per_layer,
                                 per_logit, threads, _DEFAULT_TILE_ROWS, _DEFAULT_NTK_TILE)
     return shape_results(sums, names, as_dict, n_networks=1, arch=arch, weights=weights, biases=biases,

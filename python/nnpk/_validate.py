@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 
-__all__ = ["as_points", "check_int", "check_memory", "compute_dtype", "available_memory"]
+__all__ = ["as_points", "check_int", "check_memory", "compute_dtype", "available_memory", "STORE_ADVICE",
+           "ROW_BLOCK_ADVICE"]
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -100,10 +101,15 @@ def available_memory() -> int | None:
     return min(candidates) if candidates else None
 
 
-def check_memory(n_bytes: int, what: str) -> None:
+STORE_ADVICE = ("compute it tile by tile into an on-disk store instead: nnpk.compute_to_store(path, x1, x2, ...) "
+                "or the batch command `nnpk compute JOB.toml`")
+ROW_BLOCK_ADVICE = "compute it in row blocks of x1 against x2, or on fewer points"
+
+
+def check_memory(n_bytes: int, what: str, advice: str = STORE_ADVICE) -> None:
+    """MemoryError (saying what to do instead) when `n_bytes` exceed the available memory."""
     available = available_memory()
     if available is not None and n_bytes > available:
         raise MemoryError(
-            f"{what} needs {n_bytes / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB is available; "
-            "compute it in row blocks of x1 against x2, or on fewer points"
+            f"{what} needs {n_bytes / 2**30:.2f} GiB but only {available / 2**30:.2f} GiB is available; {advice}"
         )

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import __version__
 from ._arch import ACTIVATIONS, MLP
+from ._batch_cli import register as register_batch
 from ._monte_carlo import monte_carlo
 from ._threads import resolve_n_threads
 
@@ -50,6 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--activation", choices=ACTIVATIONS, default="relu")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=demo)
+    register_batch(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

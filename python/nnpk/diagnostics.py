@@ -12,7 +12,7 @@ import scipy.linalg
 from ._kernel_checks import as_kernel, as_targets
 from ._monte_carlo import monte_carlo
 from ._params import SEED_MAX, _check_arch
-from ._validate import as_points, check_int, check_memory, compute_dtype
+from ._validate import ROW_BLOCK_ADVICE, as_points, check_int, check_memory, compute_dtype
 
 __all__ = ["KernelSpectrum", "kernel_target_alignment", "monte_carlo_standard_error", "spectrum"]
 
@@ -180,7 +180,8 @@ def monte_carlo_standard_error(x1, x2=None, *, arch, n_networks: int, n_batches:
     if block_rows is None:
         block_rows = n1 if kernel_bytes <= _WHOLE_KERNEL_BYTES else -(-n1 // _ROW_BLOCKS)
     block_rows = check_int(block_rows, "block_rows", minimum=1)
-    check_memory(2 * kernel_bytes, f"the estimate and its standard error (2 x {n1} x {n2} float64)")
+    check_memory(2 * kernel_bytes, f"the estimate and its standard error (2 x {n1} x {n2} float64)",
+                 ROW_BLOCK_ADVICE)
     # A symmetric kernel computed whole needs only one triangle.
     other_points = None if a2 is None and block_rows >= n1 else (a1 if a2 is None else a2)
     estimate = np.zeros((n1, n2))

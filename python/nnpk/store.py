@@ -1,0 +1,647 @@
+"""Kernels of any size, tile by tile, into a resumable on-disk store.
+
+A store is a directory::
+
+    STORE/kernel.zarr/        Zarr v3 group; its attribute "nnpk" is the spec
+        kernel                (n1, n2) float64, one chunk per tile, crc32c-checked
+        x1, x2                the inputs in the forward-pass dtype (x2 only if given)
+    STORE/partial/I-J.npz     a long tile's float64 partial sum and its network count
+    STORE/tiles/I-J.json      when and how fast each finished tile was computed
+    STORE/run.json            the last run's executor and worker count
+
+Tile (I, J) is the block ``K[I*T:(I+1)*T, J*T:(J+1)*T]``; a symmetric kernel stores
+the tiles with I <= J only. Every tile is a pure function of the spec and the inputs
+(network m is drawn from (seed, m), each entry is one float64 chain over the networks
+in order), so any worker on any machine writes the same bits as the in-memory call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+import warnings
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from . import _core
+from ._arch import MLP
+from ._monte_carlo import _kernel_sums, _prepare, _tangent_sums
+from ._params import SEED_MAX
+from ._tangent import feature_bytes, parse_wrt, shape_results
+from ._threads import resolve_n_threads
+from ._validate import check_int, check_memory, compute_dtype
+
+__all__ = [
+    "DEFAULT_CHECKPOINT_SECONDS",
+    "DEFAULT_TILE_SIZE",
+    "KERNELS",
+    "CorruptTileError",
+    "IncompleteStoreError",
+    "KernelStore",
+    "StoreMismatchError",
+    "compute_tile",
+    "compute_to_store",
+    "open_store",
+]
+
+KERNELS = ("nngp", "ntk")
+EXECUTORS = ("threads", "dask", "mpi")
+DEFAULT_TILE_SIZE = 48 * _core.ROW_QUANTUM  # 4608: a 170 MB float64 tile
+DEFAULT_CHECKPOINT_SECONDS = 300.0
+_FORMAT = 1
+_ZARR = "kernel.zarr"
+_PARTIAL = "partial"
+_TILES = "tiles"
+_RUN = "run.json"
+
+Tile = Tuple[int, int]
+
+
+class StoreMismatchError(ValueError):
+    """The store was made for another kernel or other inputs: it cannot be resumed."""
+
+
+class CorruptTileError(ValueError):
+    """A stored tile fails its checksum."""
+
+
+class IncompleteStoreError(RuntimeError):
+    """Tiles are missing: run the computation again to finish them."""
+
+
+def _zarr():
+    try:
+        import zarr
+    except ImportError:
+        raise ImportError("nnpk's on-disk store needs zarr>=3: pip install 'nnpk[store]'") from None
+    return zarr
+
+
+# ----------------------------------------------------------------------------- spec
+
+
+def _arch_spec(arch: MLP) -> dict:
+    # Per-layer stds as floats: MLP(W_std=1) and MLP(W_std=[1.0, 1.0]) are the same network.
+    return {
+        "hidden": list(arch.hidden),
+        "out": arch.out,
+        "activation": arch.activation,
+        "W_std": list(arch.w_stds),
+        "b_std": list(arch.b_stds),
+        "parameterization": arch.parameterization,
+        "normalize": bool(arch.normalize),
+        "slope": arch.slope,
+    }
+
+
+def _points_spec(a: np.ndarray) -> dict:
+    """SHA-256 over dtype, shape and bytes of the forward-pass inputs."""
+    digest = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    digest.update(memoryview(a).cast("B"))
+    return {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": digest.hexdigest()}
+
+
+def _check_tile_size(tile_size) -> int:
+    tile_size = check_int(tile_size, "tile_size", minimum=1)
+    if tile_size % _core.ROW_QUANTUM:
+        raise ValueError(f"tile_size must be a multiple of {_core.ROW_QUANTUM}, got {tile_size} "
+                         f"(e.g. {max(1, round(tile_size / _core.ROW_QUANTUM)) * _core.ROW_QUANTUM})")
+    return tile_size
+
+
+def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, wrt, dtype, tile_size):
+    """(spec, a1, a2): the validated request and its inputs in the forward-pass dtype."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+    arch, a1, a2 = _prepare(x1, x2, arch, dtype)
+    if n_networks is None:
+        raise TypeError(f"kernel={kernel!r} needs n_networks")
+    n_networks = check_int(n_networks, "n_networks", minimum=1)
+    seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
+    weights, biases = parse_wrt(wrt, arch)
+    spec = {
+        "format": _FORMAT,
+        "nnpk_version": _version(),
+        "kernel": kernel,
+        "arch": _arch_spec(arch),
+        "n_networks": n_networks,
+        "seed": seed,
+        "dtype": a1.dtype.name,
+        "wrt": {"weights": weights, "biases": biases} if kernel == "ntk" else None,
+        "tile_size": _check_tile_size(tile_size),
+        "shape": [a1.shape[0], a1.shape[0] if a2 is None else a2.shape[0]],
+        "symmetric": a2 is None,
+        "inputs": {"x1": _points_spec(a1), "x2": None if a2 is None else _points_spec(a2)},
+    }
+    return spec, a1, a2
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _differences(stored, wanted, prefix="") -> List[str]:
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        out = []
+        for key in sorted(set(stored) | set(wanted)):
+            out += _differences(stored.get(key), wanted.get(key), f"{prefix}{key}.")
+        return out
+    if stored != wanted:
+        return [f"{prefix[:-1]} is {stored!r} in the store, {wanted!r} here"]
+    return []
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str, write) -> None:
+    """Writes a file so that a crash leaves either the old file or the complete new one."""
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(os.path.dirname(path))
+
+
+def _write_json(path: str, obj) -> None:
+    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+
+
+def _read_json(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _tile_name(i: int, j: int) -> str:
+    return f"{i}-{j}"
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+class KernelStore:
+    """An on-disk kernel: its spec, which tiles are done, and the kernel itself.
+
+    Open one with ``nnpk.open_store(path)``; ``nnpk.compute_to_store`` makes and
+    fills one. Nothing is read into memory beyond one tile at a time, except by
+    ``to_numpy``.
+    """
+
+    def __init__(self, path):
+        zarr = _zarr()
+        self.path = os.path.abspath(os.fspath(path))
+        meta = os.path.join(self.path, _ZARR, "zarr.json")
+        if not os.path.isfile(meta):
+            raise FileNotFoundError(f"{self.path} is not an nnpk kernel store (no {_ZARR}/zarr.json)")
+        self._group = zarr.open_group(os.path.join(self.path, _ZARR), mode="r+")
+        spec = self._group.attrs.get("nnpk")
+        if not isinstance(spec, dict) or spec.get("format") != _FORMAT:
+            raise FileNotFoundError(f"{self.path} is not an nnpk kernel store of format {_FORMAT}")
+        self.spec: dict = spec
+        self._kernel = self._group["kernel"]
+
+    def __repr__(self) -> str:
+        done, total = len(self.tiles_done()), len(self.tiles)
+        return f"KernelStore({self.path!r}, {self.spec['kernel']} {tuple(self.shape)}, {done}/{total} tiles)"
+
+    # -- geometry
+    @property
+    def shape(self) -> Tuple[int, int]:
+        return tuple(self.spec["shape"])
+
+    @property
+    def tile_size(self) -> int:
+        return self.spec["tile_size"]
+
+    @property
+    def symmetric(self) -> bool:
+        return self.spec["symmetric"]
+
+    @property
+    def grid(self) -> Tuple[int, int]:
+        t = self.tile_size
+        return -(-self.shape[0] // t), -(-self.shape[1] // t)
+
+    @property
+    def tiles(self) -> List[Tile]:
+        """Every tile the kernel needs (I <= J only for a symmetric kernel)."""
+        g1, g2 = self.grid
+        return [(i, j) for i in range(g1) for j in range(i if self.symmetric else 0, g2)]
+
+    def bounds(self, i: int, j: int) -> Tuple[slice, slice]:
+        t = self.tile_size
+        return slice(i * t, min((i + 1) * t, self.shape[0])), slice(j * t, min((j + 1) * t, self.shape[1]))
+
+    def cost(self, i: int, j: int) -> int:
+        """Entries a tile computes: a diagonal tile of a symmetric kernel is one triangle."""
+        rows, cols = self.bounds(i, j)
+        r, c = rows.stop - rows.start, cols.stop - cols.start
+        return r * (r + 1) // 2 if self.symmetric and i == j else r * c
+
+    @property
+    def arch(self) -> MLP:
+        return MLP(**self.spec["arch"])
+
+    # -- state
+    def _chunk_path(self, i: int, j: int) -> str:
+        key = self._kernel.metadata.encode_chunk_key((i, j))
+        return os.path.join(self.path, _ZARR, "kernel", *key.split("/"))
+
+    def is_done(self, i: int, j: int) -> bool:
+        return os.path.isfile(self._chunk_path(i, j))
+
+    def tiles_done(self) -> List[Tile]:
+        return [t for t in self.tiles if self.is_done(*t)]
+
+    @property
+    def complete(self) -> bool:
+        return all(self.is_done(*t) for t in self.tiles)
+
+    def _partial_path(self, i: int, j: int) -> str:
+        return os.path.join(self.path, _PARTIAL, _tile_name(i, j) + ".npz")
+
+    def _record_path(self, i: int, j: int) -> str:
+        return os.path.join(self.path, _TILES, _tile_name(i, j) + ".json")
+
+    # -- reading
+    def tile(self, i: int, j: int) -> np.ndarray:
+        """Block (I, J) of the kernel (for I > J of a symmetric kernel, tile (J, I) transposed)."""
+        g1, g2 = self.grid
+        if not (0 <= i < g1 and 0 <= j < g2):
+            raise IndexError(f"tile ({i}, {j}) is outside the {g1} x {g2} grid")
+        if self.symmetric and i > j:
+            return self.tile(j, i).T
+        if not self.is_done(i, j):
+            raise IncompleteStoreError(f"tile ({i}, {j}) of {self.path} has not been computed yet")
+        rows, cols = self.bounds(i, j)
+        try:
+            return self._kernel[rows, cols]
+        except ValueError as e:
+            raise CorruptTileError(
+                f"tile ({i}, {j}) (rows {rows.start}:{rows.stop}, columns {cols.start}:{cols.stop}) of {self.path} "
+                f"is corrupted ({e}); file {self._chunk_path(i, j)}: run `nnpk status {self.path} --verify --repair` "
+                "and compute again to recompute it") from e
+
+    def _require_complete(self, what: str) -> None:
+        missing = len(self.tiles) - len(self.tiles_done())
+        if missing:
+            raise IncompleteStoreError(f"cannot {what}: {missing} of {len(self.tiles)} tiles of {self.path} are not "
+                                       "computed yet; run the computation again to resume it")
+
+    def to_numpy(self) -> np.ndarray:
+        """The whole kernel in memory (refused when it does not fit)."""
+        self._require_complete("read the kernel")
+        n1, n2 = self.shape
+        check_memory(8 * n1 * n2, f"the kernel ({n1} x {n2} float64)",
+                     advice="read it tile by tile with KernelStore.tile, or export it to a .npy file")
+        out = np.empty((n1, n2))
+        g1, g2 = self.grid
+        for i in range(g1):
+            for j in range(g2):
+                rows, cols = self.bounds(i, j)
+                out[rows, cols] = self.tile(i, j)
+        return out
+
+    def export(self, path) -> None:
+        """Writes the kernel to a .npy file tile by tile (memory: about two tiles).
+
+        The file appears under its name only once it is complete."""
+        self._require_complete("export the kernel")
+        path = os.fspath(path)
+        n1, n2 = self.shape
+        tmp = f"{path}.{uuid.uuid4().hex}.partial"
+        try:
+            header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(n1, n2))
+            offset = header.offset
+            del header
+            g1, g2 = self.grid
+            for i in range(g1):
+                rows, _ = self.bounds(i, 0)
+                for j in range(g2):
+                    # A mapping per tile, dropped at once: only the tile's pages stay resident.
+                    band = np.memmap(tmp, dtype=np.float64, mode="r+", offset=offset + rows.start * n2 * 8,
+                                     shape=(rows.stop - rows.start, n2))
+                    band[:, self.bounds(i, j)[1]] = self.tile(i, j)
+                    del band
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def verify(self, repair: bool = False) -> List[Tile]:
+        """Reads every computed tile and returns those failing their checksum.
+
+        repair=True deletes them, so that computing again recomputes them."""
+        bad = []
+        for i, j in self.tiles_done():
+            try:
+                self.tile(i, j)
+            except CorruptTileError:
+                bad.append((i, j))
+        if repair:
+            for i, j in bad:
+                for p in (self._chunk_path(i, j), self._record_path(i, j)):
+                    if os.path.exists(p):
+                        os.unlink(p)
+        return bad
+
+    def points(self, name: str, block: int) -> np.ndarray:
+        """Rows of block `block` of the stored input x1 or x2, C-contiguous."""
+        t = self.tile_size
+        # The engine wants numpy's own float32/float64 descriptor, not zarr's equivalent one.
+        return np.ascontiguousarray(self._group[name][block * t:(block + 1) * t], dtype=compute_dtype(self.spec["dtype"]))
+
+    # -- progress
+    def status(self) -> dict:
+        """Tiles done and in progress, and an estimate of the time left.
+
+        The estimate divides the work left (entries, counting the networks left in
+        partial tiles) by the measured seconds per entry of the finished tiles and by
+        the last run's number of workers."""
+        done = set(self.tiles_done())
+        M = self.spec["n_networks"]
+        in_progress, left = [], 0.0
+        for i, j in self.tiles:
+            if (i, j) in done:
+                continue
+            networks = _checkpoint_networks(self._partial_path(i, j))
+            if networks:
+                in_progress.append({"tile": [i, j], "networks": networks})
+            left += self.cost(i, j) * (1 - networks / M)
+        seconds = work = 0.0
+        for i, j in done:
+            record = _read_json(self._record_path(i, j))
+            if record and record["networks"] and record["seconds"] > 0:
+                seconds += record["seconds"]
+                work += self.cost(i, j) * record["networks"] / M
+        run = _read_json(os.path.join(self.path, _RUN))
+        workers = run["workers"] if run else 1
+        total = sum(self.cost(*t) for t in self.tiles)
+        return {
+            "path": self.path,
+            "tiles": len(self.tiles),
+            "tiles_done": len(done),
+            "complete": len(done) == len(self.tiles),
+            "in_progress": in_progress,
+            "fraction_done": 1 - left / total,
+            "seconds_left": left * seconds / work / workers if work else None,
+            "last_run": run,
+        }
+
+    # -- computing
+    def _compute_block(self, i: int, j: int, *, n_threads: int, checkpoint_seconds: Optional[float],
+                       progress=None) -> Tuple[np.ndarray, dict]:
+        """Tile (I, J) normalised as the in-memory call does, and its timing record."""
+        spec = self.spec
+        arch = self.arch
+        a1 = self.points("x1", i)
+        diagonal = self.symmetric and i == j
+        a2 = None if diagonal else self.points("x1" if self.symmetric else "x2", j)
+        r, c = a1.shape[0], a1.shape[0] if a2 is None else a2.shape[0]
+        wrt = spec["wrt"]
+        # The sum, the copy the engine continues from, and the normalised tile.
+        need = 3 * 8 * r * c
+        if spec["kernel"] == "ntk":
+            need += feature_bytes(arch, a1.shape[1], r + (0 if a2 is None else c), wrt["weights"], a1.itemsize, False)
+        check_memory(need, f"tile ({i}, {j}) ({r} x {c})", advice="choose a smaller tile_size")
+
+        M = spec["n_networks"]
+        done, sums = _load_checkpoint(self._partial_path(i, j), (r, c), M)
+        first = done
+        started = last_save = time.perf_counter()
+        chunk = 1
+        while done < M:
+            stop = min(M, done + (M if checkpoint_seconds is None else chunk))
+            t = time.perf_counter()
+            sums = self._sums(arch, a1, a2, done, stop, sums, n_threads,
+                              None if progress is None else _offset(progress, done))
+            elapsed = time.perf_counter() - t
+            done = stop
+            if done < M and checkpoint_seconds is not None and time.perf_counter() - last_save >= checkpoint_seconds:
+                _save_checkpoint(self._partial_path(i, j), sums[0], done)
+                last_save = time.perf_counter()
+            if checkpoint_seconds is not None:
+                # Double the networks per call until a call lasts about one checkpoint interval.
+                chunk = max(1, min(2 * chunk, int(chunk * checkpoint_seconds / max(elapsed, 1e-3))))
+        names = (spec["kernel"],)
+        weights, biases = (wrt["weights"], wrt["biases"]) if wrt else (None, None)
+        block = shape_results(sums, names, False, n_networks=M, arch=arch, weights=weights, biases=biases,
+                              per_layer=False, per_logit=False)
+        record = {"seconds": time.perf_counter() - started, "networks": M - first, "n_threads": n_threads,
+                  "host": socket.gethostname(), "finished": None}
+        return block, record
+
+    def _sums(self, arch, a1, a2, start, stop, initial, n_threads, progress):
+        spec = self.spec
+        common = dict(seed=spec["seed"], start=start, stop=stop, n_threads=n_threads, progress=progress,
+                      initial=initial)
+        if spec["kernel"] == "nngp":
+            return _kernel_sums(a1, a2, arch, all_layers=False, **common)
+        return _tangent_sums(a1, a2, arch, names=("ntk",), weights=spec["wrt"]["weights"],
+                             biases=spec["wrt"]["biases"], per_layer=False, per_logit=False, **common)
+
+    def _write_tile(self, i: int, j: int, block: np.ndarray, record: dict) -> None:
+        """Stores a finished tile durably, then forgets its partial sum."""
+        rows, cols = self.bounds(i, j)
+        self._kernel[rows, cols] = block  # zarr writes the chunk to a temporary file and renames it
+        chunk = self._chunk_path(i, j)
+        fd = os.open(chunk, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(os.path.dirname(chunk))
+        record["finished"] = time.time()
+        _write_json(self._record_path(i, j), record)
+        partial = self._partial_path(i, j)
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+    def _record_run(self, executor: str, workers: int) -> None:
+        _write_json(os.path.join(self.path, _RUN), {"started": time.time(), "executor": executor,
+                                                    "workers": workers, "host": socket.gethostname()})
+
+
+def _offset(progress, done: int):
+    return lambda k: progress(done + k)
+
+
+def _checkpoint_networks(path: str) -> int:
+    try:
+        with np.load(path) as z:
+            return int(z["networks"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _save_checkpoint(path: str, total: np.ndarray, networks: int) -> None:
+    _atomic_write(path, lambda f: np.savez(f, sum=total, networks=np.int64(networks)))
+
+
+def _load_checkpoint(path: str, shape, n_networks: int):
+    """(networks done, [float64 sum]) from a tile's checkpoint, or (0, None)."""
+    if not os.path.exists(path):
+        return 0, None
+    try:
+        with np.load(path) as z:
+            networks, total = int(z["networks"]), z["sum"]
+        if total.shape == tuple(shape) and total.dtype == np.float64 and 0 < networks < n_networks:
+            return networks, [np.ascontiguousarray(total)]
+        problem = f"it holds {networks} networks of shape {total.shape}"
+    except Exception as e:  # a checkpoint cut short or damaged on disk: zipfile checks its CRC
+        problem = str(e)
+    warnings.warn(f"ignoring the unreadable checkpoint {path} ({problem}); the tile restarts from network 0",
+                  RuntimeWarning, stacklevel=3)
+    return 0, None
+
+
+def compute_tile(store_path, i: int, j: int, *, n_threads=None,
+                 checkpoint_seconds: Optional[float] = DEFAULT_CHECKPOINT_SECONDS) -> dict:
+    """Computes tile (I, J) of the store's kernel and writes it: the task every executor runs.
+
+    A top-level function of the store path and the tile index only, so that it can be
+    sent to any worker that sees the store's file system. It continues from the tile's
+    checkpoint if there is one. Returns the tile's timing record."""
+    store = KernelStore(store_path)
+    block, record = store._compute_block(i, j, n_threads=resolve_n_threads(n_threads),
+                                         checkpoint_seconds=checkpoint_seconds)
+    store._write_tile(i, j, block, record)
+    return record
+
+
+def open_store(path) -> KernelStore:
+    """Opens an existing kernel store (see ``compute_to_store``)."""
+    return KernelStore(path)
+
+
+def _create(path: str, spec: dict, a1, a2) -> KernelStore:
+    """Builds the store under a temporary name and renames it into place, so that a
+    store either exists whole or not at all."""
+    zarr = _zarr()
+    from zarr.codecs import Crc32cCodec
+
+    parent = os.path.dirname(path) or "."
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex}.creating")
+    try:
+        group = zarr.create_group(os.path.join(tmp, _ZARR), attributes={"nnpk": spec})
+        t = spec["tile_size"]
+        group.create_array("kernel", shape=tuple(spec["shape"]), chunks=(t, t), dtype="float64",
+                           compressors=[Crc32cCodec()], fill_value=np.nan)
+        for name, a in (("x1", a1), ("x2", a2)):
+            if a is not None:
+                arr = group.create_array(name, shape=a.shape, chunks=(t, a.shape[1]), dtype=a.dtype,
+                                         compressors=[Crc32cCodec()], fill_value=0)
+                arr[:] = a
+        os.makedirs(os.path.join(tmp, _PARTIAL))
+        os.makedirs(os.path.join(tmp, _TILES))
+        if os.path.isdir(path):
+            os.rmdir(path)  # only an empty directory may be replaced
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(parent)
+    return KernelStore(path)
+
+
+def _create_or_resume(path, spec: dict, a1, a2) -> KernelStore:
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not (os.path.isdir(path) and not os.listdir(path)):
+        store = KernelStore(path)
+        diff = _differences(store.spec, spec)
+        if diff:
+            raise StoreMismatchError(f"cannot resume the kernel store {path}: it was made for another computation: "
+                                     + "; ".join(diff) + ". Delete it or choose another store path.")
+        return store
+    return _create(path, spec, a1, a2)
+
+
+def compute_to_store(path, x1, x2=None, *, arch, kernel: str = "nngp", n_networks: Optional[int] = None,
+                     seed: int = 0, wrt="all", dtype="float64", tile_size: int = DEFAULT_TILE_SIZE,
+                     executor: str = "threads", client=None, n_threads=None,
+                     checkpoint_seconds: Optional[float] = DEFAULT_CHECKPOINT_SECONDS,
+                     progress: bool = False) -> KernelStore:
+    """Computes a kernel tile by tile into an on-disk store, resuming it if it exists.
+
+    The result is bitwise the in-memory ``nnpk.monte_carlo(x1, x2, arch=arch,
+    n_networks=n_networks, seed=seed, get=kernel, wrt=wrt, dtype=dtype)``, whatever
+    the executor, the number of workers and threads, and however often the run was
+    interrupted. Memory: a few tiles (8 * tile_size**2 bytes each) per worker.
+
+    Parameters
+    ----------
+    path : str or path
+        The store's directory. A new (or empty) one is created; an existing store is
+        resumed: only its missing tiles are computed, after checking that it was made
+        with the same spec and the same inputs (else ``StoreMismatchError``).
+    x1, x2, arch, n_networks, seed, wrt, dtype
+        As in ``nnpk.monte_carlo``. Without x2 the kernel is symmetric and only the
+        tiles on and above the diagonal are computed.
+    kernel : "nngp" or "ntk"
+        What ``monte_carlo``'s ``get`` would be.
+    tile_size : int
+        Rows and columns of a tile, a multiple of 96. Larger tiles repeat less of the
+        forward passes (each tile runs them on its own rows), smaller ones spread over
+        more workers and hold less memory.
+    executor : "threads", "dask" or "mpi"
+        "threads": tiles one after the other in this process, each on ``n_threads``
+        threads. "dask": tiles as tasks of a ``distributed.Client`` (``client``, or the
+        default client); workers write their tiles, so they must see ``path``.
+        "mpi": tiles as tasks of an ``mpi4py.futures.MPIPoolExecutor`` (``client``, or
+        a new one: run the script under ``mpiexec -n N python -m mpi4py.futures``).
+    n_threads : int, optional
+        OpenMP threads per tile. None: all physical cores ("threads", "mpi"), 1 ("dask",
+        whose workers run one task per thread).
+    checkpoint_seconds : float or None
+        A tile saves its float64 partial sum and network count about this often, so an
+        interrupted tile resumes from there. None: never.
+    progress : bool
+        Show a progress bar (tiles).
+
+    Returns
+    -------
+    KernelStore
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if checkpoint_seconds is not None and not checkpoint_seconds >= 0:
+        raise ValueError(f"checkpoint_seconds must be >= 0 or None, got {checkpoint_seconds!r}")
+    if executor != "threads" or n_threads is not None:
+        resolve_n_threads(n_threads)  # reject bad counts here, not on a worker
+    spec, a1, a2 = _make_spec(x1, x2, arch=arch, kernel=kernel, n_networks=n_networks, seed=seed, wrt=wrt,
+                              dtype=dtype, tile_size=tile_size)
+    store = _create_or_resume(path, spec, a1, a2)
+    from ._batch import run_tiles
+
+    run_tiles(store, executor=executor, client=client, n_threads=n_threads, checkpoint_seconds=checkpoint_seconds,
+              progress=progress)
+    return store
