@@ -457,7 +457,7 @@ class KernelStore:
         block = shape_results(sums, names, False, n_networks=M, arch=arch, weights=weights, biases=biases,
                               per_layer=False, per_logit=False)
         record = {"seconds": time.perf_counter() - started, "networks": M - first, "n_threads": n_threads,
-                  "host": socket.gethostname(), "finished": None}
+                  "host": socket.gethostname(), "pid": os.getpid(), "finished": None}
         return block, record
 
     def _sums(self, arch, a1, a2, start, stop, initial, n_threads, progress):

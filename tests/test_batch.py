@@ -1,0 +1,249 @@
+"""Batch jobs: `nnpk compute/status/export`, SIGKILL and SIGTERM mid-run, Dask and MPI workers.
+
+Every kernel is compared with the in-memory `nnpk.monte_carlo` call, bit for bit."""
+
+import glob
+import re
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import nnpk
+
+pytest.importorskip("zarr")
+pytestmark = pytest.mark.timeout(180)
+
+ARCH = dict(hidden=[64, 32], out=4, activation="tanh", W_std=1.5, b_std=0.1)
+
+
+def toml_value(v):
+    return json.dumps(v)  # numbers, strings and lists of them are written alike in JSON and TOML
+
+
+def write_job(tmp_path, *, n=300, d=8, n_networks=6, seed=3, arch=ARCH, run=None, name="job.toml", **keys):
+    """A job file and its input x.npy in tmp_path; returns (job path, x)."""
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    job = dict(store="store", x1="x.npy", kernel="nngp", n_networks=n_networks, seed=seed, dtype="float32",
+               tile_size=96, **keys)
+    lines = [f"{k} = {toml_value(v)}" for k, v in job.items()]
+    lines += ["[arch]"] + [f"{k} = {toml_value(v)}" for k, v in arch.items()]
+    lines += ["[run]"] + [f"{k} = {toml_value(v)}" for k, v in (run or {}).items()]
+    (tmp_path / name).write_text("\n".join(lines) + "\n")
+    return tmp_path / name, x
+
+
+def expected_kernel(x, n_networks=6, seed=3, arch=ARCH):
+    return nnpk.monte_carlo(x, arch=nnpk.MLP(**arch), n_networks=n_networks, seed=seed, dtype="float32")
+
+
+def nnpk_cli(*args, timeout=120, **kwargs):
+    return subprocess.run([sys.executable, "-m", "nnpk", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def test_compute_status_export(tmp_path):
+    job, x = write_job(tmp_path)
+    out = nnpk_cli("compute", job)
+    assert out.returncode == 0, out.stderr
+    assert "is complete (10 tiles)" in out.stdout and "tiles" in out.stderr  # the progress bar
+    status = nnpk_cli("status", tmp_path / "store")
+    assert status.returncode == 0
+    assert "10 of 10 done (100.0% of the work)" in status.stdout and "x1       (300, 8) float32" in status.stdout
+    info = json.loads(nnpk_cli("status", tmp_path / "store", "--json").stdout)
+    assert info["complete"] and info["spec"]["n_networks"] == 6 and info["spec"]["arch"]["activation"] == "tanh"
+    assert nnpk_cli("export", tmp_path / "store", tmp_path / "K.npy").returncode == 0
+    assert np.array_equal(np.load(tmp_path / "K.npy"), expected_kernel(x))
+    again = nnpk_cli("compute", job, "--no-progress")  # nothing left to do
+    assert again.returncode == 0 and again.stderr == ""
+
+
+def partial_checkpoints(store):
+    return glob.glob(os.path.join(store, "partial", "*.npz"))
+
+
+def test_sigkill_mid_tile_then_resume_is_exact(tmp_path):
+    """Killed while a tile is half done: the rerun continues that tile from its saved
+    float64 sum and gives the uninterrupted kernel bit for bit."""
+    M = 150
+    arch = dict(hidden=[256, 256], out=4)
+    job, x = write_job(tmp_path, n=384, n_networks=M, arch=arch, checkpoint_seconds=0, run=dict(n_threads=1))
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "nnpk", "compute", str(job), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (glob.glob(str(store / "tiles" / "*.json")) and partial_checkpoints(store)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the job ended before it could be killed"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    status = nnpk.open_store(store).status()
+    assert not status["complete"] and status["tiles_done"] >= 1
+    partial = {tuple(t["tile"]): t["networks"] for t in status["in_progress"]}
+    assert partial and all(0 < k < M for k in partial.values())
+    assert nnpk_cli("status", store).returncode == 75
+
+    job.write_text(job.read_text().replace("checkpoint_seconds = 0", "checkpoint_seconds = 300"))
+    out = nnpk_cli("compute", job, "--no-progress")
+    assert out.returncode == 0, out.stderr
+    resumed = nnpk.open_store(store)
+    for (i, j), k in partial.items():
+        assert json.load(open(resumed._record_path(i, j)))["networks"] == M - k
+    assert np.array_equal(resumed.to_numpy(), expected_kernel(x, n_networks=M, arch=arch))
+    assert partial_checkpoints(store) == []
+
+
+def test_sigterm_stops_with_exit_code_75_and_the_job_resumes(tmp_path):
+    M = 100
+    arch = dict(hidden=[256, 256], out=4)
+    job, x = write_job(tmp_path, n=384, n_networks=M, arch=arch, run=dict(n_threads=1))
+    proc = subprocess.Popen([sys.executable, "-m", "nnpk", "compute", str(job), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not glob.glob(str(tmp_path / "store" / "tiles" / "*.json")):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 75, stderr
+    assert "interrupted; finished tiles and checkpoints are saved: run the same command again" in stderr
+    assert not nnpk.open_store(tmp_path / "store").complete
+    assert nnpk_cli("compute", job, "--no-progress").returncode == 0
+    assert np.array_equal(nnpk.open_store(tmp_path / "store").to_numpy(), expected_kernel(x, n_networks=M, arch=arch))
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda t: t.replace("seed = 3", "sed = 3"), "unknown key 'sed'"),
+        (lambda t: t.replace("[run]", "[run]\nexecuter = \"dask\""), r"\[run\]: unknown key 'executer'"),
+        (lambda t: t.replace('x1 = "x.npy"\n', ""), "missing key 'x1'"),
+        (lambda t: t.replace('"x.npy"', '"nowhere.npy"'), "cannot load x1 = 'nowhere.npy'"),
+        (lambda t: t.replace("tile_size = 96", "tile_size = 100"), "tile_size must be a multiple of 96"),
+        (lambda t: t.replace("hidden = ", "hiden = "), r"\[arch\]: .*unexpected keyword argument 'hiden'"),
+        (lambda t: t.replace('activation = "tanh"', 'activation = "Tanh"'), "activation must be one of"),
+        (lambda t: t.replace("n_networks = 6", "n_networks = [6"), "is not valid TOML"),
+        (lambda t: t.replace('kernel = "nngp"', 'kernel = "gp"'), "kernel must be one of"),
+    ],
+)
+def test_invalid_jobs_exit_with_code_2(tmp_path, edit, match):
+    job, _ = write_job(tmp_path)
+    job.write_text(edit(job.read_text()))
+    out = nnpk_cli("compute", job)
+    assert out.returncode == 2
+    assert re.search(match, out.stderr), out.stderr
+
+
+def test_another_job_on_the_same_store_exits_with_code_2(tmp_path):
+    job, _ = write_job(tmp_path)
+    assert nnpk_cli("compute", job, "--no-progress").returncode == 0
+    job.write_text(job.read_text().replace("seed = 3", "seed = 4"))
+    out = nnpk_cli("compute", job)
+    assert out.returncode == 2 and "seed is 3 in the store, 4 here" in out.stderr
+    np.save(tmp_path / "x.npy", np.load(tmp_path / "x.npy")[::-1])
+    job.write_text(job.read_text().replace("seed = 4", "seed = 3"))
+    out = nnpk_cli("compute", job)
+    assert out.returncode == 2 and "inputs.x1.sha256 is" in out.stderr
+
+
+def test_corruption_and_missing_tiles_exit_codes(tmp_path):
+    job, x = write_job(tmp_path)
+    store_path = tmp_path / "store"
+    assert nnpk_cli("compute", job, "--no-progress").returncode == 0
+    store = nnpk.open_store(store_path)
+    with open(store._chunk_path(1, 2), "r+b") as f:
+        f.seek(50)
+        f.write(b"\x00\x01\x02")
+    out = nnpk_cli("export", store_path, tmp_path / "K.npy")
+    assert out.returncode == 3 and "tile (1, 2) (rows 96:192, columns 192:288)" in out.stderr
+    assert not os.path.exists(tmp_path / "K.npy")
+    out = nnpk_cli("status", store_path, "--verify")
+    assert out.returncode == 3 and "1 tile(s) fail their checksum: (1, 2)" in out.stdout
+    out = nnpk_cli("status", store_path, "--verify", "--repair")
+    assert out.returncode == 75 and "9 of 10 done" in out.stdout
+    out = nnpk_cli("export", store_path, tmp_path / "K.npy")
+    assert out.returncode == 75 and "1 of 10 tiles" in out.stderr
+    assert nnpk_cli("compute", job, "--no-progress").returncode == 0
+    assert nnpk_cli("export", store_path, tmp_path / "K.npy").returncode == 0
+    assert np.array_equal(np.load(tmp_path / "K.npy"), expected_kernel(x))
+    assert nnpk_cli("status", tmp_path / "nowhere").returncode == 2
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def worker_pids(store):
+    return {json.load(open(p))["pid"] for p in glob.glob(os.path.join(store.path, "tiles", "*.json"))}
+
+
+@pytest.mark.parametrize("kernel", ["nngp", "ntk"])
+def test_dask_local_cluster_equals_in_memory(tmp_path, dask_client, kernel):
+    arch = nnpk.MLP(**ARCH)
+    x1 = np.random.default_rng(0).standard_normal((400, 8))
+    x2 = None if kernel == "nngp" else np.random.default_rng(1).standard_normal((250, 8))
+    expected = nnpk.monte_carlo(x1, x2, arch=arch, n_networks=5, seed=7, get=kernel)
+    store = nnpk.compute_to_store(tmp_path / "k", x1, x2, arch=arch, kernel=kernel, n_networks=5, seed=7,
+                                  tile_size=96, executor="dask", client=dask_client)
+    assert np.array_equal(store.to_numpy(), expected)
+    assert store.status()["last_run"]["workers"] == 2
+    records = [json.load(open(p)) for p in glob.glob(os.path.join(store.path, "tiles", "*.json"))]
+    assert {r["n_threads"] for r in records} == {1}  # Dask workers default to one OpenMP thread
+    assert len(worker_pids(store)) == 2 and os.getpid() not in worker_pids(store)
+
+
+def test_dask_resumes_what_another_executor_started(tmp_path, dask_client):
+    arch = nnpk.MLP(**ARCH)
+    x = np.random.default_rng(0).standard_normal((300, 8))
+    store = nnpk.compute_to_store(tmp_path / "k", x, arch=arch, n_networks=4, tile_size=96)
+    for tile in [(0, 0), (0, 3), (2, 3)]:
+        os.unlink(store._chunk_path(*tile))
+    store = nnpk.compute_to_store(tmp_path / "k", x, arch=arch, n_networks=4, tile_size=96, executor="dask",
+                                  client=dask_client, n_threads=2)
+    assert np.array_equal(store.to_numpy(), nnpk.monte_carlo(x, arch=arch, n_networks=4))
+
+
+def mpiexec():
+    pytest.importorskip("mpi4py")
+    found = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+    if found is None:
+        pytest.skip("no mpiexec: install the mpi extra (pip install 'nnpk[mpi]')")
+    return found
+
+
+def test_mpiexec_two_processes_equal_in_memory(tmp_path):
+    job, x = write_job(tmp_path, n=400, run=dict(executor="mpi"))
+    command = [mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py.futures", "-m", "nnpk", "compute", str(job),
+               "--no-progress"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    store = nnpk.open_store(tmp_path / "store")
+    assert store.status()["last_run"] == {**store.status()["last_run"], "executor": "mpi", "workers": 1}
+    assert np.array_equal(store.to_numpy(), expected_kernel(x))
+    # The tiles were computed by the worker rank, not by the driver (rank 0).
+    assert len(worker_pids(store)) == 1
+    # Exit codes reach the scheduler through mpiexec.
+    job.write_text(job.read_text().replace("seed = 3", "seed = 9"))
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "seed is 3 in the store, 9 here" in out.stderr

@@ -1,0 +1,305 @@
+"""The tiled on-disk store: every tile, resumed or not, equals the in-memory kernel bit for bit."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import nnpk
+from nnpk import _core
+from nnpk._monte_carlo import _kernel_sums, _tangent_sums
+from nnpk.store import CorruptTileError, IncompleteStoreError, StoreMismatchError, compute_tile
+
+pytest.importorskip("zarr")
+pytestmark = pytest.mark.timeout(120)
+
+ARCH = nnpk.MLP(hidden=[32, 16], out=3, W_std=1.3, b_std=0.2)
+Q = _core.ROW_QUANTUM
+
+
+def points(n, d=6, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d))
+
+
+X1, X2 = points(250), points(130, seed=1)
+
+
+def test_blocks_of_the_engine_equal_blocks_of_the_whole_kernel():
+    """The engine fact the store rests on: rows I of x1 against rows J of x2 give exactly
+    block (I, J) of the full call, and of the symmetric call (x2 = None)."""
+    x = points(300)
+    I, J = slice(0, 96), slice(192, 300)
+    for dtype in (np.float32, np.float64):
+        a = x.astype(dtype)
+        common = dict(seed=4, start=0, stop=5, n_threads=2)
+        sym = _kernel_sums(a, None, ARCH, all_layers=False, **common)[0]
+        full = _kernel_sums(a, a, ARCH, all_layers=False, **common)[0]
+        block = _kernel_sums(a[I], a[J], ARCH, all_layers=False, **common)[0]
+        diag = _kernel_sums(a[J], None, ARCH, all_layers=False, **common)[0]
+        assert np.array_equal(block, full[I, J]) and np.array_equal(block, sym[I, J])
+        assert np.array_equal(block.T, sym[J, I]) and np.array_equal(diag, sym[J, J])
+        tangent = dict(names=("ntk",), weights=[True] * 3, biases=[True] * 3, per_layer=False, per_logit=False)
+        sym = _tangent_sums(a, None, ARCH, **tangent, **common)[0]
+        block = _tangent_sums(a[I], a[J], ARCH, **tangent, **common)[0]
+        assert np.array_equal(block, sym[I, J]) and np.array_equal(block.T, sym[J, I])
+
+
+@pytest.mark.parametrize(
+    "x2, kernel, dtype, tile_size, wrt",
+    [
+        (None, "nngp", "float64", Q, "all"),
+        (None, "nngp", "float32", 2 * Q, "all"),
+        (X2, "nngp", "float64", Q, "all"),
+        (None, "ntk", "float32", Q, "all"),
+        (X2, "ntk", "float64", 2 * Q, "weights"),
+        (None, "ntk", "float64", 3 * Q, [0, -1]),  # one tile: the in-memory call itself
+    ],
+)
+def test_store_equals_the_in_memory_kernel(tmp_path, x2, kernel, dtype, tile_size, wrt):
+    kwargs = dict(arch=ARCH, n_networks=7, seed=11, dtype=dtype)
+    kwargs_mc = dict(get=kernel, wrt=wrt) if kernel == "ntk" else {}
+    expected = nnpk.monte_carlo(X1, x2, **kwargs, **kwargs_mc)
+    store = nnpk.compute_to_store(tmp_path / "k", X1, x2, kernel=kernel, wrt=wrt, tile_size=tile_size, n_threads=2,
+                                  **kwargs)
+    assert store.complete and np.array_equal(store.to_numpy(), expected)
+    store.export(tmp_path / "k.npy")
+    assert np.array_equal(np.load(tmp_path / "k.npy"), expected)
+    # Only tiles on and above the diagonal of a symmetric kernel are stored.
+    g1, g2 = store.grid
+    assert len(store.tiles) == (g1 * (g1 + 1) // 2 if x2 is None else g1 * g2)
+
+
+def test_checkpointed_tiles_are_exact(tmp_path, monkeypatch):
+    """checkpoint_seconds=0 saves the partial sum after every call (of one network
+    then); the sum continues from each save."""
+    import nnpk.store as store_module
+
+    expected = nnpk.monte_carlo(X1, arch=ARCH, n_networks=9, seed=2)
+    saved = []
+    save = store_module._save_checkpoint
+    monkeypatch.setattr(store_module, "_save_checkpoint",
+                        lambda path, total, networks: (saved.append(networks), save(path, total, networks)))
+    store = nnpk.compute_to_store(tmp_path / "k", X1, arch=ARCH, n_networks=9, seed=2, tile_size=Q,
+                                  checkpoint_seconds=0)
+    assert saved[:8] == list(range(1, 9))  # the first tile: one network per call
+    assert np.array_equal(store.to_numpy(), expected)
+    assert os.listdir(tmp_path / "k" / "partial") == []
+
+
+def test_resume_from_a_checkpoint_and_from_finished_tiles(tmp_path):
+    """A store with some tiles done and one tile's partial sum saved is finished exactly,
+    without touching the finished tiles."""
+    path = tmp_path / "k"
+    M = 8
+    nnpk.compute_to_store(path, X1, arch=ARCH, n_networks=M, seed=5, tile_size=Q, checkpoint_seconds=None)
+    store = nnpk.open_store(path)
+    expected = nnpk.monte_carlo(X1, arch=ARCH, n_networks=M, seed=5)
+    # Forget two tiles; give one of them the float64 sum of its first 3 networks.
+    for i, j in [(0, 1), (1, 2)]:
+        os.unlink(store._chunk_path(i, j))
+    rows, cols = store.bounds(0, 1)
+    a1, a2 = np.ascontiguousarray(X1[rows]), np.ascontiguousarray(X1[cols])
+    partial = _kernel_sums(a1, a2, ARCH, seed=5, start=0, stop=3, all_layers=False, n_threads=1)[0]
+    from nnpk.store import _save_checkpoint
+
+    _save_checkpoint(store._partial_path(0, 1), partial, 3)
+    assert store.status()["in_progress"] == [{"tile": [0, 1], "networks": 3}]
+    before = {t: os.stat(store._chunk_path(*t)).st_mtime_ns for t in store.tiles_done()}
+    with pytest.raises(IncompleteStoreError, match="2 of 6 tiles .* are not computed yet"):
+        store.export(tmp_path / "k.npy")
+    store = nnpk.compute_to_store(path, X1, arch=ARCH, n_networks=M, seed=5, tile_size=Q)
+    assert {t: os.stat(store._chunk_path(*t)).st_mtime_ns for t in before} == before
+    assert np.array_equal(store.to_numpy(), expected)
+    assert json.load(open(store._record_path(0, 1)))["networks"] == M - 3
+
+
+def test_tile_task_is_pure_and_standalone(tmp_path):
+    """compute_tile needs only the store path and the tile: any process may run it."""
+    path = tmp_path / "k"
+    M = 4
+    nnpk.compute_to_store(path, X1, X2, arch=ARCH, n_networks=M, tile_size=Q)
+    store = nnpk.open_store(path)
+    expected = store.tile(1, 0).copy()
+    os.unlink(store._chunk_path(1, 0))
+    script = f"import nnpk.store as s; s.compute_tile({str(path)!r}, 1, 0, n_threads=1)"
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert np.array_equal(store.tile(1, 0), expected)
+    record = compute_tile(path, 1, 0, n_threads=1)
+    assert record["networks"] == M and record["n_threads"] == 1
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(seed=1), "seed is 0 in the store, 1 here"),
+        (dict(arch=nnpk.MLP(hidden=[32, 17], out=3, W_std=1.3, b_std=0.2)), r"arch.hidden is \[32, 16\] in the store"),
+        (dict(arch=nnpk.MLP(hidden=[32, 16], out=3, W_std=1.3, b_std=0.2, activation="tanh")), "arch.activation"),
+        (dict(n_networks=4), "n_networks is 3 in the store, 4 here"),
+        (dict(kernel="ntk"), "kernel is 'nngp' in the store, 'ntk' here"),
+        (dict(dtype="float32"), "dtype is 'float64' in the store, 'float32' here"),
+        (dict(tile_size=2 * Q), "tile_size is 96 in the store, 192 here"),
+        (dict(x1=X1 + np.eye(*X1.shape) * 1e-12), r"inputs.x1.sha256 is '[0-9a-f]{64}' in the store"),
+        (dict(x1=X1[:200]), r"inputs.x1.shape is \[250, 6\] in the store, \[200, 6\] here"),
+        (dict(x2=X2), r"inputs.x2 is None in the store, \{.*\} here; .*shape is \[250, 250\] in the store, \[250, 130\]"),
+    ],
+)
+def test_resume_with_another_spec_or_other_inputs_is_refused(tmp_path, change, match):
+    kwargs = dict(x1=X1, arch=ARCH, n_networks=3, seed=0, tile_size=Q)
+    nnpk.compute_to_store(tmp_path / "k", **kwargs)
+    with pytest.raises(StoreMismatchError, match=match):
+        nnpk.compute_to_store(tmp_path / "k", **{**kwargs, **change})
+
+
+def test_equivalent_arguments_resume(tmp_path):
+    """Same network and same forward-pass values: the store is resumed, not refused."""
+    nnpk.compute_to_store(tmp_path / "k", X1, arch=nnpk.MLP(hidden=[8], W_std=1), n_networks=2, tile_size=Q)
+    nnpk.compute_to_store(tmp_path / "k", X1.tolist(), arch=nnpk.MLP(hidden=(8,), W_std=[1.0, 1.0]), n_networks=2,
+                          tile_size=Q)
+
+
+def flip_a_byte(path, offset=100):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x10]))
+
+
+def test_a_flipped_byte_is_reported_with_its_tile(tmp_path):
+    store = nnpk.compute_to_store(tmp_path / "k", X1, arch=ARCH, n_networks=2, tile_size=Q)
+    expected = store.to_numpy()
+    flip_a_byte(store._chunk_path(0, 2))
+    with pytest.raises(CorruptTileError, match=r"tile \(0, 2\) \(rows 0:96, columns 192:250\) of .* is corrupted"):
+        store.tile(0, 2)
+    with pytest.raises(CorruptTileError, match=r"tile \(0, 2\)"):
+        store.tile(2, 0)  # the mirrored tile reads the same chunk
+    with pytest.raises(CorruptTileError, match=r"tile \(0, 2\)"):
+        store.export(tmp_path / "k.npy")
+    assert not os.path.exists(tmp_path / "k.npy")
+    assert store.verify() == [(0, 2)]
+    assert store.verify(repair=True) == [(0, 2)] and not store.complete
+    store = nnpk.compute_to_store(tmp_path / "k", X1, arch=ARCH, n_networks=2, tile_size=Q)
+    assert store.verify() == [] and np.array_equal(store.to_numpy(), expected)
+
+
+def test_a_damaged_checkpoint_restarts_its_tile(tmp_path):
+    store = nnpk.compute_to_store(tmp_path / "k", X1, arch=ARCH, n_networks=5, seed=1, tile_size=Q)
+    expected = store.to_numpy()
+    os.unlink(store._chunk_path(1, 1))
+    with open(store._partial_path(1, 1), "wb") as f:
+        f.write(b"PK\x03\x04 not a whole checkpoint")
+    with pytest.warns(RuntimeWarning, match="ignoring the unreadable checkpoint .*1-1.npz"):
+        store = nnpk.compute_to_store(tmp_path / "k", X1, arch=ARCH, n_networks=5, seed=1, tile_size=Q)
+    assert np.array_equal(store.to_numpy(), expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(tile_size=100), ValueError, "tile_size must be a multiple of 96, got 100"),
+        (dict(tile_size=0), ValueError, "tile_size must be >= 1"),
+        (dict(kernel="nngp_analytic"), ValueError, "kernel must be one of nngp, ntk"),
+        (dict(n_networks=None), TypeError, "kernel='nngp' needs n_networks"),
+        (dict(executor="slurm"), ValueError, "executor must be one of threads, dask, mpi"),
+        (dict(checkpoint_seconds=-1), ValueError, "checkpoint_seconds must be >= 0 or None"),
+        (dict(n_threads=0), ValueError, "n_threads must not be 0"),
+        (dict(executor="dask", n_threads=0), ValueError, "n_threads must not be 0"),
+        (dict(executor="mpi", client=object()), TypeError, "needs client to be an mpi4py.futures.MPIPoolExecutor"),
+        (dict(executor="dask", client=object()), TypeError, "needs client to be a distributed.Client"),
+        (dict(seed=-1), ValueError, "seed must be >= 0"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, error, match):
+    kwargs = {**dict(arch=ARCH, n_networks=2, tile_size=Q), **kwargs}
+    with pytest.raises(error, match=match):
+        nnpk.compute_to_store(tmp_path / "k", X1, **kwargs)
+
+
+def test_dask_needs_a_client(tmp_path):
+    pytest.importorskip("distributed")
+    with pytest.raises(ValueError, match="executor='dask' needs a distributed.Client"):
+        nnpk.compute_to_store(tmp_path / "k", X1, arch=ARCH, n_networks=2, tile_size=Q, executor="dask")
+
+
+def test_paths_that_are_not_stores(tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(FileNotFoundError, match="is not an nnpk kernel store"):
+        nnpk.compute_to_store(tmp_path / "other", X1, arch=ARCH, n_networks=2, tile_size=Q)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+    with pytest.raises(FileNotFoundError, match="is not an nnpk kernel store"):
+        nnpk.open_store(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()  # an empty directory becomes the store
+    assert nnpk.compute_to_store(tmp_path / "empty", X1, arch=ARCH, n_networks=1, tile_size=Q).complete
+
+
+def test_memory_limits(tmp_path, monkeypatch):
+    store = nnpk.compute_to_store(tmp_path / "k", X1, arch=ARCH, n_networks=1, tile_size=Q)
+    monkeypatch.setenv("NNPK_MEMORY_LIMIT", str(8 * 250 * 250 - 1))
+    with pytest.raises(MemoryError, match="read it tile by tile with KernelStore.tile, or export it"):
+        store.to_numpy()
+    store.export(tmp_path / "k.npy")  # tile by tile: allowed
+    monkeypatch.setenv("NNPK_MEMORY_LIMIT", str(3 * 8 * Q * Q - 1))
+    with pytest.raises(MemoryError, match=r"tile \(0, 1\) \(96 x 96\) needs .* choose a smaller tile_size"):
+        nnpk.compute_to_store(tmp_path / "k2", X1, arch=ARCH, n_networks=1, tile_size=Q)
+
+
+def test_in_memory_refusal_points_to_the_store(monkeypatch):
+    monkeypatch.setenv("NNPK_MEMORY_LIMIT", str(250 * 250 * 8 - 1))
+    with pytest.raises(MemoryError, match=r"on-disk store instead: nnpk.compute_to_store\(path, x1, x2, ...\) "
+                                          r"or the batch command `nnpk compute JOB.toml`"):
+        nnpk.monte_carlo(X1, arch=ARCH, n_networks=1)
+    with pytest.raises(MemoryError, match="on-disk store"):
+        nnpk.monte_carlo(X1, arch=ARCH, n_networks=1, get="ntk")
+
+
+def test_status_reports_progress_and_time_left(tmp_path):
+    path = tmp_path / "k"
+    store = nnpk.compute_to_store(path, X1, arch=ARCH, n_networks=4, tile_size=Q)
+    status = store.status()
+    assert status["complete"] and status["tiles_done"] == status["tiles"] == 6 and status["fraction_done"] == 1
+    assert status["last_run"]["executor"] == "threads" and status["last_run"]["workers"] == 1
+    os.unlink(store._chunk_path(0, 0))
+    os.unlink(store._chunk_path(1, 2))
+    status = store.status()
+    assert not status["complete"] and status["tiles_done"] == 4
+    # Work left (96*97/2 + 96*58 entries of 250*251/2) at the speed measured on the finished tiles.
+    assert status["fraction_done"] == pytest.approx(1 - (96 * 97 / 2 + 96 * 58) / (250 * 251 / 2))
+    assert status["seconds_left"] > 0
+
+
+def test_peak_memory_stays_under_a_budget_smaller_than_the_kernel(tmp_path):
+    """A 450 MiB kernel under a 192 MiB budget: refused in memory, computed and exported
+    through the store tile by tile. Peak resident memory measured in a fresh process."""
+    n, budget = 80 * Q, 192 * 2**20
+    assert 8 * n * n > 2 * budget
+    script = textwrap.dedent(
+        f"""
+        import json, numpy as np, nnpk
+        x = np.random.default_rng(3).standard_normal(({n}, 8))
+        arch = nnpk.MLP(hidden=[16], out=2)
+        try:
+            nnpk.monte_carlo(x, arch=arch, n_networks=2)
+            refused = False
+        except MemoryError as e:
+            refused = "compute_to_store" in str(e)
+        store = nnpk.compute_to_store({str(tmp_path / "k")!r}, x, arch=arch, n_networks=2, tile_size={10 * Q})
+        store.export({str(tmp_path / "k.npy")!r})
+        with open("/proc/self/status") as f:
+            peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+        print(json.dumps(dict(refused=refused, peak=peak)))
+        """
+    )
+    env = {**os.environ, "NNPK_MEMORY_LIMIT": str(budget)}
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, env=env,
+                         timeout=100).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["refused"]
+    assert result["peak"] < budget, f"peak {result['peak'] / 2**20:.0f} MiB"
+    x = np.random.default_rng(3).standard_normal((n, 8))
+    expected = nnpk.monte_carlo(x, arch=nnpk.MLP(hidden=[16], out=2), n_networks=2)
+    assert np.array_equal(np.load(tmp_path / "k.npy", mmap_mode="r"), expected)
