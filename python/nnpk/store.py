@@ -62,6 +62,9 @@ _RUN = "run.json"
 
 Tile = Tuple[int, int]
 
+# Seconds per network and tile entry of the last engine call in this process, per store.
+_PACE: Dict[str, float] = {}
+
 
 class StoreMismatchError(ValueError):
     """The store was made for another kernel or other inputs: it cannot be resumed."""
@@ -438,20 +441,23 @@ class KernelStore:
         done, sums = _load_checkpoint(self._partial_path(i, j), (r, c), M)
         first = done
         started = last_save = time.perf_counter()
-        chunk = 1
+        entries = self.cost(i, j)
         while done < M:
-            stop = min(M, done + (M if checkpoint_seconds is None else chunk))
+            # Calls of about one checkpoint interval (each call also costs a few passes over the
+            # tile), sized from the pace of the last call; one network when no pace is known yet.
+            pace = _PACE.get(self.path)
+            if checkpoint_seconds is None:
+                stop = M
+            else:
+                stop = min(M, done + (1 if pace is None else max(1, int(checkpoint_seconds / (pace * entries)))))
             t = time.perf_counter()
             sums = self._sums(arch, a1, a2, done, stop, sums, n_threads,
                               None if progress is None else _offset(progress, done))
-            elapsed = time.perf_counter() - t
+            _PACE[self.path] = (time.perf_counter() - t) / ((stop - done) * entries)
             done = stop
             if done < M and checkpoint_seconds is not None and time.perf_counter() - last_save >= checkpoint_seconds:
                 _save_checkpoint(self._partial_path(i, j), sums[0], done)
                 last_save = time.perf_counter()
-            if checkpoint_seconds is not None:
-                # Double the networks per call until a call lasts about one checkpoint interval.
-                chunk = max(1, min(2 * chunk, int(chunk * checkpoint_seconds / max(elapsed, 1e-3))))
         names = (spec["kernel"],)
         weights, biases = (wrt["weights"], wrt["biases"]) if wrt else (None, None)
         block = shape_results(sums, names, False, n_networks=M, arch=arch, weights=weights, biases=biases,
