@@ -8,4 +8,5 @@ PYBIND11_MODULE(_core, m) {
   nnpk::bind::bind_arch(m);
   nnpk::bind::bind_sampling(m);
   nnpk::bind::bind_monte_carlo(m);
+  nnpk::bind::bind_analytic(m);
 }

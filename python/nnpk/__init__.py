@@ -2,7 +2,9 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._analytic import analytic
 from ._arch import ACTIVATIONS, MLP
+from ._conditioning import conditioning
 from ._monte_carlo import monte_carlo
 from ._params import sample_params
 from ._threads import physical_cores
@@ -17,6 +19,8 @@ __all__ = [
     "ACTIVATIONS",
     "MLP",
     "__version__",
+    "analytic",
+    "conditioning",
     "has_openmp",
     "monte_carlo",
     "physical_cores",

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -112,17 +111,9 @@ inline void gram_accumulate(const Panel& a, const Panel& b, bool symmetric, doub
   for (std::int64_t ti = 0; ti < t1; ++ti)
     for (std::int64_t tj = symmetric ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
 
-  std::atomic<bool> stop{false};
-  auto last_poll = std::chrono::steady_clock::now();
+  PollGate gate(opt.poll);
   parallel_for(static_cast<std::int64_t>(tiles.size()), opt.n_threads, [&](std::int64_t item, int thread) {
-    if (stop.load(std::memory_order_relaxed)) return;
-    if (thread == 0 && opt.poll) {
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last_poll > std::chrono::milliseconds(200)) {
-        last_poll = now;
-        if (opt.poll()) stop.store(true);
-      }
-    }
+    if (gate.skip(thread)) return;
     const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
     const std::int64_t i_end = std::min(n1, (ti + 1) * tile), j_end = std::min(n2, (tj + 1) * tile);
     alignas(64) double acc[kRows * kCols];
@@ -143,7 +134,7 @@ inline void gram_accumulate(const Panel& a, const Panel& b, bool symmetric, doub
       }
     }
   });
-  if (stop.load()) throw Cancelled();
+  if (gate.stopped()) throw Cancelled();
 }
 
 // Copies the upper triangle of square K (n x n) onto the lower one.

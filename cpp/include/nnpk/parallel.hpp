@@ -2,10 +2,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
+#include <utility>
 
 #ifdef NNPK_HAVE_OPENMP
 #include <omp.h>
@@ -57,6 +60,31 @@ class ExceptionSlot {
   std::mutex mutex_;
   std::exception_ptr error_;
   std::atomic<bool> failed_{false};
+};
+
+// Lets thread 0 call `poll` about every 0.2 s between the items of a parallel_for; once it
+// has returned true, every later item is skipped and stopped() is true.
+class PollGate {
+ public:
+  explicit PollGate(std::function<bool()> poll) : poll_(std::move(poll)), last_(std::chrono::steady_clock::now()) {}
+
+  // Whether the item about to run on `thread` should be skipped.
+  bool skip(int thread) {
+    if (thread == 0 && poll_ && !stop_.load(std::memory_order_relaxed)) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_ > std::chrono::milliseconds(200)) {
+        last_ = now;
+        if (poll_()) stop_.store(true);
+      }
+    }
+    return stop_.load(std::memory_order_relaxed);
+  }
+  bool stopped() const { return stop_.load(); }
+
+ private:
+  std::function<bool()> poll_;
+  std::chrono::steady_clock::time_point last_;
+  std::atomic<bool> stop_{false};
 };
 
 // Runs body(item, thread) for item in [0, n_items) on up to n_threads threads,
