@@ -106,11 +106,12 @@ def test_output_that_cannot_fit_in_memory():
 
 
 def test_memory_limit_from_environment(monkeypatch):
+    # the plain estimator needs the output and a few small panels
     monkeypatch.setenv("NNPK_MEMORY_LIMIT", str(10 * 10 * 8 - 1))
     with pytest.raises(MemoryError, match="GiB is available"):
-        nnpk.monte_carlo(X, arch=ARCH, n_networks=1)
+        nnpk.monte_carlo(X, arch=ARCH, n_networks=1, estimator="sampled")
     monkeypatch.setenv("NNPK_MEMORY_LIMIT", str(10 * 10 * 8))
-    nnpk.monte_carlo(X, arch=ARCH, n_networks=1)
+    nnpk.monte_carlo(X, arch=ARCH, n_networks=1, estimator="sampled")
 
 
 @pytest.mark.parametrize(
