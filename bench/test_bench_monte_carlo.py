@@ -44,8 +44,8 @@ def check_against_numpy(x, K, n_check=12, networks=M):
 
 def test_monte_carlo_rate(benchmark, sgemm_rate):
     x = data()
-    nnpk.monte_carlo(x[:512], arch=ARCH, n_networks=2, dtype="float32")  # warm-up
-    K = benchmark.pedantic(lambda: nnpk.monte_carlo(x, arch=ARCH, n_networks=M, dtype="float32", n_threads=2),
+    nnpk.monte_carlo(x[:512], arch=ARCH, n_networks=2, dtype="float32", estimator="sampled")  # warm-up
+    K = benchmark.pedantic(lambda: nnpk.monte_carlo(x, arch=ARCH, n_networks=M, dtype="float32", n_threads=2, estimator="sampled"),
                            rounds=2, iterations=1)
     seconds = benchmark.stats.stats.min
     rate = flops(N, M) / seconds / 1e9
@@ -60,7 +60,7 @@ def test_monte_carlo_rate(benchmark, sgemm_rate):
 def test_thread_speedup(benchmark):
     x = data()
     m = 32
-    run = lambda t: nnpk.monte_carlo(x, arch=ARCH, n_networks=m, dtype="float32", n_threads=t)
+    run = lambda t: nnpk.monte_carlo(x, arch=ARCH, n_networks=m, dtype="float32", n_threads=t, estimator="sampled")
     run(2)
     one = best_time(lambda: run(1))
     two = benchmark.pedantic(lambda: run(2), rounds=2, iterations=1)
@@ -74,7 +74,7 @@ def test_thread_speedup(benchmark):
 
 def test_peak_memory(benchmark):
     setup = f"x = np.random.default_rng(0).standard_normal(({N}, {D}), dtype=np.float32)"
-    call = (f"K = nnpk.monte_carlo(x, arch=nnpk.MLP(hidden={HIDDEN}, out={OUT}), n_networks=16, "
+    call = (f"K = nnpk.monte_carlo(x, arch=nnpk.MLP(hidden={HIDDEN}, out={OUT}), n_networks=16, estimator='sampled', "
             f"dtype='float32', n_threads=2)")
     mem = benchmark.pedantic(lambda: peak_memory(setup, call), rounds=1, iterations=1)
     output, inputs = N * N * 8, N * D * 4

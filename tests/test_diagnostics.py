@@ -119,8 +119,10 @@ def test_standard_error_predicts_the_spread_of_independent_estimates(points):
     variance is 1 on average. The entries of one kernel are strongly correlated, so average over pairs."""
     gaps, predicted = [], []
     for pair in range(40):
-        a, se_a = nnpk.monte_carlo_standard_error(points, arch=ARCH, n_networks=64, n_batches=8, seed=20 * pair)
-        b, se_b = nnpk.monte_carlo_standard_error(points, arch=ARCH, n_networks=64, n_batches=8, seed=20 * pair + 10)
+        a, se_a = nnpk.monte_carlo_standard_error(points, arch=ARCH, n_networks=64, n_batches=8, seed=20 * pair,
+                                                  estimator="sampled")
+        b, se_b = nnpk.monte_carlo_standard_error(points, arch=ARCH, n_networks=64, n_batches=8, seed=20 * pair + 10,
+                                                  estimator="sampled")
         gaps.append(np.mean((a - b) ** 2))
         predicted.append(np.mean(se_a**2 + se_b**2))
     assert 0.6 < np.sum(gaps) / np.sum(predicted) < 1.6

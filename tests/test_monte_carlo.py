@@ -10,6 +10,12 @@ from nnpk._monte_carlo import _kernel_sums
 from reference import arccos1, mc_kernels
 
 RNG = np.random.default_rng(1)
+
+
+def sampled(*args, **kwargs):
+    """The plain estimator: the average of f . f' / C over sampled networks."""
+    return nnpk.monte_carlo(*args, estimator="sampled", **kwargs)
+
 X1 = RNG.standard_normal((37, 11))
 X2 = RNG.standard_normal((23, 11)) * 1.7
 
@@ -32,7 +38,7 @@ def test_equals_numpy_forward_pass(activation, parameterization, b_std, with_x2)
                     parameterization=parameterization, slope=0.2)
     x2 = X2 if with_x2 else None
     for m in (1, 4):
-        K = nnpk.monte_carlo(X1, x2, arch=arch, n_networks=m, seed=5)
+        K = sampled(X1, x2, arch=arch, n_networks=m, seed=5)
         assert K.shape == (37, 23 if with_x2 else 37) and K.dtype == np.float64
         assert rel_err(K, reference(arch, m, X1, x2, seed=5)[-1]) < 1e-10
 
@@ -40,7 +46,7 @@ def test_equals_numpy_forward_pass(activation, parameterization, b_std, with_x2)
 @pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "sigmoid", "leaky_relu"])
 def test_normalized_activation_equals_numpy(activation):
     arch = nnpk.MLP(hidden=[31], out=2, activation=activation, normalize=True, b_std=0.2, slope=0.1)
-    K = nnpk.monte_carlo(X1, X2, arch=arch, n_networks=2)
+    K = sampled(X1, X2, arch=arch, n_networks=2)
     assert rel_err(K, reference(arch, 2, X1, X2)[-1]) < 1e-10
 
 
@@ -59,7 +65,7 @@ def test_normalization_constants_against_quadrature():
 def test_float32_forward_pass(with_x2):
     arch = nnpk.MLP(hidden=[64, 48], out=5, activation="erf", b_std=0.3)
     x2 = X2 if with_x2 else None
-    K = nnpk.monte_carlo(X1, x2, arch=arch, n_networks=3, dtype="float32")
+    K = sampled(X1, x2, arch=arch, n_networks=3, dtype="float32")
     assert K.dtype == np.float64
     assert rel_err(K, reference(arch, 3, X1, x2)[-1]) < 1e-5
 
@@ -67,18 +73,18 @@ def test_float32_forward_pass(with_x2):
 def test_all_layers_and_per_layer_stds():
     arch = nnpk.MLP(hidden=[19, 23, 13], out=4, activation="softplus", W_std=[1.0, 1.5, 0.8, 2.0],
                     b_std=[0.1, None, 0.5, None])
-    Ks = nnpk.monte_carlo(X1, X2, arch=arch, n_networks=3, layers="all")
+    Ks = sampled(X1, X2, arch=arch, n_networks=3, layers="all")
     refs = reference(arch, 3, X1, X2)
     assert len(Ks) == 4
     for K, R in zip(Ks, refs):
         assert rel_err(K, R) < 1e-10
     # the output kernel is the one layers="output" gives, bit for bit
-    assert np.array_equal(Ks[-1], nnpk.monte_carlo(X1, X2, arch=arch, n_networks=3))
+    assert np.array_equal(Ks[-1], sampled(X1, X2, arch=arch, n_networks=3))
 
 
 def test_no_hidden_layer_is_a_linear_model():
     arch = nnpk.MLP(hidden=[], out=7, W_std=2.0)
-    K = nnpk.monte_carlo(X1, arch=arch, n_networks=2)
+    K = sampled(X1, arch=arch, n_networks=2)
     assert rel_err(K, reference(arch, 2, X1)[-1]) < 1e-10
 
 
@@ -104,7 +110,7 @@ def test_bitwise_identical_across_threads_tiles_and_panels(dtype, with_x2):
 
 def test_public_api_is_deterministic_across_n_threads():
     arch = nnpk.MLP(hidden=[40], out=2)
-    ks = [nnpk.monte_carlo(X1, arch=arch, n_networks=5, n_threads=t) for t in (1, 2, 3, None, -1)]
+    ks = [sampled(X1, arch=arch, n_networks=5, n_threads=t) for t in (1, 2, 3, None, -1)]
     for k in ks[1:]:
         assert np.array_equal(ks[0], k)
 
@@ -119,17 +125,17 @@ def test_prefix_property_and_resume(with_x2):
     resumed = _kernel_sums(X1, x2, arch, seed=9, start=m, stop=2 * m, all_layers=False, n_threads=1, initial=first)
     assert np.array_equal(whole[0], resumed[0])
     # the M-network estimate is the mean over networks 0..M-1 of the 2M run
-    K_m = nnpk.monte_carlo(X1, x2, arch=arch, n_networks=m, seed=9)
+    K_m = sampled(X1, x2, arch=arch, n_networks=m, seed=9)
     assert np.array_equal(K_m, first[0] / (m * arch.out))
 
 
 def test_symmetric_and_positive_semidefinite():
     arch = nnpk.MLP(hidden=[50], out=3, activation="gelu", b_std=0.5)
-    K = nnpk.monte_carlo(X1, arch=arch, n_networks=3)
+    K = sampled(X1, arch=arch, n_networks=3)
     assert np.array_equal(K, K.T)
     assert np.linalg.eigvalsh(K).min() > -1e-12 * np.abs(K).max()
     # with x2 = x1 given explicitly the full matrix is computed, to the same values
-    K_full = nnpk.monte_carlo(X1, X1, arch=arch, n_networks=3)
+    K_full = sampled(X1, X1, arch=arch, n_networks=3)
     assert rel_err(K_full, K) < 1e-13
 
 
@@ -141,7 +147,7 @@ def test_converges_to_arccos_kernel_as_one_over_sqrt_m():
     errs = {}
     for m in (64, 1024):
         errs[m] = np.mean([
-            np.linalg.norm(nnpk.monte_carlo(x, arch=arch, n_networks=m, seed=s) - exact) / np.linalg.norm(exact)
+            np.linalg.norm(sampled(x, arch=arch, n_networks=m, seed=s) - exact) / np.linalg.norm(exact)
             for s in range(4)
         ])
     # 16x the networks: the error shrinks by about 4 (1/sqrt(M)); allow 2.5..6.5
@@ -152,7 +158,7 @@ def test_converges_to_arccos_kernel_as_one_over_sqrt_m():
 
 def test_progress_bar(capsys):
     arch = nnpk.MLP(hidden=[10])
-    nnpk.monte_carlo(X1, arch=arch, n_networks=3, progress=True)
+    sampled(X1, arch=arch, n_networks=3, progress=True)
     assert "3/3" in capsys.readouterr().err
 
 
@@ -166,4 +172,4 @@ def test_progress_callback_error_propagates():
         raise RuntimeError(f"stop at {done}")
 
     with pytest.raises(RuntimeError, match="stop at 1"):
-        _core.monte_carlo_sums(x, None, arch._spec(11), 0, 0, 5, False, 1, 96, 64, 64, boom, None)
+        _core.monte_carlo_sums(x, None, arch._spec(11), 0, 0, 5, [], 1, 96, 64, 64, boom, None)

@@ -1,6 +1,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings.hpp"
+#include "nnpk/conditional.hpp"
 #include "nnpk/monte_carlo.hpp"
 
 namespace nnpk::bind {
@@ -9,7 +10,7 @@ template <class T>
 static py::list monte_carlo_sums_typed(const py::array& x1, const py::object& x2, const MLPSpec& spec,
                                        MonteCarloOptions opt, const py::object& progress, const py::object& initial) {
   const Points p = check_points(x1, x2, spec.input_dim());
-  auto outs = make_outputs(kernel_layers(spec, opt.all_layers).size(), {p.n1, p.n2}, initial);
+  auto outs = make_outputs(kernel_layers(spec, opt.layers).size(), {p.n1, p.n2}, initial);
   const std::vector<double*> sums = data_pointers(outs);
   run_without_gil(progress, [&](auto poll) {
     opt.poll = poll;
@@ -22,7 +23,7 @@ void bind_monte_carlo(py::module_& m) {
   m.def(
       "monte_carlo_sums",
       [](const py::array& x1, const py::object& x2, const MLPSpec& spec, std::uint64_t seed, std::uint64_t start,
-         std::uint64_t stop, bool all_layers, int n_threads, std::int64_t tile_rows, std::int64_t gram_tile,
+         std::uint64_t stop, const std::vector<std::int64_t>& layers, int n_threads, std::int64_t tile_rows, std::int64_t gram_tile,
          std::int64_t panel_cols, const py::object& progress, const py::object& initial) {
         if (stop < start) throw py::value_error("stop must not be below start");
         if (n_threads < 1) throw py::value_error("n_threads must be positive");
@@ -30,7 +31,7 @@ void bind_monte_carlo(py::module_& m) {
         opt.seed = seed;
         opt.start = start;
         opt.stop = stop;
-        opt.all_layers = all_layers;
+        opt.layers = layers;
         opt.n_threads = n_threads;
         opt.tile_rows = tile_rows;
         opt.gram_tile = gram_tile;
@@ -40,10 +41,48 @@ void bind_monte_carlo(py::module_& m) {
         throw py::type_error("x1 must be float32 or float64");
       },
       py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("seed"), py::arg("start"), py::arg("stop"),
-      py::arg("all_layers"), py::arg("n_threads"), py::arg("tile_rows"), py::arg("gram_tile"), py::arg("panel_cols"),
+      py::arg("layers"), py::arg("n_threads"), py::arg("tile_rows"), py::arg("gram_tile"), py::arg("panel_cols"),
       py::arg("progress"), py::arg("initial"),
-      "Sums over networks [start, stop) of each kernel's un-normalised Gram h(x1) h(x2)^T (float64),\n"
+      "Sums over networks [start, stop) of the un-normalised Gram h(x1) h(x2)^T of each layer in\n"
+      "`layers` (0-based, the readout last; empty: the output only), in float64,\n"
       "continued from `initial` (partial sums of earlier networks, copied) when it is given");
+  m.def(
+      "conditional_sums",
+      [](const py::array& x1, const py::object& x2, const MLPSpec& spec, bool unit_second_moment, std::uint64_t seed,
+         std::uint64_t start, std::uint64_t stop, const std::vector<std::int64_t>& layers, int n_threads,
+         std::int64_t tile_rows, std::int64_t gram_tile, const py::object& progress, const py::object& initial) {
+        if (stop < start) throw py::value_error("stop must not be below start");
+        if (n_threads < 1) throw py::value_error("n_threads must be positive");
+        MonteCarloOptions opt;
+        opt.seed = seed;
+        opt.start = start;
+        opt.stop = stop;
+        opt.layers = layers;
+        opt.n_threads = n_threads;
+        opt.tile_rows = tile_rows;
+        opt.gram_tile = gram_tile;
+        const DualMap dual(spec.activation, true, kDefaultQuadratureOrder, unit_second_moment);
+        auto run = [&](auto tag) {
+          using T = decltype(tag);
+          const Points p = check_points(x1, x2, spec.input_dim());
+          auto outs = make_outputs(layers.size(), {p.n1, p.n2}, initial);
+          const std::vector<double*> sums = data_pointers(outs);
+          run_without_gil(progress, [&](auto poll) {
+            opt.poll = poll;
+            conditional_accumulate<T>(spec, dual, static_cast<const T*>(p.x1), p.n1, static_cast<const T*>(p.x2),
+                                      p.n2, opt, sums);
+          });
+          return as_list(outs);
+        };
+        if (x1.dtype().is(py::dtype::of<float>())) return run(float{});
+        if (x1.dtype().is(py::dtype::of<double>())) return run(double{});
+        throw py::type_error("x1 must be float32 or float64");
+      },
+      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("unit_second_moment"), py::arg("seed"), py::arg("start"),
+      py::arg("stop"), py::arg("layers"), py::arg("n_threads"), py::arg("tile_rows"), py::arg("gram_tile"),
+      py::arg("progress"), py::arg("initial"),
+      "Sums over networks [start, stop) of the conditional kernels of the hidden `layers`: each layer's\n"
+      "conjugate kernel integrated over its own weights given the layer below (float64)");
   m.attr("ROW_QUANTUM") = kRowQuantum;
 }
 

@@ -20,6 +20,7 @@ void bind_arch(py::module_& m);
 void bind_sampling(py::module_& m);
 void bind_monte_carlo(py::module_& m);
 void bind_ntk(py::module_& m);
+void bind_analytic(py::module_& m);
 
 // A poll for the engine: checks for Ctrl-C and reports progress to `progress`
 // (a Python callable taking the number of networks done, or None). A Python

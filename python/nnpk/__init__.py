@@ -2,8 +2,10 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._analytic import analytic
 from ._arch import ACTIVATIONS, MLP
 from ._empirical import empirical
+from ._conditioning import conditioning
 from ._monte_carlo import monte_carlo
 from ._params import sample_params
 from ._threads import physical_cores
@@ -27,6 +29,8 @@ __all__ = [
     "compute_to_store",
     "empirical",
     "gp_posterior",
+    "analytic",
+    "conditioning",
     "has_openmp",
     "initial_outputs",
     "kernel_ridge",

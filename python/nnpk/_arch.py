@@ -179,6 +179,11 @@ class MLP:
             mean, second = _gaussian_moments(lambda z: _core.activation_value(kind, self.slope, 0.0, 1.0, z, False))
         return mean, math.sqrt(second - mean * mean)
 
+    @property
+    def _unit_second_moment(self) -> bool:
+        """Whether phi has E[phi(g)^2] = 1 for g ~ N(0, 1) by construction."""
+        return bool(self.normalize) or self.activation == "relu_normalized"
+
     def activation_fn(self, z: np.ndarray, derivative: bool = False) -> np.ndarray:
         """The (normalised) activation applied by the engine, in float64."""
         shift, scale = self.normalization

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from . import _core
 from ._monte_carlo import _DEFAULT_NTK_TILE, _DEFAULT_TILE_ROWS, _prepare
-from ._tangent import check_params, feature_bytes, parse_get, parse_wrt, shape_results
+from ._streaming import KernelMap, Plan, run_plan
+from ._tangent import arrange_tangent, check_params, feature_bytes, parse_get, parse_wrt, tangent_maps
 from ._threads import resolve_n_threads
 from ._validate import ROW_BLOCK_ADVICE, check_memory
 
@@ -44,7 +45,19 @@ def empirical(x1, x2=None, *, arch, params, get="ntk", wrt="all", per_layer: boo
     features = feature_bytes(arch, d, n1 + (0 if a2 is None else n2), weights, a1.itemsize, per_logit)
     check_memory(8 * n1 * n2 * per_entry * n_out + features, f"the kernels ({n_out} x {n1} x {n2} float64)",
                  ROW_BLOCK_ADVICE)
-    sums = _core.empirical_sums(a1, a2, arch._spec(d), checked, weights, biases, "nngp" in names, per_layer,
+    want_nngp, want_ntk = "nngp" in names, "ntk" in names
+    if not want_ntk:  # no tangent parts: the engine stores no features and forms no Gram for them
+        weights = biases = [False] * arch.n_layers
+    sums = _core.empirical_sums(a1, a2, arch._spec(d), checked, weights, biases, want_nngp, per_layer and want_ntk,
                                 per_logit, threads, _DEFAULT_TILE_ROWS, _DEFAULT_NTK_TILE)
-    return shape_results(sums, names, as_dict, n_networks=1, arch=arch, weights=weights, biases=biases,
-                         per_layer=per_layer, per_logit=per_logit)
+    maps = [KernelMap(0, 1.0 / arch.out)] if want_nngp else []
+    if want_ntk:
+        maps += tangent_maps(int(want_nngp), len(sums) - want_nngp, arch, per_logit)
+    kernels, _, _, _ = run_plan(Plan(lambda *a: sums, maps, exact=True), 1, standard_error=False, tol=None,
+                                max_networks=None)
+    out = {}
+    if want_nngp:
+        out["nngp"] = kernels.pop(0)
+    if want_ntk:
+        out["ntk"] = arrange_tangent(kernels, arch, weights, biases, per_layer)
+    return out if as_dict else out[names[0]]

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._arch import MLP
 
-__all__ = ["parse_get", "parse_wrt", "tangent_flags", "shape_results", "check_params", "feature_bytes"]
+__all__ = ["parse_get", "parse_wrt", "tangent_maps", "arrange_tangent", "check_params", "feature_bytes"]
 
 KERNELS = ("nngp", "ntk")
 WRT = ("all", "weights", "biases", "readout")
@@ -73,35 +73,30 @@ def feature_bytes(arch: MLP, d: int, n: int, weights: Sequence[bool], itemsize: 
     return n_pad * total * itemsize
 
 
-def shape_results(sums: List[np.ndarray], names, as_dict: bool, *, n_networks: int, arch: MLP,
-                  weights: Sequence[bool], biases: Sequence[bool], per_layer: bool, per_logit: bool):
-    """Normalise raw sums (nngp first if asked, then tangent outputs) and arrange them."""
-    out: Dict[str, object] = {}
-    rest = list(sums)
-    if "nngp" in names:
-        k = rest.pop(0)
-        k /= n_networks * arch.out
-        out["nngp"] = k
-    if "ntk" in names:
-        scale = n_networks * (1 if per_logit else arch.out)
-        for k in rest:
-            k /= scale
-        if per_layer:
-            by_layer: Dict[str, List[Optional[np.ndarray]]] = {"weights": [None] * arch.n_layers,
-                                                                "biases": [None] * arch.n_layers}
-            it = iter(rest)
-            for l in range(arch.n_layers):
-                if weights[l]:
-                    by_layer["weights"][l] = next(it)
-                if biases[l]:
-                    by_layer["biases"][l] = next(it)
-            total = np.zeros_like(rest[0])
-            for k in rest:
-                total += k
-            out["ntk"] = {"total": total, **by_layer}
-        else:
-            out["ntk"] = rest[0]
-    return out if as_dict else out[names[0]]
+def tangent_maps(first: int, n_outputs: int, arch: MLP, per_logit: bool):
+    """How raw tangent sums (from position `first`) become kernels: divide by C unless per logit."""
+    from ._streaming import KernelMap
+
+    return [KernelMap(first + k, 1.0 if per_logit else 1.0 / arch.out) for k in range(n_outputs)]
+
+
+def arrange_tangent(kernels: List[np.ndarray], arch: MLP, weights: Sequence[bool], biases: Sequence[bool],
+                    per_layer: bool):
+    """The NTK result: one kernel, or with per_layer a dict of the total and each layer's shares."""
+    if not per_layer:
+        return kernels[0]
+    by_layer: Dict[str, List[Optional[np.ndarray]]] = {"weights": [None] * arch.n_layers,
+                                                        "biases": [None] * arch.n_layers}
+    it = iter(kernels)
+    for l in range(arch.n_layers):
+        if weights[l]:
+            by_layer["weights"][l] = next(it)
+        if biases[l]:
+            by_layer["biases"][l] = next(it)
+    total = np.zeros_like(kernels[0])
+    for k in kernels:
+        total += k
+    return {"total": total, **by_layer}
 
 
 def check_params(params, arch: MLP, d: int, dtype) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:

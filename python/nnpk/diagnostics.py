@@ -124,7 +124,7 @@ def kernel_target_alignment(kernel, targets, *, centered: bool = False) -> float
 
 
 def monte_carlo_standard_error(x1, x2=None, *, arch, n_networks: int, n_batches: int = 2, seed: int = 0,
-                               get: str = "nngp", dtype="float64", n_threads=None,
+                               get: str = "nngp", estimator=None, dtype="float64", n_threads=None,
                                block_rows=None) -> Tuple[np.ndarray, np.ndarray]:
     """A Monte Carlo kernel estimate and its standard error, from independent batches of networks.
 
@@ -155,8 +155,9 @@ def monte_carlo_standard_error(x1, x2=None, *, arch, n_networks: int, n_batches:
         B >= 2.
     seed : int
         Batch b uses seed + b.
-    get, dtype, n_threads
-        As in ``nnpk.monte_carlo``.
+    get, estimator, dtype, n_threads
+        As in ``nnpk.monte_carlo`` (an exact estimator, such as "conditional"
+        for one hidden layer, has standard error 0).
     block_rows : int, optional
         Rows of x1 per block; None chooses as described above.
 
@@ -190,7 +191,7 @@ def monte_carlo_standard_error(x1, x2=None, *, arch, n_networks: int, n_batches:
         for start in range(0, n1, block_rows):
             rows = slice(start, start + block_rows)
             step = monte_carlo(a1[rows], other_points, arch=arch, n_networks=n_networks // n_batches,
-                               seed=seed + batch, get=get, dtype=dtype, n_threads=n_threads)
+                               seed=seed + batch, get=get, estimator=estimator, dtype=dtype, n_threads=n_threads)
             # Welford's update in place: with d = K_b - mean, the mean moves by d / (b + 1) and the
             # sum of squared deviations grows by d^2 b / (b + 1) = (d / (b + 1))^2 b (b + 1).
             step -= estimate[rows]

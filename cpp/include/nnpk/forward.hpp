@@ -53,9 +53,11 @@ struct NetworkDraw {
     return v;
   }
 
-  // Draws network `network` of `seed`, split over threads in fixed chunks of the
-  // counter space (each element depends only on its own counter).
-  void draw(const MLPSpec& spec, std::uint64_t seed, std::uint64_t network, int n_threads) {
+  // Draws layers [0, n_layers) (all by default) of network `network` of `seed`,
+  // split over threads in fixed chunks of the counter space (each element
+  // depends only on its own counter).
+  void draw(const MLPSpec& spec, std::uint64_t seed, std::uint64_t network, int n_threads,
+            std::size_t n_layers = static_cast<std::size_t>(-1)) {
     constexpr std::uint64_t kChunk = 1 << 14;  // a multiple of 4: whole Philox blocks
     struct Item {
       std::size_t layer;
@@ -63,7 +65,7 @@ struct NetworkDraw {
       std::uint64_t begin, end;
     };
     std::vector<Item> items;
-    for (std::size_t l = 0; l < spec.layers.size(); ++l) {
+    for (std::size_t l = 0; l < std::min(n_layers, spec.layers.size()); ++l) {
       const std::uint64_t n = weights[l].size();
       for (std::uint64_t b = 0; b < n; b += kChunk) items.push_back({l, Stream::weights, b, std::min(n, b + kChunk)});
       if (!biases[l].empty()) items.push_back({l, Stream::biases, 0, biases[l].size()});
@@ -89,13 +91,15 @@ struct ForwardWorkspace {
 // output stay zero: the bias and activation touch valid rows only). Afterwards
 // ws.outputs[l] holds layer l's post-activation (the logits for the readout) and,
 // with keep_derivatives, ws.derivatives[l] holds phi'(z^l) of hidden layer l.
-// Returns a pointer to the padded input.
+// Only the first `depth` layers are computed (all by default). Returns a pointer
+// to the padded input.
 template <class T>
 const T* forward_rows(const MLPSpec& spec, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
-                      const T* x, std::int64_t rows, bool keep_derivatives, ForwardWorkspace<T>& ws) {
+                      const T* x, std::int64_t rows, bool keep_derivatives, ForwardWorkspace<T>& ws,
+                      std::size_t depth = static_cast<std::size_t>(-1)) {
   const std::int64_t d = spec.input_dim();
   const std::int64_t padded = round_up(rows, kRowQuantum);
-  const std::size_t n_layers = spec.layers.size();
+  const std::size_t n_layers = std::min(depth, spec.layers.size());
   const T* h = x;
   if (padded != rows) {
     ws.input.setZero(padded, d);
@@ -104,7 +108,7 @@ const T* forward_rows(const MLPSpec& spec, const std::vector<LayerScales>& scale
   }
   const T* input = h;
   ws.outputs.resize(n_layers);
-  ws.derivatives.resize(keep_derivatives ? n_layers - 1 : 0);
+  ws.derivatives.resize(keep_derivatives ? std::min(n_layers, spec.layers.size() - 1) : 0);
   for (std::size_t l = 0; l < n_layers; ++l) {
     const DenseLayer& layer = spec.layers[l];
     const LayerScales& sc = scales[l];
@@ -114,7 +118,7 @@ const T* forward_rows(const MLPSpec& spec, const std::vector<LayerScales>& scale
                   Eigen::Map<const RowMatrix<T>>(net.weights[l], layer.fan_in, layer.fan_out);
     const T forward = static_cast<T>(sc.forward), bias = static_cast<T>(sc.bias);
     const T* beta = net.biases[l];
-    const bool hidden = l + 1 < n_layers;
+    const bool hidden = l + 1 < spec.layers.size();
     const bool relu = spec.activation.kind == ActivationKind::relu && spec.activation.shift == 0.0 &&
                       spec.activation.scale == 1.0;
     T* dz = nullptr;

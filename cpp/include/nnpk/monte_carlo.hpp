@@ -16,7 +16,9 @@ struct MonteCarloOptions {
   std::uint64_t seed = 0;
   std::uint64_t start = 0;  // first network index
   std::uint64_t stop = 1;   // one past the last network index
-  bool all_layers = false;  // hidden layers' conjugate kernels too, not only the output's
+  // Kernels to accumulate, as layer indices (0-based; n_hidden is the output),
+  // ascending; empty means the output's only.
+  std::vector<std::int64_t> layers;
   int n_threads = 1;
   std::int64_t tile_rows = 2 * kRowQuantum;  // forward row tile, a multiple of kRowQuantum
   std::int64_t gram_tile = 256;               // output tile edge
@@ -25,11 +27,15 @@ struct MonteCarloOptions {
   std::function<bool(std::uint64_t)> poll;
 };
 
-// The kernels a run accumulates: layer index (0-based; n_hidden is the output).
-inline std::vector<std::int64_t> kernel_layers(const MLPSpec& spec, bool all_layers) {
-  std::vector<std::int64_t> layers;
-  for (std::int64_t l = all_layers ? 0 : spec.n_hidden(); l <= spec.n_hidden(); ++l) layers.push_back(l);
-  return layers;
+// The kernels a run accumulates, checked: layer indices (0-based; n_hidden is the output).
+inline std::vector<std::int64_t> kernel_layers(const MLPSpec& spec, const std::vector<std::int64_t>& requested) {
+  if (requested.empty()) return {spec.n_hidden()};
+  for (std::size_t k = 0; k < requested.size(); ++k) {
+    if (requested[k] < 0 || requested[k] > spec.n_hidden())
+      throw std::invalid_argument("kernel layer index " + std::to_string(requested[k]) + " is out of range");
+    if (k > 0 && requested[k] <= requested[k - 1]) throw std::invalid_argument("kernel layers must be ascending");
+  }
+  return requested;
 }
 
 // A row tile of x1 or x2 for the forward passes.
@@ -60,7 +66,7 @@ void monte_carlo_accumulate(const MLPSpec& spec, const T* x1, std::int64_t n1, c
   spec.validate();
   const bool symmetric = x2 == nullptr;
   if (symmetric) n2 = n1;
-  const std::vector<std::int64_t> layers = kernel_layers(spec, opt.all_layers);
+  const std::vector<std::int64_t> layers = kernel_layers(spec, opt.layers);
   if (sums.size() != layers.size()) throw std::invalid_argument("one output sum per kernel is needed");
   const std::vector<RowTile<T>> tiles = row_tiles(x1, n1, x2, n2, opt.tile_rows);
   const std::int64_t d = spec.input_dim();

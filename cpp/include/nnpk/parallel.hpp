@@ -6,8 +6,10 @@
 #include <functional>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
+#include <utility>
 
 #ifdef NNPK_HAVE_OPENMP
 #include <omp.h>

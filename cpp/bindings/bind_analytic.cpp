@@ -1,0 +1,79 @@
+#include <pybind11/stl.h>
+
+#include "bindings.hpp"
+#include "nnpk/analytic.hpp"
+
+namespace nnpk::bind {
+
+static py::tuple analytic_kernels_py(const py::array& x1, const py::object& x2, const MLPSpec& spec,
+                                     AnalyticOptions opt) {
+  const auto [n1, d1] = matrix_shape(x1, "x1");
+  if (!x1.dtype().is(py::dtype::of<double>())) throw py::type_error("x1 must be float64");
+  if (d1 != spec.input_dim()) throw py::value_error("x1 has a different feature count from the architecture");
+  std::int64_t n2 = n1;
+  const double* x2_data = nullptr;
+  if (!x2.is_none()) {
+    const py::array x2a = x2.cast<py::array>();
+    const auto shape2 = matrix_shape(x2a, "x2");
+    if (!x2a.dtype().is(py::dtype::of<double>())) throw py::type_error("x2 must be float64");
+    if (shape2.second != d1) throw py::value_error("x2 and x1 have different feature counts");
+    n2 = shape2.first;
+    x2_data = static_cast<const double*>(x2a.data());
+  }
+  py::list nngp, ntk;
+  std::vector<double*> nngp_out, ntk_out;
+  for (std::size_t k = 0; k < opt.layers.size(); ++k) {
+    for (int kind = 0; kind < 2; ++kind) {
+      if (!(kind == 0 ? opt.nngp : opt.ntk)) continue;
+      py::array_t<double> a(std::vector<py::ssize_t>{n1, n2});
+      (kind == 0 ? nngp_out : ntk_out).push_back(a.mutable_data());
+      (kind == 0 ? nngp : ntk).append(a);
+    }
+  }
+  std::optional<py::error_already_set> pending;
+  const auto poll = make_poll(py::none(), pending);
+  opt.poll = [&poll] { return poll(0); };
+  const double* x1_data = static_cast<const double*>(x1.data());
+  try {
+    // Safe without the GIL: the engine reads x1/x2 and writes only the arrays made above;
+    // Python is entered again only through the poll, which takes the GIL.
+    py::gil_scoped_release release;
+    analytic_kernels(spec, x1_data, n1, x2_data, n2, opt, nngp_out, ntk_out);
+  } catch (const Cancelled&) {
+    if (pending) throw std::move(*pending);
+    throw;
+  }
+  return py::make_tuple(nngp, ntk);
+}
+
+void bind_analytic(py::module_& m) {
+  py::enum_<Parameterization>(m, "Parameterization")
+      .value("ntk", Parameterization::ntk)
+      .value("standard", Parameterization::standard);
+
+  m.def(
+      "analytic_kernels",
+      [](const py::array& x1, const py::object& x2, const MLPSpec& spec, Parameterization parameterization, bool nngp,
+         bool ntk, std::vector<std::int64_t> layers, bool closed_form, int quadrature_order, bool unit_second_moment,
+         int n_threads, std::int64_t tile) {
+        if (n_threads < 1) throw py::value_error("n_threads must be positive");
+        if (quadrature_order < 1) throw py::value_error("quadrature_order must be positive");
+        AnalyticOptions opt;
+        opt.parameterization = parameterization;
+        opt.nngp = nngp;
+        opt.ntk = ntk;
+        opt.layers = std::move(layers);
+        opt.closed_form = closed_form;
+        opt.quadrature_order = quadrature_order;
+        opt.unit_second_moment = unit_second_moment;
+        opt.n_threads = n_threads;
+        opt.tile = tile;
+        return analytic_kernels_py(x1, x2, spec, std::move(opt));
+      },
+      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("parameterization"), py::arg("nngp"), py::arg("ntk"),
+      py::arg("layers"), py::arg("closed_form"), py::arg("quadrature_order"), py::arg("unit_second_moment"),
+      py::arg("n_threads"), py::arg("tile"),
+      "Infinite-width kernels (float64): a list of NNGP and a list of NTK matrices, one per requested layer");
+}
+
+}  // namespace nnpk::bind
