@@ -20,7 +20,7 @@ import nnpk
 pytest.importorskip("zarr")
 pytestmark = pytest.mark.timeout(180)
 
-ARCH = dict(hidden=[64, 32], out=4, activation="tanh", W_std=1.5, b_std=0.1)
+ARCH = dict(hidden=[64, 32], out=4, activation="erf", W_std=1.5, b_std=0.1)
 
 
 def toml_value(v):
@@ -58,7 +58,7 @@ def test_compute_status_export(tmp_path):
     assert status.returncode == 0
     assert "10 of 10 done (100.0% of the work)" in status.stdout and "x1       (300, 8) float32" in status.stdout
     info = json.loads(nnpk_cli("status", tmp_path / "store", "--json").stdout)
-    assert info["complete"] and info["spec"]["n_networks"] == 6 and info["spec"]["arch"]["activation"] == "tanh"
+    assert info["complete"] and info["spec"]["n_networks"] == 6 and info["spec"]["arch"]["activation"] == "erf"
     assert nnpk_cli("export", tmp_path / "store", tmp_path / "K.npy").returncode == 0
     assert np.array_equal(np.load(tmp_path / "K.npy"), expected_kernel(x))
     again = nnpk_cli("compute", job, "--no-progress")  # nothing left to do
@@ -135,7 +135,7 @@ def test_sigterm_stops_with_exit_code_75_and_the_job_resumes(tmp_path):
         (lambda t: t.replace('"x.npy"', '"nowhere.npy"'), "cannot load x1 = 'nowhere.npy'"),
         (lambda t: t.replace("tile_size = 96", "tile_size = 100"), "tile_size must be a multiple of 96"),
         (lambda t: t.replace("hidden = ", "hiden = "), r"\[arch\]: .*unexpected keyword argument 'hiden'"),
-        (lambda t: t.replace('activation = "tanh"', 'activation = "Tanh"'), "activation must be one of"),
+        (lambda t: t.replace('activation = "erf"', 'activation = "Erf"'), "activation must be one of"),
         (lambda t: t.replace("n_networks = 6", "n_networks = [6"), "is not valid TOML"),
         (lambda t: t.replace('kernel = "nngp"', 'kernel = "gp"'), "kernel must be one of"),
     ],

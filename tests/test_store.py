@@ -49,28 +49,45 @@ def test_blocks_of_the_engine_equal_blocks_of_the_whole_kernel():
 
 
 @pytest.mark.parametrize(
-    "x2, kernel, dtype, tile_size, wrt",
+    "x2, kernel, options, tile_size",
     [
-        (None, "nngp", "float64", Q, "all"),
-        (None, "nngp", "float32", 2 * Q, "all"),
-        (X2, "nngp", "float64", Q, "all"),
-        (None, "ntk", "float32", Q, "all"),
-        (X2, "ntk", "float64", 2 * Q, "weights"),
-        (None, "ntk", "float64", 3 * Q, [0, -1]),  # one tile: the in-memory call itself
+        (None, "nngp", dict(dtype="float64"), Q),  # the default estimator: conditional
+        (None, "nngp", dict(dtype="float32", estimator="sampled"), 2 * Q),
+        (X2, "nngp", dict(dtype="float64", estimator="readout"), Q),
+        (X2, "nngp", dict(dtype="float32", arch=nnpk.MLP(hidden=[], out=2, b_std=0.3)), Q),  # exact: x x' / d
+        (None, "nngp", dict(arch=nnpk.MLP(hidden=[20], activation="erf")), Q),  # exact: one hidden layer
+        (None, "ntk", dict(dtype="float32"), Q),
+        (X2, "ntk", dict(dtype="float64", wrt="weights"), 2 * Q),
+        (None, "ntk", dict(wrt=[0, -1]), 3 * Q),  # one tile: the in-memory call itself
     ],
 )
-def test_store_equals_the_in_memory_kernel(tmp_path, x2, kernel, dtype, tile_size, wrt):
-    kwargs = dict(arch=ARCH, n_networks=7, seed=11, dtype=dtype)
-    kwargs_mc = dict(get=kernel, wrt=wrt) if kernel == "ntk" else {}
-    expected = nnpk.monte_carlo(X1, x2, **kwargs, **kwargs_mc)
-    store = nnpk.compute_to_store(tmp_path / "k", X1, x2, kernel=kernel, wrt=wrt, tile_size=tile_size, n_threads=2,
-                                  **kwargs)
+def test_store_equals_monte_carlo(tmp_path, x2, kernel, options, tile_size):
+    kwargs = {"arch": ARCH, "n_networks": 7, "seed": 11, **options}
+    expected = nnpk.monte_carlo(X1, x2, get=kernel, **kwargs)
+    store = nnpk.compute_to_store(tmp_path / "k", X1, x2, kernel=kernel, tile_size=tile_size, n_threads=2, **kwargs)
     assert store.complete and np.array_equal(store.to_numpy(), expected)
     store.export(tmp_path / "k.npy")
     assert np.array_equal(np.load(tmp_path / "k.npy"), expected)
     # Only tiles on and above the diagonal of a symmetric kernel are stored.
     g1, g2 = store.grid
     assert len(store.tiles) == (g1 * (g1 + 1) // 2 if x2 is None else g1 * g2)
+
+
+@pytest.mark.parametrize(
+    "x2, get, options",
+    [
+        (None, "nngp", {}),
+        (X2, "ntk", dict(arch=nnpk.MLP(hidden=[16, 16], activation="tanh", b_std=0.1), quadrature_order=12)),
+        (None, "ntk", dict(arch=nnpk.MLP(hidden=[16], parameterization="standard", activation="gelu"),
+                           closed_form=False, quadrature_order=12)),
+    ],
+)
+def test_store_equals_analytic(tmp_path, x2, get, options):
+    options = {"arch": ARCH, **options}
+    expected = nnpk.analytic(X1, x2, get=get, **options)
+    store = nnpk.compute_to_store(tmp_path / "k", X1, x2, kernel=f"analytic_{get}", tile_size=Q, **options)
+    assert np.array_equal(store.to_numpy(), expected)
+    assert store.spec["n_networks"] is None and store.status()["seconds_left"] == 0
 
 
 def test_checkpointed_tiles_are_exact(tmp_path, monkeypatch):
@@ -103,7 +120,7 @@ def test_resume_from_a_checkpoint_and_from_finished_tiles(tmp_path):
         os.unlink(store._chunk_path(i, j))
     rows, cols = store.bounds(0, 1)
     a1, a2 = np.ascontiguousarray(X1[rows]), np.ascontiguousarray(X1[cols])
-    partial = _kernel_sums(a1, a2, ARCH, seed=5, start=0, stop=3, all_layers=False, n_threads=1)[0]
+    partial = store._plan(ARCH, a1, a2, n_threads=1).run(0, 3, None)
     from nnpk.store import _save_checkpoint
 
     _save_checkpoint(store._partial_path(0, 1), partial, 3)
@@ -142,6 +159,9 @@ def test_tile_task_is_pure_and_standalone(tmp_path):
         (dict(kernel="ntk"), "kernel is 'nngp' in the store, 'ntk' here"),
         (dict(dtype="float32"), "dtype is 'float64' in the store, 'float32' here"),
         (dict(tile_size=2 * Q), "tile_size is 96 in the store, 192 here"),
+        (dict(estimator="readout"), "estimator is 'conditional' in the store, 'readout' here"),
+        (dict(kernel="analytic_nngp", n_networks=None), "kernel is 'nngp' in the store, 'analytic_nngp' here; "
+                                                        "n_networks is 3 in the store, None here"),
         (dict(x1=X1 + np.eye(*X1.shape) * 1e-12), r"inputs.x1.sha256 is '[0-9a-f]{64}' in the store"),
         (dict(x1=X1[:200]), r"inputs.x1.shape is \[250, 6\] in the store, \[200, 6\] here"),
         (dict(x2=X2), r"inputs.x2 is None in the store, \{.*\} here; .*shape is \[250, 250\] in the store, \[250, 130\]"),
@@ -202,8 +222,15 @@ def test_a_damaged_checkpoint_restarts_its_tile(tmp_path):
     [
         (dict(tile_size=100), ValueError, "tile_size must be a multiple of 96, got 100"),
         (dict(tile_size=0), ValueError, "tile_size must be >= 1"),
-        (dict(kernel="nngp_analytic"), ValueError, "kernel must be one of nngp, ntk"),
+        (dict(kernel="nngp_analytic"), ValueError, "kernel must be one of nngp, ntk, analytic_nngp, analytic_ntk"),
         (dict(n_networks=None), TypeError, "kernel='nngp' needs n_networks"),
+        (dict(kernel="analytic_ntk"), ValueError, "n_networks applies to Monte Carlo kernels, not kernel='analytic_ntk'"),
+        (dict(kernel="analytic_nngp", n_networks=None, dtype="float32"), ValueError, "is computed in float64"),
+        (dict(kernel="analytic_nngp", n_networks=None, quadrature_order=0), ValueError, "quadrature_order must be >= 1"),
+        (dict(kernel="analytic_nngp", n_networks=None, closed_form="no"), TypeError, "closed_form must be a bool"),
+        (dict(quadrature_order=20), ValueError, "quadrature_order applies to analytic kernels, not kernel='nngp'"),
+        (dict(kernel="ntk", estimator="readout"), ValueError, "estimator applies to the NNGP, not kernel='ntk'"),
+        (dict(estimator="exact"), ValueError, "estimator must be one of"),
         (dict(executor="slurm"), ValueError, "executor must be one of threads, dask, mpi"),
         (dict(checkpoint_seconds=-1), ValueError, "checkpoint_seconds must be >= 0 or None"),
         (dict(n_threads=0), ValueError, "n_threads must not be 0"),

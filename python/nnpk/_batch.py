@@ -48,6 +48,7 @@ def _order(store: KernelStore, tiles: List[Tile]) -> List[Tile]:
 def run_tiles(store: KernelStore, *, executor: str, client, n_threads, checkpoint_seconds: Optional[float],
               progress: bool) -> None:
     """Computes every tile of `store` that is not done yet."""
+    store._drop_stale_checkpoints()
     todo = _order(store, [t for t in store.tiles if not store.is_done(*t)])
     bar = _TileBar(len(todo), store.spec["n_networks"], progress)
     try:

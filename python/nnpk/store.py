@@ -31,9 +31,11 @@ import numpy as np
 
 from . import _core
 from ._arch import MLP
-from ._monte_carlo import _kernel_sums, _prepare, _tangent_sums
+from ._analytic import DEFAULT_QUADRATURE_ORDER, _analytic_kernels
+from ._monte_carlo import ESTIMATORS, _nngp_plan, _prepare, _tangent_plan
 from ._params import SEED_MAX
-from ._tangent import feature_bytes, parse_wrt, shape_results
+from ._streaming import _finalize
+from ._tangent import feature_bytes, parse_wrt
 from ._threads import resolve_n_threads
 from ._validate import check_int, check_memory, compute_dtype
 
@@ -50,7 +52,7 @@ __all__ = [
     "open_store",
 ]
 
-KERNELS = ("nngp", "ntk")
+KERNELS = ("nngp", "ntk", "analytic_nngp", "analytic_ntk")
 EXECUTORS = ("threads", "dask", "mpi")
 DEFAULT_TILE_SIZE = 48 * _core.ROW_QUANTUM  # 4608: a 170 MB float64 tile
 DEFAULT_CHECKPOINT_SECONDS = 300.0
@@ -118,15 +120,41 @@ def _check_tile_size(tile_size) -> int:
     return tile_size
 
 
-def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, wrt, dtype, tile_size):
-    """(spec, a1, a2): the validated request and its inputs in the forward-pass dtype."""
+def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype, quadrature_order, closed_form,
+               tile_size):
+    """(spec, a1, a2): the validated request and its inputs in the forward-pass dtype.
+
+    Settings that do not apply to the kernel are None in the spec."""
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+    analytic = kernel.startswith("analytic_")
+    if analytic:
+        for name, value in (("n_networks", n_networks), ("estimator", estimator)):
+            if value is not None:
+                raise ValueError(f"{name} applies to Monte Carlo kernels, not kernel={kernel!r}")
+        if compute_dtype(dtype) is not np.float64:
+            raise ValueError(f"kernel={kernel!r} is computed in float64, got dtype={dtype!r}")
+        quadrature_order = check_int(DEFAULT_QUADRATURE_ORDER if quadrature_order is None else quadrature_order,
+                                     "quadrature_order", minimum=1, maximum=4096)
+        closed_form = True if closed_form is None else closed_form
+        if not isinstance(closed_form, (bool, np.bool_)):
+            raise TypeError(f"closed_form must be a bool, got {closed_form!r}")
+        closed_form, n_networks, seed = bool(closed_form), None, None
+    else:
+        for name, value in (("quadrature_order", quadrature_order), ("closed_form", closed_form)):
+            if value is not None:
+                raise ValueError(f"{name} applies to analytic kernels, not kernel={kernel!r}")
+        if n_networks is None:
+            raise TypeError(f"kernel={kernel!r} needs n_networks")
+        n_networks = check_int(n_networks, "n_networks", minimum=1)
+        seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
+        if kernel == "ntk" and estimator is not None:
+            raise ValueError("estimator applies to the NNGP, not kernel='ntk'")
+        if kernel == "nngp":
+            estimator = "conditional" if estimator is None else estimator
+            if estimator not in ESTIMATORS:
+                raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     arch, a1, a2 = _prepare(x1, x2, arch, dtype)
-    if n_networks is None:
-        raise TypeError(f"kernel={kernel!r} needs n_networks")
-    n_networks = check_int(n_networks, "n_networks", minimum=1)
-    seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
     weights, biases = parse_wrt(wrt, arch)
     spec = {
         "format": _FORMAT,
@@ -136,7 +164,10 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, wrt, dtype, tile_size)
         "n_networks": n_networks,
         "seed": seed,
         "dtype": a1.dtype.name,
-        "wrt": {"weights": weights, "biases": biases} if kernel == "ntk" else None,
+        "estimator": estimator,
+        "wrt": {"weights": weights, "biases": biases} if kernel in ("ntk",) else None,
+        "quadrature_order": quadrature_order,
+        "closed_form": closed_form,
         "tile_size": _check_tile_size(tile_size),
         "shape": [a1.shape[0], a1.shape[0] if a2 is None else a2.shape[0]],
         "symmetric": a2 is None,
@@ -399,13 +430,13 @@ class KernelStore:
             networks = _checkpoint_networks(self._partial_path(i, j))
             if networks:
                 in_progress.append({"tile": [i, j], "networks": networks})
-            left += self.cost(i, j) * (1 - networks / M)
+            left += self.cost(i, j) * (1 - networks / M if networks else 1)
         seconds = work = 0.0
         for i, j in done:
             record = _read_json(self._record_path(i, j))
-            if record and record["networks"] and record["seconds"] > 0:
+            if record and record["fraction"] > 0 and record["seconds"] > 0:
                 seconds += record["seconds"]
-                work += self.cost(i, j) * record["networks"] / M
+                work += self.cost(i, j) * record["fraction"]
         run = _read_json(os.path.join(self.path, _RUN))
         workers = run["workers"] if run else 1
         total = sum(self.cost(*t) for t in self.tiles)
@@ -423,24 +454,55 @@ class KernelStore:
     # -- computing
     def _compute_block(self, i: int, j: int, *, n_threads: int, checkpoint_seconds: Optional[float],
                        progress=None) -> Tuple[np.ndarray, dict]:
-        """Tile (I, J) normalised as the in-memory call does, and its timing record."""
+        """Tile (I, J) as the in-memory call computes it, and its timing record."""
         spec = self.spec
         arch = self.arch
         a1 = self.points("x1", i)
         diagonal = self.symmetric and i == j
         a2 = None if diagonal else self.points("x1" if self.symmetric else "x2", j)
         r, c = a1.shape[0], a1.shape[0] if a2 is None else a2.shape[0]
-        wrt = spec["wrt"]
         # The sum, the copy the engine continues from, and the normalised tile.
         need = 3 * 8 * r * c
         if spec["kernel"] == "ntk":
-            need += feature_bytes(arch, a1.shape[1], r + (0 if a2 is None else c), wrt["weights"], a1.itemsize, False)
+            need += feature_bytes(arch, a1.shape[1], r + (0 if a2 is None else c), spec["wrt"]["weights"],
+                                  a1.itemsize, False)
         check_memory(need, f"tile ({i}, {j}) ({r} x {c})", advice="choose a smaller tile_size")
+        started = time.perf_counter()
+        if spec["kernel"].startswith("analytic_"):
+            name = spec["kernel"][len("analytic_"):]
+            block = _analytic_kernels(a1, a2, arch, layers=[arch.n_layers - 1], kernels=[name], n_threads=n_threads,
+                                      quadrature_order=spec["quadrature_order"],
+                                      closed_form=spec["closed_form"])[name][0]
+            networks = None
+        else:
+            plan = self._plan(arch, a1, a2, n_threads)
+            if plan.exact:  # nothing random left: as monte_carlo does, one network's worth
+                block, networks = _finalize(plan, plan.run(0, 1, None), 1)[0], None
+            else:
+                block, networks = self._run_networks(plan, i, j, checkpoint_seconds, progress)
+        # networks: those run here (a resumed tile ran the rest before); fraction: of the tile's work.
+        record = {"seconds": time.perf_counter() - started, "networks": networks,
+                  "fraction": 1.0 if networks is None else networks / spec["n_networks"], "n_threads": n_threads,
+                  "host": socket.gethostname(), "pid": os.getpid(), "finished": None}
+        return block, record
 
-        M = spec["n_networks"]
-        done, sums = _load_checkpoint(self._partial_path(i, j), (r, c), M)
+    def _plan(self, arch, a1, a2, n_threads):
+        spec = self.spec
+        if spec["kernel"] == "nngp":
+            return _nngp_plan(a1, a2, arch, seed=spec["seed"], layers="output", estimator=spec["estimator"],
+                              n_threads=n_threads)
+        return _tangent_plan(a1, a2, arch, seed=spec["seed"], with_nngp=False, weights=spec["wrt"]["weights"],
+                             biases=spec["wrt"]["biases"], per_layer=False, per_logit=False, n_threads=n_threads)
+
+    def _run_networks(self, plan, i: int, j: int, checkpoint_seconds: Optional[float], progress):
+        """The tile's kernel over all networks, continued from its checkpoint and
+        checkpointed about every `checkpoint_seconds`; and the networks run here."""
+        M = self.spec["n_networks"]
+        rows, cols = self.bounds(i, j)
+        done, sums = _load_checkpoint(self._partial_path(i, j), (rows.stop - rows.start, cols.stop - cols.start), M,
+                                      len({k.source for k in plan.kernels}))
         first = done
-        started = last_save = time.perf_counter()
+        last_save = time.perf_counter()
         entries = self.cost(i, j)
         while done < M:
             # Calls of about one checkpoint interval (each call also costs a few passes over the
@@ -451,29 +513,13 @@ class KernelStore:
             else:
                 stop = min(M, done + (1 if pace is None else max(1, int(checkpoint_seconds / (pace * entries)))))
             t = time.perf_counter()
-            sums = self._sums(arch, a1, a2, done, stop, sums, n_threads,
-                              None if progress is None else _offset(progress, done))
+            sums = plan.run(done, stop, sums, None if progress is None else _offset(progress, done))
             _PACE[self.path] = (time.perf_counter() - t) / ((stop - done) * entries)
             done = stop
             if done < M and checkpoint_seconds is not None and time.perf_counter() - last_save >= checkpoint_seconds:
-                _save_checkpoint(self._partial_path(i, j), sums[0], done)
+                _save_checkpoint(self._partial_path(i, j), sums, done)
                 last_save = time.perf_counter()
-        names = (spec["kernel"],)
-        weights, biases = (wrt["weights"], wrt["biases"]) if wrt else (None, None)
-        block = shape_results(sums, names, False, n_networks=M, arch=arch, weights=weights, biases=biases,
-                              per_layer=False, per_logit=False)
-        record = {"seconds": time.perf_counter() - started, "networks": M - first, "n_threads": n_threads,
-                  "host": socket.gethostname(), "pid": os.getpid(), "finished": None}
-        return block, record
-
-    def _sums(self, arch, a1, a2, start, stop, initial, n_threads, progress):
-        spec = self.spec
-        common = dict(seed=spec["seed"], start=start, stop=stop, n_threads=n_threads, progress=progress,
-                      initial=initial)
-        if spec["kernel"] == "nngp":
-            return _kernel_sums(a1, a2, arch, all_layers=False, **common)
-        return _tangent_sums(a1, a2, arch, names=("ntk",), weights=spec["wrt"]["weights"],
-                             biases=spec["wrt"]["biases"], per_layer=False, per_logit=False, **common)
+        return _finalize(plan, sums, M)[0], M - first
 
     def _write_tile(self, i: int, j: int, block: np.ndarray, record: dict) -> None:
         """Stores a finished tile durably, then forgets its partial sum."""
@@ -492,6 +538,14 @@ class KernelStore:
         if os.path.exists(partial):
             os.unlink(partial)
 
+    def _drop_stale_checkpoints(self) -> None:
+        """Deletes the checkpoints of finished tiles (left by a run killed just after storing a tile)."""
+        for name in os.listdir(os.path.join(self.path, _PARTIAL)):
+            stem, ext = os.path.splitext(name)
+            i, _, j = stem.partition("-")
+            if ext == ".npz" and i.isdigit() and j.isdigit() and self.is_done(int(i), int(j)):
+                os.unlink(os.path.join(self.path, _PARTIAL, name))
+
     def _record_run(self, executor: str, workers: int) -> None:
         _write_json(os.path.join(self.path, _RUN), {"started": time.time(), "executor": executor,
                                                     "workers": workers, "host": socket.gethostname()})
@@ -509,20 +563,22 @@ def _checkpoint_networks(path: str) -> int:
         return 0
 
 
-def _save_checkpoint(path: str, total: np.ndarray, networks: int) -> None:
-    _atomic_write(path, lambda f: np.savez(f, sum=total, networks=np.int64(networks)))
+def _save_checkpoint(path: str, sums: List[np.ndarray], networks: int) -> None:
+    """The engine's float64 sums over the first `networks` networks (never a mean)."""
+    _atomic_write(path, lambda f: np.savez(f, *sums, networks=np.int64(networks)))
 
 
-def _load_checkpoint(path: str, shape, n_networks: int):
-    """(networks done, [float64 sum]) from a tile's checkpoint, or (0, None)."""
+def _load_checkpoint(path: str, shape, n_networks: int, n_sums: int):
+    """(networks done, float64 sums) from a tile's checkpoint, or (0, None)."""
     if not os.path.exists(path):
         return 0, None
     try:
         with np.load(path) as z:
-            networks, total = int(z["networks"]), z["sum"]
-        if total.shape == tuple(shape) and total.dtype == np.float64 and 0 < networks < n_networks:
-            return networks, [np.ascontiguousarray(total)]
-        problem = f"it holds {networks} networks of shape {total.shape}"
+            networks = int(z["networks"])
+            sums = [np.ascontiguousarray(z[f"arr_{k}"]) for k in range(n_sums)]
+        if all(a.shape == tuple(shape) and a.dtype == np.float64 for a in sums) and 0 < networks < n_networks:
+            return networks, sums
+        problem = f"it holds {networks} networks, shapes {[a.shape for a in sums]}"
     except Exception as e:  # a checkpoint cut short or damaged on disk: zipfile checks its CRC
         problem = str(e)
     warnings.warn(f"ignoring the unreadable checkpoint {path} ({problem}); the tile restarts from network 0",
@@ -592,16 +648,20 @@ def _create_or_resume(path, spec: dict, a1, a2) -> KernelStore:
 
 
 def compute_to_store(path, x1, x2=None, *, arch, kernel: str = "nngp", n_networks: Optional[int] = None,
-                     seed: int = 0, wrt="all", dtype="float64", tile_size: int = DEFAULT_TILE_SIZE,
-                     executor: str = "threads", client=None, n_threads=None,
+                     seed: int = 0, estimator: Optional[str] = None, wrt="all", dtype="float64",
+                     quadrature_order: Optional[int] = None, closed_form: Optional[bool] = None,
+                     tile_size: int = DEFAULT_TILE_SIZE, executor: str = "threads", client=None, n_threads=None,
                      checkpoint_seconds: Optional[float] = DEFAULT_CHECKPOINT_SECONDS,
                      progress: bool = False) -> KernelStore:
     """Computes a kernel tile by tile into an on-disk store, resuming it if it exists.
 
-    The result is bitwise the in-memory ``nnpk.monte_carlo(x1, x2, arch=arch,
-    n_networks=n_networks, seed=seed, get=kernel, wrt=wrt, dtype=dtype)``, whatever
-    the executor, the number of workers and threads, and however often the run was
-    interrupted. Memory: a few tiles (8 * tile_size**2 bytes each) per worker.
+    The result is bitwise the in-memory call with the same arguments,
+    ``nnpk.monte_carlo(x1, x2, arch=arch, get=kernel, n_networks=n_networks, seed=seed,
+    estimator=estimator, wrt=wrt, dtype=dtype)`` for "nngp" and "ntk", and
+    ``nnpk.analytic(x1, x2, arch=arch, get="nngp" or "ntk", quadrature_order=...,
+    closed_form=...)`` for "analytic_nngp" and "analytic_ntk", whatever the executor,
+    the number of workers and threads, and however often the run was interrupted.
+    Memory: a few tiles (8 * tile_size**2 bytes each) per worker.
 
     Parameters
     ----------
@@ -609,11 +669,15 @@ def compute_to_store(path, x1, x2=None, *, arch, kernel: str = "nngp", n_network
         The store's directory. A new (or empty) one is created; an existing store is
         resumed: only its missing tiles are computed, after checking that it was made
         with the same spec and the same inputs (else ``StoreMismatchError``).
-    x1, x2, arch, n_networks, seed, wrt, dtype
+    x1, x2, arch
         As in ``nnpk.monte_carlo``. Without x2 the kernel is symmetric and only the
         tiles on and above the diagonal are computed.
-    kernel : "nngp" or "ntk"
-        What ``monte_carlo``'s ``get`` would be.
+    kernel : "nngp", "ntk", "analytic_nngp" or "analytic_ntk"
+        The output kernel: Monte Carlo at finite width, or infinite-width.
+    n_networks, seed, estimator, wrt, dtype
+        As in ``nnpk.monte_carlo`` (Monte Carlo kernels only; wrt for "ntk").
+    quadrature_order, closed_form
+        As in ``nnpk.analytic`` (analytic kernels only).
     tile_size : int
         Rows and columns of a tile, a multiple of 96. Larger tiles repeat less of the
         forward passes (each tile runs them on its own rows), smaller ones spread over
@@ -628,8 +692,8 @@ def compute_to_store(path, x1, x2=None, *, arch, kernel: str = "nngp", n_network
         OpenMP threads per tile. None: all physical cores ("threads", "mpi"), 1 ("dask",
         whose workers run one task per thread).
     checkpoint_seconds : float or None
-        A tile saves its float64 partial sum and network count about this often, so an
-        interrupted tile resumes from there. None: never.
+        A Monte Carlo tile saves its float64 partial sums and network count about this
+        often, so that an interrupted tile resumes from there. None: never.
     progress : bool
         Show a progress bar (tiles).
 
@@ -643,8 +707,9 @@ def compute_to_store(path, x1, x2=None, *, arch, kernel: str = "nngp", n_network
         raise ValueError(f"checkpoint_seconds must be >= 0 or None, got {checkpoint_seconds!r}")
     if executor != "threads" or n_threads is not None:
         resolve_n_threads(n_threads)  # reject bad counts here, not on a worker
-    spec, a1, a2 = _make_spec(x1, x2, arch=arch, kernel=kernel, n_networks=n_networks, seed=seed, wrt=wrt,
-                              dtype=dtype, tile_size=tile_size)
+    spec, a1, a2 = _make_spec(x1, x2, arch=arch, kernel=kernel, n_networks=n_networks, seed=seed,
+                              estimator=estimator, wrt=wrt, dtype=dtype, quadrature_order=quadrature_order,
+                              closed_form=closed_form, tile_size=tile_size)
     store = _create_or_resume(path, spec, a1, a2)
     from ._batch import run_tiles
 
