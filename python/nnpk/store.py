@@ -204,24 +204,34 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: str, write) -> None:
-    """Writes a file so that a crash leaves either the old file or the complete new one."""
+def _atomic_write(path: str, fill) -> None:
+    """Writes `path` so that a crash leaves either no file (or the old one) or the whole
+    new one: `fill(tmp)` writes a temporary file, which is fsynced, then renamed."""
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
+        fill(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(os.path.dirname(path))
+    _fsync_dir(os.path.dirname(path) or ".")
+
+
+def _writing(write):
+    """A fill for _atomic_write from a function writing to a binary file object."""
+
+    def fill(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+
+    return fill
 
 
 def _write_json(path: str, obj) -> None:
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+    _atomic_write(path, _writing(lambda f: f.write(json.dumps(obj, indent=1).encode())))
 
 
 def _read_json(path: str):
@@ -367,10 +377,9 @@ class KernelStore:
 
         The file appears under its name only once it is complete."""
         self._require_complete("export the kernel")
-        path = os.fspath(path)
         n1, n2 = self.shape
-        tmp = f"{path}.{uuid.uuid4().hex}.partial"
-        try:
+
+        def fill(tmp: str) -> None:
             header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(n1, n2))
             offset = header.offset
             del header
@@ -383,13 +392,8 @@ class KernelStore:
                                      shape=(rows.stop - rows.start, n2))
                     band[:, self.bounds(i, j)[1]] = self.tile(i, j)
                     del band
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+
+        _atomic_write(os.fspath(path), fill)
 
     def verify(self, repair: bool = False) -> List[Tile]:
         """Reads every computed tile and returns those failing their checksum.
@@ -565,7 +569,7 @@ def _checkpoint_networks(path: str) -> int:
 
 def _save_checkpoint(path: str, sums: List[np.ndarray], networks: int) -> None:
     """The engine's float64 sums over the first `networks` networks (never a mean)."""
-    _atomic_write(path, lambda f: np.savez(f, *sums, networks=np.int64(networks)))
+    _atomic_write(path, _writing(lambda f: np.savez(f, *sums, networks=np.int64(networks))))
 
 
 def _load_checkpoint(path: str, shape, n_networks: int, n_sums: int):
