@@ -126,6 +126,19 @@ def test_sigterm_stops_with_exit_code_75_and_the_job_resumes(tmp_path):
     assert np.array_equal(nnpk.open_store(tmp_path / "store").to_numpy(), expected_kernel(x, n_networks=M, arch=arch))
 
 
+def test_two_jobs_on_one_store_at_once(tmp_path):
+    """Both may create the store and write the same tiles: every write is atomic and
+    every tile's bits are the same, so both succeed and the kernel is exact."""
+    job, x = write_job(tmp_path, n=400, run=dict(n_threads=1))
+    procs = [subprocess.Popen([sys.executable, "-m", "nnpk", "compute", str(job), "--no-progress"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+    assert np.array_equal(nnpk.open_store(tmp_path / "store").to_numpy(), expected_kernel(x))
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".store")] == []  # no half-made store left
+
+
 @pytest.mark.parametrize(
     "edit, match",
     [

@@ -165,7 +165,7 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype,
         "seed": seed,
         "dtype": a1.dtype.name,
         "estimator": estimator,
-        "wrt": {"weights": weights, "biases": biases} if kernel in ("ntk",) else None,
+        "wrt": {"weights": weights, "biases": biases} if kernel == "ntk" else None,
         "quadrature_order": quadrature_order,
         "closed_form": closed_form,
         "tile_size": _check_tile_size(tile_size),
@@ -197,6 +197,9 @@ def _differences(stored, wanted, prefix="") -> List[str]:
 
 
 def _fsync_dir(path: str) -> None:
+    """Makes a rename in `path` durable (POSIX; Windows cannot open a directory and journals renames)."""
+    if os.name == "nt":
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -609,7 +612,7 @@ def open_store(path) -> KernelStore:
     return KernelStore(path)
 
 
-def _create(path: str, spec: dict, a1, a2) -> KernelStore:
+def _create(path: str, spec: dict, a1, a2) -> None:
     """Builds the store under a temporary name and renames it into place, so that a
     store either exists whole or not at all."""
     zarr = _zarr()
@@ -629,26 +632,30 @@ def _create(path: str, spec: dict, a1, a2) -> KernelStore:
                 arr[:] = a
         os.makedirs(os.path.join(tmp, _PARTIAL))
         os.makedirs(os.path.join(tmp, _TILES))
-        if os.path.isdir(path):
-            os.rmdir(path)  # only an empty directory may be replaced
-        os.rename(tmp, path)
+        try:
+            if os.path.isdir(path):
+                os.rmdir(path)  # only an empty directory may be replaced
+            os.rename(tmp, path)
+        except OSError:
+            if not os.path.isfile(os.path.join(path, _ZARR, "zarr.json")):
+                raise
+            shutil.rmtree(tmp)  # another job made the store meanwhile: resume that one
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(parent)
-    return KernelStore(path)
 
 
 def _create_or_resume(path, spec: dict, a1, a2) -> KernelStore:
     path = os.path.abspath(os.fspath(path))
-    if os.path.exists(path) and not (os.path.isdir(path) and not os.listdir(path)):
-        store = KernelStore(path)
-        diff = _differences(store.spec, spec)
-        if diff:
-            raise StoreMismatchError(f"cannot resume the kernel store {path}: it was made for another computation: "
-                                     + "; ".join(diff) + ". Delete it or choose another store path.")
-        return store
-    return _create(path, spec, a1, a2)
+    if not os.path.exists(path) or (os.path.isdir(path) and not os.listdir(path)):
+        _create(path, spec, a1, a2)
+    store = KernelStore(path)
+    diff = _differences(store.spec, spec)
+    if diff:
+        raise StoreMismatchError(f"cannot resume the kernel store {path}: it was made for another computation: "
+                                 + "; ".join(diff) + ". Delete it or choose another store path.")
+    return store
 
 
 def compute_to_store(path, x1, x2=None, *, arch, kernel: str = "nngp", n_networks: Optional[int] = None,
