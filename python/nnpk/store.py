@@ -271,7 +271,9 @@ class KernelStore:
         if not isinstance(spec, dict) or spec.get("format") != _FORMAT:
             raise FileNotFoundError(f"{self.path} is not an nnpk kernel store of format {_FORMAT}")
         self.spec: dict = spec
-        self._kernel = self._group["kernel"]
+        # A chunk's existence marks its tile done, so every tile is written, even one equal to
+        # the fill value (zarr would otherwise skip it, after comparing it all).
+        self._kernel = self._group["kernel"].with_config({"write_empty_chunks": True})
 
     def __repr__(self) -> str:
         done, total = len(self.tiles_done()), len(self.tiles)
