@@ -1,7 +1,7 @@
 """Issue 7 benchmark: kernels computed tile by tile through the on-disk store.
 
 1. Store against the in-memory call, n = 16,384 points (d = 32, hidden [128], out 100,
-   relu, the sampled NNGP estimator over 64 networks, float32 forward passes; a 2 GiB
+   relu, the sampled NNGP estimator over 192 networks, float32 forward passes; a 2 GiB
    float64 kernel), both on 2 threads, the store with tiles of 4128 (a 4 x 4 grid: 10
    tiles on and above the diagonal, each written, checksummed and fsynced). Target: store
    rate >= 0.9 of the in-memory rate.
@@ -47,7 +47,7 @@ def assert_store_equals(store, K):
 
 
 def test_store_rate_against_in_memory(benchmark, tmp_path):
-    n, m, tile = 16384, 64, 4128
+    n, m, tile = 16384, 192, 4128
     x = data(n)
     nnpk.monte_carlo(x[:512], n_networks=2, **KERNEL)  # warm-up
     path = tmp_path / "k"
@@ -71,7 +71,7 @@ def test_store_rate_against_in_memory(benchmark, tmp_path):
 
 def test_dask_one_to_two_workers(benchmark, tmp_path):
     distributed = pytest.importorskip("distributed")
-    n, m, tile = 6144, 96, 1536
+    n, m, tile = 6144, 192, 1536
     x = data(n)
     clusters = {w: distributed.LocalCluster(n_workers=w, threads_per_worker=1, host="127.0.0.1",
                                             dashboard_address=None) for w in (1, 2)}
