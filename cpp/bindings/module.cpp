@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
   nnpk::bind::bind_sampling(m);
   nnpk::bind::bind_monte_carlo(m);
   nnpk::bind::bind_ntk(m);
+  nnpk::bind::bind_bias_learning(m);
 }
