@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _core
 from ._params import SEED_MAX, _check_arch, sample_params
@@ -64,7 +64,8 @@ class TaskFit:
 
 
 class _Adam:
-    """Adam (Kingma & Ba 2015) with beta1 = 0.9, beta2 = 0.999, eps = 1e-8, in place."""
+    """Adam (Kingma & Ba 2015, Algorithm 1) with beta1 = 0.9, beta2 = 0.999, eps = 1e-8, in place:
+    p -= lr * m_hat / (sqrt(v_hat) + eps) with the bias-corrected moments m_hat, v_hat."""
 
     beta1, beta2, eps = 0.9, 0.999, 1e-8
 
@@ -76,13 +77,13 @@ class _Adam:
 
     def step(self, params: List[np.ndarray], grads: List[np.ndarray]) -> None:
         self.t += 1
-        step = self.lr * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
+        m_scale, v_scale = 1 / (1 - self.beta1**self.t), 1 / (1 - self.beta2**self.t)
         for p, g, m, v in zip(params, grads, self.m, self.v):
             m *= self.beta1
             m += (1 - self.beta1) * g
             v *= self.beta2
             v += (1 - self.beta2) * g * g
-            p -= step * m / (np.sqrt(v) + self.eps)
+            p -= self.lr * (m * m_scale) / (np.sqrt(v * v_scale) + self.eps)
 
 
 class _SGD:
@@ -131,8 +132,9 @@ class BiasLearner(BaseEstimator):
     epochs : int
         Passes over the training set.
     batch_size : int or None
-        Rows per step; None: the whole training set (full-batch). Multiples of
-        96 waste no work (the engine computes rows in padded chunks of 96).
+        Rows per step (the last step of an epoch takes the rest); None: the
+        whole training set (full-batch). Multiples of 96 waste no work: the
+        engine computes rows in chunks of 96, the last one padded.
     loss : "auto", "cross_entropy" or "squared"
         "auto": cross-entropy for class labels (binary or multiclass targets in
         scikit-learn's sense), squared loss for real-valued targets.
@@ -153,7 +155,7 @@ class BiasLearner(BaseEstimator):
     """
 
     def __init__(self, arch, seed=0, index=0, train="biases", optimizer="adam", lr=0.01, epochs=100,
-                 batch_size=None, loss="auto", dtype="float64", n_threads=None, random_state=None):
+                 batch_size=96, loss="auto", dtype="float64", n_threads=None, random_state=None):
         self.arch = arch
         self.seed = seed
         self.index = index
@@ -205,7 +207,10 @@ class BiasLearner(BaseEstimator):
 
     def _targets(self, y, n_rows: int):
         """(loss, classes, n_outputs, engine targets, 1-D) for training targets y."""
-        check_consistent_length(np.empty(n_rows), y)
+        if y is None:
+            raise TypeError("y must be an array of targets, got None")
+        if np.shape(y)[:1] != (n_rows,):
+            raise ValueError(f"y has shape {np.shape(y)}; X has {n_rows} rows, y needs one target per row")
         loss = self.loss
         if loss == "auto":
             kind = type_of_target(y, input_name="y")
@@ -226,11 +231,14 @@ class BiasLearner(BaseEstimator):
             if len(classes) > C:
                 raise ValueError(f"y has {len(classes)} classes but the network has only {C} logits (arch.out)")
             return loss, classes, len(classes), labels.astype(np.int64), False
-        values = np.asarray(y, dtype=np.float64)
+        try:
+            values = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("y must hold real numbers for the squared loss") from None
         targets_1d = values.ndim == 1
-        values = values.reshape(n_rows, -1) if values.ndim <= 2 else values
-        if values.ndim != 2:
-            raise ValueError(f"y must be (n_samples,) or (n_samples, n_targets), got shape {np.shape(y)}")
+        if values.ndim not in (1, 2) or values.size == 0:
+            raise ValueError(f"y must be (n_samples,) or (n_samples, n_targets), got shape {values.shape}")
+        values = values.reshape(n_rows, -1)
         if values.shape[1] > C:
             raise ValueError(f"y has {values.shape[1]} targets but the network has only {C} outputs (arch.out)")
         if not np.isfinite(values).all():
