@@ -247,26 +247,26 @@ class BiasLearner(BaseEstimator):
 
     # ----------------------------------------------------------------- network
 
-    def _network(self) -> list:
-        """The sampled (W, b) of every layer in float64, drawn once per network."""
+    def _network(self, dtype):
+        """(the sampled float64 (W, b) of every layer, the hidden layers' weights in `dtype`).
+
+        Drawn once per network, and the fixed weights converted once per dtype, not at every step."""
         key = (self.arch, self.seed, self.index, self.n_features_in_)
         cached = getattr(self, "_sampled", None)
         if cached is None or cached[0] != key:
             if getattr(self, "tasks_", None):
                 raise ValueError(f"arch, seed or index changed after tasks {list(self.tasks_)} were fitted; their "
                                  "parameters belong to the network sampled then: use a new BiasLearner")
-            self._sampled = (key, sample_params(self.arch, self.n_features_in_, self.seed, self.index))
-        return self._sampled[1]
+            cached = self._sampled = (key, sample_params(self.arch, self.n_features_in_, self.seed, self.index), {})
+        sampled, converted = cached[1], cached[2]
+        name = np.dtype(dtype).name
+        if name not in converted:
+            converted[name] = [np.ascontiguousarray(W, dtype=dtype) for W, _ in sampled[:-1]]
+        return sampled, converted[name]
 
     def _engine_params(self, fit: TaskFit, dtype) -> list:
         """The task's (W, b) of every layer in the compute dtype, for the engine."""
-        sampled = self._network()
-        cached = getattr(self, "_hidden", None)
-        if cached is None or cached[0] != (self._sampled[0], np.dtype(dtype)):
-            # The fixed hidden weights are converted once per network and dtype, not at every step.
-            hidden = [np.ascontiguousarray(W, dtype=dtype) for W, _ in sampled[:-1]]
-            self._hidden = cached = ((self._sampled[0], np.dtype(dtype)), hidden)
-        weights = cached[1] + [fit.readout.astype(dtype, copy=False)]
+        weights = self._network(dtype)[1] + [fit.readout.astype(dtype, copy=False)]
         return [(W, None if b is None else b.astype(dtype, copy=False)) for W, b in zip(weights, fit.biases)]
 
     def _trainable(self, fit: TaskFit):
@@ -306,7 +306,7 @@ class BiasLearner(BaseEstimator):
         loss, classes, n_outputs, targets, targets_1d = self._targets(y, n)
         threads = resolve_n_threads(self.n_threads)
         self.n_features_in_ = d
-        sampled = self._network()
+        sampled = self._network(x.dtype)[0]
         fit = TaskFit(loss=loss, classes=classes, n_outputs=n_outputs,
                       biases=[None if b is None else b.copy() for _, b in sampled],
                       readout=sampled[-1][0].copy(), targets_1d=targets_1d)
@@ -319,8 +319,11 @@ class BiasLearner(BaseEstimator):
             order = rng.permutation(n) if batch < n else None
             total = 0.0
             for start in range(0, n, batch):
-                rows = slice(None) if order is None else order[start : start + batch]
-                xb, tb = (x, targets) if order is None else (x[rows], targets[rows])
+                if order is None:
+                    xb, tb = x, targets
+                else:
+                    rows = order[start : start + batch]
+                    xb, tb = x[rows], targets[rows]
                 value, bias_grads, readout_grad = engine.gradients(xb, self._engine_params(fit, x.dtype), loss,
                                                                    n_outputs, tb)
                 grads = [g for g in bias_grads if g is not None] + ([readout_grad] if train_readout else [])

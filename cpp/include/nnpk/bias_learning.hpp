@@ -84,8 +84,8 @@ namespace detail {
 template <class T>
 struct BackwardWorkspace {
   ForwardWorkspace<T> forward;
-  RowMatrix<T> grad, grad_next;  // d loss / d z of the current layer, and of the one below
-  RowMatrix<T> readout;          // (n_L, C) product of one chunk
+  std::vector<RowMatrix<T>> grads;  // per layer: d loss / d z^l of the chunk's rows (kept: no reallocation)
+  RowMatrix<T> readout;             // (n_L, C) product of one chunk
 };
 
 // Adds each valid row's loss to `loss` and writes d loss_row / d logits into grad
@@ -139,14 +139,15 @@ void chunk_gradients(const MLPSpec& spec, const std::vector<LayerScales>& scales
   const std::int64_t L = spec.n_hidden();
   const std::int64_t d = spec.input_dim();
   const T* input = forward_rows(spec, scales, net, x + row0 * d, rows, lowest < L, ws.forward);
-  loss_gradient(ws.forward.outputs[static_cast<std::size_t>(L)], row0, rows, targets, out.loss, ws.grad);
   const std::size_t top = static_cast<std::size_t>(L);
-  if (trainable.biases[top]) add_column_sums(ws.grad, rows, scales[top].bias, out.biases[top]);
+  ws.grads.resize(top + 1);
+  const RowMatrix<T>& grad = ws.grads[top];
+  loss_gradient(ws.forward.outputs[top], row0, rows, targets, out.loss, ws.grads[top]);
+  if (trainable.biases[top]) add_column_sums(grad, rows, scales[top].bias, out.biases[top]);
   if (trainable.readout) {
     const DenseLayer& readout = spec.layers[top];
     const T* h = L == 0 ? input : ws.forward.outputs[top - 1].data();
-    const std::int64_t padded = ws.grad.rows();
-    ws.readout.noalias() = Eigen::Map<const RowMatrix<T>>(h, padded, readout.fan_in).transpose() * ws.grad;
+    ws.readout.noalias() = Eigen::Map<const RowMatrix<T>>(h, grad.rows(), readout.fan_in).transpose() * grad;
     const double forward = scales[top].forward;
     const T* p = ws.readout.data();
     for (std::size_t k = 0; k < out.readout.size(); ++k) out.readout[k] += forward * double(p[k]);
@@ -156,11 +157,10 @@ void chunk_gradients(const MLPSpec& spec, const std::vector<LayerScales>& scales
     const std::size_t lu = static_cast<std::size_t>(l);
     const DenseLayer& above = spec.layers[lu + 1];
     Eigen::Map<const RowMatrix<T>> W(net.weights[lu + 1], above.fan_in, above.fan_out);
-    ws.grad_next.noalias() = ws.grad * W.transpose();
+    ws.grads[lu].noalias() = ws.grads[lu + 1] * W.transpose();
     const T forward = static_cast<T>(scales[lu + 1].forward);
-    ws.grad_next.array() *= forward * ws.forward.derivatives[lu].array();
-    std::swap(ws.grad, ws.grad_next);
-    if (trainable.biases[lu]) add_column_sums(ws.grad, rows, scales[lu].bias, out.biases[lu]);
+    ws.grads[lu].array() *= forward * ws.forward.derivatives[lu].array();
+    if (trainable.biases[lu]) add_column_sums(ws.grads[lu], rows, scales[lu].bias, out.biases[lu]);
   }
 }
 
