@@ -43,7 +43,8 @@ struct TrainableSet {
   bool readout = false;      // the readout weights W^{L+1}
 };
 
-// Mean loss over the rows and its gradients (float64).
+// Loss and gradients with respect to the trainable parameters, in float64: one
+// chunk's sums, or (after scale) their mean over the rows.
 struct TrainableGradients {
   double loss = 0.0;
   std::vector<std::vector<double>> biases;  // per layer: (fan_out,), empty where not trained
