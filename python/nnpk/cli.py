@@ -40,6 +40,11 @@ def demo(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["demo", "biases"]:
+        from . import _demo_biases  # imports scikit-learn and matplotlib: only when asked for
+
+        return _demo_biases.main(argv[2:])
     parser = argparse.ArgumentParser(prog="nnpk", description="Kernels of random neural networks.")
     parser.add_argument("--version", action="version", version=f"nnpk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
