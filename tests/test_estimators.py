@@ -125,7 +125,7 @@ def test_conditional_all_layers_first_layer_is_analytic():
 def test_conditional_bitwise_across_threads_tiles_and_resume(dtype):
     rng = np.random.default_rng(2)
     x1 = rng.standard_normal((230, 9)).astype(dtype)
-    arch = nnpk.MLP(hidden=[40, 30, 20], out=2, activation="tanh", b_std=0.1)
+    arch = nnpk.MLP(hidden=[40, 30, 20], out=2, activation="erf", b_std=0.1)
     q = nnpk._core.ROW_QUANTUM
     kw = dict(seed=4, layers=[0, 1, 2])
     runs = [_conditional_sums(x1, None, arch, start=0, stop=4, n_threads=t, tile_rows=tr, gram_tile=gt, **kw)
