@@ -27,7 +27,7 @@ constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 constexpr double kTwoOverSqrtPi = 1.12837916709551257390;
 // Mean and standard deviation of max(g, 0) for g ~ N(0, 1).
 constexpr double kReluMean = 0.39894228040143267794;
-constexpr double kReluStd = 0.58381800031634628456;  // sqrt(1/2 - 1/(2 pi))
+constexpr double kReluStd = 0.583819370103548948899;  // sqrt(1/2 - 1/(2 pi))
 }  // namespace detail
 
 struct Activation {

@@ -178,6 +178,12 @@ class DualMap {
     }
   }
 
+  DualValues operator()(double q1, double q2, double c) const {
+    DualValues out;
+    row(q1, &q2, &c, 1, &out.sigma, &out.sigma_dot);
+    return out;
+  }
+
   // sigma[j], sigma_dot[j] for the pairs (q1, q2[j], c[j]), j < n.
   void row(double q1, const double* q2, const double* c, std::int64_t n, double* sigma, double* sigma_dot) const {
     using analytic_detail::kPi;
@@ -321,15 +327,13 @@ inline std::vector<double> layer_variances(const MLPSpec& spec, const DualMap& d
   parallel_for((n + kBlock - 1) / kBlock, n_threads, [&](std::int64_t b, int) {
     std::vector<double> scratch;
     for (std::int64_t i = b * kBlock; i < std::min(n, (b + 1) * kBlock); ++i) {
-      double var = 0.0, post = 0.0, dot = 0.0;
+      double var = 0.0;
       input_kernel_tile(x, i, 1, x, i, 1, d, scratch, &var, 1);
       for (std::int64_t l = 0; l < n_layers; ++l) {
         const DenseLayer& layer = spec.layers[static_cast<std::size_t>(l)];
         var = layer.w_std * layer.w_std * var + (layer.has_bias ? layer.b_std * layer.b_std : 0.0);
         q[static_cast<std::size_t>(l * n + i)] = var;
-        if (l + 1 == n_layers) break;
-        dual.row(var, &var, &var, 1, &post, &dot);
-        var = post;
+        if (l + 1 < n_layers) var = dual(var, var, var).sigma;
       }
     }
   });
@@ -379,9 +383,9 @@ inline void analytic_kernels(const MLPSpec& spec, const double* x1, std::int64_t
     std::vector<double> sigma, theta, pre, dot, scratch;
   };
   std::vector<Workspace> workspaces(static_cast<std::size_t>(std::max(1, opt.n_threads)));
-  PollGate gate(opt.poll);
+  ThrottledPoll gate(opt.poll);
   parallel_for(static_cast<std::int64_t>(tiles.size()), opt.n_threads, [&](std::int64_t item, int thread) {
-    if (gate.skip(thread)) return;
+    if (gate.stop(thread)) return;
     const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
     const std::int64_t i0 = ti * tile, j0 = tj * tile;
     const std::int64_t ni = std::min(tile, n1 - i0), nj = std::min(tile, n2 - j0);

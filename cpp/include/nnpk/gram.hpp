@@ -111,9 +111,9 @@ inline void gram_accumulate(const Panel& a, const Panel& b, bool symmetric, doub
   for (std::int64_t ti = 0; ti < t1; ++ti)
     for (std::int64_t tj = symmetric ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
 
-  PollGate gate(opt.poll);
+  ThrottledPoll poll(opt.poll);
   parallel_for(static_cast<std::int64_t>(tiles.size()), opt.n_threads, [&](std::int64_t item, int thread) {
-    if (gate.skip(thread)) return;
+    if (poll.stop(thread)) return;
     const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
     const std::int64_t i_end = std::min(n1, (ti + 1) * tile), j_end = std::min(n2, (tj + 1) * tile);
     alignas(64) double acc[kRows * kCols];
@@ -134,7 +134,7 @@ inline void gram_accumulate(const Panel& a, const Panel& b, bool symmetric, doub
       }
     }
   });
-  if (gate.stopped()) throw Cancelled();
+  if (poll.stopped()) throw Cancelled();
 }
 
 // Copies the upper triangle of square K (n x n) onto the lower one.

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -62,17 +63,17 @@ class ExceptionSlot {
   std::atomic<bool> failed_{false};
 };
 
-// Lets thread 0 call `poll` about every 0.2 s between the items of a parallel_for; once it
-// has returned true, every later item is skipped and stopped() is true.
-class PollGate {
+// Lets thread 0 call `poll` at most every `period` from inside a parallel loop;
+// once it returns true, stop() is true for every thread.
+class ThrottledPoll {
  public:
-  explicit PollGate(std::function<bool()> poll) : poll_(std::move(poll)), last_(std::chrono::steady_clock::now()) {}
+  explicit ThrottledPoll(std::function<bool()> poll, std::chrono::milliseconds period = std::chrono::milliseconds(200))
+      : poll_(std::move(poll)), period_(period), last_(std::chrono::steady_clock::now()) {}
 
-  // Whether the item about to run on `thread` should be skipped.
-  bool skip(int thread) {
+  bool stop(int thread) {
     if (thread == 0 && poll_ && !stop_.load(std::memory_order_relaxed)) {
       const auto now = std::chrono::steady_clock::now();
-      if (now - last_ > std::chrono::milliseconds(200)) {
+      if (now - last_ > period_) {
         last_ = now;
         if (poll_()) stop_.store(true);
       }
@@ -83,6 +84,7 @@ class PollGate {
 
  private:
   std::function<bool()> poll_;
+  std::chrono::milliseconds period_;
   std::chrono::steady_clock::time_point last_;
   std::atomic<bool> stop_{false};
 };
