@@ -371,18 +371,19 @@ inline void analytic_kernels(const MLPSpec& spec, const double* x1, std::int64_t
   std::vector<std::int64_t> slot(static_cast<std::size_t>(n_layers), -1);
   for (std::size_t k = 0; k < opt.layers.size(); ++k) slot[static_cast<std::size_t>(opt.layers[k])] = static_cast<std::int64_t>(k);
 
-  const std::int64_t tile = opt.tile;
-  const std::int64_t t1 = (n1 + tile - 1) / tile, t2 = (n2 + tile - 1) / tile;
-  std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
-  for (std::int64_t ti = 0; ti < t1; ++ti)
-    for (std::int64_t tj = symmetric ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
-
   // Per-thread buffers, allocated once: freeing them after every tile would hand the pages
   // back to the system and fault them in again, zeroed, for the next.
   struct Workspace {
     std::vector<double> sigma, theta, pre, dot, scratch;
   };
   std::vector<Workspace> workspaces(static_cast<std::size_t>(std::max(1, opt.n_threads)));
+
+  const std::int64_t tile = opt.tile;
+  const std::int64_t t1 = (n1 + tile - 1) / tile, t2 = (n2 + tile - 1) / tile;
+  std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
+  for (std::int64_t ti = 0; ti < t1; ++ti)
+    for (std::int64_t tj = symmetric ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
+
   ThrottledPoll gate(opt.poll);
   parallel_for(static_cast<std::int64_t>(tiles.size()), opt.n_threads, [&](std::int64_t item, int thread) {
     if (gate.stop(thread)) return;
