@@ -11,7 +11,6 @@ from scipy import integrate, special
 
 import nnpk
 
-RNG = np.random.default_rng(1234)
 
 
 # ---------------------------------------------------------------------------------------
@@ -128,10 +127,14 @@ def pair_points(q1, q2, rho):
     return np.array([[math.sqrt(2 * q1), 0.0], [math.sqrt(2 * q2) * rho, math.sqrt(2 * q2) * math.sqrt(1 - rho * rho)]])
 
 
+def gaussian_points(n, d, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d))
+
+
 def awkward_points(n=9, d=5):
     """Random points with the awkward cases: a zero vector, an exact duplicate, a negated point,
     a positive multiple (correlation exactly 1 in exact arithmetic)."""
-    x = RNG.standard_normal((n, d))
+    x = gaussian_points(n, d)
     x[1] = 0.0
     x[3] = x[2]
     x[4] = -x[2]
@@ -161,7 +164,7 @@ CLOSED_FORMS = ["relu", "leaky_relu", "abs", "erf", "identity", "relu_normalized
 def test_closed_forms_follow_the_conventions(activation, normalize, parameterization):
     arch = nnpk.MLP(hidden=[7, 11, 5], out=3, activation=activation, W_std=[1.3, 0.8, 1.1, 0.9],
                     b_std=[0.2, None, 0.5, 0.1], parameterization=parameterization, normalize=normalize, slope=0.2)
-    x1, x2 = awkward_points(), RNG.standard_normal((4, 5))
+    x1, x2 = awkward_points(), gaussian_points(4, 5, seed=1)
     x2[0] = x1[2]
     got = nnpk.analytic(x1, x2, arch=arch, get=("nngp", "ntk"), layers="all")
     nngp, ntk = reference_kernels(x1, x2, arch, closed_form_dual(activation, 0.2, normalize))
@@ -190,7 +193,7 @@ def test_leaky_relu_and_abs_are_the_ab_family(slope):
 @pytest.mark.parametrize("activation,slope", [("relu", 0.01), ("erf", 0.01), ("abs", 0.01), ("leaky_relu", 0.2),
                                               ("relu_normalized", 0.01)])
 def test_quadrature_equals_the_closed_form(activation, slope):
-    x = RNG.standard_normal((12, 4))
+    x = gaussian_points(12, 4, seed=2)
     arch = nnpk.MLP(hidden=[5, 5], activation=activation, slope=slope, W_std=1.4, b_std=0.2)
     got = nnpk.analytic(x, arch=arch, get=("nngp", "ntk"), layers="all", closed_form=False)
     nngp, ntk = reference_kernels(x, x, arch, closed_form_dual(activation, slope))
@@ -342,7 +345,7 @@ def test_monte_carlo_converges_to_analytic(activation, normalize):
     of the limit, se(M) / sqrt(k) for kM networks, se(M) measured from 16 independent blocks of M.
     (Entries share much of their noise, so the RMS error behaves like one draw: 4 standard
     errors, about the 0.999 quantile of t with 15 degrees of freedom.)"""
-    x = RNG.standard_normal((20, 6))
+    x = gaussian_points(20, 6, seed=3)
     arch = nnpk.MLP(hidden=[256, 256], out=8, activation=activation, normalize=normalize, W_std=1.2, b_std=0.2,
                     slope=0.1)
     exact = nnpk.analytic(x, arch=arch)
@@ -356,7 +359,7 @@ def test_monte_carlo_converges_to_analytic(activation, normalize):
 def test_layers_all_matches_monte_carlo_layer_by_layer(activation):
     """The lists are aligned layer for layer with monte_carlo(layers="all"), hidden layers'
     conjugate kernels included, within a few standard errors of the estimate."""
-    x = RNG.standard_normal((10, 5))
+    x = gaussian_points(10, 5, seed=4)
     arch = nnpk.MLP(hidden=[1024, 1024, 1024], out=16, activation=activation, W_std=1.3, b_std=0.1)
     exact = nnpk.analytic(x, arch=arch, layers="all")
     n_blocks = 4
@@ -373,7 +376,7 @@ def test_layers_all_matches_monte_carlo_layer_by_layer(activation):
 
 
 def test_returns_and_shapes():
-    x1, x2 = RNG.standard_normal((5, 3)), RNG.standard_normal((4, 3))
+    x1, x2 = gaussian_points(5, 3), gaussian_points(4, 3, seed=1)
     arch = nnpk.MLP(hidden=[8, 8], out=2)
     K = nnpk.analytic(x1, x2, arch=arch)
     assert isinstance(K, np.ndarray) and K.shape == (5, 4) and K.dtype == np.float64
