@@ -91,15 +91,20 @@ def load_dataset(name: str, n_samples: Optional[int], seed: int) -> Dataset:
     return Dataset(name, x, labels, np.sort(train), np.sort(test))
 
 
+def _geometric(maximum: int, factor: int) -> List[int]:
+    """1, factor, factor^2, ... below `maximum`, then `maximum`."""
+    values = [1]
+    while values[-1] * factor < maximum:
+        values.append(values[-1] * factor)
+    return values + [maximum] if maximum > 1 else values
+
+
 def network_counts(maximum: int) -> List[int]:
-    """Powers of 4 below `maximum`, then `maximum`."""
-    counts = [4**k for k in range(int(math.log(maximum, 4)) + 1) if 4**k < maximum]
-    return counts + [maximum]
+    return _geometric(maximum, 4)
 
 
 def depths(maximum: int) -> List[int]:
-    """Powers of 2 below `maximum`, then `maximum`."""
-    return [2**k for k in range(int(math.log2(maximum)) + 1) if 2**k < maximum] + [maximum]
+    return _geometric(maximum, 2)
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ class KernelSpec:
 
 def kernel_specs(arch: MLP, networks: int, ntk_networks: int) -> List[KernelSpec]:
     specs = [KernelSpec("rbf", "rbf"), KernelSpec("nngp", "analytic"), KernelSpec("ntk", "analytic")]
-    for estimator in dict.fromkeys((default_estimator(arch), "sampled")):
+    for estimator in (default_estimator(arch), "sampled"):
         specs += [KernelSpec("nngp", "monte_carlo", estimator, m) for m in network_counts(networks)]
     return specs + [KernelSpec("ntk", "monte_carlo", None, m) for m in network_counts(ntk_networks)]
 
@@ -183,11 +188,12 @@ def relative_error(estimate: np.ndarray, reference: np.ndarray) -> float:
     return float(np.linalg.norm(estimate - reference) / np.linalg.norm(reference))
 
 
-def depth_study(x: np.ndarray, width: int, max_depth: int, threads: int) -> dict:
+def depth_study(x: np.ndarray, max_depth: int, threads: int) -> dict:
     """The analytic NNGP's conditioning against depth, relu against relu_normalized, without biases."""
     out = {}
     for activation, w_std in DEPTH_ACTIVATIONS.items():
-        arch = MLP(hidden=[width] * max_depth, out=1, activation=activation, W_std=w_std, b_std=None)
+        # The widths do not enter the analytic NNGP.
+        arch = MLP(hidden=[1] * max_depth, out=1, activation=activation, W_std=w_std, b_std=None)
         stats = conditioning(x, arch=arch, depths=depths(max_depth), n_threads=threads)
         out[activation] = {"W_std": w_std, "b_std": None, "depth": stats["depth"].tolist(),
                            **{key: [_finite(v) for v in values] for key, values in stats.items() if key != "depth"}}
@@ -245,7 +251,7 @@ def run_demo(*, dataset: str = "digits", n_samples: Optional[int] = None, hidden
             bar.update()
         bar.set_postfix_str("smallest eigenvalue against depth")
         t = time.perf_counter()
-        depth = depth_study(data.x[data.train], arch.hidden[0], max_depth, threads)
+        depth = depth_study(data.x[data.train], max_depth, threads)
         depth_seconds = time.perf_counter() - t
         bar.update()
     errors = {}
@@ -334,7 +340,9 @@ def markdown(results: dict, files: dict) -> str:
         "The analytic NNGP of the training inputs at each depth (no biases; relu with W_std = sqrt 2, "
         "relu_normalized with W_std = 1), scaled to a unit diagonal. relu drives every correlation towards 1, so "
         "the kernel tends to a constant matrix and its smallest eigenvalue to 0; the centred relu_normalized "
-        "drives them to 0 and the kernel to the identity.",
+        "drives them to 0 and the kernel to the identity. At small depths both rise from the input kernel "
+        f"x . x' / d, whose rank is at most d = {s['n_features']}: each nonlinear layer lifts its small "
+        "eigenvalues.",
         "",
         *depth_table(results),
         "",
