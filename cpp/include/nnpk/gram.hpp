@@ -137,13 +137,18 @@ inline void gram_accumulate(const Panel& a, const Panel& b, bool symmetric, doub
   if (poll.stopped()) throw Cancelled();
 }
 
-// Copies the upper triangle of square K (n x n) onto the lower one.
+// Copies the upper triangle of square K (n x n) onto the lower one, in square
+// blocks so that both the rows read and the rows written stay in cache.
 inline void mirror_upper(double* K, std::int64_t n, int n_threads) {
   constexpr std::int64_t kBlock = 64;
   const std::int64_t nb = (n + kBlock - 1) / kBlock;
   parallel_for(nb, n_threads, [&](std::int64_t bi, int) {
-    for (std::int64_t i = bi * kBlock; i < std::min(n, (bi + 1) * kBlock); ++i)
-      for (std::int64_t j = 0; j < i; ++j) K[i * n + j] = K[j * n + i];
+    const std::int64_t i0 = bi * kBlock, i1 = std::min(n, i0 + kBlock);
+    for (std::int64_t j0 = 0; j0 <= i0; j0 += kBlock) {
+      const std::int64_t j1 = std::min(n, j0 + kBlock);
+      for (std::int64_t i = i0; i < i1; ++i)
+        for (std::int64_t j = j0; j < std::min(j1, i); ++j) K[i * n + j] = K[j * n + i];
+    }
   });
 }
 
