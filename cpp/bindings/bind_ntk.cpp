@@ -64,26 +64,8 @@ static TangentOptions make_options(int n_threads, std::int64_t tile_rows, std::i
 template <class T>
 static py::list empirical_typed(const py::array& x1, const py::object& x2, const MLPSpec& spec,
                                 const py::list& params, const TangentRequest& req, const TangentOptions& opt) {
-  if (params.size() != spec.layers.size()) throw py::value_error("params needs one (W, b) per layer");
   std::vector<py::array_t<T, py::array::c_style>> keep;
-  NetworkView<T> net;
-  for (std::size_t l = 0; l < spec.layers.size(); ++l) {
-    const py::tuple wb = params[l].cast<py::tuple>();
-    const auto W = wb[0].cast<py::array_t<T, py::array::c_style>>();
-    if (W.ndim() != 2 || W.shape(0) != spec.layers[l].fan_in || W.shape(1) != spec.layers[l].fan_out)
-      throw py::value_error("params[" + std::to_string(l) + "] W has the wrong shape");
-    keep.push_back(W);
-    net.weights.push_back(W.data());
-    if (spec.layers[l].has_bias) {
-      const auto b = wb[1].cast<py::array_t<T, py::array::c_style>>();
-      if (b.ndim() != 1 || b.shape(0) != spec.layers[l].fan_out)
-        throw py::value_error("params[" + std::to_string(l) + "] b has the wrong shape");
-      keep.push_back(b);
-      net.biases.push_back(b.data());
-    } else {
-      net.biases.push_back(nullptr);
-    }
-  }
+  const NetworkView<T> net = network_view<T>(spec, params, keep);
   return tangent_typed<T>(x1, x2, spec, req, py::none(), py::none(),
                           [&](const T* a, std::int64_t n1, const T* b, std::int64_t n2, auto poll, const auto& sums) {
                             TangentOptions o = opt;

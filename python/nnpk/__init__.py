@@ -21,6 +21,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "ACTIVATIONS",
+    "BiasLearner",
     "KernelSpectrum",
     "KernelStore",
     "MLP",
@@ -47,9 +48,11 @@ __all__ = [
 
 
 def __getattr__(name):
-    # nnpk.sklearn imports scikit-learn, which takes a while: load it on first use.
-    if name == "sklearn":
-        import importlib
+    # nnpk.sklearn and nnpk.BiasLearner import scikit-learn, which takes a while: load them on first use.
+    import importlib
 
+    if name == "sklearn":
         return importlib.import_module(".sklearn", __name__)
+    if name == "BiasLearner":
+        return importlib.import_module(".bias_learning", __name__).BiasLearner
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -92,10 +92,13 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         None: all physical cores; -1 all, -2 all but one; 0 is an error.
     quadrature_order : int
         Gauss-Legendre nodes per panel (each integral has 2 to 4 panels over +-9 standard
-        deviations). The default 40 is accurate to 1e-9 relative (to ``sqrt(K(x,x) K(x',x'))``)
-        on the smooth activations for pre-activation variances up to 9 and any correlation,
-        and to 1e-7 up to variance 25; raise it for larger variances. A quadrature entry costs
-        about ``8 * quadrature_order**2`` activation evaluations per layer.
+        deviations). Relative to ``sqrt(K(x,x) K(x',x'))``, the default 40 is accurate to 4e-9
+        on the smooth activations for pre-activation variances up to 9 and any correlation
+        (erf and tanh are the hardest); at variance 25 the error grows to 2e-6, and 48 brings
+        it back to 3e-8. Plain Gauss-Hermite is not used: it converges only algebraically
+        across relu's kink and slowly where phi' is peaked (tanh at variance 9: 5e-3 at order
+        96). A quadrature entry costs 4 to 8 times ``quadrature_order**2`` evaluations of
+        phi and phi' per layer, so these activations are far slower than the closed forms.
     closed_form : bool
         False integrates every activation by quadrature, closed forms included (for checking
         the quadrature against them).

@@ -28,6 +28,9 @@ ACTIVATIONS = (
     "relu_normalized",
 )
 PARAMETERIZATIONS = ("ntk", "standard")
+# Activations whose dual map (the Gaussian expectations of CONVENTIONS.md) has a
+# closed form; the others need a bivariate quadrature per kernel entry.
+CLOSED_FORM_DUALS = ("relu", "leaky_relu", "abs", "erf", "identity", "relu_normalized")
 
 Std = Union[float, Sequence[float]]
 OptStd = Union[None, float, Sequence[Optional[float]]]

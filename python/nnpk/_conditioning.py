@@ -8,9 +8,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ._analytic import DEFAULT_QUADRATURE_ORDER, _analytic_kernels
-from ._monte_carlo import _prepare, monte_carlo
+from ._monte_carlo import monte_carlo
+from ._params import _check_arch
 from ._threads import resolve_n_threads
-from ._validate import check_int
+from ._validate import as_points, check_int, compute_dtype
 
 __all__ = ["conditioning"]
 
@@ -94,7 +95,8 @@ def conditioning(x, *, arch, depths: Sequence[int], method: str = "analytic", n_
     """
     if method not in _METHODS:
         raise ValueError(f"method must be 'analytic' or 'monte_carlo', got {method!r}")
-    arch, a, _ = _prepare(x, None, arch, "float64" if method == "analytic" else dtype)
+    arch = _check_arch(arch)
+    a = as_points(x, "x", np.float64 if method == "analytic" else compute_dtype(dtype))
     if a.shape[0] < 2:
         raise ValueError(f"x needs at least 2 points to have off-diagonal entries, got {a.shape[0]}")
     depths = _check_depths(depths, len(arch.hidden))

@@ -7,6 +7,7 @@ from typing import List, Union
 import numpy as np
 
 from . import _core
+from ._arch import CLOSED_FORM_DUALS
 from ._params import SEED_MAX, _check_arch
 from ._threads import resolve_n_threads
 from ._streaming import KernelMap, Plan, run_plan
@@ -86,6 +87,11 @@ def _tangent_sums(a1, a2, arch, *, seed, start, stop, names, weights, biases, pe
 
 
 ESTIMATORS = ("sampled", "readout", "conditional")
+
+
+def default_estimator(arch) -> str:
+    """The NNGP estimator monte_carlo uses when none is given: the best estimate per second."""
+    return "conditional" if arch.activation in CLOSED_FORM_DUALS else "readout"
 
 
 def _conditional_sums(a1, a2, arch, *, seed, start, stop, layers, n_threads, progress=None, initial=None,
@@ -179,9 +185,13 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
     layers : "output" or "all"
         For the NNGP: "all" returns a list, the kernel ``h^l . h^l' / n_l`` of
         every hidden layer, then the output kernel.
-    estimator : "conditional" (default), "readout" or "sampled"
+    estimator : "conditional", "readout" or "sampled", optional
         How the NNGP is estimated; all three have the same expectation, the
-        finite-width kernel. "sampled" averages ``f . f' / C`` over sampled
+        finite-width kernel. The default is the best estimate per second:
+        "conditional" where the activation's dual map has a closed form (relu,
+        leaky_relu, abs, erf, identity, relu_normalized, normalised or not),
+        "readout" otherwise, since there "conditional" evaluates a bivariate
+        quadrature for every kernel entry of every network. "sampled" averages ``f . f' / C`` over sampled
         networks: the features of specific networks, what other tools compute
         (with get=("nngp", "ntk") it comes from the NTK's own passes).
         "readout" integrates the linear readout exactly: ``W_std^2 h_L . h_L' /
@@ -236,7 +246,8 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
         raise ValueError("layers='all' is available for get='nngp' only; for the NTK use per_layer=True")
     if estimator is not None and "nngp" not in names:
         raise ValueError("estimator applies to the NNGP; get does not include 'nngp'")
-    estimator = "conditional" if estimator is None else estimator
+    if estimator is None:
+        estimator = default_estimator(arch)
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     weights, biases = parse_wrt(wrt, arch)

@@ -144,7 +144,7 @@ class PairQuadrature {
 // for a base g (its own shift and scale, and relu_normalized's built-in ones, folded into
 // alpha and beta), so E[phi(u) phi(v)] = alpha^2 E[g g] - alpha beta (E g(u) + E g(v)) + beta^2
 // and E[phi' phi'] = alpha^2 E[g' g']: closed forms for the bases that have them, quadrature
-// of phi itself otherwise.
+// of phi itself (alpha = 1, beta = 0) otherwise.
 class DualMap {
  public:
   // unit_second_moment: phi is normalised (E[phi(g)^2] = 1 for g ~ N(0, 1)).
@@ -172,49 +172,104 @@ class DualMap {
       default: base_ = Base::quadrature; break;
     }
     if (!closed_form) base_ = Base::quadrature;
-    if (base_ == Base::quadrature) quadrature_ = std::make_shared<const PairQuadrature>(act, quadrature_order);
+    if (base_ == Base::quadrature) {
+      quadrature_ = std::make_shared<const PairQuadrature>(act, quadrature_order);
+      alpha_ = 1.0;
+      beta_ = 0.0;
+    }
   }
 
   DualValues operator()(double q1, double q2, double c) const {
-    using analytic_detail::kPi;
-    const double root_p = std::sqrt(q1 * q2);
-    c = std::clamp(c, -root_p, root_p);  // correlations in [-1, 1]
     DualValues out;
-    if (base_ == Base::quadrature) {
-      out = (*quadrature_)(q1, q2, c);
-    } else {
-      double gg = c, gdgd = 1.0, means = 0.0;
-      if (base_ == Base::abrelu) {
-        // g = a min(z, 0) + b max(z, 0) with (a, b) = (neg_slope, 1).
-        const double a = neg_slope_, d2 = (a - 1.0) * (a - 1.0);
-        // theta from rho rather than from q1 q2 - c^2: that difference is a rounding error,
-        // not 0, at c = sqrt(q1 q2), and its square root would tilt theta by 1e-8 there.
-        const double rho = root_p > 0 ? c / root_p : 0.0;
-        const double sin_rho = std::sqrt((1.0 - rho) * (1.0 + rho));
-        const double sin_part = root_p * sin_rho;
-        const double theta = root_p > 0 ? std::atan2(sin_rho, rho) : 0.5 * kPi;
-        gdgd = 0.5 * (a * a + 1.0) - d2 * theta / (2 * kPi);
-        gg = d2 * sin_part / (2 * kPi) + gdgd * c;
-        // E g(u) + E g(v), as one product so that no fused multiply-add makes it depend on
-        // the order of u and v.
-        if (beta_ != 0.0) means = (1.0 - a) * analytic_detail::kInvSqrt2Pi * (std::sqrt(q1) + std::sqrt(q2));
-      } else if (base_ == Base::erf) {
-        const double det = (1.0 + 2.0 * q1) * (1.0 + 2.0 * q2);
-        gg = (2.0 / kPi) * std::asin(2.0 * c / std::sqrt(det));
-        gdgd = (4.0 / kPi) / std::sqrt(det - 4.0 * c * c);
-      }
-      out.sigma = alpha_ * alpha_ * gg - alpha_ * beta_ * means + beta_ * beta_;
-      out.sigma_dot = alpha_ * alpha_ * gdgd;
-    }
-    // A normalised activation's second moment at unit variance is 1 by construction; taking
-    // it as such keeps a unit diagonal exactly 1 through any depth instead of drifting by
-    // an ulp a layer.
-    if (unit_second_moment_ && q1 == 1.0 && q2 == 1.0 && c == 1.0) out.sigma = 1.0;
+    row(q1, &q2, &c, 1, &out.sigma, &out.sigma_dot);
     return out;
   }
 
+  // sigma[j], sigma_dot[j] for the pairs (q1, q2[j], c[j]), j < n.
+  void row(double q1, const double* q2, const double* c, std::int64_t n, double* sigma, double* sigma_dot) const {
+    using analytic_detail::kPi;
+    switch (base_) {
+      case Base::abrelu: {
+        // g = a min(z, 0) + b max(z, 0) with (a, b) = (neg_slope, 1). Branch-free, so that
+        // the loop vectorises.
+        const double a = neg_slope_, d2 = (a - 1.0) * (a - 1.0), mean_coef = (1.0 - a) * analytic_detail::kInvSqrt2Pi;
+        const double root_q1 = std::sqrt(q1);
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [&](double q2j, double root_p, double cj) {
+          // theta from rho rather than from q1 q2 - c^2: that difference is a rounding
+          // error, not 0, at c = sqrt(q1 q2), and its root would tilt theta by 1e-8 there.
+          // A zero input (p = 0) gets rho = 0, so theta = pi/2.
+          const double rho = root_p > 0 ? cj / root_p : 0.0;
+          const double sin_rho = std::sqrt((1.0 - rho) * (1.0 + rho));
+          const double gdgd = 0.5 * (a * a + 1.0) - d2 * atan2_upper(sin_rho, rho) / (2 * kPi);
+          return BaseMoments{d2 * root_p * sin_rho / (2 * kPi) + gdgd * cj, gdgd,
+                             mean_coef * (root_q1 + std::sqrt(q2j))};
+        });
+        break;
+      }
+      case Base::erf:
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [&](double q2j, double, double cj) {
+          const double det = (1.0 + 2.0 * q1) * (1.0 + 2.0 * q2j);
+          return BaseMoments{(2.0 / kPi) * std::asin(2.0 * cj / std::sqrt(det)),
+                             (4.0 / kPi) / std::sqrt(det - 4.0 * cj * cj), 0.0};
+        });
+        break;
+      case Base::identity:
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [](double, double, double cj) { return BaseMoments{cj, 1.0, 0.0}; });
+        break;
+      case Base::quadrature:
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [&](double q2j, double, double cj) {
+          // The rule is not symmetric in its two variables; a fixed order keeps the kernel so.
+          const DualValues v = (*quadrature_)(std::min(q1, q2j), std::max(q1, q2j), cj);
+          return BaseMoments{v.sigma, v.sigma_dot, 0.0};
+        });
+        break;
+    }
+  }
+
  private:
+  // E[g(u) g(v)], E[g'(u) g'(v)] and E g(u) + E g(v) of the base.
+  struct BaseMoments {
+    double gg, gdgd, means;
+  };
   enum class Base { abrelu, erf, identity, quadrature };
+
+  // atan2(y, x) for y >= 0, not both 0, within 3 ulp: branch-free, unlike std::atan2, so that
+  // a loop over it vectorises. Cephes' rational approximation of atan on [0, tan(pi/8)].
+  static double atan2_upper(double y, double x) {
+    constexpr double P[] = {-8.750608600031904122785e-1, -1.615753718733365076637e1, -7.500855792314704667340e1,
+                            -1.228866684490136173410e2, -6.485021904942025371773e1};
+    constexpr double Q[] = {2.485846490142306297962e1, 1.650270098316988542046e2, 4.328810604912902668951e2,
+                            4.853903996359136964868e2, 1.945506571482613964425e2};
+    constexpr double kPi = analytic_detail::kPi;
+    const double ax = std::abs(x);
+    const bool swap = y > ax;
+    double t = (swap ? ax : y) / (swap ? y : ax);
+    const bool big = t > 0.41421356237309504880;
+    t = big ? (t - 1.0) / (t + 1.0) : t;
+    const double z = t * t;
+    const double p = (((P[0] * z + P[1]) * z + P[2]) * z + P[3]) * z + P[4];
+    const double q = ((((z + Q[0]) * z + Q[1]) * z + Q[2]) * z + Q[3]) * z + Q[4];
+    double angle = (big ? 0.25 * kPi : 0.0) + (t + t * (z * p / q));
+    angle = swap ? 0.5 * kPi - angle : angle;
+    return x < 0 ? kPi - angle : angle;
+  }
+
+  template <class Moments>
+  void fold_row(double q1, const double* q2, const double* c, std::int64_t n, double* sigma, double* sigma_dot,
+                Moments&& moments) const {
+    for (std::int64_t j = 0; j < n; ++j) {
+      const double root_p = std::sqrt(q1 * q2[j]);
+      const double cj = std::min(std::max(c[j], -root_p), root_p);  // correlations in [-1, 1]
+      const BaseMoments m = moments(q2[j], root_p, cj);
+      // A normalised activation's second moment at unit variance is 1 by construction;
+      // taking it as such keeps a unit diagonal exactly 1 through any depth instead of
+      // drifting by an ulp a layer.
+      const bool unit = unit_second_moment_ && q1 == 1.0 && q2[j] == 1.0 && cj == 1.0;
+      sigma[j] = unit ? 1.0 : alpha_ * alpha_ * m.gg - alpha_ * beta_ * m.means + beta_ * beta_;
+      sigma_dot[j] = alpha_ * alpha_ * m.gdgd;
+    }
+  }
+
   Base base_ = Base::quadrature;
   double neg_slope_ = 0.0;
   double alpha_ = 1.0, beta_ = 0.0;
@@ -240,20 +295,8 @@ struct AnalyticOptions {
 
 namespace analytic_detail {
 
-// a * b + c as one fixed operation wherever it is inlined: -ffp-contract=fast may fuse the
-// expression at one call site and not at another, and a point's variance must equal its
-// own entry of the input kernel to the last bit (theta has infinite slope at rho = 1).
-inline double multiply_add(double a, double b, double c) {
-#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
-  return std::fma(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-
 // out[i * ld + j] = x1_i . x2_j / d for the rows [i0, i0 + ni) and [j0, j0 + nj): each entry a
-// sequential sum over the features in order, the same whatever the tile (so a point's own
-// entry equals its diagonal variance bit for bit).
+// sequential sum over the features in order, the same whatever the tile.
 inline void input_kernel_tile(const double* x1, std::int64_t i0, std::int64_t ni, const double* x2, std::int64_t j0,
                               std::int64_t nj, std::int64_t d, std::vector<double>& x2t, double* out,
                               std::int64_t ld) {
@@ -268,14 +311,15 @@ inline void input_kernel_tile(const double* x1, std::int64_t i0, std::int64_t ni
     for (std::int64_t k = 0; k < d; ++k) {
       const double xik = xi[k];
       const double* col = x2t.data() + k * nj;
-      for (std::int64_t j = 0; j < nj; ++j) row[j] = multiply_add(xik, col[j], row[j]);
+      for (std::int64_t j = 0; j < nj; ++j) row[j] += xik * col[j];
     }
     for (std::int64_t j = 0; j < nj; ++j) row[j] *= inv_d;
   }
 }
 
 // Pre-activation variances of every layer: q[l * n + i] = Sigma^l(x_i, x_i) after layer l's
-// affine step, by the same operations as the entry recursion applies to a pair (x_i, x_i).
+// affine step, by the same operations as the entry recursion applies to a pair (x_i, x_i)
+// (so, compiled without floating-point contraction, equal to x_i's own entry to the bit).
 inline std::vector<double> layer_variances(const MLPSpec& spec, const DualMap& dual, const double* x, std::int64_t n,
                                            int n_threads) {
   const std::int64_t d = spec.input_dim(), n_layers = static_cast<std::int64_t>(spec.layers.size());
@@ -288,7 +332,7 @@ inline std::vector<double> layer_variances(const MLPSpec& spec, const DualMap& d
       input_kernel_tile(x, i, 1, x, i, 1, d, scratch, &var, 1);
       for (std::int64_t l = 0; l < n_layers; ++l) {
         const DenseLayer& layer = spec.layers[static_cast<std::size_t>(l)];
-        var = multiply_add(layer.w_std * layer.w_std, var, layer.has_bias ? layer.b_std * layer.b_std : 0.0);
+        var = layer.w_std * layer.w_std * var + (layer.has_bias ? layer.b_std * layer.b_std : 0.0);
         q[static_cast<std::size_t>(l * n + i)] = var;
         if (l + 1 < n_layers) var = dual(var, var, var).sigma;
       }
@@ -308,7 +352,6 @@ inline void analytic_kernels(const MLPSpec& spec, const double* x1, std::int64_t
                              const AnalyticOptions& opt, const std::vector<double*>& nngp_out,
                              const std::vector<double*>& ntk_out) {
   using analytic_detail::input_kernel_tile;
-  using analytic_detail::multiply_add;
   spec.validate();
   const std::int64_t n_layers = static_cast<std::int64_t>(spec.layers.size());
   for (std::size_t k = 0; k < opt.layers.size(); ++k)
@@ -329,49 +372,47 @@ inline void analytic_kernels(const MLPSpec& spec, const double* x1, std::int64_t
   std::vector<std::int64_t> slot(static_cast<std::size_t>(n_layers), -1);
   for (std::size_t k = 0; k < opt.layers.size(); ++k) slot[static_cast<std::size_t>(opt.layers[k])] = static_cast<std::int64_t>(k);
 
-  const std::int64_t tile = opt.tile;
-  const std::int64_t t1 = (n1 + tile - 1) / tile, t2 = (n2 + tile - 1) / tile;
-  std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
-  for (std::int64_t ti = 0; ti < t1; ++ti)
-    for (std::int64_t tj = symmetric ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
+  // Per-thread buffers, allocated once: freeing them after every tile would hand the pages
+  // back to the system and fault them in again, zeroed, for the next.
+  struct Workspace {
+    std::vector<double> sigma, theta, pre, dot, scratch;
+  };
+  std::vector<Workspace> workspaces(static_cast<std::size_t>(std::max(1, opt.n_threads)));
 
-  ThrottledPoll gate(opt.poll);
-  parallel_for(static_cast<std::int64_t>(tiles.size()), opt.n_threads, [&](std::int64_t item, int thread) {
-    if (gate.stop(thread)) return;
-    const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
-    const std::int64_t i0 = ti * tile, j0 = tj * tile;
-    const std::int64_t ni = std::min(tile, n1 - i0), nj = std::min(tile, n2 - j0);
-    std::vector<double> sigma(static_cast<std::size_t>(ni * nj)), theta(opt.ntk ? sigma.size() : 0, 0.0), scratch;
-    input_kernel_tile(x1, i0, ni, x2, j0, nj, d, scratch, sigma.data(), nj);
-    // A point paired with itself takes its variance from the diagonal recursion, so that
-    // rho is exactly 1 there whatever rounding the two routes took.
-    const bool diagonal_tile = symmetric && ti == tj;
+  for_each_output_tile(n1, n2, opt.tile, symmetric, opt.n_threads, opt.poll, [&](std::int64_t i0, std::int64_t ni,
+                                                                              std::int64_t j0, std::int64_t nj,
+                                                                              int thread) {
+    Workspace& ws = workspaces[static_cast<std::size_t>(thread)];
+    std::vector<double>& sigma = ws.sigma;
+    std::vector<double>& theta = ws.theta;
+    std::vector<double>& pre = ws.pre;
+    std::vector<double>& dot = ws.dot;
+    sigma.resize(static_cast<std::size_t>(ni * nj));
+    theta.assign(sigma.size(), 0.0);
+    pre.resize(static_cast<std::size_t>(nj));
+    dot.resize(pre.size());
+    input_kernel_tile(x1, i0, ni, x2, j0, nj, d, ws.scratch, sigma.data(), nj);
     for (std::int64_t l = 0; l < n_layers; ++l) {
       const DenseLayer& layer = spec.layers[static_cast<std::size_t>(l)];
       const double w2 = layer.w_std * layer.w_std, b2 = layer.has_bias ? layer.b_std * layer.b_std : 0.0;
       // Under "standard" the weights' tangent share is h.h' = n_{l-1} Sigma and a bias's is 1.
       const double fan_in = static_cast<double>(layer.fan_in), bias_share = layer.has_bias ? 1.0 : 0.0;
-      const bool hidden = l + 1 < n_layers;
-      const double* qa = q1.data() + l * n1 + i0;
-      const double* qb = q2.data() + l * n2 + j0;
+      const bool hidden = l + 1 < n_layers, standard = opt.parameterization == Parameterization::standard;
       for (std::int64_t i = 0; i < ni; ++i) {
+        double* srow = sigma.data() + i * nj;
+        double* trow = theta.data() + i * nj;
         for (std::int64_t j = 0; j < nj; ++j) {
-          const std::size_t e = static_cast<std::size_t>(i * nj + j);
-          const double before = sigma[e];
-          const double pre = diagonal_tile && i == j ? qa[i] : multiply_add(w2, before, b2);
-          double t = 0.0;
+          pre[static_cast<std::size_t>(j)] = w2 * srow[j] + b2;
           if (opt.ntk)
-            t = opt.parameterization == Parameterization::ntk ? pre + w2 * theta[e]
-                                                              : fan_in * before + w2 * theta[e] + bias_share;
-          if (hidden) {
-            const DualValues dv = dual(qa[i], qb[j], pre);
-            sigma[e] = dv.sigma;
-            if (opt.ntk) theta[e] = t * dv.sigma_dot;
-          } else {
-            sigma[e] = pre;
-            if (opt.ntk) theta[e] = t;
-          }
+            trow[j] = standard ? fan_in * srow[j] + w2 * trow[j] + bias_share : pre[static_cast<std::size_t>(j)] + w2 * trow[j];
         }
+        if (!hidden) {
+          std::copy(pre.begin(), pre.end(), srow);
+          continue;
+        }
+        dual.row(q1[static_cast<std::size_t>(l * n1 + i0 + i)], q2.data() + l * n2 + j0, pre.data(), nj, srow, dot.data());
+        if (opt.ntk)
+          for (std::int64_t j = 0; j < nj; ++j) trow[j] *= dot[static_cast<std::size_t>(j)];
       }
       const std::int64_t k = slot[static_cast<std::size_t>(l)];
       if (k < 0) continue;
@@ -383,7 +424,6 @@ inline void analytic_kernels(const MLPSpec& spec, const double* x1, std::int64_t
       }
     }
   });
-  if (gate.stopped()) throw Cancelled();
   if (symmetric) {
     for (double* out : nngp_out) mirror_upper(out, n1, opt.n_threads);
     for (double* out : ntk_out) mirror_upper(out, n1, opt.n_threads);

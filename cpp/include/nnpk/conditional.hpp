@@ -96,6 +96,7 @@ class ConditionalAccumulator {
   struct Workspace {
     ForwardWorkspace<T> forward;
     RowMatrix<T> gram;
+    std::vector<double> pre, sigma, sigma_dot;  // one row of Sigma^l and its dual
   };
 
   // Sigma^l from an input inner product (un-normalised).
@@ -105,33 +106,35 @@ class ConditionalAccumulator {
   }
 
   void gram_pass(std::uint64_t& done) {
-    const std::int64_t tile = opt_.gram_tile;
-    const std::int64_t t1 = (n1_ + tile - 1) / tile, t2 = (n2_ + tile - 1) / tile;
-    std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
-    for (std::int64_t ti = 0; ti < t1; ++ti)
-      for (std::int64_t tj = symmetric_ ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
-    ThrottledPoll poll(opt_.poll ? std::function<bool()>([&] { return opt_.poll(done); }) : std::function<bool()>());
     const Features& b = symmetric_ ? first_ : second_;
-    parallel_for(static_cast<std::int64_t>(tiles.size()), opt_.n_threads, [&](std::int64_t item, int thread) {
-      if (poll.stop(thread)) return;
-      const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
-      const std::int64_t i0 = ti * tile, j0 = tj * tile;
-      const std::int64_t ni = std::min(tile, n1_ - i0), nj = std::min(tile, n2_ - j0);
+    std::function<bool()> poll;
+    if (opt_.poll) poll = [&] { return opt_.poll(done); };
+    for_each_output_tile(n1_, n2_, opt_.gram_tile, symmetric_, opt_.n_threads, poll, [&](std::int64_t i0, std::int64_t ni,
+                                                                                       std::int64_t j0, std::int64_t nj,
+                                                                                       int thread) {
       const std::int64_t pi = round_up(ni, kRowQuantum), pj = round_up(nj, kRowQuantum);
-      RowMatrix<T>& g = workspaces_[static_cast<std::size_t>(thread)].gram;
+      Workspace& ws = workspaces_[static_cast<std::size_t>(thread)];
+      RowMatrix<T>& g = ws.gram;
       for (std::size_t k = 0; k < layers_.size(); ++k) {
         const DenseLayer& layer = spec_.layers[static_cast<std::size_t>(layers_[k])];
         g.resize(pi, pj);
         g.noalias() = first_.inputs[k].middleRows(i0, pi) * b.inputs[k].middleRows(j0, pj).transpose();
         const double* q1 = first_.variances[k].data() + i0;
         const double* q2 = b.variances[k].data() + j0;
+        std::vector<double>& pre = ws.pre;
+        std::vector<double>& sigma = ws.sigma;
+        std::vector<double>& sigma_dot = ws.sigma_dot;
+        pre.resize(static_cast<std::size_t>(nj));
+        sigma.resize(pre.size());
+        sigma_dot.resize(pre.size());
         for (std::int64_t i = 0; i < ni; ++i) {
+          for (std::int64_t j = 0; j < nj; ++j) pre[static_cast<std::size_t>(j)] = affine(layer, double(g(i, j)));
+          dual_.row(q1[i], q2, pre.data(), nj, sigma.data(), sigma_dot.data());
           double* out = sums_[k] + (i0 + i) * n2_ + j0;
-          for (std::int64_t j = 0; j < nj; ++j) out[j] += dual_(q1[i], q2[j], affine(layer, double(g(i, j)))).sigma;
+          for (std::int64_t j = 0; j < nj; ++j) out[j] += sigma[static_cast<std::size_t>(j)];
         }
       }
     });
-    if (poll.stopped()) throw Cancelled();
   }
 
   MLPSpec spec_;

@@ -123,7 +123,9 @@ const T* forward_rows(const MLPSpec& spec, const std::vector<LayerScales>& scale
                       spec.activation.scale == 1.0;
     T* dz = nullptr;
     if (hidden && keep_derivatives) {
-      ws.derivatives[l].setZero(padded, layer.fan_out);
+      // Valid rows are all written below; only the padding needs zeros.
+      ws.derivatives[l].resize(padded, layer.fan_out);
+      ws.derivatives[l].bottomRows(padded - rows).setZero();
       dz = ws.derivatives[l].data();
     }
     const std::int64_t cols = layer.fan_out;
@@ -137,7 +139,11 @@ const T* forward_rows(const MLPSpec& spec, const std::vector<LayerScales>& scale
       if (!hidden) continue;
       if (dz) {
         T* drow = dz + i * cols;
-        for (std::int64_t j = 0; j < cols; ++j) drow[j] = spec.activation.derivative(row[j]);
+        if (relu) {
+          for (std::int64_t j = 0; j < cols; ++j) drow[j] = row[j] > T(0) ? T(1) : T(0);
+        } else {
+          for (std::int64_t j = 0; j < cols; ++j) drow[j] = spec.activation.derivative(row[j]);
+        }
       }
       if (relu) {
         for (std::int64_t j = 0; j < cols; ++j) row[j] = row[j] > T(0) ? row[j] : T(0);
