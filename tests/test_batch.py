@@ -80,8 +80,14 @@ def test_sigkill_mid_tile_then_resume_is_exact(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
-        while not (glob.glob(str(store / "tiles" / "*.json")) and partial_checkpoints(store)):
+        while True:  # freeze the job, and kill it only if a tile is done and another half done
             assert proc.poll() is None and time.monotonic() < deadline, "the job ended before it could be killed"
+            if glob.glob(str(store / "tiles" / "*.json")) and partial_checkpoints(store):
+                proc.send_signal(signal.SIGSTOP)
+                frozen = nnpk.open_store(store).status()
+                if frozen["tiles_done"] >= 1 and frozen["in_progress"]:
+                    break
+                proc.send_signal(signal.SIGCONT)
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
     finally:
