@@ -65,7 +65,7 @@ template <class T>
 static py::list empirical_typed(const py::array& x1, const py::object& x2, const MLPSpec& spec,
                                 const py::list& params, const TangentRequest& req, const TangentOptions& opt) {
   std::vector<py::array_t<T, py::array::c_style>> keep;
-  const NetworkView<T> net = network_view<T>(spec, params, keep);
+  const NetworkView<T> net = network_view<T>(spec.layers, params, keep);
   return tangent_typed<T>(x1, x2, spec, req, py::none(), py::none(),
                           [&](const T* a, std::int64_t n1, const T* b, std::int64_t n2, auto poll, const auto& sums) {
                             TangentOptions o = opt;

@@ -22,6 +22,7 @@ void bind_sampling(py::module_& m);
 void bind_monte_carlo(py::module_& m);
 void bind_ntk(py::module_& m);
 void bind_analytic(py::module_& m);
+void bind_sequential(py::module_& m);
 void bind_bias_learning(py::module_& m);
 
 // A poll for the engine: checks for Ctrl-C and reports progress to `progress`
@@ -83,20 +84,20 @@ inline Points check_points(const py::array& x1, const py::object& x2, std::int64
 // sample_params (b None where the layer has no bias), converted to T where needed;
 // `keep` holds the arrays the view points into.
 template <class T>
-NetworkView<T> network_view(const MLPSpec& spec, const py::list& params,
+NetworkView<T> network_view(const std::vector<DenseLayer>& layers, const py::list& params,
                             std::vector<py::array_t<T, py::array::c_style>>& keep) {
-  if (params.size() != spec.layers.size()) throw py::value_error("params needs one (W, b) per layer");
+  if (params.size() != layers.size()) throw py::value_error("params needs one (W, b) per layer");
   NetworkView<T> net;
-  for (std::size_t l = 0; l < spec.layers.size(); ++l) {
+  for (std::size_t l = 0; l < layers.size(); ++l) {
     const py::tuple wb = params[l].cast<py::tuple>();
     const auto W = wb[0].cast<py::array_t<T, py::array::c_style>>();
-    if (W.ndim() != 2 || W.shape(0) != spec.layers[l].fan_in || W.shape(1) != spec.layers[l].fan_out)
+    if (W.ndim() != 2 || W.shape(0) != layers[l].fan_in || W.shape(1) != layers[l].fan_out)
       throw py::value_error("params[" + std::to_string(l) + "] W has the wrong shape");
     keep.push_back(W);
     net.weights.push_back(W.data());
-    if (spec.layers[l].has_bias) {
+    if (layers[l].has_bias) {
       const auto b = wb[1].cast<py::array_t<T, py::array::c_style>>();
-      if (b.ndim() != 1 || b.shape(0) != spec.layers[l].fan_out)
+      if (b.ndim() != 1 || b.shape(0) != layers[l].fan_out)
         throw py::value_error("params[" + std::to_string(l) + "] b has the wrong shape");
       keep.push_back(b);
       net.biases.push_back(b.data());

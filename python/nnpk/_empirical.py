@@ -36,7 +36,7 @@ def empirical(x1, x2=None, *, arch, params, get="ntk", wrt="all", per_layer: boo
     arch, a1, a2 = _prepare(x1, x2, arch, dtype)
     checked = check_params(params, arch, a1.shape[1], a1.dtype)
     names, as_dict = parse_get(get)
-    weights, biases = parse_wrt(wrt, arch)
+    weights, biases = parse_wrt(wrt, arch.has_bias)
     threads = resolve_n_threads(n_threads)
     n1, d = a1.shape
     n2 = n1 if a2 is None else a2.shape[0]
@@ -51,12 +51,12 @@ def empirical(x1, x2=None, *, arch, params, get="ntk", wrt="all", per_layer: boo
                                 per_logit, threads, _DEFAULT_TILE_ROWS, _DEFAULT_NTK_TILE)
     maps = [KernelMap(0, 1.0 / arch.out)] if want_nngp else []
     if want_ntk:
-        maps += tangent_maps(int(want_nngp), len(sums) - want_nngp, arch, per_logit)
+        maps += tangent_maps(int(want_nngp), len(sums) - want_nngp, arch.out, per_logit)
     kernels, _, _, _ = run_plan(Plan(lambda *a: sums, maps, exact=True), 1, standard_error=False, tol=None,
                                 max_networks=None)
     out = {}
     if want_nngp:
         out["nngp"] = kernels.pop(0)
     if want_ntk:
-        out["ntk"] = arrange_tangent(kernels, arch, weights, biases, per_layer)
+        out["ntk"] = arrange_tangent(kernels, weights, biases, per_layer)
     return out if as_dict else out[names[0]]

@@ -8,8 +8,10 @@ import numpy as np
 
 from . import _core
 from ._arch import CLOSED_FORM_DUALS
+from ._architecture import Network
 from ._params import SEED_MAX, _check_arch
 from ._threads import resolve_n_threads
+from ._sequential import network_nngp_plan, prepare_network_points, readout_layer
 from ._streaming import KernelMap, Plan, run_plan
 from ._tangent import arrange_tangent, feature_bytes, parse_get, parse_wrt, tangent_maps
 from ._validate import as_points, check_int, check_memory, compute_dtype
@@ -89,6 +91,14 @@ def _tangent_sums(a1, a2, arch, *, seed, start, stop, names, weights, biases, pe
 ESTIMATORS = ("sampled", "readout", "conditional")
 
 
+def _default_estimator(arch) -> str:
+    """The best estimate per second: for an MLP the conditional estimator where the dual map has a
+    closed form, else the readout one; for a Network the readout one where it ends with Dense."""
+    if isinstance(arch, Network):
+        return "readout" if readout_layer(arch) is not None else "sampled"
+    return "conditional" if arch.activation in CLOSED_FORM_DUALS else "readout"
+
+
 def _conditional_sums(a1, a2, arch, *, seed, start, stop, layers, n_threads, progress=None, initial=None,
                       tile_rows=_DEFAULT_TILE_ROWS, gram_tile=_DEFAULT_NTK_TILE):
     """Float64 sums over networks [start, stop) of the conditional kernels of hidden `layers`."""
@@ -148,7 +158,7 @@ def _tangent_plan(a1, a2, arch, *, seed, with_nngp, weights, biases, per_layer, 
         a1, a2, arch, seed=seed, start=start, stop=stop, names=names, weights=weights, biases=biases,
         per_layer=per_layer, per_logit=per_logit, n_threads=n_threads, initial=initial, progress=progress)
     maps = [KernelMap(0, 1.0 / arch.out)] if with_nngp else []
-    return Plan(run, maps + tangent_maps(int(with_nngp), n_out, arch, per_logit))
+    return Plan(run, maps + tangent_maps(int(with_nngp), n_out, arch.out, per_logit))
 
 
 def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp", layers: str = "output",
@@ -231,7 +241,11 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
     (n1, n2) float64 array; a list of them for ``layers="all"``; a dict for a
     tuple ``get``; with return_standard_error, ``(result, info)``.
     """
-    arch, a1, a2 = _prepare(x1, x2, arch, dtype)
+    network = isinstance(_check_arch(arch, allow_network=True), Network)
+    if network:
+        compiled, a1, a2 = prepare_network_points(x1, x2, arch, dtype)
+    else:
+        arch, a1, a2 = _prepare(x1, x2, arch, dtype)
     n_networks = check_int(n_networks, "n_networks", minimum=1)
     seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
     names, as_dict = parse_get(get)
@@ -242,10 +256,16 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
     if estimator is not None and "nngp" not in names:
         raise ValueError("estimator applies to the NNGP; get does not include 'nngp'")
     if estimator is None:
-        estimator = "conditional" if arch.activation in CLOSED_FORM_DUALS else "readout"
+        estimator = _default_estimator(arch)
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
-    weights, biases = parse_wrt(wrt, arch)
+    if network and estimator == "conditional":
+        raise ValueError("estimator='conditional' integrates an MLP's last hidden layer by its dual map; an "
+                         "nnpk.Network takes 'readout' or 'sampled'")
+    if network and estimator == "readout" and readout_layer(arch) is None:
+        raise ValueError(f"estimator='readout' integrates a final Dense layer; this network ends with "
+                         f"{arch.layers[-1].describe()}: use estimator='sampled'")
+    weights, biases = parse_wrt(wrt, arch.has_bias)
     if tol is not None:
         if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not 0 < tol < 1:
             raise ValueError(f"tol must be a relative error in (0, 1), got {tol!r}")
@@ -259,10 +279,15 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
 
     plans = {}
     nngp_in_tangent = "ntk" in names and "nngp" in names and estimator == "sampled"
-    if "ntk" in names:
+    if network and "ntk" in names:
+        raise ValueError("get='ntk' is not available for nnpk.Network yet")
+    if network and "nngp" in names:
+        plans["nngp"] = network_nngp_plan(a1, a2, arch, compiled, seed=seed, layers=layers, estimator=estimator,
+                                          n_threads=threads)
+    elif "ntk" in names:
         plans["ntk"] = _tangent_plan(a1, a2, arch, seed=seed, with_nngp=nngp_in_tangent, weights=weights,
                                      biases=biases, per_layer=per_layer, per_logit=per_logit, n_threads=threads)
-    if "nngp" in names and not nngp_in_tangent:
+    if "nngp" in names and not nngp_in_tangent and not network:
         plans["nngp"] = _nngp_plan(a1, a2, arch, seed=seed, layers=layers, estimator=estimator, n_threads=threads)
 
     results, errors, used, batches = {}, {}, n_networks, 1
@@ -278,7 +303,7 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
             results["nngp"] = kernels.pop(0)
             errors["nngp"] = errs.pop(0) if errs else None
         if key == "ntk":
-            results["ntk"] = arrange_tangent(kernels, arch, weights, biases, per_layer)
+            results["ntk"] = arrange_tangent(kernels, weights, biases, per_layer)
             errors["ntk"] = errs[0] if errs else None
         else:
             results["nngp"] = kernels if layers == "all" else kernels[0]

@@ -321,10 +321,10 @@ template <class T>
 void tangent_monte_carlo(const MLPSpec& spec, const T* x1, std::int64_t n1, const T* x2, std::int64_t n2,
                          const TangentRequest& req, const TangentOptions& opt, const std::vector<double*>& outputs) {
   TangentAccumulator<T> acc(spec, spec.scales(false), x1, n1, x2, n2, req, opt, outputs);
-  NetworkDraw<T> draw(spec);
+  NetworkDraw<T> draw(spec.layers);
   const NetworkView<T> net = draw.view();
   for (std::uint64_t m = opt.start; m < opt.stop; ++m) {
-    draw.draw(spec, opt.seed, m, opt.n_threads);
+    draw.draw(spec.layers, opt.seed, m, opt.n_threads);
     acc.add_network(net);
   }
   acc.finish();
