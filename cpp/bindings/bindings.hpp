@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "nnpk/forward.hpp"
+#include "nnpk/ntk.hpp"
 #include "nnpk/parallel.hpp"
 
 namespace nnpk::bind {
@@ -23,6 +24,7 @@ void bind_monte_carlo(py::module_& m);
 void bind_ntk(py::module_& m);
 void bind_analytic(py::module_& m);
 void bind_sequential(py::module_& m);
+void bind_sequential_ntk(py::module_& m);
 void bind_bias_learning(py::module_& m);
 
 // A poll for the engine: checks for Ctrl-C and reports progress to `progress`
@@ -161,6 +163,60 @@ void run_without_gil(const py::object& progress, Engine&& engine) {
     if (pending) throw std::move(*pending);
     throw;
   }
+}
+
+// A tangent-kernel request checked against the parametrised layers.
+inline TangentRequest make_request(const std::vector<DenseLayer>& layers, const std::vector<bool>& weights,
+                                   const std::vector<bool>& biases, bool nngp, bool per_layer, bool per_logit) {
+  if (weights.size() != layers.size() || biases.size() != layers.size())
+    throw py::value_error("weights and biases need one flag per layer");
+  TangentRequest req;
+  req.nngp = nngp;
+  req.weights.assign(weights.begin(), weights.end());
+  req.biases.assign(biases.begin(), biases.end());
+  req.per_layer = per_layer;
+  req.per_logit = per_logit;
+  return req;
+}
+
+inline TangentOptions make_tangent_options(int n_threads, std::int64_t tile_rows, std::int64_t gram_tile,
+                                           std::int64_t panel_cols) {
+  if (n_threads < 1) throw py::value_error("n_threads must be positive");
+  TangentOptions opt;
+  opt.n_threads = n_threads;
+  opt.tile_rows = tile_rows;
+  opt.gram_tile = gram_tile;
+  opt.panel_cols = panel_cols;
+  return opt;
+}
+
+// Tangent outputs: [nngp (n1, n2)] then the tangent sums ((n1, n2), or (n1, n2, C, C) per logit),
+// continued from `initial` when given, filled by engine(x1, n1, x2, n2, poll, sums) without the GIL.
+template <class T, class Engine>
+py::list tangent_outputs(const py::array& x1, const py::object& x2, std::int64_t input_dim,
+                         const std::vector<DenseLayer>& layers, std::int64_t n_logits, const TangentRequest& req,
+                         const py::object& progress, const py::object& initial, Engine&& engine) {
+  const Points p = check_points(x1, x2, input_dim);
+  std::vector<py::array_t<double>> outs;
+  const std::vector<py::ssize_t> shape = req.per_logit ? std::vector<py::ssize_t>{p.n1, p.n2, n_logits, n_logits}
+                                                       : std::vector<py::ssize_t>{p.n1, p.n2};
+  std::vector<py::array_t<double>> tangent = make_outputs(req.n_tangent_outputs(layers), shape, py::none());
+  if (req.nngp) outs = make_outputs(1, {p.n1, p.n2}, py::none());
+  for (auto& t : tangent) outs.push_back(std::move(t));
+  if (!initial.is_none()) {
+    const py::list starts = initial.cast<py::list>();
+    if (starts.size() != outs.size()) throw py::value_error("initial needs one partial sum per output");
+    for (std::size_t k = 0; k < outs.size(); ++k) {
+      const auto s = starts[k].cast<py::array_t<double, py::array::c_style>>();
+      if (s.size() != outs[k].size()) throw py::value_error("initial partial sums must have the output's shape");
+      std::copy(s.data(), s.data() + s.size(), outs[k].mutable_data());
+    }
+  }
+  const std::vector<double*> sums = data_pointers(outs);
+  run_without_gil(progress, [&](auto poll) {
+    engine(static_cast<const T*>(p.x1), p.n1, static_cast<const T*>(p.x2), p.n2, poll, sums);
+  });
+  return as_list(outs);
 }
 
 }  // namespace nnpk::bind

@@ -252,13 +252,16 @@ Layer = Union[Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation,
 @dataclass(frozen=True)
 class ParamLayer:
     """A parametrised layer as sample_params lays it out: weights of shape `weight_shape`
-    (a (fan_in, fan_out) matrix in memory), bias (fan_out,) or None."""
+    (a (fan_in, fan_out) matrix in memory), bias (fan_out,) or None; `input_size` values per
+    point go in, `positions` output positions (1 for Dense) come out."""
 
     label: str
     layer: Union[Dense, Conv]
     weight_shape: Tuple[int, ...]
     fan_in: int
     fan_out: int
+    input_size: int
+    positions: int
 
 
 @dataclass(frozen=True)
@@ -323,7 +326,7 @@ class _Builder:
             out = (layer.width,)
             node = self.add(kind=_core.NodeKind.dense, input=node, width=layer.width, w_std=layer.W_std,
                             b_std=layer.b_std)
-            self.params.append(ParamLayer(label, layer, (shape[0], layer.width), shape[0], layer.width))
+            self.params.append(ParamLayer(label, layer, (shape[0], layer.width), shape[0], layer.width, shape[0], 1))
             return out, node
         if isinstance(layer, Conv):
             spatial = self.window(label, layer, shape, layer.window, layer.strides, layer.padding, "kernel")
@@ -332,7 +335,7 @@ class _Builder:
                             stride=pad2(layer.strides), same=layer.padding == "same", w_std=layer.W_std,
                             b_std=layer.b_std)
             self.params.append(ParamLayer(label, layer, layer.window + (shape[-1], layer.channels), fan_in,
-                                          layer.channels))
+                                          layer.channels, math.prod(shape), math.prod(spatial)))
             return spatial + (layer.channels,), node
         if isinstance(layer, _Pool):
             spatial = self.window(label, layer, shape, layer.windows, layer.strides, layer.padding, "window")

@@ -11,9 +11,10 @@ from ._arch import CLOSED_FORM_DUALS
 from ._architecture import Network
 from ._params import SEED_MAX, _check_arch
 from ._threads import resolve_n_threads
-from ._sequential import network_nngp_plan, prepare_network_points, readout_layer
+from ._sequential import (check_tangent_network, network_nngp_plan, network_tangent_sums, prepare_network_points,
+                          readout_layer)
 from ._streaming import KernelMap, Plan, run_plan
-from ._tangent import arrange_tangent, feature_bytes, parse_get, parse_wrt, tangent_maps
+from ._tangent import arrange_tangent, check_tangent_memory, feature_bytes, parse_get, parse_wrt, tangent_maps
 from ._validate import as_points, check_int, check_memory, compute_dtype
 
 __all__ = ["monte_carlo"]
@@ -76,13 +77,10 @@ def _tangent_sums(a1, a2, arch, *, seed, start, stop, names, weights, biases, pe
     n1, d = a1.shape
     n2 = n1 if a2 is None else a2.shape[0]
     n_out = ("nngp" in names) + (sum(weights) + sum(biases) if per_layer else 1)
-    per_entry = arch.out**2 if per_logit else 1
     features = feature_bytes(arch, d, n1, weights, a1.itemsize, per_logit)
     if a2 is not None:
         features += feature_bytes(arch, d, n2, weights, a1.itemsize, per_logit)
-    check_memory(8 * n1 * n2 * per_entry * n_out + features,
-                 f"the tangent kernel ({n_out} x {n1} x {n2}{' x C x C' if per_logit else ''} float64 "
-                 f"and {features / 2**20:.0f} MiB of per-network features)")
+    check_tangent_memory(n1, n2, n_out, arch.out, per_logit, features)
     spec = arch._spec(d)
     return _core.tangent_sums(a1, a2, spec, seed, start, stop, weights, biases, "nngp" in names, per_layer,
                               per_logit, n_threads, tile_rows, gram_tile, panel_cols, progress, initial)
@@ -151,14 +149,24 @@ def _nngp_plan(a1, a2, arch, *, seed, layers, estimator, n_threads) -> Plan:
     return Plan(run, maps, exact=estimator == "conditional" and L == 1)
 
 
-def _tangent_plan(a1, a2, arch, *, seed, with_nngp, weights, biases, per_layer, per_logit, n_threads) -> Plan:
+def _tangent_plan(a1, a2, arch, compiled, *, seed, with_nngp, weights, biases, per_layer, per_logit,
+                  n_threads) -> Plan:
+    """The NTK (and with_nngp the NNGP from the same passes) of an MLP, or of a Network compiled
+    for the points (`compiled`, else None)."""
     names = ("nngp", "ntk") if with_nngp else ("ntk",)
     n_out = sum(weights) + sum(biases) if per_layer else 1
-    run = lambda start, stop, initial, progress=None: _tangent_sums(
-        a1, a2, arch, seed=seed, start=start, stop=stop, names=names, weights=weights, biases=biases,
-        per_layer=per_layer, per_logit=per_logit, n_threads=n_threads, initial=initial, progress=progress)
-    maps = [KernelMap(0, 1.0 / arch.out)] if with_nngp else []
-    return Plan(run, maps + tangent_maps(int(with_nngp), n_out, arch.out, per_logit))
+    kw = dict(weights=weights, biases=biases, per_layer=per_layer, per_logit=per_logit, n_threads=n_threads)
+    if compiled is None:
+        out = arch.out
+        run = lambda start, stop, initial, progress=None: _tangent_sums(
+            a1, a2, arch, seed=seed, start=start, stop=stop, names=names, initial=initial, progress=progress, **kw)
+    else:
+        out = compiled.out
+        run = lambda start, stop, initial, progress=None: network_tangent_sums(
+            a1, a2, compiled, seed=seed, start=start, stop=stop, nngp=with_nngp, initial=initial, progress=progress,
+            **kw)
+    maps = [KernelMap(0, 1.0 / out)] if with_nngp else []
+    return Plan(run, maps + tangent_maps(int(with_nngp), n_out, out, per_logit))
 
 
 def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp", layers: str = "output",
@@ -177,10 +185,12 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
 
     Parameters
     ----------
-    x1 : (n1, d) array
+    x1 : (n1, d) array, or (n1, ...) points of the shape an nnpk.Network takes
     x2 : (n2, d) array, optional
         Defaults to x1 (then only one triangle is computed).
-    arch : nnpk.MLP
+    arch : nnpk.MLP or nnpk.Network
+        For a Network, the NTK's layer indices (``wrt``, ``per_layer``) are its Dense and Conv
+        layers in order, as in ``sample_params``.
     n_networks : int
         Number of random networks M (with ``tol``: the first ones).
     seed : int
@@ -279,16 +289,15 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
 
     plans = {}
     nngp_in_tangent = "ntk" in names and "nngp" in names and estimator == "sampled"
-    if network and "ntk" in names:
-        raise ValueError("get='ntk' is not available for nnpk.Network yet")
-    if network and "nngp" in names:
-        plans["nngp"] = network_nngp_plan(a1, a2, arch, compiled, seed=seed, layers=layers, estimator=estimator,
-                                          n_threads=threads)
-    elif "ntk" in names:
-        plans["ntk"] = _tangent_plan(a1, a2, arch, seed=seed, with_nngp=nngp_in_tangent, weights=weights,
-                                     biases=biases, per_layer=per_layer, per_logit=per_logit, n_threads=threads)
-    if "nngp" in names and not nngp_in_tangent and not network:
-        plans["nngp"] = _nngp_plan(a1, a2, arch, seed=seed, layers=layers, estimator=estimator, n_threads=threads)
+    if "ntk" in names:
+        if network:
+            check_tangent_network(compiled)
+        plans["ntk"] = _tangent_plan(a1, a2, arch, compiled if network else None, seed=seed,
+                                     with_nngp=nngp_in_tangent, weights=weights, biases=biases, per_layer=per_layer,
+                                     per_logit=per_logit, n_threads=threads)
+    if "nngp" in names and not nngp_in_tangent:
+        kw = dict(seed=seed, layers=layers, estimator=estimator, n_threads=threads)
+        plans["nngp"] = network_nngp_plan(a1, a2, arch, compiled, **kw) if network else _nngp_plan(a1, a2, arch, **kw)
 
     results, errors, used, batches = {}, {}, n_networks, 1
     for key, plan in plans.items():

@@ -10,14 +10,16 @@ import numpy as np
 from . import _core
 from ._architecture import Compiled, Dense, Network
 from ._streaming import KernelMap, Plan
+from ._tangent import check_tangent_memory
 from ._validate import as_shaped_points, check_memory, compute_dtype
 
-__all__ = ["check_network_params", "network_nngp_plan", "network_outputs", "network_params", "prepare_network_points",
-           "readout_layer"]
+__all__ = ["check_network_params", "network_feature_bytes", "network_nngp_plan", "network_outputs", "network_params",
+           "network_tangent_sums", "prepare_network_points", "readout_layer"]
 
 _DEFAULT_TILE_ROWS = 2 * _core.ROW_QUANTUM
 _DEFAULT_GRAM_TILE = 256
 _DEFAULT_PANEL_COLS = 128
+_DEFAULT_NTK_TILE = 4 * _core.ROW_QUANTUM
 
 
 def prepare_network_points(x1, x2, network: Network, dtype):
@@ -77,6 +79,36 @@ def network_nngp_plan(a1, a2, network: Network, compiled: Compiled, *, seed, lay
         a1, a2, compiled, nodes, seed=seed, start=start, stop=stop, n_threads=n_threads, initial=initial,
         progress=progress)
     return Plan(run, maps)
+
+
+def network_feature_bytes(compiled: Compiled, n: int, weights, biases, itemsize: int) -> int:
+    """Bytes of one network's stored layer inputs and output cotangents (one per logit) for n points."""
+    n_pad = -(-n // _core.ROW_QUANTUM) * _core.ROW_QUANTUM
+    total = 0
+    for p, w, b in zip(compiled.params, weights, biases):
+        if w:
+            total += p.input_size + p.positions * compiled.out * p.fan_out
+        if b:
+            total += compiled.out * p.fan_out
+    return n_pad * total * itemsize
+
+
+def check_tangent_network(compiled: Compiled) -> None:
+    if not compiled.params:
+        raise ValueError("get='ntk' differentiates Dense and Conv layers' parameters; this network has none")
+
+
+def network_tangent_sums(a1, a2, compiled: Compiled, *, seed, start, stop, nngp, weights, biases, per_layer,
+                         per_logit, n_threads, progress=None, initial=None, tile_rows=_DEFAULT_TILE_ROWS,
+                         gram_tile=_DEFAULT_NTK_TILE, panel_cols=_DEFAULT_PANEL_COLS) -> List[np.ndarray]:
+    """Float64 sums over networks [start, stop): [nngp], then the tangent outputs (as tangent_sums)."""
+    n1 = a1.shape[0]
+    n2 = n1 if a2 is None else a2.shape[0]
+    n_out = nngp + (sum(weights) + sum(biases) if per_layer else 1)
+    features = network_feature_bytes(compiled, n1 + (0 if a2 is None else n2), weights, biases, a1.itemsize)
+    check_tangent_memory(n1, n2, n_out, compiled.out, per_logit, features)
+    return _core.sequential_tangent_sums(a1, a2, compiled.spec, seed, start, stop, weights, biases, nngp, per_layer,
+                                         per_logit, n_threads, tile_rows, gram_tile, panel_cols, progress, initial)
 
 
 def network_params(network: Network, input_shape, seed: int, index: int) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:

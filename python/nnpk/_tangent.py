@@ -8,8 +8,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._arch import MLP
+from ._validate import check_memory
 
-__all__ = ["parse_get", "parse_wrt", "tangent_maps", "arrange_tangent", "check_params", "feature_bytes"]
+__all__ = ["parse_get", "parse_wrt", "tangent_maps", "arrange_tangent", "check_params", "check_tangent_memory",
+           "feature_bytes"]
 
 KERNELS = ("nngp", "ntk")
 WRT = ("all", "weights", "biases", "readout")
@@ -70,6 +72,15 @@ def feature_bytes(arch: MLP, d: int, n: int, weights: Sequence[bool], itemsize: 
         if l < L:
             total += widths[l + 1] * (1 if (l == L - 1 and not per_logit) else arch.out)
     return n_pad * total * itemsize
+
+
+def check_tangent_memory(n1: int, n2: int, n_out: int, out: int, per_logit: bool, features: int) -> None:
+    """MemoryError before allocation if n_out tangent outputs of n1 x n2 (x C x C per logit) float64
+    entries and `features` bytes of per-network features do not fit."""
+    per_entry = out**2 if per_logit else 1
+    check_memory(8 * n1 * n2 * per_entry * n_out + features,
+                 f"the tangent kernel ({n_out} x {n1} x {n2}{' x C x C' if per_logit else ''} float64 "
+                 f"and {features / 2**20:.0f} MiB of per-network features)")
 
 
 def tangent_maps(first: int, n_outputs: int, out: int, per_logit: bool):

@@ -26,16 +26,40 @@ struct TangentRequest {
   bool per_logit = false;          // (n1, n2, C, C) instead of the sum over logits
 
   // Included (layer, part) pairs in output order; part 0 = weights, 1 = biases.
-  std::vector<std::pair<std::int64_t, int>> parts(const MLPSpec& spec) const {
+  std::vector<std::pair<std::int64_t, int>> parts(const std::vector<DenseLayer>& layers) const {
     std::vector<std::pair<std::int64_t, int>> out;
-    for (std::size_t l = 0; l < spec.layers.size(); ++l) {
+    for (std::size_t l = 0; l < layers.size(); ++l) {
       if (weights[l]) out.emplace_back(static_cast<std::int64_t>(l), 0);
-      if (biases[l] && spec.layers[l].has_bias) out.emplace_back(static_cast<std::int64_t>(l), 1);
+      if (biases[l] && layers[l].has_bias) out.emplace_back(static_cast<std::int64_t>(l), 1);
     }
     return out;
   }
-  std::size_t n_tangent_outputs(const MLPSpec& spec) const { return per_layer ? parts(spec).size() : 1; }
+  std::size_t n_tangent_outputs(const std::vector<DenseLayer>& layers) const {
+    return per_layer ? parts(layers).size() : 1;
+  }
 };
+
+// K[i0 .. i0+ni, j0 .. j0+nj] += tile (ni x nj x cc entries), K with n2 columns of cc entries.
+inline void add_tile(double* K, std::int64_t n2, const double* tile, std::int64_t i0, std::int64_t ni, std::int64_t j0,
+                     std::int64_t nj, std::int64_t cc) {
+  for (std::int64_t i = 0; i < ni; ++i) {
+    double* row = K + ((i0 + i) * n2 + j0) * cc;
+    const double* src = tile + i * nj * cc;
+    for (std::int64_t k = 0; k < nj * cc; ++k) row[k] += src[k];
+  }
+}
+
+// Lower triangle of a symmetric tangent kernel (n x n, of C x C blocks per logit) from the upper
+// one; per logit K[j, i, c', c] = K[i, j, c, c'].
+inline void mirror_tangent(double* K, std::int64_t n, std::int64_t C, bool per_logit, int n_threads) {
+  if (!per_logit) return mirror_upper(K, n, n_threads);
+  const std::int64_t cc = C * C;
+  parallel_for(n, n_threads, [&](std::int64_t i, int) {
+    for (std::int64_t j = 0; j < i; ++j)
+      for (std::int64_t c = 0; c < C; ++c)
+        for (std::int64_t c2 = 0; c2 < C; ++c2) K[(i * n + j) * cc + c * C + c2] = K[(j * n + i) * cc + c2 * C + c];
+  });
+}
 
 struct TangentOptions {
   std::uint64_t seed = 0, start = 0, stop = 1;
@@ -61,8 +85,8 @@ class TangentAccumulator {
       throw std::invalid_argument("weights and biases flags need one entry per layer");
     if (opt_.gram_tile <= 0 || opt_.gram_tile % kRowQuantum != 0)
       throw std::invalid_argument("gram_tile must be a positive multiple of " + std::to_string(kRowQuantum));
-    parts_ = req_.parts(spec_);
-    const std::size_t expected = (req_.nngp ? 1 : 0) + req_.n_tangent_outputs(spec_);
+    parts_ = req_.parts(spec_.layers);
+    const std::size_t expected = (req_.nngp ? 1 : 0) + req_.n_tangent_outputs(spec_.layers);
     if (outputs_.size() != expected) throw std::invalid_argument("wrong number of output sums");
     tiles_ = row_tiles(x1_, n1_, x2_, n2_, opt_.tile_rows);
     L_ = spec_.n_hidden();
@@ -96,7 +120,7 @@ class TangentAccumulator {
     for (auto& s : nngp_) s.finish(gopt_);
     if (!symmetric_) return;
     const std::size_t first = req_.nngp ? 1 : 0;
-    for (std::size_t k = first; k < outputs_.size(); ++k) mirror(outputs_[k]);
+    for (std::size_t k = first; k < outputs_.size(); ++k) mirror_tangent(outputs_[k], n1_, C_, req_.per_logit, opt_.n_threads);
   }
 
  private:
@@ -273,29 +297,9 @@ class TangentAccumulator {
           }
         }
       }
-      if (req_.per_layer) add_tile(outputs_[first_out + p], single.data(), i0, ni, j0, nj, cc);
+      if (req_.per_layer) add_tile(outputs_[first_out + p], n2_, single.data(), i0, ni, j0, nj, cc);
     }
-    if (!req_.per_layer) add_tile(outputs_[first_out], ws.theta.data(), i0, ni, j0, nj, cc);
-  }
-
-  void add_tile(double* K, const double* tile, std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj,
-                std::int64_t cc) const {
-    for (std::int64_t i = 0; i < ni; ++i) {
-      double* row = K + ((i0 + i) * n2_ + j0) * cc;
-      const double* src = tile + i * nj * cc;
-      for (std::int64_t k = 0; k < nj * cc; ++k) row[k] += src[k];
-    }
-  }
-
-  // Lower triangle from the upper one; per logit K[j, i, c', c] = K[i, j, c, c'].
-  void mirror(double* K) const {
-    const std::int64_t cc = req_.per_logit ? C_ * C_ : 1;
-    if (cc == 1) return mirror_upper(K, n1_, opt_.n_threads);
-    parallel_for(n1_, opt_.n_threads, [&](std::int64_t i, int) {
-      for (std::int64_t j = 0; j < i; ++j)
-        for (std::int64_t c = 0; c < C_; ++c)
-          for (std::int64_t c2 = 0; c2 < C_; ++c2) K[(i * n1_ + j) * cc + c * C_ + c2] = K[(j * n1_ + i) * cc + c2 * C_ + c];
-    });
+    if (!req_.per_layer) add_tile(outputs_[first_out], n2_, ws.theta.data(), i0, ni, j0, nj, cc);
   }
 
   MLPSpec spec_;

@@ -51,6 +51,11 @@ struct SeqNode {
   Shape in, out;
   std::int64_t pad_h = 0, pad_w = 0;  // padding before the first row / column
   std::int64_t param = -1;            // dense, conv: index among the parametrised layers
+
+  // A dense layer or a 1 x 1 convolution of stride 1: the input rows are the layer's patches.
+  bool pointwise() const {
+    return kind == NodeKind::dense || (window_h == 1 && window_w == 1 && stride_h == 1 && stride_w == 1);
+  }
 };
 
 struct SequentialSpec {
@@ -179,9 +184,9 @@ void shape_rows(RowMatrix<T>& m, std::int64_t valid, std::int64_t cols) {
 
 // Row (point, oh, ow) of `patches` holds the inputs under the window at (oh, ow), ordered
 // (kernel row, kernel column, channel) like the rows of the (kh, kw, c_in, c_out) weights;
-// positions in the padding are zero.
+// positions in the padding are zero. `in` holds the points' inputs, rows (point, position).
 template <class T>
-void im2col(const SeqNode& node, const RowMatrix<T>& in, std::int64_t points, RowMatrix<T>& patches) {
+void im2col(const SeqNode& node, const T* in, std::int64_t points, RowMatrix<T>& patches) {
   const Shape &s = node.in, &o = node.out;
   const std::int64_t c = s.channels, kh = node.window_h, kw = node.window_w;
   shape_rows(patches, points * o.positions(), kh * kw * c);
@@ -196,7 +201,7 @@ void im2col(const SeqNode& node, const RowMatrix<T>& in, std::int64_t points, Ro
             if (ih < 0 || ih >= s.height || iw < 0 || iw >= s.width) {
               std::fill(dst, dst + c, T(0));
             } else {
-              const T* src = in.data() + ((p * s.height + ih) * s.width + iw) * c;
+              const T* src = in + ((p * s.height + ih) * s.width + iw) * c;
               std::copy(src, src + c, dst);
             }
           }
@@ -307,9 +312,8 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
       case NodeKind::dense:
       case NodeKind::conv: {
         const DenseLayer& layer = spec.params[static_cast<std::size_t>(node.param)];
-        const bool pointwise = node.kind == NodeKind::dense ||
-                               (node.window_h == 1 && node.window_w == 1 && node.stride_h == 1 && node.stride_w == 1);
-        if (!pointwise) im2col(node, in, points, ws.patches);
+        const bool pointwise = node.pointwise();
+        if (!pointwise) im2col(node, in.data(), points, ws.patches);
         const RowMatrix<T>& a = pointwise ? in : ws.patches;
         out.resize(a.rows(), layer.fan_out);
         out.noalias() = a * Eigen::Map<const RowMatrix<T>>(net.weights[static_cast<std::size_t>(node.param)],
