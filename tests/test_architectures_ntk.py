@@ -9,6 +9,7 @@ import pytest
 import nnpk
 from nnpk import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual
 from nnpk._sequential import network_tangent_sums, prepare_network_points
+from reference import ntk_from_jacobians
 from reference_networks import forward, jacobian, parameter_slices
 
 
@@ -49,16 +50,8 @@ def rel(a, b):
     return np.abs(a - b).max() / np.abs(b).max()
 
 
-def jacobian_ntk(net, params, x1, x2, select=None, per_logit=False):
-    """Theta from J1 J2^T over the selected parameter slices: traced / C, or (n1, n2, C, C)."""
-    j1, j2 = jacobian(net, params, x1), jacobian(net, params, x2)
-    if select is not None:
-        mask = np.zeros(j1.shape[-1], bool)
-        for sl in select:
-            mask[sl] = True
-        j1, j2 = j1[..., mask], j2[..., mask]
-    full = np.einsum("icp,jdp->ijcd", j1, j2)
-    return full if per_logit else np.einsum("ijcc->ij", full) / full.shape[-1]
+def jacobian_ntk(arch, params, x1, x2, select=None, per_logit=False):
+    return ntk_from_jacobians(jacobian(arch, params, x1), jacobian(arch, params, x2), select, per_logit)
 
 
 def test_reference_jacobian_against_finite_differences():

@@ -3,6 +3,7 @@
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <functional>
@@ -192,15 +193,15 @@ inline TangentOptions make_tangent_options(int n_threads, std::int64_t tile_rows
 
 // Tangent outputs: [nngp (n1, n2)] then the tangent sums ((n1, n2), or (n1, n2, C, C) per logit),
 // continued from `initial` when given, filled by engine(x1, n1, x2, n2, poll, sums) without the GIL.
-template <class T, class Engine>
-py::list tangent_outputs(const py::array& x1, const py::object& x2, std::int64_t input_dim,
-                         const std::vector<DenseLayer>& layers, std::int64_t n_logits, const TangentRequest& req,
+template <class T, class Spec, class Engine>
+py::list tangent_outputs(const py::array& x1, const py::object& x2, const Spec& spec, const TangentRequest& req,
                          const py::object& progress, const py::object& initial, Engine&& engine) {
-  const Points p = check_points(x1, x2, input_dim);
+  const Points p = check_points(x1, x2, spec.input_dim());
+  const std::int64_t n_logits = spec.n_outputs();
   std::vector<py::array_t<double>> outs;
   const std::vector<py::ssize_t> shape = req.per_logit ? std::vector<py::ssize_t>{p.n1, p.n2, n_logits, n_logits}
                                                        : std::vector<py::ssize_t>{p.n1, p.n2};
-  std::vector<py::array_t<double>> tangent = make_outputs(req.n_tangent_outputs(layers), shape, py::none());
+  std::vector<py::array_t<double>> tangent = make_outputs(req.n_tangent_outputs(spec.param_layers()), shape, py::none());
   if (req.nngp) outs = make_outputs(1, {p.n1, p.n2}, py::none());
   for (auto& t : tangent) outs.push_back(std::move(t));
   if (!initial.is_none()) {
@@ -217,6 +218,73 @@ py::list tangent_outputs(const py::array& x1, const py::object& x2, std::int64_t
     engine(static_cast<const T*>(p.x1), p.n1, static_cast<const T*>(p.x2), p.n2, poll, sums);
   });
   return as_list(outs);
+}
+
+// One network's tangent kernels with given parameters, in x1's dtype T.
+template <class T, class Spec>
+py::list empirical_typed(const py::array& x1, const py::object& x2, const Spec& spec, const py::list& params,
+                         const TangentRequest& req, const TangentOptions& opt) {
+  std::vector<py::array_t<T, py::array::c_style>> keep;
+  const NetworkView<T> net = network_view<T>(spec.param_layers(), params, keep);
+  return tangent_outputs<T>(x1, x2, spec, req, py::none(), py::none(),
+                            [&](const T* a, std::int64_t n1, const T* b, std::int64_t n2, auto poll, const auto& sums) {
+                              TangentOptions o = opt;
+                              o.poll = poll;
+                              tangent_empirical<T>(spec, net, a, n1, b, n2, req, o, sums);
+                            });
+}
+
+// Registers `sums_name` (sums over networks [start, stop) of the tangent kernels) and
+// `empirical_name` (one network with given stored parameters) for the network description
+// Spec, whose engines are the overloads of tangent_monte_carlo and tangent_empirical.
+template <class Spec>
+void def_tangent(py::module_& m, const char* sums_name, const char* sums_doc, const char* empirical_name,
+                 const char* empirical_doc) {
+  m.def(
+      sums_name,
+      [](const py::array& x1, const py::object& x2, const Spec& spec, std::uint64_t seed, std::uint64_t start,
+         std::uint64_t stop, const std::vector<bool>& weights, const std::vector<bool>& biases, bool nngp,
+         bool per_layer, bool per_logit, int n_threads, std::int64_t tile_rows, std::int64_t gram_tile,
+         std::int64_t panel_cols, const py::object& progress, const py::object& initial) {
+        if (stop < start) throw py::value_error("stop must not be below start");
+        const TangentRequest req = make_request(spec.param_layers(), weights, biases, nngp, per_layer, per_logit);
+        TangentOptions opt = make_tangent_options(n_threads, tile_rows, gram_tile, panel_cols);
+        opt.seed = seed;
+        opt.start = start;
+        opt.stop = stop;
+        auto run = [&](auto tag) {
+          using T = decltype(tag);
+          return tangent_outputs<T>(x1, x2, spec, req, progress, initial,
+                                    [&](const T* a, std::int64_t n1, const T* b, std::int64_t n2, auto poll,
+                                        const auto& sums) {
+                                      TangentOptions o = opt;
+                                      o.poll = poll;
+                                      tangent_monte_carlo<T>(spec, a, n1, b, n2, req, o, sums);
+                                    });
+        };
+        if (x1.dtype().is(py::dtype::of<float>())) return run(float{});
+        if (x1.dtype().is(py::dtype::of<double>())) return run(double{});
+        throw py::type_error("x1 must be float32 or float64");
+      },
+      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("seed"), py::arg("start"), py::arg("stop"),
+      py::arg("weights"), py::arg("biases"), py::arg("nngp"), py::arg("per_layer"), py::arg("per_logit"),
+      py::arg("n_threads"), py::arg("tile_rows"), py::arg("gram_tile"), py::arg("panel_cols"), py::arg("progress"),
+      py::arg("initial"), sums_doc);
+
+  m.def(
+      empirical_name,
+      [](const py::array& x1, const py::object& x2, const Spec& spec, const py::list& params,
+         const std::vector<bool>& weights, const std::vector<bool>& biases, bool nngp, bool per_layer,
+         bool per_logit, int n_threads, std::int64_t tile_rows, std::int64_t gram_tile) {
+        const TangentRequest req = make_request(spec.param_layers(), weights, biases, nngp, per_layer, per_logit);
+        const TangentOptions opt = make_tangent_options(n_threads, tile_rows, gram_tile, 128);
+        if (x1.dtype().is(py::dtype::of<float>())) return empirical_typed<float>(x1, x2, spec, params, req, opt);
+        if (x1.dtype().is(py::dtype::of<double>())) return empirical_typed<double>(x1, x2, spec, params, req, opt);
+        throw py::type_error("x1 must be float32 or float64");
+      },
+      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("params"), py::arg("weights"), py::arg("biases"),
+      py::arg("nngp"), py::arg("per_layer"), py::arg("per_logit"), py::arg("n_threads"), py::arg("tile_rows"),
+      py::arg("gram_tile"), empirical_doc);
 }
 
 }  // namespace nnpk::bind

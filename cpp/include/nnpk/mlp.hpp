@@ -59,6 +59,8 @@ struct MLPSpec {
 
   std::int64_t n_hidden() const { return static_cast<std::int64_t>(layers.size()) - 1; }
   std::int64_t input_dim() const { return layers.front().fan_in; }
+  std::int64_t n_outputs() const { return layers.back().fan_out; }
+  const std::vector<DenseLayer>& param_layers() const { return layers; }
   std::int64_t max_width() const {
     std::int64_t w = 0;
     for (const auto& l : layers) w = std::max(w, l.fan_out);

@@ -70,33 +70,88 @@ struct TangentOptions {
   std::function<bool(std::uint64_t)> poll;
 };
 
-// Accumulates tangent kernels network by network. outputs: [nngp sum if
-// requested], then the tangent sums (n1 x n2, or n1 x n2 x C x C per logit).
-template <class T>
-class TangentAccumulator {
+// What every tangent accumulator shares: the request checked against the parametrised layers,
+// the output sums ([nngp sum if requested], then the tangent sums: n1 x n2, or n1 x n2 x C x C
+// per logit), the nngp stream, the output tiles of the Gram pass and the final mirror.
+class TangentStream {
  public:
-  TangentAccumulator(const MLPSpec& spec, std::vector<LayerScales> scales, const T* x1, std::int64_t n1, const T* x2,
-                     std::int64_t n2, TangentRequest req, const TangentOptions& opt, std::vector<double*> outputs)
-      : spec_(spec), scales_(std::move(scales)), req_(std::move(req)), opt_(opt), x1_(x1), x2_(x2), n1_(n1),
-        n2_(x2 ? n2 : n1), symmetric_(x2 == nullptr), outputs_(std::move(outputs)) {
-    spec_.validate();
-    const std::size_t n_layers = spec_.layers.size();
-    if (req_.weights.size() != n_layers || req_.biases.size() != n_layers)
-      throw std::invalid_argument("weights and biases flags need one entry per layer");
+  TangentStream(const TangentStream&) = delete;
+  TangentStream& operator=(const TangentStream&) = delete;
+
+  void finish() {
+    for (auto& s : nngp_) s.finish(gopt_);
+    if (!symmetric_) return;
+    for (std::size_t k = req_.nngp ? 1 : 0; k < outputs_.size(); ++k)
+      mirror_tangent(outputs_[k], n1_, C_, req_.per_logit, opt_.n_threads);
+  }
+
+ protected:
+  TangentStream(const std::vector<DenseLayer>& layers, std::int64_t n_logits, std::int64_t n1, std::int64_t n2,
+                bool symmetric, TangentRequest req, const TangentOptions& opt, std::vector<double*> outputs)
+      : req_(std::move(req)), opt_(opt), n1_(n1), n2_(n2), symmetric_(symmetric), outputs_(std::move(outputs)),
+        C_(n_logits) {
+    if (req_.weights.size() != layers.size() || req_.biases.size() != layers.size())
+      throw std::invalid_argument("weights and biases flags need one entry per parametrised layer");
     if (opt_.gram_tile <= 0 || opt_.gram_tile % kRowQuantum != 0)
       throw std::invalid_argument("gram_tile must be a positive multiple of " + std::to_string(kRowQuantum));
-    parts_ = req_.parts(spec_.layers);
-    const std::size_t expected = (req_.nngp ? 1 : 0) + req_.n_tangent_outputs(spec_.layers);
+    parts_ = req_.parts(layers);
+    const std::size_t expected = (req_.nngp ? 1 : 0) + req_.n_tangent_outputs(layers);
     if (outputs_.size() != expected) throw std::invalid_argument("wrong number of output sums");
-    tiles_ = row_tiles(x1_, n1_, x2_, n2_, opt_.tile_rows);
-    L_ = spec_.n_hidden();
-    C_ = spec_.layers.back().fan_out;
-    lowest_delta_ = L_;
-    for (const auto& [l, part] : parts_) lowest_delta_ = std::min(lowest_delta_, l);
     if (req_.nngp) nngp_.emplace_back(n1_, n2_, symmetric_, C_, opt_.panel_cols, outputs_[0]);
     gopt_.tile = 256;
     gopt_.n_threads = opt_.n_threads;
     if (opt_.poll) gopt_.poll = [this] { return opt_.poll(done_); };
+  }
+
+  // One network: rows(t, thread) for each of n_row_tiles row tiles (which write the nngp
+  // panels), then tile(i0, ni, j0, nj, thread) for every output tile (on or above the diagonal
+  // of a symmetric kernel).
+  template <class Rows, class Tile>
+  void accumulate(std::int64_t n_row_tiles, Rows&& rows, Tile&& tile) {
+    for (auto& s : nngp_) s.reserve(gopt_);
+    parallel_for(n_row_tiles, opt_.n_threads, rows);
+    for (auto& s : nngp_) s.commit();
+    const std::int64_t edge = opt_.gram_tile;
+    const std::int64_t t1 = (n1_ + edge - 1) / edge, t2 = (n2_ + edge - 1) / edge;
+    std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
+    for (std::int64_t ti = 0; ti < t1; ++ti)
+      for (std::int64_t tj = symmetric_ ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
+    ThrottledPoll poll(gopt_.poll);
+    parallel_for(static_cast<std::int64_t>(tiles.size()), opt_.n_threads, [&](std::int64_t item, int thread) {
+      if (poll.stop(thread)) return;
+      const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
+      tile(ti * edge, std::min(edge, n1_ - ti * edge), tj * edge, std::min(edge, n2_ - tj * edge), thread);
+    });
+    if (poll.stopped()) throw Cancelled();
+    ++done_;
+    if (opt_.poll && opt_.poll(done_)) throw Cancelled();
+  }
+
+  TangentRequest req_;
+  TangentOptions opt_;
+  std::int64_t n1_, n2_;
+  bool symmetric_;
+  std::vector<double*> outputs_;
+  std::vector<std::pair<std::int64_t, int>> parts_;
+  std::int64_t C_;
+  std::vector<PanelStream> nngp_;
+  GramOptions gopt_;
+  std::uint64_t done_ = 0;
+};
+
+// Accumulates an MLP's tangent kernels network by network (outputs as TangentStream's).
+template <class T>
+class TangentAccumulator : public TangentStream {
+ public:
+  TangentAccumulator(const MLPSpec& spec, std::vector<LayerScales> scales, const T* x1, std::int64_t n1, const T* x2,
+                     std::int64_t n2, TangentRequest req, const TangentOptions& opt, std::vector<double*> outputs)
+      : TangentStream(validated(spec).layers, spec.layers.back().fan_out, n1, x2 ? n2 : n1, x2 == nullptr,
+                      std::move(req), opt, std::move(outputs)),
+        spec_(spec), scales_(std::move(scales)), x1_(x1), x2_(x2) {
+    tiles_ = row_tiles(x1_, n1_, x2_, n2_, opt_.tile_rows);
+    L_ = spec_.n_hidden();
+    lowest_delta_ = L_;
+    for (const auto& [l, part] : parts_) lowest_delta_ = std::min(lowest_delta_, l);
     first_ = make_features(n1_);
     if (!symmetric_) second_ = make_features(n2_);
     workspaces_.resize(static_cast<std::size_t>(std::max(1, opt_.n_threads)));
@@ -104,26 +159,23 @@ class TangentAccumulator {
 
   // Adds one network's kernels.
   void add_network(const NetworkView<T>& net) {
-    for (auto& s : nngp_) s.reserve(gopt_);
     const std::int64_t d = spec_.input_dim();
-    parallel_for(static_cast<std::int64_t>(tiles_.size()), opt_.n_threads, [&](std::int64_t t, int thread) {
-      const RowTile<T>& tile = tiles_[static_cast<std::size_t>(t)];
-      rows_pass(net, tile, d, workspaces_[static_cast<std::size_t>(thread)]);
-    });
-    for (auto& s : nngp_) s.commit();
-    gram_pass();
-    ++done_;
-    if (opt_.poll && opt_.poll(done_)) throw Cancelled();
-  }
-
-  void finish() {
-    for (auto& s : nngp_) s.finish(gopt_);
-    if (!symmetric_) return;
-    const std::size_t first = req_.nngp ? 1 : 0;
-    for (std::size_t k = first; k < outputs_.size(); ++k) mirror_tangent(outputs_[k], n1_, C_, req_.per_logit, opt_.n_threads);
+    accumulate(
+        static_cast<std::int64_t>(tiles_.size()),
+        [&](std::int64_t t, int thread) {
+          rows_pass(net, tiles_[static_cast<std::size_t>(t)], d, workspaces_[static_cast<std::size_t>(thread)]);
+        },
+        [&](std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, int thread) {
+          tile_pass(i0, ni, j0, nj, workspaces_[static_cast<std::size_t>(thread)]);
+        });
   }
 
  private:
+  static const MLPSpec& validated(const MLPSpec& spec) {
+    spec.validate();
+    return spec;
+  }
+
   struct Features {
     std::vector<RowMatrix<T>> inputs;  // layer l's input h^{l-1} (x for l = 0), unscaled
     std::vector<RowMatrix<T>> deltas;  // layer l's delta: (rows * C, fan_out), or (rows, fan_out) shortcut
@@ -222,23 +274,6 @@ class TangentAccumulator {
     std::copy(back.data(), back.data() + rows * C_ * cols, feats.deltas[static_cast<std::size_t>(l)].data() + row0 * C_ * cols);
   }
 
-  // Adds this network's Theta to every output tile.
-  void gram_pass() {
-    const std::int64_t tile = opt_.gram_tile;
-    const std::int64_t t1 = (n1_ + tile - 1) / tile, t2 = (n2_ + tile - 1) / tile;
-    std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
-    for (std::int64_t ti = 0; ti < t1; ++ti)
-      for (std::int64_t tj = symmetric_ ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
-    ThrottledPoll poll(gopt_.poll);
-    parallel_for(static_cast<std::int64_t>(tiles.size()), opt_.n_threads, [&](std::int64_t item, int thread) {
-      if (poll.stop(thread)) return;
-      const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
-      tile_pass(ti * tile, std::min(tile, n1_ - ti * tile), tj * tile, std::min(tile, n2_ - tj * tile),
-                workspaces_[static_cast<std::size_t>(thread)]);
-    });
-    if (poll.stopped()) throw Cancelled();
-  }
-
   void tile_pass(std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, Workspace& ws) {
     const Features& a = first_;
     const Features& b = symmetric_ ? first_ : second_;
@@ -304,18 +339,9 @@ class TangentAccumulator {
 
   MLPSpec spec_;
   std::vector<LayerScales> scales_;
-  TangentRequest req_;
-  TangentOptions opt_;
   const T *x1_, *x2_;
-  std::int64_t n1_, n2_;
-  bool symmetric_;
-  std::vector<double*> outputs_;
-  std::vector<std::pair<std::int64_t, int>> parts_;
   std::vector<RowTile<T>> tiles_;
-  std::int64_t L_ = 0, C_ = 1, lowest_delta_ = 0;
-  std::vector<PanelStream> nngp_;
-  GramOptions gopt_;
-  std::uint64_t done_ = 0;
+  std::int64_t L_ = 0, lowest_delta_ = 0;
   Features first_, second_;
   std::vector<Workspace> workspaces_;
 };

@@ -70,7 +70,9 @@ struct SequentialSpec {
   const Shape& shape_of(std::int64_t node) const {
     return node < 0 ? input : nodes[static_cast<std::size_t>(node)].out;
   }
+  std::int64_t input_dim() const { return input.size(); }
   std::int64_t n_outputs() const { return nodes.back().out.size(); }
+  const std::vector<DenseLayer>& param_layers() const { return params; }
   std::vector<LayerScales> scales(bool stored) const { return layer_scales(params, parameterization, stored); }
 
   // Derives every node's shapes, padding and parameters from the input shape; the Python

@@ -42,38 +42,26 @@ inline std::int64_t chunk_points(std::int64_t limit) {
 
 }  // namespace sequential_tangent_detail
 
-// Accumulates tangent kernels network by network. outputs: [nngp sum if requested], then the
-// tangent sums (n1 x n2, or n1 x n2 x C x C per logit), as TangentAccumulator's.
+// Accumulates a sequential network's tangent kernels network by network (outputs as
+// TangentStream's).
 template <class T>
-class SequentialTangent {
+class SequentialTangent : public TangentStream {
  public:
   SequentialTangent(const SequentialSpec& spec, std::vector<LayerScales> scales, const T* x1, std::int64_t n1,
                     const T* x2, std::int64_t n2, TangentRequest req, const TangentOptions& opt,
                     std::vector<double*> outputs)
-      : spec_(spec), scales_(std::move(scales)), req_(std::move(req)), opt_(opt), x1_(x1), x2_(x2), n1_(n1),
-        n2_(x2 ? n2 : n1), symmetric_(x2 == nullptr), outputs_(std::move(outputs)) {
-    const std::size_t n_params = spec_.params.size();
-    if (req_.weights.size() != n_params || req_.biases.size() != n_params)
-      throw std::invalid_argument("weights and biases flags need one entry per parametrised layer");
-    if (opt_.gram_tile <= 0 || opt_.gram_tile % kRowQuantum != 0)
-      throw std::invalid_argument("gram_tile must be a positive multiple of " + std::to_string(kRowQuantum));
-    parts_ = req_.parts(spec_.params);
-    const std::size_t expected = (req_.nngp ? 1 : 0) + req_.n_tangent_outputs(spec_.params);
-    if (outputs_.size() != expected) throw std::invalid_argument("wrong number of output sums");
+      : TangentStream(spec.params, spec.n_outputs(), n1, x2 ? n2 : n1, x2 == nullptr, std::move(req), opt,
+                      std::move(outputs)),
+        spec_(spec), scales_(std::move(scales)), x1_(x1), x2_(x2) {
     tiles_ = row_tiles(x1_, n1_, x2_, n2_, opt_.tile_rows);
-    C_ = spec_.n_outputs();
     const std::int64_t n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
-    param_node_.assign(n_params, -1);
+    param_node_.assign(spec_.params.size(), -1);
     for (std::int64_t k = 0; k < n_nodes; ++k)
       if (spec_.nodes[static_cast<std::size_t>(k)].param >= 0)
         param_node_[static_cast<std::size_t>(spec_.nodes[static_cast<std::size_t>(k)].param)] = k;
     lowest_node_ = n_nodes;
     for (const auto& part : parts_) lowest_node_ = std::min(lowest_node_, param_node_[static_cast<std::size_t>(part.first)]);
     plan_layers();
-    if (req_.nngp) nngp_.emplace_back(n1_, n2_, symmetric_, C_, opt_.panel_cols, outputs_[0]);
-    gopt_.tile = 256;
-    gopt_.n_threads = opt_.n_threads;
-    if (opt_.poll) gopt_.poll = [this] { return opt_.poll(done_); };
     first_ = make_features(n1_);
     if (!symmetric_) second_ = make_features(n2_);
     workspaces_.resize(static_cast<std::size_t>(std::max(1, opt_.n_threads)));
@@ -81,21 +69,14 @@ class SequentialTangent {
 
   // Adds one network's kernels.
   void add_network(const NetworkView<T>& net) {
-    for (auto& s : nngp_) s.reserve(gopt_);
-    parallel_for(static_cast<std::int64_t>(tiles_.size()), opt_.n_threads, [&](std::int64_t t, int thread) {
-      rows_pass(net, tiles_[static_cast<std::size_t>(t)], workspaces_[static_cast<std::size_t>(thread)]);
-    });
-    for (auto& s : nngp_) s.commit();
-    gram_pass();
-    ++done_;
-    if (opt_.poll && opt_.poll(done_)) throw Cancelled();
-  }
-
-  void finish() {
-    for (auto& s : nngp_) s.finish(gopt_);
-    if (!symmetric_) return;
-    for (std::size_t k = req_.nngp ? 1 : 0; k < outputs_.size(); ++k)
-      mirror_tangent(outputs_[k], n1_, C_, req_.per_logit, opt_.n_threads);
+    accumulate(
+        static_cast<std::int64_t>(tiles_.size()),
+        [&](std::int64_t t, int thread) {
+          rows_pass(net, tiles_[static_cast<std::size_t>(t)], workspaces_[static_cast<std::size_t>(thread)]);
+        },
+        [&](std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, int thread) {
+          tile_pass(i0, ni, j0, nj, workspaces_[static_cast<std::size_t>(thread)]);
+        });
   }
 
  private:
@@ -336,23 +317,6 @@ class SequentialTangent {
         }
   }
 
-  // Adds this network's Theta to every output tile.
-  void gram_pass() {
-    const std::int64_t tile = opt_.gram_tile;
-    const std::int64_t t1 = (n1_ + tile - 1) / tile, t2 = (n2_ + tile - 1) / tile;
-    std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
-    for (std::int64_t ti = 0; ti < t1; ++ti)
-      for (std::int64_t tj = symmetric_ ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
-    ThrottledPoll poll(gopt_.poll);
-    parallel_for(static_cast<std::int64_t>(tiles.size()), opt_.n_threads, [&](std::int64_t item, int thread) {
-      if (poll.stop(thread)) return;
-      const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
-      tile_pass(ti * tile, std::min(tile, n1_ - ti * tile), tj * tile, std::min(tile, n2_ - tj * tile),
-                workspaces_[static_cast<std::size_t>(thread)]);
-    });
-    if (poll.stopped()) throw Cancelled();
-  }
-
   // An output tile: rows [i0, i0 + ni), columns [j0, j0 + nj), cc entries each.
   struct Tile {
     std::int64_t i0, ni, j0, nj, cc;
@@ -515,29 +479,19 @@ class SequentialTangent {
 
   SequentialSpec spec_;
   std::vector<LayerScales> scales_;
-  TangentRequest req_;
-  TangentOptions opt_;
   const T *x1_, *x2_;
-  std::int64_t n1_, n2_;
-  bool symmetric_;
-  std::vector<double*> outputs_;
-  std::vector<std::pair<std::int64_t, int>> parts_;
   std::vector<RowTile<T>> tiles_;
-  std::int64_t C_ = 1, lowest_node_ = 0;
+  std::int64_t lowest_node_ = 0;
   std::vector<std::int64_t> param_node_;
   std::vector<LayerPlan> plans_;
-  std::vector<PanelStream> nngp_;
-  GramOptions gopt_;
-  std::uint64_t done_ = 0;
   Features first_, second_;
   std::vector<Workspace> workspaces_;
 };
 
 // Monte Carlo: networks [start, stop) of `seed`, drawn as in sequential_monte_carlo.
 template <class T>
-void sequential_tangent_monte_carlo(const SequentialSpec& spec, const T* x1, std::int64_t n1, const T* x2,
-                                    std::int64_t n2, const TangentRequest& req, const TangentOptions& opt,
-                                    const std::vector<double*>& outputs) {
+void tangent_monte_carlo(const SequentialSpec& spec, const T* x1, std::int64_t n1, const T* x2, std::int64_t n2,
+                         const TangentRequest& req, const TangentOptions& opt, const std::vector<double*>& outputs) {
   SequentialTangent<T> acc(spec, spec.scales(false), x1, n1, x2, n2, req, opt, outputs);
   NetworkDraw<T> draw(spec.params);
   const NetworkView<T> net = draw.view();
@@ -550,9 +504,9 @@ void sequential_tangent_monte_carlo(const SequentialSpec& spec, const T* x1, std
 
 // Given parameters (stored, as (fan_in, fan_out) matrices).
 template <class T>
-void sequential_tangent_empirical(const SequentialSpec& spec, const NetworkView<T>& net, const T* x1, std::int64_t n1,
-                                  const T* x2, std::int64_t n2, const TangentRequest& req, const TangentOptions& opt,
-                                  const std::vector<double*>& outputs) {
+void tangent_empirical(const SequentialSpec& spec, const NetworkView<T>& net, const T* x1, std::int64_t n1, const T* x2,
+                       std::int64_t n2, const TangentRequest& req, const TangentOptions& opt,
+                       const std::vector<double*>& outputs) {
   SequentialTangent<T> acc(spec, spec.scales(true), x1, n1, x2, n2, req, opt, outputs);
   acc.add_network(net);
   acc.finish();
