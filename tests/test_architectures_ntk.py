@@ -241,3 +241,11 @@ def test_output_that_cannot_fit(monkeypatch):
     net = Network([Conv(4, 3), Flatten(), Dense(3)])
     with pytest.raises(MemoryError, match=r"the tangent kernel \(1 x 400 x 400 x C x C float64"):
         nnpk.monte_carlo(np.zeros((400, 5, 1)), arch=net, n_networks=1, get="ntk", per_logit=True)
+
+
+def test_standard_errors_and_tol_stream_networks_as_for_mlps():
+    net = Network([Conv(4, (3, 3), b_std=0.1), "relu", GlobalAvgPool(), Dense(3)])
+    x = points(10, (6, 6, 1), 14)
+    K, info = nnpk.monte_carlo(x, arch=net, n_networks=4, get="ntk", tol=0.05, return_standard_error=True)
+    assert info["standard_error"] <= 0.05 or info["n_networks"] == 400
+    assert np.array_equal(K, nnpk.monte_carlo(x, arch=net, n_networks=info["n_networks"], get="ntk"))
