@@ -79,6 +79,18 @@ def jacobian(arch, params, x):
     return np.array(rows)
 
 
+def ntk_from_jacobians(j1, j2, select=None, per_logit=False):
+    """Theta from Jacobians (n, C, P): J1 J2^T over the selected parameter slices, traced / C or
+    (n1, n2, C, C) per logit."""
+    if select is not None:
+        mask = np.zeros(j1.shape[-1], bool)
+        for sl in select:
+            mask[sl] = True
+        j1, j2 = j1[..., mask], j2[..., mask]
+    full = np.einsum("icp,jdp->ijcd", j1, j2)
+    return full if per_logit else np.einsum("ijcc->ij", full) / full.shape[-1]
+
+
 def parameter_slices(arch, params):
     """(layer, part) -> slice of the flat parameter vector of `jacobian`."""
     out, pos = {}, 0

@@ -7,7 +7,7 @@ import pytest
 
 import nnpk
 from nnpk._monte_carlo import _tangent_sums
-from reference import arccos1, forward, jacobian, parameter_slices
+from reference import arccos1, forward, jacobian, ntk_from_jacobians, parameter_slices
 
 RNG = np.random.default_rng(3)
 X1 = RNG.standard_normal((9, 6))
@@ -15,15 +15,7 @@ X2 = RNG.standard_normal((7, 6)) * 1.3
 
 
 def jacobian_ntk(arch, params, x1, x2, select=None, per_logit=False):
-    """Theta from J1 J2^T over the selected parameters: traced / C, or (n1, n2, C, C)."""
-    j1, j2 = jacobian(arch, params, x1), jacobian(arch, params, x2)
-    if select is not None:
-        mask = np.zeros(j1.shape[-1], bool)
-        for sl in select:
-            mask[sl] = True
-        j1, j2 = j1[..., mask], j2[..., mask]
-    full = np.einsum("icp,jdp->ijcd", j1, j2)
-    return full if per_logit else np.einsum("ijcc->ij", full) / arch.out
+    return ntk_from_jacobians(jacobian(arch, params, x1), jacobian(arch, params, x2), select, per_logit)
 
 
 def rel(a, b):

@@ -51,7 +51,7 @@ class BiasTrainer {
     const auto [rows, d] = matrix_shape(x, "x");
     if (d != spec_.input_dim()) throw py::value_error("x has a different feature count from the architecture");
     std::vector<py::array_t<T, py::array::c_style>> keep;
-    const NetworkView<T> net = network_view<T>(spec_, params, keep);
+    const NetworkView<T> net = network_view<T>(spec_.layers, params, keep);
     LossTargets targets;
     targets.kind = loss_kind(loss);
     targets.n_outputs = n_outputs;
@@ -100,7 +100,7 @@ static py::array_t<double> outputs_typed(const py::array& x, const MLPSpec& spec
   const auto [rows, d] = matrix_shape(x, "x");
   if (d != spec.input_dim()) throw py::value_error("x has a different feature count from the architecture");
   std::vector<py::array_t<T, py::array::c_style>> keep;
-  const NetworkView<T> net = network_view<T>(spec, params, keep);
+  const NetworkView<T> net = network_view<T>(spec.layers, params, keep);
   py::array_t<double> out({rows, spec.layers.back().fan_out});
   double* dst = out.mutable_data();
   const T* data = static_cast<const T*>(x.data());

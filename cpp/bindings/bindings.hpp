@@ -3,6 +3,7 @@
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <functional>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "nnpk/forward.hpp"
+#include "nnpk/ntk.hpp"
 #include "nnpk/parallel.hpp"
 
 namespace nnpk::bind {
@@ -22,6 +24,8 @@ void bind_sampling(py::module_& m);
 void bind_monte_carlo(py::module_& m);
 void bind_ntk(py::module_& m);
 void bind_analytic(py::module_& m);
+void bind_sequential(py::module_& m);
+void bind_sequential_ntk(py::module_& m);
 void bind_bias_learning(py::module_& m);
 
 // A poll for the engine: checks for Ctrl-C and reports progress to `progress`
@@ -83,20 +87,20 @@ inline Points check_points(const py::array& x1, const py::object& x2, std::int64
 // sample_params (b None where the layer has no bias), converted to T where needed;
 // `keep` holds the arrays the view points into.
 template <class T>
-NetworkView<T> network_view(const MLPSpec& spec, const py::list& params,
+NetworkView<T> network_view(const std::vector<DenseLayer>& layers, const py::list& params,
                             std::vector<py::array_t<T, py::array::c_style>>& keep) {
-  if (params.size() != spec.layers.size()) throw py::value_error("params needs one (W, b) per layer");
+  if (params.size() != layers.size()) throw py::value_error("params needs one (W, b) per layer");
   NetworkView<T> net;
-  for (std::size_t l = 0; l < spec.layers.size(); ++l) {
+  for (std::size_t l = 0; l < layers.size(); ++l) {
     const py::tuple wb = params[l].cast<py::tuple>();
     const auto W = wb[0].cast<py::array_t<T, py::array::c_style>>();
-    if (W.ndim() != 2 || W.shape(0) != spec.layers[l].fan_in || W.shape(1) != spec.layers[l].fan_out)
+    if (W.ndim() != 2 || W.shape(0) != layers[l].fan_in || W.shape(1) != layers[l].fan_out)
       throw py::value_error("params[" + std::to_string(l) + "] W has the wrong shape");
     keep.push_back(W);
     net.weights.push_back(W.data());
-    if (spec.layers[l].has_bias) {
+    if (layers[l].has_bias) {
       const auto b = wb[1].cast<py::array_t<T, py::array::c_style>>();
-      if (b.ndim() != 1 || b.shape(0) != spec.layers[l].fan_out)
+      if (b.ndim() != 1 || b.shape(0) != layers[l].fan_out)
         throw py::value_error("params[" + std::to_string(l) + "] b has the wrong shape");
       keep.push_back(b);
       net.biases.push_back(b.data());
@@ -160,6 +164,127 @@ void run_without_gil(const py::object& progress, Engine&& engine) {
     if (pending) throw std::move(*pending);
     throw;
   }
+}
+
+// A tangent-kernel request checked against the parametrised layers.
+inline TangentRequest make_request(const std::vector<DenseLayer>& layers, const std::vector<bool>& weights,
+                                   const std::vector<bool>& biases, bool nngp, bool per_layer, bool per_logit) {
+  if (weights.size() != layers.size() || biases.size() != layers.size())
+    throw py::value_error("weights and biases need one flag per layer");
+  TangentRequest req;
+  req.nngp = nngp;
+  req.weights.assign(weights.begin(), weights.end());
+  req.biases.assign(biases.begin(), biases.end());
+  req.per_layer = per_layer;
+  req.per_logit = per_logit;
+  return req;
+}
+
+inline TangentOptions make_tangent_options(int n_threads, std::int64_t tile_rows, std::int64_t gram_tile,
+                                           std::int64_t panel_cols) {
+  if (n_threads < 1) throw py::value_error("n_threads must be positive");
+  TangentOptions opt;
+  opt.n_threads = n_threads;
+  opt.tile_rows = tile_rows;
+  opt.gram_tile = gram_tile;
+  opt.panel_cols = panel_cols;
+  return opt;
+}
+
+// Tangent outputs: [nngp (n1, n2)] then the tangent sums ((n1, n2), or (n1, n2, C, C) per logit),
+// continued from `initial` when given, filled by engine(x1, n1, x2, n2, poll, sums) without the GIL.
+template <class T, class Spec, class Engine>
+py::list tangent_outputs(const py::array& x1, const py::object& x2, const Spec& spec, const TangentRequest& req,
+                         const py::object& progress, const py::object& initial, Engine&& engine) {
+  const Points p = check_points(x1, x2, spec.input_dim());
+  const std::int64_t n_logits = spec.n_outputs();
+  std::vector<py::array_t<double>> outs;
+  const std::vector<py::ssize_t> shape = req.per_logit ? std::vector<py::ssize_t>{p.n1, p.n2, n_logits, n_logits}
+                                                       : std::vector<py::ssize_t>{p.n1, p.n2};
+  std::vector<py::array_t<double>> tangent = make_outputs(req.n_tangent_outputs(spec.param_layers()), shape, py::none());
+  if (req.nngp) outs = make_outputs(1, {p.n1, p.n2}, py::none());
+  for (auto& t : tangent) outs.push_back(std::move(t));
+  if (!initial.is_none()) {
+    const py::list starts = initial.cast<py::list>();
+    if (starts.size() != outs.size()) throw py::value_error("initial needs one partial sum per output");
+    for (std::size_t k = 0; k < outs.size(); ++k) {
+      const auto s = starts[k].cast<py::array_t<double, py::array::c_style>>();
+      if (s.size() != outs[k].size()) throw py::value_error("initial partial sums must have the output's shape");
+      std::copy(s.data(), s.data() + s.size(), outs[k].mutable_data());
+    }
+  }
+  const std::vector<double*> sums = data_pointers(outs);
+  run_without_gil(progress, [&](auto poll) {
+    engine(static_cast<const T*>(p.x1), p.n1, static_cast<const T*>(p.x2), p.n2, poll, sums);
+  });
+  return as_list(outs);
+}
+
+// One network's tangent kernels with given parameters, in x1's dtype T.
+template <class T, class Spec>
+py::list empirical_typed(const py::array& x1, const py::object& x2, const Spec& spec, const py::list& params,
+                         const TangentRequest& req, const TangentOptions& opt) {
+  std::vector<py::array_t<T, py::array::c_style>> keep;
+  const NetworkView<T> net = network_view<T>(spec.param_layers(), params, keep);
+  return tangent_outputs<T>(x1, x2, spec, req, py::none(), py::none(),
+                            [&](const T* a, std::int64_t n1, const T* b, std::int64_t n2, auto poll, const auto& sums) {
+                              TangentOptions o = opt;
+                              o.poll = poll;
+                              tangent_empirical<T>(spec, net, a, n1, b, n2, req, o, sums);
+                            });
+}
+
+// Registers `sums_name` (sums over networks [start, stop) of the tangent kernels) and
+// `empirical_name` (one network with given stored parameters) for the network description
+// Spec, whose engines are the overloads of tangent_monte_carlo and tangent_empirical.
+template <class Spec>
+void def_tangent(py::module_& m, const char* sums_name, const char* sums_doc, const char* empirical_name,
+                 const char* empirical_doc) {
+  m.def(
+      sums_name,
+      [](const py::array& x1, const py::object& x2, const Spec& spec, std::uint64_t seed, std::uint64_t start,
+         std::uint64_t stop, const std::vector<bool>& weights, const std::vector<bool>& biases, bool nngp,
+         bool per_layer, bool per_logit, int n_threads, std::int64_t tile_rows, std::int64_t gram_tile,
+         std::int64_t panel_cols, const py::object& progress, const py::object& initial) {
+        if (stop < start) throw py::value_error("stop must not be below start");
+        const TangentRequest req = make_request(spec.param_layers(), weights, biases, nngp, per_layer, per_logit);
+        TangentOptions opt = make_tangent_options(n_threads, tile_rows, gram_tile, panel_cols);
+        opt.seed = seed;
+        opt.start = start;
+        opt.stop = stop;
+        auto run = [&](auto tag) {
+          using T = decltype(tag);
+          return tangent_outputs<T>(x1, x2, spec, req, progress, initial,
+                                    [&](const T* a, std::int64_t n1, const T* b, std::int64_t n2, auto poll,
+                                        const auto& sums) {
+                                      TangentOptions o = opt;
+                                      o.poll = poll;
+                                      tangent_monte_carlo<T>(spec, a, n1, b, n2, req, o, sums);
+                                    });
+        };
+        if (x1.dtype().is(py::dtype::of<float>())) return run(float{});
+        if (x1.dtype().is(py::dtype::of<double>())) return run(double{});
+        throw py::type_error("x1 must be float32 or float64");
+      },
+      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("seed"), py::arg("start"), py::arg("stop"),
+      py::arg("weights"), py::arg("biases"), py::arg("nngp"), py::arg("per_layer"), py::arg("per_logit"),
+      py::arg("n_threads"), py::arg("tile_rows"), py::arg("gram_tile"), py::arg("panel_cols"), py::arg("progress"),
+      py::arg("initial"), sums_doc);
+
+  m.def(
+      empirical_name,
+      [](const py::array& x1, const py::object& x2, const Spec& spec, const py::list& params,
+         const std::vector<bool>& weights, const std::vector<bool>& biases, bool nngp, bool per_layer,
+         bool per_logit, int n_threads, std::int64_t tile_rows, std::int64_t gram_tile) {
+        const TangentRequest req = make_request(spec.param_layers(), weights, biases, nngp, per_layer, per_logit);
+        const TangentOptions opt = make_tangent_options(n_threads, tile_rows, gram_tile, 128);
+        if (x1.dtype().is(py::dtype::of<float>())) return empirical_typed<float>(x1, x2, spec, params, req, opt);
+        if (x1.dtype().is(py::dtype::of<double>())) return empirical_typed<double>(x1, x2, spec, params, req, opt);
+        throw py::type_error("x1 must be float32 or float64");
+      },
+      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("params"), py::arg("weights"), py::arg("biases"),
+      py::arg("nngp"), py::arg("per_layer"), py::arg("per_logit"), py::arg("n_threads"), py::arg("tile_rows"),
+      py::arg("gram_tile"), empirical_doc);
 }
 
 }  // namespace nnpk::bind

@@ -10,5 +10,7 @@ PYBIND11_MODULE(_core, m) {
   nnpk::bind::bind_monte_carlo(m);
   nnpk::bind::bind_ntk(m);
   nnpk::bind::bind_analytic(m);
+  nnpk::bind::bind_sequential(m);
+  nnpk::bind::bind_sequential_ntk(m);
   nnpk::bind::bind_bias_learning(m);
 }

@@ -4,6 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._analytic import analytic
 from ._arch import ACTIVATIONS, MLP
+from ._architecture import INITS, Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual
 from ._empirical import empirical
 from ._conditioning import conditioning
 from ._monte_carlo import monte_carlo
@@ -21,10 +22,20 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "ACTIVATIONS",
+    "Activation",
+    "AvgPool",
     "BiasLearner",
+    "Conv",
+    "Dense",
+    "Flatten",
+    "GlobalAvgPool",
+    "INITS",
     "KernelSpectrum",
     "KernelStore",
     "MLP",
+    "MaxPool",
+    "Network",
+    "Residual",
     "RidgePath",
     "__version__",
     "compute_to_store",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import lru_cache
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -72,6 +72,42 @@ def _gaussian_moments(phi) -> Tuple[float, float]:
     return float(np.dot(w, v)), float(np.dot(w, v * v))
 
 
+@lru_cache(maxsize=None)
+def activation_normalization(activation: str, slope: float, normalize: bool) -> Tuple[float, float]:
+    """(shift, scale) applied after phi: (0, 1) unless normalize, then E[phi(g)] and std(phi(g)), g ~ N(0, 1)."""
+    if not normalize:
+        return 0.0, 1.0
+    a = activation
+    if a == "relu":
+        mean, second = 1 / math.sqrt(2 * math.pi), 0.5
+    elif a == "leaky_relu":
+        mean, second = (1 - slope) / math.sqrt(2 * math.pi), (1 + slope**2) / 2
+    elif a == "abs":
+        mean, second = math.sqrt(2 / math.pi), 1.0
+    elif a in ("identity", "relu_normalized"):
+        mean, second = 0.0, 1.0
+    elif a == "erf":
+        mean, second = 0.0, 2 / math.pi * math.asin(2 / 3)
+    elif a == "sin":
+        mean, second = 0.0, (1 - math.exp(-2)) / 2
+    else:
+        kind = getattr(_core.ActivationKind, a)
+        mean, second = _gaussian_moments(lambda z: _core.activation_value(kind, slope, 0.0, 1.0, z, False))
+    return mean, math.sqrt(second - mean * mean)
+
+
+def check_activation(activation, normalize, slope) -> float:
+    """Checks an activation's settings; returns the slope as a float."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+    slope = float(slope)
+    if not math.isfinite(slope):
+        raise ValueError(f"slope must be finite, got {slope}")
+    return slope
+
+
 @dataclass(frozen=True)
 class MLP:
     """A fully connected network with random Gaussian weights (CONVENTIONS.md).
@@ -123,15 +159,9 @@ class MLP:
         if self.out < 1:
             raise ValueError(f"out must be positive, got {self.out}")
         object.__setattr__(self, "out", int(self.out))
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}")
+        slope = check_activation(self.activation, self.normalize, self.slope)
         if self.parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"parameterization must be 'ntk' or 'standard', got {self.parameterization!r}")
-        if not isinstance(self.normalize, (bool, np.bool_)):
-            raise TypeError(f"normalize must be a bool, got {self.normalize!r}")
-        slope = float(self.slope)
-        if not math.isfinite(slope):
-            raise ValueError(f"slope must be finite, got {self.slope}")
         object.__setattr__(self, "slope", slope)
         n = len(widths) + 1
         w = _std(self.W_std, "W_std", n, allow_none=False)
@@ -142,6 +172,17 @@ class MLP:
             object.__setattr__(self, "W_std", w)
         if isinstance(self.b_std, (list, np.ndarray)):
             object.__setattr__(self, "b_std", b)
+
+    def to_network(self) -> "Network":
+        """The same network as an ``nnpk.Network`` of Dense and Activation layers: network m of a
+        seed has the same weights, and the same kernels up to rounding."""
+        from ._architecture import mlp_network
+
+        return mlp_network(self)
+
+    @property
+    def has_bias(self) -> Tuple[bool, ...]:
+        return tuple(b is not None for b in self._b)
 
     @property
     def n_layers(self) -> int:
@@ -159,28 +200,10 @@ class MLP:
     def widths(self, input_dim: int) -> Tuple[int, ...]:
         return (int(input_dim),) + self.hidden + (self.out,)
 
-    @cached_property
+    @property
     def normalization(self) -> Tuple[float, float]:
         """(shift, scale) applied after phi: (0, 1) unless normalize=True."""
-        if not self.normalize:
-            return 0.0, 1.0
-        a = self.activation
-        if a == "relu":
-            mean, second = 1 / math.sqrt(2 * math.pi), 0.5
-        elif a == "leaky_relu":
-            mean, second = (1 - self.slope) / math.sqrt(2 * math.pi), (1 + self.slope**2) / 2
-        elif a == "abs":
-            mean, second = math.sqrt(2 / math.pi), 1.0
-        elif a in ("identity", "relu_normalized"):
-            mean, second = 0.0, 1.0
-        elif a == "erf":
-            mean, second = 0.0, 2 / math.pi * math.asin(2 / 3)
-        elif a == "sin":
-            mean, second = 0.0, (1 - math.exp(-2)) / 2
-        else:
-            kind = getattr(_core.ActivationKind, a)
-            mean, second = _gaussian_moments(lambda z: _core.activation_value(kind, self.slope, 0.0, 1.0, z, False))
-        return mean, math.sqrt(second - mean * mean)
+        return activation_normalization(self.activation, self.slope, bool(self.normalize))
 
     @property
     def _unit_second_moment(self) -> bool:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from . import _core
+from ._architecture import Network
 from ._monte_carlo import _DEFAULT_NTK_TILE, _DEFAULT_TILE_ROWS, _prepare
+from ._params import _check_arch
+from ._sequential import check_network_params, check_tangent_network, network_feature_bytes, prepare_network_points
 from ._streaming import KernelMap, Plan, run_plan
 from ._tangent import arrange_tangent, check_params, feature_bytes, parse_get, parse_wrt, tangent_maps
 from ._threads import resolve_n_threads
@@ -18,14 +21,15 @@ def empirical(x1, x2=None, *, arch, params, get="ntk", wrt="all", per_layer: boo
 
     Parameters
     ----------
-    x1, x2 : (n1, d), (n2, d) arrays
-    arch : nnpk.MLP
+    x1, x2 : (n1, d), (n2, d) arrays, or points of the shape an nnpk.Network takes
+    arch : nnpk.MLP or nnpk.Network
         The architecture the parameters belong to (its parameterization says
         how they are stored and which derivative the NTK takes).
     params : list of (W, b)
-        In the layout of ``nnpk.sample_params``: W of shape (n_in, n_out), b of
-        shape (n_out,) or None where the layer has no bias; for instance a
-        trained network's weights converted from another framework.
+        In the layout of ``nnpk.sample_params``: W of shape (n_in, n_out) (a
+        convolution's ``kernel_size + (in_channels, channels)``), b of shape
+        (n_out,) or None where the layer has no bias; for instance a trained
+        network's weights converted from another framework.
     get, wrt, per_layer, per_logit, dtype, n_threads
         As in ``nnpk.monte_carlo``; "nngp" here is ``f(x1) . f(x2) / C``.
 
@@ -33,31 +37,44 @@ def empirical(x1, x2=None, *, arch, params, get="ntk", wrt="all", per_layer: boo
     -------
     As ``nnpk.monte_carlo`` for one network.
     """
-    arch, a1, a2 = _prepare(x1, x2, arch, dtype)
-    checked = check_params(params, arch, a1.shape[1], a1.dtype)
+    network = isinstance(_check_arch(arch, allow_network=True), Network)
+    if network:
+        compiled, a1, a2 = prepare_network_points(x1, x2, arch, dtype)
+        checked = check_network_params(params, compiled, a1.dtype)
+        out = compiled.out
+    else:
+        arch, a1, a2 = _prepare(x1, x2, arch, dtype)
+        checked = check_params(params, arch, a1.shape[1], a1.dtype)
+        out = arch.out
     names, as_dict = parse_get(get)
-    weights, biases = parse_wrt(wrt, arch)
+    weights, biases = parse_wrt(wrt, arch.has_bias)
+    want_nngp, want_ntk = "nngp" in names, "ntk" in names
+    if network and want_ntk:
+        check_tangent_network(compiled)
     threads = resolve_n_threads(n_threads)
     n1, d = a1.shape
     n2 = n1 if a2 is None else a2.shape[0]
-    n_out = ("nngp" in names) + (sum(weights) + sum(biases) if per_layer else 1)
-    per_entry = arch.out**2 if per_logit else 1
-    features = feature_bytes(arch, d, n1 + (0 if a2 is None else n2), weights, a1.itemsize, per_logit)
+    n_out = want_nngp + (sum(weights) + sum(biases) if per_layer else 1)
+    per_entry = out**2 if per_logit else 1
+    if network:
+        features = network_feature_bytes(compiled, n1 + (0 if a2 is None else n2), weights, biases, a1.itemsize)
+    else:
+        features = feature_bytes(arch, d, n1 + (0 if a2 is None else n2), weights, a1.itemsize, per_logit)
     check_memory(8 * n1 * n2 * per_entry * n_out + features, f"the kernels ({n_out} x {n1} x {n2} float64)",
                  ROW_BLOCK_ADVICE)
-    want_nngp, want_ntk = "nngp" in names, "ntk" in names
     if not want_ntk:  # no tangent parts: the engine stores no features and forms no Gram for them
-        weights = biases = [False] * arch.n_layers
-    sums = _core.empirical_sums(a1, a2, arch._spec(d), checked, weights, biases, want_nngp, per_layer and want_ntk,
-                                per_logit, threads, _DEFAULT_TILE_ROWS, _DEFAULT_NTK_TILE)
-    maps = [KernelMap(0, 1.0 / arch.out)] if want_nngp else []
+        weights = biases = [False] * len(weights)
+    engine, spec = (_core.sequential_empirical_sums, compiled.spec) if network else (_core.empirical_sums, arch._spec(d))
+    sums = engine(a1, a2, spec, checked, weights, biases, want_nngp, per_layer and want_ntk, per_logit, threads,
+                  _DEFAULT_TILE_ROWS, _DEFAULT_NTK_TILE)
+    maps = [KernelMap(0, 1.0 / out)] if want_nngp else []
     if want_ntk:
-        maps += tangent_maps(int(want_nngp), len(sums) - want_nngp, arch, per_logit)
+        maps += tangent_maps(int(want_nngp), len(sums) - want_nngp, out, per_logit)
     kernels, _, _, _ = run_plan(Plan(lambda *a: sums, maps, exact=True), 1, standard_error=False, tol=None,
                                 max_networks=None)
     out = {}
     if want_nngp:
         out["nngp"] = kernels.pop(0)
     if want_ntk:
-        out["ntk"] = arrange_tangent(kernels, arch, weights, biases, per_layer)
+        out["ntk"] = arrange_tangent(kernels, weights, biases, per_layer)
     return out if as_dict else out[names[0]]

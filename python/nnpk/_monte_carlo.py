@@ -8,10 +8,13 @@ import numpy as np
 
 from . import _core
 from ._arch import CLOSED_FORM_DUALS
+from ._architecture import Network
 from ._params import SEED_MAX, _check_arch
 from ._threads import resolve_n_threads
+from ._sequential import (check_tangent_network, network_nngp_plan, network_tangent_sums, prepare_network_points,
+                          readout_layer)
 from ._streaming import KernelMap, Plan, run_plan
-from ._tangent import arrange_tangent, feature_bytes, parse_get, parse_wrt, tangent_maps
+from ._tangent import arrange_tangent, check_tangent_memory, feature_bytes, parse_get, parse_wrt, tangent_maps
 from ._validate import as_points, check_int, check_memory, compute_dtype
 
 __all__ = ["monte_carlo"]
@@ -74,13 +77,10 @@ def _tangent_sums(a1, a2, arch, *, seed, start, stop, names, weights, biases, pe
     n1, d = a1.shape
     n2 = n1 if a2 is None else a2.shape[0]
     n_out = ("nngp" in names) + (sum(weights) + sum(biases) if per_layer else 1)
-    per_entry = arch.out**2 if per_logit else 1
     features = feature_bytes(arch, d, n1, weights, a1.itemsize, per_logit)
     if a2 is not None:
         features += feature_bytes(arch, d, n2, weights, a1.itemsize, per_logit)
-    check_memory(8 * n1 * n2 * per_entry * n_out + features,
-                 f"the tangent kernel ({n_out} x {n1} x {n2}{' x C x C' if per_logit else ''} float64 "
-                 f"and {features / 2**20:.0f} MiB of per-network features)")
+    check_tangent_memory(n1, n2, n_out, arch.out, per_logit, features)
     spec = arch._spec(d)
     return _core.tangent_sums(a1, a2, spec, seed, start, stop, weights, biases, "nngp" in names, per_layer,
                               per_logit, n_threads, tile_rows, gram_tile, panel_cols, progress, initial)
@@ -90,7 +90,11 @@ ESTIMATORS = ("sampled", "readout", "conditional")
 
 
 def default_estimator(arch) -> str:
-    """The NNGP estimator monte_carlo uses when none is given: the best estimate per second."""
+    """The NNGP estimator monte_carlo uses when none is given, the best estimate per second: for an
+    MLP the conditional estimator where the dual map has a closed form, else the readout one; for a
+    Network the readout one where it ends with Dense, else the sampled one."""
+    if isinstance(arch, Network):
+        return "readout" if readout_layer(arch) is not None else "sampled"
     return "conditional" if arch.activation in CLOSED_FORM_DUALS else "readout"
 
 
@@ -146,14 +150,24 @@ def _nngp_plan(a1, a2, arch, *, seed, layers, estimator, n_threads) -> Plan:
     return Plan(run, maps, exact=estimator == "conditional" and L == 1)
 
 
-def _tangent_plan(a1, a2, arch, *, seed, with_nngp, weights, biases, per_layer, per_logit, n_threads) -> Plan:
+def _tangent_plan(a1, a2, arch, compiled, *, seed, with_nngp, weights, biases, per_layer, per_logit,
+                  n_threads) -> Plan:
+    """The NTK (and with_nngp the NNGP from the same passes) of an MLP, or of a Network compiled
+    for the points (`compiled`, else None)."""
     names = ("nngp", "ntk") if with_nngp else ("ntk",)
     n_out = sum(weights) + sum(biases) if per_layer else 1
-    run = lambda start, stop, initial, progress=None: _tangent_sums(
-        a1, a2, arch, seed=seed, start=start, stop=stop, names=names, weights=weights, biases=biases,
-        per_layer=per_layer, per_logit=per_logit, n_threads=n_threads, initial=initial, progress=progress)
-    maps = [KernelMap(0, 1.0 / arch.out)] if with_nngp else []
-    return Plan(run, maps + tangent_maps(int(with_nngp), n_out, arch, per_logit))
+    kw = dict(weights=weights, biases=biases, per_layer=per_layer, per_logit=per_logit, n_threads=n_threads)
+    if compiled is None:
+        out = arch.out
+        run = lambda start, stop, initial, progress=None: _tangent_sums(
+            a1, a2, arch, seed=seed, start=start, stop=stop, names=names, initial=initial, progress=progress, **kw)
+    else:
+        out = compiled.out
+        run = lambda start, stop, initial, progress=None: network_tangent_sums(
+            a1, a2, compiled, seed=seed, start=start, stop=stop, nngp=with_nngp, initial=initial, progress=progress,
+            **kw)
+    maps = [KernelMap(0, 1.0 / out)] if with_nngp else []
+    return Plan(run, maps + tangent_maps(int(with_nngp), n_out, out, per_logit))
 
 
 def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp", layers: str = "output",
@@ -172,10 +186,12 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
 
     Parameters
     ----------
-    x1 : (n1, d) array
+    x1 : (n1, d) array, or (n1, ...) points of the shape an nnpk.Network takes
     x2 : (n2, d) array, optional
         Defaults to x1 (then only one triangle is computed).
-    arch : nnpk.MLP
+    arch : nnpk.MLP or nnpk.Network
+        For a Network, the NTK's layer indices (``wrt``, ``per_layer``) are its Dense and Conv
+        layers in order, as in ``sample_params``.
     n_networks : int
         Number of random networks M (with ``tol``: the first ones).
     seed : int
@@ -236,7 +252,11 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
     (n1, n2) float64 array; a list of them for ``layers="all"``; a dict for a
     tuple ``get``; with return_standard_error, ``(result, info)``.
     """
-    arch, a1, a2 = _prepare(x1, x2, arch, dtype)
+    network = isinstance(_check_arch(arch, allow_network=True), Network)
+    if network:
+        compiled, a1, a2 = prepare_network_points(x1, x2, arch, dtype)
+    else:
+        arch, a1, a2 = _prepare(x1, x2, arch, dtype)
     n_networks = check_int(n_networks, "n_networks", minimum=1)
     seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
     names, as_dict = parse_get(get)
@@ -250,7 +270,13 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
         estimator = default_estimator(arch)
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
-    weights, biases = parse_wrt(wrt, arch)
+    if network and estimator == "conditional":
+        raise ValueError("estimator='conditional' integrates an MLP's last hidden layer by its dual map; an "
+                         "nnpk.Network takes 'readout' or 'sampled'")
+    if network and estimator == "readout" and readout_layer(arch) is None:
+        raise ValueError(f"estimator='readout' integrates a final Dense layer; this network ends with "
+                         f"{arch.layers[-1].describe()}: use estimator='sampled'")
+    weights, biases = parse_wrt(wrt, arch.has_bias)
     if tol is not None:
         if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not 0 < tol < 1:
             raise ValueError(f"tol must be a relative error in (0, 1), got {tol!r}")
@@ -265,10 +291,14 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
     plans = {}
     nngp_in_tangent = "ntk" in names and "nngp" in names and estimator == "sampled"
     if "ntk" in names:
-        plans["ntk"] = _tangent_plan(a1, a2, arch, seed=seed, with_nngp=nngp_in_tangent, weights=weights,
-                                     biases=biases, per_layer=per_layer, per_logit=per_logit, n_threads=threads)
+        if network:
+            check_tangent_network(compiled)
+        plans["ntk"] = _tangent_plan(a1, a2, arch, compiled if network else None, seed=seed,
+                                     with_nngp=nngp_in_tangent, weights=weights, biases=biases, per_layer=per_layer,
+                                     per_logit=per_logit, n_threads=threads)
     if "nngp" in names and not nngp_in_tangent:
-        plans["nngp"] = _nngp_plan(a1, a2, arch, seed=seed, layers=layers, estimator=estimator, n_threads=threads)
+        kw = dict(seed=seed, layers=layers, estimator=estimator, n_threads=threads)
+        plans["nngp"] = network_nngp_plan(a1, a2, arch, compiled, **kw) if network else _nngp_plan(a1, a2, arch, **kw)
 
     results, errors, used, batches = {}, {}, n_networks, 1
     for key, plan in plans.items():
@@ -283,7 +313,7 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
             results["nngp"] = kernels.pop(0)
             errors["nngp"] = errs.pop(0) if errs else None
         if key == "ntk":
-            results["ntk"] = arrange_tangent(kernels, arch, weights, biases, per_layer)
+            results["ntk"] = arrange_tangent(kernels, weights, biases, per_layer)
             errors["ntk"] = errs[0] if errs else None
         else:
             results["nngp"] = kernels if layers == "all" else kernels[0]

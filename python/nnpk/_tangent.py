@@ -8,8 +8,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._arch import MLP
+from ._validate import check_memory
 
-__all__ = ["parse_get", "parse_wrt", "tangent_maps", "arrange_tangent", "check_params", "feature_bytes"]
+__all__ = ["parse_get", "parse_wrt", "tangent_maps", "arrange_tangent", "check_params", "check_tangent_memory",
+           "feature_bytes"]
 
 KERNELS = ("nngp", "ntk")
 WRT = ("all", "weights", "biases", "readout")
@@ -31,14 +33,13 @@ def parse_get(get) -> Tuple[Tuple[str, ...], bool]:
     return names, as_dict
 
 
-def parse_wrt(wrt, arch: MLP) -> Tuple[List[bool], List[bool]]:
+def parse_wrt(wrt, has_bias: Sequence[bool]) -> Tuple[List[bool], List[bool]]:
     """Per-layer flags (weights included, biases included) for `wrt`.
 
     wrt: "all", "weights", "biases", "readout", or a sequence of layer indices
     (0 .. n_layers - 1, negative counting from the readout) whose weights and
-    biases are included."""
-    n = arch.n_layers
-    has_bias = [b is not None for b in arch.b_stds]
+    biases are included; `has_bias` says which parametrised layers have biases."""
+    n = len(has_bias)
     if isinstance(wrt, str):
         if wrt not in WRT:
             raise ValueError(f"wrt must be one of {', '.join(WRT)} or a list of layer indices, got {wrt!r}")
@@ -73,22 +74,30 @@ def feature_bytes(arch: MLP, d: int, n: int, weights: Sequence[bool], itemsize: 
     return n_pad * total * itemsize
 
 
-def tangent_maps(first: int, n_outputs: int, arch: MLP, per_logit: bool):
-    """How raw tangent sums (from position `first`) become kernels: divide by C unless per logit."""
+def check_tangent_memory(n1: int, n2: int, n_out: int, out: int, per_logit: bool, features: int) -> None:
+    """MemoryError before allocation if n_out tangent outputs of n1 x n2 (x C x C per logit) float64
+    entries and `features` bytes of per-network features do not fit."""
+    per_entry = out**2 if per_logit else 1
+    check_memory(8 * n1 * n2 * per_entry * n_out + features,
+                 f"the tangent kernel ({n_out} x {n1} x {n2}{' x C x C' if per_logit else ''} float64 "
+                 f"and {features / 2**20:.0f} MiB of per-network features)")
+
+
+def tangent_maps(first: int, n_outputs: int, out: int, per_logit: bool):
+    """How raw tangent sums (from position `first`) become kernels: divide by C = `out` unless per logit."""
     from ._streaming import KernelMap
 
-    return [KernelMap(first + k, 1.0 if per_logit else 1.0 / arch.out) for k in range(n_outputs)]
+    return [KernelMap(first + k, 1.0 if per_logit else 1.0 / out) for k in range(n_outputs)]
 
 
-def arrange_tangent(kernels: List[np.ndarray], arch: MLP, weights: Sequence[bool], biases: Sequence[bool],
-                    per_layer: bool):
+def arrange_tangent(kernels: List[np.ndarray], weights: Sequence[bool], biases: Sequence[bool], per_layer: bool):
     """The NTK result: one kernel, or with per_layer a dict of the total and each layer's shares."""
     if not per_layer:
         return kernels[0]
-    by_layer: Dict[str, List[Optional[np.ndarray]]] = {"weights": [None] * arch.n_layers,
-                                                        "biases": [None] * arch.n_layers}
+    n_layers = len(weights)
+    by_layer: Dict[str, List[Optional[np.ndarray]]] = {"weights": [None] * n_layers, "biases": [None] * n_layers}
     it = iter(kernels)
-    for l in range(arch.n_layers):
+    for l in range(n_layers):
         if weights[l]:
             by_layer["weights"][l] = next(it)
         if biases[l]:

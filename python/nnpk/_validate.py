@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-__all__ = ["as_points", "check_int", "check_memory", "compute_dtype", "available_memory", "STORE_ADVICE",
-           "ROW_BLOCK_ADVICE"]
+__all__ = ["as_points", "as_shaped_points", "check_int", "check_memory", "compute_dtype", "available_memory",
+           "STORE_ADVICE", "ROW_BLOCK_ADVICE"]
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -38,25 +38,46 @@ def check_int(value, name: str, *, minimum: int | None = None, maximum: int | No
     return v
 
 
-def as_points(x, name: str, dtype, *, n_features: int | None = None, other: str = "the architecture") -> np.ndarray:
-    """x as a C-contiguous (n, d) array of `dtype` with finite values.
-
-    Integer, float16, non-contiguous and Fortran-ordered inputs are converted."""
+def _real_array(x, name: str) -> np.ndarray:
     if x is None:
         raise TypeError(f"{name} must be an array, got None")
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n_points, n_features), got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
+    return arr
+
+
+def _converted(arr: np.ndarray, name: str, dtype) -> np.ndarray:
+    if min(arr.shape) == 0:
         raise ValueError(f"{name} is empty: shape {arr.shape}")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, {other} has {n_features}")
     with np.errstate(over="ignore"):  # values that overflow the dtype are reported just below
         out = np.ascontiguousarray(arr, dtype=dtype)
-    _check_finite(out, name)
+    _check_finite(out.reshape(out.shape[0], -1), name)
     return out
+
+
+def as_points(x, name: str, dtype, *, n_features: int | None = None, other: str = "the architecture") -> np.ndarray:
+    """x as a C-contiguous (n, d) array of `dtype` with finite values.
+
+    Integer, float16, non-contiguous and Fortran-ordered inputs are converted."""
+    arr = _real_array(x, name)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_points, n_features), got shape {arr.shape}")
+    if n_features is not None and min(arr.shape) > 0 and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features, {other} has {n_features}")
+    return _converted(arr, name, dtype)
+
+
+def as_shaped_points(x, name: str, dtype, *, point_shape: tuple | None = None, other: str = "x1") -> np.ndarray:
+    """x as a C-contiguous (n, features), (n, length, channels) or (n, height, width, channels)
+    array of `dtype` with finite values; with `point_shape`, each point must have that shape."""
+    arr = _real_array(x, name)
+    if not 2 <= arr.ndim <= 4:
+        raise ValueError(f"{name} must be a 2-D (n, features), 3-D (n, length, channels) or 4-D "
+                         f"(n, height, width, channels) array, got shape {arr.shape}")
+    if point_shape is not None and min(arr.shape) > 0 and arr.shape[1:] != tuple(point_shape):
+        raise ValueError(f"{name} has points of shape {arr.shape[1:]}, {other} has {tuple(point_shape)}")
+    return _converted(arr, name, dtype)
 
 
 def _check_finite(x: np.ndarray, name: str, rows_per_chunk: int = 1 << 14) -> None:

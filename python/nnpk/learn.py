@@ -16,7 +16,9 @@ import numpy as np
 import scipy.linalg
 
 from ._kernel_checks import as_kernel, as_ridges, as_targets, check_ridge
+from ._architecture import Network
 from ._params import SEED_MAX, _check_arch, sample_params
+from ._sequential import network_outputs
 from ._validate import as_points, check_int
 
 __all__ = [
@@ -252,22 +254,24 @@ def initial_outputs(x, arch, *, seed: int = 0, index: int = 0) -> np.ndarray:
     which is network `index` of ``nnpk.monte_carlo(..., seed=seed)``. Layers follow
     CONVENTIONS.md: ``z = (W_std/sqrt(n_in)) h W + b_std b`` under "ntk",
     ``z = h W + b`` under "standard", ``h = phi(z)`` with the architecture's
-    (normalised) activation.
+    (normalised) activation. An ``nnpk.Network``'s outputs come from the engine's
+    float64 forward pass.
 
     Parameters
     ----------
-    x : (n, d) array
-    arch : nnpk.MLP
+    x : (n, d) array, or for a Network (n, length, channels) or (n, height, width, channels)
+    arch : nnpk.MLP or nnpk.Network
     seed, index : int
 
     Returns
     -------
     (n, C) float64 array, C = arch.out.
     """
-    arch = _check_arch(arch)
-    h = as_points(x, "x", np.float64)
     seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
     index = check_int(index, "index", minimum=0, maximum=SEED_MAX)
+    if isinstance(_check_arch(arch, allow_network=True), Network):
+        return network_outputs(x, arch, seed, index)
+    h = as_points(x, "x", np.float64)
     params = sample_params(arch, h.shape[1], seed, index)
     for layer, (weights, biases) in enumerate(params):
         if arch.parameterization == "ntk":

@@ -32,7 +32,7 @@ import numpy as np
 from . import _core
 from ._arch import MLP
 from ._analytic import DEFAULT_QUADRATURE_ORDER, _analytic_kernels
-from ._monte_carlo import ESTIMATORS, _nngp_plan, _prepare, _tangent_plan
+from ._monte_carlo import ESTIMATORS, _nngp_plan, _prepare, _tangent_plan, default_estimator
 from ._params import SEED_MAX
 from ._streaming import _finalize
 from ._tangent import feature_bytes, parse_wrt
@@ -151,11 +151,12 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype,
         if kernel == "ntk" and estimator is not None:
             raise ValueError("estimator applies to the NNGP, not kernel='ntk'")
         if kernel == "nngp":
-            estimator = "conditional" if estimator is None else estimator
-            if estimator not in ESTIMATORS:
+            if estimator is not None and estimator not in ESTIMATORS:
                 raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     arch, a1, a2 = _prepare(x1, x2, arch, dtype)
-    weights, biases = parse_wrt(wrt, arch)
+    if kernel == "nngp" and estimator is None:  # as monte_carlo chooses
+        estimator = default_estimator(arch)
+    weights, biases = parse_wrt(wrt, arch.has_bias)
     spec = {
         "format": _FORMAT,
         "nnpk_version": _version(),
@@ -500,7 +501,7 @@ class KernelStore:
         if spec["kernel"] == "nngp":
             return _nngp_plan(a1, a2, arch, seed=spec["seed"], layers="output", estimator=spec["estimator"],
                               n_threads=n_threads)
-        return _tangent_plan(a1, a2, arch, seed=spec["seed"], with_nngp=False, weights=spec["wrt"]["weights"],
+        return _tangent_plan(a1, a2, arch, None, seed=spec["seed"], with_nngp=False, weights=spec["wrt"]["weights"],
                              biases=spec["wrt"]["biases"], per_layer=False, per_logit=False, n_threads=n_threads)
 
     def _run_networks(self, plan, i: int, j: int, checkpoint_seconds: Optional[float], progress):

@@ -156,12 +156,12 @@ template <class T>
 void conditional_accumulate(const MLPSpec& spec, const DualMap& dual, const T* x1, std::int64_t n1, const T* x2,
                             std::int64_t n2, const MonteCarloOptions& opt, const std::vector<double*>& sums) {
   ConditionalAccumulator<T> acc(spec, dual, x1, n1, x2, n2, opt, sums);
-  NetworkDraw<T> draw(spec);
+  NetworkDraw<T> draw(spec.layers);
   const NetworkView<T> net = draw.view();
   const std::size_t depth = static_cast<std::size_t>(opt.layers.back());
   std::uint64_t done = 0;
   for (std::uint64_t m = opt.start; m < opt.stop; ++m) {
-    draw.draw(spec, opt.seed, m, opt.n_threads, depth);
+    draw.draw(spec.layers, opt.seed, m, opt.n_threads, depth);
     acc.add_network(net, done);
     ++done;
     if (opt.poll && opt.poll(done)) throw Cancelled();

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "nnpk/init.hpp"
 #include "nnpk/mlp.hpp"
 #include "nnpk/parallel.hpp"
 #include "nnpk/philox.hpp"
@@ -31,14 +32,15 @@ struct NetworkView {
   std::vector<const T*> biases;
 };
 
-// One network's standard-normal parameters eps^l, beta^l, drawn in place.
+// One network's unit-variance parameters eps^l, beta^l, drawn in place: the weights
+// by the initialisation scheme (Gaussian by default), the biases always Gaussian.
 template <class T>
 struct NetworkDraw {
   std::vector<std::vector<T>> weights;
   std::vector<std::vector<T>> biases;
 
-  explicit NetworkDraw(const MLPSpec& spec) {
-    for (const auto& layer : spec.layers) {
+  explicit NetworkDraw(const std::vector<DenseLayer>& layers) {
+    for (const auto& layer : layers) {
       weights.emplace_back(static_cast<std::size_t>(layer.fan_in * layer.fan_out));
       biases.emplace_back(layer.has_bias ? static_cast<std::size_t>(layer.fan_out) : 0);
     }
@@ -55,9 +57,9 @@ struct NetworkDraw {
 
   // Draws layers [0, n_layers) (all by default) of network `network` of `seed`,
   // split over threads in fixed chunks of the counter space (each element
-  // depends only on its own counter).
-  void draw(const MLPSpec& spec, std::uint64_t seed, std::uint64_t network, int n_threads,
-            std::size_t n_layers = static_cast<std::size_t>(-1)) {
+  // depends only on its own counter; an orthogonal layer is one item).
+  void draw(const std::vector<DenseLayer>& layers, std::uint64_t seed, std::uint64_t network, int n_threads,
+            std::size_t n_layers = static_cast<std::size_t>(-1), Init init = Init::gaussian) {
     constexpr std::uint64_t kChunk = 1 << 14;  // a multiple of 4: whole Philox blocks
     struct Item {
       std::size_t layer;
@@ -65,15 +67,22 @@ struct NetworkDraw {
       std::uint64_t begin, end;
     };
     std::vector<Item> items;
-    for (std::size_t l = 0; l < std::min(n_layers, spec.layers.size()); ++l) {
+    for (std::size_t l = 0; l < std::min(n_layers, layers.size()); ++l) {
       const std::uint64_t n = weights[l].size();
-      for (std::uint64_t b = 0; b < n; b += kChunk) items.push_back({l, Stream::weights, b, std::min(n, b + kChunk)});
+      const std::uint64_t chunk = elementwise(init) ? kChunk : n;
+      for (std::uint64_t b = 0; b < n; b += chunk) items.push_back({l, Stream::weights, b, std::min(n, b + chunk)});
       if (!biases[l].empty()) items.push_back({l, Stream::biases, 0, biases[l].size()});
     }
     parallel_for(static_cast<std::int64_t>(items.size()), n_threads, [&](std::int64_t i, int) {
       const Item& it = items[static_cast<std::size_t>(i)];
-      T* out = (it.stream == Stream::weights ? weights[it.layer] : biases[it.layer]).data();
-      GaussianStream(seed, network, it.layer, it.stream).fill(it.begin, it.end, out + it.begin);
+      if (it.stream == Stream::biases) {
+        GaussianStream(seed, network, it.layer, it.stream).fill(it.begin, it.end, biases[it.layer].data());
+      } else if (elementwise(init)) {
+        fill_weights(init, seed, network, it.layer, it.begin, it.end, weights[it.layer].data() + it.begin);
+      } else {
+        layer_weights(init, seed, network, it.layer, layers[it.layer].fan_in, layers[it.layer].fan_out,
+                      weights[it.layer].data());
+      }
     });
   }
 };

@@ -32,30 +32,35 @@ struct LayerScales {
   double forward = 1.0, bias = 0.0, input = 1.0, bias_tangent = 0.0;
 };
 
+// Scales for standard-normal draws (eps, beta) of `layers`, or, with stored = true,
+// for the stored parameters of the parameterization (CONVENTIONS.md).
+inline std::vector<LayerScales> layer_scales(const std::vector<DenseLayer>& layers, Parameterization parameterization,
+                                             bool stored) {
+  std::vector<LayerScales> out;
+  const bool ntk = parameterization == Parameterization::ntk;
+  for (const auto& l : layers) {
+    LayerScales s;
+    s.forward = (ntk || !stored) ? l.weight_scale() : 1.0;
+    s.bias = (ntk || !stored) ? l.b_std : 1.0;
+    s.input = ntk ? l.weight_scale() : 1.0;
+    s.bias_tangent = !l.has_bias ? 0.0 : (ntk ? l.b_std * l.b_std : 1.0);
+    out.push_back(s);
+  }
+  return out;
+}
+
 // Hidden layers 0..L-1 apply `activation`; layer L is the linear readout.
 struct MLPSpec {
   std::vector<DenseLayer> layers;
   Activation activation;
   Parameterization parameterization = Parameterization::ntk;
 
-  // Scales for standard-normal draws (eps, beta), or, with stored = true, for
-  // the stored parameters of the parameterization (CONVENTIONS.md).
-  std::vector<LayerScales> scales(bool stored) const {
-    std::vector<LayerScales> out;
-    const bool ntk = parameterization == Parameterization::ntk;
-    for (const auto& l : layers) {
-      LayerScales s;
-      s.forward = (ntk || !stored) ? l.weight_scale() : 1.0;
-      s.bias = (ntk || !stored) ? l.b_std : 1.0;
-      s.input = ntk ? l.weight_scale() : 1.0;
-      s.bias_tangent = !l.has_bias ? 0.0 : (ntk ? l.b_std * l.b_std : 1.0);
-      out.push_back(s);
-    }
-    return out;
-  }
+  std::vector<LayerScales> scales(bool stored) const { return layer_scales(layers, parameterization, stored); }
 
   std::int64_t n_hidden() const { return static_cast<std::int64_t>(layers.size()) - 1; }
   std::int64_t input_dim() const { return layers.front().fan_in; }
+  std::int64_t n_outputs() const { return layers.back().fan_out; }
+  const std::vector<DenseLayer>& param_layers() const { return layers; }
   std::int64_t max_width() const {
     std::int64_t w = 0;
     for (const auto& l : layers) w = std::max(w, l.fan_out);

@@ -26,16 +26,40 @@ struct TangentRequest {
   bool per_logit = false;          // (n1, n2, C, C) instead of the sum over logits
 
   // Included (layer, part) pairs in output order; part 0 = weights, 1 = biases.
-  std::vector<std::pair<std::int64_t, int>> parts(const MLPSpec& spec) const {
+  std::vector<std::pair<std::int64_t, int>> parts(const std::vector<DenseLayer>& layers) const {
     std::vector<std::pair<std::int64_t, int>> out;
-    for (std::size_t l = 0; l < spec.layers.size(); ++l) {
+    for (std::size_t l = 0; l < layers.size(); ++l) {
       if (weights[l]) out.emplace_back(static_cast<std::int64_t>(l), 0);
-      if (biases[l] && spec.layers[l].has_bias) out.emplace_back(static_cast<std::int64_t>(l), 1);
+      if (biases[l] && layers[l].has_bias) out.emplace_back(static_cast<std::int64_t>(l), 1);
     }
     return out;
   }
-  std::size_t n_tangent_outputs(const MLPSpec& spec) const { return per_layer ? parts(spec).size() : 1; }
+  std::size_t n_tangent_outputs(const std::vector<DenseLayer>& layers) const {
+    return per_layer ? parts(layers).size() : 1;
+  }
 };
+
+// K[i0 .. i0+ni, j0 .. j0+nj] += tile (ni x nj x cc entries), K with n2 columns of cc entries.
+inline void add_tile(double* K, std::int64_t n2, const double* tile, std::int64_t i0, std::int64_t ni, std::int64_t j0,
+                     std::int64_t nj, std::int64_t cc) {
+  for (std::int64_t i = 0; i < ni; ++i) {
+    double* row = K + ((i0 + i) * n2 + j0) * cc;
+    const double* src = tile + i * nj * cc;
+    for (std::int64_t k = 0; k < nj * cc; ++k) row[k] += src[k];
+  }
+}
+
+// Lower triangle of a symmetric tangent kernel (n x n, of C x C blocks per logit) from the upper
+// one; per logit K[j, i, c', c] = K[i, j, c, c'].
+inline void mirror_tangent(double* K, std::int64_t n, std::int64_t C, bool per_logit, int n_threads) {
+  if (!per_logit) return mirror_upper(K, n, n_threads);
+  const std::int64_t cc = C * C;
+  parallel_for(n, n_threads, [&](std::int64_t i, int) {
+    for (std::int64_t j = 0; j < i; ++j)
+      for (std::int64_t c = 0; c < C; ++c)
+        for (std::int64_t c2 = 0; c2 < C; ++c2) K[(i * n + j) * cc + c * C + c2] = K[(j * n + i) * cc + c2 * C + c];
+  });
+}
 
 struct TangentOptions {
   std::uint64_t seed = 0, start = 0, stop = 1;
@@ -46,33 +70,77 @@ struct TangentOptions {
   std::function<bool(std::uint64_t)> poll;
 };
 
-// Accumulates tangent kernels network by network. outputs: [nngp sum if
-// requested], then the tangent sums (n1 x n2, or n1 x n2 x C x C per logit).
-template <class T>
-class TangentAccumulator {
+// What every tangent accumulator shares: the request checked against the parametrised layers,
+// the output sums ([nngp sum if requested], then the tangent sums: n1 x n2, or n1 x n2 x C x C
+// per logit), the nngp stream, the output tiles of the Gram pass and the final mirror.
+class TangentStream {
  public:
-  TangentAccumulator(const MLPSpec& spec, std::vector<LayerScales> scales, const T* x1, std::int64_t n1, const T* x2,
-                     std::int64_t n2, TangentRequest req, const TangentOptions& opt, std::vector<double*> outputs)
-      : spec_(spec), scales_(std::move(scales)), req_(std::move(req)), opt_(opt), x1_(x1), x2_(x2), n1_(n1),
-        n2_(x2 ? n2 : n1), symmetric_(x2 == nullptr), outputs_(std::move(outputs)) {
-    spec_.validate();
-    const std::size_t n_layers = spec_.layers.size();
-    if (req_.weights.size() != n_layers || req_.biases.size() != n_layers)
-      throw std::invalid_argument("weights and biases flags need one entry per layer");
+  TangentStream(const TangentStream&) = delete;
+  TangentStream& operator=(const TangentStream&) = delete;
+
+  void finish() {
+    for (auto& s : nngp_) s.finish(gopt_);
+    if (!symmetric_) return;
+    for (std::size_t k = req_.nngp ? 1 : 0; k < outputs_.size(); ++k)
+      mirror_tangent(outputs_[k], n1_, C_, req_.per_logit, opt_.n_threads);
+  }
+
+ protected:
+  TangentStream(const std::vector<DenseLayer>& layers, std::int64_t n_logits, std::int64_t n1, std::int64_t n2,
+                bool symmetric, TangentRequest req, const TangentOptions& opt, std::vector<double*> outputs)
+      : req_(std::move(req)), opt_(opt), n1_(n1), n2_(n2), symmetric_(symmetric), outputs_(std::move(outputs)),
+        C_(n_logits) {
+    if (req_.weights.size() != layers.size() || req_.biases.size() != layers.size())
+      throw std::invalid_argument("weights and biases flags need one entry per parametrised layer");
     if (opt_.gram_tile <= 0 || opt_.gram_tile % kRowQuantum != 0)
       throw std::invalid_argument("gram_tile must be a positive multiple of " + std::to_string(kRowQuantum));
-    parts_ = req_.parts(spec_);
-    const std::size_t expected = (req_.nngp ? 1 : 0) + req_.n_tangent_outputs(spec_);
+    parts_ = req_.parts(layers);
+    const std::size_t expected = (req_.nngp ? 1 : 0) + req_.n_tangent_outputs(layers);
     if (outputs_.size() != expected) throw std::invalid_argument("wrong number of output sums");
-    tiles_ = row_tiles(x1_, n1_, x2_, n2_, opt_.tile_rows);
-    L_ = spec_.n_hidden();
-    C_ = spec_.layers.back().fan_out;
-    lowest_delta_ = L_;
-    for (const auto& [l, part] : parts_) lowest_delta_ = std::min(lowest_delta_, l);
     if (req_.nngp) nngp_.emplace_back(n1_, n2_, symmetric_, C_, opt_.panel_cols, outputs_[0]);
     gopt_.tile = 256;
     gopt_.n_threads = opt_.n_threads;
     if (opt_.poll) gopt_.poll = [this] { return opt_.poll(done_); };
+  }
+
+  // One network: rows(t, thread) for each of n_row_tiles row tiles (which write the nngp
+  // panels), then tile(i0, ni, j0, nj, thread) for every output tile (on or above the diagonal
+  // of a symmetric kernel).
+  template <class Rows, class Tile>
+  void accumulate(std::int64_t n_row_tiles, Rows&& rows, Tile&& tile) {
+    for (auto& s : nngp_) s.reserve(gopt_);
+    parallel_for(n_row_tiles, opt_.n_threads, rows);
+    for (auto& s : nngp_) s.commit();
+    for_each_output_tile(n1_, n2_, opt_.gram_tile, symmetric_, opt_.n_threads, gopt_.poll, tile);
+    ++done_;
+    if (opt_.poll && opt_.poll(done_)) throw Cancelled();
+  }
+
+  TangentRequest req_;
+  TangentOptions opt_;
+  std::int64_t n1_, n2_;
+  bool symmetric_;
+  std::vector<double*> outputs_;
+  std::vector<std::pair<std::int64_t, int>> parts_;
+  std::int64_t C_;
+  std::vector<PanelStream> nngp_;
+  GramOptions gopt_;
+  std::uint64_t done_ = 0;
+};
+
+// Accumulates an MLP's tangent kernels network by network (outputs as TangentStream's).
+template <class T>
+class TangentAccumulator : public TangentStream {
+ public:
+  TangentAccumulator(const MLPSpec& spec, std::vector<LayerScales> scales, const T* x1, std::int64_t n1, const T* x2,
+                     std::int64_t n2, TangentRequest req, const TangentOptions& opt, std::vector<double*> outputs)
+      : TangentStream(validated(spec).layers, spec.layers.back().fan_out, n1, x2 ? n2 : n1, x2 == nullptr,
+                      std::move(req), opt, std::move(outputs)),
+        spec_(spec), scales_(std::move(scales)), x1_(x1), x2_(x2) {
+    tiles_ = row_tiles(x1_, n1_, x2_, n2_, opt_.tile_rows);
+    L_ = spec_.n_hidden();
+    lowest_delta_ = L_;
+    for (const auto& [l, part] : parts_) lowest_delta_ = std::min(lowest_delta_, l);
     first_ = make_features(n1_);
     if (!symmetric_) second_ = make_features(n2_);
     workspaces_.resize(static_cast<std::size_t>(std::max(1, opt_.n_threads)));
@@ -80,26 +148,23 @@ class TangentAccumulator {
 
   // Adds one network's kernels.
   void add_network(const NetworkView<T>& net) {
-    for (auto& s : nngp_) s.reserve(gopt_);
     const std::int64_t d = spec_.input_dim();
-    parallel_for(static_cast<std::int64_t>(tiles_.size()), opt_.n_threads, [&](std::int64_t t, int thread) {
-      const RowTile<T>& tile = tiles_[static_cast<std::size_t>(t)];
-      rows_pass(net, tile, d, workspaces_[static_cast<std::size_t>(thread)]);
-    });
-    for (auto& s : nngp_) s.commit();
-    gram_pass();
-    ++done_;
-    if (opt_.poll && opt_.poll(done_)) throw Cancelled();
-  }
-
-  void finish() {
-    for (auto& s : nngp_) s.finish(gopt_);
-    if (!symmetric_) return;
-    const std::size_t first = req_.nngp ? 1 : 0;
-    for (std::size_t k = first; k < outputs_.size(); ++k) mirror(outputs_[k]);
+    accumulate(
+        static_cast<std::int64_t>(tiles_.size()),
+        [&](std::int64_t t, int thread) {
+          rows_pass(net, tiles_[static_cast<std::size_t>(t)], d, workspaces_[static_cast<std::size_t>(thread)]);
+        },
+        [&](std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, int thread) {
+          tile_pass(i0, ni, j0, nj, workspaces_[static_cast<std::size_t>(thread)]);
+        });
   }
 
  private:
+  static const MLPSpec& validated(const MLPSpec& spec) {
+    spec.validate();
+    return spec;
+  }
+
   struct Features {
     std::vector<RowMatrix<T>> inputs;  // layer l's input h^{l-1} (x for l = 0), unscaled
     std::vector<RowMatrix<T>> deltas;  // layer l's delta: (rows * C, fan_out), or (rows, fan_out) shortcut
@@ -198,14 +263,6 @@ class TangentAccumulator {
     std::copy(back.data(), back.data() + rows * C_ * cols, feats.deltas[static_cast<std::size_t>(l)].data() + row0 * C_ * cols);
   }
 
-  // Adds this network's Theta to every output tile.
-  void gram_pass() {
-    for_each_output_tile(n1_, n2_, opt_.gram_tile, symmetric_, opt_.n_threads, gopt_.poll,
-                         [&](std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, int thread) {
-                           tile_pass(i0, ni, j0, nj, workspaces_[static_cast<std::size_t>(thread)]);
-                         });
-  }
-
   void tile_pass(std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, Workspace& ws) {
     const Features& a = first_;
     const Features& b = symmetric_ ? first_ : second_;
@@ -264,45 +321,16 @@ class TangentAccumulator {
           }
         }
       }
-      if (req_.per_layer) add_tile(outputs_[first_out + p], single.data(), i0, ni, j0, nj, cc);
+      if (req_.per_layer) add_tile(outputs_[first_out + p], n2_, single.data(), i0, ni, j0, nj, cc);
     }
-    if (!req_.per_layer) add_tile(outputs_[first_out], ws.theta.data(), i0, ni, j0, nj, cc);
-  }
-
-  void add_tile(double* K, const double* tile, std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj,
-                std::int64_t cc) const {
-    for (std::int64_t i = 0; i < ni; ++i) {
-      double* row = K + ((i0 + i) * n2_ + j0) * cc;
-      const double* src = tile + i * nj * cc;
-      for (std::int64_t k = 0; k < nj * cc; ++k) row[k] += src[k];
-    }
-  }
-
-  // Lower triangle from the upper one; per logit K[j, i, c', c] = K[i, j, c, c'].
-  void mirror(double* K) const {
-    const std::int64_t cc = req_.per_logit ? C_ * C_ : 1;
-    if (cc == 1) return mirror_upper(K, n1_, opt_.n_threads);
-    parallel_for(n1_, opt_.n_threads, [&](std::int64_t i, int) {
-      for (std::int64_t j = 0; j < i; ++j)
-        for (std::int64_t c = 0; c < C_; ++c)
-          for (std::int64_t c2 = 0; c2 < C_; ++c2) K[(i * n1_ + j) * cc + c * C_ + c2] = K[(j * n1_ + i) * cc + c2 * C_ + c];
-    });
+    if (!req_.per_layer) add_tile(outputs_[first_out], n2_, ws.theta.data(), i0, ni, j0, nj, cc);
   }
 
   MLPSpec spec_;
   std::vector<LayerScales> scales_;
-  TangentRequest req_;
-  TangentOptions opt_;
   const T *x1_, *x2_;
-  std::int64_t n1_, n2_;
-  bool symmetric_;
-  std::vector<double*> outputs_;
-  std::vector<std::pair<std::int64_t, int>> parts_;
   std::vector<RowTile<T>> tiles_;
-  std::int64_t L_ = 0, C_ = 1, lowest_delta_ = 0;
-  std::vector<PanelStream> nngp_;
-  GramOptions gopt_;
-  std::uint64_t done_ = 0;
+  std::int64_t L_ = 0, lowest_delta_ = 0;
   Features first_, second_;
   std::vector<Workspace> workspaces_;
 };
@@ -312,10 +340,10 @@ template <class T>
 void tangent_monte_carlo(const MLPSpec& spec, const T* x1, std::int64_t n1, const T* x2, std::int64_t n2,
                          const TangentRequest& req, const TangentOptions& opt, const std::vector<double*>& outputs) {
   TangentAccumulator<T> acc(spec, spec.scales(false), x1, n1, x2, n2, req, opt, outputs);
-  NetworkDraw<T> draw(spec);
+  NetworkDraw<T> draw(spec.layers);
   const NetworkView<T> net = draw.view();
   for (std::uint64_t m = opt.start; m < opt.stop; ++m) {
-    draw.draw(spec, opt.seed, m, opt.n_threads);
+    draw.draw(spec.layers, opt.seed, m, opt.n_threads);
     acc.add_network(net);
   }
   acc.finish();

@@ -46,27 +46,50 @@ inline double uniform_open(std::uint64_t bits) {
 // weights, biases and later kinds of draw never share random numbers.
 enum class Stream : std::uint64_t { weights = 0, biases = 1 };
 
-// Element e of the stream (seed, network, layer, stream) is lane e % 4 of
-// counter block e / 4: lanes (0,1) and (2,3) are Box-Muller pairs, giving
-// (r cos t, r sin t) with r = sqrt(-2 log u_even), t = 2 pi u_odd.
-struct GaussianStream {
+// The counter blocks of one stream (seed, network, layer, stream): block b is
+// Philox4x64-10 of the counter (b, layer word, network, 0) under the seed's key.
+struct CounterStream {
   PhiloxKey key;
   std::uint64_t layer_word;
   std::uint64_t network;
 
-  GaussianStream(std::uint64_t seed, std::uint64_t network_index, std::uint64_t layer, Stream stream)
+  CounterStream(std::uint64_t seed, std::uint64_t network_index, std::uint64_t layer, Stream stream)
       : key{seed, 0x6E6E706B5F763101ULL},  // "nnpk_v1": a version tag for the scheme
         layer_word{(layer << 8) | static_cast<std::uint64_t>(stream)},
         network{network_index} {}
 
+  PhiloxCounter bits(std::uint64_t block_index) const {
+    return philox4x64_10({block_index, layer_word, network, 0}, key);
+  }
+};
+
+// Elements [begin, end) of a stream whose element e is lane e % 4 of block e / 4
+// (`block(b)` gives a block's four values) into out[0 .. end-begin).
+template <class Blocks, class T>
+void fill_lanes(const Blocks& stream, std::uint64_t begin, std::uint64_t end, T* out) {
+  std::uint64_t e = begin;
+  while (e < end) {
+    const std::array<double, 4> z = stream.block(e / 4);
+    for (std::uint64_t lane = e % 4; lane < 4 && e < end; ++lane, ++e) {
+      out[e - begin] = static_cast<T>(z[lane]);
+    }
+  }
+}
+
+// Element e of the stream (seed, network, layer, stream) is lane e % 4 of
+// counter block e / 4: lanes (0,1) and (2,3) are Box-Muller pairs, giving
+// (r cos t, r sin t) with r = sqrt(-2 log u_even), t = 2 pi u_odd.
+struct GaussianStream : CounterStream {
+  using CounterStream::CounterStream;
+
   // The four normals of counter block `block`.
   std::array<double, 4> block(std::uint64_t block_index) const {
-    const PhiloxCounter bits = philox4x64_10({block_index, layer_word, network, 0}, key);
+    const PhiloxCounter u = bits(block_index);
     constexpr double kTwoPi = 6.283185307179586476925286766559;
     std::array<double, 4> out;
     for (int pair = 0; pair < 2; ++pair) {
-      const double r = std::sqrt(-2.0 * std::log(uniform_open(bits[2 * pair])));
-      const double t = kTwoPi * uniform_open(bits[2 * pair + 1]);
+      const double r = std::sqrt(-2.0 * std::log(uniform_open(u[2 * pair])));
+      const double t = kTwoPi * uniform_open(u[2 * pair + 1]);
       out[2 * pair] = r * std::cos(t);
       out[2 * pair + 1] = r * std::sin(t);
     }
@@ -76,13 +99,17 @@ struct GaussianStream {
   // Elements [begin, end) of the stream into out[0 .. end-begin).
   template <class T>
   void fill(std::uint64_t begin, std::uint64_t end, T* out) const {
-    std::uint64_t e = begin;
-    while (e < end) {
-      const std::array<double, 4> z = block(e / 4);
-      for (std::uint64_t lane = e % 4; lane < 4 && e < end; ++lane, ++e) {
-        out[e - begin] = static_cast<T>(z[lane]);
-      }
-    }
+    fill_lanes(*this, begin, end, out);
+  }
+};
+
+// The same counters as uniforms on (0, 1): element e is uniform_open of lane e % 4 of block e / 4.
+struct UniformStream : CounterStream {
+  using CounterStream::CounterStream;
+
+  std::array<double, 4> block(std::uint64_t block_index) const {
+    const PhiloxCounter u = bits(block_index);
+    return {uniform_open(u[0]), uniform_open(u[1]), uniform_open(u[2]), uniform_open(u[3])};
   }
 };
 

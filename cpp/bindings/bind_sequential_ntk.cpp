@@ -1,0 +1,16 @@
+#include "bindings.hpp"
+#include "nnpk/sequential_ntk.hpp"
+
+namespace nnpk::bind {
+
+void bind_sequential_ntk(py::module_& m) {
+  def_tangent<SequentialSpec>(
+      m, "sequential_tangent_sums",
+      "Sums over networks [start, stop) of a sequential network's tangent kernels (and the nngp), as\n"
+      "tangent_sums: [nngp], then one total or one sum per included (parametrised layer, part)",
+      "sequential_empirical_sums",
+      "Tangent kernels (and the nngp) of one sequential network with the given stored parameters\n"
+      "((fan_in, fan_out) weight matrices)");
+}
+
+}  // namespace nnpk::bind

@@ -1,0 +1,515 @@
+// Tangent kernels of sequential networks (nnpk.Network), layer by layer as for MLPs (ntk.hpp),
+// never a per-parameter Jacobian of all points. For a parametrised layer with input scale s
+// (LayerScales::input) and output positions p, the gradient of logit c with respect to its
+// weights is s sum_p patch_p(x)^T delta_p,c(x) (fan_in x channels), so its share of Theta is
+//   s^2 sum_c sum_{p,q} (patch_p(x) . patch_q(x')) (delta_p,c(x) . delta_q,c(x')),
+// computed either as the Gram of those per-example gradients, formed for a chunk of points at
+// a time, or in this position-pair form, whichever costs less for the layer's sizes (a dense
+// layer is one position: the MLP's (a . a')(delta . delta')). The biases' share is the Gram of
+// sum_p delta_p. The cotangents delta come from an exact backward pass through every node.
+//
+// Determinism: chunks are fixed runs of points (a divisor of kRowQuantum, aligned at 0, so
+// they never straddle an output tile), every product has a shape fixed by the layer alone,
+// and each output entry adds its layers in a fixed order: results do not depend on threads,
+// row tiles or output tiles.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "nnpk/ntk.hpp"
+#include "nnpk/sequential.hpp"
+
+namespace nnpk {
+
+namespace sequential_tangent_detail {
+
+// Entries one chunk product may hold.
+constexpr std::int64_t kChunkEntries = std::int64_t(1) << 21;
+
+// The largest divisor of kRowQuantum not above `limit` (at least 1).
+inline std::int64_t chunk_points(std::int64_t limit) {
+  std::int64_t best = 1;
+  for (std::int64_t d = 1; d <= kRowQuantum; ++d)
+    if (kRowQuantum % d == 0 && d <= limit) best = d;
+  return best;
+}
+
+}  // namespace sequential_tangent_detail
+
+// Accumulates a sequential network's tangent kernels network by network (outputs as
+// TangentStream's).
+template <class T>
+class SequentialTangent : public TangentStream {
+ public:
+  SequentialTangent(const SequentialSpec& spec, std::vector<LayerScales> scales, const T* x1, std::int64_t n1,
+                    const T* x2, std::int64_t n2, TangentRequest req, const TangentOptions& opt,
+                    std::vector<double*> outputs)
+      : TangentStream(spec.params, spec.n_outputs(), n1, x2 ? n2 : n1, x2 == nullptr, std::move(req), opt,
+                      std::move(outputs)),
+        spec_(spec), scales_(std::move(scales)), x1_(x1), x2_(x2) {
+    tiles_ = row_tiles(x1_, n1_, x2_, n2_, opt_.tile_rows);
+    const std::int64_t n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
+    param_node_.assign(spec_.params.size(), -1);
+    for (std::int64_t k = 0; k < n_nodes; ++k)
+      if (spec_.nodes[static_cast<std::size_t>(k)].param >= 0)
+        param_node_[static_cast<std::size_t>(spec_.nodes[static_cast<std::size_t>(k)].param)] = k;
+    lowest_node_ = n_nodes;
+    for (const auto& part : parts_) lowest_node_ = std::min(lowest_node_, param_node_[static_cast<std::size_t>(part.first)]);
+    plan_layers();
+    first_ = make_features(n1_);
+    if (!symmetric_) second_ = make_features(n2_);
+    workspaces_.resize(static_cast<std::size_t>(std::max(1, opt_.n_threads)));
+  }
+
+  // Adds one network's kernels.
+  void add_network(const NetworkView<T>& net) {
+    accumulate(
+        static_cast<std::int64_t>(tiles_.size()),
+        [&](std::int64_t t, int thread) {
+          rows_pass(net, tiles_[static_cast<std::size_t>(t)], workspaces_[static_cast<std::size_t>(thread)]);
+        },
+        [&](std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, int thread) {
+          tile_pass(i0, ni, j0, nj, workspaces_[static_cast<std::size_t>(thread)]);
+        });
+  }
+
+ private:
+  // Every parametrised layer's stored rows for all points (padded to whole kRowQuantum points,
+  // zero there): its input, rows (point, input position); its output cotangents, rows (point,
+  // output position), columns (logit, channel); their sum over positions, rows point.
+  struct Features {
+    std::vector<RowMatrix<T>> inputs, deltas, delta_sums;
+  };
+  struct Workspace {
+    SequentialWorkspace<T> forward;
+    std::vector<RowMatrix<T>> cot;  // each node's output cotangent, laid out as Features::deltas
+    RowMatrix<T> back, patches_a, patches_b, grads_a, grads_b, gram, gram_delta;
+    std::vector<double> theta, single;
+  };
+  // How a layer's weight share is computed: per-example gradients or position pairs, and the
+  // points per chunk.
+  struct LayerPlan {
+    bool per_example = false;
+    std::int64_t chunk = 1;
+  };
+
+  const SeqNode& node_of(std::int64_t l) const {
+    return spec_.nodes[static_cast<std::size_t>(param_node_[static_cast<std::size_t>(l)])];
+  }
+  bool wants_weights(std::int64_t l) const { return req_.weights[static_cast<std::size_t>(l)] != 0; }
+  bool wants_biases(std::int64_t l) const {
+    return req_.biases[static_cast<std::size_t>(l)] != 0 && spec_.params[static_cast<std::size_t>(l)].has_bias;
+  }
+
+  // Per pair of points, the per-example form costs about C F (+ forming the gradients, once
+  // per chunk pair) against P^2 (fan_in + C channels) for position pairs (C^2 channels and C^2 F
+  // per logit).
+  void plan_layers() {
+    using sequential_tangent_detail::chunk_points;
+    using sequential_tangent_detail::kChunkEntries;
+    plans_.resize(spec_.params.size());
+    const double logits = req_.per_logit ? double(C_) * double(C_) : double(C_);
+    for (std::size_t l = 0; l < spec_.params.size(); ++l) {
+      const DenseLayer& layer = spec_.params[l];
+      const double P = double(node_of(static_cast<std::int64_t>(l)).out.positions());
+      const double F = double(layer.fan_in) * double(layer.fan_out);
+      LayerPlan& plan = plans_[l];
+      const std::int64_t pe_chunk = chunk_points(kChunkEntries / (C_ * layer.fan_in * layer.fan_out));
+      const std::int64_t pp_chunk =
+          chunk_points(static_cast<std::int64_t>(std::sqrt(double(kChunkEntries)) / P));
+      const double per_example = logits * F + 2.0 * double(C_) * P * F / double(pe_chunk);
+      const double pairs = P * P * (double(layer.fan_in) + logits * double(layer.fan_out));
+      plan.per_example = per_example < pairs;
+      plan.chunk = plan.per_example ? pe_chunk : pp_chunk;
+    }
+  }
+
+  Features make_features(std::int64_t n) const {
+    const std::int64_t padded = round_up(n, kRowQuantum);
+    Features f;
+    const std::size_t n_params = spec_.params.size();
+    f.inputs.resize(n_params);
+    f.deltas.resize(n_params);
+    f.delta_sums.resize(n_params);
+    for (std::size_t l = 0; l < n_params; ++l) {
+      const SeqNode& node = node_of(static_cast<std::int64_t>(l));
+      if (wants_weights(static_cast<std::int64_t>(l))) {
+        f.inputs[l].setZero(padded * node.in.positions(), node.in.channels);
+        f.deltas[l].setZero(padded * node.out.positions(), C_ * node.out.channels);
+      }
+      if (wants_biases(static_cast<std::int64_t>(l))) f.delta_sums[l].setZero(padded, C_ * node.out.channels);
+    }
+    return f;
+  }
+
+  // Forward and backward pass of one row tile; stores its points' features.
+  void rows_pass(const NetworkView<T>& net, const RowTile<T>& tile, Workspace& ws) {
+    const std::int64_t n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
+    const bool backward = lowest_node_ < n_nodes;
+    const std::int64_t rows = tile.rows;
+    sequential_forward(spec_, scales_, net, tile.x + tile.row0 * spec_.input.size(), rows, backward, ws.forward);
+    Features& feats = tile.second ? second_ : first_;
+    if (req_.nngp) nngp_[0].panel(tile.second).write(tile.row0, rows, C_, ws.forward.outputs.back().data(), C_);
+    if (!backward) return;
+    backward_pass(net, rows, ws);
+    for (std::size_t l = 0; l < spec_.params.size(); ++l) {
+      const SeqNode& node = node_of(static_cast<std::int64_t>(l));
+      const RowMatrix<T>& delta = ws.cot[static_cast<std::size_t>(param_node_[l])];
+      const std::int64_t cols = delta.cols(), P = node.out.positions();
+      if (wants_weights(static_cast<std::int64_t>(l))) {
+        const RowMatrix<T>& in = ws.forward.output(node.input);
+        const std::int64_t in_size = rows * node.in.size();
+        std::copy(in.data(), in.data() + in_size, feats.inputs[l].data() + tile.row0 * node.in.size());
+        std::copy(delta.data(), delta.data() + rows * P * cols, feats.deltas[l].data() + tile.row0 * P * cols);
+      }
+      if (wants_biases(static_cast<std::int64_t>(l))) {
+        std::vector<double> sum(static_cast<std::size_t>(cols));
+        for (std::int64_t r = 0; r < rows; ++r) {
+          std::fill(sum.begin(), sum.end(), 0.0);
+          for (std::int64_t q = 0; q < P; ++q)
+            for (std::int64_t j = 0; j < cols; ++j) sum[static_cast<std::size_t>(j)] += double(delta(r * P + q, j));
+          T* dst = feats.delta_sums[l].data() + (tile.row0 + r) * cols;
+          for (std::int64_t j = 0; j < cols; ++j) dst[j] = static_cast<T>(sum[static_cast<std::size_t>(j)]);
+        }
+      }
+    }
+  }
+
+  // ws.cot[k] for nodes k >= lowest_node_: d logit_c / d (node k's output), rows (point,
+  // position), columns (logit c, channel), zero in the padding.
+  void backward_pass(const NetworkView<T>& net, std::int64_t points, Workspace& ws) const {
+    const std::int64_t n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
+    ws.cot.resize(static_cast<std::size_t>(n_nodes));
+    for (std::int64_t k = lowest_node_; k < n_nodes; ++k) {
+      const Shape& s = spec_.nodes[static_cast<std::size_t>(k)].out;
+      ws.cot[static_cast<std::size_t>(k)].setZero(round_up(points * s.positions(), kRowQuantum), C_ * s.channels);
+    }
+    RowMatrix<T>& top = ws.cot.back();
+    for (std::int64_t p = 0; p < points; ++p)
+      for (std::int64_t c = 0; c < C_; ++c) top(p, c * C_ + c) = T(1);
+    for (std::int64_t k = n_nodes - 1; k >= lowest_node_; --k) backward_node(net, k, points, ws);
+  }
+
+  // Adds node k's output cotangent, through the node, to its inputs' (those that need one).
+  void backward_node(const NetworkView<T>& net, std::int64_t k, std::int64_t points, Workspace& ws) const {
+    const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
+    const RowMatrix<T>& g = ws.cot[static_cast<std::size_t>(k)];
+    const auto target = [&](std::int64_t j) -> RowMatrix<T>* {
+      return j >= lowest_node_ ? &ws.cot[static_cast<std::size_t>(j)] : nullptr;
+    };
+    if (node.kind == NodeKind::residual) {
+      if (RowMatrix<T>* skip = target(node.skip)) add_scaled(*skip, g, T(1));
+      if (RowMatrix<T>* in = target(node.input)) add_scaled(*in, g, static_cast<T>(node.scale));
+      return;
+    }
+    RowMatrix<T>* in_ptr = target(node.input);
+    if (!in_ptr) return;
+    RowMatrix<T>& in = *in_ptr;
+    const Shape &si = node.in, &so = node.out;
+    const std::int64_t ci = si.channels, co = so.channels;
+    switch (node.kind) {
+      case NodeKind::dense:
+      case NodeKind::conv: {
+        const DenseLayer& layer = spec_.params[static_cast<std::size_t>(node.param)];
+        const Eigen::Map<const RowMatrix<T>> W(net.weights[static_cast<std::size_t>(node.param)], layer.fan_in,
+                                               layer.fan_out);
+        // Rows (point, position, logit) of the cotangent times W^T: the cotangent of each patch.
+        ws.back.resize(g.rows() * C_, layer.fan_in);
+        ws.back.noalias() = Eigen::Map<const RowMatrix<T>>(g.data(), g.rows() * C_, co) * W.transpose();
+        const T forward = static_cast<T>(scales_[static_cast<std::size_t>(node.param)].forward);
+        if (node.pointwise()) {
+          const std::int64_t n = points * so.positions() * C_ * layer.fan_in;
+          for (std::int64_t i = 0; i < n; ++i) in.data()[i] += forward * ws.back.data()[i];
+          break;
+        }
+        for (std::int64_t p = 0; p < points; ++p)
+          for (std::int64_t oh = 0; oh < so.height; ++oh)
+            for (std::int64_t ow = 0; ow < so.width; ++ow)
+              for (std::int64_t c = 0; c < C_; ++c) {
+                const T* src = ws.back.data() + (((p * so.height + oh) * so.width + ow) * C_ + c) * layer.fan_in;
+                for (std::int64_t i = 0; i < node.window_h; ++i) {
+                  const std::int64_t ih = oh * node.stride_h + i - node.pad_h;
+                  if (ih < 0 || ih >= si.height) continue;
+                  for (std::int64_t j = 0; j < node.window_w; ++j) {
+                    const std::int64_t iw = ow * node.stride_w + j - node.pad_w;
+                    if (iw < 0 || iw >= si.width) continue;
+                    T* dst = in.data() + ((p * si.height + ih) * si.width + iw) * C_ * ci + c * ci;
+                    const T* s = src + (i * node.window_w + j) * ci;
+                    for (std::int64_t ch = 0; ch < ci; ++ch) dst[ch] += forward * s[ch];
+                  }
+                }
+              }
+        break;
+      }
+      case NodeKind::avg_pool:
+      case NodeKind::max_pool: pool_backward(node, g, ws.forward.output(node.input), points, in); break;
+      case NodeKind::global_avg_pool: {
+        const std::int64_t P = si.positions(), cols = C_ * ci;
+        const T inv = T(1) / static_cast<T>(P);
+        for (std::int64_t p = 0; p < points; ++p)
+          for (std::int64_t q = 0; q < P; ++q)
+            for (std::int64_t j = 0; j < cols; ++j) in(p * P + q, j) += inv * g(p, j);
+        break;
+      }
+      case NodeKind::flatten: {
+        // Output column (c, q, ch) of a point is input row (point, q), column (c, ch).
+        const std::int64_t P = si.positions();
+        for (std::int64_t p = 0; p < points; ++p)
+          for (std::int64_t c = 0; c < C_; ++c)
+            for (std::int64_t q = 0; q < P; ++q)
+              for (std::int64_t ch = 0; ch < ci; ++ch) in(p * P + q, c * ci + ch) += g(p, (c * P + q) * ci + ch);
+        break;
+      }
+      case NodeKind::activation: {
+        const RowMatrix<T>& d = ws.forward.derivatives[static_cast<std::size_t>(k)];
+        const std::int64_t rows = points * si.positions();
+        for (std::int64_t r = 0; r < rows; ++r)
+          for (std::int64_t c = 0; c < C_; ++c)
+            for (std::int64_t ch = 0; ch < ci; ++ch) in(r, c * ci + ch) += g(r, c * ci + ch) * d(r, ch);
+        break;
+      }
+      case NodeKind::residual: break;
+    }
+  }
+
+  static void add_scaled(RowMatrix<T>& dst, const RowMatrix<T>& src, T scale) {
+    const std::int64_t n = dst.size();
+    for (std::int64_t i = 0; i < n; ++i) dst.data()[i] += scale * src.data()[i];
+  }
+
+  // Average pooling hands each window's cotangent to its positions inside the input, divided by
+  // their count; max pooling to the first maximum of the window (the one the forward pass kept).
+  void pool_backward(const SeqNode& node, const RowMatrix<T>& g, const RowMatrix<T>& x, std::int64_t points,
+                     RowMatrix<T>& in) const {
+    const Shape &si = node.in, &so = node.out;
+    const std::int64_t ch_n = si.channels;
+    for (std::int64_t p = 0; p < points; ++p)
+      for (std::int64_t oh = 0; oh < so.height; ++oh)
+        for (std::int64_t ow = 0; ow < so.width; ++ow) {
+          std::int64_t h0, h1, w0, w1;
+          sequential_detail::window_range(oh, node.stride_h, node.pad_h, node.window_h, si.height, h0, h1);
+          sequential_detail::window_range(ow, node.stride_w, node.pad_w, node.window_w, si.width, w0, w1);
+          const std::int64_t out_row = (p * so.height + oh) * so.width + ow;
+          if (node.kind == NodeKind::avg_pool) {
+            const T inv = T(1) / static_cast<T>((h1 - h0) * (w1 - w0));
+            for (std::int64_t ih = h0; ih < h1; ++ih)
+              for (std::int64_t iw = w0; iw < w1; ++iw) {
+                const std::int64_t in_row = (p * si.height + ih) * si.width + iw;
+                for (std::int64_t j = 0; j < C_ * ch_n; ++j) in(in_row, j) += inv * g(out_row, j);
+              }
+            continue;
+          }
+          for (std::int64_t ch = 0; ch < ch_n; ++ch) {
+            std::int64_t best = (p * si.height + h0) * si.width + w0;
+            for (std::int64_t ih = h0; ih < h1; ++ih)
+              for (std::int64_t iw = (ih == h0 ? w0 + 1 : w0); iw < w1; ++iw) {
+                const std::int64_t row = (p * si.height + ih) * si.width + iw;
+                if (x(row, ch) > x(best, ch)) best = row;
+              }
+            for (std::int64_t c = 0; c < C_; ++c) in(best, c * ch_n + ch) += g(out_row, c * ch_n + ch);
+          }
+        }
+  }
+
+  // An output tile: rows [i0, i0 + ni), columns [j0, j0 + nj), cc entries each.
+  struct Tile {
+    std::int64_t i0, ni, j0, nj, cc;
+    double* out;
+    double* at(std::int64_t i, std::int64_t j) const { return out + ((i - i0) * nj + (j - j0)) * cc; }
+  };
+
+  // f(a, na, b, nb) for each pair of chunks of `chunk` points covering the tile (on a diagonal
+  // tile of a symmetric kernel, those on or above the diagonal).
+  template <class F>
+  void for_chunk_pairs(const Tile& t, std::int64_t chunk, F&& f) const {
+    const bool diagonal = symmetric_ && t.i0 == t.j0;
+    for (std::int64_t a = t.i0; a < t.i0 + t.ni; a += chunk)
+      for (std::int64_t b = diagonal ? a : t.j0; b < t.j0 + t.nj; b += chunk)
+        f(a, std::min(chunk, t.i0 + t.ni - a), b, std::min(chunk, t.j0 + t.nj - b));
+  }
+
+  void tile_pass(std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, Workspace& ws) {
+    const std::int64_t cc = req_.per_logit ? C_ * C_ : 1;
+    const std::size_t first_out = req_.nngp ? 1 : 0;
+    const std::size_t size = static_cast<std::size_t>(ni * nj * cc);
+    if (!req_.per_layer) ws.theta.assign(size, 0.0);
+    for (std::size_t k = 0; k < parts_.size(); ++k) {
+      const auto [l, part] = parts_[k];
+      if (req_.per_layer) ws.single.assign(size, 0.0);
+      const Tile t{i0, ni, j0, nj, cc, req_.per_layer ? ws.single.data() : ws.theta.data()};
+      if (part == 1) {
+        add_bias_share(l, t, ws);
+      } else if (plans_[static_cast<std::size_t>(l)].per_example) {
+        add_per_example_share(l, t, ws);
+      } else {
+        add_position_pair_share(l, t, ws);
+      }
+      if (req_.per_layer) add_tile(outputs_[first_out + k], n2_, ws.single.data(), i0, ni, j0, nj, cc);
+    }
+    if (!req_.per_layer) add_tile(outputs_[first_out], n2_, ws.theta.data(), i0, ni, j0, nj, cc);
+  }
+
+  const Features& second_side() const { return symmetric_ ? first_ : second_; }
+
+  // Rows of `m` (`rows_per_point` per point, `cols` columns) for points [a, a + chunk), per logit
+  // (rows split into C rows of cols / C) or traced.
+  static Eigen::Map<const RowMatrix<T>> chunk_rows(const RowMatrix<T>& m, std::int64_t a, std::int64_t chunk,
+                                                   std::int64_t rows_per_point) {
+    return Eigen::Map<const RowMatrix<T>>(m.data() + a * rows_per_point * m.cols(), chunk * rows_per_point, m.cols());
+  }
+
+  // o[(i, j)] += factor * gram(i, j) traced, or factor * gram((i, c), (j, c')) per logit, where
+  // per logit the gram has C rows and columns per point.
+  void add_gram(const Tile& t, std::int64_t a, std::int64_t na, std::int64_t b, std::int64_t nb,
+                const RowMatrix<T>& gram, double factor) const {
+    for (std::int64_t i = 0; i < na; ++i)
+      for (std::int64_t j = 0; j < nb; ++j) {
+        double* o = t.at(a + i, b + j);
+        if (!req_.per_logit) {
+          o[0] += factor * double(gram(i, j));
+          continue;
+        }
+        for (std::int64_t c = 0; c < C_; ++c)
+          for (std::int64_t c2 = 0; c2 < C_; ++c2) o[c * C_ + c2] += factor * double(gram(i * C_ + c, j * C_ + c2));
+      }
+  }
+
+  // The Gram of sum_p delta_p (traced: a point's C x channels as one row; per logit: C rows).
+  void add_bias_share(std::int64_t l, const Tile& t, Workspace& ws) const {
+    const std::size_t lu = static_cast<std::size_t>(l);
+    const std::int64_t rows_per_point = req_.per_logit ? C_ : 1;
+    const auto view = [&](const RowMatrix<T>& m) {
+      return Eigen::Map<const RowMatrix<T>>(m.data(), m.rows() * rows_per_point, m.cols() / rows_per_point);
+    };
+    const auto sa = view(first_.delta_sums[lu]), sb = view(second_side().delta_sums[lu]);
+    for_chunk_pairs(t, kRowQuantum, [&](std::int64_t a, std::int64_t na, std::int64_t b, std::int64_t nb) {
+      const std::int64_t rows = kRowQuantum * rows_per_point;
+      ws.gram.resize(rows, rows);
+      ws.gram.noalias() = sa.middleRows(a * rows_per_point, rows) * sb.middleRows(b * rows_per_point, rows).transpose();
+      add_gram(t, a, na, b, nb, ws.gram, scales_[lu].bias_tangent);
+    });
+  }
+
+  // The patches (rows (point, output position), fan_in columns) of points [a, a + chunk).
+  const T* patches(std::int64_t l, const Features& f, std::int64_t a, std::int64_t chunk, RowMatrix<T>& buffer) const {
+    const SeqNode& node = node_of(l);
+    const T* in = f.inputs[static_cast<std::size_t>(l)].data() + a * node.in.size();
+    if (node.pointwise()) return in;
+    sequential_detail::im2col(node, in, chunk, buffer);
+    return buffer.data();
+  }
+
+  // Per-example weight gradients of points [a, a + chunk): rows (point, logit), columns
+  // (fan_in, channel), without the input scale.
+  void gradients(std::int64_t l, const Features& f, std::int64_t a, std::int64_t chunk, RowMatrix<T>& patch_buffer,
+                 RowMatrix<T>& grads) const {
+    const SeqNode& node = node_of(l);
+    const DenseLayer& layer = spec_.params[static_cast<std::size_t>(l)];
+    const std::int64_t P = node.out.positions(), co = layer.fan_out;
+    const Eigen::Map<const RowMatrix<T>> A(patches(l, f, a, chunk, patch_buffer), chunk * P, layer.fan_in);
+    const auto D = chunk_rows(f.deltas[static_cast<std::size_t>(l)], a, chunk, P);
+    grads.resize(chunk * C_, layer.fan_in * co);
+    for (std::int64_t p = 0; p < chunk; ++p)
+      for (std::int64_t c = 0; c < C_; ++c) {
+        Eigen::Map<RowMatrix<T>> g(grads.data() + (p * C_ + c) * grads.cols(), layer.fan_in, co);
+        g.noalias() = A.middleRows(p * P, P).transpose() * D.block(p * P, c * co, P, co);
+      }
+  }
+
+  // The Gram of per-example weight gradients, each chunk's formed once per row of chunk pairs.
+  void add_per_example_share(std::int64_t l, const Tile& t, Workspace& ws) const {
+    const std::size_t lu = static_cast<std::size_t>(l);
+    const std::int64_t chunk = plans_[lu].chunk;
+    const double factor = scales_[lu].input * scales_[lu].input;
+    const std::int64_t rows_per_point = req_.per_logit ? C_ : 1;
+    const auto view = [&](const RowMatrix<T>& m) {
+      return Eigen::Map<const RowMatrix<T>>(m.data(), chunk * rows_per_point, m.size() / (chunk * rows_per_point));
+    };
+    const bool diagonal = symmetric_ && t.i0 == t.j0;
+    for_chunk_pairs(t, chunk, [&](std::int64_t a, std::int64_t na, std::int64_t b, std::int64_t nb) {
+      if (b == (diagonal ? a : t.j0)) gradients(l, first_, a, chunk, ws.patches_a, ws.grads_a);
+      const bool same = symmetric_ && a == b;
+      if (!same) gradients(l, second_side(), b, chunk, ws.patches_b, ws.grads_b);
+      ws.gram.resize(chunk * rows_per_point, chunk * rows_per_point);
+      ws.gram.noalias() = view(ws.grads_a) * view(same ? ws.grads_a : ws.grads_b).transpose();
+      add_gram(t, a, na, b, nb, ws.gram, factor);
+    });
+  }
+
+  // sum_{p,q} (patch_p . patch_q') (delta_p . delta_q') per pair of points (per logit pair).
+  void add_position_pair_share(std::int64_t l, const Tile& t, Workspace& ws) const {
+    const std::size_t lu = static_cast<std::size_t>(l);
+    const SeqNode& node = node_of(l);
+    const DenseLayer& layer = spec_.params[lu];
+    const std::int64_t chunk = plans_[lu].chunk, P = node.out.positions(), co = layer.fan_out;
+    const double factor = scales_[lu].input * scales_[lu].input;
+    const Features& fb = second_side();
+    for_chunk_pairs(t, chunk, [&](std::int64_t a, std::int64_t na, std::int64_t b, std::int64_t nb) {
+      const Eigen::Map<const RowMatrix<T>> A(patches(l, first_, a, chunk, ws.patches_a), chunk * P, layer.fan_in);
+      const Eigen::Map<const RowMatrix<T>> B(patches(l, fb, b, chunk, ws.patches_b), chunk * P, layer.fan_in);
+      ws.gram.resize(chunk * P, chunk * P);
+      ws.gram.noalias() = A * B.transpose();
+      const auto Da = chunk_rows(first_.deltas[lu], a, chunk, P), Db = chunk_rows(fb.deltas[lu], b, chunk, P);
+      const std::int64_t pairs = req_.per_logit ? C_ * C_ : 1;
+      for (std::int64_t cp = 0; cp < pairs; ++cp) {
+        ws.gram_delta.resize(chunk * P, chunk * P);
+        if (req_.per_logit) {
+          const std::int64_t c = cp / C_, c2 = cp % C_;
+          ws.gram_delta.noalias() = Da.middleCols(c * co, co) * Db.middleCols(c2 * co, co).transpose();
+        } else {
+          ws.gram_delta.noalias() = Da * Db.transpose();
+        }
+        for (std::int64_t i = 0; i < na; ++i)
+          for (std::int64_t j = 0; j < nb; ++j) {
+            double s = 0;
+            for (std::int64_t p = 0; p < P; ++p)
+              for (std::int64_t q = 0; q < P; ++q)
+                s += double(ws.gram(i * P + p, j * P + q)) * double(ws.gram_delta(i * P + p, j * P + q));
+            t.at(a + i, b + j)[cp] += factor * s;
+          }
+      }
+    });
+  }
+
+  SequentialSpec spec_;
+  std::vector<LayerScales> scales_;
+  const T *x1_, *x2_;
+  std::vector<RowTile<T>> tiles_;
+  std::int64_t lowest_node_ = 0;
+  std::vector<std::int64_t> param_node_;
+  std::vector<LayerPlan> plans_;
+  Features first_, second_;
+  std::vector<Workspace> workspaces_;
+};
+
+// Monte Carlo: networks [start, stop) of `seed`, drawn as in sequential_monte_carlo.
+template <class T>
+void tangent_monte_carlo(const SequentialSpec& spec, const T* x1, std::int64_t n1, const T* x2, std::int64_t n2,
+                         const TangentRequest& req, const TangentOptions& opt, const std::vector<double*>& outputs) {
+  SequentialTangent<T> acc(spec, spec.scales(false), x1, n1, x2, n2, req, opt, outputs);
+  NetworkDraw<T> draw(spec.params);
+  const NetworkView<T> net = draw.view();
+  for (std::uint64_t m = opt.start; m < opt.stop; ++m) {
+    draw.draw(spec.params, opt.seed, m, opt.n_threads, spec.params.size(), spec.init);
+    acc.add_network(net);
+  }
+  acc.finish();
+}
+
+// Given parameters (stored, as (fan_in, fan_out) matrices).
+template <class T>
+void tangent_empirical(const SequentialSpec& spec, const NetworkView<T>& net, const T* x1, std::int64_t n1, const T* x2,
+                       std::int64_t n2, const TangentRequest& req, const TangentOptions& opt,
+                       const std::vector<double*>& outputs) {
+  SequentialTangent<T> acc(spec, spec.scales(true), x1, n1, x2, n2, req, opt, outputs);
+  acc.add_network(net);
+  acc.finish();
+}
+
+}  // namespace nnpk
