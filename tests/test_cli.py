@@ -2,7 +2,9 @@ import subprocess
 import sys
 
 
-def test_demo_runs():
-    out = subprocess.run([sys.executable, "-m", "nnpk.cli", "demo", "--networks", "4", "--width", "64"],
-                         check=True, capture_output=True, text=True).stdout
-    assert "kernel (1797, 1797)" in out
+def test_demo_help_lists_the_options_and_the_biases_demo():
+    out = " ".join(subprocess.run([sys.executable, "-m", "nnpk.cli", "demo", "--help"], check=True,
+                                  capture_output=True, text=True).stdout.split())  # argparse wraps lines
+    for option in ("--dataset", "--hidden", "--activation", "--networks", "--out", "--threads", "--quick"):
+        assert option in out
+    assert "nnpk demo biases" in out

@@ -91,9 +91,10 @@ def _tangent_sums(a1, a2, arch, *, seed, start, stop, names, weights, biases, pe
 ESTIMATORS = ("sampled", "readout", "conditional")
 
 
-def _default_estimator(arch) -> str:
-    """The best estimate per second: for an MLP the conditional estimator where the dual map has a
-    closed form, else the readout one; for a Network the readout one where it ends with Dense."""
+def default_estimator(arch) -> str:
+    """The NNGP estimator monte_carlo uses when none is given, the best estimate per second: for an
+    MLP the conditional estimator where the dual map has a closed form, else the readout one; for a
+    Network the readout one where it ends with Dense, else the sampled one."""
     if isinstance(arch, Network):
         return "readout" if readout_layer(arch) is not None else "sampled"
     return "conditional" if arch.activation in CLOSED_FORM_DUALS else "readout"
@@ -256,7 +257,7 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
     if estimator is not None and "nngp" not in names:
         raise ValueError("estimator applies to the NNGP; get does not include 'nngp'")
     if estimator is None:
-        estimator = _default_estimator(arch)
+        estimator = default_estimator(arch)
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     if network and estimator == "conditional":

@@ -379,18 +379,9 @@ inline void analytic_kernels(const MLPSpec& spec, const double* x1, std::int64_t
   };
   std::vector<Workspace> workspaces(static_cast<std::size_t>(std::max(1, opt.n_threads)));
 
-  const std::int64_t tile = opt.tile;
-  const std::int64_t t1 = (n1 + tile - 1) / tile, t2 = (n2 + tile - 1) / tile;
-  std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
-  for (std::int64_t ti = 0; ti < t1; ++ti)
-    for (std::int64_t tj = symmetric ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
-
-  ThrottledPoll gate(opt.poll);
-  parallel_for(static_cast<std::int64_t>(tiles.size()), opt.n_threads, [&](std::int64_t item, int thread) {
-    if (gate.stop(thread)) return;
-    const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
-    const std::int64_t i0 = ti * tile, j0 = tj * tile;
-    const std::int64_t ni = std::min(tile, n1 - i0), nj = std::min(tile, n2 - j0);
+  for_each_output_tile(n1, n2, opt.tile, symmetric, opt.n_threads, opt.poll, [&](std::int64_t i0, std::int64_t ni,
+                                                                              std::int64_t j0, std::int64_t nj,
+                                                                              int thread) {
     Workspace& ws = workspaces[static_cast<std::size_t>(thread)];
     std::vector<double>& sigma = ws.sigma;
     std::vector<double>& theta = ws.theta;
@@ -433,7 +424,6 @@ inline void analytic_kernels(const MLPSpec& spec, const double* x1, std::int64_t
       }
     }
   });
-  if (gate.stopped()) throw Cancelled();
   if (symmetric) {
     for (double* out : nngp_out) mirror_upper(out, n1, opt.n_threads);
     for (double* out : ntk_out) mirror_upper(out, n1, opt.n_threads);

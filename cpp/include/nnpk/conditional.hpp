@@ -106,18 +106,12 @@ class ConditionalAccumulator {
   }
 
   void gram_pass(std::uint64_t& done) {
-    const std::int64_t tile = opt_.gram_tile;
-    const std::int64_t t1 = (n1_ + tile - 1) / tile, t2 = (n2_ + tile - 1) / tile;
-    std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
-    for (std::int64_t ti = 0; ti < t1; ++ti)
-      for (std::int64_t tj = symmetric_ ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
-    ThrottledPoll poll(opt_.poll ? std::function<bool()>([&] { return opt_.poll(done); }) : std::function<bool()>());
     const Features& b = symmetric_ ? first_ : second_;
-    parallel_for(static_cast<std::int64_t>(tiles.size()), opt_.n_threads, [&](std::int64_t item, int thread) {
-      if (poll.stop(thread)) return;
-      const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
-      const std::int64_t i0 = ti * tile, j0 = tj * tile;
-      const std::int64_t ni = std::min(tile, n1_ - i0), nj = std::min(tile, n2_ - j0);
+    std::function<bool()> poll;
+    if (opt_.poll) poll = [&] { return opt_.poll(done); };
+    for_each_output_tile(n1_, n2_, opt_.gram_tile, symmetric_, opt_.n_threads, poll, [&](std::int64_t i0, std::int64_t ni,
+                                                                                       std::int64_t j0, std::int64_t nj,
+                                                                                       int thread) {
       const std::int64_t pi = round_up(ni, kRowQuantum), pj = round_up(nj, kRowQuantum);
       Workspace& ws = workspaces_[static_cast<std::size_t>(thread)];
       RowMatrix<T>& g = ws.gram;
@@ -141,7 +135,6 @@ class ConditionalAccumulator {
         }
       }
     });
-    if (poll.stopped()) throw Cancelled();
   }
 
   MLPSpec spec_;

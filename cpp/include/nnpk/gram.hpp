@@ -106,21 +106,14 @@ inline void gram_accumulate(const Panel& a, const Panel& b, bool symmetric, doub
   if (kn == 0) return;
   const std::int64_t n1 = a.rows(), n2 = b.rows();
   const std::int64_t tile = std::max<std::int64_t>(kPack, opt.tile / kPack * kPack);
-  const std::int64_t t1 = (n1 + tile - 1) / tile, t2 = (n2 + tile - 1) / tile;
-  std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
-  for (std::int64_t ti = 0; ti < t1; ++ti)
-    for (std::int64_t tj = symmetric ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
-
-  ThrottledPoll poll(opt.poll);
-  parallel_for(static_cast<std::int64_t>(tiles.size()), opt.n_threads, [&](std::int64_t item, int thread) {
-    if (poll.stop(thread)) return;
-    const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
-    const std::int64_t i_end = std::min(n1, (ti + 1) * tile), j_end = std::min(n2, (tj + 1) * tile);
+  for_each_output_tile(n1, n2, tile, symmetric, opt.n_threads, opt.poll, [&](std::int64_t ti0, std::int64_t tni,
+                                                                            std::int64_t tj0, std::int64_t tnj, int) {
+    const std::int64_t i_end = ti0 + tni, j_end = tj0 + tnj;
     alignas(64) double acc[kRows * kCols];
-    for (std::int64_t j0 = tj * tile; j0 < j_end; j0 += kCols) {
+    for (std::int64_t j0 = tj0; j0 < j_end; j0 += kCols) {
       const double* bp = b.block(j0 / kPack);
       const std::int64_t nj = std::min<std::int64_t>(kCols, j_end - j0);
-      for (std::int64_t i0 = ti * tile; i0 < i_end; i0 += kRows) {
+      for (std::int64_t i0 = ti0; i0 < i_end; i0 += kRows) {
         const double* ap = a.block(i0 / kPack) + i0 % kPack;
         const std::int64_t ni = std::min<std::int64_t>(kRows, i_end - i0);
         if (ni == kRows && nj == kCols) {
@@ -134,7 +127,6 @@ inline void gram_accumulate(const Panel& a, const Panel& b, bool symmetric, doub
       }
     }
   });
-  if (poll.stopped()) throw Cancelled();
 }
 
 // Copies the upper triangle of square K (n x n) onto the lower one, in square

@@ -200,19 +200,10 @@ class TangentAccumulator {
 
   // Adds this network's Theta to every output tile.
   void gram_pass() {
-    const std::int64_t tile = opt_.gram_tile;
-    const std::int64_t t1 = (n1_ + tile - 1) / tile, t2 = (n2_ + tile - 1) / tile;
-    std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
-    for (std::int64_t ti = 0; ti < t1; ++ti)
-      for (std::int64_t tj = symmetric_ ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
-    ThrottledPoll poll(gopt_.poll);
-    parallel_for(static_cast<std::int64_t>(tiles.size()), opt_.n_threads, [&](std::int64_t item, int thread) {
-      if (poll.stop(thread)) return;
-      const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
-      tile_pass(ti * tile, std::min(tile, n1_ - ti * tile), tj * tile, std::min(tile, n2_ - tj * tile),
-                workspaces_[static_cast<std::size_t>(thread)]);
-    });
-    if (poll.stopped()) throw Cancelled();
+    for_each_output_tile(n1_, n2_, opt_.gram_tile, symmetric_, opt_.n_threads, gopt_.poll,
+                         [&](std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, int thread) {
+                           tile_pass(i0, ni, j0, nj, workspaces_[static_cast<std::size_t>(thread)]);
+                         });
   }
 
   void tile_pass(std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, Workspace& ws) {

@@ -1,6 +1,7 @@
 // OpenMP helpers: optional at build time, exceptions never leave a parallel region.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #ifdef NNPK_HAVE_OPENMP
 #include <omp.h>
@@ -105,6 +107,28 @@ void parallel_for(std::int64_t n_items, int n_threads, Body&& body) {
   for (std::int64_t item = 0; item < n_items; ++item) slot.run([&] { body(item, 0); });
 #endif
   slot.rethrow();
+}
+
+// Runs body(i0, ni, j0, nj, thread) in parallel over the tile x tile blocks of an
+// n1 x n2 output (rows [i0, i0 + ni), columns [j0, j0 + nj)); with symmetric only
+// the blocks on or above the diagonal. `poll` (may be empty) is called by thread 0
+// about every 0.2 s; when it returns true the remaining blocks are skipped and
+// Cancelled is thrown.
+template <class Body>
+void for_each_output_tile(std::int64_t n1, std::int64_t n2, std::int64_t tile, bool symmetric, int n_threads,
+                          std::function<bool()> poll, Body&& body) {
+  const std::int64_t t1 = (n1 + tile - 1) / tile, t2 = (n2 + tile - 1) / tile;
+  std::vector<std::pair<std::int64_t, std::int64_t>> tiles;
+  for (std::int64_t ti = 0; ti < t1; ++ti)
+    for (std::int64_t tj = symmetric ? ti : 0; tj < t2; ++tj) tiles.emplace_back(ti, tj);
+  ThrottledPoll gate(std::move(poll));
+  parallel_for(static_cast<std::int64_t>(tiles.size()), n_threads, [&](std::int64_t item, int thread) {
+    if (gate.stop(thread)) return;
+    const auto [ti, tj] = tiles[static_cast<std::size_t>(item)];
+    const std::int64_t i0 = ti * tile, j0 = tj * tile;
+    body(i0, std::min(tile, n1 - i0), j0, std::min(tile, n2 - j0), thread);
+  });
+  if (gate.stopped()) throw Cancelled();
 }
 
 }  // namespace nnpk
