@@ -68,3 +68,17 @@ def test_bad_options_name_the_argument():
     assert bad.returncode == 2 and "--datasets must be digits, mnist1d or both" in bad.stderr
     bad = run("--widths", "0")
     assert bad.returncode == 2 and "--widths" in bad.stderr
+
+
+def test_mnist1d_signals(tmp_path):
+    pytest.importorskip("mnist1d")
+    subprocess.run([sys.executable, "-m", "nnpk.cli", "demo", "architectures", "--quick", "--datasets", "mnist1d",
+                    "--samples", "1000", "--widths", "16", "--inits", "gaussian", "--out", str(tmp_path)], check=True,
+                   capture_output=True)
+    with open(tmp_path / "architectures.json") as f:
+        entry = json.load(f)["datasets"]["mnist1d"]
+    assert entry["point_shape"] == [40, 1]
+    accuracy = {r["architecture"]: r["test_accuracy"] for r in entry["rows"]}
+    # Chance is 0.1; on signals the convolutions' features are far better than the MLP's.
+    assert accuracy["CNN"] > 0.3 and accuracy["ResCNN"] > 0.3
+    assert accuracy["CNN"] > accuracy["MLP"] + 0.1
