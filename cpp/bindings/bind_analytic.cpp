@@ -2,14 +2,18 @@
 
 #include "bindings.hpp"
 #include "nnpk/analytic.hpp"
+#include "nnpk/analytic_network.hpp"
 
 namespace nnpk::bind {
 
-static py::tuple analytic_kernels_py(const py::array& x1, const py::object& x2, const MLPSpec& spec,
-                                     AnalyticOptions opt) {
+// Checks the points, allocates the outputs and runs engine(x1, n1, x2, n2, opt, nngp_out, ntk_out)
+// without the GIL.
+template <class Engine>
+static py::tuple analytic_kernels_py(const py::array& x1, const py::object& x2, std::int64_t d, AnalyticOptions opt,
+                                     Engine&& engine) {
   const auto [n1, d1] = matrix_shape(x1, "x1");
   if (!x1.dtype().is(py::dtype::of<double>())) throw py::type_error("x1 must be float64");
-  if (d1 != spec.input_dim()) throw py::value_error("x1 has a different feature count from the architecture");
+  if (d1 != d) throw py::value_error("x1 has a different feature count from the architecture");
   std::int64_t n2 = n1;
   const double* x2_data = nullptr;
   if (!x2.is_none()) {
@@ -38,12 +42,29 @@ static py::tuple analytic_kernels_py(const py::array& x1, const py::object& x2, 
     // Safe without the GIL: the engine reads x1/x2 and writes only the arrays made above;
     // Python is entered again only through the poll, which takes the GIL.
     py::gil_scoped_release release;
-    analytic_kernels(spec, x1_data, n1, x2_data, n2, opt, nngp_out, ntk_out);
+    engine(x1_data, n1, x2_data, n2, opt, nngp_out, ntk_out);
   } catch (const Cancelled&) {
     if (pending) throw std::move(*pending);
     throw;
   }
   return py::make_tuple(nngp, ntk);
+}
+
+static AnalyticOptions make_options(Parameterization parameterization, bool nngp, bool ntk,
+                                    std::vector<std::int64_t> layers, bool closed_form, int quadrature_order,
+                                    int n_threads, std::int64_t tile) {
+  if (n_threads < 1) throw py::value_error("n_threads must be positive");
+  if (quadrature_order < 1) throw py::value_error("quadrature_order must be positive");
+  AnalyticOptions opt;
+  opt.parameterization = parameterization;
+  opt.nngp = nngp;
+  opt.ntk = ntk;
+  opt.layers = std::move(layers);
+  opt.closed_form = closed_form;
+  opt.quadrature_order = quadrature_order;
+  opt.n_threads = n_threads;
+  opt.tile = tile;
+  return opt;
 }
 
 void bind_analytic(py::module_& m) {
@@ -56,24 +77,60 @@ void bind_analytic(py::module_& m) {
       [](const py::array& x1, const py::object& x2, const MLPSpec& spec, Parameterization parameterization, bool nngp,
          bool ntk, std::vector<std::int64_t> layers, bool closed_form, int quadrature_order, bool unit_second_moment,
          int n_threads, std::int64_t tile) {
-        if (n_threads < 1) throw py::value_error("n_threads must be positive");
-        if (quadrature_order < 1) throw py::value_error("quadrature_order must be positive");
-        AnalyticOptions opt;
-        opt.parameterization = parameterization;
-        opt.nngp = nngp;
-        opt.ntk = ntk;
-        opt.layers = std::move(layers);
-        opt.closed_form = closed_form;
-        opt.quadrature_order = quadrature_order;
+        AnalyticOptions opt = make_options(parameterization, nngp, ntk, std::move(layers), closed_form,
+                                           quadrature_order, n_threads, tile);
         opt.unit_second_moment = unit_second_moment;
-        opt.n_threads = n_threads;
-        opt.tile = tile;
-        return analytic_kernels_py(x1, x2, spec, std::move(opt));
+        return analytic_kernels_py(x1, x2, spec.input_dim(), std::move(opt),
+                                   [&spec](auto&&... args) { analytic_kernels(spec, args...); });
       },
       py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("parameterization"), py::arg("nngp"), py::arg("ntk"),
       py::arg("layers"), py::arg("closed_form"), py::arg("quadrature_order"), py::arg("unit_second_moment"),
       py::arg("n_threads"), py::arg("tile"),
       "Infinite-width kernels (float64): a list of NNGP and a list of NTK matrices, one per requested layer");
+
+  py::enum_<AnalyticNodeKind>(m, "AnalyticNodeKind")
+      .value("dense", AnalyticNodeKind::dense)
+      .value("activation", AnalyticNodeKind::activation)
+      .value("residual", AnalyticNodeKind::residual)
+      .value("identity", AnalyticNodeKind::identity);
+
+  py::class_<AnalyticNode>(m, "AnalyticNode", "One node of a network's analytic recursion (built by nnpk.analytic)")
+      .def(py::init([](AnalyticNodeKind kind, std::int64_t input, std::int64_t skip, std::int64_t fan_in, double w_std,
+                       std::optional<double> b_std, ActivationKind activation, double slope, double shift,
+                       double activation_scale, bool unit_second_moment, double scale) {
+             AnalyticNode node;
+             node.kind = kind;
+             node.input = input;
+             node.skip = skip;
+             node.fan_in = fan_in;
+             node.w_std = w_std;
+             node.has_bias = b_std.has_value();
+             node.b_std = b_std.value_or(0.0);
+             node.activation = Activation{activation, slope, shift, activation_scale};
+             node.unit_second_moment = unit_second_moment;
+             node.scale = scale;
+             return node;
+           }),
+           py::kw_only(), py::arg("kind"), py::arg("input"), py::arg("skip") = -1, py::arg("fan_in") = 1,
+           py::arg("w_std") = 1.0, py::arg("b_std") = py::none(), py::arg("activation") = ActivationKind::identity,
+           py::arg("slope") = 0.0, py::arg("shift") = 0.0, py::arg("activation_scale") = 1.0,
+           py::arg("unit_second_moment") = false, py::arg("scale") = 1.0);
+
+  m.def(
+      "analytic_network_kernels",
+      [](const py::array& x1, const py::object& x2, std::vector<AnalyticNode> nodes, Parameterization parameterization,
+         bool nngp, bool ntk, std::vector<std::int64_t> layers, bool closed_form, int quadrature_order, int n_threads,
+         std::int64_t tile) {
+        AnalyticOptions opt = make_options(parameterization, nngp, ntk, std::move(layers), closed_form,
+                                           quadrature_order, n_threads, tile);
+        const std::int64_t d = x1.ndim() == 2 ? x1.shape(1) : -1;
+        return analytic_kernels_py(x1, x2, d, std::move(opt), [&nodes, d](auto&&... args) {
+          analytic_network_kernels(nodes, d, args...);
+        });
+      },
+      py::arg("x1"), py::arg("x2"), py::arg("nodes"), py::arg("parameterization"), py::arg("nngp"), py::arg("ntk"),
+      py::arg("layers"), py::arg("closed_form"), py::arg("quadrature_order"), py::arg("n_threads"), py::arg("tile"),
+      "Infinite-width kernels of a network of dense, activation and residual nodes, as analytic_kernels");
 }
 
 }  // namespace nnpk::bind

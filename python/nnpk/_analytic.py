@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple, Union
 
+import math
+
 import numpy as np
 
 from . import _core
+from ._architecture import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual
 from ._monte_carlo import _prepare
+from ._sequential import prepare_network_points
 from ._threads import resolve_n_threads
 from ._validate import check_int, check_memory
 
@@ -46,6 +50,101 @@ def _analytic_kernels(a1, a2, arch, *, layers: Sequence[int], kernels: Sequence[
     return {"nngp": nngp, "ntk": ntk}
 
 
+class _NetworkRecursion:
+    """A Network as the analytic engine's nodes, refusing the layers without an exact recursion.
+
+    Exact here: dense layers; elementwise activations of Gaussian pre-activations (the output
+    of a Dense layer, or a residual sum of such outputs); Flatten; residual blocks ending with a Dense layer. That last layer's weights and bias
+    have zero mean and are independent of everything before, so the block's output is
+    uncorrelated with the skip path (E[x . f(x')] = 0) and the NNGP of x + s f(x) is
+    K_x + s^2 K_f. For the NTK the skip parameters' share adds s times the average diagonal of
+    the block's Jacobian df/dx times Theta_x, which is linear in the same zero-mean weights
+    and vanishes at infinite width: Theta = Theta_x + s^2 Theta_f (Theta_f the block's
+    recursion started from (K_x, Theta_x)). A block ending with an activation is refused: its
+    output has a non-zero mean, so with a non-centred skip path (after a relu, say) the cross
+    covariance does not vanish.
+    """
+
+    def __init__(self):
+        self.nodes: List["_core.AnalyticNode"] = []
+
+    def add(self, **kwargs) -> int:
+        self.nodes.append(_core.AnalyticNode(**kwargs))
+        return len(self.nodes) - 1
+
+    @staticmethod
+    def refuse(label: str, layer, why: str) -> ValueError:
+        return ValueError(f"nnpk.analytic cannot compute this network exactly: layer {label} ({layer.describe()}) "
+                          f"{why}; nnpk.monte_carlo estimates its kernels")
+
+    def sequence(self, layers, shape, node: int, law: str, prefix: str):
+        """(shape, node, law) after each layer; law: "input" (the network's input, maybe flattened),
+        "gaussian" (jointly Gaussian pre-activations) or "other"."""
+        out = []
+        for i, layer in enumerate(layers):
+            shape, node, law = self.layer(layer, shape, node, law, f"{prefix}{i}")
+            out.append((shape, node, law))
+        return out
+
+    def layer(self, layer, shape, node: int, law: str, label: str):
+        if isinstance(layer, Dense):
+            return (layer.width,), self.add(kind=_core.AnalyticNodeKind.dense, input=node, fan_in=shape[0],
+                                            w_std=layer.W_std, b_std=layer.b_std), "gaussian"
+        if isinstance(layer, Conv):
+            raise self.refuse(label, layer, "is a convolution: its kernel couples every pair of positions and has "
+                              "no closed recursion here")
+        if isinstance(layer, (AvgPool, MaxPool, GlobalAvgPool)):
+            raise self.refuse(label, layer, "pools spatial features: only flat networks (Dense, activations, "
+                              "residual blocks) have exact kernels here")
+        if isinstance(layer, Flatten):
+            # Every layer that could make spatial features is refused above (a Dense layer needs
+            # flat ones), so a Flatten reads the input or flat features: the kernel is unchanged.
+            return (math.prod(shape),), self.add(kind=_core.AnalyticNodeKind.identity, input=node), law
+        if isinstance(layer, Residual):
+            last = layer.block[-1]
+            if not isinstance(last, Dense):
+                raise self.refuse(label, layer, f"has a block ending with {last.describe()}, not with a Dense layer: "
+                                  "its output is then correlated with the skip path (E[x . f(x')] != 0), and the "
+                                  "kernel is not the sum of the two paths' kernels")
+            self.sequence(layer.block, shape, node, law, f"{label}.")
+            node = self.add(kind=_core.AnalyticNodeKind.residual, input=len(self.nodes) - 1, skip=node,
+                            scale=layer.scale)
+            return shape, node, "gaussian" if law == "gaussian" else "other"
+        if law != "gaussian":
+            what = "the network's input" if law == "input" else "features that are not Gaussian pre-activations"
+            raise self.refuse(label, layer, f"reads {what}: the dual map of an activation needs the Gaussian output "
+                              "of a Dense layer (or a residual sum of them)")
+        shift, scale = layer.normalization
+        return shape, self.add(kind=_core.AnalyticNodeKind.activation, input=node,
+                               activation=getattr(_core.ActivationKind, layer.name), slope=layer.slope, shift=shift,
+                               activation_scale=scale,
+                               unit_second_moment=layer.normalize or layer.name == "relu_normalized"), "other"
+
+
+def network_analytic_nodes(network: Network, input_shape) -> Tuple[List["_core.AnalyticNode"], List[int]]:
+    """The engine's nodes of `network` on points of `input_shape` and each top-level layer's node.
+
+    ValueError names the first layer without an exact recursion."""
+    network.compile(input_shape)  # shape errors first, with the builder's messages
+    recursion = _NetworkRecursion()
+    steps = recursion.sequence(network.layers, tuple(input_shape), -1, "input", "")
+    return recursion.nodes, [node for _, node, _ in steps]
+
+
+def _network_analytic(x1, x2, network: Network, *, kernels, layers: str, n_threads: int, quadrature_order: int,
+                      closed_form: bool):
+    compiled, a1, a2 = prepare_network_points(x1, x2, network, "float64")
+    nodes, layer_nodes = network_analytic_nodes(network, compiled.input_shape)
+    wanted = layer_nodes if layers == "all" else [layer_nodes[-1]]
+    n2 = a1.shape[0] if a2 is None else a2.shape[0]
+    n_out = len(wanted) * len(kernels)
+    check_memory(8 * a1.shape[0] * n2 * n_out, f"the output ({n_out} x {a1.shape[0]} x {n2} float64)")
+    nngp, ntk = _core.analytic_network_kernels(
+        a1, a2, nodes, getattr(_core.Parameterization, network.parameterization), "nngp" in kernels, "ntk" in kernels,
+        wanted, closed_form, quadrature_order, n_threads, _TILE)
+    return {"nngp": nngp, "ntk": ntk}
+
+
 def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", layers: str = "output",
              n_threads=None, quadrature_order: int = DEFAULT_QUADRATURE_ORDER,
              closed_form: bool = True) -> Union[Kernels, Dict[str, Kernels]]:
@@ -76,9 +175,16 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
     x1 : (n1, d) array
     x2 : (n2, d) array, optional
         Defaults to x1 (then only one triangle is computed and mirrored).
-    arch : nnpk.MLP
+    arch : nnpk.MLP or nnpk.Network
         Only the depth, activation, stds and parameterization matter, and the hidden widths
-        only for the "standard" NTK.
+        only for the "standard" NTK. A Network may hold Dense layers, elementwise activations
+        of Dense outputs, residual blocks ending with a Dense layer (NNGP ``K_x + scale^2 K_f``,
+        NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion from ``(K_x, Theta_x)``)
+        and a Flatten of the input; anything else (convolutions, pooling, an activation of
+        non-Gaussian features, a residual block ending otherwise) raises ValueError naming
+        the layer. The kernels are those of every ``init`` scheme (all have zero-mean,
+        unit-variance weights; the limit is the same). With ``layers="all"`` the list holds
+        each top-level layer's kernels.
     get : "nngp", "ntk" or a tuple of both
         With a tuple a dict keyed by kernel name is returned; both come from one recursion.
     layers : "output" or "all"
@@ -108,7 +214,6 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
     (n1, n2) float64 array, a list of them for ``layers="all"``, or a dict of either keyed
     "nngp"/"ntk" when ``get`` is a tuple.
     """
-    arch, a1, a2 = _prepare(x1, x2, arch, "float64")
     kernels = _check_get(get)
     if layers not in ("output", "all"):
         raise ValueError(f"layers must be 'output' or 'all', got {layers!r}")
@@ -116,8 +221,13 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
     if not isinstance(closed_form, (bool, np.bool_)):
         raise TypeError(f"closed_form must be a bool, got {closed_form!r}")
     threads = resolve_n_threads(n_threads)
-    indices = list(range(arch.n_layers)) if layers == "all" else [arch.n_layers - 1]
-    out = _analytic_kernels(a1, a2, arch, layers=indices, kernels=kernels, n_threads=threads,
-                            quadrature_order=quadrature_order, closed_form=bool(closed_form))
+    if isinstance(arch, Network):
+        out = _network_analytic(x1, x2, arch, kernels=kernels, layers=layers, n_threads=threads,
+                                quadrature_order=quadrature_order, closed_form=bool(closed_form))
+    else:
+        arch, a1, a2 = _prepare(x1, x2, arch, "float64")
+        indices = list(range(arch.n_layers)) if layers == "all" else [arch.n_layers - 1]
+        out = _analytic_kernels(a1, a2, arch, layers=indices, kernels=kernels, n_threads=threads,
+                                quadrature_order=quadrature_order, closed_form=bool(closed_form))
     result = {name: (out[name] if layers == "all" else out[name][0]) for name in kernels}
     return result[get] if isinstance(get, str) else result

@@ -15,6 +15,10 @@ def main(argv=None) -> int:
         from . import _demo_biases  # imports scikit-learn and matplotlib: only when asked for
 
         return _demo_biases.main(argv[2:])
+    if argv[:2] == ["demo", "architectures"]:
+        from . import _demo_architectures  # imports scikit-learn and matplotlib: only when asked for
+
+        return _demo_architectures.main(argv[2:])
     parser = argparse.ArgumentParser(prog="nnpk", description="Kernels of random neural networks.")
     parser.add_argument("--version", action="version", version=f"nnpk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -22,7 +26,8 @@ def main(argv=None) -> int:
                        description="Random-network kernels (Monte Carlo and analytic NNGP and NTK, RBF) in ridge "
                        "classifiers on digits or MNIST-1D: a table of accuracy, alignment and condition number, the "
                        "Monte Carlo error against the number of networks, the smallest eigenvalue against depth; "
-                       "written to a report folder. `nnpk demo biases` runs the bias-learning demo instead.")
+                       "written to a report folder. `nnpk demo biases` runs the bias-learning demo instead, `nnpk demo "
+                       "architectures` the random MLP/CNN/residual CNN comparison.")
     _demo.add_arguments(p)
     p.set_defaults(func=_demo.run)
     register_batch(sub)

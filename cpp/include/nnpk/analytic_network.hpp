@@ -1,0 +1,194 @@
+// Infinite-width kernels of sequential networks made of dense layers, elementwise
+// activations and residual blocks (nnpk.Network): the MLP recursion of analytic.hpp over a
+// graph of nodes, with a residual node adding its skip path's kernels to scale^2 times its
+// block's. The Python layer admits only networks where this is exact (a residual block ends
+// with a dense layer, so its output is uncorrelated with the skip path; an activation reads
+// Gaussian pre-activations) and names the layer it refuses.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "nnpk/analytic.hpp"
+
+namespace nnpk {
+
+enum class AnalyticNodeKind : int { dense = 0, activation, residual, identity };
+
+struct AnalyticNode {
+  AnalyticNodeKind kind = AnalyticNodeKind::dense;
+  std::int64_t input = -1;  // the node read (-1: the network's input)
+  std::int64_t skip = -1;   // residual: the node added unchanged (-1: the input)
+  // dense
+  std::int64_t fan_in = 1;
+  double w_std = 1.0, b_std = 0.0;
+  bool has_bias = false;
+  // activation
+  Activation activation;
+  bool unit_second_moment = false;
+  // residual: skip + scale * block
+  double scale = 1.0;
+};
+
+namespace analytic_detail {
+
+inline void check_nodes(const std::vector<AnalyticNode>& nodes) {
+  if (nodes.empty()) throw std::invalid_argument("the network has no layers");
+  for (std::size_t k = 0; k < nodes.size(); ++k) {
+    const AnalyticNode& node = nodes[k];
+    const auto index = static_cast<std::int64_t>(k);
+    if (node.input < -1 || node.input >= index || node.skip < -1 || node.skip >= index)
+      throw std::invalid_argument("node " + std::to_string(k) + " must read earlier nodes");
+    if (node.kind == AnalyticNodeKind::dense && (node.fan_in < 1 || !(node.w_std >= 0) || !(node.b_std >= 0)))
+      throw std::invalid_argument("node " + std::to_string(k) + " has a non-positive fan-in or a negative std");
+  }
+}
+
+// One dense node's affine step on a row of n entries (the arithmetic of analytic_kernels).
+inline void dense_row(const AnalyticNode& node, bool standard, bool ntk, const double* s_in, const double* t_in,
+                      std::int64_t n, double* s_out, double* t_out) {
+  const double w2 = node.w_std * node.w_std, b2 = node.has_bias ? node.b_std * node.b_std : 0.0;
+  const double fan_in = static_cast<double>(node.fan_in), bias_share = node.has_bias ? 1.0 : 0.0;
+  for (std::int64_t j = 0; j < n; ++j) {
+    const double pre = w2 * s_in[j] + b2;
+    if (ntk) t_out[j] = standard ? fan_in * s_in[j] + w2 * t_in[j] + bias_share : pre + w2 * t_in[j];
+    s_out[j] = pre;
+  }
+}
+
+// q[(k + 1) * n + i] = node k's kernel of (x_i, x_i) (q[i]: the input's), by the operations the tile recursion applies
+// to that pair (so equal to the diagonal entry to the bit).
+inline std::vector<double> node_variances(const std::vector<AnalyticNode>& nodes, const std::vector<DualMap>& duals,
+                                          const double* x, std::int64_t n, std::int64_t d, int n_threads) {
+  const auto n_nodes = static_cast<std::int64_t>(nodes.size());
+  std::vector<double> q(static_cast<std::size_t>((n_nodes + 1) * n));
+  constexpr std::int64_t kBlock = 64;
+  parallel_for((n + kBlock - 1) / kBlock, n_threads, [&](std::int64_t b, int) {
+    std::vector<double> scratch;
+    std::vector<double> value(static_cast<std::size_t>(n_nodes));
+    for (std::int64_t i = b * kBlock; i < std::min(n, (b + 1) * kBlock); ++i) {
+      double input = 0.0, unused = 0.0;
+      input_kernel_tile(x, i, 1, x, i, 1, d, scratch, &input, 1);
+      q[static_cast<std::size_t>(i)] = input;
+      const auto at = [&](std::int64_t k) { return k < 0 ? input : value[static_cast<std::size_t>(k)]; };
+      for (std::int64_t k = 0; k < n_nodes; ++k) {
+        const AnalyticNode& node = nodes[static_cast<std::size_t>(k)];
+        double& out = value[static_cast<std::size_t>(k)];
+        const double in = at(node.input);
+        switch (node.kind) {
+          case AnalyticNodeKind::dense: dense_row(node, false, false, &in, &unused, 1, &out, &unused); break;
+          case AnalyticNodeKind::activation: out = duals[static_cast<std::size_t>(k)](in, in, in).sigma; break;
+          case AnalyticNodeKind::residual: out = at(node.skip) + (node.scale * node.scale) * in; break;
+          case AnalyticNodeKind::identity: out = in; break;
+        }
+        q[static_cast<std::size_t>((k + 1) * n + i)] = out;
+      }
+    }
+  });
+  return q;
+}
+
+}  // namespace analytic_detail
+
+// Writes the requested nodes' kernels (opt.layers: ascending node indices) between the rows of
+// x1 (n1 x d) and x2 (n2 x d; null: x1, one triangle computed and mirrored), as
+// analytic_kernels does for an MLP. Only opt.layers, nngp, ntk, parameterization,
+// closed_form, quadrature_order, n_threads, tile and poll are read; each activation node
+// says whether its activation is normalised.
+inline void analytic_network_kernels(const std::vector<AnalyticNode>& nodes, std::int64_t d, const double* x1,
+                                     std::int64_t n1, const double* x2, std::int64_t n2, const AnalyticOptions& opt,
+                                     const std::vector<double*>& nngp_out, const std::vector<double*>& ntk_out) {
+  using analytic_detail::input_kernel_tile;
+  analytic_detail::check_nodes(nodes);
+  const auto n_nodes = static_cast<std::int64_t>(nodes.size());
+  for (std::size_t k = 0; k < opt.layers.size(); ++k)
+    if (opt.layers[k] < 0 || opt.layers[k] >= n_nodes || (k > 0 && opt.layers[k] <= opt.layers[k - 1]))
+      throw std::invalid_argument("layers must be ascending node indices below " + std::to_string(n_nodes));
+  if ((opt.nngp && nngp_out.size() != opt.layers.size()) || (opt.ntk && ntk_out.size() != opt.layers.size()))
+    throw std::invalid_argument("one output per requested node and kernel is needed");
+  if (opt.tile < 1 || d < 1) throw std::invalid_argument("tile and d must be positive");
+  const bool symmetric = x2 == nullptr;
+  if (symmetric) {
+    x2 = x1;
+    n2 = n1;
+  }
+  std::vector<DualMap> duals;
+  for (const AnalyticNode& node : nodes)
+    duals.emplace_back(node.activation, opt.closed_form, opt.quadrature_order, node.unit_second_moment);
+  const std::vector<double> q1 = analytic_detail::node_variances(nodes, duals, x1, n1, d, opt.n_threads);
+  const std::vector<double> q2 = symmetric ? q1 : analytic_detail::node_variances(nodes, duals, x2, n2, d, opt.n_threads);
+  std::vector<std::int64_t> slot(static_cast<std::size_t>(n_nodes), -1);
+  for (std::size_t k = 0; k < opt.layers.size(); ++k)
+    slot[static_cast<std::size_t>(opt.layers[k])] = static_cast<std::int64_t>(k);
+  const bool standard = opt.parameterization == Parameterization::standard;
+
+  // Per-thread buffers, allocated once (see analytic_kernels): every node's tile of both
+  // kernels, then the input's.
+  struct Workspace {
+    std::vector<double> sigma, theta, dot, scratch;
+  };
+  std::vector<Workspace> workspaces(static_cast<std::size_t>(std::max(1, opt.n_threads)));
+
+  for_each_output_tile(n1, n2, opt.tile, symmetric, opt.n_threads, opt.poll, [&](std::int64_t i0, std::int64_t ni,
+                                                                              std::int64_t j0, std::int64_t nj,
+                                                                              int thread) {
+    Workspace& ws = workspaces[static_cast<std::size_t>(thread)];
+    const std::int64_t size = ni * nj;
+    ws.sigma.resize(static_cast<std::size_t>((n_nodes + 1) * size));
+    ws.theta.assign(ws.sigma.size(), 0.0);
+    ws.dot.resize(static_cast<std::size_t>(nj));
+    // Node k's tile at offset (k + 1) * size, the input's at 0.
+    const auto sigma = [&](std::int64_t k) { return ws.sigma.data() + (k + 1) * size; };
+    const auto theta = [&](std::int64_t k) { return ws.theta.data() + (k + 1) * size; };
+    input_kernel_tile(x1, i0, ni, x2, j0, nj, d, ws.scratch, sigma(-1), nj);
+    for (std::int64_t k = 0; k < n_nodes; ++k) {
+      const AnalyticNode& node = nodes[static_cast<std::size_t>(k)];
+      for (std::int64_t i = 0; i < ni; ++i) {
+        const double* s_in = sigma(node.input) + i * nj;
+        const double* t_in = theta(node.input) + i * nj;
+        double* s_out = sigma(k) + i * nj;
+        double* t_out = theta(k) + i * nj;
+        switch (node.kind) {
+          case AnalyticNodeKind::dense: analytic_detail::dense_row(node, standard, opt.ntk, s_in, t_in, nj, s_out, t_out); break;
+          case AnalyticNodeKind::activation:
+            duals[static_cast<std::size_t>(k)].row(q1[static_cast<std::size_t>((node.input + 1) * n1 + i0 + i)],
+                                                   q2.data() + (node.input + 1) * n2 + j0, s_in, nj, s_out,
+                                                   ws.dot.data());
+            if (opt.ntk)
+              for (std::int64_t j = 0; j < nj; ++j) t_out[j] = t_in[j] * ws.dot[static_cast<std::size_t>(j)];
+            break;
+          case AnalyticNodeKind::residual: {
+            const double scale2 = node.scale * node.scale;
+            const double* s_skip = sigma(node.skip) + i * nj;
+            const double* t_skip = theta(node.skip) + i * nj;
+            for (std::int64_t j = 0; j < nj; ++j) {
+              s_out[j] = s_skip[j] + scale2 * s_in[j];
+              t_out[j] = t_skip[j] + scale2 * t_in[j];
+            }
+            break;
+          }
+          case AnalyticNodeKind::identity:
+            std::copy(s_in, s_in + nj, s_out);
+            std::copy(t_in, t_in + nj, t_out);
+            break;
+        }
+      }
+      const std::int64_t out = slot[static_cast<std::size_t>(k)];
+      if (out < 0) continue;
+      for (std::int64_t i = 0; i < ni; ++i) {
+        if (opt.nngp)
+          std::copy(sigma(k) + i * nj, sigma(k) + (i + 1) * nj, nngp_out[static_cast<std::size_t>(out)] + (i0 + i) * n2 + j0);
+        if (opt.ntk)
+          std::copy(theta(k) + i * nj, theta(k) + (i + 1) * nj, ntk_out[static_cast<std::size_t>(out)] + (i0 + i) * n2 + j0);
+      }
+    }
+  });
+  if (symmetric) {
+    for (double* out : nngp_out) mirror_upper(out, n1, opt.n_threads);
+    for (double* out : ntk_out) mirror_upper(out, n1, opt.n_threads);
+  }
+}
+
+}  // namespace nnpk

@@ -1,0 +1,226 @@
+"""`nnpk demo architectures`: the prior kernel of random MLPs, CNNs and residual CNNs in kernel ridge.
+
+For each data set (digits as 8x8 images, MNIST-1D as signals of length 40), architecture, width
+(hidden units of the MLP, channels of the CNNs) and weight initialisation scheme, the Monte Carlo
+NNGP of the logits (the readout integrated exactly) is the kernel of a ridge classifier, the ridge
+chosen by GCV as in `nnpk demo`. Writes a Markdown table of test accuracies, a JSON of the figures
+and a PNG plot into the report folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from typing import Dict, List
+
+import numpy as np
+
+from . import __version__
+from ._architecture import INITS, Conv, Dense, Flatten, Network, Residual
+from ._demo import Dataset, _positive, _widths, evaluate, load_dataset
+from ._monte_carlo import monte_carlo
+from ._threads import resolve_n_threads
+
+ARCHITECTURES = ("MLP", "CNN", "ResCNN")
+# Points: all 1,797 digits; 2,000 of MNIST-1D's 5,000 as in `nnpk demo`.
+FULL = {"samples": {"digits": None, "mnist1d": 2000}, "widths": (16, 32, 64), "networks": 8, "inits": INITS}
+QUICK = {"samples": {"digits": 300, "mnist1d": 300}, "widths": (8, 16), "networks": 2,
+         "inits": ("gaussian", "orthogonal")}
+HE = math.sqrt(2.0)  # relu's W_std keeping the pre-activation variance
+B_STD = 0.1
+
+
+def network(architecture: str, width: int, dims: int, init: str) -> Network:
+    """Three hidden layers of `width` units or channels (3 or 3x3 kernels, "same" padding), relu,
+    then a Dense readout to 10 logits: the MLP on the flattened points, the CNNs on the
+    flattened feature maps; the residual CNN adds two blocks x + relu-conv(x) after its first conv."""
+    if architecture == "MLP":
+        layers = [Flatten()] + [layer for _ in range(3) for layer in (Dense(width, W_std=HE, b_std=B_STD), "relu")]
+    else:
+        conv = lambda: Conv(width, (3, 3) if dims == 2 else 3, W_std=HE, b_std=B_STD)
+        if architecture == "CNN":
+            layers = [layer for _ in range(3) for layer in (conv(), "relu")]
+        else:
+            layers = [conv()] + [Residual(["relu", conv()], scale=1.0 / math.sqrt(2)) for _ in range(2)] + ["relu"]
+        layers.append(Flatten())
+    return Network(layers + [Dense(10, b_std=B_STD)], init=init)
+
+
+def point_shape(data: Dataset) -> tuple:
+    """Digits as (8, 8, 1) images, MNIST-1D as (40, 1) signals."""
+    return (8, 8, 1) if data.name == "digits" else (data.x.shape[1], 1)
+
+
+def study(data: Dataset, *, widths, inits, networks: int, seed: int, threads: int, progress: bool) -> List[dict]:
+    """One row per (architecture, init, width): its test accuracy and the kernel's seconds."""
+    shape = point_shape(data)
+    x = data.x.reshape((len(data.x),) + shape).astype(np.float32)
+    rows = []
+    for architecture in ARCHITECTURES:
+        for init in inits:
+            for width in widths:
+                net = network(architecture, width, len(shape) - 1, init)
+                start = time.perf_counter()
+                kernel = monte_carlo(x, arch=net, n_networks=networks, seed=seed, dtype="float32", n_threads=threads)
+                seconds = time.perf_counter() - start
+                result = evaluate(kernel, data, "gcv")
+                rows.append({"architecture": architecture, "init": init, "width": width, "seconds": seconds,
+                             "test_accuracy": result["test_accuracy"], "relative_ridge": result["relative_ridge"]})
+                if progress:
+                    print(f"  {data.name} {architecture:6s} {init:16s} width {width:4d}: accuracy "
+                          f"{result['test_accuracy']:.3f} ({seconds:.1f} s)", flush=True)
+    return rows
+
+
+def run_demo(*, datasets=("digits", "mnist1d"), samples: Dict[str, int] = FULL["samples"], widths=FULL["widths"],
+             networks: int = FULL["networks"], inits=FULL["inits"], seed: int = 0, threads: int = 1,
+             progress: bool = False) -> dict:
+    start = time.perf_counter()
+    results = {"version": __version__,
+               "settings": {"datasets": list(datasets), "widths": list(widths), "networks": networks,
+                            "inits": list(inits), "seed": seed, "threads": threads, "W_std": HE, "b_std": B_STD},
+               "datasets": {}}
+    for name in datasets:
+        data = load_dataset(name, samples.get(name), seed)
+        results["datasets"][name] = {
+            "n_train": len(data.train), "n_test": len(data.test), "point_shape": list(point_shape(data)),
+            "chance": float(np.bincount(data.labels[data.test]).max() / len(data.test)),
+            "rows": study(data, widths=widths, inits=inits, networks=networks, seed=seed, threads=threads,
+                          progress=progress)}
+    results["seconds"] = time.perf_counter() - start
+    return results
+
+
+def table(results: dict) -> List[str]:
+    """Markdown: one row per (data set, architecture, init), one column per width."""
+    widths = results["settings"]["widths"]
+    lines = ["| data set | architecture | init | " + " | ".join(f"width {w}" for w in widths) + " |",
+             "| --- | --- | --- | " + " | ".join("---:" for _ in widths) + " |"]
+    for name, entry in results["datasets"].items():
+        cells: Dict[tuple, Dict[int, float]] = {}
+        for row in entry["rows"]:
+            cells.setdefault((row["architecture"], row["init"]), {})[row["width"]] = row["test_accuracy"]
+        for (architecture, init), by_width in cells.items():
+            lines.append(f"| {name} | {architecture} | {init} | "
+                         + " | ".join(f"{by_width[w]:.3f}" for w in widths) + " |")
+    return lines
+
+
+def markdown(results: dict, plot: str) -> str:
+    s = results["settings"]
+    lines = [f"# Prior kernels of random architectures (nnpk {results['version']})", "",
+             f"Test accuracy of kernel ridge classification (ridge by GCV) with the Monte Carlo NNGP of "
+             f"{s['networks']} random networks per kernel (readout integrated exactly, float32 forward passes). "
+             f"Architectures: three relu layers of `width` units (MLP on the flattened points) or channels (3 or 3x3 "
+             f"convolutions, 'same' padding; ResCNN: a conv then two residual blocks x + relu-conv(x) / sqrt 2), "
+             f"then Flatten and a Dense readout; W_std = sqrt 2, b_std = {s['b_std']}. Inputs centred and scaled to "
+             f"unit mean square per point.", ""]
+    for name, entry in results["datasets"].items():
+        lines.append(f"- {name}: points of shape {tuple(entry['point_shape'])}, {entry['n_train']} train / "
+                     f"{entry['n_test']} test, majority class {entry['chance']:.3f}")
+    lines += ["", *table(results), "", f"![accuracy against width]({plot})", "",
+              f"{results['seconds']:.0f} s on {s['threads']} threads.", ""]
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(results["datasets"])
+    figure = Figure(figsize=(5.5 * len(names), 4.2))
+    FigureCanvasAgg(figure)
+    axes = np.atleast_1d(figure.subplots(1, len(names), squeeze=False)[0])
+    styles = dict(zip(INITS, ("-", "--", ":", "-.")))
+    colors = dict(zip(ARCHITECTURES, ("tab:blue", "tab:orange", "tab:green")))
+    widths = results["settings"]["widths"]
+    for ax, name in zip(axes, names):
+        rows = results["datasets"][name]["rows"]
+        for architecture in ARCHITECTURES:
+            for init in results["settings"]["inits"]:
+                acc = [r["test_accuracy"] for r in rows if r["architecture"] == architecture and r["init"] == init]
+                ax.plot(widths, acc, marker="o", color=colors[architecture], linestyle=styles[init],
+                        label=f"{architecture}, {init}")
+        ax.axhline(results["datasets"][name]["chance"], color="grey", linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.set_xlabel("width (units or channels)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(name)
+        ax.grid(True, alpha=0.3)
+    axes[-1].legend(fontsize=7, ncol=1, loc="center right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def write_report(results: dict, folder: str) -> dict:
+    """architectures.md, architectures.json and architectures.png in `folder`; their paths by role."""
+    os.makedirs(folder, exist_ok=True)
+    files = {"markdown": "architectures.md", "json": "architectures.json", "plot": "architectures.png"}
+    with open(os.path.join(folder, files["json"]), "w") as f:
+        json.dump(results, f, indent=1, allow_nan=False)
+    with open(os.path.join(folder, files["markdown"]), "w") as f:
+        f.write(markdown(results, files["plot"]))
+    plot(results, os.path.join(folder, files["plot"]))
+    return {role: os.path.join(folder, file) for role, file in files.items()}
+
+
+def _inits(text: str) -> tuple:
+    inits = tuple(text.split(","))
+    unknown = [i for i in inits if i not in INITS]
+    if unknown or not inits:
+        raise argparse.ArgumentTypeError(f"inits must be among {', '.join(INITS)}, comma separated, got {text!r}")
+    return inits
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="nnpk demo architectures", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", type=lambda t: tuple(t.split(",")), default=("digits", "mnist1d"),
+                        help="digits, mnist1d or both, comma separated (mnist1d needs the mnist1d package; it is "
+                        "skipped with a note when absent)")
+    parser.add_argument("--widths", type=_widths, default=None, help="units or channels, comma separated (16,32,64)")
+    parser.add_argument("--networks", type=_positive, default=None, help="networks per Monte Carlo kernel (8)")
+    parser.add_argument("--inits", type=_inits, default=None, help=f"init schemes, comma separated ({','.join(INITS)})")
+    parser.add_argument("--samples", type=_positive, default=None,
+                        help="points per data set, a stratified subsample (default: all of digits, 2000 of MNIST-1D)")
+    parser.add_argument("--seed", type=int, default=0, help="split and networks")
+    parser.add_argument("--threads", type=int, default=None, help="default: all physical cores")
+    parser.add_argument("--out", default=os.path.join("nnpk-report", "architectures"), help="report folder")
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds, not minutes: 300 points, widths 8,16, 2 networks, gaussian and orthogonal")
+    args = parser.parse_args(argv)
+    unknown = [d for d in args.datasets if d not in ("digits", "mnist1d")]
+    if unknown or not args.datasets:
+        parser.error(f"--datasets must be digits, mnist1d or both, got {','.join(args.datasets)}")
+    datasets = list(args.datasets)
+    if "mnist1d" in datasets and importlib.util.find_spec("mnist1d") is None:
+        print("nnpk demo architectures: mnist1d is not installed (pip install 'nnpk[mnist1d]'): digits only",
+              file=sys.stderr)
+        datasets.remove("mnist1d")
+        if not datasets:
+            return 2
+    preset = QUICK if args.quick else FULL
+    samples = dict(preset["samples"])
+    if args.samples is not None:
+        samples = {name: args.samples for name in samples}
+    threads = resolve_n_threads(args.threads)
+    settings = dict(widths=args.widths or preset["widths"], networks=args.networks or preset["networks"],
+                    inits=args.inits or preset["inits"])
+    print(f"nnpk {__version__} demo architectures: {', '.join(datasets)}; {', '.join(ARCHITECTURES)}; widths "
+          f"{list(settings['widths'])}; {settings['networks']} networks per kernel; {threads} threads", flush=True)
+    from threadpoolctl import threadpool_limits
+
+    # LAPACK on one thread beside the engine's OpenMP workers (see `nnpk demo`).
+    with threadpool_limits(1, user_api="blas"):
+        results = run_demo(datasets=datasets, samples=samples, seed=args.seed, threads=threads, progress=True,
+                           **settings)
+        files = write_report(results, args.out)
+    print("\n".join(table(results)))
+    print(f"\n{results['seconds']:.1f} s; report: {os.path.abspath(args.out)} "
+          f"({', '.join(os.path.basename(p) for p in files.values())})")
+    return 0
