@@ -11,7 +11,7 @@ import pytest
 
 import nnpk
 from nnpk import _core
-from nnpk._monte_carlo import _kernel_sums, _tangent_sums
+from nnpk._monte_carlo import _conditional_sums, _kernel_sums, _tangent_sums
 from nnpk.store import CorruptTileError, IncompleteStoreError, StoreMismatchError, compute_tile
 
 pytest.importorskip("zarr")
@@ -46,6 +46,68 @@ def test_blocks_of_the_engine_equal_blocks_of_the_whole_kernel():
         sym = _tangent_sums(a, None, ARCH, **tangent, **common)[0]
         block = _tangent_sums(a[I], a[J], ARCH, **tangent, **common)[0]
         assert np.array_equal(block, sym[I, J]) and np.array_equal(block.T, sym[J, I])
+
+
+def test_sums_continued_in_place_equal_sums_continued_from_a_copy():
+    """The store accumulates each tile in a reused buffer (in_place): the same bits as the
+    engine's own zeroed output, and as continuing from a copied partial sum."""
+    a, b = points(150), points(100, seed=2)
+    common = dict(seed=3, n_threads=2)
+    tangent = dict(names=("nngp", "ntk"), weights=[True] * 3, biases=[True] * 3, per_layer=False, per_logit=False)
+    engines = {
+        "gram": lambda **kw: _kernel_sums(a, b, ARCH, all_layers=True, **common, **kw),
+        "conditional": lambda **kw: _conditional_sums(a, b, ARCH, layers=[0, 1], **common, **kw),
+        "tangent": lambda **kw: _tangent_sums(a, b, ARCH, **tangent, **common, **kw),
+    }
+    for name, run in engines.items():
+        whole = run(start=0, stop=5)
+        first = run(start=0, stop=2)
+        buffers = [np.zeros_like(s) for s in first]
+        out = run(start=0, stop=2, initial=buffers, in_place=True)
+        assert all(o is s for o, s in zip(out, buffers)), name
+        out = run(start=2, stop=5, initial=buffers, in_place=True)
+        assert all(o is s for o, s in zip(out, buffers)), name
+        copied = run(start=2, stop=5, initial=first)
+        for k in range(len(whole)):
+            assert np.array_equal(buffers[k], whole[k]) and np.array_equal(copied[k], whole[k]), (name, k)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda s: [s.astype(np.float32)], "C-contiguous float64"),
+    (lambda s: [np.asfortranarray(s)], "C-contiguous float64"),
+    (lambda s: [s[:, :50]], "C-contiguous float64"),
+    (lambda s: [np.zeros((150, 99))], "must have the output's shape"),
+    (lambda s: [s, s], "one partial sum per output"),
+    (lambda s: None, "in_place needs the partial sums"),
+])
+def test_in_place_sums_refuse_arrays_they_cannot_write_into(bad, match):
+    a, b = points(150), points(100, seed=2)
+    start = np.zeros((150, 100))
+    with pytest.raises(ValueError, match=match):
+        _kernel_sums(a, b, ARCH, all_layers=False, seed=0, start=0, stop=1, n_threads=1, initial=bad(start),
+                     in_place=True)
+    readonly = np.zeros((150, 100))
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        _kernel_sums(a, b, ARCH, all_layers=False, seed=0, start=0, stop=1, n_threads=1, initial=[readonly],
+                     in_place=True)
+
+
+def test_the_threads_executor_reuses_two_tile_buffers(tmp_path, monkeypatch):
+    """Tile k is written while tile k + 1 is computed: two buffers serve all the tiles."""
+    import nnpk._batch
+
+    made = []
+
+    class Recording(nnpk.store.TileBuffers):
+        def __init__(self, tile_size):
+            super().__init__(tile_size)
+            made.append(self)
+
+    monkeypatch.setattr(nnpk._batch, "TileBuffers", Recording)
+    store = nnpk.compute_to_store(tmp_path / "k", X1, X2, arch=ARCH, n_networks=3, tile_size=Q, n_threads=1)
+    assert len(store.tiles) == 6 and len(made) == 1 and len(made[0]._made) == 2
+    assert np.array_equal(store.to_numpy(), nnpk.monte_carlo(X1, X2, arch=ARCH, n_networks=3, n_threads=1))
 
 
 @pytest.mark.parametrize(
@@ -181,6 +243,26 @@ def test_equivalent_arguments_resume(tmp_path):
                           tile_size=Q)
 
 
+def test_chunks_are_the_bytes_zarr_writes(tmp_path):
+    """nnpk writes a finished tile's chunk itself (no copy of the tile): the same bytes as
+    zarr's own encoder gives the same block, interior and edge tiles alike."""
+    import zarr
+
+    store = nnpk.compute_to_store(tmp_path / "k", X1, points(130, seed=4), arch=ARCH, n_networks=2, tile_size=Q)
+    assert store._plain_chunks and store.grid == (3, 2)
+    reference = zarr.open_group(tmp_path / "zarr", mode="w").create_array(
+        "kernel", shape=store.shape, chunks=(Q, Q), dtype="float64", compressors=[zarr.codecs.Crc32cCodec()],
+        fill_value=np.nan)
+    for i, j in store.tiles:
+        rows, cols = store.bounds(i, j)
+        reference[rows, cols] = store.tile(i, j)
+        key = reference.metadata.encode_chunk_key((i, j))
+        with open(os.path.join(tmp_path, "zarr", "kernel", *key.split("/")), "rb") as f:
+            expected = f.read()
+        with open(store._chunk_path(i, j), "rb") as f:
+            assert f.read() == expected, (i, j)
+
+
 def flip_a_byte(path, offset=100):
     with open(path, "r+b") as f:
         f.seek(offset)
@@ -270,7 +352,7 @@ def test_memory_limits(tmp_path, monkeypatch):
     with pytest.raises(MemoryError, match="read it tile by tile with KernelStore.tile, or export it"):
         store.to_numpy()
     store.export(tmp_path / "k.npy")  # tile by tile: allowed
-    monkeypatch.setenv("NNPK_MEMORY_LIMIT", str(3 * 8 * Q * Q - 1))
+    monkeypatch.setenv("NNPK_MEMORY_LIMIT", str(2 * 8 * Q * Q - 1))  # the tile and the one being written
     with pytest.raises(MemoryError, match=r"tile \(0, 1\) \(96 x 96\) needs .* choose a smaller tile_size"):
         nnpk.compute_to_store(tmp_path / "k2", X1, arch=ARCH, n_networks=1, tile_size=Q)
 

@@ -111,9 +111,32 @@ NetworkView<T> network_view(const std::vector<DenseLayer>& layers, const py::lis
   return net;
 }
 
-// Float64 outputs of one shape, zero-filled or copied from `initial` (a list of arrays or None).
+// The arrays of `initial` themselves, continued in place: each a writeable C-contiguous
+// float64 array of `shapes[k]` (checked, so that nothing is copied or cast on the way).
+inline std::vector<py::array_t<double>> in_place_outputs(const std::vector<std::vector<py::ssize_t>>& shapes,
+                                                         const py::object& initial) {
+  if (initial.is_none()) throw py::value_error("in_place needs the partial sums in initial");
+  const py::list starts = initial.cast<py::list>();
+  if (starts.size() != shapes.size()) throw py::value_error("initial needs one partial sum per output");
+  std::vector<py::array_t<double>> outs;
+  for (std::size_t k = 0; k < shapes.size(); ++k) {
+    const py::handle h = starts[k];
+    if (!py::isinstance<py::array_t<double, py::array::c_style>>(h))
+      throw py::value_error("in-place partial sums must be C-contiguous float64 arrays");
+    auto a = py::reinterpret_borrow<py::array_t<double>>(h);
+    if (!a.writeable()) throw py::value_error("in-place partial sums must be writeable");
+    if (std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()) != shapes[k])
+      throw py::value_error("initial partial sums must have the output's shape");
+    outs.push_back(std::move(a));
+  }
+  return outs;
+}
+
+// Float64 outputs of one shape, zero-filled or copied from `initial` (a list of arrays or
+// None), or with in_place the arrays of `initial` themselves.
 inline std::vector<py::array_t<double>> make_outputs(std::size_t count, const std::vector<py::ssize_t>& shape,
-                                                     const py::object& initial) {
+                                                     const py::object& initial, bool in_place = false) {
+  if (in_place) return in_place_outputs(std::vector<std::vector<py::ssize_t>>(count, shape), initial);
   std::vector<py::array_t<double, py::array::c_style>> starts;
   if (!initial.is_none()) {
     for (const py::handle& h : initial.cast<py::list>()) starts.push_back(h.cast<py::array_t<double, py::array::c_style>>());
@@ -195,16 +218,25 @@ inline TangentOptions make_tangent_options(int n_threads, std::int64_t tile_rows
 // continued from `initial` when given, filled by engine(x1, n1, x2, n2, poll, sums) without the GIL.
 template <class T, class Spec, class Engine>
 py::list tangent_outputs(const py::array& x1, const py::object& x2, const Spec& spec, const TangentRequest& req,
-                         const py::object& progress, const py::object& initial, Engine&& engine) {
+                         const py::object& progress, const py::object& initial, Engine&& engine,
+                         bool in_place = false) {
   const Points p = check_points(x1, x2, spec.input_dim());
   const std::int64_t n_logits = spec.n_outputs();
   std::vector<py::array_t<double>> outs;
   const std::vector<py::ssize_t> shape = req.per_logit ? std::vector<py::ssize_t>{p.n1, p.n2, n_logits, n_logits}
                                                        : std::vector<py::ssize_t>{p.n1, p.n2};
-  std::vector<py::array_t<double>> tangent = make_outputs(req.n_tangent_outputs(spec.param_layers()), shape, py::none());
-  if (req.nngp) outs = make_outputs(1, {p.n1, p.n2}, py::none());
-  for (auto& t : tangent) outs.push_back(std::move(t));
-  if (!initial.is_none()) {
+  const std::size_t n_tangent = req.n_tangent_outputs(spec.param_layers());
+  if (in_place) {
+    std::vector<std::vector<py::ssize_t>> shapes;
+    if (req.nngp) shapes.push_back({p.n1, p.n2});
+    shapes.insert(shapes.end(), n_tangent, shape);
+    outs = in_place_outputs(shapes, initial);
+  } else {
+    std::vector<py::array_t<double>> tangent = make_outputs(n_tangent, shape, py::none());
+    if (req.nngp) outs = make_outputs(1, {p.n1, p.n2}, py::none());
+    for (auto& t : tangent) outs.push_back(std::move(t));
+  }
+  if (!in_place && !initial.is_none()) {
     const py::list starts = initial.cast<py::list>();
     if (starts.size() != outs.size()) throw py::value_error("initial needs one partial sum per output");
     for (std::size_t k = 0; k < outs.size(); ++k) {
@@ -245,7 +277,7 @@ void def_tangent(py::module_& m, const char* sums_name, const char* sums_doc, co
       [](const py::array& x1, const py::object& x2, const Spec& spec, std::uint64_t seed, std::uint64_t start,
          std::uint64_t stop, const std::vector<bool>& weights, const std::vector<bool>& biases, bool nngp,
          bool per_layer, bool per_logit, int n_threads, std::int64_t tile_rows, std::int64_t gram_tile,
-         std::int64_t panel_cols, const py::object& progress, const py::object& initial) {
+         std::int64_t panel_cols, const py::object& progress, const py::object& initial, bool in_place) {
         if (stop < start) throw py::value_error("stop must not be below start");
         const TangentRequest req = make_request(spec.param_layers(), weights, biases, nngp, per_layer, per_logit);
         TangentOptions opt = make_tangent_options(n_threads, tile_rows, gram_tile, panel_cols);
@@ -260,7 +292,8 @@ void def_tangent(py::module_& m, const char* sums_name, const char* sums_doc, co
                                       TangentOptions o = opt;
                                       o.poll = poll;
                                       tangent_monte_carlo<T>(spec, a, n1, b, n2, req, o, sums);
-                                    });
+                                    },
+                                    in_place);
         };
         if (x1.dtype().is(py::dtype::of<float>())) return run(float{});
         if (x1.dtype().is(py::dtype::of<double>())) return run(double{});
@@ -269,7 +302,7 @@ void def_tangent(py::module_& m, const char* sums_name, const char* sums_doc, co
       py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("seed"), py::arg("start"), py::arg("stop"),
       py::arg("weights"), py::arg("biases"), py::arg("nngp"), py::arg("per_layer"), py::arg("per_logit"),
       py::arg("n_threads"), py::arg("tile_rows"), py::arg("gram_tile"), py::arg("panel_cols"), py::arg("progress"),
-      py::arg("initial"), sums_doc);
+      py::arg("initial"), py::arg("in_place") = false, sums_doc);
 
   m.def(
       empirical_name,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 from typing import List, Optional
 
+import numpy as np
+
 from ._threads import resolve_n_threads
-from .store import KernelStore, Tile, compute_tile
+from .store import KernelStore, Tile, TileBuffers, compute_tile
 
 __all__ = ["run_tiles"]
 
@@ -64,15 +66,24 @@ def run_tiles(store: KernelStore, *, executor: str, client, n_threads, checkpoin
 
 
 def _run_here(store: KernelStore, todo: List[Tile], n_threads: int, checkpoint_seconds, bar: _TileBar) -> None:
-    # One writer thread stores tile k while the engine (which releases the GIL) computes tile k + 1.
+    # One writer thread stores tile k while the engine (which releases the GIL) computes tile k + 1;
+    # the two tile buffers take turns.
+    buffers = TileBuffers(store.tile_size)
+
+    def write(i: int, j: int, block: np.ndarray, record: dict) -> None:
+        try:
+            store._write_tile(i, j, block, record)
+        finally:
+            buffers.give(block)
+
     with cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnpk-store-writer") as writer:
         pending = None
         for i, j in todo:
             block, record = store._compute_block(i, j, n_threads=n_threads, checkpoint_seconds=checkpoint_seconds,
-                                                 progress=bar.networks)
+                                                 progress=bar.networks, buffers=buffers)
             if pending is not None:
                 pending.result()
-            pending = writer.submit(store._write_tile, i, j, block, record)
+            pending = writer.submit(write, i, j, block, record)
             del block  # the writer holds it now; do not keep it through the next tile too
             bar.tile_done()
         if pending is not None:

@@ -53,13 +53,14 @@ def _prepare(x1, x2, arch, dtype):
 
 def _kernel_sums(a1, a2, arch, *, seed, start, stop, all_layers, n_threads, progress=None, initial=None,
                  tile_rows=_DEFAULT_TILE_ROWS, gram_tile=_DEFAULT_GRAM_TILE, panel_cols=_DEFAULT_PANEL_COLS,
-                 kernel_layers=None):
+                 kernel_layers=None, in_place=False):
     """Float64 sums over networks [start, stop) of each kernel's un-normalised Gram.
 
     The kernels are every layer's (all_layers) or the output's, or the layers
     listed in `kernel_layers` (0-based, ascending; the readout is n_layers - 1).
     `initial` (the sums over networks [0, start)) continues a run: the result is
-    bitwise the sums over [0, stop)."""
+    bitwise the sums over [0, stop). With `in_place` the sums accumulate into the arrays of
+    `initial` (C-contiguous float64, writeable), which are returned."""
     if kernel_layers is None:
         kernel_layers = list(range(arch.n_layers)) if all_layers else [arch.n_layers - 1]
     n_kernels = len(kernel_layers)
@@ -67,13 +68,14 @@ def _kernel_sums(a1, a2, arch, *, seed, start, stop, all_layers, n_threads, prog
     check_memory(8 * a1.shape[0] * n2 * n_kernels, f"the output ({n_kernels} x {a1.shape[0]} x {n2} float64)")
     spec = arch._spec(a1.shape[1])
     return _core.monte_carlo_sums(a1, a2, spec, seed, start, stop, list(kernel_layers), n_threads,
-                                  tile_rows, gram_tile, panel_cols, progress, initial)
+                                  tile_rows, gram_tile, panel_cols, progress, initial, in_place)
 
 
 def _tangent_sums(a1, a2, arch, *, seed, start, stop, names, weights, biases, per_layer, per_logit, n_threads,
                   progress=None, initial=None, tile_rows=_DEFAULT_TILE_ROWS, gram_tile=_DEFAULT_NTK_TILE,
-                  panel_cols=_DEFAULT_PANEL_COLS):
-    """Float64 sums over networks [start, stop): [nngp], then the tangent outputs."""
+                  panel_cols=_DEFAULT_PANEL_COLS, in_place=False):
+    """Float64 sums over networks [start, stop): [nngp], then the tangent outputs (`initial`,
+    `in_place` as in _kernel_sums)."""
     n1, d = a1.shape
     n2 = n1 if a2 is None else a2.shape[0]
     n_out = ("nngp" in names) + (sum(weights) + sum(biases) if per_layer else 1)
@@ -83,7 +85,7 @@ def _tangent_sums(a1, a2, arch, *, seed, start, stop, names, weights, biases, pe
     check_tangent_memory(n1, n2, n_out, arch.out, per_logit, features)
     spec = arch._spec(d)
     return _core.tangent_sums(a1, a2, spec, seed, start, stop, weights, biases, "nngp" in names, per_layer,
-                              per_logit, n_threads, tile_rows, gram_tile, panel_cols, progress, initial)
+                              per_logit, n_threads, tile_rows, gram_tile, panel_cols, progress, initial, in_place)
 
 
 ESTIMATORS = ("sampled", "readout", "conditional")
@@ -99,8 +101,9 @@ def default_estimator(arch) -> str:
 
 
 def _conditional_sums(a1, a2, arch, *, seed, start, stop, layers, n_threads, progress=None, initial=None,
-                      tile_rows=_DEFAULT_TILE_ROWS, gram_tile=_DEFAULT_NTK_TILE):
-    """Float64 sums over networks [start, stop) of the conditional kernels of hidden `layers`."""
+                      tile_rows=_DEFAULT_TILE_ROWS, gram_tile=_DEFAULT_NTK_TILE, in_place=False):
+    """Float64 sums over networks [start, stop) of the conditional kernels of hidden `layers`
+    (`initial`, `in_place` as in _kernel_sums)."""
     n1 = a1.shape[0]
     n2 = n1 if a2 is None else a2.shape[0]
     widths = arch.widths(a1.shape[1])
@@ -108,7 +111,7 @@ def _conditional_sums(a1, a2, arch, *, seed, start, stop, layers, n_threads, pro
     check_memory(8 * n1 * n2 * len(layers) + features * a1.itemsize,
                  f"the output ({len(layers)} x {n1} x {n2} float64) and its per-network features")
     return _core.conditional_sums(a1, a2, arch._spec(a1.shape[1]), arch._unit_second_moment, seed, start, stop,
-                                  list(layers), n_threads, tile_rows, gram_tile, progress, initial)
+                                  list(layers), n_threads, tile_rows, gram_tile, progress, initial, in_place)
 
 
 def _input_kernel(a1, a2):
@@ -125,9 +128,9 @@ def _nngp_plan(a1, a2, arch, *, seed, layers, estimator, n_threads) -> Plan:
     if estimator == "sampled":
         kernel_layers = list(range(arch.n_layers)) if all_layers else [L]
         widths = arch.hidden + (arch.out,)
-        run = lambda start, stop, initial, progress=None: _kernel_sums(
+        run = lambda start, stop, initial, progress=None, in_place=False: _kernel_sums(
             a1, a2, arch, start=start, stop=stop, all_layers=False, kernel_layers=kernel_layers, initial=initial,
-            progress=progress, **kw)
+            progress=progress, in_place=in_place, **kw)
         return Plan(run, [KernelMap(i, 1.0 / widths[l]) for i, l in enumerate(kernel_layers)])
     # readout and conditional: hidden kernels estimated, the readout integrated exactly
     w2 = arch.w_stds[-1] ** 2
@@ -136,13 +139,14 @@ def _nngp_plan(a1, a2, arch, *, seed, layers, estimator, n_threads) -> Plan:
         return Plan(lambda *args, **kwargs: [_input_kernel(a1, a2)], [KernelMap(0, w2, b2)], exact=True)
     hidden = list(range(L)) if all_layers else [L - 1]
     if estimator == "readout":
-        run = lambda start, stop, initial, progress=None: _kernel_sums(
+        run = lambda start, stop, initial, progress=None, in_place=False: _kernel_sums(
             a1, a2, arch, start=start, stop=stop, all_layers=False, kernel_layers=hidden, initial=initial,
-            progress=progress, **kw)
+            progress=progress, in_place=in_place, **kw)
         scales = [1.0 / arch.hidden[l] for l in hidden]
     else:
-        run = lambda start, stop, initial, progress=None: _conditional_sums(
-            a1, a2, arch, start=start, stop=stop, layers=hidden, initial=initial, progress=progress, **kw)
+        run = lambda start, stop, initial, progress=None, in_place=False: _conditional_sums(
+            a1, a2, arch, start=start, stop=stop, layers=hidden, initial=initial, progress=progress,
+            in_place=in_place, **kw)
         scales = [1.0] * len(hidden)
     maps = [KernelMap(i, scales[i]) for i in range(len(hidden))] if all_layers else []
     maps.append(KernelMap(len(hidden) - 1, w2 * scales[-1], b2))
@@ -159,8 +163,9 @@ def _tangent_plan(a1, a2, arch, compiled, *, seed, with_nngp, weights, biases, p
     kw = dict(weights=weights, biases=biases, per_layer=per_layer, per_logit=per_logit, n_threads=n_threads)
     if compiled is None:
         out = arch.out
-        run = lambda start, stop, initial, progress=None: _tangent_sums(
-            a1, a2, arch, seed=seed, start=start, stop=stop, names=names, initial=initial, progress=progress, **kw)
+        run = lambda start, stop, initial, progress=None, in_place=False: _tangent_sums(
+            a1, a2, arch, seed=seed, start=start, stop=stop, names=names, initial=initial, progress=progress,
+            in_place=in_place, **kw)
     else:
         out = compiled.out
         run = lambda start, stop, initial, progress=None: network_tangent_sums(
