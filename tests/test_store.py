@@ -243,11 +243,15 @@ def test_equivalent_arguments_resume(tmp_path):
                           tile_size=Q)
 
 
-def test_chunks_are_the_bytes_zarr_writes(tmp_path):
-    """nnpk writes a finished tile's chunk itself (no copy of the tile): the same bytes as
-    zarr's own encoder gives the same block, interior and edge tiles alike."""
+@pytest.mark.parametrize("direct", [True, False], ids=["o_direct-where-possible", "buffered"])
+def test_chunks_are_the_bytes_zarr_writes(tmp_path, monkeypatch, direct):
+    """nnpk writes a finished tile's chunk itself (no copy of the tile, past the page cache
+    where it can): the same bytes as zarr's own encoder gives the same block, interior and
+    edge tiles alike."""
     import zarr
 
+    if not direct:
+        monkeypatch.setattr(nnpk.store, "_write_direct", lambda path, data: False)
     store = nnpk.compute_to_store(tmp_path / "k", X1, points(130, seed=4), arch=ARCH, n_networks=2, tile_size=Q)
     assert store._plain_chunks and store.grid == (3, 2)
     reference = zarr.open_group(tmp_path / "zarr", mode="w").create_array(
@@ -261,6 +265,21 @@ def test_chunks_are_the_bytes_zarr_writes(tmp_path):
             expected = f.read()
         with open(store._chunk_path(i, j), "rb") as f:
             assert f.read() == expected, (i, j)
+
+
+def test_direct_writes_need_alignment_and_write_exactly_the_bytes(tmp_path):
+    from nnpk.store import _write_direct, aligned_empty
+
+    data = aligned_empty(96 * 96)
+    data[:] = np.random.default_rng(0).standard_normal(data.size)
+    assert data.ctypes.data % 4096 == 0
+    raw = data.view(np.uint8)
+    assert not _write_direct(str(tmp_path / "a"), raw[8:8 + 4096]) and not os.path.exists(tmp_path / "a")
+    assert not _write_direct(str(tmp_path / "b"), raw[:4000]) and not os.path.exists(tmp_path / "b")
+    if not _write_direct(str(tmp_path / "c"), raw):
+        pytest.skip("no O_DIRECT on this platform or file system (the buffered write is tested above)")
+    with open(tmp_path / "c", "rb") as f:
+        assert f.read() == raw.tobytes()
 
 
 def flip_a_byte(path, offset=100):
