@@ -20,30 +20,13 @@ static py::list monte_carlo_sums_typed(const py::array& x1, const py::object& x2
   return as_list(outs);
 }
 
-static MonteCarloOptions make_options(std::uint64_t seed, std::uint64_t start, std::uint64_t stop,
-                                      const std::vector<std::int64_t>& layers, int n_threads, std::int64_t tile_rows,
-                                      std::int64_t gram_tile, std::int64_t panel_cols) {
-  if (stop < start) throw py::value_error("stop must not be below start");
-  if (n_threads < 1) throw py::value_error("n_threads must be positive");
-  MonteCarloOptions opt;
-  opt.seed = seed;
-  opt.start = start;
-  opt.stop = stop;
-  opt.layers = layers;
-  opt.n_threads = n_threads;
-  opt.tile_rows = tile_rows;
-  opt.gram_tile = gram_tile;
-  opt.panel_cols = panel_cols;
-  return opt;
-}
-
 void bind_monte_carlo(py::module_& m) {
   m.def(
       "monte_carlo_sums",
       [](const py::array& x1, const py::object& x2, const MLPSpec& spec, std::uint64_t seed, std::uint64_t start,
          std::uint64_t stop, const std::vector<std::int64_t>& layers, int n_threads, std::int64_t tile_rows, std::int64_t gram_tile,
          std::int64_t panel_cols, const py::object& progress, const py::object& initial, bool in_place) {
-        const MonteCarloOptions opt = make_options(seed, start, stop, layers, n_threads, tile_rows, gram_tile, panel_cols);
+        const MonteCarloOptions opt = monte_carlo_options(seed, start, stop, layers, n_threads, tile_rows, gram_tile, panel_cols);
         if (x1.dtype().is(py::dtype::of<float>()))
           return monte_carlo_sums_typed<float>(x1, x2, spec, opt, progress, initial, in_place);
         if (x1.dtype().is(py::dtype::of<double>()))
@@ -63,7 +46,7 @@ void bind_monte_carlo(py::module_& m) {
          std::uint64_t start, std::uint64_t stop, const std::vector<std::int64_t>& layers, int n_threads,
          std::int64_t tile_rows, std::int64_t gram_tile, const py::object& progress, const py::object& initial,
          bool in_place) {
-        MonteCarloOptions opt = make_options(seed, start, stop, layers, n_threads, tile_rows, gram_tile, 0);
+        MonteCarloOptions opt = monte_carlo_options(seed, start, stop, layers, n_threads, tile_rows, gram_tile, 0);
         const DualMap dual(spec.activation, true, kDefaultQuadratureOrder, unit_second_moment);
         auto run = [&](auto tag) {
           using T = decltype(tag);

@@ -112,17 +112,8 @@ void bind_sequential(py::module_& m) {
       [](const py::array& x1, const py::object& x2, const SequentialSpec& spec, std::uint64_t seed, std::uint64_t start,
          std::uint64_t stop, const std::vector<std::int64_t>& nodes, int n_threads, std::int64_t tile_rows,
          std::int64_t gram_tile, std::int64_t panel_cols, const py::object& progress, const py::object& initial) {
-        if (stop < start) throw py::value_error("stop must not be below start");
-        if (n_threads < 1) throw py::value_error("n_threads must be positive");
-        MonteCarloOptions opt;
-        opt.seed = seed;
-        opt.start = start;
-        opt.stop = stop;
-        opt.layers = nodes;
-        opt.n_threads = n_threads;
-        opt.tile_rows = tile_rows;
-        opt.gram_tile = gram_tile;
-        opt.panel_cols = panel_cols;
+        const MonteCarloOptions opt =
+            monte_carlo_options(seed, start, stop, nodes, n_threads, tile_rows, gram_tile, panel_cols);
         if (x1.dtype().is(py::dtype::of<float>())) return sequential_sums_typed<float>(x1, x2, spec, opt, progress, initial);
         if (x1.dtype().is(py::dtype::of<double>())) return sequential_sums_typed<double>(x1, x2, spec, opt, progress, initial);
         throw py::type_error("x1 must be float32 or float64");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "nnpk/forward.hpp"
+#include "nnpk/monte_carlo.hpp"
 #include "nnpk/ntk.hpp"
 #include "nnpk/parallel.hpp"
 
@@ -201,6 +202,24 @@ inline TangentRequest make_request(const std::vector<DenseLayer>& layers, const 
   req.per_layer = per_layer;
   req.per_logit = per_logit;
   return req;
+}
+
+// Options of a Monte Carlo run over networks [start, stop) of the kernels of `layers`.
+inline MonteCarloOptions monte_carlo_options(std::uint64_t seed, std::uint64_t start, std::uint64_t stop,
+                                             const std::vector<std::int64_t>& layers, int n_threads,
+                                             std::int64_t tile_rows, std::int64_t gram_tile, std::int64_t panel_cols) {
+  if (stop < start) throw py::value_error("stop must not be below start");
+  if (n_threads < 1) throw py::value_error("n_threads must be positive");
+  MonteCarloOptions opt;
+  opt.seed = seed;
+  opt.start = start;
+  opt.stop = stop;
+  opt.layers = layers;
+  opt.n_threads = n_threads;
+  opt.tile_rows = tile_rows;
+  opt.gram_tile = gram_tile;
+  opt.panel_cols = panel_cols;
+  return opt;
 }
 
 inline TangentOptions make_tangent_options(int n_threads, std::int64_t tile_rows, std::int64_t gram_tile,
