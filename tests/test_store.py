@@ -267,6 +267,21 @@ def test_chunks_are_the_bytes_zarr_writes(tmp_path, monkeypatch, direct):
             assert f.read() == expected, (i, j)
 
 
+@pytest.mark.parametrize("kernel, options", [
+    ("nngp", dict(n_networks=2, estimator="sampled")),
+    ("nngp", dict(n_networks=2, arch=nnpk.MLP(hidden=[16], out=3))),  # exact: one network's worth
+    ("analytic_ntk", dict()),
+    ("ntk", dict(n_networks=2)),
+])
+def test_every_kind_of_tile_is_offered_aligned_for_a_direct_write(tmp_path, monkeypatch, kernel, options):
+    offered = []
+    monkeypatch.setattr(nnpk.store, "_write_direct",
+                        lambda path, data: offered.append(data.ctypes.data % 4096 == 0 and data.nbytes % 4096 == 0))
+    options = {"arch": ARCH, **options}
+    store = nnpk.compute_to_store(tmp_path / "k", X1, X2, kernel=kernel, tile_size=Q, **options)
+    assert offered == [True] * len(store.tiles)
+
+
 def test_direct_writes_need_alignment_and_write_exactly_the_bytes(tmp_path):
     from nnpk.store import _write_direct, aligned_empty
 

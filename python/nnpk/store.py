@@ -531,11 +531,15 @@ class KernelStore:
             block = _analytic_kernels(a1, a2, arch, layers=[arch.n_layers - 1], kernels=[name], n_threads=n_threads,
                                       quadrature_order=spec["quadrature_order"],
                                       closed_form=spec["closed_form"])[name][0]
+            if buffers is not None:  # into a reused, aligned buffer, written past the page cache
+                block = _copy_into(buffers, block)
             networks = None
         else:
             plan = self._plan(arch, a1, a2, n_threads)
             if plan.exact:  # nothing random left: as monte_carlo does, one network's worth
                 block, networks = _finalize(plan, plan.run(0, 1, None), 1)[0], None
+                if buffers is not None:
+                    block = _copy_into(buffers, block)
             else:
                 block, networks = self._run_networks(plan, i, j, checkpoint_seconds, progress, buffers)
         # networks: those run here (a resumed tile ran the rest before); fraction: of the tile's work.
@@ -684,6 +688,12 @@ class TileBuffers:
             for buffer in self._made:
                 if buffer.base is owner and not any(f is buffer for f in self._free):
                     self._free.append(buffer)
+
+
+def _copy_into(buffers: TileBuffers, block: np.ndarray) -> np.ndarray:
+    out = buffers.take(block.shape)
+    out[...] = block
+    return out
 
 
 def _offset(progress, done: int):
