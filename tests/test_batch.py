@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -266,3 +267,35 @@ def test_mpiexec_two_processes_equal_in_memory(tmp_path):
     job.write_text(job.read_text().replace("seed = 3", "seed = 9"))
     out = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "seed is 3 in the store, 9 here" in out.stderr
+
+
+def test_a_job_computes_the_kernel_of_a_network(tmp_path):
+    x = np.random.default_rng(2).standard_normal((200, 12, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "job.toml").write_text(textwrap.dedent('''\
+        store = "store"
+        x1 = "x.npy"
+        kernel = "ntk"
+        n_networks = 3
+        seed = 5
+        dtype = "float32"
+        tile_size = 96
+        [arch]
+        type = "Network"
+        init = "truncated_normal"
+        layers = [{type = "Conv", channels = 6, kernel_size = 3, b_std = 0.1}, "relu",
+                  {type = "Residual", block = [{type = "Conv", channels = 6, kernel_size = 3}, "tanh"], scale = 0.5},
+                  {type = "GlobalAvgPool"}, {type = "Dense", width = 3, W_std = 1.3}]
+        '''))
+    out = nnpk_cli("compute", tmp_path / "job.toml", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    net = nnpk.Network([nnpk.Conv(6, 3, b_std=0.1), "relu", nnpk.Residual([nnpk.Conv(6, 3), "tanh"], scale=0.5),
+                        nnpk.GlobalAvgPool(), nnpk.Dense(3, W_std=1.3)], init="truncated_normal")
+    assert nnpk.open_store(tmp_path / "store").arch == net
+    assert "x1       (200, 24) (points of shape (12, 2)) float32" in nnpk_cli("status", tmp_path / "store").stdout
+    expected = nnpk.monte_carlo(x, arch=net, get="ntk", n_networks=3, seed=5, dtype="float32")
+    assert np.array_equal(nnpk.open_store(tmp_path / "store").to_numpy(), expected)
+    job = (tmp_path / "job.toml").read_text()
+    (tmp_path / "job.toml").write_text(job.replace('type = "Network"', 'type = "Network"\nwidth = 3'))
+    bad = nnpk_cli("compute", tmp_path / "job.toml", "--no-progress")
+    assert bad.returncode == 2 and "[arch]" in bad.stderr and "width" in bad.stderr

@@ -182,7 +182,7 @@ def test_resume_from_a_checkpoint_and_from_finished_tiles(tmp_path):
         os.unlink(store._chunk_path(i, j))
     rows, cols = store.bounds(0, 1)
     a1, a2 = np.ascontiguousarray(X1[rows]), np.ascontiguousarray(X1[cols])
-    partial = store._plan(ARCH, a1, a2, n_threads=1).run(0, 3, None)
+    partial = store._plan(ARCH, None, a1, a2, n_threads=1).run(0, 3, None)
     from nnpk.store import _save_checkpoint
 
     _save_checkpoint(store._partial_path(0, 1), partial, 3)
@@ -446,3 +446,68 @@ def test_peak_memory_stays_under_a_budget_smaller_than_the_kernel(tmp_path):
     x = np.random.default_rng(3).standard_normal((n, 8))
     expected = nnpk.monte_carlo(x, arch=nnpk.MLP(hidden=[16], out=2), n_networks=2)
     assert np.array_equal(np.load(tmp_path / "k.npy", mmap_mode="r"), expected)
+
+
+# ----------------------------------------------------------------------------- nnpk.Network in the store
+
+CNN = nnpk.Network([nnpk.Conv(6, (3, 3), W_std=1.4, b_std=0.1), "relu",
+                    nnpk.Residual([nnpk.Conv(6, (3, 3), padding="same"), nnpk.Activation("erf")], scale=0.5),
+                    nnpk.AvgPool((2, 2)), nnpk.Flatten(), nnpk.Dense(4, W_std=1.2, b_std=0.05)], init="orthogonal")
+IMAGES, IMAGES2 = points(150, d=36).reshape(150, 6, 6, 1), points(70, d=36, seed=5).reshape(70, 6, 6, 1)
+
+
+def test_a_network_description_survives_the_store_spec():
+    import json
+
+    from nnpk.store import _arch_from_spec, _arch_spec
+
+    nets = [CNN, nnpk.Network([nnpk.Conv(4, 5, stride=2, padding="valid"), nnpk.MaxPool(2, stride=1), "tanh",
+                               nnpk.GlobalAvgPool(), nnpk.Dense(3)], parameterization="standard", init="uniform")]
+    for net in nets:
+        assert _arch_from_spec(json.loads(json.dumps(_arch_spec(net)))) == net
+    assert _arch_spec(_arch_from_spec(_arch_spec(ARCH))) == _arch_spec(ARCH)  # per-layer stds, the same network
+
+
+@pytest.mark.parametrize("kernel, options", [
+    ("nngp", dict(n_networks=3)),  # the readout estimator, monte_carlo's default for a Network ending with Dense
+    ("nngp", dict(n_networks=3, estimator="sampled", dtype="float32")),
+    ("ntk", dict(n_networks=2)),
+    ("ntk", dict(n_networks=2, wrt=[1, 2])),
+])
+@pytest.mark.parametrize("second", [False, True], ids=["symmetric", "x2"])
+def test_store_of_a_conv_network_equals_monte_carlo(tmp_path, kernel, options, second):
+    x2 = IMAGES2 if second else None
+    store = nnpk.compute_to_store(tmp_path / "k", IMAGES, x2, arch=CNN, kernel=kernel, tile_size=Q, **options)
+    expected = nnpk.monte_carlo(IMAGES, x2, arch=CNN, get=kernel, **options)
+    assert store.arch == CNN and store.spec["point_shape"] == [6, 6, 1]
+    assert np.array_equal(store.to_numpy(), expected)
+
+
+def test_store_of_a_dense_network_equals_analytic(tmp_path):
+    net = nnpk.Network([nnpk.Dense(32, W_std=1.4, b_std=0.1), "relu", nnpk.Dense(3, W_std=1.1)])
+    store = nnpk.compute_to_store(tmp_path / "k", X1, X2, arch=net, kernel="analytic_ntk", tile_size=Q)
+    assert np.array_equal(store.to_numpy(), nnpk.analytic(X1, X2, arch=net, get="ntk"))
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(arch=nnpk.Network(CNN.layers, init="gaussian")), "arch.init is 'orthogonal' in the store, 'gaussian' here"),
+    (dict(arch=nnpk.Network(CNN.layers[:-1] + (nnpk.Dense(5, W_std=1.2, b_std=0.05),), init="orthogonal")),
+     r"arch.layers is .* in the store"),
+    (dict(x1=IMAGES.reshape(150, 36, 1), arch=nnpk.Network([nnpk.Conv(6, 3), "relu", nnpk.Flatten(), nnpk.Dense(4)])),
+     r"point_shape is \[6, 6, 1\] in the store, \[36, 1\] here"),
+])
+def test_resume_with_another_network_is_refused(tmp_path, change, match):
+    nnpk.compute_to_store(tmp_path / "k", IMAGES, arch=CNN, n_networks=2, tile_size=Q)
+    with pytest.raises(StoreMismatchError, match=match):
+        nnpk.compute_to_store(tmp_path / "k", **{"x1": IMAGES, "arch": CNN, "n_networks": 2, "tile_size": Q, **change})
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(kernel="analytic_nngp"), ValueError, r"layer 0 \(Conv kernel 3 x 3, padding 'same'\) is a convolution"),
+    (dict(kernel="nngp", n_networks=2, estimator="conditional"), ValueError, "takes 'readout' or 'sampled'"),
+    (dict(kernel="nngp", n_networks=2, x1=IMAGES[..., 0]), ValueError, "points"),
+])
+def test_networks_the_store_cannot_do_are_refused_before_it_exists(tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        nnpk.compute_to_store(tmp_path / "k", **{"x1": IMAGES, "arch": CNN, "tile_size": Q, **kwargs})
+    assert not os.path.exists(tmp_path / "k")

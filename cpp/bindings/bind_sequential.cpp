@@ -45,9 +45,10 @@ static SequentialSpec make_spec(const std::vector<std::int64_t>& input_shape, st
 
 template <class T>
 static py::list sequential_sums_typed(const py::array& x1, const py::object& x2, const SequentialSpec& spec,
-                                      MonteCarloOptions opt, const py::object& progress, const py::object& initial) {
+                                      MonteCarloOptions opt, const py::object& progress, const py::object& initial,
+                                      bool in_place) {
   const Points p = check_points(x1, x2, spec.input.size());
-  auto outs = make_outputs(opt.layers.empty() ? 1 : opt.layers.size(), {p.n1, p.n2}, initial);
+  auto outs = make_outputs(opt.layers.empty() ? 1 : opt.layers.size(), {p.n1, p.n2}, initial, in_place);
   const std::vector<double*> sums = data_pointers(outs);
   run_without_gil(progress, [&](auto poll) {
     opt.poll = poll;
@@ -111,16 +112,17 @@ void bind_sequential(py::module_& m) {
       "sequential_sums",
       [](const py::array& x1, const py::object& x2, const SequentialSpec& spec, std::uint64_t seed, std::uint64_t start,
          std::uint64_t stop, const std::vector<std::int64_t>& nodes, int n_threads, std::int64_t tile_rows,
-         std::int64_t gram_tile, std::int64_t panel_cols, const py::object& progress, const py::object& initial) {
+         std::int64_t gram_tile, std::int64_t panel_cols, const py::object& progress, const py::object& initial,
+         bool in_place) {
         const MonteCarloOptions opt =
             monte_carlo_options(seed, start, stop, nodes, n_threads, tile_rows, gram_tile, panel_cols);
-        if (x1.dtype().is(py::dtype::of<float>())) return sequential_sums_typed<float>(x1, x2, spec, opt, progress, initial);
-        if (x1.dtype().is(py::dtype::of<double>())) return sequential_sums_typed<double>(x1, x2, spec, opt, progress, initial);
+        if (x1.dtype().is(py::dtype::of<float>())) return sequential_sums_typed<float>(x1, x2, spec, opt, progress, initial, in_place);
+        if (x1.dtype().is(py::dtype::of<double>())) return sequential_sums_typed<double>(x1, x2, spec, opt, progress, initial, in_place);
         throw py::type_error("x1 must be float32 or float64");
       },
       py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("seed"), py::arg("start"), py::arg("stop"),
       py::arg("nodes"), py::arg("n_threads"), py::arg("tile_rows"), py::arg("gram_tile"), py::arg("panel_cols"),
-      py::arg("progress"), py::arg("initial"),
+      py::arg("progress"), py::arg("initial"), py::arg("in_place") = false,
       "Sums over networks [start, stop) of the un-normalised Gram of each node's features in `nodes` (its\n"
       "output, averaged over positions when spatial; empty: the logits), in float64, continued from `initial`");
 

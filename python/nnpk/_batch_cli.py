@@ -24,9 +24,8 @@ import traceback
 
 import numpy as np
 
-from ._arch import MLP
 from .store import (DEFAULT_CHECKPOINT_SECONDS, DEFAULT_TILE_SIZE, CorruptTileError, IncompleteStoreError,
-                    StoreMismatchError, compute_to_store, open_store)
+                    StoreMismatchError, _arch_from_spec, compute_to_store, open_store)
 
 __all__ = ["register", "EXIT_OK", "EXIT_FAILED", "EXIT_INVALID", "EXIT_CORRUPT", "EXIT_INCOMPLETE"]
 
@@ -71,7 +70,8 @@ def load_job(path: str) -> dict:
         if key not in job:
             raise JobError(f"{path}: missing key {key!r}")
     if not isinstance(job["arch"], dict):
-        raise JobError(f"{path}: arch must be a table ([arch] with hidden = [...], out = ..., ...)")
+        raise JobError(f"{path}: arch must be a table ([arch] with hidden = [...], out = ..., ...; or "
+                       f"type = \"Network\" and layers = [...])")
     run = job.pop("run", {})
     if not isinstance(run, dict):
         raise JobError(f"{path}: run must be a table ([run] with executor = ..., ...)")
@@ -88,9 +88,9 @@ def load_job(path: str) -> dict:
             except (OSError, ValueError) as e:
                 raise JobError(f"{path}: cannot load {name} = {job[name]!r}: {e}") from None
     try:
-        job["arch"] = MLP(**job["arch"])
-    except TypeError as e:
-        raise JobError(f"{path} [arch]: {e}") from None
+        job["arch"] = _arch_from_spec(job["arch"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise JobError(f"{path} [arch]: {e!s}") from None
     if "scheduler_file" in run:
         run["scheduler_file"] = resolve(run["scheduler_file"])
     return {**job, "run": run}
@@ -151,7 +151,9 @@ def _describe(store, status: dict) -> str:
     for name in ("x1", "x2"):
         inp = spec["inputs"][name]
         if inp is not None:
-            lines.append(f"{name:<8} {tuple(inp['shape'])} {np.dtype(inp['dtype']).name}, sha256 {inp['sha256'][:16]}...")
+            points = "" if spec.get("point_shape") is None else f" (points of shape {tuple(spec['point_shape'])})"
+            lines.append(f"{name:<8} {tuple(inp['shape'])}{points} {np.dtype(inp['dtype']).name}, "
+                         f"sha256 {inp['sha256'][:16]}...")
     n1, n2 = spec["shape"]
     lines.append(f"output   {n1} x {n2} float64{' (symmetric: tiles on and above the diagonal)' if spec['symmetric'] else ''}"
                  f", tiles of {spec['tile_size']}")

@@ -168,9 +168,9 @@ def _tangent_plan(a1, a2, arch, compiled, *, seed, with_nngp, weights, biases, p
             in_place=in_place, **kw)
     else:
         out = compiled.out
-        run = lambda start, stop, initial, progress=None: network_tangent_sums(
+        run = lambda start, stop, initial, progress=None, in_place=False: network_tangent_sums(
             a1, a2, compiled, seed=seed, start=start, stop=stop, nngp=with_nngp, initial=initial, progress=progress,
-            **kw)
+            in_place=in_place, **kw)
     maps = [KernelMap(0, 1.0 / out)] if with_nngp else []
     return Plan(run, maps + tangent_maps(int(with_nngp), n_out, out, per_logit))
 

@@ -41,14 +41,15 @@ def readout_layer(network: Network) -> Optional[Dense]:
 
 def node_sums(a1, a2, compiled: Compiled, nodes: List[int], *, seed, start, stop, n_threads, progress=None,
               initial=None, tile_rows=_DEFAULT_TILE_ROWS, gram_tile=_DEFAULT_GRAM_TILE,
-              panel_cols=_DEFAULT_PANEL_COLS) -> List[np.ndarray]:
+              panel_cols=_DEFAULT_PANEL_COLS, in_place=False) -> List[np.ndarray]:
     """Float64 sums over networks [start, stop) of each node's un-normalised feature Gram (a
-    spatial node's features averaged over positions), continued from `initial`."""
+    spatial node's features averaged over positions), continued from `initial` (in place: in
+    its arrays themselves)."""
     n1 = a1.shape[0]
     n2 = n1 if a2 is None else a2.shape[0]
     check_memory(8 * n1 * n2 * len(nodes), f"the output ({len(nodes)} x {n1} x {n2} float64)")
     return _core.sequential_sums(a1, a2, compiled.spec, seed, start, stop, list(nodes), n_threads, tile_rows,
-                                 gram_tile, panel_cols, progress, initial)
+                                 gram_tile, panel_cols, progress, initial, in_place)
 
 
 def network_nngp_plan(a1, a2, network: Network, compiled: Compiled, *, seed, layers, estimator, n_threads) -> Plan:
@@ -75,9 +76,9 @@ def network_nngp_plan(a1, a2, network: Network, compiled: Compiled, *, seed, lay
         if source not in nodes:
             nodes.append(source)
         maps.append(KernelMap(nodes.index(source), w2 / n_in, b2))
-    run = lambda start, stop, initial, progress=None: node_sums(
+    run = lambda start, stop, initial, progress=None, in_place=False: node_sums(
         a1, a2, compiled, nodes, seed=seed, start=start, stop=stop, n_threads=n_threads, initial=initial,
-        progress=progress)
+        progress=progress, in_place=in_place)
     return Plan(run, maps)
 
 
@@ -100,7 +101,8 @@ def check_tangent_network(compiled: Compiled) -> None:
 
 def network_tangent_sums(a1, a2, compiled: Compiled, *, seed, start, stop, nngp, weights, biases, per_layer,
                          per_logit, n_threads, progress=None, initial=None, tile_rows=_DEFAULT_TILE_ROWS,
-                         gram_tile=_DEFAULT_NTK_TILE, panel_cols=_DEFAULT_PANEL_COLS) -> List[np.ndarray]:
+                         gram_tile=_DEFAULT_NTK_TILE, panel_cols=_DEFAULT_PANEL_COLS,
+                         in_place=False) -> List[np.ndarray]:
     """Float64 sums over networks [start, stop): [nngp], then the tangent outputs (as tangent_sums)."""
     n1 = a1.shape[0]
     n2 = n1 if a2 is None else a2.shape[0]
@@ -108,7 +110,8 @@ def network_tangent_sums(a1, a2, compiled: Compiled, *, seed, start, stop, nngp,
     features = network_feature_bytes(compiled, n1 + (0 if a2 is None else n2), weights, biases, a1.itemsize)
     check_tangent_memory(n1, n2, n_out, compiled.out, per_logit, features)
     return _core.sequential_tangent_sums(a1, a2, compiled.spec, seed, start, stop, weights, biases, nngp, per_layer,
-                                         per_logit, n_threads, tile_rows, gram_tile, panel_cols, progress, initial)
+                                         per_logit, n_threads, tile_rows, gram_tile, panel_cols, progress, initial,
+                                         in_place)
 
 
 def network_params(network: Network, input_shape, seed: int, index: int) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:

@@ -32,8 +32,8 @@ class KernelMap:
 class Plan:
     """How an estimate is computed: `run(start, stop, initial, progress)` returns
     the raw float64 sums over networks [start, stop) continued from `initial`
-    (progress: None or a callable taking the networks done); the plans of MLPs
-    also take `in_place=True`, accumulating into the arrays of `initial` themselves
+    (progress: None or a callable taking the networks done); plans that are
+    not exact also take `in_place=True`, accumulating into the arrays of `initial` themselves
     (the store's reused tile buffers). `kernels` maps the sums to the returned
     kernels. `exact` plans need no networks at all."""
 

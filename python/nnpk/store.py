@@ -4,7 +4,8 @@ A store is a directory::
 
     STORE/kernel.zarr/        Zarr v3 group; its attribute "nnpk" is the spec
         kernel                (n1, n2) float64, one chunk per tile, crc32c-checked
-        x1, x2                the inputs in the forward-pass dtype (x2 only if given)
+        x1, x2                the inputs in the forward-pass dtype (x2 only if given); a
+                              Network's points flattened (spec "point_shape")
     STORE/partial/I-J.npz     a long tile's float64 partial sum and its network count
     STORE/tiles/I-J.json      when and how fast each finished tile was computed
     STORE/run.json            the last run's executor and worker count
@@ -24,16 +25,20 @@ import shutil
 import socket
 import threading
 import time
+import dataclasses
 import uuid
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _core
 from ._arch import MLP
-from ._analytic import DEFAULT_QUADRATURE_ORDER, _analytic_kernels
+from ._analytic import DEFAULT_QUADRATURE_ORDER, _analytic_kernels, _network_analytic, network_analytic_nodes
+from ._architecture import LAYER_TYPES, Network, Residual
 from ._monte_carlo import ESTIMATORS, _nngp_plan, _prepare, _tangent_plan, default_estimator
+from ._sequential import (check_tangent_network, network_feature_bytes, network_nngp_plan, prepare_network_points,
+                          readout_layer)
 from ._params import SEED_MAX
 from ._streaming import _finalize
 from ._tangent import feature_bytes, parse_wrt
@@ -92,7 +97,48 @@ def _zarr():
 # ----------------------------------------------------------------------------- spec
 
 
-def _arch_spec(arch: MLP) -> dict:
+def _layer_spec(layer) -> Union[dict, str]:
+    """A layer as JSON-able data: its type and fields (tuples as lists), blocks recursively."""
+    out = {"type": type(layer).__name__}
+    for field in dataclasses.fields(layer):
+        value = getattr(layer, field.name)
+        if isinstance(layer, Residual) and field.name == "block":
+            value = [_layer_spec(inner) for inner in value]
+        out[field.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+_LAYERS = {cls.__name__: cls for cls in LAYER_TYPES}
+
+
+def _layer_from_spec(spec):
+    """A layer from `_layer_spec` data (or a job file's table); an activation name stays a name."""
+    if isinstance(spec, str):
+        return spec
+    if not isinstance(spec, dict) or spec.get("type") not in _LAYERS:
+        raise ValueError(f"a layer must be an activation name or a table with type = one of "
+                         f"{', '.join(_LAYERS)}, got {spec!r}")
+    kwargs = {key: tuple(value) if isinstance(value, list) else value for key, value in spec.items() if key != "type"}
+    if spec["type"] == "Residual" and isinstance(spec.get("block"), list):
+        kwargs["block"] = tuple(_layer_from_spec(inner) for inner in spec["block"])
+    return _LAYERS[spec["type"]](**kwargs)
+
+
+def _arch_from_spec(spec: dict) -> Union[MLP, Network]:
+    """The architecture `_arch_spec` describes (also the [arch] table of a job file)."""
+    if spec.get("type") == "Network":
+        options = {key: value for key, value in spec.items() if key not in ("type", "layers")}
+        layers = spec.get("layers")
+        if not isinstance(layers, list):
+            raise ValueError(f"a Network needs layers = [...], got {layers!r}")
+        return Network(layers=tuple(_layer_from_spec(layer) for layer in layers), **options)
+    return MLP(**spec)
+
+
+def _arch_spec(arch: Union[MLP, Network]) -> dict:
+    if isinstance(arch, Network):
+        return {"type": "Network", "layers": [_layer_spec(layer) for layer in arch.layers],
+                "parameterization": arch.parameterization, "init": arch.init}
     # Per-layer stds as floats: MLP(W_std=1) and MLP(W_std=[1.0, 1.0]) are the same network.
     return {
         "hidden": list(arch.hidden),
@@ -154,7 +200,22 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype,
         if kernel == "nngp":
             if estimator is not None and estimator not in ESTIMATORS:
                 raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
-    arch, a1, a2 = _prepare(x1, x2, arch, dtype)
+    point_shape = None
+    if isinstance(arch, Network):  # checked as monte_carlo and analytic check it, before any store exists
+        compiled, a1, a2 = prepare_network_points(x1, x2, arch, dtype)
+        point_shape = list(compiled.input_shape)
+        if analytic:
+            network_analytic_nodes(arch, compiled.input_shape)
+        elif kernel == "ntk":
+            check_tangent_network(compiled)
+        elif estimator == "conditional":
+            raise ValueError("estimator='conditional' integrates an MLP's last hidden layer by its dual map; an "
+                             "nnpk.Network takes 'readout' or 'sampled'")
+        elif estimator == "readout" and readout_layer(arch) is None:
+            raise ValueError(f"estimator='readout' integrates a final Dense layer; this network ends with "
+                             f"{arch.layers[-1].describe()}: use estimator='sampled'")
+    else:
+        arch, a1, a2 = _prepare(x1, x2, arch, dtype)
     if kernel == "nngp" and estimator is None:  # as monte_carlo chooses
         estimator = default_estimator(arch)
     weights, biases = parse_wrt(wrt, arch.has_bias)
@@ -172,6 +233,7 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype,
         "closed_form": closed_form,
         "tile_size": _check_tile_size(tile_size),
         "shape": [a1.shape[0], a1.shape[0] if a2 is None else a2.shape[0]],
+        "point_shape": point_shape,  # a Network's points, stored flat; None for an MLP
         "symmetric": a2 is None,
         "inputs": {"x1": _points_spec(a1), "x2": None if a2 is None else _points_spec(a2)},
     }
@@ -362,8 +424,8 @@ class KernelStore:
         return r * (r + 1) // 2 if self.symmetric and i == j else r * c
 
     @property
-    def arch(self) -> MLP:
-        return MLP(**self.spec["arch"])
+    def arch(self) -> Union[MLP, Network]:
+        return _arch_from_spec(self.spec["arch"])
 
     # -- state
     def _chunk_path(self, i: int, j: int) -> str:
@@ -519,23 +581,30 @@ class KernelStore:
         diagonal = self.symmetric and i == j
         a2 = None if diagonal else self.points("x1" if self.symmetric else "x2", j)
         r, c = a1.shape[0], a1.shape[0] if a2 is None else a2.shape[0]
+        network = isinstance(arch, Network)
+        compiled = arch.compile(spec["point_shape"]) if network else None
         # The sum (normalised in place) and the tile written meanwhile.
         need = 2 * 8 * r * c
         if spec["kernel"] == "ntk":
-            need += feature_bytes(arch, a1.shape[1], r + (0 if a2 is None else c), spec["wrt"]["weights"],
-                                  a1.itemsize, False)
+            weights, rows = spec["wrt"]["weights"], r + (0 if a2 is None else c)
+            need += (network_feature_bytes(compiled, rows, weights, spec["wrt"]["biases"], a1.itemsize) if network
+                     else feature_bytes(arch, a1.shape[1], rows, weights, a1.itemsize, False))
         check_memory(need, f"tile ({i}, {j}) ({r} x {c})", advice="choose a smaller tile_size")
         started = time.perf_counter()
         if spec["kernel"].startswith("analytic_"):
             name = spec["kernel"][len("analytic_"):]
-            block = _analytic_kernels(a1, a2, arch, layers=[arch.n_layers - 1], kernels=[name], n_threads=n_threads,
-                                      quadrature_order=spec["quadrature_order"],
-                                      closed_form=spec["closed_form"])[name][0]
+            options = dict(kernels=[name], n_threads=n_threads, quadrature_order=spec["quadrature_order"],
+                           closed_form=spec["closed_form"])
+            if network:
+                shaped = lambda a: None if a is None else a.reshape(a.shape[0], *spec["point_shape"])
+                block = _network_analytic(shaped(a1), shaped(a2), arch, layers="output", **options)[name][0]
+            else:
+                block = _analytic_kernels(a1, a2, arch, layers=[arch.n_layers - 1], **options)[name][0]
             if buffers is not None:  # into a reused, aligned buffer, written past the page cache
                 block = _copy_into(buffers, block)
             networks = None
         else:
-            plan = self._plan(arch, a1, a2, n_threads)
+            plan = self._plan(arch, compiled, a1, a2, n_threads)
             if plan.exact:  # nothing random left: as monte_carlo does, one network's worth
                 block, networks = _finalize(plan, plan.run(0, 1, None), 1)[0], None
                 if buffers is not None:
@@ -548,12 +617,15 @@ class KernelStore:
                   "host": socket.gethostname(), "pid": os.getpid(), "finished": None}
         return block, record
 
-    def _plan(self, arch, a1, a2, n_threads):
+    def _plan(self, arch, compiled, a1, a2, n_threads):
+        """The engine's plan for the tile's points, as monte_carlo makes it (compiled: a
+        Network's, else None)."""
         spec = self.spec
         if spec["kernel"] == "nngp":
-            return _nngp_plan(a1, a2, arch, seed=spec["seed"], layers="output", estimator=spec["estimator"],
-                              n_threads=n_threads)
-        return _tangent_plan(a1, a2, arch, None, seed=spec["seed"], with_nngp=False, weights=spec["wrt"]["weights"],
+            kw = dict(seed=spec["seed"], layers="output", estimator=spec["estimator"], n_threads=n_threads)
+            return (network_nngp_plan(a1, a2, arch, compiled, **kw) if compiled is not None
+                    else _nngp_plan(a1, a2, arch, **kw))
+        return _tangent_plan(a1, a2, arch, compiled, seed=spec["seed"], with_nngp=False, weights=spec["wrt"]["weights"],
                              biases=spec["wrt"]["biases"], per_layer=False, per_logit=False, n_threads=n_threads)
 
     def _run_networks(self, plan, i: int, j: int, checkpoint_seconds: Optional[float], progress,
@@ -820,8 +892,9 @@ def compute_to_store(path, x1, x2=None, *, arch, kernel: str = "nngp", n_network
         resumed: only its missing tiles are computed, after checking that it was made
         with the same spec and the same inputs (else ``StoreMismatchError``).
     x1, x2, arch
-        As in ``nnpk.monte_carlo``. Without x2 the kernel is symmetric and only the
-        tiles on and above the diagonal are computed.
+        As in ``nnpk.monte_carlo``: an ``nnpk.MLP`` or an ``nnpk.Network`` (for the
+        analytic kernels, one that ``nnpk.analytic`` can do). Without x2 the kernel is
+        symmetric and only the tiles on and above the diagonal are computed.
     kernel : "nngp", "ntk", "analytic_nngp" or "analytic_ntk"
         The output kernel: Monte Carlo at finite width, or infinite-width.
     n_networks, seed, estimator, wrt, dtype
