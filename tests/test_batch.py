@@ -299,3 +299,24 @@ def test_a_job_computes_the_kernel_of_a_network(tmp_path):
     (tmp_path / "job.toml").write_text(job.replace('type = "Network"', 'type = "Network"\nwidth = 3'))
     bad = nnpk_cli("compute", tmp_path / "job.toml", "--no-progress")
     assert bad.returncode == 2 and "[arch]" in bad.stderr and "width" in bad.stderr
+
+
+def test_the_local_dask_cluster_of_a_job_monitors_less(monkeypatch):
+    """`nnpk compute --executor dask` without a scheduler starts a LocalCluster with DASK_CONFIG."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    from nnpk._batch_cli import _dask_client
+
+    seen = {}
+
+    def cluster(**kwargs):
+        seen.update({key: dask.config.get(key) for key in nnpk.store.DASK_CONFIG}, **kwargs)
+        return "cluster"
+
+    monkeypatch.setattr(distributed, "LocalCluster", cluster)
+    monkeypatch.setattr(distributed, "Client", lambda c: ("client", c))
+    assert _dask_client({}) == ("client", "cluster")
+    assert seen["distributed.worker.profile.enabled"] is False and seen["distributed.admin.tick.interval"] == "1s"
+    assert seen["threads_per_worker"] == 1
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # only while the cluster starts

@@ -103,9 +103,13 @@ def _dask_client(run: dict):
         return distributed.Client(scheduler_file=run["scheduler_file"])
     if "scheduler_address" in run:
         return distributed.Client(run["scheduler_address"])
-    from ._threads import physical_cores
+    import dask
 
-    cluster = distributed.LocalCluster(n_workers=physical_cores(), threads_per_worker=1, dashboard_address=None)
+    from ._threads import physical_cores
+    from .store import DASK_CONFIG
+
+    with dask.config.set(DASK_CONFIG):  # read by the scheduler here and sent to the workers by their nannies
+        cluster = distributed.LocalCluster(n_workers=physical_cores(), threads_per_worker=1, dashboard_address=None)
     return distributed.Client(cluster)
 
 

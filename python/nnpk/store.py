@@ -46,6 +46,7 @@ from ._threads import resolve_n_threads
 from ._validate import check_int, check_memory, compute_dtype
 
 __all__ = [
+    "DASK_CONFIG",
     "DEFAULT_CHECKPOINT_SECONDS",
     "DEFAULT_TILE_SIZE",
     "KERNELS",
@@ -69,6 +70,19 @@ _TILES = "tiles"
 _RUN = "run.json"
 
 Tile = Tuple[int, int]
+
+# Dask settings for clusters that run tiles (long, compute-bound tasks): Dask's own monitoring less
+# often (event-loop ticks, the statistical profiler, memory and system monitors). `nnpk compute`
+# starts its local cluster with them; pass them to another cluster with
+# `dask.config.set(nnpk.store.DASK_CONFIG)` before creating it. Measured on 2 cores over a 14 s run
+# of 21 tiles: Dask's CPU beside the tiles 0.62 -> 0.31 s in the worker, 0.41 -> 0.21 s in the
+# scheduler's process, which on a node with no spare core is taken from the tiles.
+DASK_CONFIG = {
+    "distributed.admin.tick.interval": "1s",
+    "distributed.worker.profile.enabled": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+}
 
 # Seconds per network and tile entry of the last engine call in this process, per store.
 _PACE: Dict[str, float] = {}
