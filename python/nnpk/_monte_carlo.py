@@ -11,8 +11,8 @@ from ._arch import CLOSED_FORM_DUALS
 from ._architecture import Network
 from ._params import SEED_MAX, _check_arch
 from ._threads import resolve_n_threads
-from ._sequential import (check_tangent_network, network_nngp_plan, network_tangent_sums, prepare_network_points,
-                          readout_layer)
+from ._sequential import (check_network_estimator, check_tangent_network, network_nngp_plan, network_tangent_sums,
+                          prepare_network_points, readout_layer)
 from ._streaming import KernelMap, Plan, run_plan
 from ._tangent import arrange_tangent, check_tangent_memory, feature_bytes, parse_get, parse_wrt, tangent_maps
 from ._validate import as_points, check_int, check_memory, compute_dtype
@@ -275,12 +275,8 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
         estimator = default_estimator(arch)
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
-    if network and estimator == "conditional":
-        raise ValueError("estimator='conditional' integrates an MLP's last hidden layer by its dual map; an "
-                         "nnpk.Network takes 'readout' or 'sampled'")
-    if network and estimator == "readout" and readout_layer(arch) is None:
-        raise ValueError(f"estimator='readout' integrates a final Dense layer; this network ends with "
-                         f"{arch.layers[-1].describe()}: use estimator='sampled'")
+    if network:
+        check_network_estimator(arch, estimator)
     weights, biases = parse_wrt(wrt, arch.has_bias)
     if tol is not None:
         if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not 0 < tol < 1:

@@ -39,6 +39,16 @@ def readout_layer(network: Network) -> Optional[Dense]:
     return last if isinstance(last, Dense) else None
 
 
+def check_network_estimator(network: Network, estimator: Optional[str]) -> None:
+    """Refuses the NNGP estimators a Network cannot take."""
+    if estimator == "conditional":
+        raise ValueError("estimator='conditional' integrates an MLP's last hidden layer by its dual map; an "
+                         "nnpk.Network takes 'readout' or 'sampled'")
+    if estimator == "readout" and readout_layer(network) is None:
+        raise ValueError(f"estimator='readout' integrates a final Dense layer; this network ends with "
+                         f"{network.layers[-1].describe()}: use estimator='sampled'")
+
+
 def node_sums(a1, a2, compiled: Compiled, nodes: List[int], *, seed, start, stop, n_threads, progress=None,
               initial=None, tile_rows=_DEFAULT_TILE_ROWS, gram_tile=_DEFAULT_GRAM_TILE,
               panel_cols=_DEFAULT_PANEL_COLS, in_place=False) -> List[np.ndarray]:

@@ -37,8 +37,8 @@ from ._arch import MLP
 from ._analytic import DEFAULT_QUADRATURE_ORDER, _analytic_kernels, _network_analytic, network_analytic_nodes
 from ._architecture import LAYER_TYPES, Network, Residual
 from ._monte_carlo import ESTIMATORS, _nngp_plan, _prepare, _tangent_plan, default_estimator
-from ._sequential import (check_tangent_network, network_feature_bytes, network_nngp_plan, prepare_network_points,
-                          readout_layer)
+from ._sequential import (check_network_estimator, check_tangent_network, network_feature_bytes, network_nngp_plan,
+                          prepare_network_points)
 from ._params import SEED_MAX
 from ._streaming import _finalize
 from ._tangent import feature_bytes, parse_wrt
@@ -222,12 +222,8 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype,
             network_analytic_nodes(arch, compiled.input_shape)
         elif kernel == "ntk":
             check_tangent_network(compiled)
-        elif estimator == "conditional":
-            raise ValueError("estimator='conditional' integrates an MLP's last hidden layer by its dual map; an "
-                             "nnpk.Network takes 'readout' or 'sampled'")
-        elif estimator == "readout" and readout_layer(arch) is None:
-            raise ValueError(f"estimator='readout' integrates a final Dense layer; this network ends with "
-                             f"{arch.layers[-1].describe()}: use estimator='sampled'")
+        else:
+            check_network_estimator(arch, estimator)
     else:
         arch, a1, a2 = _prepare(x1, x2, arch, dtype)
     if kernel == "nngp" and estimator is None:  # as monte_carlo chooses
@@ -756,15 +752,16 @@ class TileBuffers:
         self._free: List[np.ndarray] = []
         self._lock = threading.Lock()
 
-    def take(self, shape: Tuple[int, int]) -> np.ndarray:
-        """A zeroed (rows, columns) array, C-contiguous, in a free buffer or a new one."""
+    def take(self, shape: Tuple[int, int], zeroed: bool = True) -> np.ndarray:
+        """A (rows, columns) array, C-contiguous, zeroed unless asked not to, in a free buffer or a new one."""
         with self._lock:
             buffer = self._free.pop() if self._free else None
             if buffer is None:
                 buffer = aligned_empty(self._size)
                 self._made.append(buffer)
         out = buffer[:shape[0] * shape[1]].reshape(shape)
-        out.fill(0.0)
+        if zeroed:
+            out.fill(0.0)
         return out
 
     def give(self, array: np.ndarray) -> None:
@@ -777,7 +774,7 @@ class TileBuffers:
 
 
 def _copy_into(buffers: TileBuffers, block: np.ndarray) -> np.ndarray:
-    out = buffers.take(block.shape)
+    out = buffers.take(block.shape, zeroed=False)
     out[...] = block
     return out
 
