@@ -10,6 +10,7 @@ import pytest
 from scipy import integrate, special
 
 import nnpk
+from nnpk.kernels._analytic import network_analytic_nodes
 
 
 
@@ -404,9 +405,10 @@ def test_bitwise_equal_across_threads_and_symmetric(activation, closed_form):
 def test_result_does_not_depend_on_the_tile():
     x = awkward_points(70, 4)
     arch = nnpk.MLP(hidden=[6, 6], activation="gelu", b_std=0.1)
-    spec = arch._spec(4)
+    nodes, layer_nodes = network_analytic_nodes(arch, (4,))
+    wanted = [layer_nodes[l] for l in (arch.kernel_layers()[0], arch.kernel_layers()[2])]
     param = nnpk._core.Parameterization.ntk
-    tiles = [nnpk._core.analytic_kernels(x, None, spec, param, True, True, [0, 2], True, 10, False, 2, t)
+    tiles = [nnpk._core.analytic_network_kernels(x, None, nodes, param, True, True, wanted, True, 10, 2, t)
              for t in (1, 13, 64, 100)]
     for other in tiles[1:]:
         for a, b in zip(tiles[0][0] + tiles[0][1], other[0] + other[1]):

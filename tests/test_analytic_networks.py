@@ -9,7 +9,7 @@ import pytest
 
 import nnpk
 from nnpk import Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual
-from nnpk._architecture import mlp_network
+
 from reference import activation, activation_derivative
 
 RNG = np.random.default_rng(5)
@@ -122,7 +122,7 @@ def empirical_ntk(network, params, x):
 def test_dense_network_equals_mlp(parameterization, activation_kw):
     mlp = nnpk.MLP(hidden=[17, 11], out=3, W_std=[1.4, 0.9, 1.1], b_std=[0.2, None, 0.3],
                    parameterization=parameterization, **activation_kw)
-    network = mlp_network(mlp)
+    network = mlp.to_network()
     x2 = RNG.normal(size=(4, 6))
     for pair in ((X, None), (X, x2)):
         want = nnpk.analytic(*pair, arch=mlp, get=("nngp", "ntk"), layers="all")

@@ -6,7 +6,8 @@ import pytest
 
 import nnpk
 from nnpk import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual
-from nnpk._sequential import node_sums, prepare_network_points
+from nnpk.architectures._params import prepare_network_points
+from nnpk.kernels._plans import node_sums
 from reference_networks import forward, mc_kernels, pooled
 
 RNG = np.random.default_rng(11)

@@ -8,7 +8,8 @@ import pytest
 
 import nnpk
 from nnpk import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual
-from nnpk._sequential import network_tangent_sums, prepare_network_points
+from nnpk.architectures._params import prepare_network_points
+from nnpk.kernels._plans import tangent_sums as network_tangent_sums
 from reference import ntk_from_jacobians
 from reference_networks import forward, jacobian, parameter_slices
 

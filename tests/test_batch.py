@@ -306,7 +306,7 @@ def test_the_local_dask_cluster_of_a_job_monitors_less(monkeypatch):
     distributed = pytest.importorskip("distributed")
     import dask
 
-    from nnpk._batch_cli import _dask_client
+    from nnpk.store._jobs import _dask_client
 
     seen = {}
 

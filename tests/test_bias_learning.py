@@ -286,7 +286,7 @@ def test_scikit_learn_conventions():
     assert learner.fit(x, y) is learner
     assert learner.n_features_in_ == 64
     from nnpk import BiasLearner
-    from nnpk.bias_learning import BiasLearner as defined
+    from nnpk.learn._bias_learning import BiasLearner as defined
 
     assert "BiasLearner" in nnpk.__all__ and BiasLearner is defined
 

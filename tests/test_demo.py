@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.kernel_ridge import KernelRidge
 
-from nnpk import _demo, cli
+from nnpk import cli
+from nnpk.demos import _common, _kernels as _demo
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +59,7 @@ def test_quick_demo_figures_behave(quick_report):
 
 
 def test_split_is_stratified_halves_of_unit_variance_rows():
-    data = _demo.load_dataset("digits", 400, seed=1)
+    data = _common.load_dataset("digits", 400, seed=1)
     assert len(data.train) == 200 and len(data.test) == 200
     assert not set(data.train) & set(data.test)
     counts = np.bincount(data.labels[data.train], minlength=10) - np.bincount(data.labels[data.test], minlength=10)
@@ -67,9 +68,9 @@ def test_split_is_stratified_halves_of_unit_variance_rows():
 
 
 def test_evaluate_matches_scikit_learn_kernel_ridge():
-    data = _demo.load_dataset("digits", 300, seed=0)
+    data = _common.load_dataset("digits", 300, seed=0)
     kernel = np.exp(-0.5 * np.square(data.x[:, None, :] - data.x[None, :, :]).sum(-1) / data.x.shape[1])
-    result = _demo.evaluate(kernel, data, "loo")
+    result = _common.evaluate(kernel, data, "loo")
     model = KernelRidge(alpha=result["ridge"], kernel="precomputed")
     model.fit(kernel[np.ix_(data.train, data.train)], np.eye(10)[data.labels[data.train]])
     predicted = np.argmax(model.predict(kernel[np.ix_(data.test, data.train)]), axis=1)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nnpk import Conv, Dense, Flatten, Residual
-from nnpk._demo_architectures import ARCHITECTURES, network
+from nnpk.demos._architectures import ARCHITECTURES, network
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import nnpk
-from nnpk._monte_carlo import _conditional_sums
+from engine_sums import conditional_sums as _conditional_sums
 
 RNG = np.random.default_rng(5)
 X = RNG.standard_normal((30, 12))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nnpk
-from nnpk._monte_carlo import _kernel_sums
+from engine_sums import kernel_sums as _kernel_sums
 from reference import arccos1, mc_kernels
 
 RNG = np.random.default_rng(1)

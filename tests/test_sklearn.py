@@ -10,7 +10,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import nnpk
 from nnpk.learn import RidgePath
-from nnpk.sklearn import RELATIVE_RIDGES, NNPKClassifier, NNPKRegressor
+from nnpk.learn import RELATIVE_RIDGES
+from nnpk.sklearn import NNPKClassifier, NNPKRegressor
 
 SMALL = dict(hidden=(32,), out=8, n_networks=16)
 

@@ -11,7 +11,7 @@ import pytest
 
 import nnpk
 from nnpk import _core
-from nnpk._monte_carlo import _conditional_sums, _kernel_sums, _tangent_sums
+from engine_sums import conditional_sums as _conditional_sums, kernel_sums as _kernel_sums, tangent_sums as _tangent_sums
 from nnpk.store import CorruptTileError, IncompleteStoreError, StoreMismatchError, compute_tile
 
 pytest.importorskip("zarr")
@@ -95,7 +95,7 @@ def test_in_place_sums_refuse_arrays_they_cannot_write_into(bad, match):
 
 def test_the_threads_executor_reuses_two_tile_buffers(tmp_path, monkeypatch):
     """Tile k is written while tile k + 1 is computed: two buffers serve all the tiles."""
-    import nnpk._batch
+    import nnpk.store._executors
 
     made = []
 
@@ -104,7 +104,7 @@ def test_the_threads_executor_reuses_two_tile_buffers(tmp_path, monkeypatch):
             super().__init__(tile_size)
             made.append(self)
 
-    monkeypatch.setattr(nnpk._batch, "TileBuffers", Recording)
+    monkeypatch.setattr(nnpk.store._executors, "TileBuffers", Recording)
     store = nnpk.compute_to_store(tmp_path / "k", X1, X2, arch=ARCH, n_networks=3, tile_size=Q, n_threads=1)
     assert len(store.tiles) == 6 and len(made) == 1 and len(made[0]._made) == 2
     assert np.array_equal(store.to_numpy(), nnpk.monte_carlo(X1, X2, arch=ARCH, n_networks=3, n_threads=1))
@@ -183,7 +183,7 @@ def test_resume_from_a_checkpoint_and_from_finished_tiles(tmp_path):
     rows, cols = store.bounds(0, 1)
     a1, a2 = np.ascontiguousarray(X1[rows]), np.ascontiguousarray(X1[cols])
     partial = store._plan(ARCH, None, a1, a2, n_threads=1).run(0, 3, None)
-    from nnpk.store import _save_checkpoint
+    from nnpk.store._store import _save_checkpoint
 
     _save_checkpoint(store._partial_path(0, 1), partial, 3)
     assert store.status()["in_progress"] == [{"tile": [0, 1], "networks": 3}]
@@ -283,7 +283,7 @@ def test_every_kind_of_tile_is_offered_aligned_for_a_direct_write(tmp_path, monk
 
 
 def test_direct_writes_need_alignment_and_write_exactly_the_bytes(tmp_path):
-    from nnpk.store import _write_direct, aligned_empty
+    from nnpk.store._files import _write_direct, aligned_empty
 
     data = aligned_empty(96 * 96)
     data[:] = np.random.default_rng(0).standard_normal(data.size)
@@ -459,7 +459,7 @@ IMAGES, IMAGES2 = points(150, d=36).reshape(150, 6, 6, 1), points(70, d=36, seed
 def test_a_network_description_survives_the_store_spec():
     import json
 
-    from nnpk.store import _arch_from_spec, _arch_spec
+    from nnpk.store._spec import _arch_from_spec, _arch_spec
 
     nets = [CNN, nnpk.Network([nnpk.Conv(4, 5, stride=2, padding="valid"), nnpk.MaxPool(2, stride=1), "tanh",
                                nnpk.GlobalAvgPool(), nnpk.Dense(3)], parameterization="standard", init="uniform")]

@@ -1,24 +1,14 @@
 """nnpk: kernels of randomly initialised neural networks on a streaming C++ engine."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-from ._analytic import analytic
-from ._arch import ACTIVATIONS, MLP
-from ._architecture import INITS, Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual
-from ._empirical import empirical
-from ._conditioning import conditioning
-from ._monte_carlo import monte_carlo
-from ._params import sample_params
-from ._threads import physical_cores
 from ._core import has_openmp
+from ._threads import physical_cores
+from ._version import __version__
+from .architectures import (ACTIVATIONS, INITS, MLP, Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool,
+                            Network, Residual, sample_params)
 from .diagnostics import KernelSpectrum, kernel_target_alignment, monte_carlo_standard_error, spectrum
+from .kernels import analytic, conditioning, empirical, monte_carlo
 from .learn import RidgePath, gp_posterior, initial_outputs, kernel_ridge, linearized_prediction, ridge_coefficients
 from .store import KernelStore, compute_to_store, open_store
-
-try:
-    __version__ = version("nnpk")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
 
 __all__ = [
     "ACTIVATIONS",
@@ -65,5 +55,5 @@ def __getattr__(name):
     if name == "sklearn":
         return importlib.import_module(".sklearn", __name__)
     if name == "BiasLearner":
-        return importlib.import_module(".bias_learning", __name__).BiasLearner
+        return importlib.import_module(".learn._bias_learning", __name__).BiasLearner
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

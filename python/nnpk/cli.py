@@ -5,20 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__, _demo
-from ._batch_cli import register as register_batch
+from ._version import __version__
+from .demos import _kernels as demo_kernels
+from .store._jobs import register as register_batch
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["demo", "biases"]:
-        from . import _demo_biases  # imports scikit-learn and matplotlib: only when asked for
+        from .demos import _biases  # imports scikit-learn and matplotlib: only when asked for
 
-        return _demo_biases.main(argv[2:])
+        return _biases.main(argv[2:])
     if argv[:2] == ["demo", "architectures"]:
-        from . import _demo_architectures  # imports scikit-learn and matplotlib: only when asked for
+        from .demos import _architectures  # imports scikit-learn and matplotlib: only when asked for
 
-        return _demo_architectures.main(argv[2:])
+        return _architectures.main(argv[2:])
     parser = argparse.ArgumentParser(prog="nnpk", description="Kernels of random neural networks.")
     parser.add_argument("--version", action="version", version=f"nnpk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,8 +29,8 @@ def main(argv=None) -> int:
                        "Monte Carlo error against the number of networks, the smallest eigenvalue against depth; "
                        "written to a report folder. `nnpk demo biases` runs the bias-learning demo instead, `nnpk demo "
                        "architectures` the random MLP/CNN/residual CNN comparison.")
-    _demo.add_arguments(p)
-    p.set_defaults(func=_demo.run)
+    demo_kernels.add_arguments(p)
+    p.set_defaults(func=demo_kernels.run)
     register_batch(sub)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -13,20 +13,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-import nnpk
-
-from ._arch import MLP
 from ._kernel_checks import as_ridges, check_ridge
-from .learn import CRITERIA, RidgePath, ridge_coefficients
+from .architectures import MLP, Network
+from .kernels import analytic, monte_carlo
+from .learn import CRITERIA, RELATIVE_RIDGES, RidgePath, ridge_coefficients
 
 __all__ = ["NNPKClassifier", "NNPKRegressor"]
 
 KERNELS = ("nngp", "ntk")
 METHODS = ("monte_carlo", "analytic")
-
-# ridge="gcv"/"loo" chooses among these multiples of the mean diagonal of the
-# training kernel, so that the grid follows the kernel's scale.
-RELATIVE_RIDGES = np.logspace(-6, 1, 15)
 
 
 class _NNPKBase(BaseEstimator):
@@ -34,7 +29,9 @@ class _NNPKBase(BaseEstimator):
 
     def __init__(self, *, kernel="nngp", method="monte_carlo", hidden=(512,), out=16, activation="relu",
                  W_std=1.0, b_std=None, parameterization="ntk", normalize=False, n_networks=256, seed=0,
-                 dtype="float64", ridge="gcv", n_threads=None):
+                 dtype="float64", ridge="gcv", n_threads=None, arch=None, input_shape=None):
+        self.arch = arch
+        self.input_shape = input_shape
         self.kernel = kernel
         self.method = method
         self.hidden = hidden
@@ -50,28 +47,36 @@ class _NNPKBase(BaseEstimator):
         self.ridge = ridge
         self.n_threads = n_threads
 
-    def _arch(self) -> MLP:
+    def _arch(self) -> Network:
+        if self.arch is not None:
+            if not isinstance(self.arch, Network):
+                raise TypeError(f"arch must be an nnpk.Network (or nnpk.MLP) or None, got {type(self.arch).__name__}")
+            return self.arch
         return MLP(hidden=self.hidden, out=self.out, activation=self.activation, W_std=self.W_std, b_std=self.b_std,
                    parameterization=self.parameterization, normalize=self.normalize)
 
-    def _kernel_function(self):
-        """The nnpk function of `method`, looked up at call time so newer nnpk builds are used as they are."""
+    def _point_shape(self, n_features: int) -> tuple:
+        """The shape each row of X is given before it enters the network (input_shape, else flat), checked."""
+        if self.input_shape is None:
+            return (n_features,)
+        shape = tuple(int(s) for s in np.atleast_1d(self.input_shape))
+        if int(np.prod(shape)) != n_features:
+            raise ValueError(f"input_shape {shape} holds {int(np.prod(shape))} values; X has {n_features} features")
+        return shape
+
+    def _kernel(self, x1, x2=None) -> np.ndarray:
+        """Kernel of x1 against x2 (x1 with itself if None) under this estimator's parameters."""
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel must be 'nngp' or 'ntk', got {self.kernel!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be 'monte_carlo' or 'analytic', got {self.method!r}")
-        function = getattr(nnpk, self.method, None)
-        if function is None:
-            raise ValueError(f"method={self.method!r} needs nnpk.{self.method}, which this nnpk version does not have")
-        return function
-
-    def _kernel(self, x1, x2=None) -> np.ndarray:
-        """Kernel of x1 against x2 (x1 with itself if None) under this estimator's parameters."""
-        function = self._kernel_function()
+        shape = self._point_shape(x1.shape[1])
+        x1 = x1.reshape((x1.shape[0],) + shape)
+        x2 = None if x2 is None else x2.reshape((x2.shape[0],) + shape)
         if self.method == "analytic":
-            return function(x1, x2, arch=self._arch_, get=self.kernel, n_threads=self.n_threads)
-        return function(x1, x2, arch=self._arch_, n_networks=self.n_networks, seed=self.seed, get=self.kernel,
-                        dtype=self.dtype, n_threads=self.n_threads)
+            return analytic(x1, x2, arch=self._arch_, get=self.kernel, n_threads=self.n_threads)
+        return monte_carlo(x1, x2, arch=self._arch_, n_networks=self.n_networks, seed=self.seed, get=self.kernel,
+                           dtype=self.dtype, n_threads=self.n_threads)
 
     def _ridge_choice(self):
         """(fixed ridge, None, None) or (None, criterion, candidates) from the ridge parameter, validated.
@@ -119,9 +124,17 @@ _PARAMETERS_DOC = """
         Finite-width Monte Carlo estimate (``nnpk.monte_carlo``) or the
         infinite-width kernel (``nnpk.analytic``), looked up when fitting.
     hidden, out, activation, W_std, b_std, parameterization, normalize
-        The architecture, as in ``nnpk.MLP``. For the Monte Carlo NNGP the
-        kernel is averaged over the `out` logits of every network, so more
-        logits are more samples of the prior at almost no cost.
+        The architecture, as in ``nnpk.MLP`` (unused when `arch` is given). For
+        the Monte Carlo NNGP the kernel is averaged over the `out` logits of
+        every network, so more logits are more samples of the prior at almost no
+        cost.
+    arch : nnpk.Network, optional
+        Any network (a CNN, a residual network, an ``nnpk.MLP``) instead of the
+        MLP arguments above.
+    input_shape : tuple of int, optional
+        The shape of one point, such as ``(8, 8, 1)`` for a 2-D convolutional
+        `arch`: each row of X (flat, as scikit-learn passes it through a
+        Pipeline) is reshaped to it. None: rows are flat points.
     n_networks : int
         Networks in the Monte Carlo estimate (unused by "analytic"). The
         estimate has rank at most ``n_networks * out``.
@@ -197,10 +210,11 @@ class NNPKClassifier(ClassifierMixin, _NNPKBase):
 
     def __init__(self, *, kernel="nngp", method="monte_carlo", hidden=(512,), out=16, activation="relu",
                  W_std=1.0, b_std=None, parameterization="ntk", normalize=False, n_networks=256, seed=0,
-                 dtype="float64", ridge="gcv", n_threads=None, targets="one_hot"):
+                 dtype="float64", ridge="gcv", n_threads=None, arch=None, input_shape=None, targets="one_hot"):
         super().__init__(kernel=kernel, method=method, hidden=hidden, out=out, activation=activation, W_std=W_std,
                          b_std=b_std, parameterization=parameterization, normalize=normalize,
-                         n_networks=n_networks, seed=seed, dtype=dtype, ridge=ridge, n_threads=n_threads)
+                         n_networks=n_networks, seed=seed, dtype=dtype, ridge=ridge, n_threads=n_threads, arch=arch,
+                         input_shape=input_shape)
         self.targets = targets
 
     def fit(self, X, y):

@@ -18,350 +18,33 @@ in order), so any worker on any machine writes the same bits as the in-memory ca
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
 import socket
 import threading
 import time
-import dataclasses
-import uuid
 import warnings
 from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _core
-from ._arch import MLP
-from ._analytic import DEFAULT_QUADRATURE_ORDER, _analytic_kernels, _network_analytic, network_analytic_nodes
-from ._architecture import LAYER_TYPES, Network, Residual
-from ._monte_carlo import ESTIMATORS, _nngp_plan, _prepare, _tangent_plan, default_estimator
-from ._sequential import (check_network_estimator, check_tangent_network, network_feature_bytes, network_nngp_plan,
-                          prepare_network_points)
-from ._params import SEED_MAX
-from ._streaming import _finalize
-from ._tangent import feature_bytes, parse_wrt
-from ._threads import resolve_n_threads
-from ._validate import check_int, check_memory, compute_dtype
+from .._threads import resolve_n_threads
+from .._validate import check_memory, compute_dtype
+from ..architectures import MLP, Network
+from ..kernels._analytic import analytic_kernels
+from ..kernels._plans import network_feature_bytes, nngp_plan, tangent_plan
+from ..kernels._streaming import _finalize
+from ._files import (_atomic_write, _fsync_dir, _is_plain_crc32c, _read_json, _writing, _write_direct, _write_json,
+                     aligned_empty)
+from ._layout import (_FORMAT, _PARTIAL, _RUN, _TILES, _ZARR, DEFAULT_CHECKPOINT_SECONDS, CorruptTileError,
+                      IncompleteStoreError, zarr_module)
+from ._spec import _arch_from_spec
 
-__all__ = [
-    "DASK_CONFIG",
-    "DEFAULT_CHECKPOINT_SECONDS",
-    "DEFAULT_TILE_SIZE",
-    "KERNELS",
-    "CorruptTileError",
-    "IncompleteStoreError",
-    "KernelStore",
-    "StoreMismatchError",
-    "compute_tile",
-    "compute_to_store",
-    "open_store",
-]
-
-KERNELS = ("nngp", "ntk", "analytic_nngp", "analytic_ntk")
-EXECUTORS = ("threads", "dask", "mpi")
-DEFAULT_TILE_SIZE = 48 * _core.ROW_QUANTUM  # 4608: a 170 MB float64 tile
-DEFAULT_CHECKPOINT_SECONDS = 300.0
-_FORMAT = 1
-_ZARR = "kernel.zarr"
-_PARTIAL = "partial"
-_TILES = "tiles"
-_RUN = "run.json"
+__all__ = ["KernelStore", "Tile", "TileBuffers", "compute_tile", "open_store"]
 
 Tile = Tuple[int, int]
 
-# Dask settings for clusters that run tiles (long, compute-bound tasks): Dask's own monitoring less
-# often (event-loop ticks, the statistical profiler, memory and system monitors). `nnpk compute`
-# starts its local cluster with them; pass them to another cluster with
-# `dask.config.set(nnpk.store.DASK_CONFIG)` before creating it. Measured on 2 cores over a 14 s run
-# of 21 tiles: Dask's CPU beside the tiles 0.62 -> 0.31 s in the worker, 0.41 -> 0.21 s in the
-# scheduler's process, which on a node with no spare core is taken from the tiles.
-DASK_CONFIG = {
-    "distributed.admin.tick.interval": "1s",
-    "distributed.worker.profile.enabled": False,
-    "distributed.worker.memory.monitor-interval": "1s",
-    "distributed.admin.system-monitor.interval": "2s",
-}
-
 # Seconds per network and tile entry of the last engine call in this process, per store.
 _PACE: Dict[str, float] = {}
-
-
-class StoreMismatchError(ValueError):
-    """The store was made for another kernel or other inputs: it cannot be resumed."""
-
-
-class CorruptTileError(ValueError):
-    """A stored tile fails its checksum."""
-
-
-class IncompleteStoreError(RuntimeError):
-    """Tiles are missing: run the computation again to finish them."""
-
-
-def _zarr():
-    try:
-        import zarr
-    except ImportError:
-        raise ImportError("nnpk's on-disk store needs zarr>=3: pip install 'nnpk[store]'") from None
-    return zarr
-
-
-# ----------------------------------------------------------------------------- spec
-
-
-def _layer_spec(layer) -> Union[dict, str]:
-    """A layer as JSON-able data: its type and fields (tuples as lists), blocks recursively."""
-    out = {"type": type(layer).__name__}
-    for field in dataclasses.fields(layer):
-        value = getattr(layer, field.name)
-        if isinstance(layer, Residual) and field.name == "block":
-            value = [_layer_spec(inner) for inner in value]
-        out[field.name] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
-_LAYERS = {cls.__name__: cls for cls in LAYER_TYPES}
-
-
-def _layer_from_spec(spec):
-    """A layer from `_layer_spec` data (or a job file's table); an activation name stays a name."""
-    if isinstance(spec, str):
-        return spec
-    if not isinstance(spec, dict) or spec.get("type") not in _LAYERS:
-        raise ValueError(f"a layer must be an activation name or a table with type = one of "
-                         f"{', '.join(_LAYERS)}, got {spec!r}")
-    kwargs = {key: tuple(value) if isinstance(value, list) else value for key, value in spec.items() if key != "type"}
-    if spec["type"] == "Residual" and isinstance(spec.get("block"), list):
-        kwargs["block"] = tuple(_layer_from_spec(inner) for inner in spec["block"])
-    return _LAYERS[spec["type"]](**kwargs)
-
-
-def _arch_from_spec(spec: dict) -> Union[MLP, Network]:
-    """The architecture `_arch_spec` describes (also the [arch] table of a job file)."""
-    if spec.get("type") == "Network":
-        options = {key: value for key, value in spec.items() if key not in ("type", "layers")}
-        layers = spec.get("layers")
-        if not isinstance(layers, list):
-            raise ValueError(f"a Network needs layers = [...], got {layers!r}")
-        return Network(layers=tuple(_layer_from_spec(layer) for layer in layers), **options)
-    return MLP(**spec)
-
-
-def _arch_spec(arch: Union[MLP, Network]) -> dict:
-    if isinstance(arch, Network):
-        return {"type": "Network", "layers": [_layer_spec(layer) for layer in arch.layers],
-                "parameterization": arch.parameterization, "init": arch.init}
-    # Per-layer stds as floats: MLP(W_std=1) and MLP(W_std=[1.0, 1.0]) are the same network.
-    return {
-        "hidden": list(arch.hidden),
-        "out": arch.out,
-        "activation": arch.activation,
-        "W_std": list(arch.w_stds),
-        "b_std": list(arch.b_stds),
-        "parameterization": arch.parameterization,
-        "normalize": bool(arch.normalize),
-        "slope": arch.slope,
-    }
-
-
-def _points_spec(a: np.ndarray) -> dict:
-    """SHA-256 over dtype, shape and bytes of the forward-pass inputs."""
-    digest = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    digest.update(memoryview(a).cast("B"))
-    return {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": digest.hexdigest()}
-
-
-def _check_tile_size(tile_size) -> int:
-    tile_size = check_int(tile_size, "tile_size", minimum=1)
-    if tile_size % _core.ROW_QUANTUM:
-        raise ValueError(f"tile_size must be a multiple of {_core.ROW_QUANTUM}, got {tile_size} "
-                         f"(e.g. {max(1, round(tile_size / _core.ROW_QUANTUM)) * _core.ROW_QUANTUM})")
-    return tile_size
-
-
-def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype, quadrature_order, closed_form,
-               tile_size):
-    """(spec, a1, a2): the validated request and its inputs in the forward-pass dtype.
-
-    Settings that do not apply to the kernel are None in the spec."""
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
-    analytic = kernel.startswith("analytic_")
-    if analytic:
-        for name, value in (("n_networks", n_networks), ("estimator", estimator)):
-            if value is not None:
-                raise ValueError(f"{name} applies to Monte Carlo kernels, not kernel={kernel!r}")
-        if compute_dtype(dtype) is not np.float64:
-            raise ValueError(f"kernel={kernel!r} is computed in float64, got dtype={dtype!r}")
-        quadrature_order = check_int(DEFAULT_QUADRATURE_ORDER if quadrature_order is None else quadrature_order,
-                                     "quadrature_order", minimum=1, maximum=4096)
-        closed_form = True if closed_form is None else closed_form
-        if not isinstance(closed_form, (bool, np.bool_)):
-            raise TypeError(f"closed_form must be a bool, got {closed_form!r}")
-        closed_form, n_networks, seed = bool(closed_form), None, None
-    else:
-        for name, value in (("quadrature_order", quadrature_order), ("closed_form", closed_form)):
-            if value is not None:
-                raise ValueError(f"{name} applies to analytic kernels, not kernel={kernel!r}")
-        if n_networks is None:
-            raise TypeError(f"kernel={kernel!r} needs n_networks")
-        n_networks = check_int(n_networks, "n_networks", minimum=1)
-        seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
-        if kernel == "ntk" and estimator is not None:
-            raise ValueError("estimator applies to the NNGP, not kernel='ntk'")
-        if kernel == "nngp":
-            if estimator is not None and estimator not in ESTIMATORS:
-                raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
-    point_shape = None
-    if isinstance(arch, Network):  # checked as monte_carlo and analytic check it, before any store exists
-        compiled, a1, a2 = prepare_network_points(x1, x2, arch, dtype)
-        point_shape = list(compiled.input_shape)
-        if analytic:
-            network_analytic_nodes(arch, compiled.input_shape)
-        elif kernel == "ntk":
-            check_tangent_network(compiled)
-        else:
-            check_network_estimator(arch, estimator)
-    else:
-        arch, a1, a2 = _prepare(x1, x2, arch, dtype)
-    if kernel == "nngp" and estimator is None:  # as monte_carlo chooses
-        estimator = default_estimator(arch)
-    weights, biases = parse_wrt(wrt, arch.has_bias)
-    spec = {
-        "format": _FORMAT,
-        "nnpk_version": _version(),
-        "kernel": kernel,
-        "arch": _arch_spec(arch),
-        "n_networks": n_networks,
-        "seed": seed,
-        "dtype": a1.dtype.name,
-        "estimator": estimator,
-        "wrt": {"weights": weights, "biases": biases} if kernel == "ntk" else None,
-        "quadrature_order": quadrature_order,
-        "closed_form": closed_form,
-        "tile_size": _check_tile_size(tile_size),
-        "shape": [a1.shape[0], a1.shape[0] if a2 is None else a2.shape[0]],
-        "point_shape": point_shape,  # a Network's points, stored flat; None for an MLP
-        "symmetric": a2 is None,
-        "inputs": {"x1": _points_spec(a1), "x2": None if a2 is None else _points_spec(a2)},
-    }
-    return spec, a1, a2
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-def _differences(stored, wanted, prefix="") -> List[str]:
-    if isinstance(stored, dict) and isinstance(wanted, dict):
-        out = []
-        for key in sorted(set(stored) | set(wanted)):
-            out += _differences(stored.get(key), wanted.get(key), f"{prefix}{key}.")
-        return out
-    if stored != wanted:
-        return [f"{prefix[:-1]} is {stored!r} in the store, {wanted!r} here"]
-    return []
-
-
-# ----------------------------------------------------------------------------- files
-
-
-def _is_plain_crc32c(array) -> bool:
-    """Whether the chunks of `array` are little-endian bytes followed by their crc32c, as
-    ``_create`` makes them (and ``KernelStore._write_chunk`` writes them)."""
-    from zarr.codecs import BytesCodec, Crc32cCodec
-
-    codecs = tuple(array.metadata.codecs)
-    return (len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and codecs[0].endian is not None
-            and codecs[0].endian.value == "little" and isinstance(codecs[1], Crc32cCodec)
-            and array.metadata.chunk_key_encoding is not None and array.order == "C")
-
-
-_DIRECT_ALIGN = 4096  # address, offset and length alignment that O_DIRECT writes need
-_DIRECT_CHUNK = 1 << 30  # bytes per write call (aligned)
-
-
-def aligned_empty(n: int) -> np.ndarray:
-    """n float64s whose first byte is on a 4096-byte boundary (as O_DIRECT writes need)."""
-    raw = np.empty(n + _DIRECT_ALIGN // 8)
-    offset = (-raw.ctypes.data % _DIRECT_ALIGN) // 8
-    return raw[offset:offset + n]
-
-
-def _write_direct(path: str, data: np.ndarray) -> bool:
-    """Writes `data` (bytes at an aligned address, of an aligned length) to a new file at
-    `path` with O_DIRECT, past the page cache. False, having written nothing that counts,
-    where the platform, the file system or the buffer does not allow it."""
-    flag = getattr(os, "O_DIRECT", None)
-    if flag is None or data.ctypes.data % _DIRECT_ALIGN or data.nbytes % _DIRECT_ALIGN:
-        return False
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flag, 0o666)
-    except OSError:
-        return False
-    try:
-        view = memoryview(data)
-        done = 0
-        while done < len(view):
-            done += os.write(fd, view[done:done + _DIRECT_CHUNK])
-        return True
-    except OSError:  # EINVAL: the file system wants another alignment, or no direct I/O
-        return False
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
-    """Makes a rename in `path` durable (POSIX; Windows cannot open a directory and journals renames)."""
-    if os.name == "nt":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: str, fill) -> None:
-    """Writes `path` so that a crash leaves either no file (or the old one) or the whole
-    new one: `fill(tmp)` writes a temporary file, which is fsynced, then renamed."""
-    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    try:
-        fill(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(os.path.dirname(path) or ".")
-
-
-def _writing(write):
-    """A fill for _atomic_write from a function writing to a binary file object."""
-
-    def fill(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            write(f)
-
-    return fill
-
-
-def _write_json(path: str, obj) -> None:
-    _atomic_write(path, _writing(lambda f: f.write(json.dumps(obj, indent=1).encode())))
-
-
-def _read_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def _tile_name(i: int, j: int) -> str:
@@ -380,7 +63,7 @@ class KernelStore:
     """
 
     def __init__(self, path):
-        zarr = _zarr()
+        zarr = zarr_module()
         self.path = os.path.abspath(os.fspath(path))
         meta = os.path.join(self.path, _ZARR, "zarr.json")
         if not os.path.isfile(meta):
@@ -591,25 +274,20 @@ class KernelStore:
         diagonal = self.symmetric and i == j
         a2 = None if diagonal else self.points("x1" if self.symmetric else "x2", j)
         r, c = a1.shape[0], a1.shape[0] if a2 is None else a2.shape[0]
-        network = isinstance(arch, Network)
-        compiled = arch.compile(spec["point_shape"]) if network else None
+        compiled = arch.compile(spec["point_shape"] or a1.shape[1:])
         # The sum (normalised in place) and the tile written meanwhile.
         need = 2 * 8 * r * c
         if spec["kernel"] == "ntk":
             weights, rows = spec["wrt"]["weights"], r + (0 if a2 is None else c)
-            need += (network_feature_bytes(compiled, rows, weights, spec["wrt"]["biases"], a1.itemsize) if network
-                     else feature_bytes(arch, a1.shape[1], rows, weights, a1.itemsize, False))
+            need += network_feature_bytes(compiled, rows, weights, spec["wrt"]["biases"], a1.itemsize)
         check_memory(need, f"tile ({i}, {j}) ({r} x {c})", advice="choose a smaller tile_size")
         started = time.perf_counter()
         if spec["kernel"].startswith("analytic_"):
             name = spec["kernel"][len("analytic_"):]
             options = dict(kernels=[name], n_threads=n_threads, quadrature_order=spec["quadrature_order"],
                            closed_form=spec["closed_form"])
-            if network:
-                shaped = lambda a: None if a is None else a.reshape(a.shape[0], *spec["point_shape"])
-                block = _network_analytic(shaped(a1), shaped(a2), arch, layers="output", **options)[name][0]
-            else:
-                block = _analytic_kernels(a1, a2, arch, layers=[arch.n_layers - 1], **options)[name][0]
+            shaped = lambda a: None if a is None else a.reshape(a.shape[0], *compiled.input_shape)
+            block = analytic_kernels(shaped(a1), shaped(a2), arch, layers="output", **options)[name][0]
             if buffers is not None:  # into a reused, aligned buffer, written past the page cache
                 block = _copy_into(buffers, block)
             networks = None
@@ -628,15 +306,13 @@ class KernelStore:
         return block, record
 
     def _plan(self, arch, compiled, a1, a2, n_threads):
-        """The engine's plan for the tile's points, as monte_carlo makes it (compiled: a
-        Network's, else None)."""
+        """The engine's plan for the tile's points, as monte_carlo makes it."""
         spec = self.spec
         if spec["kernel"] == "nngp":
-            kw = dict(seed=spec["seed"], layers="output", estimator=spec["estimator"], n_threads=n_threads)
-            return (network_nngp_plan(a1, a2, arch, compiled, **kw) if compiled is not None
-                    else _nngp_plan(a1, a2, arch, **kw))
-        return _tangent_plan(a1, a2, arch, compiled, seed=spec["seed"], with_nngp=False, weights=spec["wrt"]["weights"],
-                             biases=spec["wrt"]["biases"], per_layer=False, per_logit=False, n_threads=n_threads)
+            return nngp_plan(a1, a2, arch, compiled, seed=spec["seed"], layers="output", estimator=spec["estimator"],
+                             n_threads=n_threads)
+        return tangent_plan(a1, a2, compiled, seed=spec["seed"], with_nngp=False, weights=spec["wrt"]["weights"],
+                            biases=spec["wrt"]["biases"], per_layer=False, per_logit=False, n_threads=n_threads)
 
     def _run_networks(self, plan, i: int, j: int, checkpoint_seconds: Optional[float], progress,
                       buffers: Optional["TileBuffers"]):
@@ -832,121 +508,3 @@ def compute_tile(store_path, i: int, j: int, *, n_threads=None,
 def open_store(path) -> KernelStore:
     """Opens an existing kernel store (see ``compute_to_store``)."""
     return KernelStore(path)
-
-
-def _create(path: str, spec: dict, a1, a2) -> None:
-    """Builds the store under a temporary name and renames it into place, so that a
-    store either exists whole or not at all."""
-    zarr = _zarr()
-    from zarr.codecs import Crc32cCodec
-
-    parent = os.path.dirname(path) or "."
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.{uuid.uuid4().hex}.creating")
-    try:
-        group = zarr.create_group(os.path.join(tmp, _ZARR), attributes={"nnpk": spec})
-        t = spec["tile_size"]
-        group.create_array("kernel", shape=tuple(spec["shape"]), chunks=(t, t), dtype="float64",
-                           compressors=[Crc32cCodec()], fill_value=np.nan)
-        for name, a in (("x1", a1), ("x2", a2)):
-            if a is not None:
-                arr = group.create_array(name, shape=a.shape, chunks=(t, a.shape[1]), dtype=a.dtype,
-                                         compressors=[Crc32cCodec()], fill_value=0)
-                arr[:] = a
-        os.makedirs(os.path.join(tmp, _PARTIAL))
-        os.makedirs(os.path.join(tmp, _TILES))
-        try:
-            if os.path.isdir(path):
-                os.rmdir(path)  # only an empty directory may be replaced
-            os.rename(tmp, path)
-        except OSError:
-            if not os.path.isfile(os.path.join(path, _ZARR, "zarr.json")):
-                raise
-            shutil.rmtree(tmp)  # another job made the store meanwhile: resume that one
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_dir(parent)
-
-
-def _create_or_resume(path, spec: dict, a1, a2) -> KernelStore:
-    path = os.path.abspath(os.fspath(path))
-    if not os.path.exists(path) or (os.path.isdir(path) and not os.listdir(path)):
-        _create(path, spec, a1, a2)
-    store = KernelStore(path)
-    diff = _differences(store.spec, spec)
-    if diff:
-        raise StoreMismatchError(f"cannot resume the kernel store {path}: it was made for another computation: "
-                                 + "; ".join(diff) + ". Delete it or choose another store path.")
-    return store
-
-
-def compute_to_store(path, x1, x2=None, *, arch, kernel: str = "nngp", n_networks: Optional[int] = None,
-                     seed: int = 0, estimator: Optional[str] = None, wrt="all", dtype="float64",
-                     quadrature_order: Optional[int] = None, closed_form: Optional[bool] = None,
-                     tile_size: int = DEFAULT_TILE_SIZE, executor: str = "threads", client=None, n_threads=None,
-                     checkpoint_seconds: Optional[float] = DEFAULT_CHECKPOINT_SECONDS,
-                     progress: bool = False) -> KernelStore:
-    """Computes a kernel tile by tile into an on-disk store, resuming it if it exists.
-
-    The result is bitwise the in-memory call with the same arguments,
-    ``nnpk.monte_carlo(x1, x2, arch=arch, get=kernel, n_networks=n_networks, seed=seed,
-    estimator=estimator, wrt=wrt, dtype=dtype)`` for "nngp" and "ntk", and
-    ``nnpk.analytic(x1, x2, arch=arch, get="nngp" or "ntk", quadrature_order=...,
-    closed_form=...)`` for "analytic_nngp" and "analytic_ntk", whatever the executor,
-    the number of workers and threads, and however often the run was interrupted.
-    Memory: a few tiles (8 * tile_size**2 bytes each) per worker.
-
-    Parameters
-    ----------
-    path : str or path
-        The store's directory. A new (or empty) one is created; an existing store is
-        resumed: only its missing tiles are computed, after checking that it was made
-        with the same spec and the same inputs (else ``StoreMismatchError``).
-    x1, x2, arch
-        As in ``nnpk.monte_carlo``: an ``nnpk.MLP`` or an ``nnpk.Network`` (for the
-        analytic kernels, one that ``nnpk.analytic`` can do). Without x2 the kernel is
-        symmetric and only the tiles on and above the diagonal are computed.
-    kernel : "nngp", "ntk", "analytic_nngp" or "analytic_ntk"
-        The output kernel: Monte Carlo at finite width, or infinite-width.
-    n_networks, seed, estimator, wrt, dtype
-        As in ``nnpk.monte_carlo`` (Monte Carlo kernels only; wrt for "ntk").
-    quadrature_order, closed_form
-        As in ``nnpk.analytic`` (analytic kernels only).
-    tile_size : int
-        Rows and columns of a tile, a multiple of 96. Larger tiles repeat less of the
-        forward passes (each tile runs them on its own rows), smaller ones spread over
-        more workers and hold less memory.
-    executor : "threads", "dask" or "mpi"
-        "threads": tiles one after the other in this process, each on ``n_threads``
-        threads. "dask": tiles as tasks of a ``distributed.Client`` (``client``, or the
-        default client); workers write their tiles, so they must see ``path``.
-        "mpi": tiles as tasks of an ``mpi4py.futures.MPIPoolExecutor`` (``client``, or
-        a new one: run the script under ``mpiexec -n N python -m mpi4py.futures``).
-    n_threads : int, optional
-        OpenMP threads per tile. None: all physical cores ("threads", "mpi"), 1 ("dask",
-        whose workers run one task per thread).
-    checkpoint_seconds : float or None
-        A Monte Carlo tile saves its float64 partial sums and network count about this
-        often, so that an interrupted tile resumes from there. None: never.
-    progress : bool
-        Show a progress bar (tiles).
-
-    Returns
-    -------
-    KernelStore
-    """
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if checkpoint_seconds is not None and not checkpoint_seconds >= 0:
-        raise ValueError(f"checkpoint_seconds must be >= 0 or None, got {checkpoint_seconds!r}")
-    if executor != "threads" or n_threads is not None:
-        resolve_n_threads(n_threads)  # reject bad counts here, not on a worker
-    spec, a1, a2 = _make_spec(x1, x2, arch=arch, kernel=kernel, n_networks=n_networks, seed=seed,
-                              estimator=estimator, wrt=wrt, dtype=dtype, quadrature_order=quadrature_order,
-                              closed_form=closed_form, tile_size=tile_size)
-    store = _create_or_resume(path, spec, a1, a2)
-    from ._batch import run_tiles
-
-    run_tiles(store, executor=executor, client=client, n_threads=n_threads, checkpoint_seconds=checkpoint_seconds,
-              progress=progress)
-    return store

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ._analytic import DEFAULT_QUADRATURE_ORDER, _analytic_kernels
+from .._threads import resolve_n_threads
+from .._validate import as_points, check_int, compute_dtype
+from ..architectures import MLP
+from ._analytic import DEFAULT_QUADRATURE_ORDER, analytic_kernels
 from ._monte_carlo import monte_carlo
-from ._params import _check_arch
-from ._threads import resolve_n_threads
-from ._validate import as_points, check_int, compute_dtype
 
 __all__ = ["conditioning"]
 
@@ -61,7 +60,7 @@ def conditioning(x, *, arch, depths: Sequence[int], method: str = "analytic", n_
     With a normalised activation (``relu_normalized`` or ``normalize=True``, W_std=1, no
     bias) the off-diagonal correlations of distinct inputs go to 0 with depth and C to the
     identity; with an uncentred one (relu) they go to a non-zero constant and C becomes
-    ill-conditioned (CONVENTIONS.md, "Normalised activations").
+    ill-conditioned.
 
     Parameters
     ----------
@@ -95,21 +94,23 @@ def conditioning(x, *, arch, depths: Sequence[int], method: str = "analytic", n_
     """
     if method not in _METHODS:
         raise ValueError(f"method must be 'analytic' or 'monte_carlo', got {method!r}")
-    arch = _check_arch(arch)
+    if not isinstance(arch, MLP):
+        raise TypeError(f"arch must be an nnpk.MLP (its depths are numbers of hidden layers), got "
+                        f"{type(arch).__name__}")
     a = as_points(x, "x", np.float64 if method == "analytic" else compute_dtype(dtype))
     if a.shape[0] < 2:
         raise ValueError(f"x needs at least 2 points to have off-diagonal entries, got {a.shape[0]}")
     depths = _check_depths(depths, len(arch.hidden))
     deepest = max(depths)
     # The first `deepest` hidden layers (and some readout, which is not used).
-    sub = dataclasses.replace(arch, hidden=arch.hidden[:deepest], W_std=arch.w_stds[: deepest + 1],
-                              b_std=arch.b_stds[: deepest + 1])
+    sub = arch.replace(hidden=arch.hidden[:deepest], W_std=arch.w_stds[: deepest + 1],
+                       b_std=arch.b_stds[: deepest + 1])
     if method == "analytic":
         if n_networks is not None:
             raise ValueError("n_networks is for method='monte_carlo'; the analytic kernel needs none")
         quadrature_order = check_int(quadrature_order, "quadrature_order", minimum=1, maximum=4096)
         ordered = sorted(depths)
-        kernels = _analytic_kernels(a, None, sub, layers=[d - 1 for d in ordered], kernels=("nngp",),
+        kernels = analytic_kernels(a, None, sub, layers=[sub.kernel_layers()[d - 1] for d in ordered], kernels=("nngp",),
                                     n_threads=resolve_n_threads(n_threads), quadrature_order=quadrature_order,
                                     closed_form=True)["nngp"]
         by_depth = dict(zip(ordered, kernels))

@@ -24,8 +24,13 @@ import traceback
 
 import numpy as np
 
-from .store import (DEFAULT_CHECKPOINT_SECONDS, DEFAULT_TILE_SIZE, CorruptTileError, IncompleteStoreError,
-                    StoreMismatchError, _arch_from_spec, compute_to_store, open_store)
+from .._threads import physical_cores
+from ._compute import compute_to_store
+from ._executors import DASK_CONFIG
+from ._layout import (DEFAULT_CHECKPOINT_SECONDS, DEFAULT_TILE_SIZE, CorruptTileError, IncompleteStoreError,
+                      StoreMismatchError)
+from ._spec import _arch_from_spec
+from ._store import open_store
 
 __all__ = ["register", "EXIT_OK", "EXIT_FAILED", "EXIT_INVALID", "EXIT_CORRUPT", "EXIT_INCOMPLETE"]
 
@@ -105,8 +110,6 @@ def _dask_client(run: dict):
         return distributed.Client(run["scheduler_address"])
     import dask
 
-    from ._threads import physical_cores
-    from .store import DASK_CONFIG
 
     with dask.config.set(DASK_CONFIG):  # read by the scheduler here and sent to the workers by their nannies
         cluster = distributed.LocalCluster(n_workers=physical_cores(), threads_per_worker=1, dashboard_address=None)

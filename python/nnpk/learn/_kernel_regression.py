@@ -1,4 +1,4 @@
-"""Learning with precomputed kernels: kernel ridge, ridge selection, the linearised network, GP posterior.
+"""Regression with precomputed kernels: kernel ridge, ridge selection by LOO or GCV, the GP posterior.
 
 Every function takes kernel matrices (from ``nnpk.monte_carlo``, ``nnpk.analytic``
 or anywhere else): ``k_train`` is the (n, n) kernel of the training points with
@@ -9,28 +9,19 @@ added to the diagonal as it is: ``(k_train + ridge * I)^-1 y``.
 
 from __future__ import annotations
 
-import math
 from typing import Tuple
 
 import numpy as np
 import scipy.linalg
 
-from ._kernel_checks import as_kernel, as_ridges, as_targets, check_ridge
-from ._architecture import Network
-from ._params import SEED_MAX, _check_arch, sample_params
-from ._sequential import network_outputs
-from ._validate import as_points, check_int
+from .._kernel_checks import as_kernel, as_ridges, as_targets, check_ridge
 
-__all__ = [
-    "RidgePath",
-    "gp_posterior",
-    "initial_outputs",
-    "kernel_ridge",
-    "linearized_prediction",
-    "ridge_coefficients",
-]
+__all__ = ["CRITERIA", "RELATIVE_RIDGES", "RidgePath", "gp_posterior", "kernel_ridge", "ridge_coefficients"]
 
 CRITERIA = ("loo", "gcv")
+# ridge="gcv"/"loo" in the scikit-learn estimators and the demos chooses among these multiples of the mean
+# diagonal of the training kernel, so that the grid follows the kernel's scale.
+RELATIVE_RIDGES = np.logspace(-6, 1, 15)
 
 
 def _train_kernel(k_train, y, kernel_name: str = "k_train") -> Tuple[np.ndarray, np.ndarray, bool]:
@@ -197,93 +188,6 @@ def kernel_ridge(k_train, y, k_test_train, ridge) -> np.ndarray:
     k, targets, was_1d = _train_kernel(k_train, y)
     k_test = _test_kernel(k_test_train, "k_test_train", k.shape[0], "k_train")
     return _shaped(np.matmul(k_test, _solve(k, targets, ridge)), was_1d)
-
-
-def linearized_prediction(theta_train, theta_test_train, f0_train, f0_test, y, ridge: float = 0.0) -> np.ndarray:
-    """Prediction of the linearised network trained to convergence by gradient flow on the squared loss.
-
-    ``f0(x) + Theta(x, X) (Theta(X, X) + ridge I)^-1 (y - f0(X))``
-
-    Theta is the NTK with logits traced (CONVENTIONS.md), the same for every
-    output: exact at infinite width, where the NTK is ``Theta ⊗ I_C``; for an
-    empirical NTK it ignores the coupling between different logits. ``ridge=0``
-    is gradient flow itself; a positive ridge is its weight-decay-like
-    regularisation (and a jitter where Theta is ill-conditioned).
-
-    Parameters
-    ----------
-    theta_train : (n, n) array
-        NTK of the training points.
-    theta_test_train : (n_test, n) array
-        NTK of the test points against the training points.
-    f0_train : (n,) or (n, C) array
-        The network's initial outputs on the training points (:func:`initial_outputs`).
-    f0_test : (n_test,) or (n_test, C) array
-        Its initial outputs on the test points.
-    y : (n,) or (n, C) array
-        Training targets; 1-D arrays count as one output.
-    ridge : float
-        >= 0.
-
-    Returns
-    -------
-    (n_test,) if y is 1-D, else (n_test, C).
-
-    Raises
-    ------
-    numpy.linalg.LinAlgError
-        If ``theta_train + ridge I`` is not positive definite.
-    """
-    theta, targets, was_1d = _train_kernel(theta_train, y, "theta_train")
-    n = theta.shape[0]
-    theta_test = _test_kernel(theta_test_train, "theta_test_train", n, "theta_train")
-    n_test = theta_test.shape[0]
-    f0_tr, _ = as_targets(f0_train, "f0_train", n, f"theta_train has {n} training points")
-    f0_te, _ = as_targets(f0_test, "f0_test", n_test, f"theta_test_train has {n_test} test points")
-    for name, outputs in (("f0_train", f0_tr), ("f0_test", f0_te)):
-        if outputs.shape[1] != targets.shape[1]:
-            raise ValueError(f"{name} has {outputs.shape[1]} outputs, y has {targets.shape[1]}")
-    correction = theta_test @ _solve(theta, targets - f0_tr, check_ridge(ridge), "theta_train")
-    return _shaped(f0_te + correction, was_1d)
-
-
-def initial_outputs(x, arch, *, seed: int = 0, index: int = 0) -> np.ndarray:
-    """Outputs f0(x) of random network `index` at initialisation, by a float64 numpy forward pass.
-
-    The network is the one ``nnpk.sample_params(arch, d, seed, index)`` draws,
-    which is network `index` of ``nnpk.monte_carlo(..., seed=seed)``. Layers follow
-    CONVENTIONS.md: ``z = (W_std/sqrt(n_in)) h W + b_std b`` under "ntk",
-    ``z = h W + b`` under "standard", ``h = phi(z)`` with the architecture's
-    (normalised) activation. An ``nnpk.Network``'s outputs come from the engine's
-    float64 forward pass.
-
-    Parameters
-    ----------
-    x : (n, d) array, or for a Network (n, length, channels) or (n, height, width, channels)
-    arch : nnpk.MLP or nnpk.Network
-    seed, index : int
-
-    Returns
-    -------
-    (n, C) float64 array, C = arch.out.
-    """
-    seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
-    index = check_int(index, "index", minimum=0, maximum=SEED_MAX)
-    if isinstance(_check_arch(arch, allow_network=True), Network):
-        return network_outputs(x, arch, seed, index)
-    h = as_points(x, "x", np.float64)
-    params = sample_params(arch, h.shape[1], seed, index)
-    for layer, (weights, biases) in enumerate(params):
-        if arch.parameterization == "ntk":
-            z = (arch.w_stds[layer] / math.sqrt(h.shape[1])) * (h @ weights)
-            if biases is not None:
-                z += arch.b_stds[layer] * biases
-        else:
-            z = h @ weights
-            if biases is not None:
-                z += biases
-        h = arch.activation_fn(z) if layer < arch.n_layers - 1 else z
-    return h
 
 
 def gp_posterior(k_train, k_test_train, y, k_test, *, noise: float = 0.0) -> Tuple[np.ndarray, np.ndarray]:

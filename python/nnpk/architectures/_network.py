@@ -1,252 +1,27 @@
-"""Sequential network descriptions: dense and convolutional layers, pooling, residual blocks.
+"""A sequential network, and the same network compiled for points of one shape.
 
 A ``Network`` is a sequence of layers applied in order. Inputs are ``(n, features)``,
-``(n, length, channels)`` or ``(n, height, width, channels)`` arrays (channels last, as in
-neural-tangents); a layer's shape rules are checked against the input's shape before anything
-is computed, and an error names the layer (``layer 3.1`` is layer 1 of the residual block at
-position 3).
+``(n, length, channels)`` or ``(n, height, width, channels)`` arrays (channels last); a layer's
+shape rules are checked against the input's shape before anything is computed, and an error
+names the layer (``layer 3.1`` is layer 1 of the residual block at position 3).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import List, Optional, Tuple, Union
+from typing import List, Tuple, Union
 
-import numpy as np
+from .. import _core
+from ._activations import PARAMETERIZATIONS
+from ._layers import (Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Residual, _layers, _Pool, _text)
 
-from . import _core
-from ._arch import MLP, PARAMETERIZATIONS, activation_normalization, check_activation
-
-__all__ = ["Activation", "AvgPool", "Conv", "Dense", "Flatten", "GlobalAvgPool", "INITS", "MaxPool", "Network",
-           "Residual"]
+__all__ = ["Compiled", "INITS", "Network", "ParamLayer"]
 
 INITS = ("gaussian", "uniform", "truncated_normal", "orthogonal")
-PADDINGS = ("same", "valid")
 
-Size = Union[int, Tuple[int, int]]
 Shape = Tuple[int, ...]
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return int(value)
-
-
-def _size(value, name: str) -> Tuple[int, ...]:
-    """An int (1-D) or a pair of ints (2-D) as a tuple."""
-    if isinstance(value, (tuple, list)):
-        if len(value) not in (1, 2):
-            raise ValueError(f"{name} must be an int (1-D) or a pair of ints (2-D), got {value!r}")
-        return tuple(_positive_int(v, name) for v in value)
-    return (_positive_int(value, name),)
-
-
-def _std(value, name: str, allow_none: bool) -> Optional[float]:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number{' or None' if allow_none else ''}, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value}")
-    return value
-
-
-def _padding(value) -> str:
-    if value not in PADDINGS:
-        raise ValueError(f"padding must be 'same' or 'valid', got {value!r}")
-    return value
-
-
-def _text(size: Tuple[int, ...]) -> str:
-    return " x ".join(map(str, size))
-
-
-@dataclass(frozen=True)
-class Dense:
-    """A fully connected layer on flat features: ``z = h W + b``, W of shape (fan_in, width).
-
-    W_std, b_std as in ``nnpk.MLP`` (``b_std=None``: no bias parameter)."""
-
-    width: int
-    W_std: float = 1.0
-    b_std: Optional[float] = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "width", _positive_int(self.width, "width"))
-        object.__setattr__(self, "W_std", _std(self.W_std, "W_std", False))
-        object.__setattr__(self, "b_std", _std(self.b_std, "b_std", True))
-
-    def describe(self) -> str:
-        return f"Dense {self.width}"
-
-
-@dataclass(frozen=True)
-class Conv:
-    """A convolution with ``channels`` output channels, 1-D (``kernel_size`` an int, on
-    (length, channels) points) or 2-D (a pair, on (height, width, channels) points).
-
-    Its weights have shape ``kernel_size + (in_channels, channels)`` (neural-tangents' and
-    JAX's HWIO); its fan-in is kernel size x input channels, which is what ``W_std`` is divided
-    by under either parameterization. padding "same" keeps ``ceil(n / stride)`` positions
-    (zeros added, the odd one after, as in XLA); "valid" keeps the windows inside the input."""
-
-    channels: int
-    kernel_size: Size
-    stride: Size = 1
-    padding: str = "same"
-    W_std: float = 1.0
-    b_std: Optional[float] = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "channels", _positive_int(self.channels, "channels"))
-        kernel = _size(self.kernel_size, "kernel_size")
-        stride = _size(self.stride, "stride")
-        if len(stride) == 1 and len(kernel) == 2:
-            stride = stride * 2
-        if len(stride) != len(kernel):
-            raise ValueError(f"stride {self.stride!r} has another dimension than kernel_size {self.kernel_size!r}")
-        object.__setattr__(self, "kernel_size", kernel if len(kernel) == 2 else kernel[0])
-        object.__setattr__(self, "stride", stride if len(stride) == 2 else stride[0])
-        object.__setattr__(self, "padding", _padding(self.padding))
-        object.__setattr__(self, "W_std", _std(self.W_std, "W_std", False))
-        object.__setattr__(self, "b_std", _std(self.b_std, "b_std", True))
-
-    @property
-    def window(self) -> Tuple[int, ...]:
-        return _size(self.kernel_size, "kernel_size")
-
-    @property
-    def strides(self) -> Tuple[int, ...]:
-        return _size(self.stride, "stride")
-
-    def describe(self) -> str:
-        stride = "" if set(self.strides) == {1} else f", stride {_text(self.strides)}"
-        return f"Conv kernel {_text(self.window)}{stride}, padding '{self.padding}'"
-
-
-@dataclass(frozen=True)
-class _Pool:
-    window: Size
-    stride: Optional[Size] = None
-    padding: str = "valid"
-
-    def __post_init__(self):
-        window = _size(self.window, "window")
-        stride = window if self.stride is None else _size(self.stride, "stride")
-        if len(stride) == 1 and len(window) == 2:
-            stride = stride * 2
-        if len(stride) != len(window):
-            raise ValueError(f"stride {self.stride!r} has another dimension than window {self.window!r}")
-        object.__setattr__(self, "window", window if len(window) == 2 else window[0])
-        object.__setattr__(self, "stride", stride if len(stride) == 2 else stride[0])
-        object.__setattr__(self, "padding", _padding(self.padding))
-
-    @property
-    def windows(self) -> Tuple[int, ...]:
-        return _size(self.window, "window")
-
-    @property
-    def strides(self) -> Tuple[int, ...]:
-        return _size(self.stride, "stride")
-
-    def describe(self) -> str:
-        stride = "" if self.strides == self.windows else f", stride {_text(self.strides)}"
-        return f"{type(self).__name__} window {_text(self.windows)}{stride}, padding '{self.padding}'"
-
-
-class AvgPool(_Pool):
-    """Average over windows, per channel (1-D for an int window, 2-D for a pair). ``stride``
-    defaults to the window (non-overlapping, as in Keras and PyTorch; neural-tangents defaults
-    to 1). With padding "same" the average is over the window's positions inside the input."""
-
-
-class MaxPool(_Pool):
-    """Maximum over windows, per channel; as AvgPool otherwise (padding never wins)."""
-
-
-@dataclass(frozen=True)
-class GlobalAvgPool:
-    """The average over all positions, per channel: spatial points become flat."""
-
-    def describe(self) -> str:
-        return "GlobalAvgPool"
-
-
-@dataclass(frozen=True)
-class Flatten:
-    """Spatial points become flat, in (height, width, channel) order."""
-
-    def describe(self) -> str:
-        return "Flatten"
-
-
-@dataclass(frozen=True)
-class Activation:
-    """An elementwise nonlinearity: one of ``nnpk.ACTIVATIONS``, normalised or not, as in ``nnpk.MLP``.
-
-    A bare name in a layer list (``"relu"``) means ``Activation("relu")``."""
-
-    name: str
-    normalize: bool = False
-    slope: float = 0.01
-
-    def __post_init__(self):
-        object.__setattr__(self, "slope", check_activation(self.name, self.normalize, self.slope))
-        object.__setattr__(self, "normalize", bool(self.normalize))
-
-    @property
-    def normalization(self) -> Tuple[float, float]:
-        """(shift, scale) applied after phi: (0, 1) unless normalize=True."""
-        return activation_normalization(self.name, self.slope, self.normalize)
-
-    def describe(self) -> str:
-        return f"Activation {self.name}"
-
-
-def _layers(layers, name: str) -> tuple:
-    if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)):
-        raise TypeError(f"{name} must be a sequence of layers, got {layers!r}")
-    if not layers:
-        raise ValueError(f"{name} is empty")
-    out = []
-    for i, layer in enumerate(layers):
-        if isinstance(layer, str):
-            layer = Activation(layer)
-        if not isinstance(layer, LAYER_TYPES):
-            raise TypeError(f"{name}[{i}] must be a layer (Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, "
-                            f"Activation, Residual) or an activation name, got {layer!r}")
-        out.append(layer)
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class Residual:
-    """``x + scale * block(x)``: the block (a sequence of layers) must keep the shape of its input."""
-
-    block: tuple
-    scale: float = 1.0
-
-    def __post_init__(self):
-        object.__setattr__(self, "block", _layers(self.block, "block"))
-        if isinstance(self.scale, bool) or not isinstance(self.scale, (numbers.Real, np.floating, np.integer)):
-            raise TypeError(f"scale must be a number, got {self.scale!r}")
-        if not math.isfinite(self.scale):
-            raise ValueError(f"scale must be finite, got {self.scale}")
-        object.__setattr__(self, "scale", float(self.scale))
-
-    def describe(self) -> str:
-        return f"Residual, scale {self.scale:g}"
-
-
-LAYER_TYPES = (Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation, Residual)
-Layer = Union[Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation, Residual]
 
 
 @dataclass(frozen=True)
@@ -374,7 +149,7 @@ def _param_layers(layers) -> list:
 
 @dataclass(frozen=True)
 class Network:
-    """A sequential network with random weights: layers applied in order (CONVENTIONS.md).
+    """A sequential network with random weights: layers applied in order.
 
     Parameters
     ----------
@@ -415,6 +190,10 @@ class Network:
     def has_bias(self) -> Tuple[bool, ...]:
         return tuple(layer.b_std is not None for layer in self.param_layers)
 
+    def kernel_layers(self) -> Tuple[int, ...]:
+        """The layers whose kernels ``layers="all"`` returns (indices into ``layers``): every layer."""
+        return tuple(range(len(self.layers)))
+
     def shapes(self, input_shape) -> Tuple[Shape, ...]:
         """Each layer's output shape for one point of shape `input_shape`, checking every layer."""
         return self.compile(input_shape).shapes
@@ -437,12 +216,3 @@ def _compile(network: Network, input_shape: Shape) -> Compiled:
     spec = _core.SequentialSpec(list(input_shape), builder.nodes, getattr(_core.Parameterization,
                                 network.parameterization), getattr(_core.Init, network.init))
     return Compiled(spec, input_shape, tuple(shapes), tuple(nodes), tuple(builder.params), shapes[-1][0])
-
-
-def mlp_network(mlp: MLP) -> Network:
-    """The Network an MLP describes: draws and kernels are the same."""
-    layers = []
-    for width, w, b in zip(mlp.hidden, mlp.w_stds, mlp.b_stds):
-        layers += [Dense(width, W_std=w, b_std=b), Activation(mlp.activation, normalize=mlp.normalize, slope=mlp.slope)]
-    layers.append(Dense(mlp.out, W_std=mlp.w_stds[-1], b_std=mlp.b_stds[-1]))
-    return Network(layers, parameterization=mlp.parameterization)

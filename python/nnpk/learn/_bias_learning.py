@@ -20,10 +20,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from . import _core
-from ._params import SEED_MAX, _check_arch, sample_params
-from ._threads import resolve_n_threads
-from ._validate import as_points, check_int, compute_dtype
+from .. import _core
+from .._threads import resolve_n_threads
+from .._validate import as_shaped_points, check_int, compute_dtype
+from ..architectures import SEED_MAX, Dense, check_arch, sample_params
 
 __all__ = ["BiasLearner", "TaskFit"]
 
@@ -44,10 +44,10 @@ class TaskFit:
     n_outputs : int
         The task uses the network's first `n_outputs` logits.
     biases : list of (n_l,) float64 arrays or None
-        Every layer's bias (None where the layer has none); layers that are not
-        trained keep the sampled values.
+        Every Dense or Conv layer's bias (None where the layer has none), in the
+        order of ``sample_params``; layers that are not trained keep the sampled values.
     readout : (n_L, C) float64 array
-        The readout weights: trained, or the sampled ones.
+        The final Dense layer's weights: trained, or the sampled ones.
     loss_curve : list of float
         Mean training loss of each epoch (each minibatch's loss before its step).
     targets_1d : bool
@@ -100,7 +100,7 @@ class _SGD:
 class BiasLearner(BaseEstimator):
     """Train the biases (and optionally the readout) of one fixed random network.
 
-    The weights are ``nnpk.sample_params(arch, n_features, seed, index)`` and
+    The weights are ``nnpk.sample_params(arch, input_shape, seed, index)`` and
     never change; training starts from the sampled biases (drawn with std
     ``b_std``) and readout. Each task (``fit(X, y, task=t)``) keeps its own
     trained parameters on the same weights, so one random network serves several
@@ -109,22 +109,24 @@ class BiasLearner(BaseEstimator):
     squared loss ``0.5 * sum_c (f_c - y_c)^2`` on the first ``n_targets`` outputs;
     both are averaged over the minibatch.
 
-    Gradients are taken with respect to the stored parameters (CONVENTIONS.md):
-    under "standard" the bias b enters as ``z = h W + b``; under "ntk" as
-    ``z = (W_std / sqrt(n_in)) h W + b_std b``, so its gradient carries the factor
-    ``b_std`` (and the readout's the factor ``W_std / sqrt(n_L)``). The forward
-    and backward passes run in the C++ engine over fixed chunks of minibatch
-    rows, with float64 gradient sums added in a fixed order: a fit is bitwise
-    the same for any ``n_threads``.
+    Gradients are taken with respect to the stored parameters: under "standard"
+    the bias b enters as ``z = h W + b``; under "ntk" as ``z = (W_std / sqrt(n_in))
+    h W + b_std b``, so its gradient carries the factor ``b_std`` (and the readout's
+    the factor ``W_std / sqrt(n_L)``). The forward and backward passes run in the
+    C++ engine (through every layer: convolutions, pooling, residual blocks) over
+    fixed chunks of minibatch rows, with float64 gradient sums added in a fixed
+    order: a fit is bitwise the same for any ``n_threads``.
 
     Parameters
     ----------
-    arch : nnpk.MLP
+    arch : nnpk.Network (an nnpk.MLP is one)
+        Training the readout needs a network ending with a Dense layer.
     seed, index : int
         Which random network: network `index` of `seed`, as everywhere in nnpk.
     train : "biases", "biases+readout" or "readout"
-        "biases": every layer's bias, the readout's included. "readout": the
-        readout weights and bias (random features). "biases+readout": both.
+        "biases": every Dense or Conv layer's bias, the readout's included.
+        "readout": the final Dense layer's weights and bias (random features).
+        "biases+readout": both.
     optimizer : "adam" or "sgd"
         Adam (beta1 0.9, beta2 0.999, eps 1e-8) or plain gradient descent.
     lr : float
@@ -151,7 +153,9 @@ class BiasLearner(BaseEstimator):
     tasks_ : dict
         Task -> ``TaskFit`` with its trained parameters and loss curve.
     n_features_in_ : int
-        Input width of the network (shared by all tasks).
+        Values per input point (shared by all tasks).
+    input_shape_ : tuple
+        The shape of one input point: ``(n_features_in_,)`` for flat points.
     """
 
     def __init__(self, arch, seed=0, index=0, train="biases", optimizer="adam", lr=0.01, epochs=100,
@@ -172,14 +176,17 @@ class BiasLearner(BaseEstimator):
     # ------------------------------------------------------------------ checks
 
     def _check_hyperparameters(self) -> None:
-        arch = _check_arch(self.arch)
+        arch = check_arch(self.arch)
         check_int(self.seed, "seed", minimum=0, maximum=SEED_MAX)
         check_int(self.index, "index", minimum=0, maximum=SEED_MAX)
         if self.train not in TRAIN:
             raise ValueError(f"train must be one of {', '.join(map(repr, TRAIN))}, got {self.train!r}")
-        if "biases" in self.train and all(b is None for b in arch.b_stds):
+        if "biases" in self.train and not any(arch.has_bias):
             raise ValueError(f"train={self.train!r} but arch has no biases (b_std=None); "
                              "give arch a b_std or use train='readout'")
+        if "readout" in self.train and not isinstance(arch.layers[-1], Dense):
+            raise ValueError(f"train={self.train!r} trains the final Dense layer; this network ends with layer "
+                             f"{len(arch.layers) - 1} ({arch.layers[-1].describe()}): use train='biases'")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if (isinstance(self.lr, bool) or not isinstance(self.lr, (numbers.Real, np.floating, np.integer))
@@ -194,10 +201,13 @@ class BiasLearner(BaseEstimator):
         resolve_n_threads(self.n_threads)
 
     def _check_x(self, X) -> np.ndarray:
-        """X in the compute dtype, checked against the network's input width once there is one."""
-        n_features = getattr(self, "n_features_in_", None)
-        return as_points(X, "X", compute_dtype(self.dtype), n_features=n_features,
-                         other="the network the fitted tasks share")
+        """X in the compute dtype, checked against the network's point shape once there is one, flattened
+        to (n, values per point); the network compiled for its points is ``self._compiled``."""
+        shape = getattr(self, "input_shape_", None)
+        x = as_shaped_points(X, "X", compute_dtype(self.dtype), point_shape=shape,
+                             other="the points of the network the fitted tasks share")
+        self._compiled = check_arch(self.arch).compile(x.shape[1:])
+        return x.reshape(x.shape[0], -1)
 
     def _task(self, task) -> TaskFit:
         check_is_fitted(self, "tasks_")
@@ -221,7 +231,7 @@ class BiasLearner(BaseEstimator):
             else:
                 raise ValueError(f"y looks {kind}; pass loss='cross_entropy' for one class label per row "
                                  "or loss='squared' for real-valued targets")
-        C = self.arch.out
+        C = self._compiled.out
         if loss == "cross_entropy":
             y = column_or_1d(y, warn=True)
             check_classification_targets(y)
@@ -248,38 +258,41 @@ class BiasLearner(BaseEstimator):
     # ----------------------------------------------------------------- network
 
     def _network(self, dtype):
-        """(the sampled float64 (W, b) of every layer, the hidden layers' weights in `dtype`).
+        """(the sampled float64 (W, b) of every Dense or Conv layer, their fixed weights as the engine's
+        (fan_in, fan_out) matrices in `dtype`).
 
         Drawn once per network, and the fixed weights converted once per dtype, not at every step."""
-        key = (self.arch, self.seed, self.index, self.n_features_in_)
+        key = (self.arch, self.seed, self.index, self.input_shape_)
         cached = getattr(self, "_sampled", None)
         if cached is None or cached[0] != key:
             if getattr(self, "tasks_", None):
                 raise ValueError(f"arch, seed or index changed after tasks {list(self.tasks_)} were fitted; their "
                                  "parameters belong to the network sampled then: use a new BiasLearner")
-            cached = self._sampled = (key, sample_params(self.arch, self.n_features_in_, self.seed, self.index), {})
+            cached = self._sampled = (key, sample_params(self.arch, self.input_shape_, self.seed, self.index), {})
         sampled, converted = cached[1], cached[2]
         name = np.dtype(dtype).name
         if name not in converted:
-            converted[name] = [np.ascontiguousarray(W, dtype=dtype) for W, _ in sampled[:-1]]
+            converted[name] = [np.ascontiguousarray(W.reshape(p.fan_in, p.fan_out), dtype=dtype)
+                               for (W, _), p in zip(sampled[:-1], self._compiled.params)]
         return sampled, converted[name]
 
     def _engine_params(self, fit: TaskFit, dtype) -> list:
-        """The task's (W, b) of every layer in the compute dtype, for the engine."""
+        """The task's (W, b) of every Dense or Conv layer in the compute dtype, for the engine."""
         weights = self._network(dtype)[1] + [fit.readout.astype(dtype, copy=False)]
         return [(W, None if b is None else b.astype(dtype, copy=False)) for W, b in zip(weights, fit.biases)]
 
     def _trainable(self, fit: TaskFit):
-        """(per-layer bias flags, readout flag, the float64 arrays they name, in engine order)."""
-        n_layers = self.arch.n_layers
+        """(per-layer weight flags, per-layer bias flags, the float64 arrays they name, in engine order)."""
+        n_layers = len(fit.biases)
         has_bias = [b is not None for b in fit.biases]
         if self.train == "readout":
             biases = [has_bias[l] and l == n_layers - 1 for l in range(n_layers)]
         else:
             biases = has_bias
         readout = self.train != "biases"
+        weights = [readout and l == n_layers - 1 for l in range(n_layers)]
         arrays = [fit.biases[l] for l in range(n_layers) if biases[l]] + ([fit.readout] if readout else [])
-        return biases, readout, arrays
+        return weights, biases, arrays
 
     # --------------------------------------------------------------- training
 
@@ -301,20 +314,23 @@ class BiasLearner(BaseEstimator):
             hash(task)
         except TypeError:
             raise TypeError(f"task must be hashable (a name such as 0 or 'parity'), got {type(task).__name__}") from None
+        shape = getattr(self, "input_shape_", None)
         x = self._check_x(X)
         n, d = x.shape
         loss, classes, n_outputs, targets, targets_1d = self._targets(y, n)
         threads = resolve_n_threads(self.n_threads)
         self.n_features_in_ = d
+        self.input_shape_ = self._compiled.input_shape if shape is None else shape
         sampled = self._network(x.dtype)[0]
         fit = TaskFit(loss=loss, classes=classes, n_outputs=n_outputs,
                       biases=[None if b is None else b.copy() for _, b in sampled],
-                      readout=sampled[-1][0].copy(), targets_1d=targets_1d)
-        train_biases, train_readout, arrays = self._trainable(fit)
+                      readout=sampled[-1][0].reshape(self._compiled.params[-1].fan_in, -1).copy(),
+                      targets_1d=targets_1d)
+        train_weights, train_biases, arrays = self._trainable(fit)
         optimizer = (_Adam if self.optimizer == "adam" else _SGD)(arrays, float(self.lr))
         rng = check_random_state(self.random_state)
         batch = n if self.batch_size is None else min(int(self.batch_size), n)
-        engine = _core.BiasTrainer(self.arch._spec(d), train_biases, train_readout, threads, x.dtype.name)
+        engine = _core.SequentialTrainer(self._compiled.spec, train_weights, train_biases, threads, x.dtype.name)
         for _ in range(int(self.epochs)):
             order = rng.permutation(n) if batch < n else None
             total = 0.0
@@ -324,9 +340,9 @@ class BiasLearner(BaseEstimator):
                 else:
                     rows = order[start : start + batch]
                     xb, tb = x[rows], targets[rows]
-                value, bias_grads, readout_grad = engine.gradients(xb, self._engine_params(fit, x.dtype), loss,
+                value, weight_grads, bias_grads = engine.gradients(xb, self._engine_params(fit, x.dtype), loss,
                                                                    n_outputs, tb)
-                grads = [g for g in bias_grads if g is not None] + ([readout_grad] if train_readout else [])
+                grads = [g for g in bias_grads if g is not None] + [g for g in weight_grads if g is not None]
                 optimizer.step(arrays, grads)
                 total += value * xb.shape[0]
             fit.loss_curve.append(total / n)
@@ -341,8 +357,8 @@ class BiasLearner(BaseEstimator):
         """The task's outputs: (n_samples, n_outputs) logits or regression values (float64)."""
         fit = self._task(task)
         x = self._check_x(X)
-        outputs = _core.network_outputs(x, self.arch._spec(x.shape[1]), self._engine_params(fit, x.dtype),
-                                        resolve_n_threads(self.n_threads))
+        outputs = _core.sequential_outputs(x, self._compiled.spec, self._engine_params(fit, x.dtype),
+                                           resolve_n_threads(self.n_threads))
         return outputs[:, : fit.n_outputs]
 
     def predict(self, X, task: Hashable = 0) -> np.ndarray:

@@ -18,14 +18,12 @@ import time
 
 import numpy as np
 
-from . import __version__
-from ._arch import MLP
-from ._empirical import empirical
-from ._params import sample_params
-from ._threads import resolve_n_threads
-from .bias_learning import BiasLearner
-from .learn import RidgePath
-from .sklearn import RELATIVE_RIDGES
+from .._threads import resolve_n_threads
+from .._version import __version__
+from ..architectures import MLP, sample_params
+from ..kernels import empirical
+from ..learn import RELATIVE_RIDGES, RidgePath
+from ..learn._bias_learning import BiasLearner
 
 # The `train` settings compared, in the order of the table's columns.
 MODES = ("biases", "readout", "biases+readout")

@@ -8,14 +8,13 @@ import math
 
 import numpy as np
 
-from . import _core
-from ._architecture import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual
-from ._monte_carlo import _prepare
-from ._sequential import prepare_network_points
-from ._threads import resolve_n_threads
-from ._validate import check_int, check_memory
+from .. import _core
+from .._threads import resolve_n_threads
+from .._validate import check_int, check_memory
+from ..architectures import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual, check_arch
+from ..architectures._params import prepare_network_points
 
-__all__ = ["analytic", "DEFAULT_QUADRATURE_ORDER"]
+__all__ = ["DEFAULT_QUADRATURE_ORDER", "analytic", "analytic_kernels", "network_analytic_nodes"]
 
 DEFAULT_QUADRATURE_ORDER = 40
 _KERNELS = ("nngp", "ntk")
@@ -31,23 +30,6 @@ def _check_get(get) -> Tuple[str, ...]:
     ):
         raise ValueError(f"get must be 'nngp', 'ntk' or a tuple of both, got {get!r}")
     return tuple(names)
-
-
-def _unit_second_moment(arch) -> bool:
-    return bool(arch.normalize) or arch.activation == "relu_normalized"
-
-
-def _analytic_kernels(a1, a2, arch, *, layers: Sequence[int], kernels: Sequence[str], n_threads: int,
-                      quadrature_order: int, closed_form: bool) -> Dict[str, List[np.ndarray]]:
-    """The requested kernels of the requested layers (ascending, kernel_layers indexing)."""
-    n2 = a1.shape[0] if a2 is None else a2.shape[0]
-    n_out = len(layers) * len(kernels)
-    check_memory(8 * a1.shape[0] * n2 * n_out, f"the output ({n_out} x {a1.shape[0]} x {n2} float64)")
-    nngp, ntk = _core.analytic_kernels(
-        a1, a2, arch._spec(a1.shape[1]), getattr(_core.Parameterization, arch.parameterization),
-        "nngp" in kernels, "ntk" in kernels, list(layers), closed_form, quadrature_order,
-        _unit_second_moment(arch), n_threads, _TILE)
-    return {"nngp": nngp, "ntk": ntk}
 
 
 class _NetworkRecursion:
@@ -131,11 +113,17 @@ def network_analytic_nodes(network: Network, input_shape) -> Tuple[List["_core.A
     return recursion.nodes, [node for _, node, _ in steps]
 
 
-def _network_analytic(x1, x2, network: Network, *, kernels, layers: str, n_threads: int, quadrature_order: int,
-                      closed_form: bool):
+def analytic_kernels(x1, x2, network: Network, *, kernels: Sequence[str], layers, n_threads: int,
+                     quadrature_order: int, closed_form: bool) -> Dict[str, List[np.ndarray]]:
+    """The requested kernels of `layers` ("output", "all": ``network.kernel_layers()``, or a list of
+    top-level layer indices, ascending), as lists keyed by kernel name."""
     compiled, a1, a2 = prepare_network_points(x1, x2, network, "float64")
     nodes, layer_nodes = network_analytic_nodes(network, compiled.input_shape)
-    wanted = layer_nodes if layers == "all" else [layer_nodes[-1]]
+    if layers == "output":
+        layers = [len(network.layers) - 1]
+    elif layers == "all":
+        layers = network.kernel_layers()
+    wanted = [layer_nodes[l] for l in layers]
     n2 = a1.shape[0] if a2 is None else a2.shape[0]
     n_out = len(wanted) * len(kernels)
     check_memory(8 * a1.shape[0] * n2 * n_out, f"the output ({n_out} x {a1.shape[0]} x {n2} float64)")
@@ -150,8 +138,7 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
              closed_form: bool = True) -> Union[Kernels, Dict[str, Kernels]]:
     """The infinite-width NNGP and/or NTK of ``arch`` between the rows of x1 and x2.
 
-    The exact layer recursion of CONVENTIONS.md ("Infinite-width (analytic) kernels"), in
-    float64: ``Sigma^0 = x . x' / d``; each layer's affine step (per-layer ``W_std``,
+    The exact layer recursion of the infinite-width kernels, in float64: ``Sigma^0 = x . x' / d``; each layer's affine step (per-layer ``W_std``,
     ``b_std``, either parameterization; under "standard" the NTK uses the finite widths
     ``n_{l-1}`` as neural-tangents does), then the activation's dual map. It is the limit of
     ``nnpk.monte_carlo`` as the hidden widths and the number of networks grow.
@@ -175,7 +162,7 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
     x1 : (n1, d) array
     x2 : (n2, d) array, optional
         Defaults to x1 (then only one triangle is computed and mirrored).
-    arch : nnpk.MLP or nnpk.Network
+    arch : nnpk.Network (an nnpk.MLP is one)
         Only the depth, activation, stds and parameterization matter, and the hidden widths
         only for the "standard" NTK. A Network may hold Dense layers, elementwise activations
         of Dense outputs, residual blocks ending with a Dense layer (NNGP ``K_x + scale^2 K_f``,
@@ -184,7 +171,8 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         non-Gaussian features, a residual block ending otherwise) raises ValueError naming
         the layer. The kernels are those of every ``init`` scheme (all have zero-mean,
         unit-variance weights; the limit is the same). With ``layers="all"`` the list holds
-        each top-level layer's kernels.
+        the kernels of each layer of ``arch.kernel_layers()`` (an MLP's hidden layers, then
+        the output; every top-level layer of another Network).
     get : "nngp", "ntk" or a tuple of both
         With a tuple a dict keyed by kernel name is returned; both come from one recursion.
     layers : "output" or "all"
@@ -221,13 +209,7 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
     if not isinstance(closed_form, (bool, np.bool_)):
         raise TypeError(f"closed_form must be a bool, got {closed_form!r}")
     threads = resolve_n_threads(n_threads)
-    if isinstance(arch, Network):
-        out = _network_analytic(x1, x2, arch, kernels=kernels, layers=layers, n_threads=threads,
-                                quadrature_order=quadrature_order, closed_form=bool(closed_form))
-    else:
-        arch, a1, a2 = _prepare(x1, x2, arch, "float64")
-        indices = list(range(arch.n_layers)) if layers == "all" else [arch.n_layers - 1]
-        out = _analytic_kernels(a1, a2, arch, layers=indices, kernels=kernels, n_threads=threads,
-                                quadrature_order=quadrature_order, closed_form=bool(closed_form))
+    out = analytic_kernels(x1, x2, check_arch(arch), kernels=kernels, layers=layers, n_threads=threads,
+                           quadrature_order=quadrature_order, closed_form=bool(closed_form))
     result = {name: (out[name] if layers == "all" else out[name][0]) for name in kernels}
     return result[get] if isinstance(get, str) else result

@@ -24,71 +24,20 @@ from typing import List, Optional
 
 import numpy as np
 
-from . import __version__
-from ._analytic import analytic
-from ._arch import CLOSED_FORM_DUALS, MLP
-from ._conditioning import conditioning
-from ._monte_carlo import default_estimator, monte_carlo
-from ._threads import resolve_n_threads
-from .diagnostics import KernelSpectrum, kernel_target_alignment
-from .learn import CRITERIA, RidgePath
+from .._threads import resolve_n_threads
+from .._version import __version__
+from ..architectures import CLOSED_FORM_DUALS, MLP
+from ..kernels import analytic, conditioning, default_estimator, monte_carlo
+from ..learn import CRITERIA
+from ._common import (DATASETS, DEFAULT_SAMPLES, PREPROCESSING, Dataset, _finite, evaluate, load_dataset,
+                      positive_int, widths)
 
-DATASETS = ("digits", "mnist1d")
-# Points used by default: all of digits; MNIST-1D's 5000 would take the demo past two minutes.
-DEFAULT_SAMPLES = {"digits": None, "mnist1d": 2000}
 # Settings that `--quick` changes (options given explicitly win), the full run's first.
 FULL = {"hidden": (512, 512), "networks": 256, "ntk_networks": 16, "max_depth": 64}
 QUICK = {"samples": 300, "hidden": (128, 128), "networks": 4, "ntk_networks": 2, "max_depth": 8}
 # Forward passes in float32 (float64 accumulation): their rounding is far below the Monte Carlo error.
 MC_DTYPE = "float32"
-PREPROCESSING = ("centred by the training mean, each row then scaled to x . x / d = 1 "
-                 "(unit input variance, the setting of the depth analysis)")
 DEPTH_ACTIVATIONS = {"relu": math.sqrt(2), "relu_normalized": 1.0}  # W_std keeping the diagonal at 1
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    x: np.ndarray  # (n, d), preprocessed
-    labels: np.ndarray  # (n,) in 0..n_classes - 1
-    train: np.ndarray  # indices into x
-    test: np.ndarray
-
-    @property
-    def n_classes(self) -> int:
-        return int(self.labels.max()) + 1
-
-
-def _raw_dataset(name: str):
-    if name == "digits":
-        from sklearn.datasets import load_digits
-
-        return load_digits(return_X_y=True)
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    # The package's standard generation (its own fixed seed), pooled: the demo makes its own split.
-    data = make_dataset(get_dataset_args())
-    return np.concatenate([data["x"], data["x_test"]]), np.concatenate([data["y"], data["y_test"]])
-
-
-def load_dataset(name: str, n_samples: Optional[int], seed: int) -> Dataset:
-    """`n_samples` points of the data set (a stratified subsample; None: all), split into stratified halves and
-    preprocessed as PREPROCESSING says, with the training half's statistics."""
-    from sklearn.model_selection import train_test_split
-
-    x, labels = _raw_dataset(name)
-    x = np.asarray(x, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
-    if n_samples is not None and n_samples < len(labels):
-        keep, _ = train_test_split(np.arange(len(labels)), train_size=n_samples, stratify=labels, random_state=seed)
-        keep.sort()
-        x, labels = x[keep], labels[keep]
-    train, test = train_test_split(np.arange(len(labels)), test_size=0.5, stratify=labels, random_state=seed)
-    x = x - x[train].mean(axis=0)
-    norms = np.linalg.norm(x, axis=1, keepdims=True) / math.sqrt(x.shape[1])
-    # A point equal to the training mean stays at 0 rather than becoming NaN.
-    x /= np.where(norms > 0, norms, 1.0)
-    return Dataset(name, x, labels, np.sort(train), np.sort(test))
 
 
 def _geometric(maximum: int, factor: int) -> List[int]:
@@ -149,38 +98,6 @@ def compute_kernel(spec: KernelSpec, data: Dataset, arch: MLP, seed: int, thread
         return analytic(data.x, arch=arch, get=spec.kernel, n_threads=threads)
     return monte_carlo(data.x, arch=arch, n_networks=spec.n_networks, seed=seed, get=spec.kernel,
                        estimator=spec.estimator, dtype=MC_DTYPE, n_threads=threads)
-
-
-def _finite(value: float) -> Optional[float]:
-    """JSON has no infinity: a singular kernel's condition number is stored as null."""
-    return float(value) if math.isfinite(value) else None
-
-
-def evaluate(kernel: np.ndarray, data: Dataset, criterion: str) -> dict:
-    """Kernel ridge classification (one-hot targets) and the training kernel's diagnostics.
-
-    The ridge is the candidate multiple of the kernel's mean diagonal with the smallest GCV or LOO error (as
-    nnpk.sklearn chooses it), all from the one eigendecomposition that also gives the spectrum."""
-    from .sklearn import RELATIVE_RIDGES
-
-    k_train = kernel[np.ix_(data.train, data.train)]
-    targets = np.eye(data.n_classes)[data.labels[data.train]]
-    path = RidgePath(k_train, targets)
-    scale = float(np.trace(k_train)) / len(data.train)
-    ridge, _ = path.select_ridge(scale * RELATIVE_RIDGES, criterion)
-    scores = kernel[np.ix_(data.test, data.train)] @ path.coefficients(ridge)
-    eigenvalues = KernelSpectrum(path.eigenvalues[::-1].copy())
-    return {
-        "test_accuracy": float(np.mean(np.argmax(scores, axis=1) == data.labels[data.test])),
-        "ridge": ridge,
-        "relative_ridge": ridge / scale,
-        "alignment_centered": kernel_target_alignment(k_train, targets, centered=True),
-        "alignment_uncentered": kernel_target_alignment(k_train, targets),
-        "condition_number": _finite(eigenvalues.condition_number),
-        "smallest_eigenvalue": eigenvalues.smallest,
-        "largest_eigenvalue": eigenvalues.largest,
-        "effective_rank": eigenvalues.effective_rank,
-    }
 
 
 def relative_error(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -419,40 +336,23 @@ def write_report(results: dict, folder: str) -> dict:
     return {role: os.path.join(folder, file) for role, file in files.items()}
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _widths(text: str) -> tuple:
-    try:
-        widths = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        widths = ()
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"hidden widths must be positive integers separated by commas, got {text!r}")
-    return widths
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `nnpk demo` (None: the full run's value, or the quick run's with --quick)."""
     parser.add_argument("--dataset", choices=DATASETS, default="digits",
                         help="mnist1d needs the optional mnist1d package (pip install 'nnpk[mnist1d]')")
-    parser.add_argument("--samples", type=_positive, default=None,
+    parser.add_argument("--samples", type=positive_int, default=None,
                         help="points used, a stratified subsample (default: all of digits, 2000 of MNIST-1D)")
-    parser.add_argument("--hidden", type=_widths, default=None, help="hidden widths, comma separated (512,512)")
+    parser.add_argument("--hidden", type=widths, default=None, help="hidden widths, comma separated (512,512)")
     parser.add_argument("--activation", choices=CLOSED_FORM_DUALS, default="relu",
                         help="activations whose analytic kernel has a closed form (others take minutes)")
     parser.add_argument("--W-std", dest="W_std", type=float, default=None,
                         help="weight std (default: sqrt 2 for relu and leaky_relu, 1 otherwise)")
     parser.add_argument("--b-std", dest="b_std", type=float, default=0.1)
-    parser.add_argument("--networks", type=_positive, default=None,
+    parser.add_argument("--networks", type=positive_int, default=None,
                         help="largest Monte Carlo network count M of the NNGP (256); also 1, 4, 16, ... below it")
-    parser.add_argument("--ntk-networks", type=_positive, default=None,
+    parser.add_argument("--ntk-networks", type=positive_int, default=None,
                         help="largest network count of the Monte Carlo NTK (16)")
-    parser.add_argument("--max-depth", type=_positive, default=None, help="deepest network of the depth study (64)")
+    parser.add_argument("--max-depth", type=positive_int, default=None, help="deepest network of the depth study (64)")
     parser.add_argument("--criterion", choices=CRITERIA, default="gcv", help="ridge selection")
     parser.add_argument("--seed", type=int, default=0, help="split and networks")
     parser.add_argument("--threads", type=int, default=None, help="default: all physical cores")

@@ -20,11 +20,11 @@ from typing import Dict, List
 
 import numpy as np
 
-from . import __version__
-from ._architecture import INITS, Conv, Dense, Flatten, Network, Residual
-from ._demo import Dataset, _positive, _widths, evaluate, load_dataset
-from ._monte_carlo import monte_carlo
-from ._threads import resolve_n_threads
+from .._threads import resolve_n_threads
+from .._version import __version__
+from ..architectures import INITS, Conv, Dense, Flatten, Network, Residual
+from ..kernels import monte_carlo
+from ._common import Dataset, evaluate, load_dataset, positive_int, widths
 
 ARCHITECTURES = ("MLP", "CNN", "ResCNN")
 # Points: all 1,797 digits; 2,000 of MNIST-1D's 5,000 as in `nnpk demo`.
@@ -183,10 +183,10 @@ def main(argv=None) -> int:
     parser.add_argument("--datasets", type=lambda t: tuple(t.split(",")), default=("digits", "mnist1d"),
                         help="digits, mnist1d or both, comma separated (mnist1d needs the mnist1d package; it is "
                         "skipped with a note when absent)")
-    parser.add_argument("--widths", type=_widths, default=None, help="units or channels, comma separated (16,32,64)")
-    parser.add_argument("--networks", type=_positive, default=None, help="networks per Monte Carlo kernel (8)")
+    parser.add_argument("--widths", type=widths, default=None, help="units or channels, comma separated (16,32,64)")
+    parser.add_argument("--networks", type=positive_int, default=None, help="networks per Monte Carlo kernel (8)")
     parser.add_argument("--inits", type=_inits, default=None, help=f"init schemes, comma separated ({','.join(INITS)})")
-    parser.add_argument("--samples", type=_positive, default=None,
+    parser.add_argument("--samples", type=positive_int, default=None,
                         help="points per data set, a stratified subsample (default: all of digits, 2000 of MNIST-1D)")
     parser.add_argument("--seed", type=int, default=0, help="split and networks")
     parser.add_argument("--threads", type=int, default=None, help="default: all physical cores")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from . import _core
-from ._architecture import Network
-from ._monte_carlo import _DEFAULT_NTK_TILE, _DEFAULT_TILE_ROWS, _prepare
-from ._params import _check_arch
-from ._sequential import check_network_params, check_tangent_network, network_feature_bytes, prepare_network_points
+from .. import _core
+from .._threads import resolve_n_threads
+from .._validate import ROW_BLOCK_ADVICE, check_memory
+from ..architectures import check_arch
+from ..architectures._params import check_network_params, prepare_network_points
+from ._plans import _DEFAULT_NTK_TILE, _DEFAULT_TILE_ROWS, check_tangent_network, network_feature_bytes
 from ._streaming import KernelMap, Plan, run_plan
-from ._tangent import arrange_tangent, check_params, feature_bytes, parse_get, parse_wrt, tangent_maps
-from ._threads import resolve_n_threads
-from ._validate import ROW_BLOCK_ADVICE, check_memory
+from ._tangent import arrange_tangent, parse_get, parse_wrt, tangent_maps
 
 __all__ = ["empirical"]
 
@@ -21,8 +20,8 @@ def empirical(x1, x2=None, *, arch, params, get="ntk", wrt="all", per_layer: boo
 
     Parameters
     ----------
-    x1, x2 : (n1, d), (n2, d) arrays, or points of the shape an nnpk.Network takes
-    arch : nnpk.MLP or nnpk.Network
+    x1, x2 : (n1, d), (n2, d) arrays, or points of the shape the network takes
+    arch : nnpk.Network (an nnpk.MLP is one)
         The architecture the parameters belong to (its parameterization says
         how they are stored and which derivative the NTK takes).
     params : list of (W, b)
@@ -37,35 +36,25 @@ def empirical(x1, x2=None, *, arch, params, get="ntk", wrt="all", per_layer: boo
     -------
     As ``nnpk.monte_carlo`` for one network.
     """
-    network = isinstance(_check_arch(arch, allow_network=True), Network)
-    if network:
-        compiled, a1, a2 = prepare_network_points(x1, x2, arch, dtype)
-        checked = check_network_params(params, compiled, a1.dtype)
-        out = compiled.out
-    else:
-        arch, a1, a2 = _prepare(x1, x2, arch, dtype)
-        checked = check_params(params, arch, a1.shape[1], a1.dtype)
-        out = arch.out
+    compiled, a1, a2 = prepare_network_points(x1, x2, check_arch(arch), dtype)
+    checked = check_network_params(params, compiled, a1.dtype)
+    out = compiled.out
     names, as_dict = parse_get(get)
     weights, biases = parse_wrt(wrt, arch.has_bias)
     want_nngp, want_ntk = "nngp" in names, "ntk" in names
-    if network and want_ntk:
+    if want_ntk:
         check_tangent_network(compiled)
     threads = resolve_n_threads(n_threads)
-    n1, d = a1.shape
+    n1 = a1.shape[0]
     n2 = n1 if a2 is None else a2.shape[0]
     n_out = want_nngp + (sum(weights) + sum(biases) if per_layer else 1)
     per_entry = out**2 if per_logit else 1
-    if network:
-        features = network_feature_bytes(compiled, n1 + (0 if a2 is None else n2), weights, biases, a1.itemsize)
-    else:
-        features = feature_bytes(arch, d, n1 + (0 if a2 is None else n2), weights, a1.itemsize, per_logit)
+    features = network_feature_bytes(compiled, n1 + (0 if a2 is None else n2), weights, biases, a1.itemsize)
     check_memory(8 * n1 * n2 * per_entry * n_out + features, f"the kernels ({n_out} x {n1} x {n2} float64)",
                  ROW_BLOCK_ADVICE)
     if not want_ntk:  # no tangent parts: the engine stores no features and forms no Gram for them
         weights = biases = [False] * len(weights)
-    engine, spec = (_core.sequential_empirical_sums, compiled.spec) if network else (_core.empirical_sums, arch._spec(d))
-    sums = engine(a1, a2, spec, checked, weights, biases, want_nngp, per_layer and want_ntk, per_logit, threads,
+    sums = _core.sequential_empirical_sums(a1, a2, compiled.spec, checked, weights, biases, want_nngp, per_layer and want_ntk, per_logit, threads,
                   _DEFAULT_TILE_ROWS, _DEFAULT_NTK_TILE)
     maps = [KernelMap(0, 1.0 / out)] if want_nngp else []
     if want_ntk:

@@ -1,0 +1,113 @@
+"""The parameters of random network number `index`, given parameters checked, and a network's logits."""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from .. import _core
+from .._validate import as_points, as_shaped_points, check_int, compute_dtype
+from ._layers import Dense
+from ._network import Compiled, Network
+
+__all__ = ["SEED_MAX", "check_arch", "check_network_params", "network_outputs", "network_params",
+           "prepare_network_points", "sample_params"]
+
+SEED_MAX = 2**64 - 1
+
+
+def check_arch(arch) -> Network:
+    """`arch` if it is a network (an ``nnpk.MLP`` or ``nnpk.Network``), else a TypeError."""
+    if not isinstance(arch, Network):
+        raise TypeError(f"arch must be an nnpk.MLP or nnpk.Network, got {type(arch).__name__}")
+    return arch
+
+
+def prepare_network_points(x1, x2, network: Network, dtype):
+    """(compiled network, x1, x2): the points checked against each other and the network,
+    converted to `dtype` and flattened to (n, features per point)."""
+    dt = compute_dtype(dtype)
+    if isinstance(network.layers[0], Dense):  # flat points only
+        a1 = as_points(x1, "x1", dt)
+        a2 = None if x2 is None else as_points(x2, "x2", dt, n_features=a1.shape[1], other="x1")
+    else:
+        a1 = as_shaped_points(x1, "x1", dt)
+        a2 = None if x2 is None else as_shaped_points(x2, "x2", dt, point_shape=a1.shape[1:])
+    compiled = network.compile(a1.shape[1:])
+    flat = lambda a: None if a is None else a.reshape(a.shape[0], -1)
+    return compiled, flat(a1), flat(a2)
+
+
+def sample_params(arch, input_dim, seed: int, index: int) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    """Network `index`'s stored parameters, as the engine draws them.
+
+    One ``(W, b)`` per Dense or Conv layer in order (residual blocks expanded; for an
+    ``nnpk.MLP`` the hidden layers, then the readout): a dense ``W`` of shape ``(n_in, n_out)``,
+    a convolution's of shape ``kernel_size + (in_channels, channels)`` (the HWIO layout of
+    JAX); `input_dim` is the shape of one point (an int for flat features). ``b`` has shape
+    ``(n_out,)``, or is None without biases. Under "ntk" they are the unit-variance draws
+    ``eps, beta`` (Gaussian, or by the network's init scheme); under "standard"
+    ``W = W_std / sqrt(fan_in) * eps`` and ``b = b_std * beta``.
+
+    The draws come from Philox4x64-10 keyed by (seed, index, layer): network
+    ``index`` is the same whichever thread, tile or process draws it. The engine
+    uses these values (rounded to float32 when it computes in float32).
+    """
+    seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
+    index = check_int(index, "index", minimum=0, maximum=SEED_MAX)
+    check_arch(arch)
+    shape = tuple(input_dim) if isinstance(input_dim, (tuple, list)) else (input_dim,)
+    return network_params(arch, tuple(check_int(s, "input_dim", minimum=1) for s in shape), seed, index)
+
+
+def network_params(network: Network, input_shape, seed: int, index: int) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    """Network `index`'s stored parameters, one (W, b) per Dense or Conv layer (see sample_params)."""
+    compiled = network.compile(input_shape)
+    params = []
+    for k, p in enumerate(compiled.params):
+        eps, beta = _core.sequential_draw(compiled.spec, seed, index, k)
+        if network.parameterization == "standard":
+            eps *= p.layer.W_std / math.sqrt(p.fan_in)
+            if beta is not None:
+                beta *= p.layer.b_std
+        params.append((eps.reshape(p.weight_shape), beta))
+    return params
+
+
+def check_network_params(params, compiled: Compiled, dtype) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    """User parameters in the layout of sample_params, as the engine's (fan_in, fan_out) matrices of `dtype`."""
+    if not isinstance(params, (list, tuple)):
+        raise TypeError(f"params must be a list of (W, b) pairs, one per Dense or Conv layer, got {type(params).__name__}")
+    if len(params) != len(compiled.params):
+        raise ValueError(f"params has {len(params)} layers; the network has {len(compiled.params)} Dense or Conv layers")
+    out = []
+    for k, (pair, p) in enumerate(zip(params, compiled.params)):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError(f"params[{k}] must be a (W, b) pair")
+        where = f"layer {p.label} ({p.layer.describe()})"
+        W, b = np.asarray(pair[0]), pair[1]
+        if W.shape != p.weight_shape:
+            raise ValueError(f"params[{k}] W has shape {W.shape}; {where} expects {p.weight_shape} on points of shape "
+                             f"{compiled.input_shape}")
+        if (p.layer.b_std is None) != (b is None):
+            has = "has no bias" if b is None else "has a bias"
+            raise ValueError(f"params[{k}] {has} but {where} has b_std={p.layer.b_std}")
+        if b is not None:
+            b = np.asarray(b)
+            if b.shape != (p.fan_out,):
+                raise ValueError(f"params[{k}] b has shape {b.shape}; {where} expects ({p.fan_out},)")
+        for name, a in (("W", W), ("b", b)):
+            if a is not None and (a.dtype.kind not in "biuf" or not np.isfinite(a).all()):
+                raise ValueError(f"params[{k}] {name} must hold finite real numbers")
+        out.append((np.ascontiguousarray(W.reshape(p.fan_in, p.fan_out), dtype=dtype),
+                    None if b is None else np.ascontiguousarray(b, dtype=dtype)))
+    return out
+
+
+def network_outputs(x, network: Network, seed: int, index: int) -> np.ndarray:
+    """The logits (n, C) of network `index` of `seed`, by the engine in float64."""
+    compiled, a, _ = prepare_network_points(x, None, network, "float64")
+    params = check_network_params(network_params(network, compiled.input_shape, seed, index), compiled, np.float64)
+    return _core.sequential_outputs(a, compiled.spec, params, 1)

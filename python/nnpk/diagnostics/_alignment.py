@@ -1,0 +1,46 @@
+"""Kernel-target alignment: how well a kernel matrix matches the targets' own kernel."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._kernel_checks import as_kernel, as_targets
+
+__all__ = ["kernel_target_alignment"]
+
+
+def kernel_target_alignment(kernel, targets, *, centered: bool = False) -> float:
+    """Kernel-target alignment of a kernel matrix with targets.
+
+    Uncentred: ``A(K, Y) = <K, Y Y^T>_F / (||K||_F ||Y Y^T||_F)``; centred: the same
+    with ``H K H`` and ``H Y Y^T H``, ``H = I - 11^T / n``. Computed in O(n^2 k)
+    without forming ``Y Y^T`` or ``H K H``: ``<K, Y Y^T> = tr(Y^T K Y)``,
+    ``||Y Y^T||_F = ||Y^T Y||_F``, ``||H K H||_F^2 = ||K||_F^2 - (2/n) ||K 1||^2 +
+    (1^T K 1 / n)^2``.
+
+    Parameters
+    ----------
+    kernel : (n, n) array
+        Symmetric kernel matrix.
+    targets : (n,) or (n, k) array
+        Regression targets, or one-hot class labels.
+    centered : bool
+
+    Returns
+    -------
+    float in [-1, 1]; nan if the kernel or the (centred) targets are all zero.
+    """
+    k = as_kernel(kernel, "kernel", symmetric=True)
+    n = k.shape[0]
+    y, _ = as_targets(targets, "targets", n, f"kernel has {n} points")
+    kernel_norm_sq = float(np.vdot(k, k))  # no n x n temporary
+    if centered:
+        y = y - y.mean(axis=0)
+        row_sums = k.sum(axis=1)
+        kernel_norm_sq += -2.0 / n * float(row_sums @ row_sums) + (float(row_sums.sum()) / n) ** 2
+    inner = float(np.sum(y * (k @ y)))  # <K, H Y Y^T H> = tr((HY)^T K (HY)) as H is idempotent
+    gram = y.T @ y
+    denominator = math.sqrt(max(kernel_norm_sq, 0.0)) * float(np.linalg.norm(gram))
+    return inner / denominator if denominator > 0 else math.nan

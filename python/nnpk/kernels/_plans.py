@@ -1,0 +1,212 @@
+"""How each kernel of a network becomes sums over networks on the engine: the NNGP by its three
+estimators and the tangent kernels, as plans of engine calls and the maps from sums to kernels."""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import _core
+from .._validate import check_memory
+from ..architectures import CLOSED_FORM_DUALS, Activation, Compiled, Dense, Network
+from ._streaming import KernelMap, Plan
+from ._tangent import check_tangent_memory, tangent_maps
+
+__all__ = ["ESTIMATORS", "check_estimator", "check_tangent_network", "conditional_sums", "default_estimator",
+           "network_feature_bytes", "nngp_plan", "node_sums", "readout_layer", "tangent_plan", "tangent_sums"]
+
+ESTIMATORS = ("sampled", "readout", "conditional")
+_DEFAULT_TILE_ROWS = 2 * _core.ROW_QUANTUM
+_DEFAULT_GRAM_TILE = 256
+_DEFAULT_PANEL_COLS = 128
+_DEFAULT_NTK_TILE = 4 * _core.ROW_QUANTUM
+
+
+def readout_layer(network: Network) -> Optional[Dense]:
+    """The final layer when it is a Dense readout (the "readout" estimator integrates it)."""
+    last = network.layers[-1]
+    return last if isinstance(last, Dense) else None
+
+
+def _conditional_layers(network: Network) -> List[int]:
+    """The layers (indices into network.layers) whose kernels the conditional estimator integrates: each
+    Activation read from a Dense layer just before it."""
+    layers = network.layers
+    return [i for i in range(1, len(layers))
+            if isinstance(layers[i], Activation) and isinstance(layers[i - 1], Dense)]
+
+
+def _conditional_failure(network: Network) -> Optional[str]:
+    """Why the conditional estimator cannot integrate this network's last hidden layer, or None."""
+    layers = network.layers
+    if len(layers) < 3 or readout_layer(network) is None or not isinstance(layers[-2], Activation) \
+            or not isinstance(layers[-3], Dense):
+        tail = " -> ".join(layer.describe() for layer in layers[-3:])
+        return (f"estimator='conditional' integrates a network ending Dense -> activation -> Dense; this one ends "
+                f"{tail}: use estimator='readout' or 'sampled'")
+    return None
+
+
+def default_estimator(network: Network) -> str:
+    """The NNGP estimator monte_carlo uses when none is given, the best estimate per second: the conditional
+    one where the network ends Dense -> activation with a closed-form dual map -> Dense, else the readout
+    one where it ends with Dense, else the sampled one."""
+    if _conditional_failure(network) is None and network.layers[-2].name in CLOSED_FORM_DUALS:
+        return "conditional"
+    return "readout" if readout_layer(network) is not None else "sampled"
+
+
+def check_estimator(network: Network, estimator: str) -> None:
+    """Refuses an unknown NNGP estimator, or one the network cannot take, naming the layer."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    if estimator == "conditional":
+        why = _conditional_failure(network)
+        if why:
+            raise ValueError(why)
+    if estimator == "readout" and readout_layer(network) is None:
+        raise ValueError(f"estimator='readout' integrates a final Dense layer; this network ends with "
+                         f"{network.layers[-1].describe()}: use estimator='sampled'")
+
+
+def node_sums(a1, a2, compiled: Compiled, nodes: Sequence[int], *, seed, start, stop, n_threads, progress=None,
+              initial=None, tile_rows=_DEFAULT_TILE_ROWS, gram_tile=_DEFAULT_GRAM_TILE,
+              panel_cols=_DEFAULT_PANEL_COLS, in_place=False) -> List[np.ndarray]:
+    """Float64 sums over networks [start, stop) of each node's un-normalised feature Gram (a
+    spatial node's features averaged over positions), continued from `initial` (in place: in
+    its arrays themselves)."""
+    n1 = a1.shape[0]
+    n2 = n1 if a2 is None else a2.shape[0]
+    check_memory(8 * n1 * n2 * len(nodes), f"the output ({len(nodes)} x {n1} x {n2} float64)")
+    return _core.sequential_sums(a1, a2, compiled.spec, seed, start, stop, list(nodes), n_threads, tile_rows,
+                                 gram_tile, panel_cols, progress, initial, in_place)
+
+
+def _unit_second_moment(activation: Activation) -> bool:
+    """Whether phi has E[phi(g)^2] = 1 for g ~ N(0, 1) by construction."""
+    return activation.normalize or activation.name == "relu_normalized"
+
+
+def conditional_sums(a1, a2, compiled: Compiled, network: Network, layers: Sequence[int], *, seed, start, stop,
+                     n_threads, progress=None, initial=None, tile_rows=_DEFAULT_TILE_ROWS,
+                     gram_tile=_DEFAULT_NTK_TILE, in_place=False) -> List[np.ndarray]:
+    """Float64 sums over networks [start, stop) of the conditional kernels of the Activation layers
+    `layers` (each read from the Dense layer before it), as node_sums for the rest."""
+    n1 = a1.shape[0]
+    n2 = n1 if a2 is None else a2.shape[0]
+    pad = lambda n: -(-n // _core.ROW_QUANTUM) * _core.ROW_QUANTUM
+    inputs = [math.prod(compiled.input_shape if l == 1 else compiled.shapes[l - 2]) for l in layers]
+    features = sum(inputs) * (pad(n1) + (0 if a2 is None else pad(n2)))
+    check_memory(8 * n1 * n2 * len(layers) + features * a1.itemsize,
+                 f"the output ({len(layers)} x {n1} x {n2} float64) and its per-network features")
+    pairs = [(compiled.layer_nodes[l - 1], compiled.layer_nodes[l]) for l in layers]
+    unit = [_unit_second_moment(network.layers[l]) for l in layers]
+    return _core.sequential_conditional_sums(a1, a2, compiled.spec, pairs, unit, seed, start, stop, n_threads,
+                                             tile_rows, gram_tile, progress, initial, in_place)
+
+
+def _joined(first, n_first: int, second):
+    """A plan's run made of two engine runs whose sums follow one another."""
+    def run(start, stop, initial, progress=None, in_place=False):
+        head = None if initial is None else initial[:n_first]
+        tail = None if initial is None else initial[n_first:]
+        return first(start, stop, head, progress, in_place) + second(start, stop, tail, None, in_place)
+    return run
+
+
+def nngp_plan(a1, a2, network: Network, compiled: Compiled, *, seed, layers, estimator, n_threads) -> Plan:
+    """The NNGP of the logits (and with layers="all" of each of ``network.kernel_layers()``: a spatial
+    layer's features pooled over positions) by `estimator`: "sampled" averages the sampled features'
+    kernels; "readout" integrates the final Dense layer exactly; "conditional" also integrates each
+    Activation read from a Dense layer, given that layer's input, by the activation's dual map."""
+    widths = [shape[-1] for shape in compiled.shapes]
+    last = len(network.layers) - 1
+    kernel_layers = list(network.kernel_layers()) if layers == "all" else [last]
+    kw = dict(seed=seed, n_threads=n_threads)
+    integrated = _conditional_layers(network) if estimator == "conditional" else []
+    sampled = [l for l in kernel_layers if l != last and l not in integrated]
+    if estimator == "sampled":
+        sampled.append(last)
+    # Each returned kernel: (sampled?, layer, scale, offset) on the sums of that layer's features.
+    wanted: List[Tuple[bool, int, float, float]] = [
+        (l not in integrated, l, 1.0 if l in integrated else 1.0 / widths[l], 0.0)
+        for l in kernel_layers if l != last or estimator == "sampled"]
+    if estimator != "sampled":
+        # E[f . f' / C | h] = W_std^2 h . h' / n_in + b_std^2 for the readout's input h, whatever the
+        # weights' scheme (each has unit variance and no mean; an orthogonal one has E[W W^T] = C I).
+        readout = readout_layer(network)
+        w2, b2 = readout.W_std**2, (readout.b_std or 0.0) ** 2
+        if last == 0:
+            # The readout reads the input itself: the kernel is exact.
+            n_in = compiled.params[-1].fan_in
+            x1 = a1.astype(np.float64, copy=False)
+            x2 = x1 if a2 is None else a2.astype(np.float64, copy=False)
+            return Plan(lambda *args, **kwargs: [x1 @ x2.T], [KernelMap(0, w2 * (1.0 / n_in), b2)], exact=True)
+        source = last - 1
+        if source in integrated:
+            wanted.append((False, source, w2, b2))
+        else:
+            if source not in sampled:
+                sampled.append(source)
+            wanted.append((True, source, w2 * (1.0 / widths[source]), b2))
+    conditional = [l for l in integrated if any(not s and l == layer for s, layer, _, _ in wanted)]
+    maps = [KernelMap(sampled.index(l) if s else len(sampled) + conditional.index(l), scale, offset)
+            for s, l, scale, offset in wanted]
+    nodes = [compiled.layer_nodes[l] for l in sampled]
+    sample = lambda start, stop, initial, progress=None, in_place=False: node_sums(
+        a1, a2, compiled, nodes, start=start, stop=stop, initial=initial, progress=progress, in_place=in_place, **kw)
+    integrate = lambda start, stop, initial, progress=None, in_place=False: conditional_sums(
+        a1, a2, compiled, network, conditional, start=start, stop=stop, initial=initial, progress=progress,
+        in_place=in_place, **kw)
+    if not conditional:
+        return Plan(sample, maps)
+    # A conditional kernel read from the input (Dense, activation, Dense) depends on x alone: exact.
+    exact = not sampled and conditional == [1]
+    return Plan(_joined(sample, len(sampled), integrate) if sampled else integrate, maps, exact=exact)
+
+
+def network_feature_bytes(compiled: Compiled, n: int, weights, biases, itemsize: int) -> int:
+    """Bytes of one network's stored layer inputs and output cotangents (one per logit) for n points."""
+    n_pad = -(-n // _core.ROW_QUANTUM) * _core.ROW_QUANTUM
+    total = 0
+    for p, w, b in zip(compiled.params, weights, biases):
+        if w:
+            total += p.input_size + p.positions * compiled.out * p.fan_out
+        if b:
+            total += compiled.out * p.fan_out
+    return n_pad * total * itemsize
+
+
+def check_tangent_network(compiled: Compiled) -> None:
+    if not compiled.params:
+        raise ValueError("get='ntk' differentiates Dense and Conv layers' parameters; this network has none")
+
+
+def tangent_sums(a1, a2, compiled: Compiled, *, seed, start, stop, nngp, weights, biases, per_layer,
+                 per_logit, n_threads, progress=None, initial=None, tile_rows=_DEFAULT_TILE_ROWS,
+                 gram_tile=_DEFAULT_NTK_TILE, panel_cols=_DEFAULT_PANEL_COLS,
+                 in_place=False) -> List[np.ndarray]:
+    """Float64 sums over networks [start, stop): [the NNGP's, if nngp], then the tangent kernels' (the
+    total, or with per_layer each chosen layer's weight and bias shares)."""
+    n1 = a1.shape[0]
+    n2 = n1 if a2 is None else a2.shape[0]
+    n_out = nngp + (sum(weights) + sum(biases) if per_layer else 1)
+    features = network_feature_bytes(compiled, n1 + (0 if a2 is None else n2), weights, biases, a1.itemsize)
+    check_tangent_memory(n1, n2, n_out, compiled.out, per_logit, features)
+    return _core.sequential_tangent_sums(a1, a2, compiled.spec, seed, start, stop, weights, biases, nngp, per_layer,
+                                         per_logit, n_threads, tile_rows, gram_tile, panel_cols, progress, initial,
+                                         in_place)
+
+
+def tangent_plan(a1, a2, compiled: Compiled, *, seed, with_nngp, weights, biases, per_layer, per_logit,
+                 n_threads) -> Plan:
+    """The NTK (and with_nngp the sampled NNGP from the same passes)."""
+    n_out = sum(weights) + sum(biases) if per_layer else 1
+    run = lambda start, stop, initial, progress=None, in_place=False: tangent_sums(
+        a1, a2, compiled, seed=seed, start=start, stop=stop, nngp=with_nngp, weights=weights, biases=biases,
+        per_layer=per_layer, per_logit=per_logit, n_threads=n_threads, initial=initial, progress=progress,
+        in_place=in_place)
+    maps = [KernelMap(0, 1.0 / compiled.out)] if with_nngp else []
+    return Plan(run, maps + tangent_maps(int(with_nngp), n_out, compiled.out, per_logit))
