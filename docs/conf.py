@@ -34,13 +34,3 @@ html_theme = "alabaster"
 html_theme_options = {"description": "Kernels of randomly initialised neural networks", "fixed_sidebar": True}
 html_static_path = []
 
-
-def _definitions_not_conventions(app, what, name, obj, options, lines):
-    # Some docstrings still cite the project's internal conventions file; the published
-    # definitions are docs/definitions.rst. A no-op once the docstrings cite nothing else.
-    for i, line in enumerate(lines):
-        lines[i] = line.replace("CONVENTIONS.md", ":doc:`/definitions`")
-
-
-def setup(app):
-    app.connect("autodoc-process-docstring", _definitions_not_conventions)

@@ -197,7 +197,7 @@ class Activation:
 
     @property
     def normalization(self) -> Tuple[float, float]:
-        """(shift, scale) applied after phi: (0, 1) unless normalize=True."""
+        """The (shift, scale) applied after phi, which are (0, 1) unless normalize=True."""
         return activation_normalization(self.name, self.slope, self.normalize)
 
     def describe(self) -> str:

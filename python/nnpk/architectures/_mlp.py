@@ -148,10 +148,12 @@ class MLP(Network):
 
     @property
     def w_stds(self) -> Tuple[float, ...]:
+        """The weight standard deviation of every layer, the readout's last."""
         return self._w
 
     @property
     def b_stds(self) -> Tuple[Optional[float], ...]:
+        """The bias standard deviation of every layer (None: no bias), the readout's last."""
         return self._b
 
     def widths(self, input_dim: int) -> Tuple[int, ...]:
@@ -160,7 +162,7 @@ class MLP(Network):
 
     @property
     def normalization(self) -> Tuple[float, float]:
-        """(shift, scale) applied after phi: (0, 1) unless normalize=True."""
+        """The (shift, scale) applied after phi, which are (0, 1) unless normalize=True."""
         return activation_normalization(self.activation, self.slope, bool(self.normalize))
 
     def activation_fn(self, z: np.ndarray, derivative: bool = False) -> np.ndarray:

@@ -183,11 +183,12 @@ class Network:
 
     @property
     def param_layers(self) -> Tuple[Union[Dense, Conv], ...]:
-        """The Dense and Conv layers in order (residual blocks expanded): the layers of ``sample_params``."""
+        """The Dense and Conv layers in order, residual blocks expanded (the layers of ``sample_params``)."""
         return tuple(_param_layers(self.layers))
 
     @property
     def has_bias(self) -> Tuple[bool, ...]:
+        """Whether each of ``param_layers`` has a bias parameter."""
         return tuple(layer.b_std is not None for layer in self.param_layers)
 
     def kernel_layers(self) -> Tuple[int, ...]:

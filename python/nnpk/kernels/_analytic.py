@@ -199,8 +199,9 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
 
     Returns
     -------
-    (n1, n2) float64 array, a list of them for ``layers="all"``, or a dict of either keyed
-    "nngp"/"ntk" when ``get`` is a tuple.
+    numpy.ndarray, list or dict
+        The (n1, n2) float64 kernel, a list of them for ``layers="all"``, or a dict of
+        either keyed "nngp"/"ntk" when ``get`` is a tuple.
     """
     kernels = _check_get(get)
     if layers not in ("output", "all"):

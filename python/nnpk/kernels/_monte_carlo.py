@@ -116,8 +116,9 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
 
     Returns
     -------
-    (n1, n2) float64 array; a list of them for ``layers="all"``; a dict for a
-    tuple ``get``; with return_standard_error, ``(result, info)``.
+    numpy.ndarray, list or dict
+        The (n1, n2) float64 kernel; a list of them for ``layers="all"``; a dict
+        for a tuple ``get``; with return_standard_error, ``(result, info)``.
     """
     compiled, a1, a2 = prepare_network_points(x1, x2, check_arch(arch), dtype)
     n_networks = check_int(n_networks, "n_networks", minimum=1)

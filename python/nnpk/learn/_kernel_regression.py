@@ -179,7 +179,7 @@ def kernel_ridge(k_train, y, k_test_train, ridge) -> np.ndarray:
     k_test_train : (n_test, n) array
         Kernel of the test points against the training points.
     ridge : float or 1-D array
-        As in :func:`ridge_coefficients`.
+        As in :func:`nnpk.ridge_coefficients`.
 
     Returns
     -------
@@ -212,10 +212,12 @@ def gp_posterior(k_train, k_test_train, y, k_test, *, noise: float = 0.0) -> Tup
 
     Returns
     -------
-    mean : shaped like y with n_test rows.
-    variance : (n_test,) posterior variances if k_test is 1-D, clipped at 0
-        (rounding can take them slightly below where the posterior is nearly
-        certain); (n_test, n_test) posterior covariance if k_test is 2-D.
+    mean : numpy.ndarray
+        Shaped like y with n_test rows.
+    variance : numpy.ndarray
+        (n_test,) posterior variances if k_test is 1-D, clipped at 0 (rounding
+        can take them slightly below where the posterior is nearly certain);
+        (n_test, n_test) posterior covariance if k_test is 2-D.
     """
     k, targets, was_1d = _train_kernel(k_train, y)
     k_cross = _test_kernel(k_test_train, "k_test_train", k.shape[0], "k_train")

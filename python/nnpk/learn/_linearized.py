@@ -31,7 +31,7 @@ def linearized_prediction(theta_train, theta_test_train, f0_train, f0_test, y, r
     theta_test_train : (n_test, n) array
         NTK of the test points against the training points.
     f0_train : (n,) or (n, C) array
-        The network's initial outputs on the training points (:func:`initial_outputs`).
+        The network's initial outputs on the training points (:func:`nnpk.initial_outputs`).
     f0_test : (n_test,) or (n_test, C) array
         Its initial outputs on the test points.
     y : (n,) or (n, C) array
