@@ -38,10 +38,11 @@ def test_bias_gradient_rate(benchmark, sgemm_rate):
     x = rng.standard_normal((N, D)).astype(np.float32)
     y = rng.integers(0, OUT, N)
     params = [(W.astype(np.float32), b.astype(np.float32)) for W, b in nnpk.sample_params(ARCH, D, 0, 0)]
-    trainer = _core.BiasTrainer(ARCH._spec(D), [True, True], False, nnpk.physical_cores(), "float32")
+    spec = ARCH.compile((D,)).spec
+    trainer = _core.SequentialTrainer(spec, [False, False], [True, True], nnpk.physical_cores(), "float32")
     labels = y.astype(np.int64)
     trainer.gradients(x, params, "cross_entropy", OUT, labels)
-    loss, (g1, g2), _ = benchmark.pedantic(lambda: trainer.gradients(x, params, "cross_entropy", OUT, labels),
+    loss, _, (g1, g2) = benchmark.pedantic(lambda: trainer.gradients(x, params, "cross_entropy", OUT, labels),
                                            rounds=5, iterations=3)
     seconds = benchmark.stats.stats.min
     (W1, b1), (W2, b2) = params

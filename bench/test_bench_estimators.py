@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import nnpk
-from nnpk._monte_carlo import _nngp_plan, _prepare
+from nnpk.architectures._params import prepare_network_points
+from nnpk.kernels._plans import nngp_plan
 
 N, D, TARGET = 2048, 784, 0.02
 ARCH = nnpk.MLP(hidden=[512, 512], out=10)
@@ -38,12 +39,12 @@ def networks_to_target(plan, exact, max_networks=4096):
 def test_time_to_two_percent(benchmark):
     x = np.random.default_rng(0).standard_normal((N, D)).astype(np.float32)
     exact = nnpk.analytic(x, arch=ARCH)
-    _, a1, _ = _prepare(x, None, ARCH, "float32")
+    compiled, a1, _ = prepare_network_points(x, None, ARCH, "float32")
     results = {}
 
     needed = {}
     for name in ("conditional", "readout", "sampled"):
-        plan = _nngp_plan(a1, None, ARCH, seed=0, layers="output", estimator=name, n_threads=2)
+        plan = nngp_plan(a1, None, ARCH, compiled, seed=0, layers="output", estimator=name, n_threads=2)
         needed[name] = networks_to_target(plan, exact)
 
     def run_all():
