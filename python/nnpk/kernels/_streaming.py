@@ -90,12 +90,15 @@ def run_plan(plan: Plan, n_networks: int, *, standard_error: bool, tol: Optional
     else:
         batch = max(1, -(-n_networks // 4))
         sizes = None
+        assert max_networks is not None  # monte_carlo always sets it with tol
         limit = max_networks
-    sums, done, batches, m2 = None, 0, 0, None
+    sums: Optional[List[np.ndarray]] = None
+    done, batches = 0, 0
+    m2: List[float] = []
     while True:
         size = sizes[batches] if sizes is not None else min(batch, limit - done)
         offset = done
-        report = None if progress is None else (lambda d: progress(offset + d))
+        report = None if progress is None else (lambda d, offset=offset: progress(offset + d))
         new = plan.run(done, done + size, sums, report)
         if sums is None:
             m2 = [0.0] * len(new)
@@ -108,6 +111,7 @@ def run_plan(plan: Plan, n_networks: int, *, standard_error: bool, tol: Optional
             if batches == len(sizes):
                 break
             continue
+        assert tol is not None  # without tol, sizes is set and the loop ends above
         if batches >= 4 and done >= n_networks:
             rel = _relative_errors(plan, sums, done, se_raw)
             if max(rel) <= tol:
