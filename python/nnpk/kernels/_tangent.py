@@ -53,9 +53,10 @@ def parse_wrt(wrt, has_bias: Sequence[bool]) -> Tuple[List[bool], List[bool]]:
     for l in wrt:
         if isinstance(l, bool) or not isinstance(l, (numbers.Integral, np.integer)):
             raise TypeError(f"wrt layer indices must be integers, got {l!r}")
-        if not -n <= l < n:
+        index = int(l)
+        if not -n <= index < n:
             raise ValueError(f"wrt layer index {l} is out of range for {n} layers")
-        chosen.add(int(l) % n)
+        chosen.add(index % n)
     return [l in chosen for l in range(n)], [l in chosen and has_bias[l] for l in range(n)]
 
 

@@ -43,7 +43,7 @@ def _write_direct(path: str, data: np.ndarray) -> bool:
     except OSError:
         return False
     try:
-        view = memoryview(data)
+        view = data.data  # memoryview(data); numpy types ndarray as a Buffer only for Python >= 3.12
         done = 0
         while done < len(view):
             done += os.write(fd, view[done:done + _DIRECT_CHUNK])

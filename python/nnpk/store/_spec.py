@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import List, Union
+from typing import Any, Dict, List, Union
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from ._layout import _FORMAT, KERNELS
 
 def _layer_spec(layer) -> Union[dict, str]:
     """A layer as JSON-able data: its type and fields (tuples as lists), blocks recursively."""
-    out = {"type": type(layer).__name__}
+    out: Dict[str, Any] = {"type": type(layer).__name__}
     for field in dataclasses.fields(layer):
         value = getattr(layer, field.name)
         if isinstance(layer, Residual) and field.name == "block":
@@ -81,7 +81,7 @@ def _arch_spec(arch: Network) -> dict:
 def _points_spec(a: np.ndarray) -> dict:
     """SHA-256 over dtype, shape and bytes of the forward-pass inputs."""
     digest = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    digest.update(memoryview(a).cast("B"))
+    digest.update(a.data.cast("B"))
     return {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": digest.hexdigest()}
 
 

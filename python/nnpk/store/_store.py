@@ -395,7 +395,7 @@ class KernelStore:
         def fill(tmp: str) -> None:
             if not _write_direct(tmp, data):
                 with open(tmp, "wb") as f:
-                    f.write(memoryview(data))
+                    f.write(data.data)
             with open(tmp, "ab") as f:
                 f.write(checksum)
 
