@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
@@ -74,7 +76,8 @@ class _NNPKBase(BaseEstimator):
         x1 = x1.reshape((x1.shape[0],) + shape)
         x2 = None if x2 is None else x2.reshape((x2.shape[0],) + shape)
         if self.method == "analytic":
-            return analytic(x1, x2, arch=self._arch_, get=self.kernel, n_threads=self.n_threads)
+            # One kernel name and layers="output": one array.
+            return cast(np.ndarray, analytic(x1, x2, arch=self._arch_, get=self.kernel, n_threads=self.n_threads))
         return monte_carlo(x1, x2, arch=self._arch_, n_networks=self.n_networks, seed=self.seed, get=self.kernel,
                            dtype=self.dtype, n_threads=self.n_threads)
 

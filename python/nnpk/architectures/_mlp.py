@@ -40,10 +40,10 @@ def _std(value, name: str, n_layers: int, allow_none: bool) -> tuple:
             continue
         if isinstance(v, bool) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
             raise TypeError(f"{name} entries must be numbers, got {v!r}")
-        v = float(v)
-        if not math.isfinite(v) or v < 0:
-            raise ValueError(f"{name} must be finite and >= 0, got {v}")
-        out.append(v)
+        std = float(v)
+        if not math.isfinite(std) or std < 0:
+            raise ValueError(f"{name} must be finite and >= 0, got {std}")
+        out.append(std)
     return tuple(out)
 
 
@@ -95,6 +95,8 @@ class MLP(Network):
     b_std: OptStd
     normalize: bool
     slope: float
+    _w: Tuple[float, ...]
+    _b: Tuple[Optional[float], ...]
 
     def __init__(self, hidden, out: int = 1, activation: str = "relu", W_std: Std = 1.0, b_std: OptStd = None,
                  parameterization: str = "ntk", normalize: bool = False, slope: float = 0.01,

@@ -20,7 +20,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, cast
 
 import numpy as np
 
@@ -29,12 +29,21 @@ from .._version import __version__
 from ..architectures import CLOSED_FORM_DUALS, MLP
 from ..kernels import analytic, conditioning, default_estimator, monte_carlo
 from ..learn import CRITERIA
-from ._common import (DATASETS, DEFAULT_SAMPLES, PREPROCESSING, Dataset, _finite, evaluate, load_dataset,
-                      positive_int, widths)
+from ._common import (
+    DATASETS,
+    DEFAULT_SAMPLES,
+    PREPROCESSING,
+    Dataset,
+    _finite,
+    evaluate,
+    load_dataset,
+    positive_int,
+    widths,
+)
 
 # Settings that `--quick` changes (options given explicitly win), the full run's first.
-FULL = {"hidden": (512, 512), "networks": 256, "ntk_networks": 16, "max_depth": 64}
-QUICK = {"samples": 300, "hidden": (128, 128), "networks": 4, "ntk_networks": 2, "max_depth": 8}
+FULL: Dict[str, Any] = {"hidden": (512, 512), "networks": 256, "ntk_networks": 16, "max_depth": 64}
+QUICK: Dict[str, Any] = {"samples": 300, "hidden": (128, 128), "networks": 4, "ntk_networks": 2, "max_depth": 8}
 # Forward passes in float32 (float64 accumulation): their rounding is far below the Monte Carlo error.
 MC_DTYPE = "float32"
 DEPTH_ACTIVATIONS = {"relu": math.sqrt(2), "relu_normalized": 1.0}  # W_std keeping the diagonal at 1
@@ -95,7 +104,9 @@ def compute_kernel(spec: KernelSpec, data: Dataset, arch: MLP, seed: int, thread
 
         return rbf_kernel(data.x, gamma=rbf_gamma(data.x[data.train]))
     if spec.method == "analytic":
-        return analytic(data.x, arch=arch, get=spec.kernel, n_threads=threads)
+        # One kernel name and layers="output": one array.
+        return cast(np.ndarray, analytic(data.x, arch=arch, get=spec.kernel, n_threads=threads))
+    assert spec.n_networks is not None  # kernel_specs gives every Monte Carlo kernel its network count
     return monte_carlo(data.x, arch=arch, n_networks=spec.n_networks, seed=seed, get=spec.kernel,
                        estimator=spec.estimator, dtype=MC_DTYPE, n_threads=threads)
 
@@ -120,7 +131,7 @@ def depth_study(x: np.ndarray, max_depth: int, threads: int) -> dict:
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"nnpk": __version__, "python": platform.python_version()}
+    out: Dict[str, Optional[str]] = {"nnpk": __version__, "python": platform.python_version()}
     for package in ("numpy", "scipy", "scikit-learn", "matplotlib", "mnist1d"):
         try:
             out[package] = version(package)
@@ -149,14 +160,16 @@ def run_demo(*, dataset: str = "digits", n_samples: Optional[int] = None, hidden
         W_std = math.sqrt(2) if activation in ("relu", "leaky_relu") else 1.0
     arch = MLP(hidden=list(hidden), out=data.n_classes, activation=activation, W_std=W_std, b_std=b_std)
     specs = kernel_specs(arch, networks, ntk_networks)
-    rows, references = [], {}
+    rows: List[Dict[str, Any]] = []
+    references: Dict[str, np.ndarray] = {}
     with tqdm(total=len(specs) + 1, unit="step", desc="nnpk demo", disable=not progress) as bar:
         for spec in specs:
             bar.set_postfix_str(spec.label + (f", M={spec.n_networks}" if spec.n_networks else ""))
             t = time.perf_counter()
             kernel = compute_kernel(spec, data, arch, seed, threads)
-            row = {"label": spec.label, "kernel": spec.kernel, "method": spec.method, "estimator": spec.estimator,
-                   "n_networks": spec.n_networks, "seconds": time.perf_counter() - t}
+            row: Dict[str, Any] = {"label": spec.label, "kernel": spec.kernel, "method": spec.method,
+                                   "estimator": spec.estimator, "n_networks": spec.n_networks,
+                                   "seconds": time.perf_counter() - t}
             if spec.method == "analytic":
                 references[spec.kernel] = kernel
             row["monte_carlo_error"] = (relative_error(kernel, references[spec.kernel])
@@ -171,7 +184,7 @@ def run_demo(*, dataset: str = "digits", n_samples: Optional[int] = None, hidden
         depth = depth_study(data.x[data.train], max_depth, threads)
         depth_seconds = time.perf_counter() - t
         bar.update()
-    errors = {}
+    errors: Dict[str, Dict[str, list]] = {}
     for row in rows:
         if row["method"] == "monte_carlo":
             curve = errors.setdefault(row["label"], {"n_networks": [], "relative_error": []})
@@ -249,9 +262,9 @@ def markdown(results: dict, files: dict) -> str:
         "like 1/sqrt(M) until it meets the finite-width difference between the expected kernel of width "
         f"{a['hidden']} networks and the infinite-width one. The Monte Carlo NNGP by {s['default_estimator']}, "
         "nnpk.monte_carlo's default estimator here, and by sampled, the mean of f(x) . f(x') / C over the sampled "
-        f"networks, whose rank is at most M C (singular while M C < {s['n_train']}). The RBF kernel is exp(-gamma ||x - x'||^2) with "
-        f"gamma = 1 / (d Var x) = {s['rbf_gamma']:.3g}. Seconds: computing the kernel of all "
-        f"{s['n_samples']} points.",
+        f"networks, whose rank is at most M C (singular while M C < {s['n_train']}). The RBF kernel is "
+        f"exp(-gamma ||x - x'||^2) with gamma = 1 / (d Var x) = {s['rbf_gamma']:.3g}. Seconds: computing the "
+        f"kernel of all {s['n_samples']} points.",
         "",
         *kernel_table(results),
         "",

@@ -137,6 +137,7 @@ def nngp_plan(a1, a2, network: Network, compiled: Compiled, *, seed, layers, est
         # E[f . f' / C | h] = W_std^2 h . h' / n_in + b_std^2 for the readout's input h, whatever the
         # weights' scheme (each has unit variance and no mean; an orthogonal one has E[W W^T] = C I).
         readout = readout_layer(network)
+        assert readout is not None  # check_estimator: "readout" and "conditional" need a Dense readout
         w2, b2 = readout.W_std**2, (readout.b_std or 0.0) ** 2
         if last == 0:
             # The readout reads the input itself: the kernel is exact.
