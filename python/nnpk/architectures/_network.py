@@ -58,7 +58,7 @@ def _describe_shape(shape: Shape) -> str:
 class _Builder:
     """Walks the layers over a point shape, checking each and emitting the engine's nodes."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.nodes: List["_core.SeqNode"] = []
         self.params: List[ParamLayer] = []
 

@@ -16,21 +16,23 @@ import math
 import os
 import sys
 import time
-from typing import Dict, List
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
 from .._threads import resolve_n_threads
 from .._version import __version__
 from ..architectures import INITS, Conv, Dense, Flatten, Network, Residual
+from ..architectures._layers import Layer
 from ..kernels import monte_carlo
 from ._common import Dataset, evaluate, load_dataset, positive_int, widths
 
 ARCHITECTURES = ("MLP", "CNN", "ResCNN")
 # Points: all 1,797 digits; 2,000 of MNIST-1D's 5,000 as in `nnpk demo`.
-FULL = {"samples": {"digits": None, "mnist1d": 2000}, "widths": (16, 32, 64), "networks": 8, "inits": INITS}
-QUICK = {"samples": {"digits": 300, "mnist1d": 300}, "widths": (8, 16), "networks": 2,
-         "inits": ("gaussian", "orthogonal")}
+FULL: Dict[str, Any] = {"samples": {"digits": None, "mnist1d": 2000}, "widths": (16, 32, 64), "networks": 8,
+                        "inits": INITS}
+QUICK: Dict[str, Any] = {"samples": {"digits": 300, "mnist1d": 300}, "widths": (8, 16), "networks": 2,
+                         "inits": ("gaussian", "orthogonal")}
 HE = math.sqrt(2.0)  # relu's W_std keeping the pre-activation variance
 B_STD = 0.1
 
@@ -39,16 +41,17 @@ def network(architecture: str, width: int, dims: int, init: str) -> Network:
     """Three hidden layers of `width` units or channels (3 or 3x3 kernels, "same" padding), relu,
     then a Dense readout to 10 logits: the MLP on the flattened points, the CNNs on the
     flattened feature maps; the residual CNN adds two blocks x + relu-conv(x) after its first conv."""
+    layers: List[Union[Layer, str]]
     if architecture == "MLP":
-        layers = [Flatten()] + [layer for _ in range(3) for layer in (Dense(width, W_std=HE, b_std=B_STD), "relu")]
+        layers = [Flatten(), *(layer for _ in range(3) for layer in (Dense(width, W_std=HE, b_std=B_STD), "relu"))]
     else:
         conv = lambda: Conv(width, (3, 3) if dims == 2 else 3, W_std=HE, b_std=B_STD)
         if architecture == "CNN":
             layers = [layer for _ in range(3) for layer in (conv(), "relu")]
         else:
-            layers = [conv()] + [Residual(["relu", conv()], scale=1.0 / math.sqrt(2)) for _ in range(2)] + ["relu"]
+            layers = [conv(), *(Residual(("relu", conv()), scale=1.0 / math.sqrt(2)) for _ in range(2)), "relu"]
         layers.append(Flatten())
-    return Network(layers + [Dense(10, b_std=B_STD)], init=init)
+    return Network(tuple(layers) + (Dense(10, b_std=B_STD),), init=init)
 
 
 def point_shape(data: Dataset) -> tuple:
@@ -77,14 +80,15 @@ def study(data: Dataset, *, widths, inits, networks: int, seed: int, threads: in
     return rows
 
 
-def run_demo(*, datasets=("digits", "mnist1d"), samples: Dict[str, int] = FULL["samples"], widths=FULL["widths"],
-             networks: int = FULL["networks"], inits=FULL["inits"], seed: int = 0, threads: int = 1,
-             progress: bool = False) -> dict:
+def run_demo(*, datasets=("digits", "mnist1d"), samples: Dict[str, Optional[int]] = FULL["samples"],
+             widths=FULL["widths"], networks: int = FULL["networks"], inits=FULL["inits"], seed: int = 0,
+             threads: int = 1, progress: bool = False) -> dict:
     start = time.perf_counter()
-    results = {"version": __version__,
-               "settings": {"datasets": list(datasets), "widths": list(widths), "networks": networks,
-                            "inits": list(inits), "seed": seed, "threads": threads, "W_std": HE, "b_std": B_STD},
-               "datasets": {}}
+    results: Dict[str, Any] = {
+        "version": __version__,
+        "settings": {"datasets": list(datasets), "widths": list(widths), "networks": networks,
+                     "inits": list(inits), "seed": seed, "threads": threads, "W_std": HE, "b_std": B_STD},
+        "datasets": {}}
     for name in datasets:
         data = load_dataset(name, samples.get(name), seed)
         results["datasets"][name] = {

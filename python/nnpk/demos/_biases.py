@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+from typing import Any, Dict
 
 import numpy as np
 
@@ -99,13 +100,16 @@ def _multitask(args, data, threads: int) -> dict:
     for name, target in TASKS.items():
         start = time.perf_counter()
         learner.fit(x_train, target(y_train), task=name)
-        tasks[name] = {"n_classes": len(learner.tasks_[name].classes),
+        classes = learner.tasks_[name].classes
+        assert classes is not None  # integer targets: a classification task
+        tasks[name] = {"n_classes": len(classes),
                        "train_accuracy": learner.score(x_train, target(y_train), task=name),
                        "test_accuracy": learner.score(x_test, target(y_test), task=name),
                        "majority_test_accuracy": float(np.max(np.bincount(target(y_test))) / len(y_test)),
                        "seconds": time.perf_counter() - start}
         if first_logits is None:
             first, first_logits = name, learner.decision_function(x_test, task=name)
+    assert first_logits is not None  # TASKS is not empty
     unchanged = bool(np.array_equal(first_logits, learner.decision_function(x_test, task=first)))
     return {"width": args.multitask_width, "tasks": tasks, "first_task_unchanged": unchanged}
 
@@ -208,10 +212,11 @@ def main(argv=None) -> int:
     data = _digits(args.train_size, args.seed)
     print(f"nnpk {__version__}: random weights, learned biases on digits ({len(data[2])} train, {len(data[3])} test), "
           f"{threads} threads", flush=True)
-    results = {"version": __version__,
-               "config": {"n_train": len(data[2]), "n_test": len(data[3]), "lr": args.lr, "epochs": args.epochs,
-                          "batch_size": args.batch_size, "dtype": args.dtype, "threads": threads, "seed": args.seed},
-               "widths": _width_sweep(args, data, threads)}
+    results: Dict[str, Any] = {
+        "version": __version__,
+        "config": {"n_train": len(data[2]), "n_test": len(data[3]), "lr": args.lr, "epochs": args.epochs,
+                   "batch_size": args.batch_size, "dtype": args.dtype, "threads": threads, "seed": args.seed},
+        "widths": _width_sweep(args, data, threads)}
     results["multitask"] = _multitask(args, data, threads)
     results["seconds"] = time.perf_counter() - start
     os.makedirs(args.out, exist_ok=True)

@@ -47,7 +47,7 @@ class _NetworkRecursion:
     covariance does not vanish.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.nodes: List["_core.AnalyticNode"] = []
 
     def add(self, **kwargs) -> int:

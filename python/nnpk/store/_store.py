@@ -62,7 +62,7 @@ class KernelStore:
     ``to_numpy``.
     """
 
-    def __init__(self, path):
+    def __init__(self, path: Union[str, os.PathLike]) -> None:
         zarr = zarr_module()
         self.path = os.path.abspath(os.fspath(path))
         meta = os.path.join(self.path, _ZARR, "zarr.json")
