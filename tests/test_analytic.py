@@ -12,8 +12,6 @@ from scipy import integrate, special
 import nnpk
 from nnpk.kernels._analytic import network_analytic_nodes
 
-
-
 # ---------------------------------------------------------------------------------------
 # Independent references
 

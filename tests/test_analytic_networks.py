@@ -9,7 +9,6 @@ import pytest
 
 import nnpk
 from nnpk import Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual
-
 from reference import activation, activation_derivative
 
 RNG = np.random.default_rng(5)

@@ -3,9 +3,9 @@
 Every kernel is compared with the in-memory `nnpk.monte_carlo` call, bit for bit."""
 
 import glob
-import re
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess

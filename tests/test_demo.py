@@ -7,7 +7,8 @@ import pytest
 from sklearn.kernel_ridge import KernelRidge
 
 from nnpk import cli
-from nnpk.demos import _common, _kernels as _demo
+from nnpk.demos import _common
+from nnpk.demos import _kernels as _demo
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

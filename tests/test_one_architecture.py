@@ -12,8 +12,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import nnpk
-import reference_networks as ref
 from nnpk import Activation, Conv, Dense, Flatten, GlobalAvgPool, Network
+import reference_networks as ref
 
 # ---------------------------------------------------------------- an MLP is a Network
 

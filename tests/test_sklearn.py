@@ -9,8 +9,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import nnpk
-from nnpk.learn import RidgePath
-from nnpk.learn import RELATIVE_RIDGES
+from nnpk.learn import RELATIVE_RIDGES, RidgePath
 from nnpk.sklearn import NNPKClassifier, NNPKRegressor
 
 SMALL = dict(hidden=(32,), out=8, n_networks=16)

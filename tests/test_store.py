@@ -11,8 +11,10 @@ import pytest
 
 import nnpk
 from nnpk import _core
-from engine_sums import conditional_sums as _conditional_sums, kernel_sums as _kernel_sums, tangent_sums as _tangent_sums
 from nnpk.store import CorruptTileError, IncompleteStoreError, StoreMismatchError, compute_tile
+from engine_sums import conditional_sums as _conditional_sums
+from engine_sums import kernel_sums as _kernel_sums
+from engine_sums import tangent_sums as _tangent_sums
 
 pytest.importorskip("zarr")
 pytestmark = pytest.mark.timeout(120)

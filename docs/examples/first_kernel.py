@@ -1,4 +1,5 @@
 import numpy as np
+
 import nnpk
 
 x = np.random.default_rng(0).standard_normal((300, 32))          # 300 points, 32 features

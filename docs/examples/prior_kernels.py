@@ -45,6 +45,7 @@ print(f"CNN NNGP: test accuracy {np.mean(pred == y_test):.3f}")
 # scikit-learn: the estimator computes its kernels and chooses its ridge.
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
 from nnpk.sklearn import NNPKClassifier
 
 model = make_pipeline(StandardScaler(), NNPKClassifier(hidden=(512,), n_networks=16, ridge="gcv"))

@@ -3,8 +3,21 @@
 from ._core import has_openmp
 from ._threads import physical_cores
 from ._version import __version__
-from .architectures import (ACTIVATIONS, INITS, MLP, Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool,
-                            Network, Residual, sample_params)
+from .architectures import (
+    ACTIVATIONS,
+    INITS,
+    MLP,
+    Activation,
+    AvgPool,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    Network,
+    Residual,
+    sample_params,
+)
 from .diagnostics import KernelSpectrum, kernel_target_alignment, monte_carlo_standard_error, spectrum
 from .kernels import analytic, conditioning, empirical, monte_carlo
 from .learn import RidgePath, gp_posterior, initial_outputs, kernel_ridge, linearized_prediction, ridge_coefficients

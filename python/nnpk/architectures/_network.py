@@ -15,7 +15,7 @@ from typing import List, Tuple, Union
 
 from .. import _core
 from ._activations import PARAMETERIZATIONS
-from ._layers import (Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Residual, _layers, _Pool, _text)
+from ._layers import Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Residual, _layers, _Pool, _text
 
 __all__ = ["Compiled", "INITS", "Network", "ParamLayer"]
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple, Union
-
 import math
+from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 

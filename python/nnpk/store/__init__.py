@@ -3,8 +3,15 @@ batch-job commands that drive it (``nnpk compute``, ``nnpk status``, ``nnpk expo
 
 from ._compute import compute_to_store
 from ._executors import DASK_CONFIG
-from ._layout import (DEFAULT_CHECKPOINT_SECONDS, DEFAULT_TILE_SIZE, EXECUTORS, KERNELS, CorruptTileError,
-                      IncompleteStoreError, StoreMismatchError)
+from ._layout import (
+    DEFAULT_CHECKPOINT_SECONDS,
+    DEFAULT_TILE_SIZE,
+    EXECUTORS,
+    KERNELS,
+    CorruptTileError,
+    IncompleteStoreError,
+    StoreMismatchError,
+)
 from ._store import KernelStore, compute_tile, open_store
 
 __all__ = ["DASK_CONFIG", "DEFAULT_CHECKPOINT_SECONDS", "DEFAULT_TILE_SIZE", "EXECUTORS", "KERNELS",

@@ -12,8 +12,16 @@ import numpy as np
 from .._threads import resolve_n_threads
 from ._executors import run_tiles
 from ._files import _fsync_dir
-from ._layout import (_PARTIAL, _TILES, _ZARR, DEFAULT_CHECKPOINT_SECONDS, DEFAULT_TILE_SIZE, EXECUTORS,
-                      StoreMismatchError, zarr_module)
+from ._layout import (
+    _PARTIAL,
+    _TILES,
+    _ZARR,
+    DEFAULT_CHECKPOINT_SECONDS,
+    DEFAULT_TILE_SIZE,
+    EXECUTORS,
+    StoreMismatchError,
+    zarr_module,
+)
 from ._spec import _differences, _make_spec
 from ._store import KernelStore
 

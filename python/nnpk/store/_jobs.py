@@ -27,8 +27,13 @@ import numpy as np
 from .._threads import physical_cores
 from ._compute import compute_to_store
 from ._executors import DASK_CONFIG
-from ._layout import (DEFAULT_CHECKPOINT_SECONDS, DEFAULT_TILE_SIZE, CorruptTileError, IncompleteStoreError,
-                      StoreMismatchError)
+from ._layout import (
+    DEFAULT_CHECKPOINT_SECONDS,
+    DEFAULT_TILE_SIZE,
+    CorruptTileError,
+    IncompleteStoreError,
+    StoreMismatchError,
+)
 from ._spec import _arch_from_spec
 from ._store import open_store
 

@@ -33,10 +33,27 @@ from ..architectures import MLP, Network
 from ..kernels._analytic import analytic_kernels
 from ..kernels._plans import network_feature_bytes, nngp_plan, tangent_plan
 from ..kernels._streaming import _finalize
-from ._files import (_atomic_write, _fsync_dir, _is_plain_crc32c, _read_json, _writing, _write_direct, _write_json,
-                     aligned_empty)
-from ._layout import (_FORMAT, _PARTIAL, _RUN, _TILES, _ZARR, DEFAULT_CHECKPOINT_SECONDS, CorruptTileError,
-                      IncompleteStoreError, zarr_module)
+from ._files import (
+    _atomic_write,
+    _fsync_dir,
+    _is_plain_crc32c,
+    _read_json,
+    _write_direct,
+    _write_json,
+    _writing,
+    aligned_empty,
+)
+from ._layout import (
+    _FORMAT,
+    _PARTIAL,
+    _RUN,
+    _TILES,
+    _ZARR,
+    DEFAULT_CHECKPOINT_SECONDS,
+    CorruptTileError,
+    IncompleteStoreError,
+    zarr_module,
+)
 from ._spec import _arch_from_spec
 
 __all__ = ["KernelStore", "Tile", "TileBuffers", "compute_tile", "open_store"]
