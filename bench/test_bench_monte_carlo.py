@@ -45,7 +45,8 @@ def check_against_numpy(x, K, n_check=12, networks=M):
 def test_monte_carlo_rate(benchmark, sgemm_rate):
     x = data()
     nnpk.monte_carlo(x[:512], arch=ARCH, n_networks=2, dtype="float32", estimator="sampled")  # warm-up
-    K = benchmark.pedantic(lambda: nnpk.monte_carlo(x, arch=ARCH, n_networks=M, dtype="float32", n_threads=2, estimator="sampled"),
+    K = benchmark.pedantic(lambda: nnpk.monte_carlo(x, arch=ARCH, n_networks=M, dtype="float32", n_threads=2,
+                                                    estimator="sampled"),
                            rounds=2, iterations=1)
     seconds = benchmark.stats.stats.min
     rate = flops(N, M) / seconds / 1e9

@@ -89,7 +89,7 @@ def test_dask_one_to_two_workers(benchmark, tmp_path):
                     distributed.Client(cluster) as client:
                 client.run(lambda: nnpk.monte_carlo(np.ones((8, D)), n_networks=1, **KERNEL))  # workers warm
                 path = tmp_path / f"w{w}-{round_}"
-                times[w].append(timed(lambda: nnpk.compute_to_store(
+                times[w].append(timed(lambda path=path: nnpk.compute_to_store(
                     path, x, n_networks=m, tile_size=tile, executor="dask", client=client, n_threads=1,
                     **KERNEL))[0])
     speedup = min(times[1]) / min(times[2])

@@ -86,7 +86,8 @@ def _check_finite(x: np.ndarray, name: str, rows_per_chunk: int = 1 << 14) -> No
         ok = np.isfinite(chunk)
         if not ok.all():
             i, j = np.argwhere(~ok)[0]
-            raise ValueError(f"{name} contains NaN or infinite values (first at row {start + i}, column {j}: {chunk[i, j]})")
+            raise ValueError(f"{name} contains NaN or infinite values (first at row {start + i}, column {j}: "
+                             f"{chunk[i, j]})")
 
 
 def _read_int(path: str) -> int | None:

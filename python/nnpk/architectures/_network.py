@@ -97,7 +97,8 @@ class _Builder:
         if isinstance(layer, Dense):
             if len(shape) != 1:
                 raise self.error(label, layer, f"needs flat points, got {_describe_shape(shape)}: add Flatten() or "
-                                 "GlobalAvgPool() before it (a Conv with kernel size 1 is a dense map at every position)")
+                                 "GlobalAvgPool() before it (a Conv with kernel size 1 is a dense map at every "
+                                 "position)")
             out = (layer.width,)
             node = self.add(kind=_core.NodeKind.dense, input=node, width=layer.width, w_std=layer.W_std,
                             b_std=layer.b_std)

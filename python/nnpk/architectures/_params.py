@@ -62,7 +62,8 @@ def sample_params(arch, input_dim, seed: int, index: int) -> List[Tuple[np.ndarr
     return network_params(arch, tuple(check_int(s, "input_dim", minimum=1) for s in shape), seed, index)
 
 
-def network_params(network: Network, input_shape, seed: int, index: int) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
+def network_params(network: Network, input_shape, seed: int,
+                   index: int) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
     """Network `index`'s stored parameters, one (W, b) per Dense or Conv layer (see sample_params)."""
     compiled = network.compile(input_shape)
     params = []
@@ -79,9 +80,11 @@ def network_params(network: Network, input_shape, seed: int, index: int) -> List
 def check_network_params(params, compiled: Compiled, dtype) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
     """User parameters in the layout of sample_params, as the engine's (fan_in, fan_out) matrices of `dtype`."""
     if not isinstance(params, (list, tuple)):
-        raise TypeError(f"params must be a list of (W, b) pairs, one per Dense or Conv layer, got {type(params).__name__}")
+        raise TypeError(f"params must be a list of (W, b) pairs, one per Dense or Conv layer, "
+                        f"got {type(params).__name__}")
     if len(params) != len(compiled.params):
-        raise ValueError(f"params has {len(params)} layers; the network has {len(compiled.params)} Dense or Conv layers")
+        raise ValueError(f"params has {len(params)} layers; the network has {len(compiled.params)} Dense or Conv "
+                         "layers")
     out = []
     for k, (pair, p) in enumerate(zip(params, compiled.params)):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:

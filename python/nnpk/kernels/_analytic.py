@@ -34,16 +34,16 @@ def _check_get(get) -> Tuple[str, ...]:
 class _NetworkRecursion:
     """A Network as the analytic engine's nodes, refusing the layers without an exact recursion.
 
-    Exact here: dense layers; elementwise activations of Gaussian pre-activations (the output
-    of a Dense layer, or a residual sum of such outputs); Flatten; residual blocks ending with a Dense layer. That last layer's weights and bias
-    have zero mean and are independent of everything before, so the block's output is
-    uncorrelated with the skip path (E[x . f(x')] = 0) and the NNGP of x + s f(x) is
-    K_x + s^2 K_f. For the NTK the skip parameters' share adds s times the average diagonal of
-    the block's Jacobian df/dx times Theta_x, which is linear in the same zero-mean weights
-    and vanishes at infinite width: Theta = Theta_x + s^2 Theta_f (Theta_f the block's
-    recursion started from (K_x, Theta_x)). A block ending with an activation is refused: its
-    output has a non-zero mean, so with a non-centred skip path (after a relu, say) the cross
-    covariance does not vanish.
+    Exact here: dense layers; elementwise activations of Gaussian pre-activations (the output of
+    a Dense layer, or a residual sum of such outputs); Flatten; residual blocks ending with a
+    Dense layer. That last layer's weights and bias have zero mean and are independent of
+    everything before, so the block's output is uncorrelated with the skip path
+    (E[x . f(x')] = 0) and the NNGP of x + s f(x) is K_x + s^2 K_f. For the NTK the skip parameters' share adds
+    s times the average diagonal of the block's Jacobian df/dx times Theta_x, which is linear in
+    the same zero-mean weights and vanishes at infinite width: Theta = Theta_x + s^2 Theta_f
+    (Theta_f the block's recursion started from (K_x, Theta_x)). A block ending with an
+    activation is refused: its output has a non-zero mean, so with a non-centred skip path
+    (after a relu, say) the cross covariance does not vanish.
     """
 
     def __init__(self) -> None:
@@ -137,10 +137,11 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
              closed_form: bool = True) -> Union[Kernels, Dict[str, Kernels]]:
     """The infinite-width NNGP and/or NTK of ``arch`` between the rows of x1 and x2.
 
-    The exact layer recursion of the infinite-width kernels, in float64: ``Sigma^0 = x . x' / d``; each layer's affine step (per-layer ``W_std``,
-    ``b_std``, either parameterization; under "standard" the NTK uses the finite widths
-    ``n_{l-1}`` as neural-tangents does), then the activation's dual map. It is the limit of
-    ``nnpk.monte_carlo`` as the hidden widths and the number of networks grow.
+    The exact layer recursion of the infinite-width kernels, in float64: ``Sigma^0 = x . x' / d``;
+    each layer's affine step (per-layer ``W_std``, ``b_std``, either parameterization; under
+    "standard" the NTK uses the finite widths ``n_{l-1}`` as neural-tangents does), then the
+    activation's dual map. It is the limit of ``nnpk.monte_carlo`` as the hidden widths and the
+    number of networks grow.
 
     The dual maps are closed forms for relu, leaky_relu, abs (``a min(z,0) + b max(z,0)``),
     erf, identity and relu_normalized, and for ``normalize=True`` versions of them (through

@@ -110,9 +110,9 @@ def conditioning(x, *, arch, depths: Sequence[int], method: str = "analytic", n_
             raise ValueError("n_networks is for method='monte_carlo'; the analytic kernel needs none")
         quadrature_order = check_int(quadrature_order, "quadrature_order", minimum=1, maximum=4096)
         ordered = sorted(depths)
-        kernels = analytic_kernels(a, None, sub, layers=[sub.kernel_layers()[d - 1] for d in ordered], kernels=("nngp",),
-                                    n_threads=resolve_n_threads(n_threads), quadrature_order=quadrature_order,
-                                    closed_form=True)["nngp"]
+        kernels = analytic_kernels(a, None, sub, layers=[sub.kernel_layers()[d - 1] for d in ordered],
+                                   kernels=("nngp",), n_threads=resolve_n_threads(n_threads),
+                                   quadrature_order=quadrature_order, closed_form=True)["nngp"]
         by_depth = dict(zip(ordered, kernels))
     else:
         if n_networks is None:

@@ -54,8 +54,9 @@ def empirical(x1, x2=None, *, arch, params, get="ntk", wrt="all", per_layer: boo
                  ROW_BLOCK_ADVICE)
     if not want_ntk:  # no tangent parts: the engine stores no features and forms no Gram for them
         weights = biases = [False] * len(weights)
-    sums = _core.sequential_empirical_sums(a1, a2, compiled.spec, checked, weights, biases, want_nngp, per_layer and want_ntk, per_logit, threads,
-                  _DEFAULT_TILE_ROWS, _DEFAULT_NTK_TILE)
+    sums = _core.sequential_empirical_sums(a1, a2, compiled.spec, checked, weights, biases, want_nngp,
+                                           per_layer and want_ntk, per_logit, threads, _DEFAULT_TILE_ROWS,
+                                           _DEFAULT_NTK_TILE)
     maps = [KernelMap(0, 1.0 / out)] if want_nngp else []
     if want_ntk:
         maps += tangent_maps(int(want_nngp), len(sums) - want_nngp, out, per_logit)

@@ -313,7 +313,8 @@ class BiasLearner(BaseEstimator):
         try:
             hash(task)
         except TypeError:
-            raise TypeError(f"task must be hashable (a name such as 0 or 'parity'), got {type(task).__name__}") from None
+            raise TypeError(f"task must be hashable (a name such as 0 or 'parity'), "
+                            f"got {type(task).__name__}") from None
         shape = getattr(self, "input_shape_", None)
         x = self._check_x(X)
         n, d = x.shape

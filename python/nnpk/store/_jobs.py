@@ -167,8 +167,8 @@ def _describe(store, status: dict) -> str:
             lines.append(f"{name:<8} {tuple(inp['shape'])}{points} {np.dtype(inp['dtype']).name}, "
                          f"sha256 {inp['sha256'][:16]}...")
     n1, n2 = spec["shape"]
-    lines.append(f"output   {n1} x {n2} float64{' (symmetric: tiles on and above the diagonal)' if spec['symmetric'] else ''}"
-                 f", tiles of {spec['tile_size']}")
+    symmetric = " (symmetric: tiles on and above the diagonal)" if spec["symmetric"] else ""
+    lines.append(f"output   {n1} x {n2} float64{symmetric}, tiles of {spec['tile_size']}")
     partial = "".join(f"; tile ({t['tile'][0]}, {t['tile'][1]}) at {t['networks']}/{spec['n_networks']} networks"
                       for t in status["in_progress"])
     lines.append(f"tiles    {status['tiles_done']} of {status['tiles']} done ({100 * status['fraction_done']:.1f}% "

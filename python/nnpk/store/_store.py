@@ -241,7 +241,8 @@ class KernelStore:
         """Rows of block `block` of the stored input x1 or x2, C-contiguous."""
         t = self.tile_size
         # The engine wants numpy's own float32/float64 descriptor, not zarr's equivalent one.
-        return np.ascontiguousarray(self._group[name][block * t:(block + 1) * t], dtype=compute_dtype(self.spec["dtype"]))
+        return np.ascontiguousarray(self._group[name][block * t:(block + 1) * t],
+                                    dtype=compute_dtype(self.spec["dtype"]))
 
     # -- progress
     def status(self) -> dict:
