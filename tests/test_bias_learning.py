@@ -93,7 +93,7 @@ def test_one_gradient_step_matches_finite_differences(name, train, loss):
     fit = learner.fit(x, y).tasks_[0]
     params = nnpk.sample_params(arch, 4, seed=3, index=2)
     readout = arch.n_layers - 1
-    for l, (W, b) in enumerate(params):
+    for l, (_, b) in enumerate(params):
         trained = b is not None and (train != "readout" or l == readout)
         if b is None:
             assert fit.biases[l] is None

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from nnpk import Conv, Dense, Flatten, Residual
@@ -55,7 +54,8 @@ def test_networks_are_the_described_architectures():
     assert isinstance(mlp.layers[0], Flatten) and sum(isinstance(layer, Dense) for layer in mlp.layers) == 4
     assert sum(isinstance(layer, Conv) for layer in cnn.layers) == 3 and cnn.init == "uniform"
     assert sum(isinstance(layer, Residual) for layer in res.layers) == 2
-    for net, shape in ((mlp, (8, 8, 1)), (cnn, (8, 8, 1)), (res, (8, 8, 1)), (network("CNN", 4, 1, "gaussian"), (40, 1))):
+    for net, shape in ((mlp, (8, 8, 1)), (cnn, (8, 8, 1)), (res, (8, 8, 1)),
+                       (network("CNN", 4, 1, "gaussian"), (40, 1))):
         assert net.compile(shape).out == 10
 
 

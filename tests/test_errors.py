@@ -50,7 +50,8 @@ def test_mlp_is_immutable_and_hashable():
         (np.ones((3, 0)), None, r"x1 is empty"),
         (X, np.ones((4, 5)), "x2 has 5 features, x1 has 4"),
         (X, np.ones(4), "x2 must be a 2-D array"),
-        (np.where(np.eye(10, 4) > 0, np.nan, 1.0), None, r"x1 contains NaN or infinite values \(first at row 0, column 0"),
+        (np.where(np.eye(10, 4) > 0, np.nan, 1.0), None,
+         r"x1 contains NaN or infinite values \(first at row 0, column 0"),
         (X, np.full((3, 4), np.inf), "x2 contains NaN or infinite values"),
     ],
 )
@@ -102,7 +103,8 @@ def test_bad_arguments(kwargs, error, match):
 def test_output_that_cannot_fit_in_memory():
     x = np.zeros((3_000_000, 1))  # a 72 TB output; the 24 MB input is all that is allocated
     with pytest.raises(MemoryError, match=r"the output \(1 x 3000000 x 3000000 float64\).* needs 670\d\d.\d\d GiB .*; "
-                                          r"compute it tile by tile into an on-disk store instead: nnpk.compute_to_store"):
+                                          r"compute it tile by tile into an on-disk store instead: "
+                                          r"nnpk.compute_to_store"):
         nnpk.monte_carlo(x, arch=nnpk.MLP(hidden=[2]), n_networks=1)
 
 

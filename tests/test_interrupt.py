@@ -1,6 +1,5 @@
 """Ctrl-C stops a long engine call within a couple of seconds."""
 
-import os
 import signal
 import subprocess
 import sys

@@ -162,7 +162,8 @@ def test_initial_outputs_match_the_engine(arch):
     outputs = [nnpk.initial_outputs(x, arch, seed=11, index=m) for m in range(3)]
     assert outputs[0].shape == (9, arch.out)
     np.testing.assert_allclose(outputs[0] @ outputs[0].T / arch.out,
-                               nnpk.monte_carlo(x, arch=arch, n_networks=1, seed=11, estimator="sampled"), rtol=1e-10, atol=1e-12)
+                               nnpk.monte_carlo(x, arch=arch, n_networks=1, seed=11, estimator="sampled"),
+                               rtol=1e-10, atol=1e-12)
     mean_kernel = sum(f @ f.T for f in outputs) / (3 * arch.out)
     np.testing.assert_allclose(mean_kernel, nnpk.monte_carlo(x, arch=arch, n_networks=3, seed=11, estimator="sampled"),
                                rtol=1e-10, atol=1e-12)

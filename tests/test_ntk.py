@@ -7,7 +7,7 @@ import pytest
 
 import nnpk
 from engine_sums import tangent_sums as _tangent_sums
-from reference import arccos1, forward, jacobian, ntk_from_jacobians, parameter_slices
+from reference import forward, jacobian, ntk_from_jacobians, parameter_slices
 
 RNG = np.random.default_rng(3)
 X1 = RNG.standard_normal((9, 6))
@@ -70,7 +70,8 @@ def test_wrt_and_per_layer_parts(parameterization, wrt):
     n = arch.n_layers
     layers = {"all": range(n), "weights": range(n), "biases": range(n), "readout": [n - 1]}.get(
         wrt if isinstance(wrt, str) else None, [l % n for l in wrt] if not isinstance(wrt, str) else None)
-    kinds = {"weights": ["weights"], "biases": ["biases"]}.get(wrt if isinstance(wrt, str) else "", ["weights", "biases"])
+    kinds = {"weights": ["weights"], "biases": ["biases"]}.get(wrt if isinstance(wrt, str) else "",
+                                                               ["weights", "biases"])
     chosen = [(l, k) for l in layers for k in kinds if (l, k) in slices]
     result = nnpk.empirical(X1, X2, arch=arch, params=params, wrt=wrt, per_layer=True)
     total = nnpk.empirical(X1, X2, arch=arch, params=params, wrt=wrt)
@@ -95,7 +96,8 @@ def test_per_logit_kernel(parameterization):
     assert np.allclose(np.einsum("ijcc->ij", full) / 3, nnpk.empirical(X1, arch=arch, params=params), rtol=1e-12)
     cross = nnpk.empirical(X1, X2, arch=arch, params=params, per_logit=True, wrt=[1])
     sl = parameter_slices(arch, params)
-    assert rel(cross, jacobian_ntk(arch, params, X1, X2, [sl[(1, "weights")], sl[(1, "biases")]], per_logit=True)) < 1e-9
+    expected = jacobian_ntk(arch, params, X1, X2, [sl[(1, "weights")], sl[(1, "biases")]], per_logit=True)
+    assert rel(cross, expected) < 1e-9
 
 
 def test_nngp_from_the_same_passes():
@@ -198,8 +200,10 @@ def test_symmetric_kernel_is_exactly_symmetric():
         (lambda p: [p[0], (p[1][0][:, :3], p[1][1]), p[2]], ValueError,
          r"params\[1\] W has shape \(5, 3\); arch expects \(5, 4\) \(layer 1: 5 -> 4\)"),
         (lambda p: [p[0], (p[1][0], None), p[2]], ValueError, r"params\[1\] has no bias but arch layer 1 has one"),
-        (lambda p: [p[0], (p[1][0], p[1][1][:2]), p[2]], ValueError, r"params\[1\] b has shape \(2,\); arch expects \(4,\)"),
-        (lambda p: [p[0], (p[1][0] * np.nan, p[1][1]), p[2]], ValueError, r"params\[1\] W must hold finite real numbers"),
+        (lambda p: [p[0], (p[1][0], p[1][1][:2]), p[2]], ValueError,
+         r"params\[1\] b has shape \(2,\); arch expects \(4,\)"),
+        (lambda p: [p[0], (p[1][0] * np.nan, p[1][1]), p[2]], ValueError,
+         r"params\[1\] W must hold finite real numbers"),
         (lambda p: "weights", TypeError, "params must be a list of"),
         (lambda p: [p[0], p[1][0], p[2]], TypeError, r"params\[1\] must be a \(W, b\) pair"),
     ],

@@ -26,7 +26,8 @@ def test_philox_block_equals_numpy(key, counter):
 def test_philox_published_vector():
     # Random123 known-answer test kat_vectors: philox4x64_10, zero counter and key.
     out = _core.philox4x64_10([0, 0, 0, 0], [0, 0])
-    assert [f"{v:016x}" for v in out] == ["16554d9eca36314c", "db20fe9d672d0fdc", "d7e772cee186176b", "7e68b68aec7ba23b"]
+    assert [f"{v:016x}" for v in out] == ["16554d9eca36314c", "db20fe9d672d0fdc", "d7e772cee186176b",
+                                          "7e68b68aec7ba23b"]
 
 
 def test_normals_are_box_muller_of_numpy_philox():

@@ -228,7 +228,8 @@ def test_tile_task_is_pure_and_standalone(tmp_path):
                                                         "n_networks is 3 in the store, None here"),
         (dict(x1=X1 + np.eye(*X1.shape) * 1e-12), r"inputs.x1.sha256 is '[0-9a-f]{64}' in the store"),
         (dict(x1=X1[:200]), r"inputs.x1.shape is \[250, 6\] in the store, \[200, 6\] here"),
-        (dict(x2=X2), r"inputs.x2 is None in the store, \{.*\} here; .*shape is \[250, 250\] in the store, \[250, 130\]"),
+        (dict(x2=X2),
+         r"inputs.x2 is None in the store, \{.*\} here; .*shape is \[250, 250\] in the store, \[250, 130\]"),
     ],
 )
 def test_resume_with_another_spec_or_other_inputs_is_refused(tmp_path, change, match):
@@ -342,9 +343,11 @@ def test_a_damaged_checkpoint_restarts_its_tile(tmp_path):
         (dict(tile_size=0), ValueError, "tile_size must be >= 1"),
         (dict(kernel="nngp_analytic"), ValueError, "kernel must be one of nngp, ntk, analytic_nngp, analytic_ntk"),
         (dict(n_networks=None), TypeError, "kernel='nngp' needs n_networks"),
-        (dict(kernel="analytic_ntk"), ValueError, "n_networks applies to Monte Carlo kernels, not kernel='analytic_ntk'"),
+        (dict(kernel="analytic_ntk"), ValueError,
+         "n_networks applies to Monte Carlo kernels, not kernel='analytic_ntk'"),
         (dict(kernel="analytic_nngp", n_networks=None, dtype="float32"), ValueError, "is computed in float64"),
-        (dict(kernel="analytic_nngp", n_networks=None, quadrature_order=0), ValueError, "quadrature_order must be >= 1"),
+        (dict(kernel="analytic_nngp", n_networks=None, quadrature_order=0), ValueError,
+         "quadrature_order must be >= 1"),
         (dict(kernel="analytic_nngp", n_networks=None, closed_form="no"), TypeError, "closed_form must be a bool"),
         (dict(quadrature_order=20), ValueError, "quadrature_order applies to analytic kernels, not kernel='nngp'"),
         (dict(kernel="ntk", estimator="readout"), ValueError, "estimator applies to the NNGP, not kernel='ntk'"),
