@@ -246,7 +246,8 @@ def test_bad_points():
     for x1, x2, match in cases:
         with pytest.raises(ValueError, match=match):
             nnpk.monte_carlo(x1, x2, arch=net, n_networks=1)
-    with pytest.raises(ValueError, match="estimator='conditional' integrates an MLP's last hidden layer"):
+    with pytest.raises(ValueError, match="estimator='conditional' integrates a network ending Dense -> activation -> "
+                                         "Dense; this one ends"):
         nnpk.monte_carlo(x, arch=net, n_networks=1, estimator="conditional")
     with pytest.raises(ValueError, match=r"estimator='readout' integrates a final Dense layer; this network ends "
                                          r"with Activation relu"):

@@ -118,9 +118,10 @@ def test_engine_gradient_is_mean_over_rows_in_float32_too():
     x = rng.standard_normal((200, 4))
     y = rng.integers(0, 4, 200)
     params = nnpk.sample_params(arch, 4, 0, 0)
-    trainer = _core.BiasTrainer(arch._spec(4), [True, True, True], True, 2, "float32")
+    trainer = _core.SequentialTrainer(arch.compile((4,)).spec, [False, False, True], [True, True, True], 2, "float32")
     params32 = [(W.astype(np.float32), b.astype(np.float32)) for W, b in params]
-    value, biases, readout = trainer.gradients(x.astype(np.float32), params32, "cross_entropy", 4, y.astype(np.int64))
+    value, weights, biases = trainer.gradients(x.astype(np.float32), params32, "cross_entropy", 4, y.astype(np.int64))
+    readout = weights[2]
     assert value == pytest.approx(numpy_loss(arch, params, x, y, "cross_entropy", 4), rel=1e-5)
     for l in range(3):
         expected = finite_difference(arch, params, x, y, "cross_entropy", 4, l, 1)
@@ -368,7 +369,7 @@ def test_bad_use_after_fit():
 
 
 def test_engine_rejects_labels_outside_the_task():
-    trainer = _core.BiasTrainer(ARCH._spec(3), [True, True], False, 1, "float64")
+    trainer = _core.SequentialTrainer(ARCH.compile((3,)).spec, [False, False], [True, True], 1, "float64")
     params = nnpk.sample_params(ARCH, 3, 0, 0)
     with pytest.raises(ValueError, match=r"label 3 at row 0 is outside \[0, 3\)"):
         trainer.gradients(X, params, "cross_entropy", 3, np.full(20, 3, dtype=np.int64))

@@ -172,4 +172,4 @@ def test_progress_callback_error_propagates():
         raise RuntimeError(f"stop at {done}")
 
     with pytest.raises(RuntimeError, match="stop at 1"):
-        _core.monte_carlo_sums(x, None, arch._spec(11), 0, 0, 5, [], 1, 96, 64, 64, boom, None)
+        _core.sequential_sums(x, None, arch.compile((11,)).spec, 0, 0, 5, [], 1, 96, 64, 64, boom, None)

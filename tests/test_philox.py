@@ -32,7 +32,7 @@ def test_philox_published_vector():
 
 def test_normals_are_box_muller_of_numpy_philox():
     arch = nnpk.MLP(hidden=[3], out=2)
-    eps, _ = _core.draw_layer(arch._spec(5), 42, 7, 1)  # layer 1: (3, 2), 6 draws = 2 blocks
+    eps, _ = _core.sequential_draw(arch.compile((5,)).spec, 42, 7, 1)  # layer 1: (3, 2), 6 draws = 2 blocks
     flat = eps.ravel()
     for block in range(2):
         raw = numpy_philox_block([block, (1 << 8) | 0, 7, 0], [42, 0x6E6E706B5F763101])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from typing import Optional, Sequence, Tuple, Union
@@ -125,6 +126,12 @@ class MLP(Network):
         for name, value in values.items():
             object.__setattr__(self, name, value)
         super().__init__(tuple(layers), parameterization=parameterization, init=init)
+
+    def __setattr__(self, name: str, value) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}: an MLP is immutable (see replace)")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}: an MLP is immutable")
 
     def __repr__(self) -> str:
         init = "" if self.init == "gaussian" else f", init={self.init!r}"
