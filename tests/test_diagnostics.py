@@ -105,8 +105,8 @@ def test_standard_error_of_a_large_kernel_works_in_row_blocks_of_an_eighth(point
         rows_per_call.append((len(x1), x2 is None))
         return nnpk.monte_carlo(x1, x2, **kwargs)
 
-    monkeypatch.setattr(nnpk.diagnostics, "monte_carlo", recording_monte_carlo)
-    monkeypatch.setattr(nnpk.diagnostics, "_WHOLE_KERNEL_BYTES", 8 * 30 * 30 - 1)
+    monkeypatch.setattr(nnpk.diagnostics._standard_error, "monte_carlo", recording_monte_carlo)
+    monkeypatch.setattr(nnpk.diagnostics._standard_error, "_WHOLE_KERNEL_BYTES", 8 * 30 * 30 - 1)
     blocked = nnpk.monte_carlo_standard_error(points, arch=ARCH, n_networks=4, seed=2)
     assert rows_per_call == ([(4, False)] * 7 + [(2, False)]) * 2
     monkeypatch.undo()

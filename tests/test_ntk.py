@@ -196,12 +196,13 @@ def test_symmetric_kernel_is_exactly_symmetric():
 @pytest.mark.parametrize(
     "params_fn, error, match",
     [
-        (lambda p: p[:-1], ValueError, r"params has 2 layers; arch has 3"),
+        (lambda p: p[:-1], ValueError, r"params has 2 layers; the network has 3 Dense or Conv layers"),
         (lambda p: [p[0], (p[1][0][:, :3], p[1][1]), p[2]], ValueError,
-         r"params\[1\] W has shape \(5, 3\); arch expects \(5, 4\) \(layer 1: 5 -> 4\)"),
-        (lambda p: [p[0], (p[1][0], None), p[2]], ValueError, r"params\[1\] has no bias but arch layer 1 has one"),
+         r"params\[1\] W has shape \(5, 3\); layer 2 \(Dense 4\) expects \(5, 4\)"),
+        (lambda p: [p[0], (p[1][0], None), p[2]], ValueError,
+         r"params\[1\] has no bias but layer 2 \(Dense 4\) has b_std=0.1"),
         (lambda p: [p[0], (p[1][0], p[1][1][:2]), p[2]], ValueError,
-         r"params\[1\] b has shape \(2,\); arch expects \(4,\)"),
+         r"params\[1\] b has shape \(2,\); layer 2 \(Dense 4\) expects \(4,\)"),
         (lambda p: [p[0], (p[1][0] * np.nan, p[1][1]), p[2]], ValueError,
          r"params\[1\] W must hold finite real numbers"),
         (lambda p: "weights", TypeError, "params must be a list of"),
@@ -218,7 +219,7 @@ def test_bad_params(params_fn, error, match):
 def test_bias_given_where_arch_has_none():
     arch = nnpk.MLP(hidden=[5], out=2)
     params = nnpk.sample_params(arch, 6, 0, 0)
-    with pytest.raises(ValueError, match=r"params\[0\] has a bias but arch layer 0 has none"):
+    with pytest.raises(ValueError, match=r"params\[0\] has a bias but layer 0 \(Dense 5\) has b_std=None"):
         nnpk.empirical(X1, arch=arch, params=[(params[0][0], np.zeros(5)), params[1]])
 
 

@@ -84,8 +84,8 @@ def test_classifier_targets_and_decision_function(data):
     np.testing.assert_array_equal(one_hot.predict(x_test), one_hot.classes_[np.argmax(scores, axis=1)])
 
 
-def test_kernel_and_method_are_looked_up_on_nnpk_by_name(data, monkeypatch):
-    """kernel="ntk" and method="analytic" reach nnpk.monte_carlo / nnpk.analytic with the right arguments."""
+def test_kernel_and_method_reach_the_kernel_functions(data, monkeypatch):
+    """kernel="ntk" and method="analytic" reach nnpk's monte_carlo / analytic with the right arguments."""
     x_train, x_test, y_train, _ = data
     calls = []
 
@@ -93,7 +93,7 @@ def test_kernel_and_method_are_looked_up_on_nnpk_by_name(data, monkeypatch):
         calls.append(kwargs)
         return x1 @ (x1 if x2 is None else x2).T / x1.shape[1]
 
-    monkeypatch.setattr(nnpk, "analytic", linear_kernel, raising=False)
+    monkeypatch.setattr(nnpk.sklearn, "analytic", linear_kernel)
     model = NNPKRegressor(**SMALL, kernel="ntk", method="analytic", ridge=0.5, n_threads=1).fit(x_train, y_train)
     prediction = model.predict(x_test)
     assert [set(c) for c in calls] == [{"arch", "get", "n_threads"}] * 2
@@ -103,7 +103,7 @@ def test_kernel_and_method_are_looked_up_on_nnpk_by_name(data, monkeypatch):
     np.testing.assert_allclose(prediction, expected, rtol=1e-10)
 
     calls.clear()
-    monkeypatch.setattr(nnpk, "monte_carlo", linear_kernel)
+    monkeypatch.setattr(nnpk.sklearn, "monte_carlo", linear_kernel)
     NNPKClassifier(**SMALL, kernel="ntk", dtype="float32", seed=7).fit(x_train, y_train[:, 0] > 0)
     assert calls == [dict(arch=calls[0]["arch"], n_networks=16, seed=7, get="ntk", dtype="float32", n_threads=None)]
 
@@ -148,7 +148,3 @@ def test_classifier_targets_error(data):
         NNPKClassifier(targets="pm1").fit(data[0], data[2][:, 0] > 0)
 
 
-def test_missing_kernel_function_error(data, monkeypatch):
-    monkeypatch.delattr(nnpk, "analytic", raising=False)
-    with pytest.raises(ValueError, match="needs nnpk.analytic, which this nnpk version does not have"):
-        NNPKRegressor(**SMALL, method="analytic").fit(data[0], data[2])

@@ -101,7 +101,7 @@ def test_the_threads_executor_reuses_two_tile_buffers(tmp_path, monkeypatch):
 
     made = []
 
-    class Recording(nnpk.store.TileBuffers):
+    class Recording(nnpk.store._store.TileBuffers):
         def __init__(self, tile_size):
             super().__init__(tile_size)
             made.append(self)
@@ -254,7 +254,7 @@ def test_chunks_are_the_bytes_zarr_writes(tmp_path, monkeypatch, direct):
     import zarr
 
     if not direct:
-        monkeypatch.setattr(nnpk.store, "_write_direct", lambda path, data: False)
+        monkeypatch.setattr(nnpk.store._store, "_write_direct", lambda path, data: False)
     store = nnpk.compute_to_store(tmp_path / "k", X1, points(130, seed=4), arch=ARCH, n_networks=2, tile_size=Q)
     assert store._plain_chunks and store.grid == (3, 2)
     reference = zarr.open_group(tmp_path / "zarr", mode="w").create_array(
@@ -278,7 +278,7 @@ def test_chunks_are_the_bytes_zarr_writes(tmp_path, monkeypatch, direct):
 ])
 def test_every_kind_of_tile_is_offered_aligned_for_a_direct_write(tmp_path, monkeypatch, kernel, options):
     offered = []
-    monkeypatch.setattr(nnpk.store, "_write_direct",
+    monkeypatch.setattr(nnpk.store._store, "_write_direct",
                         lambda path, data: offered.append(data.ctypes.data % 4096 == 0 and data.nbytes % 4096 == 0))
     options = {"arch": ARCH, **options}
     store = nnpk.compute_to_store(tmp_path / "k", X1, X2, kernel=kernel, tile_size=Q, **options)
@@ -509,7 +509,7 @@ def test_resume_with_another_network_is_refused(tmp_path, change, match):
 
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(kernel="analytic_nngp"), ValueError, r"layer 0 \(Conv kernel 3 x 3, padding 'same'\) is a convolution"),
-    (dict(kernel="nngp", n_networks=2, estimator="conditional"), ValueError, "takes 'readout' or 'sampled'"),
+    (dict(kernel="nngp", n_networks=2, estimator="conditional"), ValueError, "this one ends AvgPool"),
     (dict(kernel="nngp", n_networks=2, x1=IMAGES[..., 0]), ValueError, "points"),
 ])
 def test_networks_the_store_cannot_do_are_refused_before_it_exists(tmp_path, kwargs, error, match):

@@ -12,7 +12,7 @@ from .._validate import as_points, as_shaped_points, check_int, compute_dtype
 from ._layers import Dense
 from ._network import Compiled, Network
 
-__all__ = ["SEED_MAX", "check_arch", "check_network_params", "network_outputs", "network_params",
+__all__ = ["SEED_MAX", "check_arch", "check_points", "check_network_params", "network_outputs", "network_params",
            "prepare_network_points", "sample_params"]
 
 SEED_MAX = 2**64 - 1
@@ -25,16 +25,22 @@ def check_arch(arch) -> Network:
     return arch
 
 
-def prepare_network_points(x1, x2, network: Network, dtype):
-    """(compiled network, x1, x2): the points checked against each other and the network,
-    converted to `dtype` and flattened to (n, features per point)."""
+def check_points(x, name: str, network: Network, dtype, *, like=None, like_name: str = "x1"):
+    """x as the points the network takes, in `dtype` (C-contiguous, finite): (n, features) for a network
+    that starts with a Dense layer, else (n, features), (n, length, channels) or (n, height, width,
+    channels); with `like` (checked points), each point must have the shape of like's."""
     dt = compute_dtype(dtype)
     if isinstance(network.layers[0], Dense):  # flat points only
-        a1 = as_points(x1, "x1", dt)
-        a2 = None if x2 is None else as_points(x2, "x2", dt, n_features=a1.shape[1], other="x1")
-    else:
-        a1 = as_shaped_points(x1, "x1", dt)
-        a2 = None if x2 is None else as_shaped_points(x2, "x2", dt, point_shape=a1.shape[1:])
+        n_features = None if like is None else like.shape[1]
+        return as_points(x, name, dt, n_features=n_features, other=like_name)
+    return as_shaped_points(x, name, dt, point_shape=None if like is None else like.shape[1:], other=like_name)
+
+
+def prepare_network_points(x1, x2, network: Network, dtype, *, names=("x1", "x2")):
+    """(compiled network, x1, x2): the points checked against each other and the network (errors name
+    them by `names`), converted to `dtype` and flattened to (n, features per point)."""
+    a1 = check_points(x1, names[0], network, dtype)
+    a2 = None if x2 is None else check_points(x2, names[1], network, dtype, like=a1, like_name=names[0])
     compiled = network.compile(a1.shape[1:])
     flat = lambda a: None if a is None else a.reshape(a.shape[0], -1)
     return compiled, flat(a1), flat(a2)
@@ -111,6 +117,6 @@ def check_network_params(params, compiled: Compiled, dtype) -> List[Tuple[np.nda
 
 def network_outputs(x, network: Network, seed: int, index: int) -> np.ndarray:
     """The logits (n, C) of network `index` of `seed`, by the engine in float64."""
-    compiled, a, _ = prepare_network_points(x, None, network, "float64")
+    compiled, a, _ = prepare_network_points(x, None, network, "float64", names=("x", None))
     params = check_network_params(network_params(network, compiled.input_shape, seed, index), compiled, np.float64)
     return _core.sequential_outputs(a, compiled.spec, params, 1)

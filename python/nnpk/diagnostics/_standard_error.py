@@ -6,8 +6,9 @@ from typing import Tuple
 
 import numpy as np
 
-from .._validate import ROW_BLOCK_ADVICE, as_shaped_points, check_int, check_memory, compute_dtype
+from .._validate import ROW_BLOCK_ADVICE, check_int, check_memory, compute_dtype
 from ..architectures import SEED_MAX, check_arch
+from ..architectures._params import check_points
 from ..kernels import monte_carlo
 
 __all__ = ["monte_carlo_standard_error"]
@@ -63,8 +64,8 @@ def monte_carlo_standard_error(x1, x2=None, *, arch, n_networks: int, n_batches:
     """
     check_arch(arch)
     compute_dtype(dtype)
-    a1 = as_shaped_points(x1, "x1", np.float64)
-    a2 = None if x2 is None else as_shaped_points(x2, "x2", np.float64, point_shape=a1.shape[1:])
+    a1 = check_points(x1, "x1", arch, np.float64)
+    a2 = None if x2 is None else check_points(x2, "x2", arch, np.float64, like=a1)
     n_batches = check_int(n_batches, "n_batches", minimum=2)
     n_networks = check_int(n_networks, "n_networks", minimum=n_batches)
     if n_networks % n_batches:

@@ -22,8 +22,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .. import _core
 from .._threads import resolve_n_threads
-from .._validate import as_shaped_points, check_int, compute_dtype
+from .._validate import check_int, compute_dtype
 from ..architectures import SEED_MAX, Dense, check_arch, sample_params
+from ..architectures._params import check_points
 
 __all__ = ["BiasLearner", "TaskFit"]
 
@@ -204,9 +205,10 @@ class BiasLearner(BaseEstimator):
         """X in the compute dtype, checked against the network's point shape once there is one, flattened
         to (n, values per point); the network compiled for its points is ``self._compiled``."""
         shape = getattr(self, "input_shape_", None)
-        x = as_shaped_points(X, "X", compute_dtype(self.dtype), point_shape=shape,
-                             other="the points of the network the fitted tasks share")
-        self._compiled = check_arch(self.arch).compile(x.shape[1:])
+        like = None if shape is None else np.empty((1,) + tuple(shape))
+        x = check_points(X, "X", check_arch(self.arch), self.dtype, like=like,
+                         like_name="the network the fitted tasks share")
+        self._compiled = self.arch.compile(x.shape[1:])
         return x.reshape(x.shape[0], -1)
 
     def _task(self, task) -> TaskFit:
