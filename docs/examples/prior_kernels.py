@@ -50,3 +50,9 @@ from nnpk.sklearn import NNPKClassifier
 
 model = make_pipeline(StandardScaler(), NNPKClassifier(hidden=(512,), n_networks=16, ridge="gcv"))
 print(f"NNPKClassifier: test accuracy {model.fit(x_train, y_train).score(x_test, y_test):.3f}")
+
+# Any network in the estimator: arch= and the shape each (flat) row of X is given.
+cnn_head = nnpk.Network([nnpk.Conv(16, (3, 3), W_std=2**0.5, b_std=0.1), "relu", nnpk.Flatten(),
+                         nnpk.Dense(128, W_std=2**0.5), "relu", nnpk.Dense(10)])
+model = make_pipeline(StandardScaler(), NNPKClassifier(arch=cnn_head, input_shape=(8, 8, 1), n_networks=8))
+print(f"NNPKClassifier with a CNN: test accuracy {model.fit(x_train, y_train).score(x_test, y_test):.3f}")
