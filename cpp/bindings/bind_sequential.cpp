@@ -2,6 +2,7 @@
 
 #include "bindings.hpp"
 #include "nnpk/sequential.hpp"
+#include "nnpk/sequential_conditional.hpp"
 
 namespace nnpk::bind {
 
@@ -125,6 +126,43 @@ void bind_sequential(py::module_& m) {
       py::arg("progress"), py::arg("initial"), py::arg("in_place") = false,
       "Sums over networks [start, stop) of the un-normalised Gram of each node's features in `nodes` (its\n"
       "output, averaged over positions when spatial; empty: the logits), in float64, continued from `initial`");
+
+  m.def(
+      "sequential_conditional_sums",
+      [](const py::array& x1, const py::object& x2, const SequentialSpec& spec, const std::vector<Pair>& pairs,
+         const std::vector<bool>& unit_second_moment, std::uint64_t seed, std::uint64_t start, std::uint64_t stop,
+         int n_threads, std::int64_t tile_rows, std::int64_t gram_tile, const py::object& progress,
+         const py::object& initial, bool in_place) {
+        if (pairs.empty()) throw py::value_error("pairs must name at least one (dense, activation) pair");
+        if (unit_second_moment.size() != pairs.size())
+          throw py::value_error("unit_second_moment needs one flag per pair (" + std::to_string(pairs.size()) +
+                                "), got " + std::to_string(unit_second_moment.size()));
+        std::vector<ConditionalPair> engine_pairs;
+        for (std::size_t k = 0; k < pairs.size(); ++k)
+          engine_pairs.push_back({pairs[k].first, pairs[k].second, unit_second_moment[k]});
+        MonteCarloOptions opt = monte_carlo_options(seed, start, stop, {}, n_threads, tile_rows, gram_tile, 0);
+        auto run = [&](auto tag) {
+          using T = decltype(tag);
+          const Points p = check_points(x1, x2, spec.input.size());
+          auto outs = make_outputs(pairs.size(), {p.n1, p.n2}, initial, in_place);
+          const std::vector<double*> sums = data_pointers(outs);
+          run_without_gil(progress, [&](auto poll) {
+            opt.poll = poll;
+            sequential_conditional<T>(spec, engine_pairs, static_cast<const T*>(p.x1), p.n1,
+                                      static_cast<const T*>(p.x2), p.n2, opt, sums);
+          });
+          return as_list(outs);
+        };
+        if (x1.dtype().is(py::dtype::of<float>())) return run(float{});
+        if (x1.dtype().is(py::dtype::of<double>())) return run(double{});
+        throw py::type_error("x1 must be float32 or float64");
+      },
+      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("pairs"), py::arg("unit_second_moment"),
+      py::arg("seed"), py::arg("start"), py::arg("stop"), py::arg("n_threads"), py::arg("tile_rows"),
+      py::arg("gram_tile"), py::arg("progress"), py::arg("initial"), py::arg("in_place") = false,
+      "Sums over networks [start, stop) of the conditional kernel of each (dense node, activation node) pair:\n"
+      "the activation's output kernel integrated over the dense layer's weights given its input (float64),\n"
+      "continued from `initial` (copied, or with in_place accumulated into those very arrays)");
 
   m.def(
       "sequential_draw",

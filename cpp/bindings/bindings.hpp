@@ -28,6 +28,7 @@ void bind_analytic(py::module_& m);
 void bind_sequential(py::module_& m);
 void bind_sequential_ntk(py::module_& m);
 void bind_bias_learning(py::module_& m);
+void bind_learning(py::module_& m);
 
 // A poll for the engine: checks for Ctrl-C and reports progress to `progress`
 // (a Python callable taking the number of networks done, or None). A Python

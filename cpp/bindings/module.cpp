@@ -13,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
   nnpk::bind::bind_sequential(m);
   nnpk::bind::bind_sequential_ntk(m);
   nnpk::bind::bind_bias_learning(m);
+  nnpk::bind::bind_learning(m);
 }

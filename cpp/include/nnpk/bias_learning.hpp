@@ -22,20 +22,9 @@
 #include "nnpk/mlp.hpp"
 #include "nnpk/monte_carlo.hpp"
 #include "nnpk/parallel.hpp"
+#include "nnpk/trainer.hpp"
 
 namespace nnpk {
-
-enum class LossKind : int { cross_entropy = 0, squared = 1 };
-
-// One minibatch's targets for the first n_outputs logits: class indices in
-// [0, n_outputs) for softmax cross-entropy, or (rows, n_outputs) row-major values
-// for the squared loss 0.5 * sum_c (f_c - y_c)^2. Both are averaged over rows.
-struct LossTargets {
-  LossKind kind = LossKind::cross_entropy;
-  std::int64_t n_outputs = 1;
-  const std::int64_t* labels = nullptr;  // (rows,)
-  const double* values = nullptr;        // (rows, n_outputs)
-};
 
 // Which stored parameters are trained.
 struct TrainableSet {
@@ -89,48 +78,6 @@ struct BackwardWorkspace {
   RowMatrix<T> readout;             // (n_L, C) product of one chunk
 };
 
-// Adds each valid row's loss to `loss` and writes d loss_row / d logits into grad
-// (padded rows and logits beyond n_outputs stay zero).
-template <class T>
-void loss_gradient(const RowMatrix<T>& logits, std::int64_t row0, std::int64_t rows, const LossTargets& targets,
-                   double& loss, RowMatrix<T>& grad) {
-  const std::int64_t k = targets.n_outputs;
-  grad.setZero(logits.rows(), logits.cols());
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const T* f = logits.data() + r * logits.cols();
-    T* g = grad.data() + r * grad.cols();
-    if (targets.kind == LossKind::squared) {
-      const double* y = targets.values + (row0 + r) * k;
-      for (std::int64_t c = 0; c < k; ++c) {
-        const double e = double(f[c]) - y[c];
-        loss += 0.5 * e * e;
-        g[c] = static_cast<T>(e);
-      }
-      continue;
-    }
-    // Softmax over the first k logits, shifted by their maximum so exp cannot overflow.
-    const double top = double(*std::max_element(f, f + k));
-    double total = 0.0;
-    for (std::int64_t c = 0; c < k; ++c) total += std::exp(double(f[c]) - top);
-    const std::int64_t label = targets.labels[row0 + r];
-    loss += top + std::log(total) - double(f[label]);
-    for (std::int64_t c = 0; c < k; ++c) g[c] = static_cast<T>(std::exp(double(f[c]) - top) / total);
-    g[label] -= T(1);
-  }
-}
-
-// acc[j] += factor * sum over the first `rows` rows of m[:, j], in float64.
-template <class T>
-void add_column_sums(const RowMatrix<T>& m, std::int64_t rows, double factor, std::vector<double>& acc) {
-  const std::int64_t cols = m.cols();
-  std::vector<double> sums(static_cast<std::size_t>(cols), 0.0);
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const T* row = m.data() + r * cols;
-    for (std::int64_t j = 0; j < cols; ++j) sums[static_cast<std::size_t>(j)] += double(row[j]);
-  }
-  for (std::int64_t j = 0; j < cols; ++j) acc[static_cast<std::size_t>(j)] += factor * sums[static_cast<std::size_t>(j)];
-}
-
 // Loss and gradient sums of one row chunk into `out`.
 template <class T>
 void chunk_gradients(const MLPSpec& spec, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
@@ -143,8 +90,8 @@ void chunk_gradients(const MLPSpec& spec, const std::vector<LayerScales>& scales
   const std::size_t top = static_cast<std::size_t>(L);
   ws.grads.resize(top + 1);
   const RowMatrix<T>& grad = ws.grads[top];
-  loss_gradient(ws.forward.outputs[top], row0, rows, targets, out.loss, ws.grads[top]);
-  if (trainable.biases[top]) add_column_sums(grad, rows, scales[top].bias, out.biases[top]);
+  trainer_detail::loss_gradient(ws.forward.outputs[top], row0, rows, targets, out.loss, ws.grads[top]);
+  if (trainable.biases[top]) trainer_detail::add_column_sums(grad, rows, scales[top].bias, out.biases[top]);
   if (trainable.readout) {
     const DenseLayer& readout = spec.layers[top];
     const T* h = L == 0 ? input : ws.forward.outputs[top - 1].data();
@@ -161,7 +108,7 @@ void chunk_gradients(const MLPSpec& spec, const std::vector<LayerScales>& scales
     ws.grads[lu].noalias() = ws.grads[lu + 1] * W.transpose();
     const T forward = static_cast<T>(scales[lu + 1].forward);
     ws.grads[lu].array() *= forward * ws.forward.derivatives[lu].array();
-    if (trainable.biases[lu]) add_column_sums(ws.grads[lu], rows, scales[lu].bias, out.biases[lu]);
+    if (trainable.biases[lu]) trainer_detail::add_column_sums(ws.grads[lu], rows, scales[lu].bias, out.biases[lu]);
   }
 }
 

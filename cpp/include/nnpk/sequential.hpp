@@ -51,6 +51,7 @@ struct SeqNode {
   Shape in, out;
   std::int64_t pad_h = 0, pad_w = 0;  // padding before the first row / column
   std::int64_t param = -1;            // dense, conv: index among the parametrised layers
+  std::int64_t readers = 0;           // how many nodes read this node's output (as input or skip)
 
   // A dense layer or a 1 x 1 convolution of stride 1: the input rows are the layer's patches.
   bool pointwise() const {
@@ -128,6 +129,11 @@ struct SequentialSpec {
       }
     }
     if (nodes.back().out.spatial) throw std::invalid_argument("the network's output must be flat");
+    for (SeqNode& node : nodes) node.readers = 0;
+    for (const SeqNode& node : nodes) {
+      if (node.input >= 0) ++nodes[static_cast<std::size_t>(node.input)].readers;
+      if (node.kind == NodeKind::residual && node.skip >= 0) ++nodes[static_cast<std::size_t>(node.skip)].readers;
+    }
   }
 
  private:
@@ -266,16 +272,11 @@ void global_average(const SeqNode& node, const RowMatrix<T>& in, std::int64_t po
   }
 }
 
+// h = phi(z) and, if d is not null, d = phi'(z) for n entries.
 template <class T>
-void activate(const Activation& act, const RowMatrix<T>& in, std::int64_t rows, RowMatrix<T>& out, RowMatrix<T>* derivative) {
-  shape_rows(out, rows, in.cols());
-  const std::int64_t n = rows * in.cols();
-  const T* z = in.data();
-  T* h = out.data();
+void activate_entries(const Activation& act, const T* z, std::int64_t n, T* h, T* d) {
   const bool relu = act.kind == ActivationKind::relu && act.shift == 0.0 && act.scale == 1.0;
-  if (derivative) {
-    shape_rows(*derivative, rows, in.cols());
-    T* d = derivative->data();
+  if (d) {
     if (relu) {
       for (std::int64_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? T(1) : T(0);
     } else {
@@ -289,23 +290,34 @@ void activate(const Activation& act, const RowMatrix<T>& in, std::int64_t rows, 
   }
 }
 
+template <class T>
+void activate(const Activation& act, const RowMatrix<T>& in, std::int64_t rows, RowMatrix<T>& out, RowMatrix<T>* derivative) {
+  shape_rows(out, rows, in.cols());
+  if (derivative) shape_rows(*derivative, rows, in.cols());
+  activate_entries(act, in.data(), rows * in.cols(), out.data(), derivative ? derivative->data() : nullptr);
+}
+
 }  // namespace sequential_detail
 
 // Forward pass of `points` points of x (row-major, input.size() values each) through one
-// network; afterwards ws.output(k) holds node k's output and, with keep_derivatives,
-// ws.derivatives[k] phi'(z) of each activation node k. Each output row is computed by the
-// same operations whatever the tile (products see whole kRowQuantum blocks of rows), so the
-// results do not depend on tiling or threads.
+// network, nodes [0, depth) only (all by default); afterwards ws.output(k) holds node k's
+// output and, with keep_derivatives, ws.derivatives[k] phi'(z) of each activation node k,
+// except that a layer read only by the activation after it is activated in place, its own
+// output not kept, unless it is in `kept`. Each output row is computed by the same operations
+// whatever the tile (products see whole kRowQuantum blocks of rows), so the results do not
+// depend on tiling or threads.
 template <class T>
 void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
-                        const T* x, std::int64_t points, bool keep_derivatives, SequentialWorkspace<T>& ws) {
+                        const T* x, std::int64_t points, bool keep_derivatives, SequentialWorkspace<T>& ws,
+                        std::size_t depth = static_cast<std::size_t>(-1), const std::vector<std::int64_t>& kept = {}) {
   using namespace sequential_detail;
+  const std::size_t n_nodes = std::min(depth, spec.nodes.size());
   ws.points = points;
   shape_rows(ws.input, points * spec.input.positions(), spec.input.channels);
   std::copy(x, x + points * spec.input.size(), ws.input.data());
   ws.outputs.resize(spec.nodes.size());
   ws.derivatives.resize(keep_derivatives ? spec.nodes.size() : 0);
-  for (std::size_t k = 0; k < spec.nodes.size(); ++k) {
+  for (std::size_t k = 0; k < n_nodes; ++k) {
     const SeqNode& node = spec.nodes[k];
     const RowMatrix<T>& in = ws.output(node.input);
     RowMatrix<T>& out = ws.outputs[k];
@@ -314,24 +326,41 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
       case NodeKind::dense:
       case NodeKind::conv: {
         const DenseLayer& layer = spec.params[static_cast<std::size_t>(node.param)];
+        const std::int64_t cols = layer.fan_out;
+        // An activation reading this layer next is applied row by row while the row is in cache,
+        // in place (the product written straight into the activation's output) if nothing else
+        // reads this layer.
+        const SeqNode* act = k + 1 < n_nodes && spec.nodes[k + 1].kind == NodeKind::activation &&
+                                     spec.nodes[k + 1].input == static_cast<std::int64_t>(k)
+                                 ? &spec.nodes[k + 1]
+                                 : nullptr;
+        const bool in_place = act && node.readers == 1 &&
+                              std::find(kept.begin(), kept.end(), static_cast<std::int64_t>(k)) == kept.end();
+        RowMatrix<T>& z = in_place ? ws.outputs[k + 1] : out;
+        RowMatrix<T>* derivative = act && keep_derivatives ? &ws.derivatives[k + 1] : nullptr;
         const bool pointwise = node.pointwise();
         if (!pointwise) im2col(node, in.data(), points, ws.patches);
         const RowMatrix<T>& a = pointwise ? in : ws.patches;
-        out.resize(a.rows(), layer.fan_out);
-        out.noalias() = a * Eigen::Map<const RowMatrix<T>>(net.weights[static_cast<std::size_t>(node.param)],
-                                                           layer.fan_in, layer.fan_out);
+        z.resize(a.rows(), layer.fan_out);
+        z.noalias() = a * Eigen::Map<const RowMatrix<T>>(net.weights[static_cast<std::size_t>(node.param)],
+                                                         layer.fan_in, layer.fan_out);
         const LayerScales& sc = scales[static_cast<std::size_t>(node.param)];
         const T forward = static_cast<T>(sc.forward), bias = static_cast<T>(sc.bias);
         const T* beta = net.biases[static_cast<std::size_t>(node.param)];
-        const std::int64_t cols = layer.fan_out;
+        if (act && !in_place) shape_rows(ws.outputs[k + 1], rows, cols);
+        if (derivative) shape_rows(*derivative, rows, cols);
         for (std::int64_t r = 0; r < rows; ++r) {
-          T* row = out.data() + r * cols;
+          T* row = z.data() + r * cols;
           if (beta) {
             for (std::int64_t j = 0; j < cols; ++j) row[j] = forward * row[j] + bias * beta[j];
           } else {
             for (std::int64_t j = 0; j < cols; ++j) row[j] = forward * row[j];
           }
+          if (act)
+            activate_entries(act->activation, row, cols, in_place ? row : ws.outputs[k + 1].data() + r * cols,
+                             derivative ? derivative->data() + r * cols : nullptr);
         }
+        if (act) ++k;
         break;
       }
       case NodeKind::avg_pool:
@@ -403,7 +432,7 @@ void sequential_monte_carlo(const SequentialSpec& spec, const T* x1, std::int64_
       [&](std::uint64_t m) { draw.draw(spec.params, opt.seed, m, opt.n_threads, spec.params.size(), spec.init); },
       [&](const RowTile<T>& tile, int thread, auto&& panel) {
         SequentialWorkspace<T>& ws = workspaces[static_cast<std::size_t>(thread)];
-        sequential_forward(spec, scales, net, tile.x + tile.row0 * d, tile.rows, false, ws);
+        sequential_forward(spec, scales, net, tile.x + tile.row0 * d, tile.rows, false, ws, spec.nodes.size(), nodes);
         for (std::size_t k = 0; k < nodes.size(); ++k)
           write_node_features(spec, ws, nodes[k], tile, pooled[static_cast<std::size_t>(thread)], panel(k));
       });

@@ -8,6 +8,13 @@
 // layer is one position: the MLP's (a . a')(delta . delta')). The biases' share is the Gram of
 // sum_p delta_p. The cotangents delta come from an exact backward pass through every node.
 //
+// Dense layers (one position in and out) take the MLP's path: their shares are products of whole
+// output tiles, (a . a' scaled) times (delta . delta'), the readout's delta being the identity, and
+// traced, a hidden layer read by the activation the readout reads has the n_L features
+// phi'(z_j) forward_L |W_L[j, :]| (sum_c delta_c . delta_c' = sum_j phi'_j phi'_j' forward_L^2
+// sum_c W_L[j, c]^2). A dense layer read only by an activation read only by a dense layer hands
+// its cotangent down in one step, (g W^T) * (forward phi'(z)).
+//
 // Determinism: chunks are fixed runs of points (a divisor of kRowQuantum, aligned at 0, so
 // they never straddle an output tile), every product has a shape fixed by the layer alone,
 // and each output entry adds its layers in a fixed order: results do not depend on threads,
@@ -22,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "nnpk/backward.hpp"
 #include "nnpk/ntk.hpp"
 #include "nnpk/sequential.hpp"
 
@@ -59,8 +67,14 @@ class SequentialTangent : public TangentStream {
     for (std::int64_t k = 0; k < n_nodes; ++k)
       if (spec_.nodes[static_cast<std::size_t>(k)].param >= 0)
         param_node_[static_cast<std::size_t>(spec_.nodes[static_cast<std::size_t>(k)].param)] = k;
+    plan_dense();
     lowest_node_ = n_nodes;
-    for (const auto& part : parts_) lowest_node_ = std::min(lowest_node_, param_node_[static_cast<std::size_t>(part.first)]);
+    for (const auto& part : parts_) {
+      const std::int64_t l = part.first;
+      if (l == readout_ || shortcut_[static_cast<std::size_t>(l)]) continue;  // no backward pass needed for these
+      lowest_node_ = std::min(lowest_node_, param_node_[static_cast<std::size_t>(l)]);
+    }
+    plan_fused();
     plan_layers();
     first_ = make_features(n1_);
     if (!symmetric_) second_ = make_features(n2_);
@@ -89,7 +103,7 @@ class SequentialTangent : public TangentStream {
   struct Workspace {
     SequentialWorkspace<T> forward;
     std::vector<RowMatrix<T>> cot;  // each node's output cotangent, laid out as Features::deltas
-    RowMatrix<T> back, patches_a, patches_b, grads_a, grads_b, gram, gram_delta;
+    RowMatrix<T> back, patches_a, patches_b, grads_a, grads_b, gram, gram_delta, gram_input;
     std::vector<double> theta, single;
   };
   // How a layer's weight share is computed: per-example gradients or position pairs, and the
@@ -105,6 +119,45 @@ class SequentialTangent : public TangentStream {
   bool wants_weights(std::int64_t l) const { return req_.weights[static_cast<std::size_t>(l)] != 0; }
   bool wants_biases(std::int64_t l) const {
     return req_.biases[static_cast<std::size_t>(l)] != 0 && spec_.params[static_cast<std::size_t>(l)].has_bias;
+  }
+
+  // Which parametrised layers are dense, which is the readout (the last node, dense: its delta is
+  // the identity) and which take the traced shortcut (see the top of the file).
+  void plan_dense() {
+    const std::size_t n_params = spec_.params.size();
+    const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
+    dense_.assign(n_params, false);
+    shortcut_.assign(n_params, false);
+    readout_ = -1;
+    for (std::size_t l = 0; l < n_params; ++l) dense_[l] = node_of(static_cast<std::int64_t>(l)).kind == NodeKind::dense;
+    const SeqNode& last = spec_.nodes.back();
+    if (last.kind != NodeKind::dense) return;
+    readout_ = last.param;
+    if (req_.per_logit || last.input < 1) return;
+    const SeqNode& act = spec_.nodes[static_cast<std::size_t>(last.input)];
+    if (act.kind != NodeKind::activation || act.readers != 1 || act.input < 0) return;
+    const SeqNode& below = spec_.nodes[static_cast<std::size_t>(act.input)];
+    if (below.kind == NodeKind::dense && below.readers == 1) shortcut_[static_cast<std::size_t>(below.param)] = true;
+  }
+
+  // Dense nodes whose backward step is fused with the activation they read (see the top of the file).
+  void plan_fused() {
+    const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
+    fused_.assign(spec_.nodes.size(), false);
+    written_.assign(spec_.nodes.size(), false);
+    skipped_.assign(spec_.nodes.size(), false);
+    for (std::int64_t k = lowest_node_; k < n_nodes; ++k) {
+      const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
+      if (node.kind != NodeKind::dense || node.input < 0) continue;
+      const std::size_t a = static_cast<std::size_t>(node.input);
+      const SeqNode& act = spec_.nodes[a];
+      if (act.kind != NodeKind::activation || act.input < lowest_node_ || act.readers != 1 ||
+          spec_.nodes[static_cast<std::size_t>(act.input)].readers != 1)
+        continue;
+      fused_[static_cast<std::size_t>(k)] = true;
+      skipped_[a] = true;
+      written_[static_cast<std::size_t>(act.input)] = true;
+    }
   }
 
   // Per pair of points, the per-example form costs about C F (+ forming the gradients, once
@@ -139,7 +192,14 @@ class SequentialTangent : public TangentStream {
     f.delta_sums.resize(n_params);
     for (std::size_t l = 0; l < n_params; ++l) {
       const SeqNode& node = node_of(static_cast<std::int64_t>(l));
-      if (wants_weights(static_cast<std::int64_t>(l))) {
+      const auto li = static_cast<std::int64_t>(l);
+      if (dense_[l]) {
+        if (wants_weights(li)) f.inputs[l].setZero(padded, node.in.channels);
+        if ((wants_weights(li) || wants_biases(li)) && li != readout_)
+          f.deltas[l].setZero(padded, shortcut_[l] ? node.out.channels : C_ * node.out.channels);
+        continue;
+      }
+      if (wants_weights(li)) {
         f.inputs[l].setZero(padded * node.in.positions(), node.in.channels);
         f.deltas[l].setZero(padded * node.out.positions(), C_ * node.out.channels);
       }
@@ -152,13 +212,20 @@ class SequentialTangent : public TangentStream {
   void rows_pass(const NetworkView<T>& net, const RowTile<T>& tile, Workspace& ws) {
     const std::int64_t n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     const bool backward = lowest_node_ < n_nodes;
+    const bool shortcut = std::find(shortcut_.begin(), shortcut_.end(), true) != shortcut_.end();
     const std::int64_t rows = tile.rows;
-    sequential_forward(spec_, scales_, net, tile.x + tile.row0 * spec_.input.size(), rows, backward, ws.forward);
+    sequential_forward(spec_, scales_, net, tile.x + tile.row0 * spec_.input.size(), rows, backward || shortcut,
+                       ws.forward);
     Features& feats = tile.second ? second_ : first_;
     if (req_.nngp) nngp_[0].panel(tile.second).write(tile.row0, rows, C_, ws.forward.outputs.back().data(), C_);
-    if (!backward) return;
-    backward_pass(net, rows, ws);
+    if (backward) backward_pass(net, rows, ws);
     for (std::size_t l = 0; l < spec_.params.size(); ++l) {
+      const auto li = static_cast<std::int64_t>(l);
+      if (!wants_weights(li) && !wants_biases(li)) continue;
+      if (dense_[l]) {
+        store_dense(net, l, tile, ws, feats);
+        continue;
+      }
       const SeqNode& node = node_of(static_cast<std::int64_t>(l));
       const RowMatrix<T>& delta = ws.cot[static_cast<std::size_t>(param_node_[l])];
       const std::int64_t cols = delta.cols(), P = node.out.positions();
@@ -181,140 +248,88 @@ class SequentialTangent : public TangentStream {
     }
   }
 
+  // A dense layer's rows: its input (if its weights are wanted) and its delta (the readout's is
+  // the identity, not stored; the shortcut layer's is its n_L features).
+  void store_dense(const NetworkView<T>& net, std::size_t l, const RowTile<T>& tile, const Workspace& ws,
+                   Features& feats) const {
+    const SeqNode& node = node_of(static_cast<std::int64_t>(l));
+    const std::int64_t rows = tile.rows, fan_in = node.in.channels, width = node.out.channels;
+    if (wants_weights(static_cast<std::int64_t>(l))) {
+      const T* in = ws.forward.output(node.input).data();
+      std::copy(in, in + rows * fan_in, feats.inputs[l].data() + tile.row0 * fan_in);
+    }
+    if (static_cast<std::int64_t>(l) == readout_) return;
+    if (!shortcut_[l]) {
+      const RowMatrix<T>& delta = ws.cot[static_cast<std::size_t>(param_node_[l])];
+      std::copy(delta.data(), delta.data() + rows * delta.cols(), feats.deltas[l].data() + tile.row0 * delta.cols());
+      return;
+    }
+    const SeqNode& last = spec_.nodes.back();
+    const T forward = static_cast<T>(scales_[static_cast<std::size_t>(readout_)].forward);
+    const T* W = net.weights[static_cast<std::size_t>(readout_)];
+    const RowMatrix<T>& dz = ws.forward.derivatives[static_cast<std::size_t>(last.input)];
+    std::vector<T> norm(static_cast<std::size_t>(width));
+    for (std::int64_t j = 0; j < width; ++j) {
+      double s = 0;
+      for (std::int64_t c = 0; c < C_; ++c) s += double(W[j * C_ + c]) * double(W[j * C_ + c]);
+      norm[static_cast<std::size_t>(j)] = forward * static_cast<T>(std::sqrt(s));
+    }
+    T* out = feats.deltas[l].data() + tile.row0 * width;
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t j = 0; j < width; ++j) out[r * width + j] = dz(r, j) * norm[static_cast<std::size_t>(j)];
+  }
+
   // ws.cot[k] for nodes k >= lowest_node_: d logit_c / d (node k's output), rows (point,
-  // position), columns (logit c, channel), zero in the padding.
+  // position), columns (logit c, channel), zero in the padding (not formed for an activation a
+  // fused layer steps over).
   void backward_pass(const NetworkView<T>& net, std::int64_t points, Workspace& ws) const {
     const std::int64_t n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     ws.cot.resize(static_cast<std::size_t>(n_nodes));
     for (std::int64_t k = lowest_node_; k < n_nodes; ++k) {
       const Shape& s = spec_.nodes[static_cast<std::size_t>(k)].out;
-      ws.cot[static_cast<std::size_t>(k)].setZero(round_up(points * s.positions(), kRowQuantum), C_ * s.channels);
+      const std::size_t ku = static_cast<std::size_t>(k);
+      if (!written_[ku] && !skipped_[ku]) ws.cot[ku].setZero(round_up(points * s.positions(), kRowQuantum), C_ * s.channels);
     }
     RowMatrix<T>& top = ws.cot.back();
     for (std::int64_t p = 0; p < points; ++p)
       for (std::int64_t c = 0; c < C_; ++c) top(p, c * C_ + c) = T(1);
-    for (std::int64_t k = n_nodes - 1; k >= lowest_node_; --k) backward_node(net, k, points, ws);
+    for (std::int64_t k = n_nodes - 1; k >= lowest_node_; --k) {
+      if (skipped_[static_cast<std::size_t>(k)]) continue;
+      if (fused_[static_cast<std::size_t>(k)]) {
+        fused_backward(net, k, points, ws);
+      } else {
+        backward_node(spec_, scales_, net, ws.forward, k, points, C_, lowest_node_, ws.cot, ws.back);
+      }
+    }
   }
 
-  // Adds node k's output cotangent, through the node, to its inputs' (those that need one).
-  void backward_node(const NetworkView<T>& net, std::int64_t k, std::int64_t points, Workspace& ws) const {
+  // Dense node k reading activation a reading node z: cot[z] = (cot[k] W^T) * (forward phi'(z)),
+  // per logit; from the readout (cotangent the identity) directly forward W[j, c] phi'(z_j).
+  void fused_backward(const NetworkView<T>& net, std::int64_t k, std::int64_t points, Workspace& ws) const {
     const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
-    const RowMatrix<T>& g = ws.cot[static_cast<std::size_t>(k)];
-    const auto target = [&](std::int64_t j) -> RowMatrix<T>* {
-      return j >= lowest_node_ ? &ws.cot[static_cast<std::size_t>(j)] : nullptr;
-    };
-    if (node.kind == NodeKind::residual) {
-      if (RowMatrix<T>* skip = target(node.skip)) add_scaled(*skip, g, T(1));
-      if (RowMatrix<T>* in = target(node.input)) add_scaled(*in, g, static_cast<T>(node.scale));
+    const std::size_t a = static_cast<std::size_t>(node.input);
+    const std::size_t z = static_cast<std::size_t>(spec_.nodes[a].input);
+    const DenseLayer& layer = spec_.params[static_cast<std::size_t>(node.param)];
+    const T forward = static_cast<T>(scales_[static_cast<std::size_t>(node.param)].forward);
+    const T* W = net.weights[static_cast<std::size_t>(node.param)];
+    const RowMatrix<T>& dz = ws.forward.derivatives[a];
+    const std::int64_t padded = round_up(points, kRowQuantum), fan_in = layer.fan_in;
+    RowMatrix<T>& g = ws.cot[z];
+    if (k + 1 == static_cast<std::int64_t>(spec_.nodes.size())) {
+      g.setZero(padded, C_ * fan_in);
+      for (std::int64_t r = 0; r < points; ++r)
+        for (std::int64_t c = 0; c < C_; ++c)
+          for (std::int64_t j = 0; j < fan_in; ++j) g(r, c * fan_in + j) = forward * W[j * C_ + c] * dz(r, j);
       return;
     }
-    RowMatrix<T>* in_ptr = target(node.input);
-    if (!in_ptr) return;
-    RowMatrix<T>& in = *in_ptr;
-    const Shape &si = node.in, &so = node.out;
-    const std::int64_t ci = si.channels, co = so.channels;
-    switch (node.kind) {
-      case NodeKind::dense:
-      case NodeKind::conv: {
-        const DenseLayer& layer = spec_.params[static_cast<std::size_t>(node.param)];
-        const Eigen::Map<const RowMatrix<T>> W(net.weights[static_cast<std::size_t>(node.param)], layer.fan_in,
-                                               layer.fan_out);
-        // Rows (point, position, logit) of the cotangent times W^T: the cotangent of each patch.
-        ws.back.resize(g.rows() * C_, layer.fan_in);
-        ws.back.noalias() = Eigen::Map<const RowMatrix<T>>(g.data(), g.rows() * C_, co) * W.transpose();
-        const T forward = static_cast<T>(scales_[static_cast<std::size_t>(node.param)].forward);
-        if (node.pointwise()) {
-          const std::int64_t n = points * so.positions() * C_ * layer.fan_in;
-          for (std::int64_t i = 0; i < n; ++i) in.data()[i] += forward * ws.back.data()[i];
-          break;
-        }
-        for (std::int64_t p = 0; p < points; ++p)
-          for (std::int64_t oh = 0; oh < so.height; ++oh)
-            for (std::int64_t ow = 0; ow < so.width; ++ow)
-              for (std::int64_t c = 0; c < C_; ++c) {
-                const T* src = ws.back.data() + (((p * so.height + oh) * so.width + ow) * C_ + c) * layer.fan_in;
-                for (std::int64_t i = 0; i < node.window_h; ++i) {
-                  const std::int64_t ih = oh * node.stride_h + i - node.pad_h;
-                  if (ih < 0 || ih >= si.height) continue;
-                  for (std::int64_t j = 0; j < node.window_w; ++j) {
-                    const std::int64_t iw = ow * node.stride_w + j - node.pad_w;
-                    if (iw < 0 || iw >= si.width) continue;
-                    T* dst = in.data() + ((p * si.height + ih) * si.width + iw) * C_ * ci + c * ci;
-                    const T* s = src + (i * node.window_w + j) * ci;
-                    for (std::int64_t ch = 0; ch < ci; ++ch) dst[ch] += forward * s[ch];
-                  }
-                }
-              }
-        break;
-      }
-      case NodeKind::avg_pool:
-      case NodeKind::max_pool: pool_backward(node, g, ws.forward.output(node.input), points, in); break;
-      case NodeKind::global_avg_pool: {
-        const std::int64_t P = si.positions(), cols = C_ * ci;
-        const T inv = T(1) / static_cast<T>(P);
-        for (std::int64_t p = 0; p < points; ++p)
-          for (std::int64_t q = 0; q < P; ++q)
-            for (std::int64_t j = 0; j < cols; ++j) in(p * P + q, j) += inv * g(p, j);
-        break;
-      }
-      case NodeKind::flatten: {
-        // Output column (c, q, ch) of a point is input row (point, q), column (c, ch).
-        const std::int64_t P = si.positions();
-        for (std::int64_t p = 0; p < points; ++p)
-          for (std::int64_t c = 0; c < C_; ++c)
-            for (std::int64_t q = 0; q < P; ++q)
-              for (std::int64_t ch = 0; ch < ci; ++ch) in(p * P + q, c * ci + ch) += g(p, (c * P + q) * ci + ch);
-        break;
-      }
-      case NodeKind::activation: {
-        const RowMatrix<T>& d = ws.forward.derivatives[static_cast<std::size_t>(k)];
-        const std::int64_t rows = points * si.positions();
-        for (std::int64_t r = 0; r < rows; ++r)
-          for (std::int64_t c = 0; c < C_; ++c)
-            for (std::int64_t ch = 0; ch < ci; ++ch) in(r, c * ci + ch) += g(r, c * ci + ch) * d(r, ch);
-        break;
-      }
-      case NodeKind::residual: break;
-    }
-  }
-
-  static void add_scaled(RowMatrix<T>& dst, const RowMatrix<T>& src, T scale) {
-    const std::int64_t n = dst.size();
-    for (std::int64_t i = 0; i < n; ++i) dst.data()[i] += scale * src.data()[i];
-  }
-
-  // Average pooling hands each window's cotangent to its positions inside the input, divided by
-  // their count; max pooling to the first maximum of the window (the one the forward pass kept).
-  void pool_backward(const SeqNode& node, const RowMatrix<T>& g, const RowMatrix<T>& x, std::int64_t points,
-                     RowMatrix<T>& in) const {
-    const Shape &si = node.in, &so = node.out;
-    const std::int64_t ch_n = si.channels;
-    for (std::int64_t p = 0; p < points; ++p)
-      for (std::int64_t oh = 0; oh < so.height; ++oh)
-        for (std::int64_t ow = 0; ow < so.width; ++ow) {
-          std::int64_t h0, h1, w0, w1;
-          sequential_detail::window_range(oh, node.stride_h, node.pad_h, node.window_h, si.height, h0, h1);
-          sequential_detail::window_range(ow, node.stride_w, node.pad_w, node.window_w, si.width, w0, w1);
-          const std::int64_t out_row = (p * so.height + oh) * so.width + ow;
-          if (node.kind == NodeKind::avg_pool) {
-            const T inv = T(1) / static_cast<T>((h1 - h0) * (w1 - w0));
-            for (std::int64_t ih = h0; ih < h1; ++ih)
-              for (std::int64_t iw = w0; iw < w1; ++iw) {
-                const std::int64_t in_row = (p * si.height + ih) * si.width + iw;
-                for (std::int64_t j = 0; j < C_ * ch_n; ++j) in(in_row, j) += inv * g(out_row, j);
-              }
-            continue;
-          }
-          for (std::int64_t ch = 0; ch < ch_n; ++ch) {
-            std::int64_t best = (p * si.height + h0) * si.width + w0;
-            for (std::int64_t ih = h0; ih < h1; ++ih)
-              for (std::int64_t iw = (ih == h0 ? w0 + 1 : w0); iw < w1; ++iw) {
-                const std::int64_t row = (p * si.height + ih) * si.width + iw;
-                if (x(row, ch) > x(best, ch)) best = row;
-              }
-            for (std::int64_t c = 0; c < C_; ++c) in(best, c * ch_n + ch) += g(out_row, c * ch_n + ch);
-          }
-        }
+    g.resize(padded, C_ * fan_in);
+    Eigen::Map<RowMatrix<T>> back(g.data(), padded * C_, fan_in);
+    back.noalias() = Eigen::Map<const RowMatrix<T>>(ws.cot[static_cast<std::size_t>(k)].data(), padded * C_,
+                                                    layer.fan_out) *
+                     Eigen::Map<const RowMatrix<T>>(W, fan_in, layer.fan_out).transpose();
+    for (std::int64_t r = 0; r < padded; ++r)
+      for (std::int64_t c = 0; c < C_; ++c)
+        for (std::int64_t j = 0; j < fan_in; ++j) back(r * C_ + c, j) *= forward * dz(r, j);
   }
 
   // An output tile: rows [i0, i0 + ni), columns [j0, j0 + nj), cc entries each.
@@ -339,11 +354,14 @@ class SequentialTangent : public TangentStream {
     const std::size_t first_out = req_.nngp ? 1 : 0;
     const std::size_t size = static_cast<std::size_t>(ni * nj * cc);
     if (!req_.per_layer) ws.theta.assign(size, 0.0);
+    std::int64_t delta_layer = -1;  // the dense layer whose delta Gram ws.gram_delta holds
     for (std::size_t k = 0; k < parts_.size(); ++k) {
       const auto [l, part] = parts_[k];
       if (req_.per_layer) ws.single.assign(size, 0.0);
       const Tile t{i0, ni, j0, nj, cc, req_.per_layer ? ws.single.data() : ws.theta.data()};
-      if (part == 1) {
+      if (dense_[static_cast<std::size_t>(l)]) {
+        add_dense_share(l, part, t, ws, delta_layer);
+      } else if (part == 1) {
         add_bias_share(l, t, ws);
       } else if (plans_[static_cast<std::size_t>(l)].per_example) {
         add_per_example_share(l, t, ws);
@@ -356,6 +374,49 @@ class SequentialTangent : public TangentStream {
   }
 
   const Features& second_side() const { return symmetric_ ? first_ : second_; }
+
+  // A dense layer's share of a whole output tile: factor (a . a') (delta . delta') for the
+  // weights, factor (delta . delta') for the biases.
+  void add_dense_share(std::int64_t l, int part, const Tile& t, Workspace& ws, std::int64_t& delta_layer) const {
+    const std::size_t lu = static_cast<std::size_t>(l);
+    const Features& a = first_;
+    const Features& b = second_side();
+    const std::int64_t pi = round_up(t.ni, kRowQuantum), pj = round_up(t.nj, kRowQuantum);
+    const bool readout = l == readout_;
+    if (!readout && delta_layer != l) {
+      // Per logit, each point has C rows of delta; traced, its C rows are one feature vector.
+      const std::int64_t rows_per_point = req_.per_logit ? C_ : 1;
+      const auto view = [&](const RowMatrix<T>& m) {
+        const std::int64_t rows = m.rows() * rows_per_point;
+        return Eigen::Map<const RowMatrix<T>>(m.data(), rows, m.size() / rows);
+      };
+      ws.gram_delta.resize(pi * rows_per_point, pj * rows_per_point);
+      ws.gram_delta.noalias() = view(a.deltas[lu]).middleRows(t.i0 * rows_per_point, pi * rows_per_point) *
+                                view(b.deltas[lu]).middleRows(t.j0 * rows_per_point, pj * rows_per_point).transpose();
+      delta_layer = l;
+    }
+    const bool traced_delta = !req_.per_logit && !readout;
+    const double factor = part == 0 ? scales_[lu].input * scales_[lu].input : scales_[lu].bias_tangent;
+    if (part == 0) {
+      ws.gram_input.resize(pi, pj);
+      ws.gram_input.noalias() = a.inputs[lu].middleRows(t.i0, pi) * b.inputs[lu].middleRows(t.j0, pj).transpose();
+    }
+    for (std::int64_t i = 0; i < t.ni; ++i)
+      for (std::int64_t j = 0; j < t.nj; ++j) {
+        const double g = part == 0 ? factor * double(ws.gram_input(i, j)) : factor;
+        double* o = t.at(t.i0 + i, t.j0 + j);
+        if (traced_delta) {
+          o[0] += g * double(ws.gram_delta(i, j));
+        } else if (!req_.per_logit) {
+          o[0] += g * double(C_);  // readout: sum_c delta_c . delta_c = C
+        } else if (readout) {
+          for (std::int64_t c = 0; c < C_; ++c) o[c * C_ + c] += g;
+        } else {
+          for (std::int64_t c = 0; c < C_; ++c)
+            for (std::int64_t c2 = 0; c2 < C_; ++c2) o[c * C_ + c2] += g * double(ws.gram_delta(i * C_ + c, j * C_ + c2));
+        }
+      }
+  }
 
   // Rows of `m` (`rows_per_point` per point, `cols` columns) for points [a, a + chunk), per logit
   // (rows split into C rows of cols / C) or traced.
@@ -484,6 +545,9 @@ class SequentialTangent : public TangentStream {
   std::int64_t lowest_node_ = 0;
   std::vector<std::int64_t> param_node_;
   std::vector<LayerPlan> plans_;
+  std::vector<bool> dense_, shortcut_;          // per parametrised layer
+  std::int64_t readout_ = -1;                   // the parametrised layer whose delta is the identity (-1: none)
+  std::vector<bool> fused_, written_, skipped_;  // per node, as SequentialBackprop's
   Features first_, second_;
   std::vector<Workspace> workspaces_;
 };

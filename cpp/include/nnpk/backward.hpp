@@ -1,0 +1,148 @@
+// The backward pass of a sequential network through one node: cotangents of a node's output,
+// rows (point, position) and columns (cotangent c, channel) for C cotangents per point (C = 1
+// for a loss; one per logit for the tangent kernels), handed to the nodes it reads.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <vector>
+
+#include "nnpk/sequential.hpp"
+
+namespace nnpk {
+
+namespace backward_detail {
+
+template <class T>
+void add_scaled(RowMatrix<T>& dst, const RowMatrix<T>& src, T scale) {
+  const std::int64_t n = dst.size();
+  for (std::int64_t i = 0; i < n; ++i) dst.data()[i] += scale * src.data()[i];
+}
+
+// Average pooling hands each window's cotangent to its positions inside the input, divided by
+// their count; max pooling to the first maximum of the window (the one the forward pass kept).
+template <class T>
+void pool_backward(const SeqNode& node, const RowMatrix<T>& g, const RowMatrix<T>& x, std::int64_t points,
+                   std::int64_t C, RowMatrix<T>& in) {
+  const Shape &si = node.in, &so = node.out;
+  const std::int64_t ch_n = si.channels;
+  for (std::int64_t p = 0; p < points; ++p)
+    for (std::int64_t oh = 0; oh < so.height; ++oh)
+      for (std::int64_t ow = 0; ow < so.width; ++ow) {
+        std::int64_t h0, h1, w0, w1;
+        sequential_detail::window_range(oh, node.stride_h, node.pad_h, node.window_h, si.height, h0, h1);
+        sequential_detail::window_range(ow, node.stride_w, node.pad_w, node.window_w, si.width, w0, w1);
+        const std::int64_t out_row = (p * so.height + oh) * so.width + ow;
+        if (node.kind == NodeKind::avg_pool) {
+          const T inv = T(1) / static_cast<T>((h1 - h0) * (w1 - w0));
+          for (std::int64_t ih = h0; ih < h1; ++ih)
+            for (std::int64_t iw = w0; iw < w1; ++iw) {
+              const std::int64_t in_row = (p * si.height + ih) * si.width + iw;
+              for (std::int64_t j = 0; j < C * ch_n; ++j) in(in_row, j) += inv * g(out_row, j);
+            }
+          continue;
+        }
+        for (std::int64_t ch = 0; ch < ch_n; ++ch) {
+          std::int64_t best = (p * si.height + h0) * si.width + w0;
+          for (std::int64_t ih = h0; ih < h1; ++ih)
+            for (std::int64_t iw = (ih == h0 ? w0 + 1 : w0); iw < w1; ++iw) {
+              const std::int64_t row = (p * si.height + ih) * si.width + iw;
+              if (x(row, ch) > x(best, ch)) best = row;
+            }
+          for (std::int64_t c = 0; c < C; ++c) in(best, c * ch_n + ch) += g(out_row, c * ch_n + ch);
+        }
+      }
+}
+
+}  // namespace backward_detail
+
+// Adds node k's output cotangent cot[k], through the node, to the cotangents of the nodes it
+// reads that are at or above `lowest` (the others are not needed). `fwd` holds the forward
+// pass of the same points (with derivatives if an activation node is crossed); `back` is a
+// buffer. A dense or convolutional layer's input cotangent is the product with W^T, a
+// convolution's handed back to the positions under each window (the transpose of im2col).
+template <class T>
+void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
+                   const SequentialWorkspace<T>& fwd, std::int64_t k, std::int64_t points, std::int64_t C,
+                   std::int64_t lowest, std::vector<RowMatrix<T>>& cot, RowMatrix<T>& back) {
+  const SeqNode& node = spec.nodes[static_cast<std::size_t>(k)];
+  const RowMatrix<T>& g = cot[static_cast<std::size_t>(k)];
+  const auto target = [&](std::int64_t j) -> RowMatrix<T>* {
+    return j >= lowest ? &cot[static_cast<std::size_t>(j)] : nullptr;
+  };
+  if (node.kind == NodeKind::residual) {
+    if (RowMatrix<T>* skip = target(node.skip)) backward_detail::add_scaled(*skip, g, T(1));
+    if (RowMatrix<T>* in = target(node.input)) backward_detail::add_scaled(*in, g, static_cast<T>(node.scale));
+    return;
+  }
+  RowMatrix<T>* in_ptr = target(node.input);
+  if (!in_ptr) return;
+  RowMatrix<T>& in = *in_ptr;
+  const Shape &si = node.in, &so = node.out;
+  const std::int64_t ci = si.channels, co = so.channels;
+  switch (node.kind) {
+    case NodeKind::dense:
+    case NodeKind::conv: {
+      const DenseLayer& layer = spec.params[static_cast<std::size_t>(node.param)];
+      const Eigen::Map<const RowMatrix<T>> W(net.weights[static_cast<std::size_t>(node.param)], layer.fan_in,
+                                             layer.fan_out);
+      // Rows (point, position, cotangent) of the cotangent times W^T: the cotangent of each patch.
+      back.resize(g.rows() * C, layer.fan_in);
+      back.noalias() = Eigen::Map<const RowMatrix<T>>(g.data(), g.rows() * C, co) * W.transpose();
+      const T forward = static_cast<T>(scales[static_cast<std::size_t>(node.param)].forward);
+      if (node.pointwise()) {
+        const std::int64_t n = points * so.positions() * C * layer.fan_in;
+        for (std::int64_t i = 0; i < n; ++i) in.data()[i] += forward * back.data()[i];
+        break;
+      }
+      for (std::int64_t p = 0; p < points; ++p)
+        for (std::int64_t oh = 0; oh < so.height; ++oh)
+          for (std::int64_t ow = 0; ow < so.width; ++ow)
+            for (std::int64_t c = 0; c < C; ++c) {
+              const T* src = back.data() + (((p * so.height + oh) * so.width + ow) * C + c) * layer.fan_in;
+              for (std::int64_t i = 0; i < node.window_h; ++i) {
+                const std::int64_t ih = oh * node.stride_h + i - node.pad_h;
+                if (ih < 0 || ih >= si.height) continue;
+                for (std::int64_t j = 0; j < node.window_w; ++j) {
+                  const std::int64_t iw = ow * node.stride_w + j - node.pad_w;
+                  if (iw < 0 || iw >= si.width) continue;
+                  T* dst = in.data() + ((p * si.height + ih) * si.width + iw) * C * ci + c * ci;
+                  const T* s = src + (i * node.window_w + j) * ci;
+                  for (std::int64_t ch = 0; ch < ci; ++ch) dst[ch] += forward * s[ch];
+                }
+              }
+            }
+      break;
+    }
+    case NodeKind::avg_pool:
+    case NodeKind::max_pool: backward_detail::pool_backward(node, g, fwd.output(node.input), points, C, in); break;
+    case NodeKind::global_avg_pool: {
+      const std::int64_t P = si.positions(), cols = C * ci;
+      const T inv = T(1) / static_cast<T>(P);
+      for (std::int64_t p = 0; p < points; ++p)
+        for (std::int64_t q = 0; q < P; ++q)
+          for (std::int64_t j = 0; j < cols; ++j) in(p * P + q, j) += inv * g(p, j);
+      break;
+    }
+    case NodeKind::flatten: {
+      // Output column (c, q, ch) of a point is input row (point, q), column (c, ch).
+      const std::int64_t P = si.positions();
+      for (std::int64_t p = 0; p < points; ++p)
+        for (std::int64_t c = 0; c < C; ++c)
+          for (std::int64_t q = 0; q < P; ++q)
+            for (std::int64_t ch = 0; ch < ci; ++ch) in(p * P + q, c * ci + ch) += g(p, (c * P + q) * ci + ch);
+      break;
+    }
+    case NodeKind::activation: {
+      const RowMatrix<T>& d = fwd.derivatives[static_cast<std::size_t>(k)];
+      const std::int64_t rows = points * si.positions();
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t c = 0; c < C; ++c)
+          for (std::int64_t ch = 0; ch < ci; ++ch) in(r, c * ci + ch) += g(r, c * ci + ch) * d(r, ch);
+      break;
+    }
+    case NodeKind::residual: break;
+  }
+}
+
+}  // namespace nnpk

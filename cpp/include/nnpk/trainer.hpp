@@ -1,0 +1,291 @@
+// Training any sequential network's chosen parameters: the mean loss of a minibatch and its
+// gradients with respect to the trainable stored parameters (CONVENTIONS.md: under "ntk" a
+// layer computes z = forward * (h @ W) + bias * b, so d loss / d W = forward h^T (d loss / d z)
+// and d loss / d b = bias sum (d loss / d z)). The backward pass carries the loss gradient down
+// through every node, only as far as the lowest trainable layer; a weight's gradient is the
+// product of its layer's input patches and the back-propagated errors of the whole row chunk,
+// never per-example Jacobians.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nnpk/backward.hpp"
+#include "nnpk/monte_carlo.hpp"
+#include "nnpk/parallel.hpp"
+#include "nnpk/sequential.hpp"
+
+namespace nnpk {
+
+enum class LossKind : int { cross_entropy = 0, squared = 1 };
+
+// One minibatch's targets for the first n_outputs logits: class indices in
+// [0, n_outputs) for softmax cross-entropy, or (rows, n_outputs) row-major values
+// for the squared loss 0.5 * sum_c (f_c - y_c)^2. Both are averaged over rows.
+struct LossTargets {
+  LossKind kind = LossKind::cross_entropy;
+  std::int64_t n_outputs = 1;
+  const std::int64_t* labels = nullptr;  // (rows,)
+  const double* values = nullptr;        // (rows, n_outputs)
+};
+
+// Which stored parameters are trained, one flag per parametrised layer.
+struct TrainableParams {
+  std::vector<char> weights, biases;
+};
+
+// Loss and gradients with respect to the trainable parameters, in float64: one chunk's sums,
+// or (after scale) their mean over the rows.
+struct ParamGradients {
+  double loss = 0.0;
+  std::vector<std::vector<double>> weights;  // per layer: (fan_in, fan_out) row-major, empty where not trained
+  std::vector<std::vector<double>> biases;   // per layer: (fan_out,), empty where not trained
+
+  ParamGradients() = default;
+  ParamGradients(const std::vector<DenseLayer>& layers, const TrainableParams& trainable) {
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      weights.emplace_back(trainable.weights[l] ? static_cast<std::size_t>(layers[l].fan_in * layers[l].fan_out) : 0, 0.0);
+      biases.emplace_back(trainable.biases[l] ? static_cast<std::size_t>(layers[l].fan_out) : 0, 0.0);
+    }
+  }
+
+  template <class F>
+  void for_each(F&& f) {
+    for (auto& v : weights) f(v);
+    for (auto& v : biases) f(v);
+  }
+  void add(const ParamGradients& other) {
+    loss += other.loss;
+    for (std::size_t l = 0; l < weights.size(); ++l) {
+      for (std::size_t j = 0; j < weights[l].size(); ++j) weights[l][j] += other.weights[l][j];
+      for (std::size_t j = 0; j < biases[l].size(); ++j) biases[l][j] += other.biases[l][j];
+    }
+  }
+  void zero() {
+    loss = 0.0;
+    for_each([](std::vector<double>& v) { std::fill(v.begin(), v.end(), 0.0); });
+  }
+  void scale(double factor) {
+    loss *= factor;
+    for_each([factor](std::vector<double>& v) {
+      for (double& x : v) x *= factor;
+    });
+  }
+};
+
+namespace trainer_detail {
+
+// Adds each valid row's loss to `loss` and writes d loss_row / d logits into grad
+// (padded rows and logits beyond n_outputs stay zero).
+template <class T>
+void loss_gradient(const RowMatrix<T>& logits, std::int64_t row0, std::int64_t rows, const LossTargets& targets,
+                   double& loss, RowMatrix<T>& grad) {
+  const std::int64_t k = targets.n_outputs;
+  grad.setZero(logits.rows(), logits.cols());
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* f = logits.data() + r * logits.cols();
+    T* g = grad.data() + r * grad.cols();
+    if (targets.kind == LossKind::squared) {
+      const double* y = targets.values + (row0 + r) * k;
+      for (std::int64_t c = 0; c < k; ++c) {
+        const double e = double(f[c]) - y[c];
+        loss += 0.5 * e * e;
+        g[c] = static_cast<T>(e);
+      }
+      continue;
+    }
+    // Softmax over the first k logits, shifted by their maximum so exp cannot overflow.
+    const double top = double(*std::max_element(f, f + k));
+    double total = 0.0;
+    for (std::int64_t c = 0; c < k; ++c) total += std::exp(double(f[c]) - top);
+    const std::int64_t label = targets.labels[row0 + r];
+    loss += top + std::log(total) - double(f[label]);
+    for (std::int64_t c = 0; c < k; ++c) g[c] = static_cast<T>(std::exp(double(f[c]) - top) / total);
+    g[label] -= T(1);
+  }
+}
+
+// acc[j] += factor * sum over the first `rows` rows of m[:, j], in float64.
+template <class T>
+void add_column_sums(const RowMatrix<T>& m, std::int64_t rows, double factor, std::vector<double>& acc) {
+  const std::int64_t cols = m.cols();
+  std::vector<double> sums(static_cast<std::size_t>(cols), 0.0);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* row = m.data() + r * cols;
+    for (std::int64_t j = 0; j < cols; ++j) sums[static_cast<std::size_t>(j)] += double(row[j]);
+  }
+  for (std::int64_t j = 0; j < cols; ++j) acc[static_cast<std::size_t>(j)] += factor * sums[static_cast<std::size_t>(j)];
+}
+
+// Per-thread buffers of one row chunk.
+template <class T>
+struct Workspace {
+  SequentialWorkspace<T> forward;
+  std::vector<RowMatrix<T>> cot;  // per node: d loss / d (its output), rows (point, position)
+  RowMatrix<T> back, product;
+};
+
+}  // namespace trainer_detail
+
+// Mean loss and gradients of minibatches for one network and one trainable set, keeping its
+// buffers from call to call (a training loop makes many small calls). Rows are split into
+// fixed chunks of chunk_rows points (a multiple of kRowQuantum); each chunk's float64 partial
+// sums are added in chunk order, so a result is bitwise the same for any n_threads.
+template <class T>
+class SequentialBackprop {
+ public:
+  // scales: spec.scales(true) for stored parameters.
+  SequentialBackprop(SequentialSpec spec, TrainableParams trainable, int n_threads, std::int64_t chunk_rows = kRowQuantum)
+      : spec_(std::move(spec)), scales_(spec_.scales(true)), trainable_(std::move(trainable)),
+        n_threads_(std::max(1, n_threads)), chunk_rows_(chunk_rows) {
+    const std::size_t n_params = spec_.params.size();
+    if (trainable_.weights.size() != n_params || trainable_.biases.size() != n_params)
+      throw std::invalid_argument("trainable weights and biases need one flag per parametrised layer");
+    const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
+    lowest_ = n_nodes;
+    std::vector<int> readers(spec_.nodes.size(), 0);
+    for (std::int64_t k = n_nodes - 1; k >= 0; --k) {
+      const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
+      if (node.input >= 0) ++readers[static_cast<std::size_t>(node.input)];
+      if (node.kind == NodeKind::residual && node.skip >= 0) ++readers[static_cast<std::size_t>(node.skip)];
+      if (node.param < 0) continue;
+      const std::size_t l = static_cast<std::size_t>(node.param);
+      if (trainable_.biases[l] && !spec_.params[l].has_bias)
+        throw std::invalid_argument("parametrised layer " + std::to_string(l) + " has no bias to train");
+      if (trainable_.weights[l] || trainable_.biases[l]) lowest_ = k;
+    }
+    // A dense layer reading an activation that reads another node, each read by no other node:
+    // its input error is (g W^T) * (forward phi'(z)) in one pass, written, not added; the
+    // activation's own error is never formed.
+    fused_.assign(spec_.nodes.size(), false);
+    written_.assign(spec_.nodes.size(), false);
+    skipped_.assign(spec_.nodes.size(), false);
+    for (std::int64_t k = lowest_; k < n_nodes; ++k) {
+      const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
+      if (node.kind != NodeKind::dense || node.input < 0) continue;
+      const std::size_t a = static_cast<std::size_t>(node.input);
+      const SeqNode& act = spec_.nodes[a];
+      if (act.kind != NodeKind::activation || act.input < lowest_ || readers[a] != 1 ||
+          readers[static_cast<std::size_t>(act.input)] != 1)
+        continue;
+      fused_[static_cast<std::size_t>(k)] = true;
+      skipped_[a] = true;
+      written_[static_cast<std::size_t>(act.input)] = true;
+    }
+    workspaces_.resize(static_cast<std::size_t>(n_threads_));
+    total_ = ParamGradients(spec_.params, trainable_);
+  }
+
+  // Over `rows` points of x (input.size() values each) through `net`, which holds the current
+  // values of the parameters. The result lives until the next call.
+  const ParamGradients& gradients(const NetworkView<T>& net, const T* x, std::int64_t rows, const LossTargets& targets) {
+    check_targets(rows, targets);
+    const std::vector<RowTile<T>> chunks = row_tiles<T>(x, rows, nullptr, 0, chunk_rows_);
+    while (partial_.size() < chunks.size()) partial_.emplace_back(spec_.params, trainable_);
+    for (std::size_t c = 0; c < chunks.size(); ++c) partial_[c].zero();
+    parallel_for(static_cast<std::int64_t>(chunks.size()), n_threads_, [&](std::int64_t c, int thread) {
+      const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c)];
+      chunk_gradients(net, x, chunk.row0, chunk.rows, targets, workspaces_[static_cast<std::size_t>(thread)],
+                      partial_[static_cast<std::size_t>(c)]);
+    });
+    total_.zero();
+    for (std::size_t c = 0; c < chunks.size(); ++c) total_.add(partial_[c]);
+    total_.scale(1.0 / static_cast<double>(rows));
+    return total_;
+  }
+
+ private:
+  void check_targets(std::int64_t rows, const LossTargets& targets) const {
+    if (rows < 1) throw std::invalid_argument("the minibatch has no rows");
+    const std::int64_t C = spec_.n_outputs();
+    if (targets.n_outputs < 1 || targets.n_outputs > C)
+      throw std::invalid_argument("n_outputs must be in [1, " + std::to_string(C) + "]");
+    if (targets.kind == LossKind::squared) {
+      if (!targets.values) throw std::invalid_argument("the squared loss needs target values");
+      return;
+    }
+    if (!targets.labels) throw std::invalid_argument("cross-entropy needs labels");
+    for (std::int64_t r = 0; r < rows; ++r)
+      if (targets.labels[r] < 0 || targets.labels[r] >= targets.n_outputs)
+        throw std::invalid_argument("label " + std::to_string(targets.labels[r]) + " at row " + std::to_string(r) +
+                                    " is outside [0, " + std::to_string(targets.n_outputs) + ")");
+  }
+
+  // Loss and gradient sums of one chunk of points into `out`.
+  void chunk_gradients(const NetworkView<T>& net, const T* x, std::int64_t row0, std::int64_t points,
+                       const LossTargets& targets, trainer_detail::Workspace<T>& ws, ParamGradients& out) const {
+    const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
+    sequential_forward(spec_, scales_, net, x + row0 * spec_.input.size(), points, lowest_ < n_nodes - 1, ws.forward);
+    ws.cot.resize(spec_.nodes.size());
+    trainer_detail::loss_gradient(ws.forward.outputs.back(), row0, points, targets, out.loss, ws.cot.back());
+    if (lowest_ >= n_nodes) return;
+    // Errors that nodes add into start at zero; those of fused layers are written whole.
+    for (std::int64_t k = lowest_; k < n_nodes - 1; ++k) {
+      const Shape& s = spec_.nodes[static_cast<std::size_t>(k)].out;
+      if (!written_[static_cast<std::size_t>(k)] && !skipped_[static_cast<std::size_t>(k)])
+        ws.cot[static_cast<std::size_t>(k)].setZero(round_up(points * s.positions(), kRowQuantum), s.channels);
+    }
+    for (std::int64_t k = n_nodes - 1; k >= lowest_; --k) {
+      const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
+      if (skipped_[static_cast<std::size_t>(k)]) continue;
+      if (node.param >= 0) add_param_gradients(k, points, ws, out);
+      if (fused_[static_cast<std::size_t>(k)]) {
+        fused_backward(net, k, ws);
+      } else {
+        backward_node(spec_, scales_, net, ws.forward, k, points, 1, lowest_, ws.cot, ws.back);
+      }
+    }
+  }
+
+  // Dense node k reading activation a reading node z: cot[z] = (cot[k] W^T) * (forward phi'(z)).
+  void fused_backward(const NetworkView<T>& net, std::int64_t k, trainer_detail::Workspace<T>& ws) const {
+    const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
+    const std::size_t z = static_cast<std::size_t>(spec_.nodes[static_cast<std::size_t>(node.input)].input);
+    const DenseLayer& layer = spec_.params[static_cast<std::size_t>(node.param)];
+    const Eigen::Map<const RowMatrix<T>> W(net.weights[static_cast<std::size_t>(node.param)], layer.fan_in, layer.fan_out);
+    RowMatrix<T>& g = ws.cot[z];
+    g.noalias() = ws.cot[static_cast<std::size_t>(k)] * W.transpose();
+    const T forward = static_cast<T>(scales_[static_cast<std::size_t>(node.param)].forward);
+    g.array() *= forward * ws.forward.derivatives[static_cast<std::size_t>(node.input)].array();
+  }
+
+  // The trainable weights' and biases' gradient sums of parametrised node `node` from its error.
+  void add_param_gradients(std::int64_t k, std::int64_t points, trainer_detail::Workspace<T>& ws,
+                           ParamGradients& out) const {
+    const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
+    const std::size_t l = static_cast<std::size_t>(node.param);
+    const RowMatrix<T>& g = ws.cot[static_cast<std::size_t>(k)];
+    const LayerScales& sc = scales_[l];
+    if (trainable_.biases[l]) trainer_detail::add_column_sums(g, points * node.out.positions(), sc.bias, out.biases[l]);
+    if (!trainable_.weights[l]) return;
+    const RowMatrix<T>& in = ws.forward.output(node.input);
+    if (!node.pointwise()) sequential_detail::im2col(node, in.data(), points, ws.forward.patches);
+    const RowMatrix<T>& a = node.pointwise() ? in : ws.forward.patches;
+    ws.product.noalias() = Eigen::Map<const RowMatrix<T>>(a.data(), g.rows(), a.cols()).transpose() * g;
+    const double forward = sc.forward;
+    const T* p = ws.product.data();
+    std::vector<double>& dst = out.weights[l];
+    for (std::size_t k = 0; k < dst.size(); ++k) dst[k] += forward * double(p[k]);
+  }
+
+  SequentialSpec spec_;
+  std::vector<LayerScales> scales_;
+  TrainableParams trainable_;
+  int n_threads_;
+  std::int64_t chunk_rows_;
+  std::int64_t lowest_ = 0;    // the lowest node the backward pass must reach
+  std::vector<bool> fused_;    // per node: a dense layer whose backward step is fused with its activation's
+  std::vector<bool> written_;  // per node: its error is written whole by a fused layer
+  std::vector<bool> skipped_;  // per node: an activation a fused layer steps over (its error never formed)
+  std::vector<trainer_detail::Workspace<T>> workspaces_;
+  std::vector<ParamGradients> partial_;  // one per chunk
+  ParamGradients total_;
+};
+
+}  // namespace nnpk
