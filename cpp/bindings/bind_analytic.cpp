@@ -2,7 +2,7 @@
 
 #include "bindings.hpp"
 #include "nnpk/analytic.hpp"
-#include "nnpk/analytic_network.hpp"
+#include "nnpk/kernels/analytic.hpp"
 
 namespace nnpk::bind {
 
@@ -68,10 +68,6 @@ static AnalyticOptions make_options(Parameterization parameterization, bool nngp
 }
 
 void bind_analytic(py::module_& m) {
-  py::enum_<Parameterization>(m, "Parameterization")
-      .value("ntk", Parameterization::ntk)
-      .value("standard", Parameterization::standard);
-
   m.def(
       "analytic_kernels",
       [](const py::array& x1, const py::object& x2, const MLPSpec& spec, Parameterization parameterization, bool nngp,

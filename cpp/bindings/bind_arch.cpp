@@ -1,10 +1,7 @@
 #include <pybind11/stl.h>
 
-#include <Eigen/Core>
-
 #include "bindings.hpp"
 #include "nnpk/mlp.hpp"
-#include "nnpk/parallel.hpp"
 
 namespace nnpk::bind {
 
@@ -43,39 +40,6 @@ void bind_arch(py::module_& m) {
       .def(py::init(&make_spec), py::arg("widths"), py::arg("w_std"), py::arg("b_std"), py::arg("activation"),
            py::arg("slope"), py::arg("shift"), py::arg("scale"), py::arg("parameterization"))
       .def_property_readonly("n_layers", [](const MLPSpec& s) { return s.layers.size(); });
-
-  py::enum_<ActivationKind>(m, "ActivationKind")
-      .value("relu", ActivationKind::relu)
-      .value("leaky_relu", ActivationKind::leaky_relu)
-      .value("abs", ActivationKind::abs)
-      .value("erf", ActivationKind::erf)
-      .value("tanh", ActivationKind::tanh)
-      .value("sigmoid", ActivationKind::sigmoid)
-      .value("gelu", ActivationKind::gelu)
-      .value("softplus", ActivationKind::softplus)
-      .value("sin", ActivationKind::sin)
-      .value("identity", ActivationKind::identity)
-      .value("relu_normalized", ActivationKind::relu_normalized);
-
-  m.def("has_openmp", &has_openmp, "Whether the engine was built with OpenMP");
-  m.def("simd_instruction_sets", [] { return std::string(Eigen::SimdInstructionSetsInUse()); });
-  m.def("eigen_version", [] {
-    return std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
-           std::to_string(EIGEN_MINOR_VERSION);
-  });
-  m.def(
-      "activation_value",
-      [](ActivationKind kind, double slope, double shift, double scale, py::array_t<double, py::array::c_style> z,
-         bool derivative) {
-        const Activation act{kind, slope, shift, scale};
-        py::array_t<double> out(z.request().shape);
-        const double* in = z.data();
-        double* o = out.mutable_data();
-        for (py::ssize_t i = 0; i < z.size(); ++i) o[i] = derivative ? act.derivative(in[i]) : act(in[i]);
-        return out;
-      },
-      py::arg("kind"), py::arg("slope"), py::arg("shift"), py::arg("scale"), py::arg("z"), py::arg("derivative"),
-      "The engine's activation (or its derivative) elementwise, in float64");
 }
 
 }  // namespace nnpk::bind

@@ -4,7 +4,8 @@
 #include <optional>
 
 #include "bindings.hpp"
-#include "nnpk/trainer.hpp"
+#include "nnpk/learning/trainer.hpp"
+#include "nnpk/network/spec.hpp"
 
 namespace nnpk::bind {
 

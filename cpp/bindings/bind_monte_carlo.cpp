@@ -2,6 +2,8 @@
 
 #include "bindings.hpp"
 #include "nnpk/conditional.hpp"
+#include "nnpk/kernels/conditional.hpp"
+#include "nnpk/kernels/monte_carlo.hpp"
 #include "nnpk/monte_carlo.hpp"
 
 namespace nnpk::bind {
@@ -20,7 +22,76 @@ static py::list monte_carlo_sums_typed(const py::array& x1, const py::object& x2
   return as_list(outs);
 }
 
+template <class T>
+static py::list sequential_sums_typed(const py::array& x1, const py::object& x2, const SequentialSpec& spec,
+                                      MonteCarloOptions opt, const py::object& progress, const py::object& initial,
+                                      bool in_place) {
+  const Points p = check_points(x1, x2, spec.input.size());
+  auto outs = make_outputs(opt.layers.empty() ? 1 : opt.layers.size(), {p.n1, p.n2}, initial, in_place);
+  const std::vector<double*> sums = data_pointers(outs);
+  run_without_gil(progress, [&](auto poll) {
+    opt.poll = poll;
+    sequential_monte_carlo<T>(spec, static_cast<const T*>(p.x1), p.n1, static_cast<const T*>(p.x2), p.n2, opt, sums);
+  });
+  return as_list(outs);
+}
+
 void bind_monte_carlo(py::module_& m) {
+  m.def(
+      "sequential_sums",
+      [](const py::array& x1, const py::object& x2, const SequentialSpec& spec, std::uint64_t seed, std::uint64_t start,
+         std::uint64_t stop, const std::vector<std::int64_t>& nodes, int n_threads, std::int64_t tile_rows,
+         std::int64_t gram_tile, std::int64_t panel_cols, const py::object& progress, const py::object& initial,
+         bool in_place) {
+        const MonteCarloOptions opt =
+            monte_carlo_options(seed, start, stop, nodes, n_threads, tile_rows, gram_tile, panel_cols);
+        if (x1.dtype().is(py::dtype::of<float>())) return sequential_sums_typed<float>(x1, x2, spec, opt, progress, initial, in_place);
+        if (x1.dtype().is(py::dtype::of<double>())) return sequential_sums_typed<double>(x1, x2, spec, opt, progress, initial, in_place);
+        throw py::type_error("x1 must be float32 or float64");
+      },
+      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("seed"), py::arg("start"), py::arg("stop"),
+      py::arg("nodes"), py::arg("n_threads"), py::arg("tile_rows"), py::arg("gram_tile"), py::arg("panel_cols"),
+      py::arg("progress"), py::arg("initial"), py::arg("in_place") = false,
+      "Sums over networks [start, stop) of the un-normalised Gram of each node's features in `nodes` (its\n"
+      "output, averaged over positions when spatial; empty: the logits), in float64, continued from `initial`");
+
+  m.def(
+      "sequential_conditional_sums",
+      [](const py::array& x1, const py::object& x2, const SequentialSpec& spec, const std::vector<std::pair<std::int64_t, std::int64_t>>& pairs,
+         const std::vector<bool>& unit_second_moment, std::uint64_t seed, std::uint64_t start, std::uint64_t stop,
+         int n_threads, std::int64_t tile_rows, std::int64_t gram_tile, const py::object& progress,
+         const py::object& initial, bool in_place) {
+        if (pairs.empty()) throw py::value_error("pairs must name at least one (dense, activation) pair");
+        if (unit_second_moment.size() != pairs.size())
+          throw py::value_error("unit_second_moment needs one flag per pair (" + std::to_string(pairs.size()) +
+                                "), got " + std::to_string(unit_second_moment.size()));
+        std::vector<ConditionalPair> engine_pairs;
+        for (std::size_t k = 0; k < pairs.size(); ++k)
+          engine_pairs.push_back({pairs[k].first, pairs[k].second, unit_second_moment[k]});
+        MonteCarloOptions opt = monte_carlo_options(seed, start, stop, {}, n_threads, tile_rows, gram_tile, 0);
+        auto run = [&](auto tag) {
+          using T = decltype(tag);
+          const Points p = check_points(x1, x2, spec.input.size());
+          auto outs = make_outputs(pairs.size(), {p.n1, p.n2}, initial, in_place);
+          const std::vector<double*> sums = data_pointers(outs);
+          run_without_gil(progress, [&](auto poll) {
+            opt.poll = poll;
+            sequential_conditional<T>(spec, engine_pairs, static_cast<const T*>(p.x1), p.n1,
+                                      static_cast<const T*>(p.x2), p.n2, opt, sums);
+          });
+          return as_list(outs);
+        };
+        if (x1.dtype().is(py::dtype::of<float>())) return run(float{});
+        if (x1.dtype().is(py::dtype::of<double>())) return run(double{});
+        throw py::type_error("x1 must be float32 or float64");
+      },
+      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("pairs"), py::arg("unit_second_moment"),
+      py::arg("seed"), py::arg("start"), py::arg("stop"), py::arg("n_threads"), py::arg("tile_rows"),
+      py::arg("gram_tile"), py::arg("progress"), py::arg("initial"), py::arg("in_place") = false,
+      "Sums over networks [start, stop) of the conditional kernel of each (dense node, activation node) pair:\n"
+      "the activation's output kernel integrated over the dense layer's weights given its input (float64),\n"
+      "continued from `initial` (copied, or with in_place accumulated into those very arrays)");
+
   m.def(
       "monte_carlo_sums",
       [](const py::array& x1, const py::object& x2, const MLPSpec& spec, std::uint64_t seed, std::uint64_t start,
@@ -69,7 +140,6 @@ void bind_monte_carlo(py::module_& m) {
       py::arg("progress"), py::arg("initial"), py::arg("in_place") = false,
       "Sums over networks [start, stop) of the conditional kernels of the hidden `layers`: each layer's\n"
       "conjugate kernel integrated over its own weights given the layer below (float64)");
-  m.attr("ROW_QUANTUM") = kRowQuantum;
 }
 
 }  // namespace nnpk::bind

@@ -2,7 +2,7 @@
 
 #include "bindings.hpp"
 #include "nnpk/mlp.hpp"
-#include "nnpk/philox.hpp"
+#include "nnpk/random/philox.hpp"
 
 namespace nnpk::bind {
 
@@ -25,11 +25,6 @@ void bind_sampling(py::module_& m) {
       },
       py::arg("spec"), py::arg("seed"), py::arg("network"), py::arg("layer"),
       "Standard-normal (eps, beta) of one layer: the engine's draws in float64");
-
-  m.def(
-      "philox4x64_10",
-      [](std::array<std::uint64_t, 4> counter, std::array<std::uint64_t, 2> key) { return philox4x64_10(counter, key); },
-      py::arg("counter"), py::arg("key"), "One Philox4x64-10 block (for checking against numpy)");
 }
 
 }  // namespace nnpk::bind

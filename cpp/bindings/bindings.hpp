@@ -11,24 +11,24 @@
 #include <tuple>
 #include <vector>
 
-#include "nnpk/forward.hpp"
-#include "nnpk/monte_carlo.hpp"
-#include "nnpk/ntk.hpp"
+#include "nnpk/kernels/monte_carlo.hpp"
+#include "nnpk/kernels/tangent.hpp"
+#include "nnpk/network/layers.hpp"
 #include "nnpk/parallel.hpp"
 
 namespace nnpk::bind {
 
 namespace py = pybind11;
 
+void bind_network(py::module_& m);
+void bind_monte_carlo(py::module_& m);
+void bind_tangent(py::module_& m);
+void bind_analytic(py::module_& m);
+void bind_learning(py::module_& m);
 void bind_arch(py::module_& m);
 void bind_sampling(py::module_& m);
-void bind_monte_carlo(py::module_& m);
 void bind_ntk(py::module_& m);
-void bind_analytic(py::module_& m);
-void bind_sequential(py::module_& m);
-void bind_sequential_ntk(py::module_& m);
 void bind_bias_learning(py::module_& m);
-void bind_learning(py::module_& m);
 
 // A poll for the engine: checks for Ctrl-C and reports progress to `progress`
 // (a Python callable taking the number of networks done, or None). A Python

@@ -5,13 +5,13 @@
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "nnpk's C++ engine (private: use the nnpk package)";
+  nnpk::bind::bind_network(m);
+  nnpk::bind::bind_monte_carlo(m);
+  nnpk::bind::bind_tangent(m);
+  nnpk::bind::bind_analytic(m);
+  nnpk::bind::bind_learning(m);
   nnpk::bind::bind_arch(m);
   nnpk::bind::bind_sampling(m);
-  nnpk::bind::bind_monte_carlo(m);
   nnpk::bind::bind_ntk(m);
-  nnpk::bind::bind_analytic(m);
-  nnpk::bind::bind_sequential(m);
-  nnpk::bind::bind_sequential_ntk(m);
   nnpk::bind::bind_bias_learning(m);
-  nnpk::bind::bind_learning(m);
 }

@@ -22,7 +22,7 @@
 #include "nnpk/mlp.hpp"
 #include "nnpk/monte_carlo.hpp"
 #include "nnpk/parallel.hpp"
-#include "nnpk/trainer.hpp"
+#include "nnpk/learning/trainer.hpp"
 
 namespace nnpk {
 

@@ -6,86 +6,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "nnpk/init.hpp"
 #include "nnpk/mlp.hpp"
-#include "nnpk/parallel.hpp"
-#include "nnpk/philox.hpp"
+#include "nnpk/network/layers.hpp"
 
 namespace nnpk {
-
-template <class T>
-using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// Row tiles handed to Eigen's products are padded to a multiple of this many rows,
-// so that every row takes the same code path inside the product whatever the tile
-// size: each output row is then bitwise independent of tiling (96 is a multiple of
-// every register-block height Eigen uses for float and double).
-constexpr std::int64_t kRowQuantum = 96;
-
-inline std::int64_t round_up(std::int64_t n, std::int64_t q) { return (n + q - 1) / q * q; }
-
-// One network's parameters: W^l (fan_in x fan_out, row-major) and b^l (fan_out,
-// or null without bias), scaled in the forward pass by LayerScales.
-template <class T>
-struct NetworkView {
-  std::vector<const T*> weights;
-  std::vector<const T*> biases;
-};
-
-// One network's unit-variance parameters eps^l, beta^l, drawn in place: the weights
-// by the initialisation scheme (Gaussian by default), the biases always Gaussian.
-template <class T>
-struct NetworkDraw {
-  std::vector<std::vector<T>> weights;
-  std::vector<std::vector<T>> biases;
-
-  explicit NetworkDraw(const std::vector<DenseLayer>& layers) {
-    for (const auto& layer : layers) {
-      weights.emplace_back(static_cast<std::size_t>(layer.fan_in * layer.fan_out));
-      biases.emplace_back(layer.has_bias ? static_cast<std::size_t>(layer.fan_out) : 0);
-    }
-  }
-
-  NetworkView<T> view() const {
-    NetworkView<T> v;
-    for (std::size_t l = 0; l < weights.size(); ++l) {
-      v.weights.push_back(weights[l].data());
-      v.biases.push_back(biases[l].empty() ? nullptr : biases[l].data());
-    }
-    return v;
-  }
-
-  // Draws layers [0, n_layers) (all by default) of network `network` of `seed`,
-  // split over threads in fixed chunks of the counter space (each element
-  // depends only on its own counter; an orthogonal layer is one item).
-  void draw(const std::vector<DenseLayer>& layers, std::uint64_t seed, std::uint64_t network, int n_threads,
-            std::size_t n_layers = static_cast<std::size_t>(-1), Init init = Init::gaussian) {
-    constexpr std::uint64_t kChunk = 1 << 14;  // a multiple of 4: whole Philox blocks
-    struct Item {
-      std::size_t layer;
-      Stream stream;
-      std::uint64_t begin, end;
-    };
-    std::vector<Item> items;
-    for (std::size_t l = 0; l < std::min(n_layers, layers.size()); ++l) {
-      const std::uint64_t n = weights[l].size();
-      const std::uint64_t chunk = elementwise(init) ? kChunk : n;
-      for (std::uint64_t b = 0; b < n; b += chunk) items.push_back({l, Stream::weights, b, std::min(n, b + chunk)});
-      if (!biases[l].empty()) items.push_back({l, Stream::biases, 0, biases[l].size()});
-    }
-    parallel_for(static_cast<std::int64_t>(items.size()), n_threads, [&](std::int64_t i, int) {
-      const Item& it = items[static_cast<std::size_t>(i)];
-      if (it.stream == Stream::biases) {
-        GaussianStream(seed, network, it.layer, it.stream).fill(it.begin, it.end, biases[it.layer].data());
-      } else if (elementwise(init)) {
-        fill_weights(init, seed, network, it.layer, it.begin, it.end, weights[it.layer].data() + it.begin);
-      } else {
-        layer_weights(init, seed, network, it.layer, layers[it.layer].fan_in, layers[it.layer].fan_out,
-                      weights[it.layer].data());
-      }
-    });
-  }
-};
 
 // Per-thread buffers for one padded row tile: each layer's output and, when
 // derivatives are kept, phi'(z) of each hidden layer.

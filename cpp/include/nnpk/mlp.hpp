@@ -7,47 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "nnpk/activations.hpp"
+#include "nnpk/network/activations.hpp"
+#include "nnpk/network/layers.hpp"
 
 namespace nnpk {
-
-enum class Parameterization : int { ntk = 0, standard = 1 };
-
-struct DenseLayer {
-  std::int64_t fan_in = 0;
-  std::int64_t fan_out = 0;
-  double w_std = 1.0;
-  bool has_bias = false;
-  double b_std = 0.0;
-
-  // Every parameterization computes z = weight_scale * (h @ eps) + b_std * beta
-  // on standard normal eps, beta; they differ only in which parameters are stored.
-  double weight_scale() const { return w_std / std::sqrt(static_cast<double>(fan_in)); }
-};
-
-// How one layer's parameters enter the forward pass and the tangent kernel:
-// z = forward * (h @ W) + bias * b for the parameters W, b the engine is given,
-// d z / d W_stored = input * h and (d z / d b_stored)^2 = bias_tangent.
-struct LayerScales {
-  double forward = 1.0, bias = 0.0, input = 1.0, bias_tangent = 0.0;
-};
-
-// Scales for standard-normal draws (eps, beta) of `layers`, or, with stored = true,
-// for the stored parameters of the parameterization (CONVENTIONS.md).
-inline std::vector<LayerScales> layer_scales(const std::vector<DenseLayer>& layers, Parameterization parameterization,
-                                             bool stored) {
-  std::vector<LayerScales> out;
-  const bool ntk = parameterization == Parameterization::ntk;
-  for (const auto& l : layers) {
-    LayerScales s;
-    s.forward = (ntk || !stored) ? l.weight_scale() : 1.0;
-    s.bias = (ntk || !stored) ? l.b_std : 1.0;
-    s.input = ntk ? l.weight_scale() : 1.0;
-    s.bias_tangent = !l.has_bias ? 0.0 : (ntk ? l.b_std * l.b_std : 1.0);
-    out.push_back(s);
-  }
-  return out;
-}
 
 // Hidden layers 0..L-1 apply `activation`; layer L is the linear readout.
 struct MLPSpec {

@@ -13,9 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "nnpk/analytic.hpp"
-#include "nnpk/monte_carlo.hpp"
-#include "nnpk/sequential.hpp"
+#include "nnpk/kernels/dual.hpp"
+#include "nnpk/kernels/gram.hpp"
+#include "nnpk/kernels/monte_carlo.hpp"
+#include "nnpk/network/forward.hpp"
 
 namespace nnpk {
 

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "nnpk/philox.hpp"
+#include "nnpk/random/philox.hpp"
 
 namespace nnpk {
 

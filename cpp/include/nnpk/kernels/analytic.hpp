@@ -6,14 +6,62 @@
 // Gaussian pre-activations) and names the layer it refuses.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "nnpk/analytic.hpp"
+#include "nnpk/kernels/dual.hpp"
+#include "nnpk/kernels/gram.hpp"
+#include "nnpk/network/activations.hpp"
+#include "nnpk/network/layers.hpp"
+#include "nnpk/parallel.hpp"
 
 namespace nnpk {
+
+struct AnalyticOptions {
+  Parameterization parameterization = Parameterization::ntk;
+  bool nngp = true;
+  bool ntk = false;
+  // Kernels to write, in kernel_layers' indexing: hidden layer l's post-activation kernel
+  // (0 <= l < n_hidden), then the output kernel (n_hidden). Ascending.
+  std::vector<std::int64_t> layers;
+  bool closed_form = true;  // false: quadrature for every activation
+  int quadrature_order = kDefaultQuadratureOrder;
+  bool unit_second_moment = false;
+  int n_threads = 1;
+  std::int64_t tile = 64;  // output tile edge
+  // Called about every 0.2 s by thread 0 between tiles; returns true to stop.
+  std::function<bool()> poll;
+};
+
+namespace analytic_detail {
+
+// out[i * ld + j] = x1_i . x2_j / d for the rows [i0, i0 + ni) and [j0, j0 + nj): each entry a
+// sequential sum over the features in order, the same whatever the tile.
+inline void input_kernel_tile(const double* x1, std::int64_t i0, std::int64_t ni, const double* x2, std::int64_t j0,
+                              std::int64_t nj, std::int64_t d, std::vector<double>& x2t, double* out,
+                              std::int64_t ld) {
+  x2t.resize(static_cast<std::size_t>(d * nj));
+  for (std::int64_t j = 0; j < nj; ++j)
+    for (std::int64_t k = 0; k < d; ++k) x2t[static_cast<std::size_t>(k * nj + j)] = x2[(j0 + j) * d + k];
+  const double inv_d = 1.0 / static_cast<double>(d);
+  for (std::int64_t i = 0; i < ni; ++i) {
+    double* row = out + i * ld;
+    const double* xi = x1 + (i0 + i) * d;
+    std::fill(row, row + nj, 0.0);
+    for (std::int64_t k = 0; k < d; ++k) {
+      const double xik = xi[k];
+      const double* col = x2t.data() + k * nj;
+      for (std::int64_t j = 0; j < nj; ++j) row[j] += xik * col[j];
+    }
+    for (std::int64_t j = 0; j < nj; ++j) row[j] *= inv_d;
+  }
+}
+
+}  // namespace analytic_detail
 
 enum class AnalyticNodeKind : int { dense = 0, activation, residual, identity };
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "nnpk/sequential.hpp"
+#include "nnpk/network/forward.hpp"
 
 namespace nnpk {
 

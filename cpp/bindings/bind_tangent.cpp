@@ -1,9 +1,9 @@
 #include "bindings.hpp"
-#include "nnpk/sequential_ntk.hpp"
+#include "nnpk/kernels/tangent.hpp"
 
 namespace nnpk::bind {
 
-void bind_sequential_ntk(py::module_& m) {
+void bind_tangent(py::module_& m) {
   def_tangent<SequentialSpec>(
       m, "sequential_tangent_sums",
       "Sums over networks [start, stop) of a sequential network's tangent kernels (and the nngp), as\n"

@@ -1,6 +1,5 @@
-// Sequential networks: dense and convolutional layers, pooling, flattening, elementwise
-// activations and residual blocks, as a list of nodes in execution order, and their forward
-// pass over a row tile of points (convolutions as one matrix product over the tile's patches).
+// The forward pass of a sequential network over a row tile of points (convolutions as one
+// matrix product over the tile's patches), and the logits of given parameters.
 #pragma once
 
 #include <Eigen/Core>
@@ -10,160 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "nnpk/activations.hpp"
-#include "nnpk/forward.hpp"
-#include "nnpk/init.hpp"
-#include "nnpk/mlp.hpp"
-#include "nnpk/monte_carlo.hpp"
+#include "nnpk/network/layers.hpp"
+#include "nnpk/network/spec.hpp"
+#include "nnpk/parallel.hpp"
 
 namespace nnpk {
-
-enum class NodeKind : int { dense = 0, conv, avg_pool, max_pool, global_avg_pool, flatten, activation, residual };
-
-// One point's features after a node: height x width positions of `channels` values each,
-// stored position-major (row-major over (height, width, channels): the layout of a
-// channels-last array). Flat features are one position with spatial = false; a 1-D signal
-// has width 1.
-struct Shape {
-  std::int64_t height = 1, width = 1, channels = 1;
-  bool spatial = false;
-
-  std::int64_t positions() const { return height * width; }
-  std::int64_t size() const { return positions() * channels; }
-  bool operator==(const Shape& o) const {
-    return height == o.height && width == o.width && channels == o.channels && spatial == o.spatial;
-  }
-};
-
-struct SeqNode {
-  NodeKind kind = NodeKind::dense;
-  std::int64_t input = -1;  // the node whose output this node reads (-1: the network's input)
-  std::int64_t skip = -1;   // residual: the node whose output is added unchanged (-1: the input)
-  std::int64_t width = 0;   // dense: output features; conv: output channels
-  std::int64_t window_h = 1, window_w = 1, stride_h = 1, stride_w = 1;  // conv kernel or pooling window
-  bool same = false;                                                     // padding "same", else "valid"
-  double w_std = 1.0, b_std = 0.0;
-  bool has_bias = false;
-  Activation activation;
-  double scale = 1.0;  // residual: output = skip + scale * input
-
-  // Derived by SequentialSpec::build.
-  Shape in, out;
-  std::int64_t pad_h = 0, pad_w = 0;  // padding before the first row / column
-  std::int64_t param = -1;            // dense, conv: index among the parametrised layers
-  std::int64_t readers = 0;           // how many nodes read this node's output (as input or skip)
-
-  // A dense layer or a 1 x 1 convolution of stride 1: the input rows are the layer's patches.
-  bool pointwise() const {
-    return kind == NodeKind::dense || (window_h == 1 && window_w == 1 && stride_h == 1 && stride_w == 1);
-  }
-};
-
-struct SequentialSpec {
-  Shape input;
-  std::vector<SeqNode> nodes;
-  Parameterization parameterization = Parameterization::ntk;
-  Init init = Init::gaussian;
-  // Derived by build(): each parametrised node's weights as a (fan_in, fan_out) matrix, a
-  // convolution's fan_in being kernel height x kernel width x input channels.
-  std::vector<DenseLayer> params;
-
-  const Shape& shape_of(std::int64_t node) const {
-    return node < 0 ? input : nodes[static_cast<std::size_t>(node)].out;
-  }
-  std::int64_t input_dim() const { return input.size(); }
-  std::int64_t n_outputs() const { return nodes.back().out.size(); }
-  const std::vector<DenseLayer>& param_layers() const { return params; }
-  std::vector<LayerScales> scales(bool stored) const { return layer_scales(params, parameterization, stored); }
-
-  // Derives every node's shapes, padding and parameters from the input shape; the Python
-  // layer has already checked all of it with messages naming the layer.
-  void build() {
-    if (nodes.empty()) throw std::invalid_argument("the network has no layers");
-    if (input.height < 1 || input.width < 1 || input.channels < 1) throw std::invalid_argument("empty input shape");
-    params.clear();
-    for (std::size_t k = 0; k < nodes.size(); ++k) {
-      SeqNode& node = nodes[k];
-      const auto fail = [k](const std::string& what) {
-        return std::invalid_argument("node " + std::to_string(k) + ": " + what);
-      };
-      const std::int64_t index = static_cast<std::int64_t>(k);
-      if (node.input < -1 || node.input >= index) throw fail("input must be an earlier node");
-      node.in = shape_of(node.input);
-      node.out = node.in;
-      switch (node.kind) {
-        case NodeKind::dense:
-          if (node.in.spatial) throw fail("dense layers need flat features");
-          if (node.width < 1) throw fail("non-positive width");
-          node.out = Shape{1, 1, node.width, false};
-          add_param(node, node.in.size());
-          break;
-        case NodeKind::conv:
-        case NodeKind::avg_pool:
-        case NodeKind::max_pool: {
-          if (!node.in.spatial) throw fail("needs spatial features");
-          if (node.window_h < 1 || node.window_w < 1 || node.stride_h < 1 || node.stride_w < 1)
-            throw fail("non-positive window or stride");
-          std::int64_t out_h, out_w;
-          if (!geometry(node.in.height, node.window_h, node.stride_h, node.same, out_h, node.pad_h) ||
-              !geometry(node.in.width, node.window_w, node.stride_w, node.same, out_w, node.pad_w))
-            throw fail("the window is larger than the input");
-          node.out = Shape{out_h, out_w, node.in.channels, true};
-          if (node.kind == NodeKind::conv) {
-            if (node.width < 1) throw fail("non-positive channel count");
-            node.out.channels = node.width;
-            add_param(node, node.window_h * node.window_w * node.in.channels);
-          }
-          break;
-        }
-        case NodeKind::global_avg_pool:
-          if (!node.in.spatial) throw fail("needs spatial features");
-          node.out = Shape{1, 1, node.in.channels, false};
-          break;
-        case NodeKind::flatten: node.out = Shape{1, 1, node.in.size(), false}; break;
-        case NodeKind::activation: break;
-        case NodeKind::residual:
-          if (node.skip < -1 || node.skip >= index) throw fail("skip must be an earlier node");
-          if (!(shape_of(node.skip) == node.in)) throw fail("a residual block must keep the shape");
-          break;
-      }
-    }
-    if (nodes.back().out.spatial) throw std::invalid_argument("the network's output must be flat");
-    for (SeqNode& node : nodes) node.readers = 0;
-    for (const SeqNode& node : nodes) {
-      if (node.input >= 0) ++nodes[static_cast<std::size_t>(node.input)].readers;
-      if (node.kind == NodeKind::residual && node.skip >= 0) ++nodes[static_cast<std::size_t>(node.skip)].readers;
-    }
-  }
-
- private:
-  // Output length and leading padding of one spatial axis (neural-tangents' and XLA's rule for
-  // "same": out = ceil(n / stride), the total padding split with the extra one after).
-  static bool geometry(std::int64_t n, std::int64_t window, std::int64_t stride, bool same, std::int64_t& out,
-                       std::int64_t& pad) {
-    if (same) {
-      out = (n + stride - 1) / stride;
-      pad = std::max<std::int64_t>((out - 1) * stride + window - n, 0) / 2;
-      return true;
-    }
-    if (n < window) return false;
-    out = (n - window) / stride + 1;
-    pad = 0;
-    return true;
-  }
-
-  void add_param(SeqNode& node, std::int64_t fan_in) {
-    if (!(node.w_std >= 0) || !(node.b_std >= 0)) throw std::invalid_argument("negative or NaN std");
-    node.param = static_cast<std::int64_t>(params.size());
-    DenseLayer layer;
-    layer.fan_in = fan_in;
-    layer.fan_out = node.out.channels;
-    layer.w_std = node.w_std;
-    layer.has_bias = node.has_bias;
-    layer.b_std = node.has_bias ? node.b_std : 0.0;
-    params.push_back(layer);
-  }
-};
 
 // Per-thread buffers for one row tile: node k's output of the tile's points is the matrix
 // (points x positions rows, padded to a multiple of kRowQuantum, channels columns), rows
@@ -383,59 +233,6 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
       }
     }
   }
-}
-
-// Kernel features of a node for a tile's points: its output if flat; averaged over positions
-// (in double, positions in order) if spatial.
-template <class T>
-void write_node_features(const SequentialSpec& spec, const SequentialWorkspace<T>& ws, std::int64_t node,
-                         const RowTile<T>& tile, RowMatrix<double>& pooled, Panel& panel) {
-  const Shape& shape = spec.shape_of(node);
-  const RowMatrix<T>& h = ws.output(node);
-  const std::int64_t c = shape.channels;
-  if (!shape.spatial) return panel.write(tile.row0, tile.rows, c, h.data(), c);
-  const std::int64_t positions = shape.positions();
-  pooled.resize(tile.rows, c);
-  pooled.setZero();
-  for (std::int64_t p = 0; p < tile.rows; ++p)
-    for (std::int64_t q = 0; q < positions; ++q)
-      for (std::int64_t ch = 0; ch < c; ++ch) pooled(p, ch) += static_cast<double>(h(p * positions + q, ch));
-  pooled *= 1.0 / static_cast<double>(positions);
-  panel.write(tile.row0, tile.rows, c, pooled.data(), c);
-}
-
-// sums[k] (n1 x n2 row-major; n1 x n1 if x2 is null) += sum over networks [start, stop) of
-// the un-normalised Gram of node opt.layers[k]'s features (the output node's if opt.layers is
-// empty); x1, x2 hold input.size() values per point.
-template <class T>
-void sequential_monte_carlo(const SequentialSpec& spec, const T* x1, std::int64_t n1, const T* x2, std::int64_t n2,
-                            const MonteCarloOptions& opt, const std::vector<double*>& sums) {
-  const bool symmetric = x2 == nullptr;
-  if (symmetric) n2 = n1;
-  const std::int64_t n_nodes = static_cast<std::int64_t>(spec.nodes.size());
-  const std::vector<std::int64_t> nodes = opt.layers.empty() ? std::vector<std::int64_t>{n_nodes - 1} : opt.layers;
-  std::vector<std::int64_t> widths;
-  for (const std::int64_t k : nodes) {
-    if (k < 0 || k >= n_nodes) throw std::invalid_argument("kernel node " + std::to_string(k) + " is out of range");
-    widths.push_back(spec.shape_of(k).channels);
-  }
-  const std::vector<RowTile<T>> tiles = row_tiles(x1, n1, x2, n2, opt.tile_rows);
-  const std::int64_t d = spec.input.size();
-  const std::vector<LayerScales> scales = spec.scales(false);
-  NetworkDraw<T> draw(spec.params);
-  const NetworkView<T> net = draw.view();
-  const std::size_t n_workspaces = static_cast<std::size_t>(std::max(1, opt.n_threads));
-  std::vector<SequentialWorkspace<T>> workspaces(n_workspaces);
-  std::vector<RowMatrix<double>> pooled(n_workspaces);
-  stream_networks<T>(
-      n1, n2, symmetric, widths, tiles, opt, sums,
-      [&](std::uint64_t m) { draw.draw(spec.params, opt.seed, m, opt.n_threads, spec.params.size(), spec.init); },
-      [&](const RowTile<T>& tile, int thread, auto&& panel) {
-        SequentialWorkspace<T>& ws = workspaces[static_cast<std::size_t>(thread)];
-        sequential_forward(spec, scales, net, tile.x + tile.row0 * d, tile.rows, false, ws, spec.nodes.size(), nodes);
-        for (std::size_t k = 0; k < nodes.size(); ++k)
-          write_node_features(spec, ws, nodes[k], tile, pooled[static_cast<std::size_t>(thread)], panel(k));
-      });
 }
 
 // The logits (rows x n_outputs, float64) of a network with the given parameters.

@@ -16,10 +16,10 @@
 #include <utility>
 #include <vector>
 
-#include "nnpk/backward.hpp"
-#include "nnpk/monte_carlo.hpp"
+#include "nnpk/network/backward.hpp"
+#include "nnpk/network/forward.hpp"
+#include "nnpk/network/layers.hpp"
 #include "nnpk/parallel.hpp"
-#include "nnpk/sequential.hpp"
 
 namespace nnpk {
 

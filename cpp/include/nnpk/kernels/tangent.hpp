@@ -25,15 +25,128 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <utility>
 #include <vector>
 
-#include "nnpk/backward.hpp"
-#include "nnpk/ntk.hpp"
-#include "nnpk/sequential.hpp"
+#include "nnpk/kernels/gram.hpp"
+#include "nnpk/kernels/monte_carlo.hpp"
+#include "nnpk/network/backward.hpp"
+#include "nnpk/network/forward.hpp"
 
 namespace nnpk {
+
+// Which kernels one pass computes.
+struct TangentRequest {
+  bool nngp = false;               // also the output kernel f . f' (sum over logits)
+  std::vector<char> weights;       // per layer: include its weights
+  std::vector<char> biases;        // per layer: include its biases (if it has any)
+  bool per_layer = false;          // one output per included (layer, part) instead of their sum
+  bool per_logit = false;          // (n1, n2, C, C) instead of the sum over logits
+
+  // Included (layer, part) pairs in output order; part 0 = weights, 1 = biases.
+  std::vector<std::pair<std::int64_t, int>> parts(const std::vector<DenseLayer>& layers) const {
+    std::vector<std::pair<std::int64_t, int>> out;
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      if (weights[l]) out.emplace_back(static_cast<std::int64_t>(l), 0);
+      if (biases[l] && layers[l].has_bias) out.emplace_back(static_cast<std::int64_t>(l), 1);
+    }
+    return out;
+  }
+  std::size_t n_tangent_outputs(const std::vector<DenseLayer>& layers) const {
+    return per_layer ? parts(layers).size() : 1;
+  }
+};
+
+// K[i0 .. i0+ni, j0 .. j0+nj] += tile (ni x nj x cc entries), K with n2 columns of cc entries.
+inline void add_tile(double* K, std::int64_t n2, const double* tile, std::int64_t i0, std::int64_t ni, std::int64_t j0,
+                     std::int64_t nj, std::int64_t cc) {
+  for (std::int64_t i = 0; i < ni; ++i) {
+    double* row = K + ((i0 + i) * n2 + j0) * cc;
+    const double* src = tile + i * nj * cc;
+    for (std::int64_t k = 0; k < nj * cc; ++k) row[k] += src[k];
+  }
+}
+
+// Lower triangle of a symmetric tangent kernel (n x n, of C x C blocks per logit) from the upper
+// one; per logit K[j, i, c', c] = K[i, j, c, c'].
+inline void mirror_tangent(double* K, std::int64_t n, std::int64_t C, bool per_logit, int n_threads) {
+  if (!per_logit) return mirror_upper(K, n, n_threads);
+  const std::int64_t cc = C * C;
+  parallel_for(n, n_threads, [&](std::int64_t i, int) {
+    for (std::int64_t j = 0; j < i; ++j)
+      for (std::int64_t c = 0; c < C; ++c)
+        for (std::int64_t c2 = 0; c2 < C; ++c2) K[(i * n + j) * cc + c * C + c2] = K[(j * n + i) * cc + c2 * C + c];
+  });
+}
+
+struct TangentOptions {
+  std::uint64_t seed = 0, start = 0, stop = 1;
+  int n_threads = 1;
+  std::int64_t tile_rows = 2 * kRowQuantum;  // forward/backward row tile, a multiple of kRowQuantum
+  std::int64_t gram_tile = 4 * kRowQuantum;  // output tile edge, a multiple of kRowQuantum
+  std::int64_t panel_cols = 128;              // for the nngp stream
+  std::function<bool(std::uint64_t)> poll;
+};
+
+// What every tangent accumulator shares: the request checked against the parametrised layers,
+// the output sums ([nngp sum if requested], then the tangent sums: n1 x n2, or n1 x n2 x C x C
+// per logit), the nngp stream, the output tiles of the Gram pass and the final mirror.
+class TangentStream {
+ public:
+  TangentStream(const TangentStream&) = delete;
+  TangentStream& operator=(const TangentStream&) = delete;
+
+  void finish() {
+    for (auto& s : nngp_) s.finish(gopt_);
+    if (!symmetric_) return;
+    for (std::size_t k = req_.nngp ? 1 : 0; k < outputs_.size(); ++k)
+      mirror_tangent(outputs_[k], n1_, C_, req_.per_logit, opt_.n_threads);
+  }
+
+ protected:
+  TangentStream(const std::vector<DenseLayer>& layers, std::int64_t n_logits, std::int64_t n1, std::int64_t n2,
+                bool symmetric, TangentRequest req, const TangentOptions& opt, std::vector<double*> outputs)
+      : req_(std::move(req)), opt_(opt), n1_(n1), n2_(n2), symmetric_(symmetric), outputs_(std::move(outputs)),
+        C_(n_logits) {
+    if (req_.weights.size() != layers.size() || req_.biases.size() != layers.size())
+      throw std::invalid_argument("weights and biases flags need one entry per parametrised layer");
+    if (opt_.gram_tile <= 0 || opt_.gram_tile % kRowQuantum != 0)
+      throw std::invalid_argument("gram_tile must be a positive multiple of " + std::to_string(kRowQuantum));
+    parts_ = req_.parts(layers);
+    const std::size_t expected = (req_.nngp ? 1 : 0) + req_.n_tangent_outputs(layers);
+    if (outputs_.size() != expected) throw std::invalid_argument("wrong number of output sums");
+    if (req_.nngp) nngp_.emplace_back(n1_, n2_, symmetric_, C_, opt_.panel_cols, outputs_[0]);
+    gopt_.tile = 256;
+    gopt_.n_threads = opt_.n_threads;
+    if (opt_.poll) gopt_.poll = [this] { return opt_.poll(done_); };
+  }
+
+  // One network: rows(t, thread) for each of n_row_tiles row tiles (which write the nngp
+  // panels), then tile(i0, ni, j0, nj, thread) for every output tile (on or above the diagonal
+  // of a symmetric kernel).
+  template <class Rows, class Tile>
+  void accumulate(std::int64_t n_row_tiles, Rows&& rows, Tile&& tile) {
+    for (auto& s : nngp_) s.reserve(gopt_);
+    parallel_for(n_row_tiles, opt_.n_threads, rows);
+    for (auto& s : nngp_) s.commit();
+    for_each_output_tile(n1_, n2_, opt_.gram_tile, symmetric_, opt_.n_threads, gopt_.poll, tile);
+    ++done_;
+    if (opt_.poll && opt_.poll(done_)) throw Cancelled();
+  }
+
+  TangentRequest req_;
+  TangentOptions opt_;
+  std::int64_t n1_, n2_;
+  bool symmetric_;
+  std::vector<double*> outputs_;
+  std::vector<std::pair<std::int64_t, int>> parts_;
+  std::int64_t C_;
+  std::vector<PanelStream> nngp_;
+  GramOptions gopt_;
+  std::uint64_t done_ = 0;
+};
 
 namespace sequential_tangent_detail {
 

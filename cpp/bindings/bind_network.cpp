@@ -1,8 +1,14 @@
 #include <pybind11/stl.h>
 
 #include "bindings.hpp"
-#include "nnpk/sequential.hpp"
-#include "nnpk/sequential_conditional.hpp"
+#include <Eigen/Core>
+
+#include "nnpk/network/activations.hpp"
+#include "nnpk/network/forward.hpp"
+#include "nnpk/network/spec.hpp"
+#include "nnpk/parallel.hpp"
+#include "nnpk/random/init.hpp"
+#include "nnpk/random/philox.hpp"
 
 namespace nnpk::bind {
 
@@ -45,20 +51,6 @@ static SequentialSpec make_spec(const std::vector<std::int64_t>& input_shape, st
 }
 
 template <class T>
-static py::list sequential_sums_typed(const py::array& x1, const py::object& x2, const SequentialSpec& spec,
-                                      MonteCarloOptions opt, const py::object& progress, const py::object& initial,
-                                      bool in_place) {
-  const Points p = check_points(x1, x2, spec.input.size());
-  auto outs = make_outputs(opt.layers.empty() ? 1 : opt.layers.size(), {p.n1, p.n2}, initial, in_place);
-  const std::vector<double*> sums = data_pointers(outs);
-  run_without_gil(progress, [&](auto poll) {
-    opt.poll = poll;
-    sequential_monte_carlo<T>(spec, static_cast<const T*>(p.x1), p.n1, static_cast<const T*>(p.x2), p.n2, opt, sums);
-  });
-  return as_list(outs);
-}
-
-template <class T>
 static py::array_t<double> outputs_typed(const py::array& x, const SequentialSpec& spec, const py::list& params,
                                          int n_threads) {
   const auto [rows, d] = matrix_shape(x, "x");
@@ -76,7 +68,44 @@ static py::array_t<double> outputs_typed(const py::array& x, const SequentialSpe
   return out;
 }
 
-void bind_sequential(py::module_& m) {
+void bind_network(py::module_& m) {
+  py::enum_<ActivationKind>(m, "ActivationKind")
+      .value("relu", ActivationKind::relu)
+      .value("leaky_relu", ActivationKind::leaky_relu)
+      .value("abs", ActivationKind::abs)
+      .value("erf", ActivationKind::erf)
+      .value("tanh", ActivationKind::tanh)
+      .value("sigmoid", ActivationKind::sigmoid)
+      .value("gelu", ActivationKind::gelu)
+      .value("softplus", ActivationKind::softplus)
+      .value("sin", ActivationKind::sin)
+      .value("identity", ActivationKind::identity)
+      .value("relu_normalized", ActivationKind::relu_normalized);
+
+  m.def("has_openmp", &has_openmp, "Whether the engine was built with OpenMP");
+  m.def("simd_instruction_sets", [] { return std::string(Eigen::SimdInstructionSetsInUse()); });
+  m.def("eigen_version", [] {
+    return std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
+           std::to_string(EIGEN_MINOR_VERSION);
+  });
+  m.def(
+      "activation_value",
+      [](ActivationKind kind, double slope, double shift, double scale, py::array_t<double, py::array::c_style> z,
+         bool derivative) {
+        const Activation act{kind, slope, shift, scale};
+        py::array_t<double> out(z.request().shape);
+        const double* in = z.data();
+        double* o = out.mutable_data();
+        for (py::ssize_t i = 0; i < z.size(); ++i) o[i] = derivative ? act.derivative(in[i]) : act(in[i]);
+        return out;
+      },
+      py::arg("kind"), py::arg("slope"), py::arg("shift"), py::arg("scale"), py::arg("z"), py::arg("derivative"),
+      "The engine's activation (or its derivative) elementwise, in float64");
+
+  py::enum_<Parameterization>(m, "Parameterization")
+      .value("ntk", Parameterization::ntk)
+      .value("standard", Parameterization::standard);
+
   py::enum_<NodeKind>(m, "NodeKind")
       .value("dense", NodeKind::dense)
       .value("conv", NodeKind::conv)
@@ -110,61 +139,6 @@ void bind_sequential(py::module_& m) {
       });
 
   m.def(
-      "sequential_sums",
-      [](const py::array& x1, const py::object& x2, const SequentialSpec& spec, std::uint64_t seed, std::uint64_t start,
-         std::uint64_t stop, const std::vector<std::int64_t>& nodes, int n_threads, std::int64_t tile_rows,
-         std::int64_t gram_tile, std::int64_t panel_cols, const py::object& progress, const py::object& initial,
-         bool in_place) {
-        const MonteCarloOptions opt =
-            monte_carlo_options(seed, start, stop, nodes, n_threads, tile_rows, gram_tile, panel_cols);
-        if (x1.dtype().is(py::dtype::of<float>())) return sequential_sums_typed<float>(x1, x2, spec, opt, progress, initial, in_place);
-        if (x1.dtype().is(py::dtype::of<double>())) return sequential_sums_typed<double>(x1, x2, spec, opt, progress, initial, in_place);
-        throw py::type_error("x1 must be float32 or float64");
-      },
-      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("seed"), py::arg("start"), py::arg("stop"),
-      py::arg("nodes"), py::arg("n_threads"), py::arg("tile_rows"), py::arg("gram_tile"), py::arg("panel_cols"),
-      py::arg("progress"), py::arg("initial"), py::arg("in_place") = false,
-      "Sums over networks [start, stop) of the un-normalised Gram of each node's features in `nodes` (its\n"
-      "output, averaged over positions when spatial; empty: the logits), in float64, continued from `initial`");
-
-  m.def(
-      "sequential_conditional_sums",
-      [](const py::array& x1, const py::object& x2, const SequentialSpec& spec, const std::vector<Pair>& pairs,
-         const std::vector<bool>& unit_second_moment, std::uint64_t seed, std::uint64_t start, std::uint64_t stop,
-         int n_threads, std::int64_t tile_rows, std::int64_t gram_tile, const py::object& progress,
-         const py::object& initial, bool in_place) {
-        if (pairs.empty()) throw py::value_error("pairs must name at least one (dense, activation) pair");
-        if (unit_second_moment.size() != pairs.size())
-          throw py::value_error("unit_second_moment needs one flag per pair (" + std::to_string(pairs.size()) +
-                                "), got " + std::to_string(unit_second_moment.size()));
-        std::vector<ConditionalPair> engine_pairs;
-        for (std::size_t k = 0; k < pairs.size(); ++k)
-          engine_pairs.push_back({pairs[k].first, pairs[k].second, unit_second_moment[k]});
-        MonteCarloOptions opt = monte_carlo_options(seed, start, stop, {}, n_threads, tile_rows, gram_tile, 0);
-        auto run = [&](auto tag) {
-          using T = decltype(tag);
-          const Points p = check_points(x1, x2, spec.input.size());
-          auto outs = make_outputs(pairs.size(), {p.n1, p.n2}, initial, in_place);
-          const std::vector<double*> sums = data_pointers(outs);
-          run_without_gil(progress, [&](auto poll) {
-            opt.poll = poll;
-            sequential_conditional<T>(spec, engine_pairs, static_cast<const T*>(p.x1), p.n1,
-                                      static_cast<const T*>(p.x2), p.n2, opt, sums);
-          });
-          return as_list(outs);
-        };
-        if (x1.dtype().is(py::dtype::of<float>())) return run(float{});
-        if (x1.dtype().is(py::dtype::of<double>())) return run(double{});
-        throw py::type_error("x1 must be float32 or float64");
-      },
-      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("pairs"), py::arg("unit_second_moment"),
-      py::arg("seed"), py::arg("start"), py::arg("stop"), py::arg("n_threads"), py::arg("tile_rows"),
-      py::arg("gram_tile"), py::arg("progress"), py::arg("initial"), py::arg("in_place") = false,
-      "Sums over networks [start, stop) of the conditional kernel of each (dense node, activation node) pair:\n"
-      "the activation's output kernel integrated over the dense layer's weights given its input (float64),\n"
-      "continued from `initial` (copied, or with in_place accumulated into those very arrays)");
-
-  m.def(
       "sequential_draw",
       [](const SequentialSpec& spec, std::uint64_t seed, std::uint64_t network, std::size_t param) {
         if (param >= spec.params.size()) throw py::index_error("parameter layer index out of range");
@@ -192,6 +166,12 @@ void bind_sequential(py::module_& m) {
       },
       py::arg("x"), py::arg("spec"), py::arg("params"), py::arg("n_threads"),
       "The logits (rows, C) in float64 of a network with the given stored parameters ((fan_in, fan_out) weights)");
+
+  m.def(
+      "philox4x64_10",
+      [](std::array<std::uint64_t, 4> counter, std::array<std::uint64_t, 2> key) { return philox4x64_10(counter, key); },
+      py::arg("counter"), py::arg("key"), "One Philox4x64-10 block (for checking against numpy)");
+  m.attr("ROW_QUANTUM") = kRowQuantum;
 }
 
 }  // namespace nnpk::bind

@@ -1,0 +1,275 @@
+// The dual map of an activation: the two Gaussian expectations of a nonlinearity step
+// (CONVENTIONS.md, "Infinite-width (analytic) kernels"), in closed form or by quadrature.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "nnpk/network/activations.hpp"
+
+namespace nnpk {
+
+// Gauss-Legendre order of the bivariate quadrature used unless the caller chooses one.
+constexpr int kDefaultQuadratureOrder = 40;
+
+// The two Gaussian expectations of a nonlinearity step for one pair of inputs:
+// sigma = E[phi(u) phi(v)], sigma_dot = E[phi'(u) phi'(v)].
+struct DualValues {
+  double sigma = 0.0;
+  double sigma_dot = 0.0;
+};
+
+namespace analytic_detail {
+constexpr double kPi = 3.14159265358979323846;
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+}  // namespace analytic_detail
+
+// Gauss-Legendre nodes (ascending) and weights on [-1, 1], by Newton's method on P_n.
+struct LegendreRule {
+  std::vector<double> nodes, weights;
+
+  explicit LegendreRule(int order) : nodes(static_cast<std::size_t>(order)), weights(static_cast<std::size_t>(order)) {
+    if (order < 1) throw std::invalid_argument("quadrature_order must be positive");
+    const int n = order;
+    for (int i = 0; i < (n + 1) / 2; ++i) {
+      double x = std::cos(analytic_detail::kPi * (i + 0.75) / (n + 0.5));
+      double dp = 1.0;
+      for (int iter = 0; iter < 100; ++iter) {
+        double p0 = 1.0, p1 = x;  // P_{n-1}(x), P_n(x) after the loop
+        for (int k = 2; k <= n; ++k) {
+          const double p2 = ((2 * k - 1) * x * p1 - (k - 1) * p0) / k;
+          p0 = p1;
+          p1 = p2;
+        }
+        dp = n * (x * p1 - p0) / (x * x - 1.0);
+        const double step = p1 / dp;
+        x -= step;
+        if (std::abs(step) < 1e-15) break;
+      }
+      const double w = 2.0 / ((1.0 - x * x) * dp * dp);
+      nodes[static_cast<std::size_t>(i)] = -x;
+      nodes[static_cast<std::size_t>(n - 1 - i)] = x;
+      weights[static_cast<std::size_t>(i)] = weights[static_cast<std::size_t>(n - 1 - i)] = w;
+    }
+  }
+};
+
+// E[phi(u) phi(v)] and E[phi'(u) phi'(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]), written as
+// u = sqrt(q1) z1, v = sqrt(q2) (rho z1 + s z2) on independent standard normals, each integral
+// by Gauss-Legendre panels over [-kReach, kReach] with a panel edge where the activation's
+// argument crosses 0. Plain Gauss-Hermite converges only algebraically across the kink of a
+// relu-like activation (1e-3 at order 320 for relu) and slowly where phi' is sharply peaked
+// at 0 (tanh or erf at variance 9: 5e-3 at order 96); split panels converge geometrically
+// for both, so one rule serves every activation.
+class PairQuadrature {
+ public:
+  PairQuadrature(const Activation& act, int order) : act_(act), rule_(order) {}
+
+  DualValues operator()(double q1, double q2, double c) const {
+    const double p = q1 * q2;
+    const double rho = p > 0 ? std::clamp(c / std::sqrt(p), -1.0, 1.0) : 0.0;
+    const double s = std::sqrt((1.0 - rho) * (1.0 + rho));
+    const double s1 = std::sqrt(q1), s2 = std::sqrt(q2);
+    // Near |rho| = 1 the inner integral, as a function of z1, bends within s/|rho| of z1 = 0
+    // (the kink of v's activation seen through a narrow conditional normal): an extra panel
+    // edge there resolves it.
+    const double layer = rho != 0.0 ? kLayerWidths * s / std::abs(rho) : kReach;
+    const double outer_edges_near[] = {-kReach, -layer, 0.0, layer, kReach};
+    const double outer_edges_far[] = {-kReach, 0.0, kReach};
+    const bool near = layer < kReach / 2;
+    const double* edges = near ? outer_edges_near : outer_edges_far;
+    const int n_panels = near ? 4 : 2;
+
+    DualValues out;
+    for (int panel = 0; panel < n_panels; ++panel) {
+      const double mid = 0.5 * (edges[panel] + edges[panel + 1]), half = 0.5 * (edges[panel + 1] - edges[panel]);
+      for (std::size_t k = 0; k < rule_.nodes.size(); ++k) {
+        const double z1 = mid + half * rule_.nodes[k];
+        const double w1 = half * rule_.weights[k] * density(z1);
+        const double u = s1 * z1;
+        DualValues inner;
+        if (s == 0.0) {
+          const double v = s2 * rho * z1;
+          inner = {act_(v), act_.derivative(v)};
+        } else {
+          double split = -rho * z1 / s;
+          if (!(std::abs(split) < kReach)) split = 0.0;
+          inner_panel(-kReach, split, s2, rho * z1, s, inner);
+          inner_panel(split, kReach, s2, rho * z1, s, inner);
+        }
+        out.sigma += w1 * act_(u) * inner.sigma;
+        out.sigma_dot += w1 * act_.derivative(u) * inner.sigma_dot;
+      }
+    }
+    return out;
+  }
+
+ private:
+  // Standard normal mass beyond 9 is 1e-19: the truncation is below rounding.
+  static constexpr double kReach = 9.0;
+  // The bend is exp(-32) flat 8 widths away.
+  static constexpr double kLayerWidths = 8.0;
+
+  static double density(double z) { return analytic_detail::kInvSqrt2Pi * std::exp(-0.5 * z * z); }
+
+  // acc += sum over the panel [lo, hi] of z2 of weight * (phi(v), phi'(v)), v = s2 (m + s z2).
+  void inner_panel(double lo, double hi, double s2, double m, double s, DualValues& acc) const {
+    const double mid = 0.5 * (lo + hi), half = 0.5 * (hi - lo);
+    if (half == 0.0) return;
+    for (std::size_t k = 0; k < rule_.nodes.size(); ++k) {
+      const double z2 = mid + half * rule_.nodes[k];
+      const double w2 = half * rule_.weights[k] * density(z2);
+      const double v = s2 * (m + s * z2);
+      acc.sigma += w2 * act_(v);
+      acc.sigma_dot += w2 * act_.derivative(v);
+    }
+  }
+
+  Activation act_;
+  LegendreRule rule_;
+};
+
+// The nonlinearity step of one layer: (q1, q2, c) = (Sigma(x,x), Sigma(x',x'), Sigma(x,x'))
+// of the pre-activations to the two expectations. Every activation is phi = alpha * g - beta
+// for a base g (its own shift and scale, and relu_normalized's built-in ones, folded into
+// alpha and beta), so E[phi(u) phi(v)] = alpha^2 E[g g] - alpha beta (E g(u) + E g(v)) + beta^2
+// and E[phi' phi'] = alpha^2 E[g' g']: closed forms for the bases that have them, quadrature
+// of phi itself (alpha = 1, beta = 0) otherwise.
+class DualMap {
+ public:
+  // unit_second_moment: phi is normalised (E[phi(g)^2] = 1 for g ~ N(0, 1)).
+  DualMap(const Activation& act, bool closed_form, int quadrature_order, bool unit_second_moment)
+      : unit_second_moment_(unit_second_moment) {
+    alpha_ = 1.0 / act.scale;
+    beta_ = act.shift / act.scale;
+    switch (act.kind) {
+      case ActivationKind::relu: base_ = Base::abrelu; break;
+      case ActivationKind::leaky_relu:
+        base_ = Base::abrelu;
+        neg_slope_ = act.slope;
+        break;
+      case ActivationKind::abs:
+        base_ = Base::abrelu;
+        neg_slope_ = -1.0;
+        break;
+      case ActivationKind::relu_normalized:
+        base_ = Base::abrelu;
+        alpha_ = 1.0 / (detail::kReluStd * act.scale);
+        beta_ = (detail::kReluMean / detail::kReluStd + act.shift) / act.scale;
+        break;
+      case ActivationKind::erf: base_ = Base::erf; break;
+      case ActivationKind::identity: base_ = Base::identity; break;
+      default: base_ = Base::quadrature; break;
+    }
+    if (!closed_form) base_ = Base::quadrature;
+    if (base_ == Base::quadrature) {
+      quadrature_ = std::make_shared<const PairQuadrature>(act, quadrature_order);
+      alpha_ = 1.0;
+      beta_ = 0.0;
+    }
+  }
+
+  DualValues operator()(double q1, double q2, double c) const {
+    DualValues out;
+    row(q1, &q2, &c, 1, &out.sigma, &out.sigma_dot);
+    return out;
+  }
+
+  // sigma[j], sigma_dot[j] for the pairs (q1, q2[j], c[j]), j < n.
+  void row(double q1, const double* q2, const double* c, std::int64_t n, double* sigma, double* sigma_dot) const {
+    using analytic_detail::kPi;
+    switch (base_) {
+      case Base::abrelu: {
+        // g = a min(z, 0) + b max(z, 0) with (a, b) = (neg_slope, 1). Branch-free, so that
+        // the loop vectorises.
+        const double a = neg_slope_, d2 = (a - 1.0) * (a - 1.0), mean_coef = (1.0 - a) * analytic_detail::kInvSqrt2Pi;
+        const double root_q1 = std::sqrt(q1);
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [&](double q2j, double root_p, double cj) {
+          // theta from rho rather than from q1 q2 - c^2: that difference is a rounding
+          // error, not 0, at c = sqrt(q1 q2), and its root would tilt theta by 1e-8 there.
+          // A zero input (p = 0) gets rho = 0, so theta = pi/2.
+          const double rho = root_p > 0 ? cj / root_p : 0.0;
+          const double sin_rho = std::sqrt((1.0 - rho) * (1.0 + rho));
+          const double gdgd = 0.5 * (a * a + 1.0) - d2 * atan2_upper(sin_rho, rho) / (2 * kPi);
+          return BaseMoments{d2 * root_p * sin_rho / (2 * kPi) + gdgd * cj, gdgd,
+                             mean_coef * (root_q1 + std::sqrt(q2j))};
+        });
+        break;
+      }
+      case Base::erf:
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [&](double q2j, double, double cj) {
+          const double det = (1.0 + 2.0 * q1) * (1.0 + 2.0 * q2j);
+          return BaseMoments{(2.0 / kPi) * std::asin(2.0 * cj / std::sqrt(det)),
+                             (4.0 / kPi) / std::sqrt(det - 4.0 * cj * cj), 0.0};
+        });
+        break;
+      case Base::identity:
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [](double, double, double cj) { return BaseMoments{cj, 1.0, 0.0}; });
+        break;
+      case Base::quadrature:
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [&](double q2j, double, double cj) {
+          // The rule is not symmetric in its two variables; a fixed order keeps the kernel so.
+          const DualValues v = (*quadrature_)(std::min(q1, q2j), std::max(q1, q2j), cj);
+          return BaseMoments{v.sigma, v.sigma_dot, 0.0};
+        });
+        break;
+    }
+  }
+
+ private:
+  // E[g(u) g(v)], E[g'(u) g'(v)] and E g(u) + E g(v) of the base.
+  struct BaseMoments {
+    double gg, gdgd, means;
+  };
+  enum class Base { abrelu, erf, identity, quadrature };
+
+  // atan2(y, x) for y >= 0, not both 0, within 3 ulp: branch-free, unlike std::atan2, so that
+  // a loop over it vectorises. Cephes' rational approximation of atan on [0, tan(pi/8)].
+  static double atan2_upper(double y, double x) {
+    constexpr double P[] = {-8.750608600031904122785e-1, -1.615753718733365076637e1, -7.500855792314704667340e1,
+                            -1.228866684490136173410e2, -6.485021904942025371773e1};
+    constexpr double Q[] = {2.485846490142306297962e1, 1.650270098316988542046e2, 4.328810604912902668951e2,
+                            4.853903996359136964868e2, 1.945506571482613964425e2};
+    constexpr double kPi = analytic_detail::kPi;
+    const double ax = std::abs(x);
+    const bool swap = y > ax;
+    double t = (swap ? ax : y) / (swap ? y : ax);
+    const bool big = t > 0.41421356237309504880;
+    t = big ? (t - 1.0) / (t + 1.0) : t;
+    const double z = t * t;
+    const double p = (((P[0] * z + P[1]) * z + P[2]) * z + P[3]) * z + P[4];
+    const double q = ((((z + Q[0]) * z + Q[1]) * z + Q[2]) * z + Q[3]) * z + Q[4];
+    double angle = (big ? 0.25 * kPi : 0.0) + (t + t * (z * p / q));
+    angle = swap ? 0.5 * kPi - angle : angle;
+    return x < 0 ? kPi - angle : angle;
+  }
+
+  template <class Moments>
+  void fold_row(double q1, const double* q2, const double* c, std::int64_t n, double* sigma, double* sigma_dot,
+                Moments&& moments) const {
+    for (std::int64_t j = 0; j < n; ++j) {
+      const double root_p = std::sqrt(q1 * q2[j]);
+      const double cj = std::min(std::max(c[j], -root_p), root_p);  // correlations in [-1, 1]
+      const BaseMoments m = moments(q2[j], root_p, cj);
+      // A normalised activation's second moment at unit variance is 1 by construction;
+      // taking it as such keeps a unit diagonal exactly 1 through any depth instead of
+      // drifting by an ulp a layer.
+      const bool unit = unit_second_moment_ && q1 == 1.0 && q2[j] == 1.0 && cj == 1.0;
+      sigma[j] = unit ? 1.0 : alpha_ * alpha_ * m.gg - alpha_ * beta_ * m.means + beta_ * beta_;
+      sigma_dot[j] = alpha_ * alpha_ * m.gdgd;
+    }
+  }
+
+  Base base_ = Base::quadrature;
+  double neg_slope_ = 0.0;
+  double alpha_ = 1.0, beta_ = 0.0;
+  bool unit_second_moment_ = false;
+  std::shared_ptr<const PairQuadrature> quadrature_;
+};
+
+}  // namespace nnpk
