@@ -1,7 +1,6 @@
 #include <pybind11/stl.h>
 
 #include "bindings.hpp"
-#include "nnpk/analytic.hpp"
 #include "nnpk/kernels/analytic.hpp"
 
 namespace nnpk::bind {
@@ -68,22 +67,6 @@ static AnalyticOptions make_options(Parameterization parameterization, bool nngp
 }
 
 void bind_analytic(py::module_& m) {
-  m.def(
-      "analytic_kernels",
-      [](const py::array& x1, const py::object& x2, const MLPSpec& spec, Parameterization parameterization, bool nngp,
-         bool ntk, std::vector<std::int64_t> layers, bool closed_form, int quadrature_order, bool unit_second_moment,
-         int n_threads, std::int64_t tile) {
-        AnalyticOptions opt = make_options(parameterization, nngp, ntk, std::move(layers), closed_form,
-                                           quadrature_order, n_threads, tile);
-        opt.unit_second_moment = unit_second_moment;
-        return analytic_kernels_py(x1, x2, spec.input_dim(), std::move(opt),
-                                   [&spec](auto&&... args) { analytic_kernels(spec, args...); });
-      },
-      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("parameterization"), py::arg("nngp"), py::arg("ntk"),
-      py::arg("layers"), py::arg("closed_form"), py::arg("quadrature_order"), py::arg("unit_second_moment"),
-      py::arg("n_threads"), py::arg("tile"),
-      "Infinite-width kernels (float64): a list of NNGP and a list of NTK matrices, one per requested layer");
-
   py::enum_<AnalyticNodeKind>(m, "AnalyticNodeKind")
       .value("dense", AnalyticNodeKind::dense)
       .value("activation", AnalyticNodeKind::activation)
@@ -126,7 +109,8 @@ void bind_analytic(py::module_& m) {
       },
       py::arg("x1"), py::arg("x2"), py::arg("nodes"), py::arg("parameterization"), py::arg("nngp"), py::arg("ntk"),
       py::arg("layers"), py::arg("closed_form"), py::arg("quadrature_order"), py::arg("n_threads"), py::arg("tile"),
-      "Infinite-width kernels of a network of dense, activation and residual nodes, as analytic_kernels");
+      "Infinite-width kernels (float64) of a network of dense, activation and residual nodes: a list of NNGP\n"
+      "and a list of NTK matrices, one per requested node (`layers`: ascending node indices)");
 }
 
 }  // namespace nnpk::bind

@@ -1,26 +1,10 @@
 #include <pybind11/stl.h>
 
 #include "bindings.hpp"
-#include "nnpk/conditional.hpp"
 #include "nnpk/kernels/conditional.hpp"
 #include "nnpk/kernels/monte_carlo.hpp"
-#include "nnpk/monte_carlo.hpp"
 
 namespace nnpk::bind {
-
-template <class T>
-static py::list monte_carlo_sums_typed(const py::array& x1, const py::object& x2, const MLPSpec& spec,
-                                       MonteCarloOptions opt, const py::object& progress, const py::object& initial,
-                                       bool in_place) {
-  const Points p = check_points(x1, x2, spec.input_dim());
-  auto outs = make_outputs(kernel_layers(spec, opt.layers).size(), {p.n1, p.n2}, initial, in_place);
-  const std::vector<double*> sums = data_pointers(outs);
-  run_without_gil(progress, [&](auto poll) {
-    opt.poll = poll;
-    monte_carlo_accumulate<T>(spec, static_cast<const T*>(p.x1), p.n1, static_cast<const T*>(p.x2), p.n2, opt, sums);
-  });
-  return as_list(outs);
-}
 
 template <class T>
 static py::list sequential_sums_typed(const py::array& x1, const py::object& x2, const SequentialSpec& spec,
@@ -92,54 +76,6 @@ void bind_monte_carlo(py::module_& m) {
       "the activation's output kernel integrated over the dense layer's weights given its input (float64),\n"
       "continued from `initial` (copied, or with in_place accumulated into those very arrays)");
 
-  m.def(
-      "monte_carlo_sums",
-      [](const py::array& x1, const py::object& x2, const MLPSpec& spec, std::uint64_t seed, std::uint64_t start,
-         std::uint64_t stop, const std::vector<std::int64_t>& layers, int n_threads, std::int64_t tile_rows, std::int64_t gram_tile,
-         std::int64_t panel_cols, const py::object& progress, const py::object& initial, bool in_place) {
-        const MonteCarloOptions opt = monte_carlo_options(seed, start, stop, layers, n_threads, tile_rows, gram_tile, panel_cols);
-        if (x1.dtype().is(py::dtype::of<float>()))
-          return monte_carlo_sums_typed<float>(x1, x2, spec, opt, progress, initial, in_place);
-        if (x1.dtype().is(py::dtype::of<double>()))
-          return monte_carlo_sums_typed<double>(x1, x2, spec, opt, progress, initial, in_place);
-        throw py::type_error("x1 must be float32 or float64");
-      },
-      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("seed"), py::arg("start"), py::arg("stop"),
-      py::arg("layers"), py::arg("n_threads"), py::arg("tile_rows"), py::arg("gram_tile"), py::arg("panel_cols"),
-      py::arg("progress"), py::arg("initial"), py::arg("in_place") = false,
-      "Sums over networks [start, stop) of the un-normalised Gram h(x1) h(x2)^T of each layer in\n"
-      "`layers` (0-based, the readout last; empty: the output only), in float64,\n"
-      "continued from `initial` (partial sums of earlier networks: copied, or with in_place\n"
-      "accumulated into those very arrays) when it is given");
-  m.def(
-      "conditional_sums",
-      [](const py::array& x1, const py::object& x2, const MLPSpec& spec, bool unit_second_moment, std::uint64_t seed,
-         std::uint64_t start, std::uint64_t stop, const std::vector<std::int64_t>& layers, int n_threads,
-         std::int64_t tile_rows, std::int64_t gram_tile, const py::object& progress, const py::object& initial,
-         bool in_place) {
-        MonteCarloOptions opt = monte_carlo_options(seed, start, stop, layers, n_threads, tile_rows, gram_tile, 0);
-        const DualMap dual(spec.activation, true, kDefaultQuadratureOrder, unit_second_moment);
-        auto run = [&](auto tag) {
-          using T = decltype(tag);
-          const Points p = check_points(x1, x2, spec.input_dim());
-          auto outs = make_outputs(layers.size(), {p.n1, p.n2}, initial, in_place);
-          const std::vector<double*> sums = data_pointers(outs);
-          run_without_gil(progress, [&](auto poll) {
-            opt.poll = poll;
-            conditional_accumulate<T>(spec, dual, static_cast<const T*>(p.x1), p.n1, static_cast<const T*>(p.x2),
-                                      p.n2, opt, sums);
-          });
-          return as_list(outs);
-        };
-        if (x1.dtype().is(py::dtype::of<float>())) return run(float{});
-        if (x1.dtype().is(py::dtype::of<double>())) return run(double{});
-        throw py::type_error("x1 must be float32 or float64");
-      },
-      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("unit_second_moment"), py::arg("seed"), py::arg("start"),
-      py::arg("stop"), py::arg("layers"), py::arg("n_threads"), py::arg("tile_rows"), py::arg("gram_tile"),
-      py::arg("progress"), py::arg("initial"), py::arg("in_place") = false,
-      "Sums over networks [start, stop) of the conditional kernels of the hidden `layers`: each layer's\n"
-      "conjugate kernel integrated over its own weights given the layer below (float64)");
 }
 
 }  // namespace nnpk::bind

@@ -25,10 +25,6 @@ void bind_monte_carlo(py::module_& m);
 void bind_tangent(py::module_& m);
 void bind_analytic(py::module_& m);
 void bind_learning(py::module_& m);
-void bind_arch(py::module_& m);
-void bind_sampling(py::module_& m);
-void bind_ntk(py::module_& m);
-void bind_bias_learning(py::module_& m);
 
 // A poll for the engine: checks for Ctrl-C and reports progress to `progress`
 // (a Python callable taking the number of networks done, or None). A Python
@@ -85,8 +81,8 @@ inline Points check_points(const py::array& x1, const py::object& x2, std::int64
   return p;
 }
 
-// One network's stored parameters from a list of (W, b) pairs in the layout of
-// sample_params (b None where the layer has no bias), converted to T where needed;
+// One network's stored parameters from a list of (W, b) pairs, one per parametrised layer
+// ((fan_in, fan_out) W; b None where the layer has no bias), converted to T where needed;
 // `keep` holds the arrays the view points into.
 template <class T>
 NetworkView<T> network_view(const std::vector<DenseLayer>& layers, const py::list& params,

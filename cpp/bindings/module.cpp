@@ -10,8 +10,4 @@ PYBIND11_MODULE(_core, m) {
   nnpk::bind::bind_tangent(m);
   nnpk::bind::bind_analytic(m);
   nnpk::bind::bind_learning(m);
-  nnpk::bind::bind_arch(m);
-  nnpk::bind::bind_sampling(m);
-  nnpk::bind::bind_ntk(m);
-  nnpk::bind::bind_bias_learning(m);
 }

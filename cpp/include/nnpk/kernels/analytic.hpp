@@ -1,6 +1,6 @@
-// Infinite-width kernels of sequential networks made of dense layers, elementwise
-// activations and residual blocks (nnpk.Network): the MLP recursion of analytic.hpp over a
-// graph of nodes, with a residual node adding its skip path's kernels to scale^2 times its
+// Infinite-width kernels (CONVENTIONS.md) of sequential networks made of dense layers,
+// elementwise activations and residual blocks: the layer recursion of the NNGP and the NTK over
+// a graph of nodes, tiled over the output (an MLP is a chain of dense and activation nodes), with a residual node adding its skip path's kernels to scale^2 times its
 // block's. The Python layer admits only networks where this is exact (a residual block ends
 // with a dense layer, so its output is uncorrelated with the skip path; an activation reads
 // Gaussian pre-activations) and names the layer it refuses.
@@ -25,12 +25,10 @@ struct AnalyticOptions {
   Parameterization parameterization = Parameterization::ntk;
   bool nngp = true;
   bool ntk = false;
-  // Kernels to write, in kernel_layers' indexing: hidden layer l's post-activation kernel
-  // (0 <= l < n_hidden), then the output kernel (n_hidden). Ascending.
+  // Kernels to write: node indices, ascending.
   std::vector<std::int64_t> layers;
   bool closed_form = true;  // false: quadrature for every activation
   int quadrature_order = kDefaultQuadratureOrder;
-  bool unit_second_moment = false;
   int n_threads = 1;
   std::int64_t tile = 64;  // output tile edge
   // Called about every 0.2 s by thread 0 between tiles; returns true to stop.
@@ -94,7 +92,7 @@ inline void check_nodes(const std::vector<AnalyticNode>& nodes) {
   }
 }
 
-// One dense node's affine step on a row of n entries (the arithmetic of analytic_kernels).
+// One dense node's affine step on a row of n entries.
 inline void dense_row(const AnalyticNode& node, bool standard, bool ntk, const double* s_in, const double* t_in,
                       std::int64_t n, double* s_out, double* t_out) {
   const double w2 = node.w_std * node.w_std, b2 = node.has_bias ? node.b_std * node.b_std : 0.0;
@@ -141,8 +139,7 @@ inline std::vector<double> node_variances(const std::vector<AnalyticNode>& nodes
 }  // namespace analytic_detail
 
 // Writes the requested nodes' kernels (opt.layers: ascending node indices) between the rows of
-// x1 (n1 x d) and x2 (n2 x d; null: x1, one triangle computed and mirrored), as
-// analytic_kernels does for an MLP. Only opt.layers, nngp, ntk, parameterization,
+// x1 (n1 x d) and x2 (n2 x d; null: x1, one triangle computed and mirrored). Only opt.layers, nngp, ntk, parameterization,
 // closed_form, quadrature_order, n_threads, tile and poll are read; each activation node
 // says whether its activation is normalised.
 inline void analytic_network_kernels(const std::vector<AnalyticNode>& nodes, std::int64_t d, const double* x1,
@@ -172,7 +169,7 @@ inline void analytic_network_kernels(const std::vector<AnalyticNode>& nodes, std
     slot[static_cast<std::size_t>(opt.layers[k])] = static_cast<std::int64_t>(k);
   const bool standard = opt.parameterization == Parameterization::standard;
 
-  // Per-thread buffers, allocated once (see analytic_kernels): every node's tile of both
+  // Per-thread buffers, allocated once: every node's tile of both
   // kernels, then the input's.
   struct Workspace {
     std::vector<double> sigma, theta, dot, scratch;

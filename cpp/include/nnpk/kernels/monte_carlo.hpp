@@ -19,8 +19,7 @@ struct MonteCarloOptions {
   std::uint64_t seed = 0;
   std::uint64_t start = 0;  // first network index
   std::uint64_t stop = 1;   // one past the last network index
-  // Kernels to accumulate, as layer indices (0-based; n_hidden is the output),
-  // ascending; empty means the output's only.
+  // Kernels to accumulate, as node indices; empty means the output's only.
   std::vector<std::int64_t> layers;
   int n_threads = 1;
   std::int64_t tile_rows = 2 * kRowQuantum;  // forward row tile, a multiple of kRowQuantum

@@ -1,4 +1,4 @@
-// Tangent kernels of sequential networks (nnpk.Network), layer by layer as for MLPs (ntk.hpp),
+// Tangent kernels of sequential networks, layer by layer (CONVENTIONS.md),
 // never a per-parameter Jacobian of all points. For a parametrised layer with input scale s
 // (LayerScales::input) and output positions p, the gradient of logit c with respect to its
 // weights is s sum_p patch_p(x)^T delta_p,c(x) (fan_in x channels), so its share of Theta is
