@@ -114,10 +114,10 @@ def test_the_conditional_estimator_of_a_cnn_has_the_sampled_mean_and_less_varian
 
 def test_networks_the_conditional_estimator_cannot_integrate_are_named():
     pooled = Network([Conv(4, 3), "relu", GlobalAvgPool(), Dense(3)])
-    with pytest.raises(ValueError, match=r"ends Dense -> activation -> Dense; this one ends Activation relu -> "
+    with pytest.raises(ValueError, match=r"ending Dense -> activation -> Dense; this one ends Activation relu -> "
                                          r"GlobalAvgPool -> Dense 3: use estimator='readout' or 'sampled'"):
         nnpk.monte_carlo(np.ones((3, 6, 2)), arch=pooled, n_networks=1, estimator="conditional")
-    assert nnpk.kernels.default_estimator(pooled) == "sampled"
+    assert nnpk.kernels.default_estimator(pooled) == "readout"
     quadrature = Network([Dense(5), "tanh", Dense(2)])
     assert nnpk.kernels.default_estimator(quadrature) == "readout"
 

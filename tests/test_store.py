@@ -157,7 +157,7 @@ def test_store_equals_analytic(tmp_path, x2, get, options):
 def test_checkpointed_tiles_are_exact(tmp_path, monkeypatch):
     """checkpoint_seconds=0 saves the partial sum after every call (of one network
     then); the sum continues from each save."""
-    import nnpk.store as store_module
+    import nnpk.store._store as store_module
 
     expected = nnpk.monte_carlo(X1, arch=ARCH, n_networks=9, seed=2)
     saved = []
@@ -184,7 +184,7 @@ def test_resume_from_a_checkpoint_and_from_finished_tiles(tmp_path):
         os.unlink(store._chunk_path(i, j))
     rows, cols = store.bounds(0, 1)
     a1, a2 = np.ascontiguousarray(X1[rows]), np.ascontiguousarray(X1[cols])
-    partial = store._plan(ARCH, None, a1, a2, n_threads=1).run(0, 3, None)
+    partial = store._plan(ARCH, ARCH.compile(a1.shape[1:]), a1, a2, n_threads=1).run(0, 3, None)
     from nnpk.store._store import _save_checkpoint
 
     _save_checkpoint(store._partial_path(0, 1), partial, 3)
