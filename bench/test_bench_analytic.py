@@ -26,7 +26,7 @@ def x():
 
 
 def numpy_recursion(x):
-    """(NNGP, NTK) of the output between the rows of x, by the recursion of CONVENTIONS.md on
+    """(NNGP, NTK) of the output between the rows of x, by the recursion of docs/definitions.rst on
     whole matrices in numpy: the reference for a few entries and the comparison in the same run."""
     c, ntk = x @ x.T / D, np.zeros((len(x), len(x)))
     np.fill_diagonal(c, (x * x).sum(1) / D)

@@ -1,4 +1,4 @@
-"""Independent numpy references for the tests: written from CONVENTIONS.md, not from nnpk."""
+"""Independent numpy references for the tests: written from docs/definitions.rst, not from nnpk."""
 
 import math
 

@@ -1,5 +1,5 @@
 """Independent numpy forward passes and Jacobians of sequential networks, written from the layer
-definitions (CONVENTIONS.md and the nnpk.Network docstrings), not from nnpk's engine.
+definitions (docs/definitions.rst and the nnpk.Network docstrings), not from nnpk's engine.
 
 Convolutions here are sums over kernel offsets of strided slices of the padded input (not
 patches times a matrix, as in the engine); pooling reduces over NaN-padded windows.

@@ -1,4 +1,4 @@
-"""nnpk.analytic against independent references: the recursion of CONVENTIONS.md and the
+"""nnpk.analytic against independent references: the recursion of docs/definitions.rst and the
 closed forms written out here in numpy, nested adaptive quadrature (scipy) for the other
 activations, and Monte Carlo over random networks."""
 
@@ -74,7 +74,7 @@ def closed_form_dual(activation, slope=0.01, normalize=False):
 
 
 def reference_kernels(x1, x2, arch, dual):
-    """Every layer's (NNGP, NTK) by the recursion of CONVENTIONS.md, in plain numpy."""
+    """Every layer's (NNGP, NTK) by the recursion of docs/definitions.rst, in plain numpy."""
     d = x1.shape[1]
     widths = arch.widths(d)
     s12, s11, s22 = x1 @ x2.T / d, (x1 * x1).sum(1) / d, (x2 * x2).sum(1) / d

@@ -18,7 +18,7 @@ X = RNG.normal(size=(9, 6))
 # ---------------------------------------------------------------- numpy references
 
 def _dual(name, q1, q2, c):
-    """E[phi(u) phi(v)], E[phi'(u) phi'(v)] in closed form (CONVENTIONS.md) for relu, erf, identity."""
+    """E[phi(u) phi(v)], E[phi'(u) phi'(v)] in closed form (docs/definitions.rst) for relu, erf, identity."""
     if name == "identity":
         return c, np.ones_like(c)
     if name == "relu":
@@ -71,7 +71,7 @@ def reference_kernels(network, x1, x2):
 
 def empirical_ntk(network, params, x):
     """One network's NTK of its single logit by a numpy backward pass: the sum over Dense layers
-    of (delta . delta') (a . a' + beta^2), a the layer's scaled input (CONVENTIONS.md)."""
+    of (delta . delta') (a . a' + beta^2), a the layer's scaled input (docs/definitions.rst)."""
     standard = network.parameterization == "standard"
     it = iter(params)
 

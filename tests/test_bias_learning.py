@@ -21,7 +21,7 @@ SQRT2 = math.sqrt(2)
 
 
 def numpy_outputs(arch, params, x):
-    """f(x) of CONVENTIONS.md's network in float64 numpy."""
+    """f(x) of docs/definitions.rst's network in float64 numpy."""
     phi = activation(arch.activation, arch.slope)
     ntk = arch.parameterization == "ntk"
     h = x

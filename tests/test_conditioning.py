@@ -1,4 +1,4 @@
-"""nnpk.conditioning against the correlation maps of CONVENTIONS.md iterated in numpy."""
+"""nnpk.conditioning against the correlation maps of docs/definitions.rst iterated in numpy."""
 
 import numpy as np
 import pytest

@@ -53,7 +53,7 @@ def test_quick_demo_figures_behave(quick_report):
     sampled = errors["NNGP, Monte Carlo (sampled)"]["relative_error"]
     assert all(c < s for c, s in zip(conditional, sampled))
     assert sampled[-1] < sampled[0]
-    # The normalised relu's kernel tends to the identity with depth (CONVENTIONS.md).
+    # The normalised relu's kernel tends to the identity with depth (docs/definitions.rst).
     normalized = results["depth"]["relu_normalized"]
     assert normalized["min_eigenvalue"][-1] > results["depth"]["relu"]["min_eigenvalue"][-1]
     assert normalized["condition_number"][-1] < normalized["condition_number"][0]

@@ -44,7 +44,7 @@ def test_spectrum_extremes():
 
 
 def direct_alignment(k, y, centered):
-    """CONVENTIONS.md, literally: with H = I - 11^T/n and the n x n target kernel Y Y^T."""
+    """docs/definitions.rst, literally: with H = I - 11^T/n and the n x n target kernel Y Y^T."""
     y = y.reshape(len(y), -1)
     target = y @ y.T
     if centered:

@@ -128,66 +128,6 @@ class Parameterization:
     @property
     def value(self) -> int: ...
 
-class AnalyticNodeKind:
-    """
-    Members:
-
-      dense
-
-      activation
-
-      residual
-
-      identity
-    """
-
-    __members__: typing.ClassVar[dict[str, AnalyticNodeKind]]
-    activation: typing.ClassVar[AnalyticNodeKind]
-    dense: typing.ClassVar[AnalyticNodeKind]
-    identity: typing.ClassVar[AnalyticNodeKind]
-    residual: typing.ClassVar[AnalyticNodeKind]
-    @typing.overload
-    def __eq__(self, other: AnalyticNodeKind) -> bool: ...
-    @typing.overload
-    def __eq__(self, other: typing.Any) -> bool: ...
-    def __getstate__(self) -> int: ...
-    def __hash__(self) -> int: ...
-    def __index__(self) -> int: ...
-    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None: ...
-    def __int__(self) -> int: ...
-    @typing.overload
-    def __ne__(self, other: AnalyticNodeKind) -> bool: ...
-    @typing.overload
-    def __ne__(self, other: typing.Any) -> bool: ...
-    def __repr__(self) -> str: ...
-    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None: ...
-    def __str__(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def value(self) -> int: ...
-
-class AnalyticNode:
-    """
-    One node of a network's analytic recursion (built by nnpk.analytic)
-    """
-    def __init__(
-        self,
-        *,
-        kind: AnalyticNodeKind,
-        input: typing.SupportsInt | typing.SupportsIndex,
-        skip: typing.SupportsInt | typing.SupportsIndex = -1,
-        fan_in: typing.SupportsInt | typing.SupportsIndex = 1,
-        w_std: typing.SupportsFloat | typing.SupportsIndex = 1.0,
-        b_std: typing.SupportsFloat | typing.SupportsIndex | None = None,
-        activation: ActivationKind = ...,
-        slope: typing.SupportsFloat | typing.SupportsIndex = 0.0,
-        shift: typing.SupportsFloat | typing.SupportsIndex = 0.0,
-        activation_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0,
-        unit_second_moment: bool = False,
-        scale: typing.SupportsFloat | typing.SupportsIndex = 1.0,
-    ) -> None: ...
-
 class NodeKind:
     """
     Members:
@@ -314,21 +254,86 @@ class SequentialSpec:
     @property
     def param_shapes(self) -> list[tuple[int, int]]: ...
 
+class AnalyticNodeKind:
+    """
+    Members:
+
+      dense
+
+      activation
+
+      residual
+
+      identity
+    """
+
+    __members__: typing.ClassVar[dict[str, AnalyticNodeKind]]
+    activation: typing.ClassVar[AnalyticNodeKind]
+    dense: typing.ClassVar[AnalyticNodeKind]
+    identity: typing.ClassVar[AnalyticNodeKind]
+    residual: typing.ClassVar[AnalyticNodeKind]
+    @typing.overload
+    def __eq__(self, other: AnalyticNodeKind) -> bool: ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool: ...
+    def __getstate__(self) -> int: ...
+    def __hash__(self) -> int: ...
+    def __index__(self) -> int: ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    def __int__(self) -> int: ...
+    @typing.overload
+    def __ne__(self, other: AnalyticNodeKind) -> bool: ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool: ...
+    def __repr__(self) -> str: ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    def __str__(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
+class AnalyticNode:
+    """
+    One node of a network's analytic recursion (built by nnpk.analytic)
+    """
+    def __init__(
+        self,
+        *,
+        kind: AnalyticNodeKind,
+        input: typing.SupportsInt | typing.SupportsIndex,
+        skip: typing.SupportsInt | typing.SupportsIndex = -1,
+        fan_in: typing.SupportsInt | typing.SupportsIndex = 1,
+        w_std: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+        b_std: typing.SupportsFloat | typing.SupportsIndex | None = None,
+        activation: ActivationKind = ...,
+        slope: typing.SupportsFloat | typing.SupportsIndex = 0.0,
+        shift: typing.SupportsFloat | typing.SupportsIndex = 0.0,
+        activation_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+        unit_second_moment: bool = False,
+        scale: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+    ) -> None: ...
+
 class SequentialTrainer:
     """
     Loss and gradients w.r.t. the trainable stored parameters of one sequential network
     """
     def __init__(
-        self, spec: SequentialSpec, train_weights: list[bool], train_biases: list[bool], n_threads: int, dtype: str
+        self,
+        spec: SequentialSpec,
+        train_weights: collections.abc.Sequence[bool],
+        train_biases: collections.abc.Sequence[bool],
+        n_threads: typing.SupportsInt | typing.SupportsIndex,
+        dtype: str,
     ) -> None: ...
     def gradients(
         self,
         x: numpy.ndarray,
-        params: list[tuple[numpy.ndarray, numpy.ndarray | None]],
+        params: list,
         loss: str,
-        n_outputs: int,
-        targets: numpy.ndarray,
-    ) -> tuple[float, list[numpy.ndarray | None], list[numpy.ndarray | None]]:
+        n_outputs: typing.SupportsInt | typing.SupportsIndex,
+        targets: typing.Any,
+    ) -> tuple:
         """
         (mean loss, [d loss / d W (fan_in, fan_out) or None per parametrised layer], [d loss / d b or None per
         parametrised layer]) over the rows of x, in float64; targets are int64 labels (cross_entropy) or
@@ -362,8 +367,8 @@ def analytic_network_kernels(
     tile: typing.SupportsInt | typing.SupportsIndex,
 ) -> tuple:
     """
-    Infinite-width kernels (float64) of a network of dense, activation and residual nodes: a list of NNGP and
-    a list of NTK matrices, one per requested layer
+    Infinite-width kernels (float64) of a network of dense, activation and residual nodes: a list of NNGP
+    and a list of NTK matrices, one per requested node (`layers`: ascending node indices)
     """
 
 def eigen_version() -> str: ...
@@ -382,20 +387,22 @@ def philox4x64_10(
 
 def sequential_conditional_sums(
     x1: numpy.ndarray,
-    x2: numpy.ndarray | None,
+    x2: typing.Any,
     spec: SequentialSpec,
-    pairs: list[tuple[int, int]],
-    unit_second_moment: list[bool],
-    seed: int,
-    start: int,
-    stop: int,
-    n_threads: int,
-    tile_rows: int,
-    gram_tile: int,
-    progress: typing.Callable[[int], None] | None,
-    initial: list[numpy.ndarray] | None,
+    pairs: collections.abc.Sequence[
+        tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex]
+    ],
+    unit_second_moment: collections.abc.Sequence[bool],
+    seed: typing.SupportsInt | typing.SupportsIndex,
+    start: typing.SupportsInt | typing.SupportsIndex,
+    stop: typing.SupportsInt | typing.SupportsIndex,
+    n_threads: typing.SupportsInt | typing.SupportsIndex,
+    tile_rows: typing.SupportsInt | typing.SupportsIndex,
+    gram_tile: typing.SupportsInt | typing.SupportsIndex,
+    progress: typing.Any,
+    initial: typing.Any,
     in_place: bool = False,
-) -> list[numpy.ndarray]:
+) -> list:
     """
     Sums over networks [start, stop) of the conditional kernel of each (dense node, activation node) pair:
     the activation's output kernel integrated over the dense layer's weights given its input (float64),
@@ -480,9 +487,9 @@ def sequential_tangent_sums(
     in_place: bool = False,
 ) -> list:
     """
-    Sums over networks [start, stop) of a sequential network's tangent kernels (and the nngp): [nngp], then
-    one total or one sum per included (parametrised layer, part); traced sums are over logits (divide by C
-    for the kernel)
+    Sums over networks [start, stop) of a sequential network's tangent kernels (and the nngp): [nngp],
+    then one total or one sum per included (parametrised layer, part); traced sums are over logits
+    (divide by C for the kernel)
     """
 
 def simd_instruction_sets() -> str: ...

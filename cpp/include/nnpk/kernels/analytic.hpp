@@ -1,4 +1,4 @@
-// Infinite-width kernels (CONVENTIONS.md) of sequential networks made of dense layers,
+// Infinite-width kernels (docs/definitions.rst) of sequential networks made of dense layers,
 // elementwise activations and residual blocks: the layer recursion of the NNGP and the NTK over
 // a graph of nodes, tiled over the output (an MLP is a chain of dense and activation nodes), with a residual node adding its skip path's kernels to scale^2 times its
 // block's. The Python layer admits only networks where this is exact (a residual block ends

@@ -1,5 +1,5 @@
 // The dual map of an activation: the two Gaussian expectations of a nonlinearity step
-// (CONVENTIONS.md, "Infinite-width (analytic) kernels"), in closed form or by quadrature.
+// (docs/definitions.rst, "Infinite-width (analytic) kernels"), in closed form or by quadrature.
 #pragma once
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// Tangent kernels of sequential networks, layer by layer (CONVENTIONS.md),
+// Tangent kernels of sequential networks, layer by layer (docs/definitions.rst),
 // never a per-parameter Jacobian of all points. For a parametrised layer with input scale s
 // (LayerScales::input) and output positions p, the gradient of logit c with respect to its
 // weights is s sum_p patch_p(x)^T delta_p,c(x) (fan_in x channels), so its share of Theta is

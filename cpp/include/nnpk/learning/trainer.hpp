@@ -1,5 +1,5 @@
 // Training any sequential network's chosen parameters: the mean loss of a minibatch and its
-// gradients with respect to the trainable stored parameters (CONVENTIONS.md: under "ntk" a
+// gradients with respect to the trainable stored parameters (docs/definitions.rst: under "ntk" a
 // layer computes z = forward * (h @ W) + bias * b, so d loss / d W = forward h^T (d loss / d z)
 // and d loss / d b = bias sum (d loss / d z)). The backward pass carries the loss gradient down
 // through every node, only as far as the lowest trainable layer; a weight's gradient is the

@@ -1,4 +1,4 @@
-// What every network shares: a parametrised layer's sizes and scales (CONVENTIONS.md), the
+// What every network shares: a parametrised layer's sizes and scales (docs/definitions.rst), the
 // row-major matrices and row quantum of the forward passes, one network's parameters (drawn or
 // given) and the row tiles of the points.
 #pragma once
@@ -39,7 +39,7 @@ struct LayerScales {
 };
 
 // Scales for standard-normal draws (eps, beta) of `layers`, or, with stored = true,
-// for the stored parameters of the parameterization (CONVENTIONS.md).
+// for the stored parameters of the parameterization (docs/definitions.rst).
 inline std::vector<LayerScales> layer_scales(const std::vector<DenseLayer>& layers, Parameterization parameterization,
                                              bool stored) {
   std::vector<LayerScales> out;

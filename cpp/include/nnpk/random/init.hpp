@@ -1,5 +1,5 @@
 // Initialisation schemes for the weights: every scheme draws unit-variance values, scaled in
-// the forward pass (or by the Python layer's parameter sampler) exactly as the Gaussian reference is (CONVENTIONS.md),
+// the forward pass (or by the Python layer's parameter sampler) exactly as the Gaussian reference is (docs/definitions.rst),
 // from the same Philox counters keyed by (seed, network, layer).
 #pragma once
 
