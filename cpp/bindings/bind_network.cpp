@@ -143,12 +143,13 @@ void bind_network(py::module_& m) {
       [](const SequentialSpec& spec, std::uint64_t seed, std::uint64_t network, std::size_t param) {
         if (param >= spec.params.size()) throw py::index_error("parameter layer index out of range");
         const DenseLayer& l = spec.params[param];
+        check_stream_limits(param, static_cast<std::uint64_t>(l.fan_in * l.fan_out));
         py::array_t<double> w({l.fan_in, l.fan_out});
         layer_weights(spec.init, seed, network, param, l.fan_in, l.fan_out, w.mutable_data());
         py::object beta = py::none();
         if (l.has_bias) {
           py::array_t<double> b(l.fan_out);
-          GaussianStream(seed, network, param, Stream::biases).fill(0, static_cast<std::uint64_t>(l.fan_out), b.mutable_data());
+          fill_gaussian(seed, network, param, Stream::biases, 0, static_cast<std::uint64_t>(l.fan_out), b.mutable_data());
           beta = b;
         }
         return py::make_tuple(w, beta);
@@ -167,10 +168,26 @@ void bind_network(py::module_& m) {
       py::arg("x"), py::arg("spec"), py::arg("params"), py::arg("n_threads"),
       "The logits (rows, C) in float64 of a network with the given stored parameters ((fan_in, fan_out) weights)");
 
+  m.def("philox4x32_10", &philox4x32_10, py::arg("counter"), py::arg("key"),
+        "One Philox4x32-10 block (for checking against the Random123 known answers)");
   m.def(
-      "philox4x64_10",
-      [](std::array<std::uint64_t, 4> counter, std::array<std::uint64_t, 2> key) { return philox4x64_10(counter, key); },
-      py::arg("counter"), py::arg("key"), "One Philox4x64-10 block (for checking against numpy)");
+      "gaussian_stream",
+      [](std::uint64_t seed, std::uint64_t network, std::uint64_t layer, std::uint32_t stream, std::uint64_t begin,
+         std::uint64_t end) {
+        if (stream > static_cast<std::uint32_t>(Stream::biases))
+          throw py::value_error("stream must be 0 (weights) or 1 (biases)");
+        if (begin > end) throw py::value_error("begin must not exceed end");
+        check_stream_limits(layer, end);
+        if (end - begin > (std::uint64_t{1} << 31)) throw py::value_error("at most 2^31 values at once");
+        py::array_t<float> out(static_cast<py::ssize_t>(end - begin));
+        float* dst = out.mutable_data();
+        // Safe without the GIL: only `out`, which no other code has seen yet, is written.
+        py::gil_scoped_release release;
+        fill_gaussian(seed, network, layer, static_cast<Stream>(stream), begin, end, dst);
+        return out;
+      },
+      py::arg("seed"), py::arg("network"), py::arg("layer"), py::arg("stream"), py::arg("begin"), py::arg("end"),
+      "Elements [begin, end) of the Gaussian stream (seed, network, layer, stream) as float32, on one thread");
   m.attr("ROW_QUANTUM") = kRowQuantum;
 }
 

@@ -24,8 +24,9 @@ __all__: list[str] = [
     "activation_value",
     "analytic_network_kernels",
     "eigen_version",
+    "gaussian_stream",
     "has_openmp",
-    "philox4x64_10",
+    "philox4x32_10",
     "sequential_conditional_sums",
     "sequential_draw",
     "sequential_empirical_sums",
@@ -372,17 +373,29 @@ def analytic_network_kernels(
     """
 
 def eigen_version() -> str: ...
+def gaussian_stream(
+    seed: typing.SupportsInt | typing.SupportsIndex,
+    network: typing.SupportsInt | typing.SupportsIndex,
+    layer: typing.SupportsInt | typing.SupportsIndex,
+    stream: typing.SupportsInt | typing.SupportsIndex,
+    begin: typing.SupportsInt | typing.SupportsIndex,
+    end: typing.SupportsInt | typing.SupportsIndex,
+) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Elements [begin, end) of the Gaussian stream (seed, network, layer, stream) as float32, on one thread
+    """
+
 def has_openmp() -> bool:
     """
     Whether the engine was built with OpenMP
     """
 
-def philox4x64_10(
+def philox4x32_10(
     counter: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"],
     key: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"],
 ) -> typing.Annotated[list[int], "FixedSize(4)"]:
     """
-    One Philox4x64-10 block (for checking against numpy)
+    One Philox4x32-10 block (for checking against the Random123 known answers)
     """
 
 def sequential_conditional_sums(

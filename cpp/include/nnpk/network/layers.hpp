@@ -75,13 +75,17 @@ struct NetworkView {
 };
 
 // One network's unit-variance parameters eps^l, beta^l, drawn in place: the weights
-// by the initialisation scheme (Gaussian by default), the biases always Gaussian.
+// by the initialisation scheme (Gaussian by default), the biases always Gaussian; float32
+// values in either T (an orthogonal layer's excepted), so float32 and float64 runs use the same draws.
 template <class T>
 struct NetworkDraw {
   std::vector<std::vector<T>> weights;
   std::vector<std::vector<T>> biases;
 
+  // Throws std::invalid_argument (before anything is drawn) for layers past the draw scheme's limits.
   explicit NetworkDraw(const std::vector<DenseLayer>& layers) {
+    for (std::size_t l = 0; l < layers.size(); ++l)
+      check_stream_limits(l, static_cast<std::uint64_t>(layers[l].fan_in * layers[l].fan_out));
     for (const auto& layer : layers) {
       weights.emplace_back(static_cast<std::size_t>(layer.fan_in * layer.fan_out));
       biases.emplace_back(layer.has_bias ? static_cast<std::size_t>(layer.fan_out) : 0);
@@ -102,7 +106,7 @@ struct NetworkDraw {
   // depends only on its own counter; an orthogonal layer is one item).
   void draw(const std::vector<DenseLayer>& layers, std::uint64_t seed, std::uint64_t network, int n_threads,
             std::size_t n_layers = static_cast<std::size_t>(-1), Init init = Init::gaussian) {
-    constexpr std::uint64_t kChunk = 1 << 14;  // a multiple of 4: whole Philox blocks
+    constexpr std::uint64_t kChunk = 64 * kChunkElements;  // whole chunks of the generator
     struct Item {
       std::size_t layer;
       Stream stream;
@@ -118,7 +122,7 @@ struct NetworkDraw {
     parallel_for(static_cast<std::int64_t>(items.size()), n_threads, [&](std::int64_t i, int) {
       const Item& it = items[static_cast<std::size_t>(i)];
       if (it.stream == Stream::biases) {
-        GaussianStream(seed, network, it.layer, it.stream).fill(it.begin, it.end, biases[it.layer].data());
+        fill_gaussian(seed, network, it.layer, it.stream, it.begin, it.end, biases[it.layer].data());
       } else if (elementwise(init)) {
         fill_weights(init, seed, network, it.layer, it.begin, it.end, weights[it.layer].data() + it.begin);
       } else {

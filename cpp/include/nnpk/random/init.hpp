@@ -1,6 +1,6 @@
 // Initialisation schemes for the weights: every scheme draws unit-variance values, scaled in
 // the forward pass (or by the Python layer's parameter sampler) exactly as the Gaussian reference is (docs/definitions.rst),
-// from the same Philox counters keyed by (seed, network, layer).
+// from the same Philox counters keyed by (seed, network, layer) (random/philox.hpp).
 #pragma once
 
 #include <Eigen/Core>
@@ -52,40 +52,27 @@ struct TruncatedNormal {
 };
 }  // namespace init_detail
 
-// Unit-variance uniforms sqrt(3) (2u - 1) on the stream's counters.
-struct UniformWeights : UniformStream {
-  using UniformStream::UniformStream;
-  std::array<double, 4> block(std::uint64_t b) const {
-    std::array<double, 4> u = UniformStream::block(b);
-    for (double& v : u) v = 1.7320508075688772935 * (2.0 * v - 1.0);
-    return u;
-  }
-};
-
-// Unit-variance normals truncated at two standard deviations (before the rescaling).
-struct TruncatedNormalWeights : UniformStream {
-  using UniformStream::UniformStream;
-  std::array<double, 4> block(std::uint64_t b) const {
-    static const init_detail::TruncatedNormal transform;
-    std::array<double, 4> u = UniformStream::block(b);
-    for (double& v : u) v = transform(v);
-    return u;
-  }
-};
-
 // True for the schemes whose elements are drawn independently (any chunk of a layer can be drawn alone).
 inline bool elementwise(Init init) { return init != Init::orthogonal; }
 
-// Elements [begin, end) of a layer's weights under an elementwise scheme.
+// Elements [begin, end) of a layer's weights under an elementwise scheme, as float32 values
+// (converted exactly when T is double): Gaussian draws, unit-variance uniforms sqrt(3) (2u - 1)
+// or unit-variance normals truncated at two standard deviations (before the rescaling), on the
+// uniforms u of the layer's weight stream.
 template <class T>
 void fill_weights(Init init, std::uint64_t seed, std::uint64_t network, std::uint64_t layer, std::uint64_t begin,
                   std::uint64_t end, T* out) {
   switch (init) {
-    case Init::uniform: fill_lanes(UniformWeights(seed, network, layer, Stream::weights), begin, end, out); break;
-    case Init::truncated_normal:
-      fill_lanes(TruncatedNormalWeights(seed, network, layer, Stream::weights), begin, end, out);
+    case Init::uniform:
+      fill_uniform_transform(seed, network, layer, Stream::weights, begin, end, out,
+                             [](double u) { return 1.7320508075688772935 * (2.0 * u - 1.0); });
       break;
-    default: GaussianStream(seed, network, layer, Stream::weights).fill(begin, end, out); break;
+    case Init::truncated_normal: {
+      static const init_detail::TruncatedNormal transform;
+      fill_uniform_transform(seed, network, layer, Stream::weights, begin, end, out, transform);
+      break;
+    }
+    default: fill_gaussian(seed, network, layer, Stream::weights, begin, end, out); break;
   }
 }
 
@@ -93,13 +80,14 @@ void fill_weights(Init init, std::uint64_t seed, std::uint64_t network, std::uin
 // layer's Gaussian draws, as a tall matrix (transposed when fan_in < fan_out), go through a
 // Householder QR; Q's columns get the signs of R's diagonal, which makes Q Haar distributed
 // (Mezzadri 2007), and the factor sqrt(max(fan_in, fan_out)) gives the elements mean square 1,
-// so the layer's pre-activations have the Gaussian reference's variance. Computed in double.
+// so the layer's pre-activations have the Gaussian reference's variance. Computed in double (a
+// float32 run rounds the result: the one scheme whose float32 values are not its float64 ones).
 inline void orthogonal_weights(std::uint64_t seed, std::uint64_t network, std::uint64_t layer, std::int64_t fan_in,
                                std::int64_t fan_out, double* out) {
   using Matrix = Eigen::MatrixXd;
   const std::int64_t tall = std::max(fan_in, fan_out), thin = std::min(fan_in, fan_out);
   Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> draws(fan_in, fan_out);
-  GaussianStream(seed, network, layer, Stream::weights).fill(0, static_cast<std::uint64_t>(fan_in * fan_out), draws.data());
+  fill_gaussian(seed, network, layer, Stream::weights, 0, static_cast<std::uint64_t>(fan_in * fan_out), draws.data());
   Matrix g = fan_in >= fan_out ? Matrix(draws) : Matrix(draws.transpose());
   const Eigen::HouseholderQR<Matrix> qr(g);
   Matrix q = qr.householderQ() * Matrix::Identity(tall, thin);
