@@ -92,8 +92,6 @@ class CounterStream {
     check_stream_limits(layer, 0);
   }
 
-  PhiloxCounter block(std::uint32_t b) const { return philox4x32_10({b, layer_word_, network_lo_, network_hi_}, key_); }
-
   // Words of the kChunkBlocks blocks of chunk c, word-major: words[w][i] is word w of block
   // c * kChunkBlocks + i. Vectorised over blocks with 32x32 -> 64-bit multiplies (vpmuludq)
   // under AVX-512 or AVX2, a plain loop otherwise: integer arithmetic, the same bits at every level.
