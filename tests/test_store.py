@@ -239,6 +239,23 @@ def test_resume_with_another_spec_or_other_inputs_is_refused(tmp_path, change, m
         nnpk.compute_to_store(tmp_path / "k", **{**kwargs, **change})
 
 
+def test_a_store_drawn_by_another_scheme_is_refused_saying_why(tmp_path):
+    """A store of nnpk 0.1 (no draw scheme in its spec: the old draws) is never continued with other networks."""
+    import zarr
+
+    nnpk.compute_to_store(tmp_path / "k", X1, arch=ARCH, n_networks=2, tile_size=Q)
+    group = zarr.open_group(str(tmp_path / "k" / "kernel.zarr"), mode="r+")
+    spec = dict(group.attrs["nnpk"])
+    del spec["draws"]
+    group.attrs["nnpk"] = spec
+    with pytest.raises(StoreMismatchError, match=r"its networks were drawn by nnpk_v1 \(nnpk 0.1: Philox4x64-10, "
+                                                 r"float64 Box-Muller\), and this nnpk draws them by nnpk_v2"):
+        nnpk.compute_to_store(tmp_path / "k", X1, arch=ARCH, n_networks=2, tile_size=Q)
+    # Analytic kernels draw nothing: their stores record no scheme.
+    store = nnpk.compute_to_store(tmp_path / "a", X1[:50], arch=ARCH, kernel="analytic_nngp", tile_size=Q)
+    assert store.spec["draws"] is None
+
+
 def test_equivalent_arguments_resume(tmp_path):
     """Same network and same forward-pass values: the store is resumed, not refused."""
     nnpk.compute_to_store(tmp_path / "k", X1, arch=nnpk.MLP(hidden=[8], W_std=1), n_networks=2, tile_size=Q)

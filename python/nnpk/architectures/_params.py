@@ -12,10 +12,13 @@ from .._validate import as_points, as_shaped_points, check_int, compute_dtype
 from ._layers import Dense
 from ._network import Compiled, Network
 
-__all__ = ["SEED_MAX", "check_arch", "check_points", "check_network_params", "network_outputs", "network_params",
-           "prepare_network_points", "sample_params"]
+__all__ = ["DRAW_SCHEME", "PREVIOUS_DRAW_SCHEMES", "SEED_MAX", "check_arch", "check_network_params", "check_points",
+           "network_outputs", "network_params", "prepare_network_points", "sample_params"]
 
 SEED_MAX = 2**64 - 1
+# How network m of a seed is drawn. Stores record it: sums drawn by another scheme cannot be continued.
+DRAW_SCHEME = "nnpk_v2: Philox4x32-10 keyed by (seed, network, layer, stream), float32 Box-Muller"
+PREVIOUS_DRAW_SCHEMES = {None: "nnpk_v1 (nnpk 0.1: Philox4x64-10, float64 Box-Muller)"}
 
 
 def check_arch(arch) -> Network:
@@ -57,9 +60,10 @@ def sample_params(arch, input_dim, seed: int, index: int) -> List[Tuple[np.ndarr
     ``eps, beta`` (Gaussian, or by the network's init scheme); under "standard"
     ``W = W_std / sqrt(fan_in) * eps`` and ``b = b_std * beta``.
 
-    The draws come from Philox4x64-10 keyed by (seed, index, layer): network
-    ``index`` is the same whichever thread, tile or process draws it. The engine
-    uses these values (rounded to float32 when it computes in float32).
+    The draws come from Philox4x32-10 keyed by (seed, index, layer) and a float32
+    Box-Muller transform: network ``index`` is the same whichever thread, tile or
+    process draws it. The engine uses exactly these values, in float32 and float64
+    runs alike.
     """
     seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
     index = check_int(index, "index", minimum=0, maximum=SEED_MAX)

@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from .._threads import resolve_n_threads
+from ..architectures._params import PREVIOUS_DRAW_SCHEMES
 from ._executors import run_tiles
 from ._files import _fsync_dir
 from ._layout import (
@@ -67,6 +68,12 @@ def _create_or_resume(path, spec: dict, a1, a2) -> KernelStore:
     if not os.path.exists(path) or (os.path.isdir(path) and not os.listdir(path)):
         _create(path, spec, a1, a2)
     store = KernelStore(path)
+    stored_draws = store.spec.get("draws", PREVIOUS_DRAW_SCHEMES[None] if store.spec.get("seed") is not None else None)
+    if stored_draws != spec["draws"] and spec["draws"] is not None:
+        raise StoreMismatchError(
+            f"cannot resume the kernel store {path}: its networks were drawn by {stored_draws}, and this nnpk "
+            f"draws them by {spec['draws']}; its partial sums and tiles belong to other networks and cannot be "
+            "continued. Finish it with the nnpk version that made it, or delete it and compute it again.")
     diff = _differences(store.spec, spec)
     if diff:
         raise StoreMismatchError(f"cannot resume the kernel store {path}: it was made for another computation: "

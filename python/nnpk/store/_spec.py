@@ -13,7 +13,7 @@ from .. import _core
 from .._validate import check_int, compute_dtype
 from .._version import __version__
 from ..architectures import LAYER_TYPES, MLP, SEED_MAX, Network, Residual, check_arch
-from ..architectures._params import prepare_network_points
+from ..architectures._params import DRAW_SCHEME, prepare_network_points
 from ..kernels._analytic import DEFAULT_QUADRATURE_ORDER, network_analytic_nodes
 from ..kernels._plans import check_estimator, check_tangent_network, default_estimator
 from ..kernels._tangent import parse_wrt
@@ -143,6 +143,7 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype,
         "arch": _arch_spec(arch),
         "n_networks": n_networks,
         "seed": seed,
+        "draws": None if analytic else DRAW_SCHEME,
         "dtype": a1.dtype.name,
         "estimator": estimator,
         "wrt": {"weights": weights, "biases": biases} if kernel == "ntk" else None,
