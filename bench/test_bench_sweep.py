@@ -1,0 +1,39 @@
+"""Monte Carlo NNGP across sizes: a few hundred points as often as tens of thousands.
+
+Config (issue 15): relu MLP [512, 512] on 784 features, 10 logits, every layer sampled
+(estimator="sampled"), float32, 2 threads; n = 512 .. 8192 points with the networks of the issue's
+table (8192: 32 networks). Printed: a table of seconds, effective GFLOP/s (the forward products and
+one triangle of the Gram update, as in test_bench_monte_carlo) and the ratio to numpy's float32
+matrix product measured in the same run, beside issue 15's targets (>= 0.85 at n = 512, >= 0.95 from
+n = 1024 on). Each result's top-left block is checked against a numpy forward pass.
+"""
+
+import numpy as np
+from test_bench_monte_carlo import ARCH, check_against_numpy, data, flops
+
+import nnpk
+from conftest import best_time
+
+SWEEP = {512: 256, 1024: 128, 2048: 64, 4096: 128, 8192: 32}
+
+
+def test_monte_carlo_sweep(sgemm_rate):
+    x = data(max(SWEEP))
+    nnpk.monte_carlo(x[:512], arch=ARCH, n_networks=2, dtype="float32", estimator="sampled")  # warm-up
+    rows = []
+    for n, m in SWEEP.items():
+        points = np.ascontiguousarray(x[:n])
+        result = {}
+
+        def run(points=points, m=m, result=result):
+            result["K"] = nnpk.monte_carlo(points, arch=ARCH, n_networks=m, dtype="float32", n_threads=2,
+                                           estimator="sampled")
+
+        seconds = best_time(run, repeats=2)
+        check_against_numpy(points, result["K"], networks=m)
+        rate = flops(n, m) / seconds / 1e9
+        rows.append((n, m, seconds, rate, rate / sgemm_rate, 0.85 if n == 512 else 0.95))
+    print(f"\nnumpy sgemm {sgemm_rate:.0f} GFLOP/s\n| n | networks | seconds | GFLOP/s | ratio | issue 15 target |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n, m, seconds, rate, ratio, target in rows:
+        print(f"| {n} | {m} | {seconds:.3f} | {rate:.0f} | {ratio:.2f} | {target:.2f} |")
