@@ -152,7 +152,11 @@ class BiasLearner(BaseEstimator):
     Attributes
     ----------
     tasks_ : dict
-        Task -> ``TaskFit`` with its trained parameters and loss curve.
+        Task -> its fit, with the attributes ``loss`` ("cross_entropy" or
+        "squared"), ``classes`` (sorted labels, or None for regression),
+        ``n_outputs``, ``biases`` (every Dense or Conv layer's bias, None where
+        it has none), ``readout`` (the final Dense layer's weights) and
+        ``loss_curve`` (the mean training loss of each epoch).
     n_features_in_ : int
         Values per input point (shared by all tasks).
     input_shape_ : tuple

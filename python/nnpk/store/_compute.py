@@ -102,7 +102,7 @@ def compute_to_store(path, x1, x2=None, *, arch, kernel: str = "nngp", n_network
     path : str or path
         The store's directory. A new (or empty) one is created; an existing store is
         resumed: only its missing tiles are computed, after checking that it was made
-        with the same spec and the same inputs (else ``StoreMismatchError``).
+        with the same spec and the same inputs (else ``nnpk.store.StoreMismatchError``).
     x1, x2, arch
         As in ``nnpk.monte_carlo``: an ``nnpk.MLP`` or an ``nnpk.Network`` (for the
         analytic kernels, one that ``nnpk.analytic`` can do). Without x2 the kernel is

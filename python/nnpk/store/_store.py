@@ -102,18 +102,22 @@ class KernelStore:
     # -- geometry
     @property
     def shape(self) -> Tuple[int, int]:
+        """The kernel's shape (n1, n2)."""
         return tuple(self.spec["shape"])
 
     @property
     def tile_size(self) -> int:
+        """Rows and columns of a tile (the last row and column of tiles may be smaller)."""
         return self.spec["tile_size"]
 
     @property
     def symmetric(self) -> bool:
+        """Whether the kernel is of x1 with itself (only tiles with I <= J are stored)."""
         return self.spec["symmetric"]
 
     @property
     def grid(self) -> Tuple[int, int]:
+        """The number of tile rows and tile columns."""
         t = self.tile_size
         return -(-self.shape[0] // t), -(-self.shape[1] // t)
 
@@ -124,6 +128,7 @@ class KernelStore:
         return [(i, j) for i in range(g1) for j in range(i if self.symmetric else 0, g2)]
 
     def bounds(self, i: int, j: int) -> Tuple[slice, slice]:
+        """The rows and columns of the kernel that tile (I, J) holds."""
         t = self.tile_size
         return slice(i * t, min((i + 1) * t, self.shape[0])), slice(j * t, min((j + 1) * t, self.shape[1]))
 
@@ -135,6 +140,7 @@ class KernelStore:
 
     @property
     def arch(self) -> Union[MLP, Network]:
+        """The network the kernel belongs to, rebuilt from the spec."""
         return _arch_from_spec(self.spec["arch"])
 
     # -- state
@@ -143,13 +149,16 @@ class KernelStore:
         return os.path.join(self.path, _ZARR, "kernel", *key.split("/"))
 
     def is_done(self, i: int, j: int) -> bool:
+        """Whether tile (I, J) is written."""
         return os.path.isfile(self._chunk_path(i, j))
 
     def tiles_done(self) -> List[Tile]:
+        """The tiles written so far."""
         return [t for t in self.tiles if self.is_done(*t)]
 
     @property
     def complete(self) -> bool:
+        """Whether every tile is written."""
         return all(self.is_done(*t) for t in self.tiles)
 
     def _partial_path(self, i: int, j: int) -> str:
@@ -524,5 +533,16 @@ def compute_tile(store_path, i: int, j: int, *, n_threads=None,
 
 
 def open_store(path) -> KernelStore:
-    """Opens an existing kernel store (see ``compute_to_store``)."""
+    """Opens an existing kernel store (see ``compute_to_store``).
+
+    Parameters
+    ----------
+    path : str or path
+        The store's directory.
+
+    Returns
+    -------
+    KernelStore
+        Its tiles, spec and status; a ValueError names a path that is not a store.
+    """
     return KernelStore(path)
