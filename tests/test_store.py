@@ -96,7 +96,8 @@ def test_in_place_sums_refuse_arrays_they_cannot_write_into(bad, match):
 
 
 def test_the_threads_executor_reuses_two_tile_buffers(tmp_path, monkeypatch):
-    """Tile k is written while tile k + 1 is computed: two buffers serve all the tiles."""
+    """Tile k is written while tile k + 1 is computed: two buffers at most serve all the tiles (one, when the
+    writer finishes each tile before the next needs a buffer: how often depends on the machine's load)."""
     import nnpk.store._executors
 
     made = []
@@ -108,7 +109,7 @@ def test_the_threads_executor_reuses_two_tile_buffers(tmp_path, monkeypatch):
 
     monkeypatch.setattr(nnpk.store._executors, "TileBuffers", Recording)
     store = nnpk.compute_to_store(tmp_path / "k", X1, X2, arch=ARCH, n_networks=3, tile_size=Q, n_threads=1)
-    assert len(store.tiles) == 6 and len(made) == 1 and len(made[0]._made) == 2
+    assert len(store.tiles) == 6 and len(made) == 1 and 1 <= len(made[0]._made) <= 2
     assert np.array_equal(store.to_numpy(), nnpk.monte_carlo(X1, X2, arch=ARCH, n_networks=3, n_threads=1))
 
 
