@@ -196,6 +196,11 @@ class Activation:
         object.__setattr__(self, "normalize", bool(self.normalize))
 
     @property
+    def unit_second_moment(self) -> bool:
+        """Whether phi has E[phi(g)^2] = 1 for g ~ N(0, 1) by construction (normalised, or relu_normalized)."""
+        return self.normalize or self.name == "relu_normalized"
+
+    @property
     def normalization(self) -> Tuple[float, float]:
         """The (shift, scale) applied after phi, which are (0, 1) unless normalize=True."""
         return activation_normalization(self.name, self.slope, self.normalize)

@@ -28,22 +28,23 @@ def check_arch(arch) -> Network:
     return arch
 
 
-def check_points(x, name: str, network: Network, dtype, *, like=None, like_name: str = "x1"):
+def check_points(x, name: str, network: Network, dtype, *, point_shape=None, other: str = "x1"):
     """x as the points the network takes, in `dtype` (C-contiguous, finite): (n, features) for a network
     that starts with a Dense layer, else (n, features), (n, length, channels) or (n, height, width,
-    channels); with `like` (checked points), each point must have the shape of like's."""
+    channels); with `point_shape`, each point must have that shape (`other`'s)."""
     dt = compute_dtype(dtype)
     if isinstance(network.layers[0], Dense):  # flat points only
-        n_features = None if like is None else like.shape[1]
-        return as_points(x, name, dt, n_features=n_features, other=like_name)
-    return as_shaped_points(x, name, dt, point_shape=None if like is None else like.shape[1:], other=like_name)
+        n_features = None if point_shape is None else point_shape[0]
+        return as_points(x, name, dt, n_features=n_features, other=other)
+    return as_shaped_points(x, name, dt, point_shape=point_shape, other=other)
 
 
 def prepare_network_points(x1, x2, network: Network, dtype, *, names=("x1", "x2")):
     """(compiled network, x1, x2): the points checked against each other and the network (errors name
     them by `names`), converted to `dtype` and flattened to (n, features per point)."""
     a1 = check_points(x1, names[0], network, dtype)
-    a2 = None if x2 is None else check_points(x2, names[1], network, dtype, like=a1, like_name=names[0])
+    a2 = None if x2 is None else check_points(x2, names[1], network, dtype, point_shape=a1.shape[1:],
+                                                other=names[0])
     compiled = network.compile(a1.shape[1:])
     flat = lambda a: None if a is None else a.reshape(a.shape[0], -1)
     return compiled, flat(a1), flat(a2)

@@ -65,7 +65,7 @@ def monte_carlo_standard_error(x1, x2=None, *, arch, n_networks: int, n_batches:
     check_arch(arch)
     compute_dtype(dtype)
     a1 = check_points(x1, "x1", arch, np.float64)
-    a2 = None if x2 is None else check_points(x2, "x2", arch, np.float64, like=a1)
+    a2 = None if x2 is None else check_points(x2, "x2", arch, np.float64, point_shape=a1.shape[1:])
     n_batches = check_int(n_batches, "n_batches", minimum=2)
     n_networks = check_int(n_networks, "n_networks", minimum=n_batches)
     if n_networks % n_batches:

@@ -99,7 +99,7 @@ class _NetworkRecursion:
         return shape, self.add(kind=_core.AnalyticNodeKind.activation, input=node,
                                activation=getattr(_core.ActivationKind, layer.name), slope=layer.slope, shift=shift,
                                activation_scale=scale,
-                               unit_second_moment=layer.normalize or layer.name == "relu_normalized"), "other"
+                               unit_second_moment=layer.unit_second_moment), "other"
 
 
 def network_analytic_nodes(network: Network, input_shape) -> Tuple[List["_core.AnalyticNode"], List[int]]:

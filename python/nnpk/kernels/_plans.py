@@ -26,6 +26,11 @@ _DEFAULT_PANEL_COLS = 128
 _DEFAULT_NTK_TILE = 4 * _core.ROW_QUANTUM
 
 
+def _padded(n: int) -> int:
+    """Rows the engine holds for n points: a whole number of row quanta."""
+    return -(-n // _core.ROW_QUANTUM) * _core.ROW_QUANTUM
+
+
 def readout_layer(network: Network) -> Optional[Dense]:
     """The final layer when it is a Dense readout (the "readout" estimator integrates it)."""
     last = network.layers[-1]
@@ -86,11 +91,6 @@ def node_sums(a1, a2, compiled: Compiled, nodes: Sequence[int], *, seed, start, 
                                  gram_tile, panel_cols, progress, initial, in_place)
 
 
-def _unit_second_moment(activation: Activation) -> bool:
-    """Whether phi has E[phi(g)^2] = 1 for g ~ N(0, 1) by construction."""
-    return activation.normalize or activation.name == "relu_normalized"
-
-
 def conditional_sums(a1, a2, compiled: Compiled, network: Network, layers: Sequence[int], *, seed, start, stop,
                      n_threads, progress=None, initial=None, tile_rows=_DEFAULT_TILE_ROWS,
                      gram_tile=_DEFAULT_NTK_TILE, in_place=False) -> List[np.ndarray]:
@@ -98,13 +98,12 @@ def conditional_sums(a1, a2, compiled: Compiled, network: Network, layers: Seque
     `layers` (each read from the Dense layer before it), as node_sums for the rest."""
     n1 = a1.shape[0]
     n2 = n1 if a2 is None else a2.shape[0]
-    pad = lambda n: -(-n // _core.ROW_QUANTUM) * _core.ROW_QUANTUM
     inputs = [math.prod(compiled.input_shape if l == 1 else compiled.shapes[l - 2]) for l in layers]
-    features = sum(inputs) * (pad(n1) + (0 if a2 is None else pad(n2)))
+    features = sum(inputs) * (_padded(n1) + (0 if a2 is None else _padded(n2)))
     check_memory(8 * n1 * n2 * len(layers) + features * a1.itemsize,
                  f"the output ({len(layers)} x {n1} x {n2} float64) and its per-network features")
     pairs = [(compiled.layer_nodes[l - 1], compiled.layer_nodes[l]) for l in layers]
-    unit = [_unit_second_moment(network.layers[l]) for l in layers]
+    unit = [network.layers[l].unit_second_moment for l in layers]
     return _core.sequential_conditional_sums(a1, a2, compiled.spec, pairs, unit, seed, start, stop, n_threads,
                                              tile_rows, gram_tile, progress, initial, in_place)
 
@@ -172,14 +171,13 @@ def nngp_plan(a1, a2, network: Network, compiled: Compiled, *, seed, layers, est
 
 def network_feature_bytes(compiled: Compiled, n: int, weights, biases, itemsize: int) -> int:
     """Bytes of one network's stored layer inputs and output cotangents (one per logit) for n points."""
-    n_pad = -(-n // _core.ROW_QUANTUM) * _core.ROW_QUANTUM
     total = 0
     for p, w, b in zip(compiled.params, weights, biases):
         if w:
             total += p.input_size + p.positions * compiled.out * p.fan_out
         if b:
             total += compiled.out * p.fan_out
-    return n_pad * total * itemsize
+    return _padded(n) * total * itemsize
 
 
 def check_tangent_network(compiled: Compiled) -> None:

@@ -209,9 +209,8 @@ class BiasLearner(BaseEstimator):
         """X in the compute dtype, checked against the network's point shape once there is one, flattened
         to (n, values per point); the network compiled for its points is ``self._compiled``."""
         shape = getattr(self, "input_shape_", None)
-        like = None if shape is None else np.empty((1,) + tuple(shape))
-        x = check_points(X, "X", check_arch(self.arch), self.dtype, like=like,
-                         like_name="the network the fitted tasks share")
+        x = check_points(X, "X", check_arch(self.arch), self.dtype, point_shape=shape,
+                         other="the network the fitted tasks share")
         self._compiled = self.arch.compile(x.shape[1:])
         return x.reshape(x.shape[0], -1)
 

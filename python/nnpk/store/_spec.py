@@ -138,7 +138,7 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype,
     weights, biases = parse_wrt(wrt, arch.has_bias)
     spec = {
         "format": _FORMAT,
-        "nnpk_version": _version(),
+        "nnpk_version": __version__,
         "kernel": kernel,
         "arch": _arch_spec(arch),
         "n_networks": n_networks,
@@ -156,10 +156,6 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype,
         "inputs": {"x1": _points_spec(a1), "x2": None if a2 is None else _points_spec(a2)},
     }
     return spec, a1, a2
-
-
-def _version() -> str:
-    return __version__
 
 
 def _differences(stored, wanted, prefix="") -> List[str]:
