@@ -16,6 +16,7 @@ from .architectures import (
     MaxPool,
     Network,
     Residual,
+    params_from_state_dict,
     sample_params,
 )
 from .diagnostics import KernelSpectrum, kernel_target_alignment, monte_carlo_standard_error, spectrum
@@ -54,6 +55,7 @@ __all__ = [
     "monte_carlo",
     "monte_carlo_standard_error",
     "open_store",
+    "params_from_state_dict",
     "physical_cores",
     "ridge_coefficients",
     "sample_params",

@@ -5,7 +5,8 @@ from ._layers import LAYER_TYPES, Activation, AvgPool, Conv, Dense, Flatten, Glo
 from ._mlp import MLP
 from ._network import INITS, Compiled, Network, ParamLayer
 from ._params import SEED_MAX, check_arch, sample_params
+from ._state_dict import LAYOUTS, params_from_state_dict
 
 __all__ = ["ACTIVATIONS", "Activation", "AvgPool", "CLOSED_FORM_DUALS", "Compiled", "Conv", "Dense", "Flatten",
-           "GlobalAvgPool", "INITS", "LAYER_TYPES", "MLP", "MaxPool", "Network", "PARAMETERIZATIONS", "ParamLayer",
-           "Residual", "SEED_MAX", "check_arch", "sample_params"]
+           "GlobalAvgPool", "INITS", "LAYER_TYPES", "LAYOUTS", "MLP", "MaxPool", "Network", "PARAMETERIZATIONS",
+           "ParamLayer", "Residual", "SEED_MAX", "check_arch", "params_from_state_dict", "sample_params"]

@@ -120,8 +120,9 @@ def check_network_params(params, compiled: Compiled, dtype) -> List[Tuple[np.nda
     return out
 
 
-def network_outputs(x, network: Network, seed: int, index: int) -> np.ndarray:
-    """The logits (n, C) of network `index` of `seed`, by the engine in float64."""
+def network_outputs(x, network: Network, seed: int, index: int, params=None) -> np.ndarray:
+    """The logits (n, C) of network `index` of `seed` (or of the network with `params`), by the engine in float64."""
     compiled, a, _ = prepare_network_points(x, None, network, "float64", names=("x", None))
-    params = check_network_params(network_params(network, compiled.input_shape, seed, index), compiled, np.float64)
-    return _core.sequential_outputs(a, compiled.spec, params, 1)
+    if params is None:
+        params = network_params(network, compiled.input_shape, seed, index)
+    return _core.sequential_outputs(a, compiled.spec, check_network_params(params, compiled, np.float64), 1)

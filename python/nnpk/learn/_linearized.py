@@ -247,8 +247,9 @@ def _cross_entropy_descent(theta, theta_test, f0_tr, f0_te, targets, ridge: floa
     return np.stack([recorded_test[int(t)] for t in times]), np.stack([recorded_train[int(t)] for t in times])
 
 
-def initial_outputs(x, arch, *, seed: int = 0, index: int = 0) -> np.ndarray:
-    """Outputs f0(x) of random network `index` at initialisation, by the engine's float64 forward pass.
+def initial_outputs(x, arch, *, seed: int = 0, index: int = 0, params=None) -> np.ndarray:
+    """Outputs f0(x) of random network `index` at initialisation, or of the network with `params`, by the
+    engine's float64 forward pass.
 
     The network is the one ``nnpk.sample_params(arch, input_shape, seed, index)`` draws,
     which is network `index` of ``nnpk.monte_carlo(..., seed=seed)``.
@@ -258,6 +259,9 @@ def initial_outputs(x, arch, *, seed: int = 0, index: int = 0) -> np.ndarray:
     x : (n, d) array, or (n, ...) points of the shape the network takes
     arch : nnpk.Network (an nnpk.MLP is one)
     seed, index : int
+    params : list of (W, b), optional
+        Parameters in the layout of ``nnpk.sample_params`` (a trained network's, or
+        converted by :func:`nnpk.params_from_state_dict`) in place of network `index`'s.
 
     Returns
     -------
@@ -265,4 +269,4 @@ def initial_outputs(x, arch, *, seed: int = 0, index: int = 0) -> np.ndarray:
     """
     seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
     index = check_int(index, "index", minimum=0, maximum=SEED_MAX)
-    return network_outputs(x, check_arch(arch), seed, index)
+    return network_outputs(x, check_arch(arch), seed, index, params)

@@ -1,0 +1,218 @@
+"""Parameters trained elsewhere: a PyTorch or Flax state dict converted to the layout of ``sample_params``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ._layers import Conv, Dense, Flatten, Residual
+from ._network import Network, ParamLayer, _param_layers
+from ._params import check_arch
+
+__all__ = ["LAYOUTS", "params_from_state_dict"]
+
+LAYOUTS = ("torch", "flax")
+# The entries each framework gives a layer, by the layer's kind: (weight, bias) names.
+_NAMES = {"torch": ("weight", "bias"), "flax": ("kernel", "bias")}
+_TORCH_IGNORED = ("num_batches_tracked",)
+
+
+def params_from_state_dict(network, state_dict, *, layout: str = "torch", input_shape) -> Tuple[list, list]:
+    """A network's parameters from a PyTorch or Flax state dict, in the layout of ``nnpk.sample_params``.
+
+    The i-th parametrised layer of `network` (Dense or Conv, residual blocks expanded) takes
+    the i-th group of entries of `state_dict` in the mapping's order, a group being the
+    entries that share a prefix: ``"features.0.weight"`` and ``"features.0.bias"`` in
+    PyTorch, ``["params"]["Dense_0"]["kernel"]`` and ``[...]["bias"]`` in Flax (nested
+    dicts, or flat keys joined by "/"; a top-level "params" collection is looked into).
+    Arrays are anything ``numpy.asarray`` takes (torch tensors on the CPU, jax arrays).
+
+    Conversions, so that nnpk's forward pass equals the framework's:
+
+    - PyTorch ``Linear.weight`` (out, in) becomes W (in, out); ``Conv2d.weight``
+      (out, in, kh, kw) becomes (kh, kw, in, out) and ``Conv1d.weight`` (out, in, k)
+      becomes (k, in, out). Flax's Dense kernel (in, out) and Conv kernel (kh, kw, in, out)
+      are nnpk's layout already. Biases are (out,) in both.
+    - PyTorch flattens (channels, height, width) points channel by channel, nnpk position
+      by position: the rows of the first Dense after a Flatten of spatial points are
+      permuted accordingly (Flax is channels-last like nnpk: nothing to permute).
+    - Under the "ntk" parameterization nnpk stores ``W sqrt(fan_in) / W_std`` and
+      ``b / b_std`` (its forward pass multiplies them back); under "standard" the weights
+      as they are.
+
+    PyTorch's "same" padding (stride 1) and nnpk's agree; a symmetric integer padding
+    equals nnpk's "same" only for stride 1 and odd kernels, and "valid" is padding 0.
+
+    Parameters
+    ----------
+    network : nnpk.Network (an nnpk.MLP is one)
+    state_dict : mapping of names to arrays
+        ``model.state_dict()`` in PyTorch; a Flax variables dict.
+    layout : "torch" or "flax"
+    input_shape : int or tuple
+        The shape of one point as nnpk takes it (channels last), e.g. ``(28, 28, 1)``.
+
+    Returns
+    -------
+    params : list of (W, b)
+        One pair per parametrised layer, float64, b None where the layer has no bias: for
+        ``nnpk.empirical``, ``nnpk.initial_outputs(params=...)`` and the learners.
+    buffers : list
+        Statistics kept outside the parameters (empty for these layers).
+
+    Raises
+    ------
+    ValueError
+        Naming the layer, the entry and the expected and actual shapes on any mismatch:
+        missing or extra entries, a missing or unexpected bias, a wrong shape, or a nonzero
+        weight where the layer's W_std (or bias where b_std) is 0 under "ntk".
+    """
+    network = check_arch(network)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be 'torch' or 'flax', got {layout!r}")
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
+    shape = (input_shape,) if isinstance(input_shape, (int, np.integer)) else tuple(input_shape)
+    compiled = network.compile(shape)
+    groups = _groups(state_dict, layout)
+    permutations = _flatten_permutations(network, compiled.input_shape) if layout == "torch" else {}
+    params = []
+    for k, p in enumerate(compiled.params):
+        if k >= len(groups):
+            weight, bias = _NAMES[layout]
+            raise ValueError(f"state_dict has {len(groups)} groups of entries; parametrised layer {k}, layer "
+                             f"{p.label} ({p.layer.describe()}), has none (expected '{weight}' of shape "
+                             f"{_framework_shape(p, layout)}{'' if p.layer.b_std is None else f' and {bias!r}'})")
+        params.append(_convert(k, p, groups[k], layout, network.parameterization, permutations.get(k)))
+    if len(groups) > len(compiled.params):
+        extra = [name for _, entries in groups[len(compiled.params):] for name, _ in entries.values()]
+        raise ValueError(f"state_dict has entries beyond the network's {len(compiled.params)} parametrised layers: "
+                         f"{', '.join(map(repr, extra))}")
+    return params, []
+
+
+def _groups(state_dict: Mapping, layout: str) -> List[Tuple[str, Dict[str, Tuple[str, object]]]]:
+    """[(prefix, {leaf: (full name, array)})] in the order of first appearance."""
+    if layout == "torch":
+        flat = [tuple(str(name).rpartition(".")[::2]) + (str(name), value) for name, value in state_dict.items()]
+        flat = [entry for entry in flat if entry[1] not in _TORCH_IGNORED]
+    else:
+        flat = []
+        _flatten_nested(state_dict, (), flat)
+    groups: Dict[str, Dict[str, Tuple[str, object]]] = {}
+    for prefix, leaf, name, value in flat:
+        groups.setdefault(prefix, {})[leaf] = (name, value)
+    return list(groups.items())
+
+
+def _flatten_nested(tree: Mapping, path: Tuple[str, ...], out: list) -> None:
+    """(prefix, leaf, name, array) of every array of a Flax variables dict; a top-level "params" or
+    "batch_stats" collection is not part of the prefix."""
+    for key, value in tree.items():
+        sub = path + tuple(str(key).split("/"))
+        if isinstance(value, Mapping):
+            _flatten_nested(value, sub, out)
+        else:
+            inside = sub[1:] if sub[0] in ("params", "batch_stats") and len(sub) > 2 else sub
+            out.append(("/".join(inside[:-1]), inside[-1], "/".join(sub), value))
+
+
+def _flatten_permutations(network: Network, input_shape) -> Dict[int, np.ndarray]:
+    """{parametrised layer index: row permutation} for each Dense that reads a Flatten of spatial points:
+    row r of nnpk's (position-major) flat features is row perm[r] of PyTorch's (channel-major) ones."""
+    compiled = network.compile(input_shape)
+    out: Dict[int, np.ndarray] = {}
+    pending: Optional[np.ndarray] = None
+    k = 0
+    for i, layer in enumerate(network.layers):
+        before = compiled.input_shape if i == 0 else compiled.shapes[i - 1]
+        if isinstance(layer, Flatten) and len(before) > 1:
+            channel_major = np.arange(math.prod(before)).reshape((before[-1],) + tuple(before[:-1]))
+            pending = np.moveaxis(channel_major, 0, -1).reshape(-1)
+        elif isinstance(layer, Residual):
+            n_inside = len(_param_layers(layer.block))
+            if pending is not None and n_inside:
+                raise ValueError(f"layer {i} ({layer.describe()}) sits between a Flatten of spatial points and the "
+                                 "next Dense: its parameters cannot be converted from PyTorch's channel-major order")
+            k += n_inside
+        elif isinstance(layer, (Dense, Conv)):
+            if pending is not None:
+                out[k] = pending
+                pending = None
+            k += 1
+    return out
+
+
+def _framework_shape(p: ParamLayer, layout: str) -> Tuple[int, ...]:
+    if layout == "flax":
+        return p.weight_shape
+    if isinstance(p.layer, Dense):
+        return (p.fan_out, p.fan_in)
+    return (p.fan_out, p.weight_shape[-2]) + p.weight_shape[:-2]
+
+
+def _array(name: str, value) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # a tensor that numpy cannot read (on a GPU, say)
+        raise TypeError(f"state_dict[{name!r}] cannot be read as an array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"state_dict[{name!r}] must hold real numbers, got dtype {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"state_dict[{name!r}] contains NaN or inf")
+    return arr.astype(np.float64)
+
+
+def _convert(k: int, p: ParamLayer, group, layout: str, parameterization: str,
+             permutation: Optional[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    prefix, entries = group
+    where = f"parametrised layer {k}, layer {p.label} ({p.layer.describe()})"
+    weight_name, bias_name = _NAMES[layout]
+    expected = {weight_name} | (set() if p.layer.b_std is None else {bias_name})
+    missing, unexpected = sorted(expected - set(entries)), sorted(set(entries) - expected)
+    if missing or unexpected:
+        what = [f"no {n!r}" for n in missing] + [f"an unexpected {entries[n][0]!r}" for n in unexpected]
+        why = " (the layer has b_std=None: no bias)" if bias_name in unexpected else ""
+        other = "flax" if layout == "torch" else "torch"
+        if any(name.replace("/", ".").rpartition(".")[2] == _NAMES[other][0] for name, _ in entries.values()):
+            why += f" (names in {other}'s layout: pass layout={other!r})"
+        raise ValueError(f"the entries of {prefix!r} go to {where}: it has {' and '.join(what)}{why}; its entries "
+                         f"are {', '.join(repr(v[0]) for v in entries.values())}")
+    name, value = entries[weight_name]
+    W = _array(name, value)
+    framework_shape = _framework_shape(p, layout)
+    if W.shape != framework_shape:
+        raise ValueError(f"state_dict[{name!r}] has shape {W.shape}; {where} expects {framework_shape} in {layout}'s "
+                         f"layout for {_input_text(p)}")
+    if layout == "torch":
+        W = W.T if W.ndim == 2 else np.moveaxis(W, (0, 1), (-1, -2))
+        if permutation is not None:
+            W = W[permutation]
+    if parameterization == "ntk":
+        W = _unscaled(W, p.layer.W_std / math.sqrt(p.fan_in), name, where, "W_std")
+    if p.layer.b_std is None:
+        return np.ascontiguousarray(W), None
+    name_b, value_b = entries[bias_name]
+    b = _array(name_b, value_b)
+    if b.shape != (p.fan_out,):
+        raise ValueError(f"state_dict[{name_b!r}] has shape {b.shape}; {where} expects ({p.fan_out},)")
+    if parameterization == "ntk":
+        b = _unscaled(b, p.layer.b_std, name_b, where, "b_std")
+    return np.ascontiguousarray(W), b
+
+
+def _input_text(p: ParamLayer) -> str:
+    return f"{p.input_size} input features" if isinstance(p.layer, Dense) else f"{p.weight_shape[-2]} input channels"
+
+
+def _unscaled(values: np.ndarray, scale: float, name: str, where: str, std_name: str) -> np.ndarray:
+    """The "ntk" parameterization's stored values: values / scale."""
+    if scale == 0:
+        if np.any(values != 0):
+            raise ValueError(f"state_dict[{name!r}] is nonzero but {where} has {std_name}=0: under the 'ntk' "
+                             "parameterization its values are multiplied by 0")
+        return np.zeros_like(values)
+    return values / scale
