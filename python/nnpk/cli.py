@@ -20,6 +20,10 @@ def main(argv=None) -> int:
         from .demos import _architectures  # imports scikit-learn and matplotlib: only when asked for
 
         return _architectures.main(argv[2:])
+    if argv[:2] == ["demo", "training"]:
+        from .demos import _training  # imports scikit-learn and matplotlib: only when asked for
+
+        return _training.main(argv[2:])
     parser = argparse.ArgumentParser(prog="nnpk", description="Kernels of random neural networks.")
     parser.add_argument("--version", action="version", version=f"nnpk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,7 +32,8 @@ def main(argv=None) -> int:
                        "classifiers on digits or MNIST-1D: a table of accuracy, alignment and condition number, the "
                        "Monte Carlo error against the number of networks, the smallest eigenvalue against depth; "
                        "written to a report folder. `nnpk demo biases` runs the bias-learning demo instead, `nnpk demo "
-                       "architectures` the random MLP/CNN/residual CNN comparison.")
+                       "architectures` the random MLP/CNN/residual CNN comparison, `nnpk demo training` trained "
+                       "networks beside their linearisations and kernels.")
     demo_kernels.add_arguments(p)
     p.set_defaults(func=demo_kernels.run)
     register_batch(sub)

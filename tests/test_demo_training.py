@@ -1,0 +1,82 @@
+"""`nnpk demo training` in its quick setting: the report's structure and sane figures."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nnpk import BatchNorm, Conv, Dense, Flatten
+from nnpk.demos._training import QUICK, TASKS, VARIANTS, deep_network, prior_network
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("training")
+    out = subprocess.run([sys.executable, "-m", "nnpk.cli", "demo", "training", "--quick", "--datasets", "digits",
+                          "--threads", "2", "--out", str(folder)], check=True, capture_output=True, text=True).stdout
+    with open(folder / "training.json") as f:
+        return folder, json.load(f), out
+
+
+def test_report_files_and_tables(report):
+    folder, results, out = report
+    assert sorted(os.listdir(folder)) == ["training.json", "training.md", "training.png"]
+    assert (folder / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (folder / "training.md").read_text()
+    for heading in ("(a) network and linearisation", "(b) deep MLPs", "(c) prior kernels"):
+        assert f"### digits: {heading}" in text and f"### digits: {heading}" in out
+    entry = results["datasets"]["digits"]
+    sizes = QUICK["linearized"]["sizes"]
+    assert [(row["task"], row["n_train"]) for row in entry["linearized"]] == [(t, n) for t in TASKS for n in sizes]
+    assert [(row["depth"], row["variant"]) for row in entry["depth"]] == [
+        (d, v) for d in QUICK["depth"]["depths"] for v in VARIANTS]
+    assert [row["architecture"] for row in entry["prior"]] == ["MLP", "CNN"]
+
+
+def test_figures_are_sane(report):
+    _, results, _ = report
+    entry = results["datasets"]["digits"]
+    for row in entry["linearized"]:
+        for key in ("network_test_accuracy", "linearized_test_accuracy", "agreement"):
+            assert 0 <= row[key] <= 1
+        assert [a["epoch"] for a in row["alignment"]][0] == 0 and row["alignment"][0]["ntk_distance"] == 0
+        assert all(-1 <= a["ntk"] <= 1 and a["ntk_distance"] >= 0 for a in row["alignment"])
+    # 0 vs 1 is easy: both the network and its linearisation separate it from a few points.
+    easy = [row for row in entry["linearized"] if row["task"] == "0 vs 1"]
+    assert min(min(r["network_test_accuracy"], r["linearized_test_accuracy"]) for r in easy) > 0.9
+    for row in entry["depth"]:
+        assert len(row["loss"]) == QUICK["depth"]["epochs"] and all(math.isfinite(v) and v >= 0 for v in row["loss"])
+        assert 0 <= row["test_accuracy"] <= 1
+    for row in entry["prior"]:
+        assert all(0 <= v <= 1 for v in row["cka"].values())
+        assert 0 <= row["test_accuracy"] <= 1
+        # Training moves the logit kernel towards the classes: it aligns with them better than the prior does.
+        assert row["label_alignment"]["trained"] > row["label_alignment"]["prior_nngp"]
+
+
+def test_networks_are_the_described_architectures():
+    relu, normalized, batchnorm = (deep_network(v, 8, 16, 10) for v in VARIANTS)
+    assert relu.activation == "relu" and normalized.activation == "relu_normalized"
+    assert sum(isinstance(layer, BatchNorm) for layer in batchnorm.layers) == 8
+    assert sum(isinstance(layer, Dense) for layer in batchnorm.layers) == 9
+    mlp, cnn = (prior_network(a, QUICK["prior"], (8, 8, 1), 10) for a in ("MLP", "CNN"))
+    assert isinstance(mlp.layers[0], Flatten) and sum(isinstance(layer, Conv) for layer in cnn.layers) == 2
+    assert cnn.compile((8, 8, 1)).out == 10 and prior_network("CNN", QUICK["prior"], (40, 1), 10).compile((40, 1))
+
+
+def test_bad_options_name_the_argument():
+    bad = subprocess.run([sys.executable, "-m", "nnpk.cli", "demo", "training", "--datasets", "cifar"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--datasets must be digits, mnist1d or both" in bad.stderr
+
+
+def test_mnist1d_signals(tmp_path):
+    pytest.importorskip("mnist1d")
+    subprocess.run([sys.executable, "-m", "nnpk.cli", "demo", "training", "--quick", "--datasets", "mnist1d",
+                    "--out", str(tmp_path)], check=True, capture_output=True)
+    with open(tmp_path / "training.json") as f:
+        entry = json.load(f)["datasets"]["mnist1d"]
+    assert entry["point_shape"] == [40, 1] and len(entry["prior"]) == 2
