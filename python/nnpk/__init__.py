@@ -19,7 +19,7 @@ from .architectures import (
     params_from_state_dict,
     sample_params,
 )
-from .diagnostics import KernelSpectrum, kernel_target_alignment, monte_carlo_standard_error, spectrum
+from .diagnostics import KernelSpectrum, kernel_alignment, kernel_target_alignment, monte_carlo_standard_error, spectrum
 from .kernels import analytic, conditioning, empirical, monte_carlo
 from .learn import RidgePath, gp_posterior, initial_outputs, kernel_ridge, linearized_prediction, ridge_coefficients
 from .store import KernelStore, compute_to_store, open_store
@@ -39,6 +39,7 @@ __all__ = [
     "MLP",
     "MaxPool",
     "Network",
+    "NetworkLearner",
     "Residual",
     "RidgePath",
     "__version__",
@@ -49,6 +50,7 @@ __all__ = [
     "conditioning",
     "has_openmp",
     "initial_outputs",
+    "kernel_alignment",
     "kernel_ridge",
     "kernel_target_alignment",
     "linearized_prediction",
@@ -64,11 +66,13 @@ __all__ = [
 
 
 def __getattr__(name):
-    # nnpk.sklearn and nnpk.BiasLearner import scikit-learn, which takes a while: load them on first use.
+    # nnpk.sklearn and the learners import scikit-learn, which takes a while: load them on first use.
     import importlib
 
     if name == "sklearn":
         return importlib.import_module(".sklearn", __name__)
     if name == "BiasLearner":
         return importlib.import_module(".learn._bias_learning", __name__).BiasLearner
+    if name == "NetworkLearner":
+        return importlib.import_module(".learn._network_learning", __name__).NetworkLearner
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

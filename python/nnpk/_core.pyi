@@ -341,6 +341,29 @@ class SequentialTrainer:
         (rows, n_outputs) float64 values (squared); params are the current stored (W, b) of every
         parametrised layer, in the trainer's dtype
         """
+    def step(
+        self,
+        x: numpy.ndarray,
+        params: list,
+        loss: str,
+        n_outputs: typing.SupportsInt | typing.SupportsIndex,
+        targets: typing.Any,
+        values: list,
+        firsts: list,
+        seconds: list,
+        optimizer: str,
+        lr: typing.SupportsFloat | typing.SupportsIndex,
+        momentum: typing.SupportsFloat | typing.SupportsIndex,
+        weight_decay: typing.SupportsFloat | typing.SupportsIndex,
+        t: typing.SupportsInt | typing.SupportsIndex,
+    ) -> tuple:
+        """
+        One optimizer step in place on the rows of x; returns (mean loss, fraction of rows whose largest logit is
+        their label, 0 for the squared loss). values: the float64 trainable arrays (per parametrised layer its W
+        (fan_in, fan_out) then its b, where trained); firsts: SGD's momentum buffers or Adam's m (needed with
+        momentum or Adam), seconds: Adam's v, one per value. Where params (in the trainer's dtype) are not the
+        values themselves, the trained ones are refreshed in place from them. t: Adam's step count, from 1
+        """
 
 def activation_value(
     kind: ActivationKind,

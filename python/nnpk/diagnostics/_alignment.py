@@ -8,7 +8,7 @@ import numpy as np
 
 from .._kernel_checks import as_kernel, as_targets
 
-__all__ = ["kernel_target_alignment"]
+__all__ = ["kernel_alignment", "kernel_target_alignment"]
 
 
 def kernel_target_alignment(kernel, targets, *, centered: bool = False) -> float:
@@ -44,3 +44,36 @@ def kernel_target_alignment(kernel, targets, *, centered: bool = False) -> float
     gram = y.T @ y
     denominator = math.sqrt(max(kernel_norm_sq, 0.0)) * float(np.linalg.norm(gram))
     return inner / denominator if denominator > 0 else math.nan
+
+
+def kernel_alignment(K1, K2, *, centered: bool = True) -> float:
+    """Alignment of two kernel matrices of the same points (centred: CKA).
+
+    Centred: ``<H K1 H, H K2 H>_F / (||H K1 H||_F ||H K2 H||_F)`` with ``H = I - 11^T / n``,
+    the centred kernel alignment (CKA), invariant to scaling either kernel and to adding a
+    constant to it; uncentred: ``<K1, K2>_F / (||K1||_F ||K2||_F)``. 1 when one kernel is a
+    positive multiple of the other.
+
+    Parameters
+    ----------
+    K1, K2 : (n, n) arrays
+        Symmetric kernel matrices of the same n points.
+    centered : bool
+
+    Returns
+    -------
+    float in [-1, 1]; nan if a (centred) kernel is all zero.
+    """
+    k1 = as_kernel(K1, "K1", symmetric=True)
+    n = k1.shape[0]
+    k2 = as_kernel(K2, "K2", symmetric=True, n_rows=n, n_cols=n, why=f"K1 is a kernel of {n} points")
+    if centered:
+        k1, k2 = _centred(k1), _centred(k2)
+    denominator = float(np.linalg.norm(k1)) * float(np.linalg.norm(k2))
+    return float(np.vdot(k1, k2)) / denominator if denominator > 0 else math.nan
+
+
+def _centred(k: np.ndarray) -> np.ndarray:
+    """H K H, H = I - 11^T / n: K minus its row and column means plus its overall mean."""
+    rows = k.mean(axis=1)
+    return k - rows[:, None] - k.mean(axis=0)[None, :] + rows.mean()

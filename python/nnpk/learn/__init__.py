@@ -1,12 +1,12 @@
 """Learning with kernels and random networks: kernel ridge and its ridge path, the GP posterior, the linearised
-network, and random networks whose biases (or readout) are trained (``BiasLearner``, loaded on first use: it
-imports scikit-learn)."""
+network, and networks trained by gradient descent (``NetworkLearner``, any parameters; ``BiasLearner``, the biases
+or readout of a random network; loaded on first use: they import scikit-learn)."""
 
 from ._kernel_regression import CRITERIA, RELATIVE_RIDGES, RidgePath, gp_posterior, kernel_ridge, ridge_coefficients
 from ._linearized import initial_outputs, linearized_prediction
 
 __all__ = ["BiasLearner", "CRITERIA", "RELATIVE_RIDGES", "RidgePath", "gp_posterior", "initial_outputs", "kernel_ridge",
-           "linearized_prediction", "ridge_coefficients"]
+           "linearized_prediction", "NetworkLearner", "ridge_coefficients"]
 
 
 def __getattr__(name):
@@ -14,4 +14,8 @@ def __getattr__(name):
         from ._bias_learning import BiasLearner
 
         return BiasLearner
+    if name == "NetworkLearner":
+        from ._network_learning import NetworkLearner
+
+        return NetworkLearner
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,6 +44,7 @@ struct TrainableParams {
 // or (after scale) their mean over the rows.
 struct ParamGradients {
   double loss = 0.0;
+  double correct = 0.0;  // rows whose largest logit (of the first n_outputs) is their label (cross-entropy only)
   std::vector<std::vector<double>> weights;  // per layer: (fan_in, fan_out) row-major, empty where not trained
   std::vector<std::vector<double>> biases;   // per layer: (fan_out,), empty where not trained
 
@@ -62,6 +63,7 @@ struct ParamGradients {
   }
   void add(const ParamGradients& other) {
     loss += other.loss;
+    correct += other.correct;
     for (std::size_t l = 0; l < weights.size(); ++l) {
       for (std::size_t j = 0; j < weights[l].size(); ++j) weights[l][j] += other.weights[l][j];
       for (std::size_t j = 0; j < biases[l].size(); ++j) biases[l][j] += other.biases[l][j];
@@ -69,23 +71,84 @@ struct ParamGradients {
   }
   void zero() {
     loss = 0.0;
+    correct = 0.0;
     for_each([](std::vector<double>& v) { std::fill(v.begin(), v.end(), 0.0); });
   }
   void scale(double factor) {
     loss *= factor;
+    correct *= factor;
     for_each([factor](std::vector<double>& v) {
       for (double& x : v) x *= factor;
     });
   }
 };
 
+enum class OptimizerKind : int { sgd = 0, adam = 1 };
+
+// One update rule, as torch.optim.SGD / Adam apply it: weight decay adds weight_decay * p to the
+// gradient g; SGD keeps buf = momentum * buf + g (buf starts at 0, so its first value is g) and
+// steps p -= lr * buf; Adam keeps m = beta1 m + (1 - beta1) g, v = beta2 v + (1 - beta2) g^2 and
+// steps p -= lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps) at step t = 1, 2, ...
+struct OptimizerSettings {
+  OptimizerKind kind = OptimizerKind::sgd;
+  double lr = 0.01, momentum = 0.0, weight_decay = 0.0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+};
+
+// One trainable array updated in place: its float64 value, its optimizer state (first: SGD's
+// momentum buffer or Adam's m, null when unused; second: Adam's v), and its copy in the
+// engine's precision T (null when the engine reads `value` itself). `layer` and `bias` say which
+// gradient it takes.
+template <class T>
+struct OptimizedArray {
+  double* value = nullptr;
+  double* first = nullptr;
+  double* second = nullptr;
+  T* copy = nullptr;
+  std::int64_t size = 0;
+  std::size_t layer = 0;
+  bool bias = false;
+};
+
 namespace trainer_detail {
 
-// Adds each valid row's loss to `loss` and writes d loss_row / d logits into grad
-// (padded rows and logits beyond n_outputs stay zero).
+// Elements [i0, i1) of one array: the update rule of `s` at Adam step t, with gradient
+// g_i = sum_c parts[c][i] * factor (the chunks' partial sums added in chunk order).
+template <class T>
+void update_range(const OptimizerSettings& s, std::int64_t t, const OptimizedArray<T>& a,
+                  const std::vector<const double*>& parts, double factor, std::int64_t i0, std::int64_t i1) {
+  const double m_scale = 1 / (1 - std::pow(s.beta1, double(t))), v_scale = 1 / (1 - std::pow(s.beta2, double(t)));
+  for (std::int64_t i = i0; i < i1; ++i) {
+    double g = 0.0;
+    for (const double* part : parts) g += part[i];
+    g *= factor;
+    double& p = a.value[i];
+    if (s.weight_decay != 0.0) g += s.weight_decay * p;
+    if (s.kind == OptimizerKind::adam) {
+      double& m = a.first[i];
+      double& v = a.second[i];
+      m = m * s.beta1 + (1 - s.beta1) * g;
+      v = v * s.beta2 + (1 - s.beta2) * g * g;
+      p -= s.lr * (m * m_scale) / (std::sqrt(v * v_scale) + s.eps);
+    } else {
+      if (a.first) {
+        double& buf = a.first[i];
+        buf = buf * s.momentum + g;
+        g = buf;
+      }
+      p -= s.lr * g;
+    }
+    if (a.copy) a.copy[i] = static_cast<T>(p);
+  }
+}
+
+
+// Adds each valid row's loss to `loss` (and, for cross-entropy, 1 to `correct` when the row's
+// first largest logit is its label) and writes d loss_row / d logits into grad (padded rows and
+// logits beyond n_outputs stay zero).
 template <class T>
 void loss_gradient(const RowMatrix<T>& logits, std::int64_t row0, std::int64_t rows, const LossTargets& targets,
-                   double& loss, RowMatrix<T>& grad) {
+                   double& loss, double& correct, RowMatrix<T>& grad) {
   const std::int64_t k = targets.n_outputs;
   grad.setZero(logits.rows(), logits.cols());
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -105,6 +168,7 @@ void loss_gradient(const RowMatrix<T>& logits, std::int64_t row0, std::int64_t r
     double total = 0.0;
     for (std::int64_t c = 0; c < k; ++c) total += std::exp(double(f[c]) - top);
     const std::int64_t label = targets.labels[row0 + r];
+    if (std::max_element(f, f + k) - f == label) correct += 1.0;
     loss += top + std::log(total) - double(f[label]);
     for (std::int64_t c = 0; c < k; ++c) g[c] = static_cast<T>(std::exp(double(f[c]) - top) / total);
     g[label] -= T(1);
@@ -200,6 +264,48 @@ class SequentialBackprop {
     return total_;
   }
 
+  // One optimizer step on a minibatch: the gradients of gradients() (never gathered in one
+  // array) applied to `arrays` in place by the rule of `s` at step t, in blocks of elements
+  // spread over the threads (each element's update is the same whichever thread runs it).
+  // Returns the minibatch's (mean loss, fraction of rows predicted right).
+  std::pair<double, double> step(const NetworkView<T>& net, const T* x, std::int64_t rows, const LossTargets& targets,
+                                 const OptimizerSettings& s, std::int64_t t,
+                                 const std::vector<OptimizedArray<T>>& arrays) {
+    check_targets(rows, targets);
+    for (const OptimizedArray<T>& a : arrays) {
+      const std::vector<double>& g = a.bias ? total_.biases[a.layer] : total_.weights[a.layer];
+      if (a.layer >= spec_.params.size() || static_cast<std::int64_t>(g.size()) != a.size)
+        throw std::invalid_argument("an optimized array does not match a trainable parameter");
+    }
+    const std::vector<RowTile<T>> chunks = row_tiles<T>(x, rows, nullptr, 0, chunk_rows_);
+    while (partial_.size() < chunks.size()) partial_.emplace_back(spec_.params, trainable_);
+    for (std::size_t c = 0; c < chunks.size(); ++c) partial_[c].zero();
+    parallel_for(static_cast<std::int64_t>(chunks.size()), n_threads_, [&](std::int64_t c, int thread) {
+      const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c)];
+      chunk_gradients(net, x, chunk.row0, chunk.rows, targets, workspaces_[static_cast<std::size_t>(thread)],
+                      partial_[static_cast<std::size_t>(c)]);
+    });
+    double loss = 0.0, correct = 0.0;
+    for (std::size_t c = 0; c < chunks.size(); ++c) {
+      loss += partial_[c].loss;
+      correct += partial_[c].correct;
+    }
+    constexpr std::int64_t kBlock = 1 << 15;
+    std::vector<std::pair<std::size_t, std::int64_t>> blocks;
+    for (std::size_t a = 0; a < arrays.size(); ++a)
+      for (std::int64_t i = 0; i < arrays[a].size; i += kBlock) blocks.emplace_back(a, i);
+    const double factor = 1.0 / static_cast<double>(rows);
+    parallel_for(static_cast<std::int64_t>(blocks.size()), n_threads_, [&](std::int64_t item, int) {
+      const auto [a, i0] = blocks[static_cast<std::size_t>(item)];
+      const OptimizedArray<T>& array = arrays[a];
+      std::vector<const double*> parts(chunks.size());
+      for (std::size_t c = 0; c < chunks.size(); ++c)
+        parts[c] = (array.bias ? partial_[c].biases[array.layer] : partial_[c].weights[array.layer]).data();
+      trainer_detail::update_range(s, t, array, parts, factor, i0, std::min(array.size, i0 + kBlock));
+    });
+    return {loss * factor, correct * factor};
+  }
+
  private:
   void check_targets(std::int64_t rows, const LossTargets& targets) const {
     if (rows < 1) throw std::invalid_argument("the minibatch has no rows");
@@ -223,7 +329,8 @@ class SequentialBackprop {
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     sequential_forward(spec_, scales_, net, x + row0 * spec_.input.size(), points, lowest_ < n_nodes - 1, ws.forward);
     ws.cot.resize(spec_.nodes.size());
-    trainer_detail::loss_gradient(ws.forward.outputs.back(), row0, points, targets, out.loss, ws.cot.back());
+    trainer_detail::loss_gradient(ws.forward.outputs.back(), row0, points, targets, out.loss, out.correct,
+                                  ws.cot.back());
     if (lowest_ >= n_nodes) return;
     // Errors that nodes add into start at zero; those of fused layers are written whole.
     for (std::int64_t k = lowest_; k < n_nodes - 1; ++k) {

@@ -1,0 +1,577 @@
+"""Training any parameters of a network: SGD (with momentum) or Adam on the engine's gradients.
+
+>>> import nnpk
+>>> arch = nnpk.MLP(hidden=[512], out=10, W_std=2**0.5, b_std=0.1, parameterization="standard")
+>>> learner = nnpk.NetworkLearner(arch, optimizer="sgd", lr=0.1, momentum=0.9).fit(x, digit)  # doctest: +SKIP
+>>> learner.history_["loss"], learner.params_                                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Dict, Hashable, List, Optional, Tuple
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from .. import _core
+from .._threads import resolve_n_threads
+from .._validate import check_int, compute_dtype
+from ..architectures import SEED_MAX, Dense, check_arch, sample_params
+from ..architectures._params import check_points
+from ..diagnostics import kernel_target_alignment
+
+__all__ = ["NetworkLearner", "TaskFit"]
+
+TRAIN = ("all", "weights", "biases", "readout")
+OPTIMIZERS = ("adam", "sgd")
+LOSSES = ("auto", "cross_entropy", "squared")
+
+
+@dataclass
+class TaskFit:
+    """One task's trained network.
+
+    Attributes
+    ----------
+    loss : "cross_entropy" or "squared"
+    classes : array or None
+        The class labels (sorted) of a classification task; class i is logit i.
+    n_outputs : int
+        The task uses the network's first `n_outputs` logits.
+    params : list of (W, b)
+        Every parametrised layer's parameters in the layout of ``nnpk.sample_params``
+        (float64; b None where the layer has no bias); untrained ones keep the sampled values.
+    history : dict
+        ``"loss"``: the mean training loss of each epoch (each minibatch's loss before
+        its step); ``"accuracy"``: the fraction of training rows whose largest logit
+        was their label, before each step (nan for a regression task).
+    targets_1d : bool
+        Regression targets were given as a vector (predictions are then one too).
+    epochs : int
+        Epochs trained so far (``fit`` restarts from the sampled network; ``partial_fit`` continues).
+    kernels : list of dict
+        The kernels recorded along training (see ``NetworkLearner``'s ``kernels_history_``).
+    """
+
+    loss: str
+    classes: Optional[np.ndarray]
+    n_outputs: int
+    params: List[Tuple[np.ndarray, Optional[np.ndarray]]]
+    history: Dict[str, List[float]] = field(default_factory=lambda: {"loss": [], "accuracy": []})
+    targets_1d: bool = False
+    epochs: int = 0
+    kernels: List[Dict[str, Any]] = field(default_factory=list)
+    initial_kernels: Optional[Dict[str, np.ndarray]] = None
+    # The optimizer's state: per trainable array (in the engine's order) SGD's momentum buffer or
+    # Adam's m, Adam's v, and Adam's step count.
+    firsts: List[np.ndarray] = field(default_factory=list)
+    seconds: List[np.ndarray] = field(default_factory=list)
+    steps: int = 0
+
+    @property
+    def loss_curve(self) -> List[float]:
+        """The mean training loss of each epoch (``history["loss"]``)."""
+        return self.history["loss"]
+
+    @property
+    def biases(self) -> List[Optional[np.ndarray]]:
+        """Every parametrised layer's bias (None where it has none)."""
+        return [b for _, b in self.params]
+
+    @property
+    def readout(self) -> np.ndarray:
+        """The final layer's weights as a (fan_in, n_outputs) matrix."""
+        W = self.params[-1][0]
+        return W.reshape(-1, W.shape[-1])
+
+
+def _real(value, name: str, *, minimum: float, strict: bool, below: Optional[float] = None) -> float:
+    """value as a float: a finite real number above `minimum` (or at it unless `strict`) and below `below`."""
+    number = float(value) if not isinstance(value, bool) and isinstance(
+        value, (numbers.Real, np.floating, np.integer)) else math.nan
+    if (not math.isfinite(number) or (number <= minimum if strict else number < minimum)
+            or (below is not None and number >= below)):
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        if below is not None:
+            bound += f" and < {below}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return number
+
+
+class NetworkLearner(BaseEstimator):
+    """Train any parameters of one network by minibatch SGD (with momentum) or Adam.
+
+    Training starts from network `index` of `seed` (``nnpk.sample_params``); the
+    chosen parameters are trained, the others keep their sampled values. Each
+    task (``fit(X, y, task=t)``) keeps its own trained parameters, so one sampled
+    network serves several tasks. Classification uses softmax cross-entropy over
+    the first ``n_classes`` logits (class i is logit i of the sorted labels),
+    regression the squared loss ``0.5 * sum_c (f_c - y_c)^2`` on the first
+    ``n_targets`` outputs; both are averaged over the minibatch.
+
+    Gradients are taken with respect to the stored parameters (under "ntk" a layer
+    computes ``z = (W_std / sqrt(fan_in)) h W + b_std b``, so the gradients carry
+    those factors). They come from the C++ engine's backward pass through every
+    layer (dense, convolution, pooling, residual blocks, activations): a weight's
+    gradient is the product of its layer's inputs and the back-propagated errors
+    of a whole chunk of rows. Rows are processed in fixed chunks of 96 and the
+    chunks' float64 gradient sums added in a fixed order, and the optimizer
+    updates every element by the same formula whichever thread runs it: a fit is
+    bitwise the same for any ``n_threads``. Parameters and the optimizer's state
+    are float64; the forward and backward passes run in ``dtype``.
+
+    Parameters
+    ----------
+    arch : nnpk.Network (an nnpk.MLP is one)
+    seed, index : int
+        Which network to start from: network `index` of `seed`, as everywhere in nnpk.
+    train : "all", "weights", "biases", "readout" or list of int
+        "all": every weight and bias; "weights": every weight; "biases": every
+        bias; "readout": the final Dense layer's weights and bias; a list:
+        the weights and biases of those parametrised layers (indices into
+        ``params_``, the layout of ``nnpk.sample_params``).
+    optimizer : "adam" or "sgd"
+        SGD: ``buf = momentum * buf + g``, ``p -= lr * buf`` (buf starts at 0; plain
+        gradient descent with momentum 0), as torch.optim.SGD without dampening or
+        Nesterov. Adam: beta1 0.9, beta2 0.999, eps 1e-8,
+        ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` with the bias-corrected moments,
+        as torch.optim.Adam.
+    lr : float
+        Learning rate (step size), > 0.
+    momentum : float
+        SGD's momentum in [0, 1); must be 0 with Adam.
+    weight_decay : float
+        L2 penalty >= 0, added to the gradient as ``g + weight_decay * p`` for every
+        trained parameter (biases included) before the update, as torch's SGD and
+        Adam do (not Adam's decoupled "AdamW" decay).
+    epochs : int
+        Passes over the training set in ``fit``.
+    batch_size : int or None
+        Rows per step (the last step of an epoch takes the rest); None: the whole
+        training set (full-batch). Multiples of 96 waste no work.
+    loss : "auto", "cross_entropy" or "squared"
+        "auto": cross-entropy for class labels (binary or multiclass targets in
+        scikit-learn's sense), squared loss for real-valued targets.
+    dtype : "float32" or "float64"
+        Precision of the forward and backward passes.
+    n_threads : int, optional
+        None: all physical cores; -1 all, -2 all but one; 0 is an error.
+    random_state : None, int or numpy RandomState
+        The minibatch order, and nothing else.
+    record : list of int, optional
+        Epochs (0 = the sampled network, before any step) after which the empirical
+        NTK and NNGP of the network's logits on `record_points` are stored in
+        ``kernels_history_``; each in [0, epochs].
+    record_points : array, optional
+        The points of the recorded kernels (needed with `record`).
+    record_targets : array, optional
+        Targets of `record_points` for the kernels' alignment: class labels of a
+        classification task (one-hot over the task's classes) or real values.
+
+    Attributes
+    ----------
+    tasks_ : dict
+        Task -> its ``TaskFit`` (``params``, ``history``, ``classes``, ``loss``,
+        ``n_outputs``, ``kernels``).
+    params_ : list of (W, b)
+        The last fitted task's parameters, in the layout of ``nnpk.sample_params``.
+    history_ : dict
+        The last fitted task's ``{"loss": [...], "accuracy": [...]}``, one entry per epoch.
+    kernels_history_ : list of dict
+        The last fitted task's recorded kernels, one dict per recorded epoch, in
+        order: ``"epoch"``; ``"ntk"`` and ``"nngp"``, the (n, n) empirical kernels of
+        ``nnpk.empirical(record_points, arch=arch, params=..., get=("ntk", "nngp"))``
+        (the NTK with respect to every parameter, trained or not);
+        ``"ntk_alignment"`` and ``"nngp_alignment"``, their centred kernel-target
+        alignment with `record_targets` (``nnpk.diagnostics.kernel_target_alignment``;
+        nan without record_targets); ``"ntk_distance"`` and ``"nngp_distance"``, the
+        relative Frobenius distance ``||K_t - K_0||_F / ||K_0||_F`` from the kernels of
+        the sampled network.
+    n_features_in_ : int
+        Values per input point (shared by all tasks).
+    input_shape_ : tuple
+        The shape of one input point.
+    """
+
+    _TRAIN: Tuple[str, ...] = TRAIN
+
+    def __init__(self, arch, seed=0, index=0, train="all", optimizer="adam", lr=0.001, momentum=0.0,
+                 weight_decay=0.0, epochs=10, batch_size=96, loss="auto", dtype="float64", n_threads=None,
+                 random_state=None, record=None, record_points=None, record_targets=None):
+        self.arch = arch
+        self.seed = seed
+        self.index = index
+        self.train = train
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.loss = loss
+        self.dtype = dtype
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.record = record
+        self.record_points = record_points
+        self.record_targets = record_targets
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_train(self, arch) -> None:
+        train = self.train
+        if isinstance(train, str):
+            if train not in self._TRAIN:
+                raise ValueError(f"train must be one of {', '.join(map(repr, self._TRAIN))} or a list of "
+                                 f"parametrised-layer indices, got {train!r}")
+            if "biases" in train and not any(arch.has_bias):
+                raise ValueError(f"train={train!r} but arch has no biases (b_std=None); "
+                                 "give arch a b_std or train other parameters")
+            if "readout" in train and not isinstance(arch.layers[-1], Dense):
+                raise ValueError(f"train={train!r} trains the final Dense layer; this network ends with layer "
+                                 f"{len(arch.layers) - 1} ({arch.layers[-1].describe()})")
+            return
+        if not isinstance(train, (list, tuple)) or not train:
+            raise ValueError(f"train must be one of {', '.join(map(repr, self._TRAIN))} or a non-empty list of "
+                             f"parametrised-layer indices, got {train!r}")
+        n = len(arch.has_bias)
+        for i, layer in enumerate(train):
+            check_int(layer, f"train[{i}]")
+            if not 0 <= layer < n:
+                raise ValueError(f"train[{i}] = {layer} is out of range: the network has {n} parametrised layers "
+                                 f"(indices 0 to {n - 1})")
+        if len(set(train)) != len(train):
+            raise ValueError(f"train names a layer twice: {list(train)}")
+
+    def _check_hyperparameters(self) -> None:
+        arch = check_arch(self.arch)
+        check_int(self.seed, "seed", minimum=0, maximum=SEED_MAX)
+        check_int(self.index, "index", minimum=0, maximum=SEED_MAX)
+        self._check_train(arch)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        _real(self.lr, "lr", minimum=0, strict=True)
+        momentum = _real(self.momentum, "momentum", minimum=0, strict=False, below=1)
+        if momentum and self.optimizer == "adam":
+            raise ValueError(f"momentum={momentum} applies to optimizer='sgd'; Adam's moments have fixed betas")
+        _real(self.weight_decay, "weight_decay", minimum=0, strict=False)
+        check_int(self.epochs, "epochs", minimum=1)
+        if self.batch_size is not None:
+            check_int(self.batch_size, "batch_size", minimum=1)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {self.loss!r}")
+        compute_dtype(self.dtype)
+        resolve_n_threads(self.n_threads)
+        self._check_record()
+
+    def _check_record(self) -> None:
+        if self.record is None:
+            if self.record_points is not None or self.record_targets is not None:
+                raise ValueError("record_points and record_targets are used with record= (the epochs at which "
+                                 "kernels are recorded); record is None")
+            return
+        if isinstance(self.record, (str, bytes)) or not hasattr(self.record, "__iter__"):
+            raise TypeError(f"record must be a list of epochs, got {type(self.record).__name__}")
+        for i, epoch in enumerate(self.record):
+            check_int(epoch, f"record[{i}]", minimum=0)
+            if epoch > self.epochs:
+                raise ValueError(f"record[{i}] = {epoch} is beyond epochs={self.epochs}")
+        if self.record_points is None:
+            raise ValueError("record needs record_points: the points on which the kernels are computed")
+
+    def _check_x(self, X, name: str = "X") -> np.ndarray:
+        """X in the compute dtype, checked against the network's point shape once there is one, flattened
+        to (n, values per point); the network compiled for its points is ``self._compiled``."""
+        shape = getattr(self, "input_shape_", None)
+        x = check_points(X, name, check_arch(self.arch), self.dtype, point_shape=shape,
+                         other="the network the fitted tasks share")
+        self._compiled = self.arch.compile(x.shape[1:])
+        return x.reshape(x.shape[0], -1)
+
+    def _task(self, task) -> TaskFit:
+        check_is_fitted(self, "tasks_")
+        if task not in self.tasks_:
+            raise ValueError(f"task {task!r} has not been fitted; fitted tasks: {list(self.tasks_)}")
+        return self.tasks_[task]
+
+    def _targets(self, y, n_rows: int, classes=None):
+        """(loss, classes, n_outputs, engine targets, 1-D) for training targets y; with `classes` (a
+        fitted task's), labels must be among them."""
+        if y is None:
+            raise TypeError("y must be an array of targets, got None")
+        if np.shape(y)[:1] != (n_rows,):
+            raise ValueError(f"y has shape {np.shape(y)}; X has {n_rows} rows, y needs one target per row")
+        loss = self.loss
+        if loss == "auto":
+            kind = type_of_target(y, input_name="y")
+            if kind in ("binary", "multiclass"):
+                loss = "cross_entropy"
+            elif kind in ("continuous", "continuous-multioutput"):
+                loss = "squared"
+            else:
+                raise ValueError(f"y looks {kind}; pass loss='cross_entropy' for one class label per row "
+                                 "or loss='squared' for real-valued targets")
+        C = self._compiled.out
+        if loss == "cross_entropy":
+            y = column_or_1d(y, warn=True)
+            check_classification_targets(y)
+            if classes is None:
+                classes, labels = np.unique(y, return_inverse=True)
+            else:
+                labels = np.searchsorted(classes, y)
+                unknown = (labels >= len(classes)) | (classes[np.minimum(labels, len(classes) - 1)] != y)
+                if unknown.any():
+                    raise ValueError(f"y has labels not among the task's classes {list(classes)}: "
+                                     f"{list(np.unique(y[unknown]))}")
+            if len(classes) < 2:
+                raise ValueError(f"y has a single class ({classes[0]!r}); classification needs at least two")
+            if len(classes) > C:
+                raise ValueError(f"y has {len(classes)} classes but the network has only {C} logits (arch.out)")
+            return loss, classes, len(classes), labels.astype(np.int64), False
+        try:
+            values = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("y must hold real numbers for the squared loss") from None
+        targets_1d = values.ndim == 1
+        if values.ndim not in (1, 2) or values.size == 0:
+            raise ValueError(f"y must be (n_samples,) or (n_samples, n_targets), got shape {values.shape}")
+        values = values.reshape(n_rows, -1)
+        if values.shape[1] > C:
+            raise ValueError(f"y has {values.shape[1]} targets but the network has only {C} outputs (arch.out)")
+        if not np.isfinite(values).all():
+            raise ValueError("y contains NaN or infinite values")
+        return loss, None, values.shape[1], np.ascontiguousarray(values), targets_1d
+
+    # ----------------------------------------------------------------- network
+
+    def _sampled_params(self):
+        """The sampled float64 (W, b) of every parametrised layer, drawn once per network."""
+        key = (self.arch, self.seed, self.index, self.input_shape_)
+        cached = getattr(self, "_sampled", None)
+        if cached is None or cached[0] != key:
+            if getattr(self, "tasks_", None):
+                raise ValueError(f"arch, seed or index changed after tasks {list(self.tasks_)} were fitted; their "
+                                 f"parameters belong to the network sampled then: use a new {type(self).__name__}")
+            cached = self._sampled = (key, sample_params(self.arch, self.input_shape_, self.seed, self.index))
+        return cached[1]
+
+    def _flags(self) -> Tuple[List[bool], List[bool]]:
+        """(per-layer weight flags, per-layer bias flags) of the trained parameters."""
+        has_bias = list(check_arch(self.arch).has_bias)
+        n = len(has_bias)
+        last = [l == n - 1 for l in range(n)]
+        train = self.train
+        if not isinstance(train, str):
+            chosen = [l in set(train) for l in range(n)]
+            return chosen, [c and b for c, b in zip(chosen, has_bias)]
+        weights = {"all": [True] * n, "weights": [True] * n, "biases": [False] * n, "readout": last,
+                   "biases+readout": last}[train]
+        biases = {"all": has_bias, "weights": [False] * n, "biases": has_bias,
+                  "readout": [b and r for b, r in zip(has_bias, last)], "biases+readout": has_bias}[train]
+        return list(weights), list(biases)
+
+    def _engine_params(self, params, dtype) -> list:
+        """(W, b) of every parametrised layer as the engine reads them: W (fan_in, fan_out), in `dtype`
+        (the float64 arrays themselves in float64, copies otherwise)."""
+        out = []
+        for (W, b), p in zip(params, self._compiled.params):
+            out.append((np.ascontiguousarray(W.reshape(p.fan_in, p.fan_out), dtype=dtype),
+                        None if b is None else np.ascontiguousarray(b, dtype=dtype)))
+        return out
+
+    def _trained_arrays(self, fit: TaskFit) -> List[np.ndarray]:
+        """The float64 trained arrays in the engine's order (per layer its W as (fan_in, fan_out), then b)."""
+        weights, biases = self._flags()
+        out: List[np.ndarray] = []
+        for l, ((W, b), p) in enumerate(zip(fit.params, self._compiled.params)):
+            if weights[l]:
+                out.append(W.reshape(p.fan_in, p.fan_out))
+            if biases[l] and b is not None:
+                out.append(b)
+        return out
+
+    # --------------------------------------------------------------- training
+
+    def fit(self, X, y, task: Hashable = 0):
+        """Train task `task` for `epochs` epochs from the sampled network on X.
+
+        Other tasks keep their parameters; all tasks share the network, so X
+        must have the point shape of the first fit's X.
+
+        Parameters
+        ----------
+        X : (n_samples, n_features) array, or points of the shape the network takes
+        y : (n_samples,) class labels, or (n_samples,) / (n_samples, n_targets) values
+        task : hashable
+            The task's name.
+        """
+        return self._train(X, y, task, restart=True, classes=None)
+
+    def partial_fit(self, X, y, task: Hashable = 0, classes=None):
+        """One more epoch of task `task` on X, continuing its parameters and optimizer state.
+
+        The first call for a task starts it from the sampled network. For a
+        classification task, `classes` (on the first call) gives every class label
+        the task will see, when X holds only some of them; later calls' labels must
+        be among the task's classes. Kernels are recorded at the task's epoch counts
+        in `record`.
+        """
+        fitted = getattr(self, "tasks_", {})
+        if classes is not None and task in fitted:
+            raise ValueError(f"classes is given only on the first partial_fit of a task; task {task!r} has "
+                             f"classes {list(fitted[task].classes) if fitted[task].classes is not None else None}")
+        return self._train(X, y, task, restart=task not in fitted, classes=classes, epochs=1)
+
+    def _train(self, X, y, task, *, restart: bool, classes, epochs: Optional[int] = None):
+        self._check_hyperparameters()
+        try:
+            hash(task)
+        except TypeError:
+            raise TypeError(f"task must be hashable (a name such as 0 or 'parity'), "
+                            f"got {type(task).__name__}") from None
+        shape = getattr(self, "input_shape_", None)
+        x = self._check_x(X)
+        n, d = x.shape
+        fitted: Dict[Hashable, TaskFit] = getattr(self, "tasks_", {})
+        previous = None if restart else fitted[task]
+        if classes is not None:
+            classes = np.unique(column_or_1d(classes))
+        elif previous is not None:
+            classes = previous.classes
+        loss, classes, n_outputs, targets, targets_1d = self._targets(y, n, classes)
+        if previous is not None and loss != previous.loss:
+            raise ValueError(f"task {task!r} was fitted with loss {previous.loss!r}; y now calls for {loss!r}")
+        threads = resolve_n_threads(self.n_threads)
+        recorder = self._recorder(classes)
+        self.n_features_in_ = d
+        self.input_shape_ = self._compiled.input_shape if shape is None else shape
+        if previous is None:
+            params = [(W.copy(), None if b is None else b.copy()) for W, b in self._sampled_params()]
+            fit = TaskFit(loss=loss, classes=classes, n_outputs=n_outputs, params=params, targets_1d=targets_1d)
+        else:
+            fit = previous
+        values = self._trained_arrays(fit)
+        if not fit.firsts and (self.optimizer == "adam" or self.momentum):
+            fit.firsts = [np.zeros_like(v) for v in values]
+        if not fit.seconds and self.optimizer == "adam":
+            fit.seconds = [np.zeros_like(v) for v in values]
+        # In float64 the engine reads the trained arrays themselves; in float32 copies the step refreshes.
+        engine_params = self._engine_params(fit.params, x.dtype)
+        weights, biases = self._flags()
+        engine = _core.SequentialTrainer(self._compiled.spec, weights, biases, threads, x.dtype.name)
+        if recorder is not None and fit.epochs == 0:
+            recorder(fit)  # the sampled network's kernels: the reference of the distances
+        rng = check_random_state(self.random_state)
+        batch = n if self.batch_size is None else min(int(self.batch_size), n)
+        momentum, lr, decay = float(self.momentum), float(self.lr), float(self.weight_decay)
+        for _ in range(int(self.epochs) if epochs is None else epochs):
+            order = rng.permutation(n) if batch < n else None
+            total_loss = total_correct = 0.0
+            for start in range(0, n, batch):
+                if order is None:
+                    xb, tb = x, targets
+                else:
+                    rows = order[start : start + batch]
+                    xb, tb = x[rows], targets[rows]
+                fit.steps += 1
+                value, correct = engine.step(xb, engine_params, loss, n_outputs, tb, values, fit.firsts, fit.seconds,
+                                             self.optimizer, lr, momentum, decay, fit.steps)
+                total_loss += value * xb.shape[0]
+                total_correct += correct * xb.shape[0]
+            fit.epochs += 1
+            fit.history["loss"].append(total_loss / n)
+            fit.history["accuracy"].append(total_correct / n if classes is not None else math.nan)
+            if recorder is not None and fit.epochs in self.record:
+                recorder(fit)
+        fitted[task] = fit
+        self.tasks_ = fitted
+        self.params_, self.history_, self.kernels_history_ = fit.params, fit.history, fit.kernels
+        return self
+
+    # ----------------------------------------------------------------- kernels
+
+    def _recorder(self, classes):
+        """A function storing the kernels of a task's current network (at its epoch count), or None."""
+        if self.record is None:
+            return None
+        from ..kernels import empirical
+
+        arch = check_arch(self.arch)
+        points = check_points(self.record_points, "record_points", arch, "float64",
+                              point_shape=self._compiled.input_shape, other="X")
+        n = points.shape[0]
+        targets = None
+        if self.record_targets is not None:
+            if np.shape(self.record_targets)[:1] != (n,):
+                raise ValueError(f"record_targets has shape {np.shape(self.record_targets)}; record_points has {n} "
+                                 "points, record_targets needs one target per point")
+            if classes is not None:
+                labels = column_or_1d(self.record_targets)
+                index = np.minimum(np.searchsorted(classes, labels), len(classes) - 1)
+                if (classes[index] != labels).any():
+                    raise ValueError(f"record_targets has labels not among the task's classes {list(classes)}")
+                targets = np.eye(len(classes))[index]
+            else:
+                targets = np.asarray(self.record_targets, dtype=np.float64).reshape(n, -1)
+        record, threads = set(self.record), self.n_threads
+
+        def store(fit: TaskFit) -> None:
+            kernels = empirical(points, arch=arch, params=fit.params, get=("ntk", "nngp"), n_threads=threads)
+            if fit.epochs == 0:
+                fit.initial_kernels = kernels
+            if fit.epochs not in record:
+                return
+            entry: Dict[str, Any] = {"epoch": fit.epochs}
+            for name in ("ntk", "nngp"):
+                K = kernels[name]
+                entry[name] = K
+                entry[f"{name}_alignment"] = (math.nan if targets is None else
+                                              kernel_target_alignment(K, targets, centered=True))
+                K0 = None if fit.initial_kernels is None else fit.initial_kernels[name]
+                entry[f"{name}_distance"] = (math.nan if K0 is None else
+                                             float(np.linalg.norm(K - K0) / np.linalg.norm(K0)))
+            fit.kernels.append(entry)
+
+        return store
+
+    # ------------------------------------------------------------- prediction
+
+    def decision_function(self, X, task: Hashable = 0) -> np.ndarray:
+        """The task's outputs: (n_samples, n_outputs) logits or regression values (float64)."""
+        fit = self._task(task)
+        x = self._check_x(X)
+        self._sampled_params()  # the network has not changed since the tasks were fitted
+        outputs = _core.sequential_outputs(x, self._compiled.spec, self._engine_params(fit.params, x.dtype),
+                                           resolve_n_threads(self.n_threads))
+        return outputs[:, : fit.n_outputs]
+
+    def predict(self, X, task: Hashable = 0) -> np.ndarray:
+        """Class labels (the largest of the task's logits), or regression values shaped like the targets."""
+        fit = self._task(task)
+        outputs = self.decision_function(X, task)
+        if fit.classes is not None:
+            return fit.classes[np.argmax(outputs, axis=1)]
+        return outputs[:, 0] if fit.targets_1d else outputs
+
+    def predict_proba(self, X, task: Hashable = 0) -> np.ndarray:
+        """Class probabilities (n_samples, n_classes): the softmax of the task's logits."""
+        if self._task(task).classes is None:
+            raise ValueError(f"task {task!r} is a regression task; predict_proba needs class labels")
+        logits = self.decision_function(X, task)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def score(self, X, y, task: Hashable = 0) -> float:
+        """Accuracy for a classification task, R^2 for a regression task."""
+        prediction = self.predict(X, task)
+        if self._task(task).classes is not None:
+            return float(accuracy_score(column_or_1d(y), prediction))
+        return float(r2_score(y, prediction))
