@@ -40,16 +40,16 @@ HE = math.sqrt(2.0)
 B_STD = 0.1
 FULL: Dict[str, Any] = {
     "samples": {"digits": None, "mnist1d": 2000},
-    "linearized": {"sizes": (20, 60, 160), "width": 512, "steps": 200, "lr": 1.0, "max_test": 400},
-    "depth": {"depths": (8, 16, 32), "width": 64, "epochs": 15, "n_train": 600, "lr": 0.02, "batch_size": 64},
-    "prior": {"width": 256, "channels": 16, "epochs": 20, "lr": 0.02, "batch_size": 64, "networks": 16,
+    "linearized": {"sizes": (20, 60, 160), "width": 64, "steps": 500, "lr": 2.0, "max_test": 400},
+    "depth": {"depths": (8, 16, 32), "width": 64, "epochs": 15, "n_train": 600, "lr": 0.001, "batch_size": 64},
+    "prior": {"width": 256, "channels": 16, "epochs": 20, "lr": 0.003, "batch_size": 64, "networks": 16,
               "n_kernel": 300},
 }
 QUICK: Dict[str, Any] = {
     "samples": {"digits": 400, "mnist1d": 400},
-    "linearized": {"sizes": (16, 32), "width": 128, "steps": 40, "lr": 1.0, "max_test": 100},
-    "depth": {"depths": (8,), "width": 32, "epochs": 3, "n_train": 150, "lr": 0.02, "batch_size": 50},
-    "prior": {"width": 64, "channels": 8, "epochs": 3, "lr": 0.02, "batch_size": 50, "networks": 2, "n_kernel": 60},
+    "linearized": {"sizes": (16, 32), "width": 64, "steps": 50, "lr": 2.0, "max_test": 100},
+    "depth": {"depths": (8,), "width": 32, "epochs": 3, "n_train": 150, "lr": 0.001, "batch_size": 50},
+    "prior": {"width": 64, "channels": 8, "epochs": 3, "lr": 0.003, "batch_size": 50, "networks": 2, "n_kernel": 60},
 }
 
 
@@ -134,7 +134,7 @@ def depth_study(data: Dataset, s: dict, seed: int, threads: int, progress: bool)
         for variant in VARIANTS:
             start = time.perf_counter()
             learner = NetworkLearner(deep_network(variant, depth, s["width"], data.n_classes), seed=seed, train="all",
-                                     optimizer="sgd", lr=s["lr"], momentum=0.9, epochs=s["epochs"],
+                                     optimizer="adam", lr=s["lr"], epochs=s["epochs"],
                                      batch_size=s["batch_size"], loss="cross_entropy", dtype="float32",
                                      n_threads=threads, random_state=seed)
             learner.fit(data.x[train], data.labels[train])
@@ -171,8 +171,7 @@ def prior_study(data: Dataset, s: dict, seed: int, threads: int, progress: bool)
     for architecture in ("MLP", "CNN"):
         arch = prior_network(architecture, s, shape, data.n_classes)
         start = time.perf_counter()
-        learner = NetworkLearner(arch, seed=seed, train="all", optimizer="sgd", lr=s["lr"], momentum=0.9,
-                                 epochs=s["epochs"], batch_size=s["batch_size"], loss="cross_entropy",
+        learner = NetworkLearner(arch, seed=seed, train="all", optimizer="adam", lr=s["lr"], epochs=s["epochs"], batch_size=s["batch_size"], loss="cross_entropy",
                                  dtype="float32", n_threads=threads, random_state=seed)
         learner.fit(x[data.train], data.labels[data.train])
         trained = empirical(x[points], arch=arch, params=learner.params_, get="nngp", n_threads=threads)
