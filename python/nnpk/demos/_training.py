@@ -138,14 +138,19 @@ def depth_study(data: Dataset, s: dict, seed: int, threads: int, progress: bool)
                                      batch_size=s["batch_size"], loss="cross_entropy", dtype="float32",
                                      n_threads=threads, random_state=seed)
             learner.fit(data.x[train], data.labels[train])
-            rows.append({"variant": variant, "depth": depth, "loss": [float(v) for v in learner.history_["loss"]],
+            # A diverged loss (inf or nan) is stored as null: JSON has neither.
+            loss = [float(v) if math.isfinite(v) else None for v in learner.history_["loss"]]
+            rows.append({"variant": variant, "depth": depth, "loss": loss,
                          "train_accuracy": learner.score(data.x[train], data.labels[train]),
                          "test_accuracy": learner.score(data.x[data.test], data.labels[data.test]),
                          "seconds": time.perf_counter() - start})
             if progress:
-                print(f"  {data.name} depth {depth:3d} {variant:17s}: loss {rows[-1]['loss'][0]:.3f} -> "
-                      f"{rows[-1]['loss'][-1]:.3f}", flush=True)
+                print(f"  {data.name} depth {depth:3d} {variant:17s}: loss {_loss_text(loss)}", flush=True)
     return rows
+
+
+def _loss_text(loss: list) -> str:
+    return " -> ".join("diverged" if v is None else f"{v:.3f}" for v in (loss[0], loss[-1]))
 
 
 # --------------------------------------------------------------------------- (c) prior kernels
@@ -171,19 +176,20 @@ def prior_study(data: Dataset, s: dict, seed: int, threads: int, progress: bool)
     for architecture in ("MLP", "CNN"):
         arch = prior_network(architecture, s, shape, data.n_classes)
         start = time.perf_counter()
-        learner = NetworkLearner(arch, seed=seed, train="all", optimizer="adam", lr=s["lr"], epochs=s["epochs"], batch_size=s["batch_size"], loss="cross_entropy",
-                                 dtype="float32", n_threads=threads, random_state=seed)
+        learner = NetworkLearner(arch, seed=seed, train="all", optimizer="adam", lr=s["lr"], epochs=s["epochs"],
+                                 batch_size=s["batch_size"], loss="cross_entropy", dtype="float32", n_threads=threads,
+                                 random_state=seed)
         learner.fit(x[data.train], data.labels[data.train])
         trained = empirical(x[points], arch=arch, params=learner.params_, get="nngp", n_threads=threads)
         initial = empirical(x[points], arch=arch, params=sample_params(arch, shape, seed, 0), get="nngp",
                             n_threads=threads)
         prior = monte_carlo(x[points], arch=arch, n_networks=s["networks"], seed=seed + 1, get=("nngp", "ntk"),
                             n_threads=threads)
+        cka = {"prior_nngp": kernel_alignment(prior["nngp"], trained),
+               "prior_ntk": kernel_alignment(prior["ntk"], trained),
+               "initial_network": kernel_alignment(initial, trained)}
         row = {"architecture": architecture,
-               "test_accuracy": learner.score(x[data.test], data.labels[data.test]),
-               "cka": {"prior_nngp": kernel_alignment(prior["nngp"], trained),
-                       "prior_ntk": kernel_alignment(prior["ntk"], trained),
-                       "initial_network": kernel_alignment(initial, trained)},
+               "test_accuracy": learner.score(x[data.test], data.labels[data.test]), "cka": cka,
                "label_alignment": {"prior_nngp": kernel_target_alignment(prior["nngp"], labels, centered=True),
                                    "prior_ntk": kernel_target_alignment(prior["ntk"], labels, centered=True),
                                    "trained": kernel_target_alignment(trained, labels, centered=True)},
@@ -191,7 +197,7 @@ def prior_study(data: Dataset, s: dict, seed: int, threads: int, progress: bool)
         rows.append(row)
         if progress:
             print(f"  {data.name} {architecture}: test accuracy {row['test_accuracy']:.3f}, CKA(prior NNGP, trained) "
-                  f"{row['cka']['prior_nngp']:.3f}", flush=True)
+                  f"{cka['prior_nngp']:.3f}", flush=True)
     return rows
 
 
@@ -239,8 +245,7 @@ def tables(results: dict) -> List[str]:
         for row in entry["depth"]:
             by_depth.setdefault(row["depth"], {})[row["variant"]] = row
         for depth, rows in by_depth.items():
-            cells = [f"{rows[v]['loss'][0]:.3f} -> {rows[v]['loss'][-1]:.3f} ({rows[v]['test_accuracy']:.3f})"
-                     for v in VARIANTS]
+            cells = [f"{_loss_text(rows[v]['loss'])} ({rows[v]['test_accuracy']:.3f})" for v in VARIANTS]
             lines.append(f"| {depth} | " + " | ".join(cells) + " |")
         lines += ["", f"### {name}: (c) prior kernels against the trained network's logit kernel", "",
                   "| architecture | test accuracy | CKA prior NNGP | CKA prior NTK | CKA initial network | "
@@ -322,8 +327,9 @@ def plot(results: dict, path: str) -> None:
         depths = sorted({row["depth"] for row in entry["depth"]})
         shades = dict(zip(depths, ("tab:blue", "tab:orange", "tab:red", "tab:purple")))
         for row in entry["depth"]:
-            losses.plot(range(1, len(row["loss"]) + 1), row["loss"], linestyle=styles[row["variant"]],
-                        color=shades[row["depth"]], label=f"{row['variant']}, depth {row['depth']}")
+            losses.plot(range(1, len(row["loss"]) + 1), np.array(row["loss"], dtype=float),
+                        linestyle=styles[row["variant"]], color=shades[row["depth"]],
+                        label=f"{row['variant']}, depth {row['depth']}")
         losses.set_yscale("log")
         losses.set_xlabel("epoch")
         losses.set_ylabel("training loss")
