@@ -10,11 +10,8 @@ and a PNG plot into the report folder.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import math
 import os
-import sys
 import time
 from typing import Any, Dict, List, Optional, Union
 
@@ -25,7 +22,16 @@ from .._version import __version__
 from ..architectures import INITS, Conv, Dense, Flatten, Network, Residual
 from ..architectures._layers import Layer
 from ..kernels import monte_carlo
-from ._common import Dataset, evaluate, load_dataset, positive_int, widths
+from ._common import (
+    Dataset,
+    add_datasets_argument,
+    available_datasets,
+    evaluate,
+    load_dataset,
+    positive_int,
+    widths,
+    write_report,
+)
 
 ARCHITECTURES = ("MLP", "CNN", "ResCNN")
 # Points: all 1,797 digits; 2,000 of MNIST-1D's 5,000 as in `nnpk demo`.
@@ -162,18 +168,6 @@ def plot(results: dict, path: str) -> None:
     figure.savefig(path, dpi=120)
 
 
-def write_report(results: dict, folder: str) -> dict:
-    """architectures.md, architectures.json and architectures.png in `folder`; their paths by role."""
-    os.makedirs(folder, exist_ok=True)
-    files = {"markdown": "architectures.md", "json": "architectures.json", "plot": "architectures.png"}
-    with open(os.path.join(folder, files["json"]), "w") as f:
-        json.dump(results, f, indent=1, allow_nan=False)
-    with open(os.path.join(folder, files["markdown"]), "w") as f:
-        f.write(markdown(results, files["plot"]))
-    plot(results, os.path.join(folder, files["plot"]))
-    return {role: os.path.join(folder, file) for role, file in files.items()}
-
-
 def _inits(text: str) -> tuple:
     inits = tuple(text.split(","))
     unknown = [i for i in inits if i not in INITS]
@@ -184,9 +178,7 @@ def _inits(text: str) -> tuple:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="nnpk demo architectures", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", type=lambda t: tuple(t.split(",")), default=("digits", "mnist1d"),
-                        help="digits, mnist1d or both, comma separated (mnist1d needs the mnist1d package; it is "
-                        "skipped with a note when absent)")
+    add_datasets_argument(parser)
     parser.add_argument("--widths", type=widths, default=None, help="units or channels, comma separated (16,32,64)")
     parser.add_argument("--networks", type=positive_int, default=None, help="networks per Monte Carlo kernel (8)")
     parser.add_argument("--inits", type=_inits, default=None, help=f"init schemes, comma separated ({','.join(INITS)})")
@@ -198,16 +190,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="seconds, not minutes: 300 points, widths 8,16, 2 networks, gaussian and orthogonal")
     args = parser.parse_args(argv)
-    unknown = [d for d in args.datasets if d not in ("digits", "mnist1d")]
-    if unknown or not args.datasets:
-        parser.error(f"--datasets must be digits, mnist1d or both, got {','.join(args.datasets)}")
-    datasets = list(args.datasets)
-    if "mnist1d" in datasets and importlib.util.find_spec("mnist1d") is None:
-        print("nnpk demo architectures: mnist1d is not installed (pip install 'nnpk[mnist1d]'): digits only",
-              file=sys.stderr)
-        datasets.remove("mnist1d")
-        if not datasets:
-            return 2
+    datasets = available_datasets(parser, args.datasets)
+    if not datasets:
+        return 2
     preset = QUICK if args.quick else FULL
     samples = dict(preset["samples"])
     if args.samples is not None:
@@ -223,7 +208,7 @@ def main(argv=None) -> int:
     with threadpool_limits(1, user_api="blas"):
         results = run_demo(datasets=datasets, samples=samples, seed=args.seed, threads=threads, progress=True,
                            **settings)
-        files = write_report(results, args.out)
+        files = write_report(results, args.out, "architectures", markdown, plot)
     print("\n".join(table(results)))
     print(f"\n{results['seconds']:.1f} s; report: {os.path.abspath(args.out)} "
           f"({', '.join(os.path.basename(p) for p in files.values())})")

@@ -4,17 +4,21 @@ mnist1d package), the evaluation of a kernel by kernel ridge classification, and
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import math
+import os
+import sys
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 
 from ..diagnostics import KernelSpectrum, kernel_target_alignment
 from ..learn import RELATIVE_RIDGES, RidgePath
 
-__all__ = ["DATASETS", "DEFAULT_SAMPLES", "Dataset", "PREPROCESSING", "evaluate", "load_dataset", "positive_int",
-           "widths"]
+__all__ = ["DATASETS", "DEFAULT_SAMPLES", "Dataset", "PREPROCESSING", "add_datasets_argument", "available_datasets",
+           "evaluate", "load_dataset", "positive_int", "widths", "write_report"]
 
 DATASETS = ("digits", "mnist1d")
 # Points used by default: all of digits; MNIST-1D's 5000 would take the demo past two minutes.
@@ -113,3 +117,37 @@ def widths(text: str) -> tuple:
     if not widths or min(widths) < 1:
         raise argparse.ArgumentTypeError(f"hidden widths must be positive integers separated by commas, got {text!r}")
     return widths
+
+
+def add_datasets_argument(parser: argparse.ArgumentParser) -> None:
+    """--datasets: digits, mnist1d or both (the default)."""
+    parser.add_argument("--datasets", type=lambda t: tuple(t.split(",")), default=DATASETS,
+                        help="digits, mnist1d or both, comma separated (mnist1d needs the mnist1d package; it is "
+                        "skipped with a note when absent)")
+
+
+def available_datasets(parser: argparse.ArgumentParser, requested) -> List[str]:
+    """The requested data sets (an unknown one is a usage error), without MNIST-1D when its package is absent
+    (said on stderr); empty if nothing is left."""
+    unknown = [d for d in requested if d not in DATASETS]
+    if unknown or not requested:
+        parser.error(f"--datasets must be digits, mnist1d or both, got {','.join(requested)}")
+    datasets = list(requested)
+    if "mnist1d" in datasets and importlib.util.find_spec("mnist1d") is None:
+        print(f"{parser.prog}: mnist1d is not installed (pip install 'nnpk[mnist1d]'): digits only", file=sys.stderr)
+        datasets.remove("mnist1d")
+    return datasets
+
+
+def write_report(results: dict, folder: str, stem: str, markdown: Callable[[dict, str], str],
+                 plot: Callable[[dict, str], None]) -> dict:
+    """`stem`.md (from markdown(results, plot file name)), `stem`.json and `stem`.png (from plot(results, path)) in
+    `folder`; their paths by role."""
+    os.makedirs(folder, exist_ok=True)
+    files = {"markdown": f"{stem}.md", "json": f"{stem}.json", "plot": f"{stem}.png"}
+    with open(os.path.join(folder, files["json"]), "w") as f:
+        json.dump(results, f, indent=1, allow_nan=False)
+    with open(os.path.join(folder, files["markdown"]), "w") as f:
+        f.write(markdown(results, files["plot"]))
+    plot(results, os.path.join(folder, files["plot"]))
+    return {role: os.path.join(folder, file) for role, file in files.items()}

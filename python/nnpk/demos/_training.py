@@ -14,11 +14,8 @@ training.png into the report folder.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import math
 import os
-import sys
 import time
 from typing import Any, Dict, List, Optional
 
@@ -31,7 +28,7 @@ from ..diagnostics import kernel_alignment, kernel_target_alignment
 from ..kernels import empirical, monte_carlo
 from ..learn import initial_outputs, linearized_prediction
 from ..learn._network_learning import NetworkLearner
-from ._common import Dataset, load_dataset
+from ._common import Dataset, add_datasets_argument, available_datasets, load_dataset, write_report
 
 # Binary tasks, from easy to hard: (classes labelled 0, classes labelled 1).
 TASKS = {"0 vs 1": ((0,), (1,)), "3 vs 8": ((3,), (8,)), "even vs odd": ((0, 2, 4, 6, 8), (1, 3, 5, 7, 9))}
@@ -351,39 +348,18 @@ def plot(results: dict, path: str) -> None:
     figure.savefig(path, dpi=110)
 
 
-def write_report(results: dict, folder: str) -> dict:
-    """training.md, training.json and training.png in `folder`; their paths by role."""
-    os.makedirs(folder, exist_ok=True)
-    files = {"markdown": "training.md", "json": "training.json", "plot": "training.png"}
-    with open(os.path.join(folder, files["json"]), "w") as f:
-        json.dump(results, f, indent=1, allow_nan=False)
-    with open(os.path.join(folder, files["markdown"]), "w") as f:
-        f.write(markdown(results, files["plot"]))
-    plot(results, os.path.join(folder, files["plot"]))
-    return {role: os.path.join(folder, file) for role, file in files.items()}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="nnpk demo training", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", type=lambda t: tuple(t.split(",")), default=("digits", "mnist1d"),
-                        help="digits, mnist1d or both, comma separated (mnist1d needs the mnist1d package; it is "
-                        "skipped with a note when absent)")
+    add_datasets_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="split, networks and minibatch order")
     parser.add_argument("--threads", type=int, default=None, help="default: all physical cores")
     parser.add_argument("--out", default=os.path.join("nnpk-report", "training"), help="report folder")
     parser.add_argument("--quick", action="store_true", help="seconds, not minutes: small networks, few points "
                         "and epochs")
     args = parser.parse_args(argv)
-    unknown = [d for d in args.datasets if d not in ("digits", "mnist1d")]
-    if unknown or not args.datasets:
-        parser.error(f"--datasets must be digits, mnist1d or both, got {','.join(args.datasets)}")
-    datasets = list(args.datasets)
-    if "mnist1d" in datasets and importlib.util.find_spec("mnist1d") is None:
-        print("nnpk demo training: mnist1d is not installed (pip install 'nnpk[mnist1d]'): digits only",
-              file=sys.stderr)
-        datasets.remove("mnist1d")
-        if not datasets:
-            return 2
+    datasets = available_datasets(parser, args.datasets)
+    if not datasets:
+        return 2
     threads = resolve_n_threads(args.threads)
     print(f"nnpk {__version__} demo training: {', '.join(datasets)}; {threads} threads", flush=True)
     from threadpoolctl import threadpool_limits
@@ -392,7 +368,7 @@ def main(argv=None) -> int:
     with threadpool_limits(1, user_api="blas"):
         results = run_demo(datasets=datasets, preset=QUICK if args.quick else FULL, seed=args.seed,
                            threads=threads, progress=True)
-        files = write_report(results, args.out)
+        files = write_report(results, args.out, "training", markdown, plot)
     print("\n".join(tables(results)))
     print(f"{results['seconds']:.1f} s; report: {os.path.abspath(args.out)} "
           f"({', '.join(os.path.basename(p) for p in files.values())})")
