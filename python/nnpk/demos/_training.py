@@ -39,7 +39,7 @@ FULL: Dict[str, Any] = {
     "samples": {"digits": None, "mnist1d": 2000},
     "linearized": {"sizes": (20, 60, 160), "width": 64, "steps": 500, "lr": 2.0, "max_test": 400},
     "depth": {"depths": (8, 16, 32), "width": 64, "epochs": 15, "n_train": 600, "lr": 0.001, "batch_size": 64},
-    "prior": {"width": 256, "channels": 16, "epochs": 20, "lr": 0.003, "batch_size": 64, "networks": 16,
+    "prior": {"width": 256, "channels": 16, "epochs": 20, "lr": 0.01, "batch_size": 64, "networks": 16,
               "n_kernel": 300},
 }
 QUICK: Dict[str, Any] = {
