@@ -74,6 +74,8 @@ class TaskFit:
     firsts: List[np.ndarray] = field(default_factory=list)
     seconds: List[np.ndarray] = field(default_factory=list)
     steps: int = 0
+    # (weight flags, bias flags, optimizer, momentum used): the settings the state belongs to.
+    rule: Tuple[Any, ...] = ()
 
     @property
     def loss_curve(self) -> List[float]:
@@ -328,8 +330,8 @@ class NetworkLearner(BaseEstimator):
                 labels = np.searchsorted(classes, y)
                 unknown = (labels >= len(classes)) | (classes[np.minimum(labels, len(classes) - 1)] != y)
                 if unknown.any():
-                    raise ValueError(f"y has labels not among the task's classes {list(classes)}: "
-                                     f"{list(np.unique(y[unknown]))}")
+                    raise ValueError(f"y has labels not among the task's classes {classes.tolist()}: "
+                                     f"{np.unique(y[unknown]).tolist()}")
             if len(classes) < 2:
                 raise ValueError(f"y has a single class ({classes[0]!r}); classification needs at least two")
             if len(classes) > C:
@@ -426,10 +428,40 @@ class NetworkLearner(BaseEstimator):
         fitted = getattr(self, "tasks_", {})
         if classes is not None and task in fitted:
             raise ValueError(f"classes is given only on the first partial_fit of a task; task {task!r} has "
-                             f"classes {list(fitted[task].classes) if fitted[task].classes is not None else None}")
+                             f"classes {None if fitted[task].classes is None else fitted[task].classes.tolist()}")
         return self._train(X, y, task, restart=task not in fitted, classes=classes, epochs=1)
 
     def _train(self, X, y, task, *, restart: bool, classes, epochs: Optional[int] = None):
+        fit, x, targets, step, recorder = self._start(X, y, task, restart=restart, classes=classes)
+        if recorder is not None and fit.epochs == 0:
+            recorder(fit)  # the sampled network's kernels: the reference of the distances
+        n = x.shape[0]
+        rng = check_random_state(self.random_state)
+        batch = n if self.batch_size is None else min(int(self.batch_size), n)
+        for _ in range(int(self.epochs) if epochs is None else epochs):
+            order = rng.permutation(n) if batch < n else None
+            total_loss = total_correct = 0.0
+            for start in range(0, n, batch):
+                if order is None:
+                    xb, tb = x, targets
+                else:
+                    rows = order[start : start + batch]
+                    xb, tb = x[rows], targets[rows]
+                value, correct = step(xb, tb)
+                total_loss += value * xb.shape[0]
+                total_correct += round(correct * xb.shape[0])  # a count of rows
+            fit.epochs += 1
+            fit.history["loss"].append(total_loss / n)
+            fit.history["accuracy"].append(total_correct / n if fit.classes is not None else math.nan)
+            if recorder is not None and fit.epochs in self.record:
+                recorder(fit)
+        self.tasks_[task] = fit
+        self.params_, self.history_, self.kernels_history_ = fit.params, fit.history, fit.kernels
+        return self
+
+    def _start(self, X, y, task, *, restart: bool, classes):
+        """(the task's fit, X in the compute dtype, its engine targets, a function running one optimizer step
+        on rows (x, targets) and returning their (mean loss, accuracy), the kernel recorder or None)."""
         self._check_hyperparameters()
         try:
             hash(task)
@@ -446,54 +478,48 @@ class NetworkLearner(BaseEstimator):
         elif previous is not None:
             classes = previous.classes
         loss, classes, n_outputs, targets, targets_1d = self._targets(y, n, classes)
-        if previous is not None and loss != previous.loss:
-            raise ValueError(f"task {task!r} was fitted with loss {previous.loss!r}; y now calls for {loss!r}")
+        weights, biases = self._flags()
+        rule = (tuple(weights), tuple(biases), self.optimizer, bool(self.momentum))
+        if previous is not None:
+            if loss != previous.loss:
+                raise ValueError(f"task {task!r} was fitted with loss {previous.loss!r}; y now calls for {loss!r}")
+            if rule != previous.rule:
+                raise ValueError(f"task {task!r} was trained with other train, optimizer or momentum settings; "
+                                 "its optimizer state does not carry over: fit it anew")
         threads = resolve_n_threads(self.n_threads)
         recorder = self._recorder(classes)
         self.n_features_in_ = d
         self.input_shape_ = self._compiled.input_shape if shape is None else shape
         if previous is None:
             params = [(W.copy(), None if b is None else b.copy()) for W, b in self._sampled_params()]
-            fit = TaskFit(loss=loss, classes=classes, n_outputs=n_outputs, params=params, targets_1d=targets_1d)
+            fit = TaskFit(loss=loss, classes=classes, n_outputs=n_outputs, params=params, targets_1d=targets_1d,
+                          rule=rule)
         else:
             fit = previous
+        self.tasks_ = fitted
         values = self._trained_arrays(fit)
         if not fit.firsts and (self.optimizer == "adam" or self.momentum):
             fit.firsts = [np.zeros_like(v) for v in values]
         if not fit.seconds and self.optimizer == "adam":
             fit.seconds = [np.zeros_like(v) for v in values]
-        # In float64 the engine reads the trained arrays themselves; in float32 copies the step refreshes.
+        # In float64 the engine reads the trained arrays themselves; in float32 copies that each step refreshes.
         engine_params = self._engine_params(fit.params, x.dtype)
-        weights, biases = self._flags()
         engine = _core.SequentialTrainer(self._compiled.spec, weights, biases, threads, x.dtype.name)
-        if recorder is not None and fit.epochs == 0:
-            recorder(fit)  # the sampled network's kernels: the reference of the distances
-        rng = check_random_state(self.random_state)
-        batch = n if self.batch_size is None else min(int(self.batch_size), n)
-        momentum, lr, decay = float(self.momentum), float(self.lr), float(self.weight_decay)
-        for _ in range(int(self.epochs) if epochs is None else epochs):
-            order = rng.permutation(n) if batch < n else None
-            total_loss = total_correct = 0.0
-            for start in range(0, n, batch):
-                if order is None:
-                    xb, tb = x, targets
-                else:
-                    rows = order[start : start + batch]
-                    xb, tb = x[rows], targets[rows]
-                fit.steps += 1
-                value, correct = engine.step(xb, engine_params, loss, n_outputs, tb, values, fit.firsts, fit.seconds,
-                                             self.optimizer, lr, momentum, decay, fit.steps)
-                total_loss += value * xb.shape[0]
-                total_correct += correct * xb.shape[0]
-            fit.epochs += 1
-            fit.history["loss"].append(total_loss / n)
-            fit.history["accuracy"].append(total_correct / n if classes is not None else math.nan)
-            if recorder is not None and fit.epochs in self.record:
-                recorder(fit)
-        fitted[task] = fit
-        self.tasks_ = fitted
-        self.params_, self.history_, self.kernels_history_ = fit.params, fit.history, fit.kernels
-        return self
+        settings = (self.optimizer, float(self.lr), float(self.momentum), float(self.weight_decay))
+
+        def step(xb: np.ndarray, tb: np.ndarray) -> Tuple[float, float]:
+            fit.steps += 1
+            return engine.step(xb, engine_params, loss, n_outputs, tb, values, fit.firsts, fit.seconds, *settings,
+                               fit.steps)
+
+        return fit, x, targets, step, recorder
+
+    def _stepper(self, X, y, task: Hashable = 0):
+        """A function running one optimizer step of fitted task `task` on all of (X, y), as training does
+        per minibatch (for benchmarks)."""
+        _, _, targets, step, _ = self._start(X, y, task, restart=False, classes=None)
+        x = self._check_x(X)
+        return lambda: step(x, targets)
 
     # ----------------------------------------------------------------- kernels
 
@@ -516,7 +542,7 @@ class NetworkLearner(BaseEstimator):
                 labels = column_or_1d(self.record_targets)
                 index = np.minimum(np.searchsorted(classes, labels), len(classes) - 1)
                 if (classes[index] != labels).any():
-                    raise ValueError(f"record_targets has labels not among the task's classes {list(classes)}")
+                    raise ValueError(f"record_targets has labels not among the task's classes {classes.tolist()}")
                 targets = np.eye(len(classes))[index]
             else:
                 targets = np.asarray(self.record_targets, dtype=np.float64).reshape(n, -1)
