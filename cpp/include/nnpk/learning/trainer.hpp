@@ -244,6 +244,10 @@ class SequentialBackprop {
     }
     workspaces_.resize(static_cast<std::size_t>(n_threads_));
     total_ = ParamGradients(spec_.params, trainable_);
+    param_node_.assign(n_params, -1);
+    for (std::int64_t k = 0; k < n_nodes; ++k)
+      if (spec_.nodes[static_cast<std::size_t>(k)].param >= 0)
+        param_node_[static_cast<std::size_t>(spec_.nodes[static_cast<std::size_t>(k)].param)] = k;
   }
 
   // Over `rows` points of x (input.size() values each) through `net`, which holds the current
@@ -264,45 +268,88 @@ class SequentialBackprop {
     return total_;
   }
 
-  // One optimizer step on a minibatch: the gradients of gradients() (never gathered in one
-  // array) applied to `arrays` in place by the rule of `s` at step t, in blocks of elements
-  // spread over the threads (each element's update is the same whichever thread runs it).
-  // Returns the minibatch's (mean loss, fraction of rows predicted right).
+  // One optimizer step on a minibatch, applied to `arrays` in place by the rule of `s` at step t;
+  // returns the minibatch's (mean loss, fraction of rows predicted right). Two phases per group
+  // of at most kGroup chunks: each chunk's forward pass and back-propagated errors (chunks spread
+  // over the threads; bias sums and the loss per chunk), then each weight gradient by blocks of
+  // kBlockCols columns (blocks spread over the threads), each block the products of its layer's
+  // input (patches) and errors added chunk by chunk in order in float64; after the last group a
+  // block is updated at once. Every sum has a fixed order and every element's update one formula,
+  // so a step is bitwise the same for any n_threads (its weight gradients may differ from
+  // gradients()'s in the last bits: there each product spans all the columns).
   std::pair<double, double> step(const NetworkView<T>& net, const T* x, std::int64_t rows, const LossTargets& targets,
                                  const OptimizerSettings& s, std::int64_t t,
                                  const std::vector<OptimizedArray<T>>& arrays) {
     check_targets(rows, targets);
+    const std::size_t n_params = spec_.params.size();
+    std::vector<const OptimizedArray<T>*> weight_array(n_params, nullptr);
+    std::vector<const OptimizedArray<T>*> bias_array;
     for (const OptimizedArray<T>& a : arrays) {
-      const std::vector<double>& g = a.bias ? total_.biases[a.layer] : total_.weights[a.layer];
-      if (a.layer >= spec_.params.size() || static_cast<std::int64_t>(g.size()) != a.size)
+      const bool trained = a.layer < n_params && (a.bias ? trainable_.biases[a.layer] : trainable_.weights[a.layer]);
+      const DenseLayer& layer = spec_.params[std::min(a.layer, n_params - 1)];
+      if (!trained || a.size != (a.bias ? layer.fan_out : layer.fan_in * layer.fan_out))
         throw std::invalid_argument("an optimized array does not match a trainable parameter");
+      if (a.bias) {
+        bias_array.push_back(&a);
+      } else {
+        weight_array[a.layer] = &a;
+      }
     }
+    for (std::size_t l = 0; l < n_params; ++l)
+      if (trainable_.weights[l] && !weight_array[l]) throw std::invalid_argument("a trainable weight has no array");
+    if (bias_array.size() != static_cast<std::size_t>(std::count(trainable_.biases.begin(), trainable_.biases.end(), 1)))
+      throw std::invalid_argument("a trainable bias has no array");
+
     const std::vector<RowTile<T>> chunks = row_tiles<T>(x, rows, nullptr, 0, chunk_rows_);
-    while (partial_.size() < chunks.size()) partial_.emplace_back(spec_.params, trainable_);
-    for (std::size_t c = 0; c < chunks.size(); ++c) partial_[c].zero();
-    parallel_for(static_cast<std::int64_t>(chunks.size()), n_threads_, [&](std::int64_t c, int thread) {
-      const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c)];
-      chunk_gradients(net, x, chunk.row0, chunk.rows, targets, workspaces_[static_cast<std::size_t>(thread)],
-                      partial_[static_cast<std::size_t>(c)]);
-    });
-    double loss = 0.0, correct = 0.0;
-    for (std::size_t c = 0; c < chunks.size(); ++c) {
-      loss += partial_[c].loss;
-      correct += partial_[c].correct;
-    }
-    constexpr std::int64_t kBlock = 1 << 15;
+    const auto n_chunks = static_cast<std::int64_t>(chunks.size());
+    TrainableParams biases_only{std::vector<char>(n_params, 0), trainable_.biases};
+    while (static_cast<std::int64_t>(bias_sums_.size()) < n_chunks) bias_sums_.emplace_back(spec_.params, biases_only);
+    for (std::int64_t c = 0; c < n_chunks; ++c) bias_sums_[static_cast<std::size_t>(c)].zero();
+    if (weight_sums_.weights.empty()) weight_sums_ = ParamGradients(spec_.params, TrainableParams{trainable_.weights,
+                                                                                           std::vector<char>(n_params, 0)});
+    // The weight blocks: (layer, first column), in layer order.
     std::vector<std::pair<std::size_t, std::int64_t>> blocks;
-    for (std::size_t a = 0; a < arrays.size(); ++a)
-      for (std::int64_t i = 0; i < arrays[a].size; i += kBlock) blocks.emplace_back(a, i);
+    for (std::size_t l = 0; l < n_params; ++l)
+      if (trainable_.weights[l])
+        for (std::int64_t j = 0; j < spec_.params[l].fan_out; j += kBlockCols) blocks.emplace_back(l, j);
     const double factor = 1.0 / static_cast<double>(rows);
-    parallel_for(static_cast<std::int64_t>(blocks.size()), n_threads_, [&](std::int64_t item, int) {
-      const auto [a, i0] = blocks[static_cast<std::size_t>(item)];
-      const OptimizedArray<T>& array = arrays[a];
-      std::vector<const double*> parts(chunks.size());
-      for (std::size_t c = 0; c < chunks.size(); ++c)
-        parts[c] = (array.bias ? partial_[c].biases[array.layer] : partial_[c].weights[array.layer]).data();
-      trainer_detail::update_range(s, t, array, parts, factor, i0, std::min(array.size, i0 + kBlock));
-    });
+    const std::int64_t group = std::min<std::int64_t>(kGroup, n_chunks);
+    while (static_cast<std::int64_t>(chunk_workspaces_.size()) < group) chunk_workspaces_.emplace_back();
+    for (std::int64_t c0 = 0; c0 < n_chunks; c0 += group) {
+      const std::int64_t c1 = std::min(n_chunks, c0 + group);
+      parallel_for(c1 - c0, n_threads_, [&](std::int64_t i, int) {
+        const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c0 + i)];
+        chunk_gradients(net, x, chunk.row0, chunk.rows, targets, chunk_workspaces_[static_cast<std::size_t>(i)],
+                        bias_sums_[static_cast<std::size_t>(c0 + i)], false);
+      });
+      const bool last = c1 == n_chunks;
+      parallel_for(static_cast<std::int64_t>(blocks.size()), n_threads_, [&](std::int64_t item, int thread) {
+        const auto [l, j0] = blocks[static_cast<std::size_t>(item)];
+        const DenseLayer& layer = spec_.params[l];
+        const std::int64_t cols = std::min(kBlockCols, layer.fan_out - j0);
+        std::vector<double>& sums = weight_sums_.weights[l];
+        trainer_detail::Workspace<T>& scratch = workspaces_[static_cast<std::size_t>(thread)];
+        for (std::int64_t c = c0; c < c1; ++c)
+          add_weight_block(l, j0, cols, chunks[static_cast<std::size_t>(c)].rows,
+                           chunk_workspaces_[static_cast<std::size_t>(c - c0)], scratch, c == 0, sums);
+        if (!last) return;
+        const OptimizedArray<T>& a = *weight_array[l];
+        const std::vector<const double*> parts{sums.data()};
+        for (std::int64_t r = 0; r < layer.fan_in; ++r)
+          trainer_detail::update_range(s, t, a, parts, factor, r * layer.fan_out + j0, r * layer.fan_out + j0 + cols);
+      });
+    }
+    double loss = 0.0, correct = 0.0;
+    for (std::int64_t c = 0; c < n_chunks; ++c) {
+      loss += bias_sums_[static_cast<std::size_t>(c)].loss;
+      correct += bias_sums_[static_cast<std::size_t>(c)].correct;
+    }
+    for (const OptimizedArray<T>* a : bias_array) {
+      std::vector<const double*> parts(static_cast<std::size_t>(n_chunks));
+      for (std::int64_t c = 0; c < n_chunks; ++c)
+        parts[static_cast<std::size_t>(c)] = bias_sums_[static_cast<std::size_t>(c)].biases[a->layer].data();
+      trainer_detail::update_range(s, t, *a, parts, factor, 0, a->size);
+    }
     return {loss * factor, correct * factor};
   }
 
@@ -325,7 +372,8 @@ class SequentialBackprop {
 
   // Loss and gradient sums of one chunk of points into `out`.
   void chunk_gradients(const NetworkView<T>& net, const T* x, std::int64_t row0, std::int64_t points,
-                       const LossTargets& targets, trainer_detail::Workspace<T>& ws, ParamGradients& out) const {
+                       const LossTargets& targets, trainer_detail::Workspace<T>& ws, ParamGradients& out,
+                       bool weights = true) const {
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     sequential_forward(spec_, scales_, net, x + row0 * spec_.input.size(), points, lowest_ < n_nodes - 1, ws.forward);
     ws.cot.resize(spec_.nodes.size());
@@ -341,7 +389,7 @@ class SequentialBackprop {
     for (std::int64_t k = n_nodes - 1; k >= lowest_; --k) {
       const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
       if (skipped_[static_cast<std::size_t>(k)]) continue;
-      if (node.param >= 0) add_param_gradients(k, points, ws, out);
+      if (node.param >= 0) add_param_gradients(k, points, ws, out, weights);
       if (fused_[static_cast<std::size_t>(k)]) {
         fused_backward(net, k, ws);
       } else {
@@ -364,13 +412,13 @@ class SequentialBackprop {
 
   // The trainable weights' and biases' gradient sums of parametrised node `node` from its error.
   void add_param_gradients(std::int64_t k, std::int64_t points, trainer_detail::Workspace<T>& ws,
-                           ParamGradients& out) const {
+                           ParamGradients& out, bool weights = true) const {
     const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
     const std::size_t l = static_cast<std::size_t>(node.param);
     const RowMatrix<T>& g = ws.cot[static_cast<std::size_t>(k)];
     const LayerScales& sc = scales_[l];
     if (trainable_.biases[l]) trainer_detail::add_column_sums(g, points * node.out.positions(), sc.bias, out.biases[l]);
-    if (!trainable_.weights[l]) return;
+    if (!weights || !trainable_.weights[l]) return;
     const RowMatrix<T>& in = ws.forward.output(node.input);
     if (!node.pointwise()) sequential_detail::im2col(node, in.data(), points, ws.forward.patches);
     const RowMatrix<T>& a = node.pointwise() ? in : ws.forward.patches;
@@ -380,6 +428,35 @@ class SequentialBackprop {
     std::vector<double>& dst = out.weights[l];
     for (std::size_t k = 0; k < dst.size(); ++k) dst[k] += forward * double(p[k]);
   }
+
+  // Columns [j0, j0 + cols) of layer l's weight gradient sums from one chunk of `points` points whose
+  // forward pass and errors are in `ws`: sums (+)= forward * (input patches)^T (errors), written
+  // when `first`. `scratch` holds the patches and the product.
+  void add_weight_block(std::size_t l, std::int64_t j0, std::int64_t cols, std::int64_t points,
+                        const trainer_detail::Workspace<T>& ws, trainer_detail::Workspace<T>& scratch, bool first,
+                        std::vector<double>& sums) const {
+    const SeqNode& node = spec_.nodes[static_cast<std::size_t>(param_node_[l])];
+    const RowMatrix<T>& g = ws.cot[static_cast<std::size_t>(param_node_[l])];
+    const RowMatrix<T>& in = ws.forward.output(node.input);
+    if (!node.pointwise()) sequential_detail::im2col(node, in.data(), points, scratch.forward.patches);
+    const RowMatrix<T>& a = node.pointwise() ? in : scratch.forward.patches;
+    scratch.product.noalias() =
+        Eigen::Map<const RowMatrix<T>>(a.data(), g.rows(), a.cols()).transpose() * g.middleCols(j0, cols);
+    const double forward = scales_[l].forward;
+    const std::int64_t fan_out = spec_.params[l].fan_out;
+    for (std::int64_t r = 0; r < a.cols(); ++r) {
+      const T* p = scratch.product.data() + r * cols;
+      double* dst = sums.data() + r * fan_out + j0;
+      if (first) {
+        for (std::int64_t j = 0; j < cols; ++j) dst[j] = forward * double(p[j]);
+      } else {
+        for (std::int64_t j = 0; j < cols; ++j) dst[j] += forward * double(p[j]);
+      }
+    }
+  }
+
+  static constexpr std::int64_t kGroup = 4;         // chunks whose errors are kept at once in step()
+  static constexpr std::int64_t kBlockCols = 256;   // columns of a weight-gradient block in step()
 
   SequentialSpec spec_;
   std::vector<LayerScales> scales_;
@@ -392,6 +469,10 @@ class SequentialBackprop {
   std::vector<bool> skipped_;  // per node: an activation a fused layer steps over (its error never formed)
   std::vector<trainer_detail::Workspace<T>> workspaces_;
   std::vector<ParamGradients> partial_;  // one per chunk
+  std::vector<trainer_detail::Workspace<T>> chunk_workspaces_;  // step(): one per chunk of a group
+  std::vector<ParamGradients> bias_sums_;                       // step(): loss and bias sums, one per chunk
+  ParamGradients weight_sums_;                                  // step(): the weight gradient sums
+  std::vector<std::int64_t> param_node_;                        // per parametrised layer, its node
   ParamGradients total_;
 };
 
