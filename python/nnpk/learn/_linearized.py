@@ -79,4 +79,4 @@ def initial_outputs(x, arch, *, seed: int = 0, index: int = 0) -> np.ndarray:
     """
     seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
     index = check_int(index, "index", minimum=0, maximum=SEED_MAX)
-    return network_outputs(x, check_arch(arch), seed, index)
+    return network_outputs(x, check_arch(arch, "nnpk.initial_outputs"), seed, index)

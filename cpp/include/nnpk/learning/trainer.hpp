@@ -4,7 +4,10 @@
 // and d loss / d b = bias sum (d loss / d z)). The backward pass carries the loss gradient down
 // through every node, only as far as the lowest trainable layer; a weight's gradient is the
 // product of its layer's input patches and the back-propagated errors of the whole row chunk,
-// never per-example Jacobians.
+// never per-example Jacobians. Batch normalisation in training normalises by the statistics of
+// the whole minibatch: the forward and backward passes then stop at each normalisation to gather
+// sums over the batch (network/batch_norm.hpp), and its input error is the full batch-norm
+// gradient, through the statistics.
 #pragma once
 
 #include <Eigen/Core>
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "nnpk/network/backward.hpp"
+#include "nnpk/network/batch_norm.hpp"
 #include "nnpk/network/forward.hpp"
 #include "nnpk/network/layers.hpp"
 #include "nnpk/parallel.hpp"
@@ -35,9 +39,11 @@ struct LossTargets {
   const double* values = nullptr;        // (rows, n_outputs)
 };
 
-// Which stored parameters are trained, one flag per parametrised layer.
+// Which stored parameters are trained, one flag per parametrised layer, and per batch
+// normalisation for gamma and beta (empty: none).
 struct TrainableParams {
   std::vector<char> weights, biases;
+  std::vector<char> gammas, betas;
 };
 
 // Loss and gradients with respect to the trainable parameters, in float64: one chunk's sums,
@@ -47,12 +53,20 @@ struct ParamGradients {
   double correct = 0.0;  // rows whose largest logit (of the first n_outputs) is their label (cross-entropy only)
   std::vector<std::vector<double>> weights;  // per layer: (fan_in, fan_out) row-major, empty where not trained
   std::vector<std::vector<double>> biases;   // per layer: (fan_out,), empty where not trained
+  std::vector<std::vector<double>> gammas, betas;  // per batch normalisation: (channels,), empty where not trained
 
   ParamGradients() = default;
-  ParamGradients(const std::vector<DenseLayer>& layers, const TrainableParams& trainable) {
+  // norm_channels: each batch normalisation's channel count.
+  ParamGradients(const std::vector<DenseLayer>& layers, const TrainableParams& trainable,
+                 const std::vector<std::int64_t>& norm_channels = {}) {
     for (std::size_t l = 0; l < layers.size(); ++l) {
       weights.emplace_back(trainable.weights[l] ? static_cast<std::size_t>(layers[l].fan_in * layers[l].fan_out) : 0, 0.0);
       biases.emplace_back(trainable.biases[l] ? static_cast<std::size_t>(layers[l].fan_out) : 0, 0.0);
+    }
+    for (std::size_t b = 0; b < norm_channels.size(); ++b) {
+      const auto c = static_cast<std::size_t>(norm_channels[b]);
+      gammas.emplace_back(b < trainable.gammas.size() && trainable.gammas[b] ? c : 0, 0.0);
+      betas.emplace_back(b < trainable.betas.size() && trainable.betas[b] ? c : 0, 0.0);
     }
   }
 
@@ -60,14 +74,20 @@ struct ParamGradients {
   void for_each(F&& f) {
     for (auto& v : weights) f(v);
     for (auto& v : biases) f(v);
+    for (auto& v : gammas) f(v);
+    for (auto& v : betas) f(v);
   }
   void add(const ParamGradients& other) {
     loss += other.loss;
     correct += other.correct;
-    for (std::size_t l = 0; l < weights.size(); ++l) {
-      for (std::size_t j = 0; j < weights[l].size(); ++j) weights[l][j] += other.weights[l][j];
-      for (std::size_t j = 0; j < biases[l].size(); ++j) biases[l][j] += other.biases[l][j];
-    }
+    const auto add_to = [](std::vector<std::vector<double>>& dst, const std::vector<std::vector<double>>& src) {
+      for (std::size_t l = 0; l < dst.size(); ++l)
+        for (std::size_t j = 0; j < dst[l].size(); ++j) dst[l][j] += src[l][j];
+    };
+    add_to(weights, other.weights);
+    add_to(biases, other.biases);
+    add_to(gammas, other.gammas);
+    add_to(betas, other.betas);
   }
   void zero() {
     loss = 0.0;
@@ -95,10 +115,12 @@ struct OptimizerSettings {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
 };
 
+enum class ParamPart : int { weight = 0, bias = 1, gamma = 2, beta = 3 };
+
 // One trainable array updated in place: its float64 value, its optimizer state (first: SGD's
 // momentum buffer or Adam's m, null when unused; second: Adam's v), and its copy in the
-// engine's precision T (null when the engine reads `value` itself). `layer` and `bias` say which
-// gradient it takes.
+// engine's precision T (null when the engine reads `value` itself). `part` and `layer` (the
+// index of the Dense/Conv layer, or of the batch normalisation) say which gradient it takes.
 template <class T>
 struct OptimizedArray {
   double* value = nullptr;
@@ -107,7 +129,7 @@ struct OptimizedArray {
   T* copy = nullptr;
   std::int64_t size = 0;
   std::size_t layer = 0;
-  bool bias = false;
+  ParamPart part = ParamPart::weight;
 };
 
 namespace trainer_detail {
@@ -187,6 +209,24 @@ void add_column_sums(const RowMatrix<T>& m, std::int64_t rows, double factor, st
   for (std::int64_t j = 0; j < cols; ++j) acc[static_cast<std::size_t>(j)] += factor * sums[static_cast<std::size_t>(j)];
 }
 
+// s1[j] += sum of g[r, j] and s2[j] += sum of g[r, j] xhat[r, j] over the first `rows` rows, with
+// xhat = (x - mean) inv_std the normalised input of a batch normalisation: d loss / d beta and
+// d loss / d gamma.
+template <class T>
+void add_norm_sums(const BatchNormView<T>& bn, const RowMatrix<T>& x, const RowMatrix<T>& g, std::int64_t rows,
+                   std::vector<double>& s1, std::vector<double>& s2) {
+  const std::int64_t c = x.cols();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* xr = x.data() + r * c;
+    const T* gr = g.data() + r * c;
+    for (std::int64_t j = 0; j < c; ++j) {
+      const T xhat = (xr[j] - bn.mean[j]) * bn.inv_std[j];
+      s1[static_cast<std::size_t>(j)] += double(gr[j]);
+      s2[static_cast<std::size_t>(j)] += double(gr[j]) * double(xhat);
+    }
+  }
+}
+
 // Per-thread buffers of one row chunk.
 template <class T>
 struct Workspace {
@@ -208,9 +248,14 @@ class SequentialBackprop {
   SequentialBackprop(SequentialSpec spec, TrainableParams trainable, int n_threads, std::int64_t chunk_rows = kRowQuantum)
       : spec_(std::move(spec)), scales_(spec_.scales(true)), trainable_(std::move(trainable)),
         n_threads_(std::max(1, n_threads)), chunk_rows_(chunk_rows) {
-    const std::size_t n_params = spec_.params.size();
+    const std::size_t n_params = spec_.params.size(), n_norms = spec_.norms.size();
     if (trainable_.weights.size() != n_params || trainable_.biases.size() != n_params)
       throw std::invalid_argument("trainable weights and biases need one flag per parametrised layer");
+    trainable_.gammas.resize(n_norms, 0);
+    trainable_.betas.resize(n_norms, 0);
+    if (trainable_.gammas.size() != n_norms || trainable_.betas.size() != n_norms)
+      throw std::invalid_argument("trainable gammas and betas need one flag per batch normalisation");
+    for (std::size_t b = 0; b < n_norms; ++b) norm_channels_.push_back(spec_.norm_node(b).in.channels);
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     lowest_ = n_nodes;
     std::vector<int> readers(spec_.nodes.size(), 0);
@@ -218,6 +263,10 @@ class SequentialBackprop {
       const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
       if (node.input >= 0) ++readers[static_cast<std::size_t>(node.input)];
       if (node.kind == NodeKind::residual && node.skip >= 0) ++readers[static_cast<std::size_t>(node.skip)];
+      if (node.norm >= 0) {
+        const std::size_t b = static_cast<std::size_t>(node.norm);
+        if (trainable_.gammas[b] || trainable_.betas[b]) lowest_ = k;
+      }
       if (node.param < 0) continue;
       const std::size_t l = static_cast<std::size_t>(node.param);
       if (trainable_.biases[l] && !spec_.params[l].has_bias)
@@ -243,7 +292,7 @@ class SequentialBackprop {
       written_[static_cast<std::size_t>(act.input)] = true;
     }
     workspaces_.resize(static_cast<std::size_t>(n_threads_));
-    total_ = ParamGradients(spec_.params, trainable_);
+    total_ = ParamGradients(spec_.params, trainable_, norm_channels_);
     param_node_.assign(n_params, -1);
     for (std::int64_t k = 0; k < n_nodes; ++k)
       if (spec_.nodes[static_cast<std::size_t>(k)].param >= 0)
@@ -251,11 +300,18 @@ class SequentialBackprop {
   }
 
   // Over `rows` points of x (input.size() values each) through `net`, which holds the current
-  // values of the parameters. The result lives until the next call.
-  const ParamGradients& gradients(const NetworkView<T>& net, const T* x, std::int64_t rows, const LossTargets& targets) {
+  // values of the parameters (and, out of training, each batch normalisation's running mean and
+  // 1 / sqrt(running var + eps)). With batch normalisation in training, the minibatch's
+  // statistics normalise it, and batch_statistics() gives them afterwards. The result lives until
+  // the next call.
+  const ParamGradients& gradients(const NetworkView<T>& net, const T* x, std::int64_t rows, const LossTargets& targets,
+                                  bool training = true) {
     check_targets(rows, targets);
+    if (net.norms.size() != spec_.norms.size())
+      throw std::invalid_argument("the parameters need one (gamma, beta) per batch normalisation");
+    if (training && !spec_.norms.empty()) return batch_gradients(net, x, rows, targets);
     const std::vector<RowTile<T>> chunks = row_tiles<T>(x, rows, nullptr, 0, chunk_rows_);
-    while (partial_.size() < chunks.size()) partial_.emplace_back(spec_.params, trainable_);
+    while (partial_.size() < chunks.size()) partial_.emplace_back(spec_.params, trainable_, norm_channels_);
     for (std::size_t c = 0; c < chunks.size(); ++c) partial_[c].zero();
     parallel_for(static_cast<std::int64_t>(chunks.size()), n_threads_, [&](std::int64_t c, int thread) {
       const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c)];
@@ -281,15 +337,18 @@ class SequentialBackprop {
                                  const OptimizerSettings& s, std::int64_t t,
                                  const std::vector<OptimizedArray<T>>& arrays) {
     check_targets(rows, targets);
+    if (!spec_.norms.empty()) return norm_step(net, x, rows, targets, s, t, arrays);
     const std::size_t n_params = spec_.params.size();
     std::vector<const OptimizedArray<T>*> weight_array(n_params, nullptr);
     std::vector<const OptimizedArray<T>*> bias_array;
     for (const OptimizedArray<T>& a : arrays) {
-      const bool trained = a.layer < n_params && (a.bias ? trainable_.biases[a.layer] : trainable_.weights[a.layer]);
+      const bool bias = a.part == ParamPart::bias;
+      const bool trained = (bias || a.part == ParamPart::weight) && a.layer < n_params &&
+                           (bias ? trainable_.biases[a.layer] : trainable_.weights[a.layer]);
       const DenseLayer& layer = spec_.params[std::min(a.layer, n_params - 1)];
-      if (!trained || a.size != (a.bias ? layer.fan_out : layer.fan_in * layer.fan_out))
+      if (!trained || a.size != (bias ? layer.fan_out : layer.fan_in * layer.fan_out))
         throw std::invalid_argument("an optimized array does not match a trainable parameter");
-      if (a.bias) {
+      if (bias) {
         bias_array.push_back(&a);
       } else {
         weight_array[a.layer] = &a;
@@ -353,7 +412,127 @@ class SequentialBackprop {
     return {loss * factor, correct * factor};
   }
 
+  // step() through batch normalisations in training: the minibatch's gradients (gradients()),
+  // then every array's update from them, spread over the threads in blocks of elements.
+  std::pair<double, double> norm_step(const NetworkView<T>& net, const T* x, std::int64_t rows,
+                                      const LossTargets& targets, const OptimizerSettings& s, std::int64_t t,
+                                      const std::vector<OptimizedArray<T>>& arrays) {
+    const ParamGradients& g = gradients(net, x, rows, targets, true);
+    std::vector<const double*> sources;
+    for (const OptimizedArray<T>& a : arrays) {
+      const std::vector<std::vector<double>>& part = a.part == ParamPart::weight ? g.weights
+                                                     : a.part == ParamPart::bias ? g.biases
+                                                     : a.part == ParamPart::gamma ? g.gammas
+                                                                                  : g.betas;
+      if (a.layer >= part.size() || static_cast<std::int64_t>(part[a.layer].size()) != a.size)
+        throw std::invalid_argument("an optimized array does not match a trainable parameter");
+      sources.push_back(part[a.layer].data());
+    }
+    constexpr std::int64_t kBlock = 1 << 15;
+    std::vector<std::pair<std::size_t, std::int64_t>> blocks;
+    for (std::size_t a = 0; a < arrays.size(); ++a)
+      for (std::int64_t i = 0; i < arrays[a].size; i += kBlock) blocks.emplace_back(a, i);
+    parallel_for(static_cast<std::int64_t>(blocks.size()), n_threads_, [&](std::int64_t item, int) {
+      const auto [a, i0] = blocks[static_cast<std::size_t>(item)];
+      trainer_detail::update_range(s, t, arrays[a], {sources[a]}, 1.0, i0, std::min(arrays[a].size, i0 + kBlock));
+    });
+    return {g.loss, g.correct};
+  }
+
+  // Each batch normalisation's statistics over the minibatch of the last call in training.
+  const std::vector<BatchStats>& batch_statistics() const { return stats_; }
+
  private:
+  // Gradients with batch normalisation in training: the whole minibatch's forward pass is kept
+  // (one workspace per chunk); the backward pass stops at each batch normalisation for the sums
+  // over the batch that its parameters' gradients and its input error need.
+  const ParamGradients& batch_gradients(const NetworkView<T>& given, const T* x, std::int64_t rows,
+                                        const LossTargets& targets) {
+    const std::vector<RowTile<T>> chunks = row_tiles<T>(x, rows, nullptr, 0, chunk_rows_);
+    const auto n_chunks = static_cast<std::int64_t>(chunks.size());
+    if (chunk_ws_.size() < chunks.size()) chunk_ws_.resize(chunks.size());
+    while (partial_.size() < chunks.size()) partial_.emplace_back(spec_.params, trainable_, norm_channels_);
+    for (std::size_t c = 0; c < chunks.size(); ++c) partial_[c].zero();
+    total_.zero();
+    NetworkView<T> net = given;
+    const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
+    batch_forward(spec_, scales_, net, chunks, lowest_ < n_nodes - 1, n_threads_, norm_, stats_,
+                  [&](std::size_t c) -> SequentialWorkspace<T>& { return chunk_ws_[c].forward; });
+    parallel_for(n_chunks, n_threads_, [&](std::int64_t c, int) {
+      const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c)];
+      start_backward(chunk.row0, chunk.rows, targets, chunk_ws_[static_cast<std::size_t>(c)],
+                     partial_[static_cast<std::size_t>(c)]);
+    });
+    std::int64_t top = n_nodes - 1;
+    const auto backward = [&](std::int64_t lo) {
+      parallel_for(n_chunks, n_threads_, [&](std::int64_t c, int) {
+        backward_range(net, chunks[static_cast<std::size_t>(c)].rows, top, lo, chunk_ws_[static_cast<std::size_t>(c)],
+                       partial_[static_cast<std::size_t>(c)]);
+      });
+    };
+    for (std::size_t b = spec_.norms.size(); b-- > 0;) {
+      const std::int64_t kb = spec_.norms[b];
+      if (kb < lowest_ || lowest_ >= n_nodes) break;
+      backward(kb + 1);
+      norm_backward(net, b, chunks);
+      top = kb - 1;
+    }
+    if (lowest_ < n_nodes) backward(lowest_);
+    for (std::size_t c = 0; c < chunks.size(); ++c) total_.add(partial_[c]);
+    total_.scale(1.0 / static_cast<double>(rows));
+    return total_;
+  }
+
+  // Batch normalisation b in training, its output error complete in every chunk: d loss / d gamma
+  // and d loss / d beta (sums over the batch, added in chunk order), and its input error
+  // gamma inv_std (g - mean(g) - xhat mean(g xhat)), the means over the batch's rows and positions.
+  void norm_backward(const NetworkView<T>& net, std::size_t b, const std::vector<RowTile<T>>& chunks) {
+    const std::int64_t kb = spec_.norms[b];
+    const SeqNode& node = spec_.nodes[static_cast<std::size_t>(kb)];
+    const BatchNormView<T>& bn = net.norms[b];
+    const auto channels = static_cast<std::size_t>(node.in.channels);
+    const std::int64_t positions = node.in.positions();
+    const auto n_chunks = static_cast<std::int64_t>(chunks.size());
+    norm_partial_.resize(chunks.size());
+    parallel_for(n_chunks, n_threads_, [&](std::int64_t c, int) {
+      auto& [s1, s2] = norm_partial_[static_cast<std::size_t>(c)];
+      s1.assign(channels, 0.0);
+      s2.assign(channels, 0.0);
+      const trainer_detail::Workspace<T>& ws = chunk_ws_[static_cast<std::size_t>(c)];
+      trainer_detail::add_norm_sums(bn, ws.forward.output(node.input), ws.cot[static_cast<std::size_t>(kb)],
+                                    chunks[static_cast<std::size_t>(c)].rows * positions, s1, s2);
+    });
+    std::vector<double> s1(channels, 0.0), s2(channels, 0.0);
+    for (const auto& [p1, p2] : norm_partial_)
+      for (std::size_t j = 0; j < channels; ++j) {
+        s1[j] += p1[j];
+        s2[j] += p2[j];
+      }
+    add_norm_gradients(b, s1, s2, total_);
+    if (node.input < lowest_) return;
+    const double count = static_cast<double>(stats_[b].count);
+    std::vector<T> mean_g(channels), mean_gx(channels), a(channels);
+    for (std::size_t j = 0; j < channels; ++j) {
+      mean_g[j] = static_cast<T>(s1[j] / count);
+      mean_gx[j] = static_cast<T>(s2[j] / count);
+      a[j] = bn.gamma[j] * bn.inv_std[j];
+    }
+    parallel_for(n_chunks, n_threads_, [&](std::int64_t c, int) {
+      trainer_detail::Workspace<T>& ws = chunk_ws_[static_cast<std::size_t>(c)];
+      const RowMatrix<T>& x = ws.forward.output(node.input);
+      const RowMatrix<T>& g = ws.cot[static_cast<std::size_t>(kb)];
+      RowMatrix<T>& in = ws.cot[static_cast<std::size_t>(node.input)];
+      const std::int64_t n = chunks[static_cast<std::size_t>(c)].rows * positions;
+      const auto C = static_cast<std::int64_t>(channels);
+      for (std::int64_t r = 0; r < n; ++r)
+        for (std::int64_t j = 0; j < C; ++j) {
+          const auto u = static_cast<std::size_t>(j);
+          const T xhat = (x(r, j) - bn.mean[u]) * bn.inv_std[u];
+          in(r, j) += a[u] * (g(r, j) - mean_g[u] - xhat * mean_gx[u]);
+        }
+    });
+  }
+
   void check_targets(std::int64_t rows, const LossTargets& targets) const {
     if (rows < 1) throw std::invalid_argument("the minibatch has no rows");
     const std::int64_t C = spec_.n_outputs();
@@ -376,26 +555,56 @@ class SequentialBackprop {
                        bool weights = true) const {
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     sequential_forward(spec_, scales_, net, x + row0 * spec_.input.size(), points, lowest_ < n_nodes - 1, ws.forward);
+    start_backward(row0, points, targets, ws, out);
+    backward_range(net, points, n_nodes - 1, lowest_, ws, out, weights);
+  }
+
+  // The loss of a chunk whose forward pass is in ws, its logits' error, and the other errors zeroed
+  // (nodes add into them; those of fused layers are written whole).
+  void start_backward(std::int64_t row0, std::int64_t points, const LossTargets& targets,
+                      trainer_detail::Workspace<T>& ws, ParamGradients& out) const {
+    const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     ws.cot.resize(spec_.nodes.size());
     trainer_detail::loss_gradient(ws.forward.outputs.back(), row0, points, targets, out.loss, out.correct,
                                   ws.cot.back());
-    if (lowest_ >= n_nodes) return;
-    // Errors that nodes add into start at zero; those of fused layers are written whole.
     for (std::int64_t k = lowest_; k < n_nodes - 1; ++k) {
       const Shape& s = spec_.nodes[static_cast<std::size_t>(k)].out;
       if (!written_[static_cast<std::size_t>(k)] && !skipped_[static_cast<std::size_t>(k)])
         ws.cot[static_cast<std::size_t>(k)].setZero(round_up(points * s.positions(), kRowQuantum), s.channels);
     }
-    for (std::int64_t k = n_nodes - 1; k >= lowest_; --k) {
+  }
+
+  // The backward pass of a chunk through nodes hi down to lo (batch normalisations by their
+  // frozen-statistics step: the staged pass in training never crosses one here), adding the
+  // trainable parameters' gradient sums to `out`.
+  void backward_range(const NetworkView<T>& net, std::int64_t points, std::int64_t hi, std::int64_t lo,
+                      trainer_detail::Workspace<T>& ws, ParamGradients& out, bool weights = true) const {
+    for (std::int64_t k = hi; k >= lo; --k) {
       const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
       if (skipped_[static_cast<std::size_t>(k)]) continue;
       if (node.param >= 0) add_param_gradients(k, points, ws, out, weights);
+      if (node.norm >= 0) {
+        const auto b = static_cast<std::size_t>(node.norm);
+        std::vector<double> s1(static_cast<std::size_t>(norm_channels_[b]), 0.0), s2(s1.size(), 0.0);
+        trainer_detail::add_norm_sums(net.norms[b], ws.forward.output(node.input), ws.cot[static_cast<std::size_t>(k)],
+                                      points * node.in.positions(), s1, s2);
+        add_norm_gradients(b, s1, s2, out);
+      }
       if (fused_[static_cast<std::size_t>(k)]) {
         fused_backward(net, k, ws);
       } else {
         backward_node(spec_, scales_, net, ws.forward, k, points, 1, lowest_, ws.cot, ws.back);
       }
     }
+  }
+
+  // Batch normalisation b's trainable gamma and beta from the sums of g xhat (s2) and g (s1).
+  void add_norm_gradients(std::size_t b, const std::vector<double>& s1, const std::vector<double>& s2,
+                          ParamGradients& out) const {
+    if (trainable_.gammas[b])
+      for (std::size_t j = 0; j < s2.size(); ++j) out.gammas[b][j] += s2[j];
+    if (trainable_.betas[b])
+      for (std::size_t j = 0; j < s1.size(); ++j) out.betas[b][j] += s1[j];
   }
 
   // Dense node k reading activation a reading node z: cot[z] = (cot[k] W^T) * (forward phi'(z)).
@@ -474,6 +683,11 @@ class SequentialBackprop {
   ParamGradients weight_sums_;                                  // step(): the weight gradient sums
   std::vector<std::int64_t> param_node_;                        // per parametrised layer, its node
   ParamGradients total_;
+  std::vector<std::int64_t> norm_channels_;                // per batch normalisation
+  std::vector<trainer_detail::Workspace<T>> chunk_ws_;     // batch normalisation in training: one per chunk
+  NormStatistics<T> norm_;                                 // ... the batch's statistics as the passes use them
+  std::vector<BatchStats> stats_;                          // ... and in float64
+  std::vector<std::pair<std::vector<double>, std::vector<double>>> norm_partial_;  // per chunk: sums of g, g xhat
 };
 
 }  // namespace nnpk
