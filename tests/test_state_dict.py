@@ -128,12 +128,99 @@ def test_converted_params_give_the_empirical_kernel_of_the_converted_network():
     np.testing.assert_allclose(nnpk.empirical(x, arch=net, params=params, get="nngp"), f @ f.T / 2, rtol=1e-10)
 
 
+def batch_norm_nc(x, weight, bias, mean, var, eps=1e-5):
+    """PyTorch's BatchNorm1d/2d in evaluation: channel axis 1."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * weight.reshape(shape) + bias.reshape(shape)
+
+
+def batch_norm_entries(rng, prefix, channels):
+    return {f"{prefix}.weight": 1 + 0.3 * rng.standard_normal(channels),
+            f"{prefix}.bias": rng.standard_normal(channels), f"{prefix}.running_mean": rng.standard_normal(channels),
+            f"{prefix}.running_var": rng.uniform(0.5, 2.0, channels), f"{prefix}.num_batches_tracked": np.array(7)}
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_batch_norm_from_torch_after_a_convolution_and_after_flatten(parameterization):
+    # Conv -> BatchNorm2d -> relu -> Flatten -> BatchNorm1d (its vectors in channel-major order) -> Linear.
+    rng = np.random.default_rng(5)
+    sd = {"0.weight": rng.standard_normal((3, 2, 3, 3)) / 4, "0.bias": rng.standard_normal(3),
+          **batch_norm_entries(rng, "1", 3), **batch_norm_entries(rng, "4", 3 * 4 * 5),
+          "5.weight": rng.standard_normal((2, 60)) / 8, "5.bias": rng.standard_normal(2)}
+    net = nnpk.Network([nnpk.Conv(3, (3, 3), W_std=1.3, b_std=0.1), nnpk.BatchNorm(), "relu", nnpk.Flatten(),
+                        nnpk.BatchNorm(), nnpk.Dense(2, b_std=0.2)], parameterization=parameterization)
+    params, buffers = nnpk.params_from_state_dict(net, sd, layout="torch", input_shape=(4, 5, 2))
+    assert len(params) == 4 and len(buffers) == 2 and params[1][0].shape == (3,) and buffers[1][1].shape == (60,)
+    x = rng.standard_normal((3, 4, 5, 2))
+    bn = lambda h, p: batch_norm_nc(h, *(sd[f"{p}.{n}"] for n in ("weight", "bias", "running_mean", "running_var")))
+    h = relu(bn(conv_nchw(x.transpose(0, 3, 1, 2), sd["0.weight"], sd["0.bias"], 1, "same"), "1"))
+    expected = bn(h.reshape(3, -1), "4") @ sd["5.weight"].T + sd["5.bias"]
+    got = nnpk.initial_outputs(x, net, params=params, buffers=buffers)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_batch_norm_from_flax():
+    rng = np.random.default_rng(6)
+    k0, k1 = rng.standard_normal((5, 4)) / 2, rng.standard_normal((4, 3)) / 2
+    b0, b1 = rng.standard_normal(4), rng.standard_normal(3)
+    scale, bias, mean, var = 1 + rng.standard_normal(4) / 3, rng.standard_normal(4), rng.standard_normal(4), \
+        rng.uniform(0.5, 2, 4)
+    tree = {"params": {"Dense_0": {"kernel": k0, "bias": b0}, "BatchNorm_0": {"scale": scale, "bias": bias},
+                       "Dense_1": {"kernel": k1, "bias": b1}},
+            "batch_stats": {"BatchNorm_0": {"mean": mean, "var": var}}}
+    net = nnpk.Network([nnpk.Dense(4, b_std=0.1), nnpk.BatchNorm(), "tanh", nnpk.Dense(3, b_std=0.1)])
+    params, buffers = nnpk.params_from_state_dict(net, tree, layout="flax", input_shape=5)
+    x = rng.standard_normal((6, 5))
+    expected = np.tanh((x @ k0 + b0 - mean) / np.sqrt(var + 1e-5) * scale + bias) @ k1 + b1
+    np.testing.assert_allclose(nnpk.initial_outputs(x, net, params=params, buffers=buffers), expected, rtol=1e-12,
+                               atol=1e-12)
+
+
 MLP = nnpk.MLP(hidden=[4], out=2, b_std=0.1)
 GOOD = {"0.weight": np.ones((4, 3)), "0.bias": np.ones(4), "2.weight": np.ones((2, 4)), "2.bias": np.ones(2)}
 
 
 def without(name):
     return {k: v for k, v in GOOD.items() if k != name}
+
+
+BN_NET = nnpk.Network([nnpk.Dense(4), nnpk.BatchNorm(), "relu", nnpk.Dense(2)])
+BN_GOOD = {"0.weight": np.ones((4, 3)), **{f"1.{n}": np.ones(4) for n in ("weight", "bias", "running_mean",
+                                                                         "running_var")}, "3.weight": np.ones((2, 4))}
+BN_PARAMS = [(np.ones((3, 4)), None), (np.ones(4), np.zeros(4)), (np.ones((4, 2)), None)]
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: nnpk.params_from_state_dict(BN_NET, {k: v for k, v in BN_GOOD.items() if k != "1.running_var"},
+                                             input_shape=3), ValueError,
+         "the entries of '1' go to parametrised layer 1, layer 1 \\(BatchNorm eps 1e-05, momentum 0.1\\): it has no "
+         "'running_var'"),
+        (lambda: nnpk.params_from_state_dict(BN_NET, {**BN_GOOD, "1.running_mean": np.ones(5)}, input_shape=3),
+         ValueError, "state_dict\\['1.running_mean'\\] has shape \\(5,\\); parametrised layer 1, layer 1 "
+         "\\(BatchNorm eps 1e-05, momentum 0.1\\) expects \\(4,\\)"),
+        (lambda: nnpk.params_from_state_dict(BN_NET, {**BN_GOOD, "1.running_var": -np.ones(4)}, input_shape=3),
+         ValueError, "state_dict\\['1.running_var'\\] has negative variances"),
+        (lambda: nnpk.params_from_state_dict(BN_NET, {k: BN_GOOD[k] for k in ("0.weight",)}, input_shape=3), ValueError,
+         "parametrised layer 1, layer 1 \\(BatchNorm.*\\), has none \\(expected 'weight', 'bias', 'running_mean', "
+         "'running_var', each of shape \\(4,\\)\\)"),
+        (lambda: nnpk.initial_outputs(np.ones((2, 3)), BN_NET, params=BN_PARAMS), ValueError,
+         "the network has 1 BatchNorm layers: pass buffers"),
+        (lambda: nnpk.initial_outputs(np.ones((2, 3)), BN_NET, params=BN_PARAMS, buffers=[]), ValueError,
+         "buffers must hold one \\(running_mean, running_var\\) pair per BatchNorm \\(1\\), got 0"),
+        (lambda: nnpk.initial_outputs(np.ones((2, 3)), BN_NET, params=BN_PARAMS, buffers=[(np.zeros(4), np.ones(3))]),
+         ValueError, "buffers\\[0\\] running_var has shape \\(3,\\); layer 1 \\(BatchNorm .*\\) expects \\(4,\\)"),
+        (lambda: nnpk.initial_outputs(np.ones((2, 3)), BN_NET, params=BN_PARAMS, buffers=[(np.zeros(4), -np.ones(4))]),
+         ValueError, "buffers\\[0\\] running_var has negative values"),
+        (lambda: nnpk.initial_outputs(np.ones((2, 3)), MLP, params=nnpk.sample_params(MLP, 3, 0, 0),
+                                      buffers=[(np.zeros(4), np.ones(4))]), ValueError,
+         "buffers has 1 entries; the network has no BatchNorm"),
+    ],
+)
+def test_batch_norm_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
 @pytest.mark.parametrize(

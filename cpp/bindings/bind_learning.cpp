@@ -24,25 +24,38 @@ static py::object as_array_or_none(const std::vector<double>& v, std::vector<py:
 }
 
 // The trainer of one sequential network and trainable set, in float32 or float64 (fixed at
-// construction).
+// construction). Flags and parameters are laid out as sample_params: one per parametrised layer
+// in network order, a batch normalisation's gamma counted as a weight and its beta as a bias.
 class SequentialTrainer {
  public:
   SequentialTrainer(const SequentialSpec& spec, const std::vector<bool>& train_weights,
                     const std::vector<bool>& train_biases, int n_threads, const std::string& dtype)
       : spec_(spec) {
     if (n_threads < 1) throw py::value_error("n_threads must be positive");
-    const std::size_t n = spec.params.size();
+    const std::size_t n = spec.entries.size();
     if (train_weights.size() != n)
       throw py::value_error("train_weights needs one flag per parametrised layer (" + std::to_string(n) + "), got " +
                             std::to_string(train_weights.size()));
     if (train_biases.size() != n)
       throw py::value_error("train_biases needs one flag per parametrised layer (" + std::to_string(n) + "), got " +
                             std::to_string(train_biases.size()));
-    for (std::size_t l = 0; l < n; ++l)
-      if (train_biases[l] && !spec.params[l].has_bias)
+    trainable_.weights.assign(spec.params.size(), 0);
+    trainable_.biases.assign(spec.params.size(), 0);
+    trainable_.gammas.assign(spec.norms.size(), 0);
+    trainable_.betas.assign(spec.norms.size(), 0);
+    for (std::size_t l = 0; l < n; ++l) {
+      const ParamEntry& e = spec.entries[l];
+      const auto i = static_cast<std::size_t>(e.index);
+      if (e.norm) {
+        trainable_.gammas[i] = train_weights[l];
+        trainable_.betas[i] = train_biases[l];
+        continue;
+      }
+      if (train_biases[l] && !spec.params[i].has_bias)
         throw py::value_error("train_biases[" + std::to_string(l) + "]: that layer has no bias");
-    trainable_.weights.assign(train_weights.begin(), train_weights.end());
-    trainable_.biases.assign(train_biases.begin(), train_biases.end());
+      trainable_.weights[i] = train_weights[l];
+      trainable_.biases[i] = train_biases[l];
+    }
     if (dtype == "float32") {
       f32_.emplace(spec, trainable_, n_threads);
     } else if (dtype == "float64") {
@@ -53,14 +66,15 @@ class SequentialTrainer {
   }
 
   py::tuple gradients(const py::array& x, const py::list& params, const std::string& loss, std::int64_t n_outputs,
-                      const py::object& targets) {
-    if (f32_) return gradients_typed<float>(*f32_, x, params, loss, n_outputs, targets);
-    return gradients_typed<double>(*f64_, x, params, loss, n_outputs, targets);
+                      const py::object& targets, const py::object& buffers, bool training) {
+    if (f32_) return gradients_typed<float>(*f32_, x, params, loss, n_outputs, targets, buffers, training);
+    return gradients_typed<double>(*f64_, x, params, loss, n_outputs, targets, buffers, training);
   }
 
   py::tuple step(const py::array& x, const py::list& params, const std::string& loss, std::int64_t n_outputs,
                  const py::object& targets, const py::list& values, const py::list& firsts, const py::list& seconds,
-                 const std::string& optimizer, double lr, double momentum, double weight_decay, std::int64_t t) {
+                 const std::string& optimizer, double lr, double momentum, double weight_decay, std::int64_t t,
+                 const py::object& buffers) {
     OptimizerSettings s;
     if (optimizer == "sgd") {
       s.kind = OptimizerKind::sgd;
@@ -73,34 +87,47 @@ class SequentialTrainer {
     s.momentum = momentum;
     s.weight_decay = weight_decay;
     if (t < 1) throw py::value_error("the step count t starts at 1");
-    if (f32_) return step_typed<float>(*f32_, x, params, loss, n_outputs, targets, values, firsts, seconds, s, t);
-    return step_typed<double>(*f64_, x, params, loss, n_outputs, targets, values, firsts, seconds, s, t);
+    if (f32_) return step_typed<float>(*f32_, x, params, loss, n_outputs, targets, values, firsts, seconds, s, t, buffers);
+    return step_typed<double>(*f64_, x, params, loss, n_outputs, targets, values, firsts, seconds, s, t, buffers);
   }
 
  private:
   template <class T>
   py::tuple gradients_typed(SequentialBackprop<T>& engine, const py::array& x, const py::list& params,
-                            const std::string& loss, std::int64_t n_outputs, const py::object& target_values) {
+                            const std::string& loss, std::int64_t n_outputs, const py::object& target_values,
+                            const py::object& buffers, bool training) {
     const std::int64_t rows = checked_rows<T>(x);
     std::vector<py::array_t<T, py::array::c_style>> keep;
-    const NetworkView<T> net = network_view<T>(spec_.params, params, keep);
+    NetworkView<T> net = sequential_view<T>(spec_, params, keep);
+    NormStatistics<T> norm;
+    auto running = prepare_norms(spec_, buffers, training, net, norm);
     py::array_t<std::int64_t, py::array::c_style> labels;
     py::array_t<double, py::array::c_style> values;
     const LossTargets targets = loss_targets(loss, n_outputs, target_values, rows, labels, values);
     const T* data = static_cast<const T*>(x.data());
     const ParamGradients* result = nullptr;
+    std::vector<BatchStats> stats;
     {
       // Safe without the GIL: the engine reads x, the parameters and the targets, all held
       // alive above, and writes only its own buffers, which the mutex keeps to one call at a time.
       py::gil_scoped_release release;
       const std::lock_guard<std::mutex> lock(mutex_);
-      result = &engine.gradients(net, data, rows, targets);
+      result = &engine.gradients(net, data, rows, targets, training);
+      if (training) stats = engine.batch_statistics();
     }
+    if (training) update_running(spec_, stats, running);
     py::list weights, biases;
-    for (std::size_t l = 0; l < spec_.params.size(); ++l) {
-      const DenseLayer& layer = spec_.params[l];
-      weights.append(as_array_or_none(result->weights[l], {layer.fan_in, layer.fan_out}));
-      biases.append(as_array_or_none(result->biases[l], {layer.fan_out}));
+    for (const ParamEntry& e : spec_.entries) {
+      const auto i = static_cast<std::size_t>(e.index);
+      if (e.norm) {
+        const py::ssize_t channels = spec_.norm_node(i).in.channels;
+        weights.append(as_array_or_none(result->gammas[i], {channels}));
+        biases.append(as_array_or_none(result->betas[i], {channels}));
+        continue;
+      }
+      const DenseLayer& layer = spec_.params[i];
+      weights.append(as_array_or_none(result->weights[i], {layer.fan_in, layer.fan_out}));
+      biases.append(as_array_or_none(result->biases[i], {layer.fan_out}));
     }
     return py::make_tuple(result->loss, weights, biases);
   }
@@ -149,29 +176,41 @@ class SequentialTrainer {
   py::tuple step_typed(SequentialBackprop<T>& engine, const py::array& x, const py::list& params,
                        const std::string& loss, std::int64_t n_outputs, const py::object& target_values,
                        const py::list& values, const py::list& firsts, const py::list& seconds,
-                       const OptimizerSettings& s, std::int64_t t) {
+                       const OptimizerSettings& s, std::int64_t t, const py::object& buffers) {
     const std::int64_t rows = checked_rows<T>(x);
     std::vector<py::array_t<T, py::array::c_style>> keep;
-    const NetworkView<T> net = network_view<T>(spec_.params, params, keep);
+    NetworkView<T> net = sequential_view<T>(spec_, params, keep);
+    NormStatistics<T> norm;
+    auto running = prepare_norms(spec_, buffers, true, net, norm);
     py::array_t<std::int64_t, py::array::c_style> labels;
     py::array_t<double, py::array::c_style> target_array;
     const LossTargets targets = loss_targets(loss, n_outputs, target_values, rows, labels, target_array);
-    // The trainable arrays in order: per layer its weight, then its bias, where trained.
+    // The trainable arrays in order: per parametrised layer its weight (a batch normalisation's
+    // gamma), then its bias (beta), where trained.
     std::vector<OptimizedArray<T>> arrays;
-    for (std::size_t l = 0; l < spec_.params.size(); ++l) {
-      const DenseLayer& layer = spec_.params[l];
-      for (const bool bias : {false, true}) {
-        if (!(bias ? trainable_.biases[l] : trainable_.weights[l])) continue;
+    for (std::size_t l = 0; l < spec_.entries.size(); ++l) {
+      const ParamEntry& e = spec_.entries[l];
+      const auto index = static_cast<std::size_t>(e.index);
+      for (const int second : {0, 1}) {
         OptimizedArray<T> a;
-        a.layer = l;
-        a.bias = bias;
-        a.size = bias ? layer.fan_out : layer.fan_in * layer.fan_out;
+        a.layer = index;
+        const T* engine_copy = nullptr;
+        if (e.norm) {
+          if (!(second ? trainable_.betas[index] : trainable_.gammas[index])) continue;
+          a.part = second ? ParamPart::beta : ParamPart::gamma;
+          a.size = spec_.norm_node(index).in.channels;
+          engine_copy = second ? net.norms[index].beta : net.norms[index].gamma;
+        } else {
+          if (!(second ? trainable_.biases[index] : trainable_.weights[index])) continue;
+          const DenseLayer& layer = spec_.params[index];
+          a.part = second ? ParamPart::bias : ParamPart::weight;
+          a.size = second ? layer.fan_out : layer.fan_in * layer.fan_out;
+          engine_copy = second ? net.biases[index] : net.weights[index];
+        }
         const std::size_t i = arrays.size();
-        const std::string name = "values[" + std::to_string(i) + "]";
         if (i >= values.size()) throw py::value_error("values needs one array per trainable parameter");
-        a.value = writable(values[i], a.size, name);
-        const bool momentum = s.kind == OptimizerKind::adam || s.momentum != 0.0;
-        if (momentum) {
+        a.value = writable(values[i], a.size, "values[" + std::to_string(i) + "]");
+        if (s.kind == OptimizerKind::adam || s.momentum != 0.0) {
           if (i >= firsts.size()) throw py::value_error("firsts needs one array per trainable parameter");
           a.first = writable(firsts[i], a.size, "firsts[" + std::to_string(i) + "]");
         }
@@ -179,15 +218,14 @@ class SequentialTrainer {
           if (i >= seconds.size()) throw py::value_error("seconds needs one array per trainable parameter");
           a.second = writable(seconds[i], a.size, "seconds[" + std::to_string(i) + "]");
         }
-        const T* engine_copy = bias ? net.biases[l] : net.weights[l];
         if (static_cast<const void*>(engine_copy) != static_cast<const void*>(a.value)) {
           // The engine reads a copy in its own precision, refreshed in place: the caller's array itself.
-          const py::handle given = params[l].cast<py::tuple>()[bias ? 1 : 0];
+          const py::handle given = params[l].cast<py::tuple>()[static_cast<std::size_t>(second)];
           if (!py::isinstance<py::array_t<T>>(given) ||
               static_cast<const void*>(py::reinterpret_borrow<py::array>(given).data()) != engine_copy ||
               !py::reinterpret_borrow<py::array>(given).writeable())
-            throw py::value_error("params[" + std::to_string(l) + "] " + (bias ? "b" : "W") +
-                                  " is trained: it must be a writable C-contiguous array of the trainer's dtype");
+            throw py::value_error("params[" + std::to_string(l) + "][" + std::to_string(second) +
+                                  "] is trained: it must be a writable C-contiguous array of the trainer's dtype");
           a.copy = const_cast<T*>(engine_copy);
         }
         arrays.push_back(a);
@@ -196,11 +234,14 @@ class SequentialTrainer {
     if (arrays.size() != values.size()) throw py::value_error("values needs one array per trainable parameter");
     const T* data = static_cast<const T*>(x.data());
     std::pair<double, double> result;
+    std::vector<BatchStats> stats;
     {
       py::gil_scoped_release release;
       const std::lock_guard<std::mutex> lock(mutex_);
       result = engine.step(net, data, rows, targets, s, t, arrays);
+      stats = engine.batch_statistics();
     }
+    update_running(spec_, stats, running);
     return py::make_tuple(result.first, result.second);
   }
 
@@ -217,19 +258,26 @@ void bind_learning(py::module_& m) {
       .def(py::init<const SequentialSpec&, const std::vector<bool>&, const std::vector<bool>&, int, const std::string&>(),
            py::arg("spec"), py::arg("train_weights"), py::arg("train_biases"), py::arg("n_threads"), py::arg("dtype"))
       .def("gradients", &SequentialTrainer::gradients, py::arg("x"), py::arg("params"), py::arg("loss"),
-           py::arg("n_outputs"), py::arg("targets"),
+           py::arg("n_outputs"), py::arg("targets"), py::arg("buffers") = py::none(), py::arg("training") = true,
            "(mean loss, [d loss / d W (fan_in, fan_out) or None per parametrised layer], [d loss / d b or None per\n"
            "parametrised layer]) over the rows of x, in float64; targets are int64 labels (cross_entropy) or\n"
            "(rows, n_outputs) float64 values (squared); params are the current stored (W, b) of every\n"
-           "parametrised layer, in the trainer's dtype")
-      .def("step", &SequentialTrainer::step, py::arg("x"), py::arg("params"), py::arg("loss"), py::arg("n_outputs"),
+           "parametrised layer in network order, in the trainer's dtype, a batch normalisation's (gamma, beta)\n"
+           "(whose gradients take its place in the weight and bias lists). With training=True batch\n"
+           "normalisations normalise by the statistics of the rows of x, the gradients go through those\n"
+           "statistics, and the running statistics in buffers (one (running_mean, running_var) float64 pair per\n"
+           "batch normalisation, or None) are updated in place as torch does; with training=False buffers are\n"
+           "needed and normalise.")
+                 .def("step", &SequentialTrainer::step, py::arg("x"), py::arg("params"), py::arg("loss"), py::arg("n_outputs"),
            py::arg("targets"), py::arg("values"), py::arg("firsts"), py::arg("seconds"), py::arg("optimizer"),
-           py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("t"),
-           "One optimizer step in place on the rows of x; returns (mean loss, fraction of rows whose largest logit is\n"
-           "their label, 0 for the squared loss). values: the float64 trainable arrays (per parametrised layer its W\n"
-           "(fan_in, fan_out) then its b, where trained); firsts: SGD's momentum buffers or Adam's m (needed with\n"
-           "momentum or Adam), seconds: Adam's v, one per value. Where params (in the trainer's dtype) are not the\n"
-           "values themselves, the trained ones are refreshed in place from them. t: Adam's step count, from 1");
+           py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("t"), py::arg("buffers") = py::none(),
+           "One optimizer step in place on the rows of x; returns (mean loss, fraction of rows whose largest\n"
+           "logit is their label, 0 for the squared loss). values: the float64 trainable arrays (per\n"
+           "parametrised layer its W (fan_in, fan_out) or gamma, then its b or beta, where trained); firsts:\n"
+           "SGD's momentum buffers or Adam's m (needed with momentum or Adam), seconds: Adam's v, one per\n"
+           "value. Where params (in the trainer's dtype) are not the values themselves, the trained ones are\n"
+           "refreshed in place from them. t: Adam's step count, from 1. Batch normalisations normalise by the\n"
+           "rows' statistics and update the running ones in buffers in place");
 }
 
 }  // namespace nnpk::bind

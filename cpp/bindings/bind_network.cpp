@@ -16,7 +16,8 @@ using Pair = std::pair<std::int64_t, std::int64_t>;
 
 static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, std::int64_t width, Pair window,
                          Pair stride, bool same, double w_std, std::optional<double> b_std, ActivationKind activation,
-                         double slope, double shift, double activation_scale, double scale) {
+                         double slope, double shift, double activation_scale, double scale, double eps,
+                         double momentum) {
   SeqNode node;
   node.kind = kind;
   node.input = input;
@@ -30,6 +31,8 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
   node.b_std = b_std.value_or(0.0);
   node.activation = Activation{activation, slope, shift, activation_scale};
   node.scale = scale;
+  node.eps = eps;
+  node.momentum = momentum;
   return node;
 }
 
@@ -52,19 +55,29 @@ static SequentialSpec make_spec(const std::vector<std::int64_t>& input_shape, st
 
 template <class T>
 static py::array_t<double> outputs_typed(const py::array& x, const SequentialSpec& spec, const py::list& params,
-                                         int n_threads) {
+                                         int n_threads, const py::object& buffers, bool training) {
   const auto [rows, d] = matrix_shape(x, "x");
   if (d != spec.input.size()) throw py::value_error("x has a different feature count from the architecture");
   std::vector<py::array_t<T, py::array::c_style>> keep;
-  const NetworkView<T> net = network_view<T>(spec.params, params, keep);
+  NetworkView<T> net = sequential_view<T>(spec, params, keep);
+  NormStatistics<T> norm;
+  auto running = prepare_norms(spec, buffers, training, net, norm);
   py::array_t<double> out({rows, spec.n_outputs()});
   double* dst = out.mutable_data();
   const T* data = static_cast<const T*>(x.data());
   const std::vector<LayerScales> scales = spec.scales(true);
-  // Safe without the GIL: the engine reads x and the parameters, held alive above,
-  // and writes only `out`, which no other code has seen yet.
-  py::gil_scoped_release release;
-  sequential_outputs<T>(spec, scales, net, data, rows, n_threads, dst);
+  std::vector<BatchStats> stats;
+  {
+    // Safe without the GIL: the engine reads x, the parameters and the running statistics, held
+    // alive above, and writes only `out`, which no other code has seen yet.
+    py::gil_scoped_release release;
+    if (training && !spec.norms.empty()) {
+      sequential_batch_outputs<T>(spec, scales, net, data, rows, n_threads, dst, stats);
+    } else {
+      sequential_outputs<T>(spec, scales, net, data, rows, n_threads, dst);
+    }
+  }
+  if (training) update_running(spec, stats, running);
   return out;
 }
 
@@ -114,7 +127,8 @@ void bind_network(py::module_& m) {
       .value("global_avg_pool", NodeKind::global_avg_pool)
       .value("flatten", NodeKind::flatten)
       .value("activation", NodeKind::activation)
-      .value("residual", NodeKind::residual);
+      .value("residual", NodeKind::residual)
+      .value("batch_norm", NodeKind::batch_norm);
 
   py::enum_<Init>(m, "Init")
       .value("gaussian", Init::gaussian)
@@ -127,7 +141,7 @@ void bind_network(py::module_& m) {
            py::arg("window") = Pair{1, 1}, py::arg("stride") = Pair{1, 1}, py::arg("same") = false,
            py::arg("w_std") = 1.0, py::arg("b_std") = py::none(), py::arg("activation") = ActivationKind::identity,
            py::arg("slope") = 0.01, py::arg("shift") = 0.0, py::arg("activation_scale") = 1.0,
-           py::arg("scale") = 1.0);
+           py::arg("scale") = 1.0, py::arg("eps") = 1e-5, py::arg("momentum") = 0.1);
 
   py::class_<SequentialSpec>(m, "SequentialSpec", "A sequential network as the engine sees it (built by nnpk.Network)")
       .def(py::init(&make_spec), py::arg("input_shape"), py::arg("nodes"), py::arg("parameterization"),
@@ -159,14 +173,23 @@ void bind_network(py::module_& m) {
 
   m.def(
       "sequential_outputs",
-      [](const py::array& x, const SequentialSpec& spec, const py::list& params, int n_threads) {
+      [](const py::array& x, const SequentialSpec& spec, const py::list& params, int n_threads,
+         const py::object& buffers, bool training) {
         if (n_threads < 1) throw py::value_error("n_threads must be positive");
-        if (x.dtype().is(py::dtype::of<float>())) return outputs_typed<float>(x, spec, params, n_threads);
-        if (x.dtype().is(py::dtype::of<double>())) return outputs_typed<double>(x, spec, params, n_threads);
+        if (x.dtype().is(py::dtype::of<float>()))
+          return outputs_typed<float>(x, spec, params, n_threads, buffers, training);
+        if (x.dtype().is(py::dtype::of<double>()))
+          return outputs_typed<double>(x, spec, params, n_threads, buffers, training);
         throw py::type_error("x must be float32 or float64");
       },
-      py::arg("x"), py::arg("spec"), py::arg("params"), py::arg("n_threads"),
-      "The logits (rows, C) in float64 of a network with the given stored parameters ((fan_in, fan_out) weights)");
+      py::arg("x"), py::arg("spec"), py::arg("params"), py::arg("n_threads"), py::arg("buffers") = py::none(),
+      py::arg("training") = false,
+      "The logits (rows, C) in float64 of a network with the given stored parameters: one pair per parametrised\n"
+      "layer in network order, (W, b) with (fan_in, fan_out) W, or a batch normalisation's (gamma, beta).\n"
+      "Batch normalisations use buffers, one (running_mean, running_var) float64 pair each, out of training\n"
+      "(training=False); with training=True they normalise by the statistics of the rows of x, and the\n"
+      "running statistics in buffers (if given) are updated in place as torch does: running = (1 - momentum)\n"
+      "running + momentum batch, with the batch's unbiased variance.");
 
   m.def("philox4x32_10", &philox4x32_10, py::arg("counter"), py::arg("key"),
         "One Philox4x32-10 block (for checking against the Random123 known answers)");

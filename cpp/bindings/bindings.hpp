@@ -5,14 +5,18 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "nnpk/kernels/monte_carlo.hpp"
 #include "nnpk/kernels/tangent.hpp"
+#include "nnpk/network/batch_norm.hpp"
 #include "nnpk/network/layers.hpp"
 #include "nnpk/parallel.hpp"
 
@@ -84,29 +88,127 @@ inline Points check_points(const py::array& x1, const py::object& x2, std::int64
 // One network's stored parameters from a list of (W, b) pairs, one per parametrised layer
 // ((fan_in, fan_out) W; b None where the layer has no bias), converted to T where needed;
 // `keep` holds the arrays the view points into.
+// params[i] = (W, b) of `layer` added to net.
+template <class T>
+void add_layer_view(const DenseLayer& layer, const py::handle& pair, std::size_t i, NetworkView<T>& net,
+                    std::vector<py::array_t<T, py::array::c_style>>& keep) {
+  const py::tuple wb = pair.cast<py::tuple>();
+  const auto W = wb[0].cast<py::array_t<T, py::array::c_style>>();
+  if (W.ndim() != 2 || W.shape(0) != layer.fan_in || W.shape(1) != layer.fan_out)
+    throw py::value_error("params[" + std::to_string(i) + "] W has the wrong shape");
+  keep.push_back(W);
+  net.weights.push_back(W.data());
+  if (layer.has_bias) {
+    const auto b = wb[1].cast<py::array_t<T, py::array::c_style>>();
+    if (b.ndim() != 1 || b.shape(0) != layer.fan_out)
+      throw py::value_error("params[" + std::to_string(i) + "] b has the wrong shape");
+    keep.push_back(b);
+    net.biases.push_back(b.data());
+  } else {
+    net.biases.push_back(nullptr);
+  }
+}
+
 template <class T>
 NetworkView<T> network_view(const std::vector<DenseLayer>& layers, const py::list& params,
                             std::vector<py::array_t<T, py::array::c_style>>& keep) {
   if (params.size() != layers.size()) throw py::value_error("params needs one (W, b) per layer");
   NetworkView<T> net;
-  for (std::size_t l = 0; l < layers.size(); ++l) {
-    const py::tuple wb = params[l].cast<py::tuple>();
-    const auto W = wb[0].cast<py::array_t<T, py::array::c_style>>();
-    if (W.ndim() != 2 || W.shape(0) != layers[l].fan_in || W.shape(1) != layers[l].fan_out)
-      throw py::value_error("params[" + std::to_string(l) + "] W has the wrong shape");
-    keep.push_back(W);
-    net.weights.push_back(W.data());
-    if (layers[l].has_bias) {
-      const auto b = wb[1].cast<py::array_t<T, py::array::c_style>>();
-      if (b.ndim() != 1 || b.shape(0) != layers[l].fan_out)
-        throw py::value_error("params[" + std::to_string(l) + "] b has the wrong shape");
-      keep.push_back(b);
-      net.biases.push_back(b.data());
-    } else {
-      net.biases.push_back(nullptr);
+  for (std::size_t l = 0; l < layers.size(); ++l) add_layer_view(layers[l], params[l], l, net, keep);
+  return net;
+}
+
+// A sequential network's parameters in sample_params' layout: one pair per parametrised layer in
+// network order, (W, b) of a dense or convolutional layer and (gamma, beta) of a batch
+// normalisation (each of shape (channels,)).
+template <class T>
+NetworkView<T> sequential_view(const SequentialSpec& spec, const py::list& params,
+                               std::vector<py::array_t<T, py::array::c_style>>& keep) {
+  if (params.size() != spec.entries.size())
+    throw py::value_error("params needs one pair per parametrised layer (" + std::to_string(spec.entries.size()) +
+                          "), got " + std::to_string(params.size()));
+  NetworkView<T> net;
+  for (std::size_t i = 0; i < spec.entries.size(); ++i) {
+    const ParamEntry& e = spec.entries[i];
+    if (!e.norm) {
+      add_layer_view(spec.params[static_cast<std::size_t>(e.index)], params[i], i, net, keep);
+      continue;
     }
+    const py::tuple pair = params[i].cast<py::tuple>();
+    const std::int64_t channels = spec.norm_node(static_cast<std::size_t>(e.index)).in.channels;
+    BatchNormView<T> bn;
+    for (int j = 0; j < 2; ++j) {
+      const auto a = pair[static_cast<std::size_t>(j)].cast<py::array_t<T, py::array::c_style>>();
+      if (a.ndim() != 1 || a.shape(0) != channels)
+        throw py::value_error("params[" + std::to_string(i) + "] " + (j == 0 ? "gamma" : "beta") +
+                              " must have shape (" + std::to_string(channels) + ",)");
+      keep.push_back(a);
+      (j == 0 ? bn.gamma : bn.beta) = a.data();
+    }
+    net.norms.push_back(bn);
   }
   return net;
+}
+
+// The running statistics of a sequential network's batch normalisations: one (running_mean,
+// running_var) pair of C-contiguous float64 (channels,) arrays per normalisation (writeable ones
+// when they are to be updated in place).
+inline std::vector<std::pair<py::array_t<double>, py::array_t<double>>> norm_buffers(const SequentialSpec& spec,
+                                                                                     const py::object& buffers,
+                                                                                     bool writeable) {
+  const py::list list = buffers.cast<py::list>();
+  if (list.size() != spec.norms.size())
+    throw py::value_error("buffers needs one (running_mean, running_var) per batch normalisation (" +
+                          std::to_string(spec.norms.size()) + "), got " + std::to_string(list.size()));
+  std::vector<std::pair<py::array_t<double>, py::array_t<double>>> out;
+  for (std::size_t b = 0; b < list.size(); ++b) {
+    const py::tuple pair = list[b].cast<py::tuple>();
+    if (pair.size() != 2) throw py::value_error("buffers[" + std::to_string(b) + "] must be a (mean, var) pair");
+    const auto channels = static_cast<py::ssize_t>(spec.norm_node(b).in.channels);
+    std::array<py::array_t<double>, 2> arrays;
+    for (std::size_t j = 0; j < 2; ++j) {
+      const std::string what = "buffers[" + std::to_string(b) + "] " + (j == 0 ? "running_mean" : "running_var");
+      if (!py::isinstance<py::array_t<double, py::array::c_style>>(pair[j]))
+        throw py::value_error(what + " must be a C-contiguous float64 array");
+      auto a = py::reinterpret_borrow<py::array_t<double>>(pair[j]);
+      if (a.ndim() != 1 || a.shape(0) != channels)
+        throw py::value_error(what + " must have shape (" + std::to_string(channels) + ",)");
+      if (writeable && !a.writeable()) throw py::value_error(what + " must be writeable (it is updated in place)");
+      arrays[j] = std::move(a);
+    }
+    out.emplace_back(std::move(arrays[0]), std::move(arrays[1]));
+  }
+  return out;
+}
+
+// Batch normalisation in a sequential forward pass: out of training, net's statistics set (in
+// `norm`) from the running ones of `buffers`, which are needed; in training, `buffers` (None or
+// the running statistics, to be updated after the pass) checked.
+template <class T>
+std::vector<std::pair<py::array_t<double>, py::array_t<double>>> prepare_norms(const SequentialSpec& spec,
+                                                                               const py::object& buffers,
+                                                                               bool training, NetworkView<T>& net,
+                                                                               NormStatistics<T>& norm) {
+  if (spec.norms.empty()) return {};
+  if (buffers.is_none()) {
+    if (!training)
+      throw py::value_error("buffers (the running statistics of the batch normalisations) are needed out of training");
+    return {};
+  }
+  auto out = norm_buffers(spec, buffers, training);
+  if (!training) {
+    norm.attach(spec, net);
+    for (std::size_t b = 0; b < out.size(); ++b) norm.set(spec, b, out[b].first.data(), out[b].second.data());
+  }
+  return out;
+}
+
+// Updates running statistics in place from a training pass's batch statistics.
+inline void update_running(const SequentialSpec& spec, const std::vector<BatchStats>& stats,
+                           std::vector<std::pair<py::array_t<double>, py::array_t<double>>>& buffers) {
+  for (std::size_t b = 0; b < buffers.size(); ++b)
+    stats[b].update_running(spec.norm_node(b).momentum, buffers[b].first.mutable_data(),
+                            buffers[b].second.mutable_data());
 }
 
 // The arrays of `initial` themselves, continued in place: each a writeable C-contiguous

@@ -148,11 +148,14 @@ class NodeKind:
       activation
 
       residual
+
+      batch_norm
     """
 
     __members__: typing.ClassVar[dict[str, NodeKind]]
     activation: typing.ClassVar[NodeKind]
     avg_pool: typing.ClassVar[NodeKind]
+    batch_norm: typing.ClassVar[NodeKind]
     conv: typing.ClassVar[NodeKind]
     dense: typing.ClassVar[NodeKind]
     flatten: typing.ClassVar[NodeKind]
@@ -239,6 +242,8 @@ class SeqNode:
         shift: typing.SupportsFloat | typing.SupportsIndex = 0.0,
         activation_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0,
         scale: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+        eps: typing.SupportsFloat | typing.SupportsIndex = 1e-05,
+        momentum: typing.SupportsFloat | typing.SupportsIndex = 0.1,
     ) -> None: ...
 
 class SequentialSpec:
@@ -334,12 +339,19 @@ class SequentialTrainer:
         loss: str,
         n_outputs: typing.SupportsInt | typing.SupportsIndex,
         targets: typing.Any,
+        buffers: typing.Any = None,
+        training: bool = True,
     ) -> tuple:
         """
         (mean loss, [d loss / d W (fan_in, fan_out) or None per parametrised layer], [d loss / d b or None per
         parametrised layer]) over the rows of x, in float64; targets are int64 labels (cross_entropy) or
         (rows, n_outputs) float64 values (squared); params are the current stored (W, b) of every
-        parametrised layer, in the trainer's dtype
+        parametrised layer in network order, in the trainer's dtype, a batch normalisation's (gamma, beta)
+        (whose gradients take its place in the weight and bias lists). With training=True batch
+        normalisations normalise by the statistics of the rows of x, the gradients go through those
+        statistics, and the running statistics in buffers (one (running_mean, running_var) float64 pair per
+        batch normalisation, or None) are updated in place as torch does; with training=False buffers are
+        needed and normalise.
         """
     def step(
         self,
@@ -356,13 +368,16 @@ class SequentialTrainer:
         momentum: typing.SupportsFloat | typing.SupportsIndex,
         weight_decay: typing.SupportsFloat | typing.SupportsIndex,
         t: typing.SupportsInt | typing.SupportsIndex,
+        buffers: typing.Any = None,
     ) -> tuple:
         """
-        One optimizer step in place on the rows of x; returns (mean loss, fraction of rows whose largest logit is
-        their label, 0 for the squared loss). values: the float64 trainable arrays (per parametrised layer its W
-        (fan_in, fan_out) then its b, where trained); firsts: SGD's momentum buffers or Adam's m (needed with
-        momentum or Adam), seconds: Adam's v, one per value. Where params (in the trainer's dtype) are not the
-        values themselves, the trained ones are refreshed in place from them. t: Adam's step count, from 1
+        One optimizer step in place on the rows of x; returns (mean loss, fraction of rows whose largest
+        logit is their label, 0 for the squared loss). values: the float64 trainable arrays (per
+        parametrised layer its W (fan_in, fan_out) or gamma, then its b or beta, where trained); firsts:
+        SGD's momentum buffers or Adam's m (needed with momentum or Adam), seconds: Adam's v, one per
+        value. Where params (in the trainer's dtype) are not the values themselves, the trained ones are
+        refreshed in place from them. t: Adam's step count, from 1. Batch normalisations normalise by the
+        rows' statistics and update the running ones in buffers in place
         """
 
 def activation_value(
@@ -475,10 +490,20 @@ def sequential_empirical_sums(
     """
 
 def sequential_outputs(
-    x: numpy.ndarray, spec: SequentialSpec, params: list, n_threads: typing.SupportsInt | typing.SupportsIndex
+    x: numpy.ndarray,
+    spec: SequentialSpec,
+    params: list,
+    n_threads: typing.SupportsInt | typing.SupportsIndex,
+    buffers: typing.Any = None,
+    training: bool = False,
 ) -> numpy.typing.NDArray[numpy.float64]:
     """
-    The logits (rows, C) in float64 of a network with the given stored parameters ((fan_in, fan_out) weights)
+    The logits (rows, C) in float64 of a network with the given stored parameters: one pair per parametrised
+    layer in network order, (W, b) with (fan_in, fan_out) W, or a batch normalisation's (gamma, beta).
+    Batch normalisations use buffers, one (running_mean, running_var) float64 pair each, out of training
+    (training=False); with training=True they normalise by the statistics of the rows of x, and the
+    running statistics in buffers (if given) are updated in place as torch does: running = (1 - momentum)
+    running + momentum batch, with the batch's unbiased variance.
     """
 
 def sequential_sums(

@@ -1,4 +1,5 @@
-"""The layers of a network: dense and convolutional layers, pooling, flattening, activations, residual blocks.
+"""The layers of a network: dense and convolutional layers, pooling, flattening, activations, residual blocks,
+batch normalisation.
 
 Each layer checks its own settings when it is made; the rules that depend on the points' shape are
 checked when a ``Network`` is compiled for them (``_network.py``).
@@ -15,8 +16,8 @@ import numpy as np
 
 from ._activations import activation_normalization, check_activation
 
-__all__ = ["Activation", "AvgPool", "Conv", "Dense", "Flatten", "GlobalAvgPool", "LAYER_TYPES", "Layer", "MaxPool",
-           "Residual"]
+__all__ = ["Activation", "AvgPool", "BatchNorm", "Conv", "Dense", "Flatten", "GlobalAvgPool", "LAYER_TYPES", "Layer",
+           "MaxPool", "Residual"]
 
 PADDINGS = ("same", "valid")
 
@@ -209,6 +210,47 @@ class Activation:
         return f"Activation {self.name}"
 
 
+@dataclass(frozen=True)
+class BatchNorm:
+    """Batch normalisation of each feature (flat points) or channel (spatial points), as
+    ``torch.nn.BatchNorm1d`` / ``BatchNorm2d``: ``y = gamma (x - mean) / sqrt(var + eps) + beta``.
+
+    The statistics are over every axis but the last: the points of the batch, and the positions of
+    spatial points. In training (each gradient step) they are the batch's mean and biased
+    variance, gradients go through them, and each step updates the running statistics
+    ``running = (1 - momentum) running + momentum batch`` (with the batch's unbiased variance;
+    they start at mean 0, variance 1). In evaluation (predictions) the running statistics are used.
+    gamma (trained with the weights, initially 1) and beta (trained with the biases, initially 0)
+    have one entry per channel; ``sample_params`` gives them as its ``(gamma, beta)`` entry. In
+    training a point's output depends on the whole batch, so the kernels of random networks
+    refuse networks with batch normalisation.
+
+    Parameters
+    ----------
+    eps : float
+        Added to the variance before its square root; positive.
+    momentum : float
+        Update rate of the running statistics, in (0, 1].
+    """
+
+    eps: float = 1e-5
+    momentum: float = 0.1
+
+    def __post_init__(self):
+        for name in ("eps", "momentum"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if not (math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"eps must be finite and > 0, got {self.eps}")
+        if not 0 < self.momentum <= 1:
+            raise ValueError(f"momentum must be in (0, 1], got {self.momentum}")
+
+    def describe(self) -> str:
+        return f"BatchNorm eps {self.eps:g}, momentum {self.momentum:g}"
+
+
 def _layers(layers, name: str) -> tuple:
     if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)):
         raise TypeError(f"{name} must be a sequence of layers, got {layers!r}")
@@ -220,7 +262,7 @@ def _layers(layers, name: str) -> tuple:
             layer = Activation(layer)
         if not isinstance(layer, LAYER_TYPES):
             raise TypeError(f"{name}[{i}] must be a layer (Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, "
-                            f"Activation, Residual) or an activation name, got {layer!r}")
+                            f"Activation, Residual, BatchNorm) or an activation name, got {layer!r}")
         out.append(layer)
     return tuple(out)
 
@@ -244,5 +286,5 @@ class Residual:
         return f"Residual, scale {self.scale:g}"
 
 
-LAYER_TYPES = (Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation, Residual)
-Layer = Union[Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation, Residual]
+LAYER_TYPES = (Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation, Residual, BatchNorm)
+Layer = Union[Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation, Residual, BatchNorm]

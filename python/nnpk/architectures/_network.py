@@ -15,9 +15,21 @@ from typing import List, Tuple, Union
 
 from .. import _core
 from ._activations import PARAMETERIZATIONS
-from ._layers import Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Residual, _layers, _Pool, _text
+from ._layers import (
+    Activation,
+    AvgPool,
+    BatchNorm,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    Residual,
+    _layers,
+    _Pool,
+    _text,
+)
 
-__all__ = ["Compiled", "INITS", "Network", "ParamLayer"]
+__all__ = ["Compiled", "INITS", "Network", "NormLayer", "ParamLayer"]
 
 INITS = ("gaussian", "uniform", "truncated_normal", "orthogonal")
 
@@ -40,6 +52,15 @@ class ParamLayer:
 
 
 @dataclass(frozen=True)
+class NormLayer:
+    """A batch normalisation as sample_params lays it out: gamma and beta of shape (channels,)."""
+
+    label: str
+    layer: BatchNorm
+    channels: int
+
+
+@dataclass(frozen=True)
 class Compiled:
     """A network applied to points of one shape: the engine's spec and what the Python side needs."""
 
@@ -47,8 +68,11 @@ class Compiled:
     input_shape: Shape
     shapes: Tuple[Shape, ...]         # each top-level layer's output shape per point
     layer_nodes: Tuple[int, ...]      # each top-level layer's output node
-    params: Tuple[ParamLayer, ...]
+    params: Tuple[ParamLayer, ...]    # the Dense and Conv layers
     out: int                          # logits C
+    # sample_params' layout: every parametrised layer in network order (params and norms interleaved)
+    entries: Tuple[Union[ParamLayer, NormLayer], ...]
+    norms: Tuple[NormLayer, ...]      # the batch normalisations
 
 
 def _describe_shape(shape: Shape) -> str:
@@ -61,6 +85,7 @@ class _Builder:
     def __init__(self) -> None:
         self.nodes: List["_core.SeqNode"] = []
         self.params: List[ParamLayer] = []
+        self.entries: List[Union[ParamLayer, NormLayer]] = []
 
     def error(self, label: str, layer, what: str) -> ValueError:
         return ValueError(f"layer {label} ({layer.describe()}): {what}")
@@ -103,6 +128,7 @@ class _Builder:
             node = self.add(kind=_core.NodeKind.dense, input=node, width=layer.width, w_std=layer.W_std,
                             b_std=layer.b_std)
             self.params.append(ParamLayer(label, layer, (shape[0], layer.width), shape[0], layer.width, shape[0], 1))
+            self.entries.append(self.params[-1])
             return out, node
         if isinstance(layer, Conv):
             spatial = self.window(label, layer, shape, layer.window, layer.strides, layer.padding, "kernel")
@@ -112,6 +138,7 @@ class _Builder:
                             b_std=layer.b_std)
             self.params.append(ParamLayer(label, layer, layer.window + (shape[-1], layer.channels), fan_in,
                                           layer.channels, math.prod(shape), math.prod(spatial)))
+            self.entries.append(self.params[-1])
             return spatial + (layer.channels,), node
         if isinstance(layer, _Pool):
             spatial = self.window(label, layer, shape, layer.windows, layer.strides, layer.padding, "window")
@@ -126,6 +153,9 @@ class _Builder:
             return (shape[-1],), self.add(kind=_core.NodeKind.global_avg_pool, input=node)
         if isinstance(layer, Flatten):
             return (math.prod(shape),), self.add(kind=_core.NodeKind.flatten, input=node)
+        if isinstance(layer, BatchNorm):
+            self.entries.append(NormLayer(label, layer, shape[-1]))
+            return shape, self.add(kind=_core.NodeKind.batch_norm, input=node, eps=layer.eps, momentum=layer.momentum)
         if isinstance(layer, Activation):
             shift, scale = layer.normalization
             return shape, self.add(kind=_core.NodeKind.activation, input=node,
@@ -138,13 +168,13 @@ class _Builder:
         return shape, self.add(kind=_core.NodeKind.residual, input=nodes[-1], skip=node, scale=layer.scale)
 
 
-def _param_layers(layers) -> list:
+def _param_layers(layers, types=(Dense, Conv)) -> list:
     out = []
     for layer in layers:
-        if isinstance(layer, (Dense, Conv)):
+        if isinstance(layer, types):
             out.append(layer)
         elif isinstance(layer, Residual):
-            out += _param_layers(layer.block)
+            out += _param_layers(layer.block, types)
     return out
 
 
@@ -156,8 +186,8 @@ class Network:
     ----------
     layers : sequence
         ``Dense``, ``Conv``, ``AvgPool``, ``MaxPool``, ``GlobalAvgPool``, ``Flatten``,
-        ``Activation`` (or an activation name) and ``Residual`` layers. The last layer's
-        output, the logits, must be flat.
+        ``Activation`` (or an activation name), ``Residual`` and ``BatchNorm`` layers. The last
+        layer's output, the logits, must be flat.
     parameterization : "ntk" or "standard"
         As in ``nnpk.MLP``, with a convolution's fan-in = kernel size x input channels.
     init : "gaussian", "uniform", "truncated_normal" or "orthogonal"
@@ -168,7 +198,9 @@ class Network:
         (fan_in, fan_out) matrix through a QR decomposition (signs fixed by R's diagonal, so
         Haar distributed), times ``sqrt(max(fan_in, fan_out))`` so that the elements' mean
         square is 1 -- for a convolution, orthogonal over the fan-in (kernel positions x input
-        channels). Every draw is keyed by (seed, network, parametrised layer index).
+        channels). Every draw is keyed by (seed, network, index among the Dense and Conv
+        layers); batch normalisations draw nothing (gamma = 1, beta = 0), so adding one shifts
+        no other layer's draws.
     """
 
     layers: tuple
@@ -186,6 +218,11 @@ class Network:
     def param_layers(self) -> Tuple[Union[Dense, Conv], ...]:
         """The Dense and Conv layers in order, residual blocks expanded (the layers of ``sample_params``)."""
         return tuple(_param_layers(self.layers))
+
+    @property
+    def has_batch_norm(self) -> bool:
+        """Whether a ``BatchNorm`` layer is in the network (residual blocks included)."""
+        return bool(_param_layers(self.layers, BatchNorm))
 
     @property
     def has_bias(self) -> Tuple[bool, ...]:
@@ -217,4 +254,5 @@ def _compile(network: Network, input_shape: Shape) -> Compiled:
                          "Flatten() or GlobalAvgPool() and a Dense readout")
     spec = _core.SequentialSpec(list(input_shape), builder.nodes, getattr(_core.Parameterization,
                                 network.parameterization), getattr(_core.Init, network.init))
-    return Compiled(spec, input_shape, tuple(shapes), tuple(nodes), tuple(builder.params), shapes[-1][0])
+    return Compiled(spec, input_shape, tuple(shapes), tuple(nodes), tuple(builder.params), shapes[-1][0],
+                    tuple(builder.entries), tuple(e for e in builder.entries if isinstance(e, NormLayer)))

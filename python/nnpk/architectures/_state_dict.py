@@ -8,27 +8,33 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._layers import Conv, Dense, Flatten, Residual
-from ._network import Network, ParamLayer, _param_layers
+from ._layers import BatchNorm, Conv, Dense, Flatten, Residual
+from ._network import Network, NormLayer, ParamLayer, _param_layers
 from ._params import check_arch
 
 __all__ = ["LAYOUTS", "params_from_state_dict"]
 
 LAYOUTS = ("torch", "flax")
-# The entries each framework gives a layer, by the layer's kind: (weight, bias) names.
+# The entries each framework gives a Dense or Conv layer: (weight, bias) names.
 _NAMES = {"torch": ("weight", "bias"), "flax": ("kernel", "bias")}
+# ... and a batch normalisation: (gamma, beta, running mean, running variance).
+_NORM_NAMES = {"torch": ("weight", "bias", "running_mean", "running_var"), "flax": ("scale", "bias", "mean", "var")}
 _TORCH_IGNORED = ("num_batches_tracked",)
 
 
 def params_from_state_dict(network, state_dict, *, layout: str = "torch", input_shape) -> Tuple[list, list]:
     """A network's parameters from a PyTorch or Flax state dict, in the layout of ``nnpk.sample_params``.
 
-    The i-th parametrised layer of `network` (Dense or Conv, residual blocks expanded) takes
-    the i-th group of entries of `state_dict` in the mapping's order, a group being the
-    entries that share a prefix: ``"features.0.weight"`` and ``"features.0.bias"`` in
-    PyTorch, ``["params"]["Dense_0"]["kernel"]`` and ``[...]["bias"]`` in Flax (nested
-    dicts, or flat keys joined by "/"; a top-level "params" collection is looked into).
-    Arrays are anything ``numpy.asarray`` takes (torch tensors on the CPU, jax arrays).
+    The i-th parametrised layer of `network` (Dense, Conv or BatchNorm, residual blocks
+    expanded) takes the i-th group of entries of `state_dict` in the mapping's order, a
+    group being the entries that share a prefix: ``"features.0.weight"`` and
+    ``"features.0.bias"`` in PyTorch, ``["params"]["Dense_0"]["kernel"]`` and
+    ``[...]["bias"]`` in Flax (nested dicts, or flat keys joined by "/"; the top-level
+    "params" and "batch_stats" collections are looked into, so that a Flax BatchNorm's
+    ``scale``, ``bias``, ``mean`` and ``var`` form one group). A PyTorch BatchNorm1d/2d
+    gives ``weight``, ``bias``, ``running_mean`` and ``running_var``
+    (``num_batches_tracked`` is ignored). Arrays are anything ``numpy.asarray`` takes
+    (torch tensors on the CPU, jax arrays).
 
     Conversions, so that nnpk's forward pass equals the framework's:
 
@@ -37,11 +43,15 @@ def params_from_state_dict(network, state_dict, *, layout: str = "torch", input_
       becomes (k, in, out). Flax's Dense kernel (in, out) and Conv kernel (kh, kw, in, out)
       are nnpk's layout already. Biases are (out,) in both.
     - PyTorch flattens (channels, height, width) points channel by channel, nnpk position
-      by position: the rows of the first Dense after a Flatten of spatial points are
-      permuted accordingly (Flax is channels-last like nnpk: nothing to permute).
+      by position: the rows of the first Dense after a Flatten of spatial points, and the
+      vectors of a BatchNorm between them, are permuted accordingly (Flax is channels-last
+      like nnpk: nothing to permute).
     - Under the "ntk" parameterization nnpk stores ``W sqrt(fan_in) / W_std`` and
       ``b / b_std`` (its forward pass multiplies them back); under "standard" the weights
-      as they are.
+      as they are. A BatchNorm's gamma and beta are used as they are under both.
+
+    The BatchNorm layers' ``eps`` must be the framework's (1e-5 by default in both) for the
+    outputs to agree; its momentum only matters for further training.
 
     PyTorch's "same" padding (stride 1) and nnpk's agree; a symmetric integer padding
     equals nnpk's "same" only for stride 1 and odd kernels, and "valid" is padding 0.
@@ -57,11 +67,13 @@ def params_from_state_dict(network, state_dict, *, layout: str = "torch", input_
 
     Returns
     -------
-    params : list of (W, b)
-        One pair per parametrised layer, float64, b None where the layer has no bias: for
-        ``nnpk.empirical``, ``nnpk.initial_outputs(params=...)`` and the learners.
-    buffers : list
-        Statistics kept outside the parameters (empty for these layers).
+    params : list of pairs
+        One pair per parametrised layer, float64: (W, b) for a Dense or Conv layer, b None
+        where the layer has no bias; (gamma, beta) for a BatchNorm. For ``nnpk.empirical``,
+        ``nnpk.initial_outputs(params=...)`` and the learners.
+    buffers : list of (running_mean, running_var)
+        One pair per BatchNorm in network order, float64 (empty without BatchNorm), for
+        ``nnpk.initial_outputs(params=..., buffers=...)``.
 
     Raises
     ------
@@ -79,19 +91,29 @@ def params_from_state_dict(network, state_dict, *, layout: str = "torch", input_
     compiled = network.compile(shape)
     groups = _groups(state_dict, layout)
     permutations = _flatten_permutations(network, compiled.input_shape) if layout == "torch" else {}
-    params = []
-    for k, p in enumerate(compiled.params):
+    params: list = []
+    buffers: list = []
+    for k, p in enumerate(compiled.entries):
         if k >= len(groups):
-            weight, bias = _NAMES[layout]
+            names = _expected_names(p, layout)
+            if isinstance(p, NormLayer):
+                wanted = f"{', '.join(map(repr, names))}, each of shape ({p.channels},)"
+            else:
+                wanted = f"{names[0]!r} of shape {_framework_shape(p, layout)}" + "".join(
+                    f" and {n!r}" for n in names[1:])
             raise ValueError(f"state_dict has {len(groups)} groups of entries; parametrised layer {k}, layer "
-                             f"{p.label} ({p.layer.describe()}), has none (expected '{weight}' of shape "
-                             f"{_framework_shape(p, layout)}{'' if p.layer.b_std is None else f' and {bias!r}'})")
-        params.append(_convert(k, p, groups[k], layout, network.parameterization, permutations.get(k)))
-    if len(groups) > len(compiled.params):
-        extra = [name for _, entries in groups[len(compiled.params):] for name, _ in entries.values()]
-        raise ValueError(f"state_dict has entries beyond the network's {len(compiled.params)} parametrised layers: "
+                             f"{p.label} ({p.layer.describe()}), has none (expected {wanted})")
+        if isinstance(p, NormLayer):
+            gamma, beta, mean, var = _convert_norm(k, p, groups[k], layout, permutations.get(k))
+            params.append((gamma, beta))
+            buffers.append((mean, var))
+        else:
+            params.append(_convert(k, p, groups[k], layout, network.parameterization, permutations.get(k)))
+    if len(groups) > len(compiled.entries):
+        extra = [name for _, entries in groups[len(compiled.entries):] for name, _ in entries.values()]
+        raise ValueError(f"state_dict has entries beyond the network's {len(compiled.entries)} parametrised layers: "
                          f"{', '.join(map(repr, extra))}")
-    return params, []
+    return params, buffers
 
 
 def _groups(state_dict: Mapping, layout: str) -> List[Tuple[str, Dict[str, Tuple[str, object]]]]:
@@ -121,8 +143,9 @@ def _flatten_nested(tree: Mapping, path: Tuple[str, ...], out: list) -> None:
 
 
 def _flatten_permutations(network: Network, input_shape) -> Dict[int, np.ndarray]:
-    """{parametrised layer index: row permutation} for each Dense that reads a Flatten of spatial points:
-    row r of nnpk's (position-major) flat features is row perm[r] of PyTorch's (channel-major) ones."""
+    """{parametrised layer index: permutation} for each Dense that reads a Flatten of spatial points (and each
+    BatchNorm between them): feature r of nnpk's (position-major) flat features is feature perm[r] of PyTorch's
+    (channel-major) ones."""
     compiled = network.compile(input_shape)
     out: Dict[int, np.ndarray] = {}
     pending: Optional[np.ndarray] = None
@@ -133,17 +156,63 @@ def _flatten_permutations(network: Network, input_shape) -> Dict[int, np.ndarray
             channel_major = np.arange(math.prod(before)).reshape((before[-1],) + tuple(before[:-1]))
             pending = np.moveaxis(channel_major, 0, -1).reshape(-1)
         elif isinstance(layer, Residual):
-            n_inside = len(_param_layers(layer.block))
+            n_inside = len(_param_layers(layer.block, (Dense, Conv, BatchNorm)))
             if pending is not None and n_inside:
                 raise ValueError(f"layer {i} ({layer.describe()}) sits between a Flatten of spatial points and the "
                                  "next Dense: its parameters cannot be converted from PyTorch's channel-major order")
             k += n_inside
+        elif isinstance(layer, BatchNorm):
+            if pending is not None:
+                out[k] = pending
+            k += 1
         elif isinstance(layer, (Dense, Conv)):
             if pending is not None:
                 out[k] = pending
                 pending = None
             k += 1
     return out
+
+
+def _expected_names(p, layout: str) -> Tuple[str, ...]:
+    if isinstance(p, NormLayer):
+        return _NORM_NAMES[layout]
+    weight, bias = _NAMES[layout]
+    return (weight,) if p.layer.b_std is None else (weight, bias)
+
+
+def _check_group(k: int, p, group, layout: str) -> Tuple[str, Dict[str, Tuple[str, object]]]:
+    """(where, entries): the group's entries are exactly the layer's, else a ValueError naming both."""
+    prefix, entries = group
+    where = f"parametrised layer {k}, layer {p.label} ({p.layer.describe()})"
+    expected = set(_expected_names(p, layout))
+    missing, unexpected = sorted(expected - set(entries)), sorted(set(entries) - expected)
+    if missing or unexpected:
+        what = [f"no {n!r}" for n in missing] + [f"an unexpected {entries[n][0]!r}" for n in unexpected]
+        why = ""
+        if isinstance(p, ParamLayer) and _NAMES[layout][1] in unexpected:
+            why = " (the layer has b_std=None: no bias)"
+        other = "flax" if layout == "torch" else "torch"
+        other_names = set(_NAMES[other] + _NORM_NAMES[other]) - set(_NAMES[layout] + _NORM_NAMES[layout])
+        if any(name.replace("/", ".").rpartition(".")[2] in other_names for name, _ in entries.values()):
+            why += f" (names in {other}'s layout: pass layout={other!r})"
+        raise ValueError(f"the entries of {prefix!r} go to {where}: it has {' and '.join(what)}{why}; its entries "
+                         f"are {', '.join(repr(v[0]) for v in entries.values())}")
+    return where, entries
+
+
+def _convert_norm(k: int, p: NormLayer, group, layout: str, permutation: Optional[np.ndarray]):
+    """gamma, beta, running mean and running variance, each (channels,) in nnpk's feature order."""
+    where, entries = _check_group(k, p, group, layout)
+    out = []
+    for leaf in _NORM_NAMES[layout]:
+        name, value = entries[leaf]
+        a = _array(name, value)
+        if a.shape != (p.channels,):
+            raise ValueError(f"state_dict[{name!r}] has shape {a.shape}; {where} expects ({p.channels},)")
+        out.append(a if permutation is None else a[permutation])
+    if np.any(out[3] < 0):
+        raise ValueError(f"state_dict[{entries[_NORM_NAMES[layout][3]][0]!r}] has negative variances")
+    return tuple(out)
 
 
 def _framework_shape(p: ParamLayer, layout: str) -> Tuple[int, ...]:
@@ -168,19 +237,8 @@ def _array(name: str, value) -> np.ndarray:
 
 def _convert(k: int, p: ParamLayer, group, layout: str, parameterization: str,
              permutation: Optional[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    prefix, entries = group
-    where = f"parametrised layer {k}, layer {p.label} ({p.layer.describe()})"
+    where, entries = _check_group(k, p, group, layout)
     weight_name, bias_name = _NAMES[layout]
-    expected = {weight_name} | (set() if p.layer.b_std is None else {bias_name})
-    missing, unexpected = sorted(expected - set(entries)), sorted(set(entries) - expected)
-    if missing or unexpected:
-        what = [f"no {n!r}" for n in missing] + [f"an unexpected {entries[n][0]!r}" for n in unexpected]
-        why = " (the layer has b_std=None: no bias)" if bias_name in unexpected else ""
-        other = "flax" if layout == "torch" else "torch"
-        if any(name.replace("/", ".").rpartition(".")[2] == _NAMES[other][0] for name, _ in entries.values()):
-            why += f" (names in {other}'s layout: pass layout={other!r})"
-        raise ValueError(f"the entries of {prefix!r} go to {where}: it has {' and '.join(what)}{why}; its entries "
-                         f"are {', '.join(repr(v[0]) for v in entries.values())}")
     name, value = entries[weight_name]
     W = _array(name, value)
     framework_shape = _framework_shape(p, layout)

@@ -62,7 +62,7 @@ def monte_carlo_standard_error(x1, x2=None, *, arch, n_networks: int, n_batches:
     estimate : (n1, n2) float64
     standard_error : (n1, n2) float64
     """
-    check_arch(arch)
+    check_arch(arch, "nnpk.monte_carlo_standard_error")
     compute_dtype(dtype)
     a1 = check_points(x1, "x1", arch, np.float64)
     a2 = None if x2 is None else check_points(x2, "x2", arch, np.float64, point_shape=a1.shape[1:])

@@ -203,6 +203,7 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         The (n1, n2) float64 kernel, a list of them for ``layers="all"``, or a dict of
         either keyed "nngp"/"ntk" when ``get`` is a tuple.
     """
+    check_arch(arch, "nnpk.analytic")
     kernels = _check_get(get)
     if layers not in ("output", "all"):
         raise ValueError(f"layers must be 'output' or 'all', got {layers!r}")

@@ -36,7 +36,7 @@ def empirical(x1, x2=None, *, arch, params, get="ntk", wrt="all", per_layer: boo
     -------
     As ``nnpk.monte_carlo`` for one network.
     """
-    compiled, a1, a2 = prepare_network_points(x1, x2, check_arch(arch), dtype)
+    compiled, a1, a2 = prepare_network_points(x1, x2, check_arch(arch, "nnpk.empirical"), dtype)
     checked = check_network_params(params, compiled, a1.dtype)
     out = compiled.out
     names, as_dict = parse_get(get)

@@ -119,7 +119,7 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
         The (n1, n2) float64 kernel; a list of them for ``layers="all"``; a dict
         for a tuple ``get``; with return_standard_error, ``(result, info)``.
     """
-    compiled, a1, a2 = prepare_network_points(x1, x2, check_arch(arch), dtype)
+    compiled, a1, a2 = prepare_network_points(x1, x2, check_arch(arch, "nnpk.monte_carlo"), dtype)
     n_networks = check_int(n_networks, "n_networks", minimum=1)
     seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
     names, as_dict = parse_get(get)

@@ -247,7 +247,7 @@ def _cross_entropy_descent(theta, theta_test, f0_tr, f0_te, targets, ridge: floa
     return np.stack([recorded_test[int(t)] for t in times]), np.stack([recorded_train[int(t)] for t in times])
 
 
-def initial_outputs(x, arch, *, seed: int = 0, index: int = 0, params=None) -> np.ndarray:
+def initial_outputs(x, arch, *, seed: int = 0, index: int = 0, params=None, buffers=None) -> np.ndarray:
     """Outputs f0(x) of random network `index` at initialisation, or of the network with `params`, by the
     engine's float64 forward pass.
 
@@ -259,9 +259,14 @@ def initial_outputs(x, arch, *, seed: int = 0, index: int = 0, params=None) -> n
     x : (n, d) array, or (n, ...) points of the shape the network takes
     arch : nnpk.Network (an nnpk.MLP is one)
     seed, index : int
-    params : list of (W, b), optional
+    params : list of pairs, optional
         Parameters in the layout of ``nnpk.sample_params`` (a trained network's, or
         converted by :func:`nnpk.params_from_state_dict`) in place of network `index`'s.
+    buffers : list of (running_mean, running_var), optional
+        With params, for a network with ``BatchNorm`` layers (and only then): each one's
+        running statistics, which normalise in evaluation, as ``NetworkLearner.buffers_``
+        and :func:`nnpk.params_from_state_dict` give them. A network with BatchNorm is
+        refused without params.
 
     Returns
     -------
@@ -269,4 +274,5 @@ def initial_outputs(x, arch, *, seed: int = 0, index: int = 0, params=None) -> n
     """
     seed = check_int(seed, "seed", minimum=0, maximum=SEED_MAX)
     index = check_int(index, "index", minimum=0, maximum=SEED_MAX)
-    return network_outputs(x, check_arch(arch), seed, index, params)
+    network = check_arch(arch, None if params is not None else "nnpk.initial_outputs")
+    return network_outputs(x, network, seed, index, params, buffers)

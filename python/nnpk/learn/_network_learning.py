@@ -23,7 +23,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .. import _core
 from .._threads import resolve_n_threads
 from .._validate import check_int, compute_dtype
-from ..architectures import SEED_MAX, Dense, check_arch, sample_params
+from ..architectures import SEED_MAX, BatchNorm, Conv, Dense, check_arch, sample_params
+from ..architectures._network import NormLayer, _param_layers
 from ..architectures._params import check_points
 from ..diagnostics import kernel_target_alignment
 
@@ -58,6 +59,10 @@ class TaskFit:
         Epochs trained so far (``fit`` restarts from the sampled network; ``partial_fit`` continues).
     kernels : list of dict
         The kernels recorded along training (see ``NetworkLearner``'s ``kernels_history_``).
+    buffers : list of (running_mean, running_var)
+        Each BatchNorm's running statistics (float64, shape (channels,)), in network order.
+    initial_kernels : dict or None
+        The sampled network's kernels on the record points (the reference of the distances).
     """
 
     loss: str
@@ -68,12 +73,15 @@ class TaskFit:
     targets_1d: bool = False
     epochs: int = 0
     kernels: List[Dict[str, Any]] = field(default_factory=list)
+    buffers: List[Tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     initial_kernels: Optional[Dict[str, np.ndarray]] = None
     # The optimizer's state: per trainable array (in the engine's order) SGD's momentum buffer or
     # Adam's m, Adam's v, and Adam's step count.
     firsts: List[np.ndarray] = field(default_factory=list)
     seconds: List[np.ndarray] = field(default_factory=list)
     steps: int = 0
+    # (weight flags, bias flags, optimizer, momentum used): the settings the state belongs to.
+    rule: Tuple[Any, ...] = ()
 
     @property
     def loss_curve(self) -> List[float]:
@@ -103,6 +111,12 @@ def _real(value, name: str, *, minimum: float, strict: bool, below: Optional[flo
             bound += f" and < {below}"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return number
+
+
+def _entries(arch) -> List[Tuple[str, bool]]:
+    """("param" or "norm", whether it has a bias or beta) per parametrised layer, in sample_params' order."""
+    return [("norm", True) if isinstance(layer, BatchNorm) else ("param", layer.b_std is not None)
+            for layer in _param_layers(arch.layers, (Dense, Conv, BatchNorm))]
 
 
 class NetworkLearner(BaseEstimator):
@@ -231,7 +245,7 @@ class NetworkLearner(BaseEstimator):
             if train not in self._TRAIN:
                 raise ValueError(f"train must be one of {', '.join(map(repr, self._TRAIN))} or a list of "
                                  f"parametrised-layer indices, got {train!r}")
-            if "biases" in train and not any(arch.has_bias):
+            if "biases" in train and not any(arch.has_bias) and not arch.has_batch_norm:
                 raise ValueError(f"train={train!r} but arch has no biases (b_std=None); "
                                  "give arch a b_std or train other parameters")
             if "readout" in train and not isinstance(arch.layers[-1], Dense):
@@ -241,7 +255,7 @@ class NetworkLearner(BaseEstimator):
         if not isinstance(train, (list, tuple)) or not train:
             raise ValueError(f"train must be one of {', '.join(map(repr, self._TRAIN))} or a non-empty list of "
                              f"parametrised-layer indices, got {train!r}")
-        n = len(arch.has_bias)
+        n = len(_entries(arch))
         for i, layer in enumerate(train):
             check_int(layer, f"train[{i}]")
             if not 0 <= layer < n:
@@ -285,6 +299,9 @@ class NetworkLearner(BaseEstimator):
                 raise ValueError(f"record[{i}] = {epoch} is beyond epochs={self.epochs}")
         if self.record_points is None:
             raise ValueError("record needs record_points: the points on which the kernels are computed")
+        if check_arch(self.arch).has_batch_norm:
+            raise ValueError("record= stores the empirical kernels of the network, which are not defined with "
+                             "BatchNorm (a point's output depends on the batch it is normalised with)")
 
     def _check_x(self, X, name: str = "X") -> np.ndarray:
         """X in the compute dtype, checked against the network's point shape once there is one, flattened
@@ -328,8 +345,8 @@ class NetworkLearner(BaseEstimator):
                 labels = np.searchsorted(classes, y)
                 unknown = (labels >= len(classes)) | (classes[np.minimum(labels, len(classes) - 1)] != y)
                 if unknown.any():
-                    raise ValueError(f"y has labels not among the task's classes {list(classes)}: "
-                                     f"{list(np.unique(y[unknown]))}")
+                    raise ValueError(f"y has labels not among the task's classes {classes.tolist()}: "
+                                     f"{np.unique(y[unknown]).tolist()}")
             if len(classes) < 2:
                 raise ValueError(f"y has a single class ({classes[0]!r}); classification needs at least two")
             if len(classes) > C:
@@ -363,9 +380,11 @@ class NetworkLearner(BaseEstimator):
         return cached[1]
 
     def _flags(self) -> Tuple[List[bool], List[bool]]:
-        """(per-layer weight flags, per-layer bias flags) of the trained parameters."""
-        has_bias = list(check_arch(self.arch).has_bias)
-        n = len(has_bias)
+        """(per-entry weight flags, per-entry bias flags) of the trained parameters, one per parametrised
+        layer (a BatchNorm's gamma counts as a weight, its beta as a bias)."""
+        entries = _entries(check_arch(self.arch))
+        n = len(entries)
+        has_bias = [has for _, has in entries]
         last = [l == n - 1 for l in range(n)]
         train = self.train
         if not isinstance(train, str):
@@ -378,21 +397,23 @@ class NetworkLearner(BaseEstimator):
         return list(weights), list(biases)
 
     def _engine_params(self, params, dtype) -> list:
-        """(W, b) of every parametrised layer as the engine reads them: W (fan_in, fan_out), in `dtype`
+        """Every parametrised layer's pair as the engine reads it: W as (fan_in, fan_out), in `dtype`
         (the float64 arrays themselves in float64, copies otherwise)."""
         out = []
-        for (W, b), p in zip(params, self._compiled.params):
-            out.append((np.ascontiguousarray(W.reshape(p.fan_in, p.fan_out), dtype=dtype),
+        for (W, b), p in zip(params, self._compiled.entries):
+            shape = W.shape if isinstance(p, NormLayer) else (p.fan_in, p.fan_out)
+            out.append((np.ascontiguousarray(W.reshape(shape), dtype=dtype),
                         None if b is None else np.ascontiguousarray(b, dtype=dtype)))
         return out
 
     def _trained_arrays(self, fit: TaskFit) -> List[np.ndarray]:
-        """The float64 trained arrays in the engine's order (per layer its W as (fan_in, fan_out), then b)."""
+        """The float64 trained arrays in the engine's order (per layer its W as (fan_in, fan_out) or gamma,
+        then b or beta)."""
         weights, biases = self._flags()
         out: List[np.ndarray] = []
-        for l, ((W, b), p) in enumerate(zip(fit.params, self._compiled.params)):
+        for l, ((W, b), p) in enumerate(zip(fit.params, self._compiled.entries)):
             if weights[l]:
-                out.append(W.reshape(p.fan_in, p.fan_out))
+                out.append(W if isinstance(p, NormLayer) else W.reshape(p.fan_in, p.fan_out))
             if biases[l] and b is not None:
                 out.append(b)
         return out
@@ -426,10 +447,41 @@ class NetworkLearner(BaseEstimator):
         fitted = getattr(self, "tasks_", {})
         if classes is not None and task in fitted:
             raise ValueError(f"classes is given only on the first partial_fit of a task; task {task!r} has "
-                             f"classes {list(fitted[task].classes) if fitted[task].classes is not None else None}")
+                             f"classes {None if fitted[task].classes is None else fitted[task].classes.tolist()}")
         return self._train(X, y, task, restart=task not in fitted, classes=classes, epochs=1)
 
     def _train(self, X, y, task, *, restart: bool, classes, epochs: Optional[int] = None):
+        fit, x, targets, step, recorder = self._start(X, y, task, restart=restart, classes=classes)
+        if recorder is not None and fit.epochs == 0:
+            recorder(fit)  # the sampled network's kernels: the reference of the distances
+        n = x.shape[0]
+        rng = check_random_state(self.random_state)
+        batch = n if self.batch_size is None else min(int(self.batch_size), n)
+        for _ in range(int(self.epochs) if epochs is None else epochs):
+            order = rng.permutation(n) if batch < n else None
+            total_loss = total_correct = 0.0
+            for start in range(0, n, batch):
+                if order is None:
+                    xb, tb = x, targets
+                else:
+                    rows = order[start : start + batch]
+                    xb, tb = x[rows], targets[rows]
+                value, correct = step(xb, tb)
+                total_loss += value * xb.shape[0]
+                total_correct += round(correct * xb.shape[0])  # a count of rows
+            fit.epochs += 1
+            fit.history["loss"].append(total_loss / n)
+            fit.history["accuracy"].append(total_correct / n if fit.classes is not None else math.nan)
+            if recorder is not None and fit.epochs in self.record:
+                recorder(fit)
+        self.tasks_[task] = fit
+        self.params_, self.history_, self.kernels_history_ = fit.params, fit.history, fit.kernels
+        self.buffers_ = fit.buffers
+        return self
+
+    def _start(self, X, y, task, *, restart: bool, classes):
+        """(the task's fit, X in the compute dtype, its engine targets, a function running one optimizer step
+        on rows (x, targets) and returning their (mean loss, accuracy), the kernel recorder or None)."""
         self._check_hyperparameters()
         try:
             hash(task)
@@ -446,54 +498,50 @@ class NetworkLearner(BaseEstimator):
         elif previous is not None:
             classes = previous.classes
         loss, classes, n_outputs, targets, targets_1d = self._targets(y, n, classes)
-        if previous is not None and loss != previous.loss:
-            raise ValueError(f"task {task!r} was fitted with loss {previous.loss!r}; y now calls for {loss!r}")
+        weights, biases = self._flags()
+        rule = (tuple(weights), tuple(biases), self.optimizer, bool(self.momentum))
+        if previous is not None:
+            if loss != previous.loss:
+                raise ValueError(f"task {task!r} was fitted with loss {previous.loss!r}; y now calls for {loss!r}")
+            if rule != previous.rule:
+                raise ValueError(f"task {task!r} was trained with other train, optimizer or momentum settings; "
+                                 "its optimizer state does not carry over: fit it anew")
         threads = resolve_n_threads(self.n_threads)
         recorder = self._recorder(classes)
         self.n_features_in_ = d
         self.input_shape_ = self._compiled.input_shape if shape is None else shape
         if previous is None:
             params = [(W.copy(), None if b is None else b.copy()) for W, b in self._sampled_params()]
-            fit = TaskFit(loss=loss, classes=classes, n_outputs=n_outputs, params=params, targets_1d=targets_1d)
+            fit = TaskFit(loss=loss, classes=classes, n_outputs=n_outputs, params=params, targets_1d=targets_1d,
+                          rule=rule, buffers=[(np.zeros(p.channels), np.ones(p.channels))
+                                              for p in self._compiled.norms])
         else:
             fit = previous
+        self.tasks_ = fitted
         values = self._trained_arrays(fit)
         if not fit.firsts and (self.optimizer == "adam" or self.momentum):
             fit.firsts = [np.zeros_like(v) for v in values]
         if not fit.seconds and self.optimizer == "adam":
             fit.seconds = [np.zeros_like(v) for v in values]
-        # In float64 the engine reads the trained arrays themselves; in float32 copies the step refreshes.
+        # In float64 the engine reads the trained arrays themselves; in float32 copies that each step refreshes.
         engine_params = self._engine_params(fit.params, x.dtype)
-        weights, biases = self._flags()
         engine = _core.SequentialTrainer(self._compiled.spec, weights, biases, threads, x.dtype.name)
-        if recorder is not None and fit.epochs == 0:
-            recorder(fit)  # the sampled network's kernels: the reference of the distances
-        rng = check_random_state(self.random_state)
-        batch = n if self.batch_size is None else min(int(self.batch_size), n)
-        momentum, lr, decay = float(self.momentum), float(self.lr), float(self.weight_decay)
-        for _ in range(int(self.epochs) if epochs is None else epochs):
-            order = rng.permutation(n) if batch < n else None
-            total_loss = total_correct = 0.0
-            for start in range(0, n, batch):
-                if order is None:
-                    xb, tb = x, targets
-                else:
-                    rows = order[start : start + batch]
-                    xb, tb = x[rows], targets[rows]
-                fit.steps += 1
-                value, correct = engine.step(xb, engine_params, loss, n_outputs, tb, values, fit.firsts, fit.seconds,
-                                             self.optimizer, lr, momentum, decay, fit.steps)
-                total_loss += value * xb.shape[0]
-                total_correct += correct * xb.shape[0]
-            fit.epochs += 1
-            fit.history["loss"].append(total_loss / n)
-            fit.history["accuracy"].append(total_correct / n if classes is not None else math.nan)
-            if recorder is not None and fit.epochs in self.record:
-                recorder(fit)
-        fitted[task] = fit
-        self.tasks_ = fitted
-        self.params_, self.history_, self.kernels_history_ = fit.params, fit.history, fit.kernels
-        return self
+        settings = (self.optimizer, float(self.lr), float(self.momentum), float(self.weight_decay))
+        buffers = fit.buffers or None
+
+        def step(xb: np.ndarray, tb: np.ndarray) -> Tuple[float, float]:
+            fit.steps += 1
+            return engine.step(xb, engine_params, loss, n_outputs, tb, values, fit.firsts, fit.seconds, *settings,
+                               fit.steps, buffers)
+
+        return fit, x, targets, step, recorder
+
+    def _stepper(self, X, y, task: Hashable = 0):
+        """A function running one optimizer step of fitted task `task` on all of (X, y), as training does
+        per minibatch (for benchmarks)."""
+        _, _, targets, step, _ = self._start(X, y, task, restart=False, classes=None)
+        x = self._check_x(X)
+        return lambda: step(x, targets)
 
     # ----------------------------------------------------------------- kernels
 
@@ -516,7 +564,7 @@ class NetworkLearner(BaseEstimator):
                 labels = column_or_1d(self.record_targets)
                 index = np.minimum(np.searchsorted(classes, labels), len(classes) - 1)
                 if (classes[index] != labels).any():
-                    raise ValueError(f"record_targets has labels not among the task's classes {list(classes)}")
+                    raise ValueError(f"record_targets has labels not among the task's classes {classes.tolist()}")
                 targets = np.eye(len(classes))[index]
             else:
                 targets = np.asarray(self.record_targets, dtype=np.float64).reshape(n, -1)
@@ -549,7 +597,7 @@ class NetworkLearner(BaseEstimator):
         x = self._check_x(X)
         self._sampled_params()  # the network has not changed since the tasks were fitted
         outputs = _core.sequential_outputs(x, self._compiled.spec, self._engine_params(fit.params, x.dtype),
-                                           resolve_n_threads(self.n_threads))
+                                           resolve_n_threads(self.n_threads), fit.buffers or None, False)
         return outputs[:, : fit.n_outputs]
 
     def predict(self, X, task: Hashable = 0) -> np.ndarray:

@@ -124,7 +124,7 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype,
         if kernel == "ntk" and estimator is not None:
             raise ValueError("estimator applies to the NNGP, not kernel='ntk'")
     # Checked as monte_carlo and analytic check it, before any store exists.
-    compiled, a1, a2 = prepare_network_points(x1, x2, check_arch(arch), dtype)
+    compiled, a1, a2 = prepare_network_points(x1, x2, check_arch(arch, "nnpk.compute_to_store"), dtype)
     if kernel == "nngp" and estimator is None:  # as monte_carlo chooses
         estimator = default_estimator(arch)
     if analytic:

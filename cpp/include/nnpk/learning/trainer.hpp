@@ -4,7 +4,10 @@
 // and d loss / d b = bias sum (d loss / d z)). The backward pass carries the loss gradient down
 // through every node, only as far as the lowest trainable layer; a weight's gradient is the
 // product of its layer's input patches and the back-propagated errors of the whole row chunk,
-// never per-example Jacobians.
+// never per-example Jacobians. Batch normalisation in training normalises by the statistics of
+// the whole minibatch: the forward and backward passes then stop at each normalisation to gather
+// sums over the batch (network/batch_norm.hpp), and its input error is the full batch-norm
+// gradient, through the statistics.
 #pragma once
 
 #include <Eigen/Core>
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "nnpk/network/backward.hpp"
+#include "nnpk/network/batch_norm.hpp"
 #include "nnpk/network/forward.hpp"
 #include "nnpk/network/layers.hpp"
 #include "nnpk/parallel.hpp"
@@ -35,9 +39,11 @@ struct LossTargets {
   const double* values = nullptr;        // (rows, n_outputs)
 };
 
-// Which stored parameters are trained, one flag per parametrised layer.
+// Which stored parameters are trained, one flag per parametrised layer, and per batch
+// normalisation for gamma and beta (empty: none).
 struct TrainableParams {
   std::vector<char> weights, biases;
+  std::vector<char> gammas, betas;
 };
 
 // Loss and gradients with respect to the trainable parameters, in float64: one chunk's sums,
@@ -47,12 +53,20 @@ struct ParamGradients {
   double correct = 0.0;  // rows whose largest logit (of the first n_outputs) is their label (cross-entropy only)
   std::vector<std::vector<double>> weights;  // per layer: (fan_in, fan_out) row-major, empty where not trained
   std::vector<std::vector<double>> biases;   // per layer: (fan_out,), empty where not trained
+  std::vector<std::vector<double>> gammas, betas;  // per batch normalisation: (channels,), empty where not trained
 
   ParamGradients() = default;
-  ParamGradients(const std::vector<DenseLayer>& layers, const TrainableParams& trainable) {
+  // norm_channels: each batch normalisation's channel count.
+  ParamGradients(const std::vector<DenseLayer>& layers, const TrainableParams& trainable,
+                 const std::vector<std::int64_t>& norm_channels = {}) {
     for (std::size_t l = 0; l < layers.size(); ++l) {
       weights.emplace_back(trainable.weights[l] ? static_cast<std::size_t>(layers[l].fan_in * layers[l].fan_out) : 0, 0.0);
       biases.emplace_back(trainable.biases[l] ? static_cast<std::size_t>(layers[l].fan_out) : 0, 0.0);
+    }
+    for (std::size_t b = 0; b < norm_channels.size(); ++b) {
+      const auto c = static_cast<std::size_t>(norm_channels[b]);
+      gammas.emplace_back(b < trainable.gammas.size() && trainable.gammas[b] ? c : 0, 0.0);
+      betas.emplace_back(b < trainable.betas.size() && trainable.betas[b] ? c : 0, 0.0);
     }
   }
 
@@ -60,14 +74,20 @@ struct ParamGradients {
   void for_each(F&& f) {
     for (auto& v : weights) f(v);
     for (auto& v : biases) f(v);
+    for (auto& v : gammas) f(v);
+    for (auto& v : betas) f(v);
   }
   void add(const ParamGradients& other) {
     loss += other.loss;
     correct += other.correct;
-    for (std::size_t l = 0; l < weights.size(); ++l) {
-      for (std::size_t j = 0; j < weights[l].size(); ++j) weights[l][j] += other.weights[l][j];
-      for (std::size_t j = 0; j < biases[l].size(); ++j) biases[l][j] += other.biases[l][j];
-    }
+    const auto add_to = [](std::vector<std::vector<double>>& dst, const std::vector<std::vector<double>>& src) {
+      for (std::size_t l = 0; l < dst.size(); ++l)
+        for (std::size_t j = 0; j < dst[l].size(); ++j) dst[l][j] += src[l][j];
+    };
+    add_to(weights, other.weights);
+    add_to(biases, other.biases);
+    add_to(gammas, other.gammas);
+    add_to(betas, other.betas);
   }
   void zero() {
     loss = 0.0;
@@ -95,10 +115,12 @@ struct OptimizerSettings {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
 };
 
+enum class ParamPart : int { weight = 0, bias = 1, gamma = 2, beta = 3 };
+
 // One trainable array updated in place: its float64 value, its optimizer state (first: SGD's
 // momentum buffer or Adam's m, null when unused; second: Adam's v), and its copy in the
-// engine's precision T (null when the engine reads `value` itself). `layer` and `bias` say which
-// gradient it takes.
+// engine's precision T (null when the engine reads `value` itself). `part` and `layer` (the
+// index of the Dense/Conv layer, or of the batch normalisation) say which gradient it takes.
 template <class T>
 struct OptimizedArray {
   double* value = nullptr;
@@ -107,7 +129,7 @@ struct OptimizedArray {
   T* copy = nullptr;
   std::int64_t size = 0;
   std::size_t layer = 0;
-  bool bias = false;
+  ParamPart part = ParamPart::weight;
 };
 
 namespace trainer_detail {
@@ -187,6 +209,24 @@ void add_column_sums(const RowMatrix<T>& m, std::int64_t rows, double factor, st
   for (std::int64_t j = 0; j < cols; ++j) acc[static_cast<std::size_t>(j)] += factor * sums[static_cast<std::size_t>(j)];
 }
 
+// s1[j] += sum of g[r, j] and s2[j] += sum of g[r, j] xhat[r, j] over the first `rows` rows, with
+// xhat = (x - mean) inv_std the normalised input of a batch normalisation: d loss / d beta and
+// d loss / d gamma.
+template <class T>
+void add_norm_sums(const BatchNormView<T>& bn, const RowMatrix<T>& x, const RowMatrix<T>& g, std::int64_t rows,
+                   std::vector<double>& s1, std::vector<double>& s2) {
+  const std::int64_t c = x.cols();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* xr = x.data() + r * c;
+    const T* gr = g.data() + r * c;
+    for (std::int64_t j = 0; j < c; ++j) {
+      const T xhat = (xr[j] - bn.mean[j]) * bn.inv_std[j];
+      s1[static_cast<std::size_t>(j)] += double(gr[j]);
+      s2[static_cast<std::size_t>(j)] += double(gr[j]) * double(xhat);
+    }
+  }
+}
+
 // Per-thread buffers of one row chunk.
 template <class T>
 struct Workspace {
@@ -208,9 +248,14 @@ class SequentialBackprop {
   SequentialBackprop(SequentialSpec spec, TrainableParams trainable, int n_threads, std::int64_t chunk_rows = kRowQuantum)
       : spec_(std::move(spec)), scales_(spec_.scales(true)), trainable_(std::move(trainable)),
         n_threads_(std::max(1, n_threads)), chunk_rows_(chunk_rows) {
-    const std::size_t n_params = spec_.params.size();
+    const std::size_t n_params = spec_.params.size(), n_norms = spec_.norms.size();
     if (trainable_.weights.size() != n_params || trainable_.biases.size() != n_params)
       throw std::invalid_argument("trainable weights and biases need one flag per parametrised layer");
+    trainable_.gammas.resize(n_norms, 0);
+    trainable_.betas.resize(n_norms, 0);
+    if (trainable_.gammas.size() != n_norms || trainable_.betas.size() != n_norms)
+      throw std::invalid_argument("trainable gammas and betas need one flag per batch normalisation");
+    for (std::size_t b = 0; b < n_norms; ++b) norm_channels_.push_back(spec_.norm_node(b).in.channels);
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     lowest_ = n_nodes;
     std::vector<int> readers(spec_.nodes.size(), 0);
@@ -218,6 +263,10 @@ class SequentialBackprop {
       const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
       if (node.input >= 0) ++readers[static_cast<std::size_t>(node.input)];
       if (node.kind == NodeKind::residual && node.skip >= 0) ++readers[static_cast<std::size_t>(node.skip)];
+      if (node.norm >= 0) {
+        const std::size_t b = static_cast<std::size_t>(node.norm);
+        if (trainable_.gammas[b] || trainable_.betas[b]) lowest_ = k;
+      }
       if (node.param < 0) continue;
       const std::size_t l = static_cast<std::size_t>(node.param);
       if (trainable_.biases[l] && !spec_.params[l].has_bias)
@@ -243,15 +292,26 @@ class SequentialBackprop {
       written_[static_cast<std::size_t>(act.input)] = true;
     }
     workspaces_.resize(static_cast<std::size_t>(n_threads_));
-    total_ = ParamGradients(spec_.params, trainable_);
+    total_ = ParamGradients(spec_.params, trainable_, norm_channels_);
+    param_node_.assign(n_params, -1);
+    for (std::int64_t k = 0; k < n_nodes; ++k)
+      if (spec_.nodes[static_cast<std::size_t>(k)].param >= 0)
+        param_node_[static_cast<std::size_t>(spec_.nodes[static_cast<std::size_t>(k)].param)] = k;
   }
 
   // Over `rows` points of x (input.size() values each) through `net`, which holds the current
-  // values of the parameters. The result lives until the next call.
-  const ParamGradients& gradients(const NetworkView<T>& net, const T* x, std::int64_t rows, const LossTargets& targets) {
+  // values of the parameters (and, out of training, each batch normalisation's running mean and
+  // 1 / sqrt(running var + eps)). With batch normalisation in training, the minibatch's
+  // statistics normalise it, and batch_statistics() gives them afterwards. The result lives until
+  // the next call.
+  const ParamGradients& gradients(const NetworkView<T>& net, const T* x, std::int64_t rows, const LossTargets& targets,
+                                  bool training = true) {
     check_targets(rows, targets);
+    if (net.norms.size() != spec_.norms.size())
+      throw std::invalid_argument("the parameters need one (gamma, beta) per batch normalisation");
+    if (training && !spec_.norms.empty()) return batch_gradients(net, x, rows, targets);
     const std::vector<RowTile<T>> chunks = row_tiles<T>(x, rows, nullptr, 0, chunk_rows_);
-    while (partial_.size() < chunks.size()) partial_.emplace_back(spec_.params, trainable_);
+    while (partial_.size() < chunks.size()) partial_.emplace_back(spec_.params, trainable_, norm_channels_);
     for (std::size_t c = 0; c < chunks.size(); ++c) partial_[c].zero();
     parallel_for(static_cast<std::int64_t>(chunks.size()), n_threads_, [&](std::int64_t c, int thread) {
       const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c)];
@@ -264,49 +324,215 @@ class SequentialBackprop {
     return total_;
   }
 
-  // One optimizer step on a minibatch: the gradients of gradients() (never gathered in one
-  // array) applied to `arrays` in place by the rule of `s` at step t, in blocks of elements
-  // spread over the threads (each element's update is the same whichever thread runs it).
-  // Returns the minibatch's (mean loss, fraction of rows predicted right).
+  // One optimizer step on a minibatch, applied to `arrays` in place by the rule of `s` at step t;
+  // returns the minibatch's (mean loss, fraction of rows predicted right). Two phases per group
+  // of at most kGroup chunks: each chunk's forward pass and back-propagated errors (chunks spread
+  // over the threads; bias sums and the loss per chunk), then each weight gradient by blocks of
+  // kBlockCols columns (blocks spread over the threads), each block the products of its layer's
+  // input (patches) and errors added chunk by chunk in order in float64; after the last group a
+  // block is updated at once. Every sum has a fixed order and every element's update one formula,
+  // so a step is bitwise the same for any n_threads (its weight gradients may differ from
+  // gradients()'s in the last bits: there each product spans all the columns).
   std::pair<double, double> step(const NetworkView<T>& net, const T* x, std::int64_t rows, const LossTargets& targets,
                                  const OptimizerSettings& s, std::int64_t t,
                                  const std::vector<OptimizedArray<T>>& arrays) {
     check_targets(rows, targets);
+    if (!spec_.norms.empty()) return norm_step(net, x, rows, targets, s, t, arrays);
+    const std::size_t n_params = spec_.params.size();
+    std::vector<const OptimizedArray<T>*> weight_array(n_params, nullptr);
+    std::vector<const OptimizedArray<T>*> bias_array;
     for (const OptimizedArray<T>& a : arrays) {
-      const std::vector<double>& g = a.bias ? total_.biases[a.layer] : total_.weights[a.layer];
-      if (a.layer >= spec_.params.size() || static_cast<std::int64_t>(g.size()) != a.size)
+      const bool bias = a.part == ParamPart::bias;
+      const bool trained = (bias || a.part == ParamPart::weight) && a.layer < n_params &&
+                           (bias ? trainable_.biases[a.layer] : trainable_.weights[a.layer]);
+      const DenseLayer& layer = spec_.params[std::min(a.layer, n_params - 1)];
+      if (!trained || a.size != (bias ? layer.fan_out : layer.fan_in * layer.fan_out))
         throw std::invalid_argument("an optimized array does not match a trainable parameter");
+      if (bias) {
+        bias_array.push_back(&a);
+      } else {
+        weight_array[a.layer] = &a;
+      }
     }
+    for (std::size_t l = 0; l < n_params; ++l)
+      if (trainable_.weights[l] && !weight_array[l]) throw std::invalid_argument("a trainable weight has no array");
+    if (bias_array.size() != static_cast<std::size_t>(std::count(trainable_.biases.begin(), trainable_.biases.end(), 1)))
+      throw std::invalid_argument("a trainable bias has no array");
+
     const std::vector<RowTile<T>> chunks = row_tiles<T>(x, rows, nullptr, 0, chunk_rows_);
-    while (partial_.size() < chunks.size()) partial_.emplace_back(spec_.params, trainable_);
-    for (std::size_t c = 0; c < chunks.size(); ++c) partial_[c].zero();
-    parallel_for(static_cast<std::int64_t>(chunks.size()), n_threads_, [&](std::int64_t c, int thread) {
-      const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c)];
-      chunk_gradients(net, x, chunk.row0, chunk.rows, targets, workspaces_[static_cast<std::size_t>(thread)],
-                      partial_[static_cast<std::size_t>(c)]);
-    });
+    const auto n_chunks = static_cast<std::int64_t>(chunks.size());
+    TrainableParams biases_only{std::vector<char>(n_params, 0), trainable_.biases};
+    while (static_cast<std::int64_t>(bias_sums_.size()) < n_chunks) bias_sums_.emplace_back(spec_.params, biases_only);
+    for (std::int64_t c = 0; c < n_chunks; ++c) bias_sums_[static_cast<std::size_t>(c)].zero();
+    if (weight_sums_.weights.empty()) weight_sums_ = ParamGradients(spec_.params, TrainableParams{trainable_.weights,
+                                                                                           std::vector<char>(n_params, 0)});
+    // The weight blocks: (layer, first column), in layer order.
+    std::vector<std::pair<std::size_t, std::int64_t>> blocks;
+    for (std::size_t l = 0; l < n_params; ++l)
+      if (trainable_.weights[l])
+        for (std::int64_t j = 0; j < spec_.params[l].fan_out; j += kBlockCols) blocks.emplace_back(l, j);
+    const double factor = 1.0 / static_cast<double>(rows);
+    const std::int64_t group = std::min<std::int64_t>(kGroup, n_chunks);
+    while (static_cast<std::int64_t>(chunk_workspaces_.size()) < group) chunk_workspaces_.emplace_back();
+    for (std::int64_t c0 = 0; c0 < n_chunks; c0 += group) {
+      const std::int64_t c1 = std::min(n_chunks, c0 + group);
+      parallel_for(c1 - c0, n_threads_, [&](std::int64_t i, int) {
+        const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c0 + i)];
+        chunk_gradients(net, x, chunk.row0, chunk.rows, targets, chunk_workspaces_[static_cast<std::size_t>(i)],
+                        bias_sums_[static_cast<std::size_t>(c0 + i)], false);
+      });
+      const bool last = c1 == n_chunks;
+      parallel_for(static_cast<std::int64_t>(blocks.size()), n_threads_, [&](std::int64_t item, int thread) {
+        const auto [l, j0] = blocks[static_cast<std::size_t>(item)];
+        const DenseLayer& layer = spec_.params[l];
+        const std::int64_t cols = std::min(kBlockCols, layer.fan_out - j0);
+        std::vector<double>& sums = weight_sums_.weights[l];
+        trainer_detail::Workspace<T>& scratch = workspaces_[static_cast<std::size_t>(thread)];
+        for (std::int64_t c = c0; c < c1; ++c)
+          add_weight_block(l, j0, cols, chunks[static_cast<std::size_t>(c)].rows,
+                           chunk_workspaces_[static_cast<std::size_t>(c - c0)], scratch, c == 0, sums);
+        if (!last) return;
+        const OptimizedArray<T>& a = *weight_array[l];
+        const std::vector<const double*> parts{sums.data()};
+        for (std::int64_t r = 0; r < layer.fan_in; ++r)
+          trainer_detail::update_range(s, t, a, parts, factor, r * layer.fan_out + j0, r * layer.fan_out + j0 + cols);
+      });
+    }
     double loss = 0.0, correct = 0.0;
-    for (std::size_t c = 0; c < chunks.size(); ++c) {
-      loss += partial_[c].loss;
-      correct += partial_[c].correct;
+    for (std::int64_t c = 0; c < n_chunks; ++c) {
+      loss += bias_sums_[static_cast<std::size_t>(c)].loss;
+      correct += bias_sums_[static_cast<std::size_t>(c)].correct;
+    }
+    for (const OptimizedArray<T>* a : bias_array) {
+      std::vector<const double*> parts(static_cast<std::size_t>(n_chunks));
+      for (std::int64_t c = 0; c < n_chunks; ++c)
+        parts[static_cast<std::size_t>(c)] = bias_sums_[static_cast<std::size_t>(c)].biases[a->layer].data();
+      trainer_detail::update_range(s, t, *a, parts, factor, 0, a->size);
+    }
+    return {loss * factor, correct * factor};
+  }
+
+  // step() through batch normalisations in training: the minibatch's gradients (gradients()),
+  // then every array's update from them, spread over the threads in blocks of elements.
+  std::pair<double, double> norm_step(const NetworkView<T>& net, const T* x, std::int64_t rows,
+                                      const LossTargets& targets, const OptimizerSettings& s, std::int64_t t,
+                                      const std::vector<OptimizedArray<T>>& arrays) {
+    const ParamGradients& g = gradients(net, x, rows, targets, true);
+    std::vector<const double*> sources;
+    for (const OptimizedArray<T>& a : arrays) {
+      const std::vector<std::vector<double>>& part = a.part == ParamPart::weight ? g.weights
+                                                     : a.part == ParamPart::bias ? g.biases
+                                                     : a.part == ParamPart::gamma ? g.gammas
+                                                                                  : g.betas;
+      if (a.layer >= part.size() || static_cast<std::int64_t>(part[a.layer].size()) != a.size)
+        throw std::invalid_argument("an optimized array does not match a trainable parameter");
+      sources.push_back(part[a.layer].data());
     }
     constexpr std::int64_t kBlock = 1 << 15;
     std::vector<std::pair<std::size_t, std::int64_t>> blocks;
     for (std::size_t a = 0; a < arrays.size(); ++a)
       for (std::int64_t i = 0; i < arrays[a].size; i += kBlock) blocks.emplace_back(a, i);
-    const double factor = 1.0 / static_cast<double>(rows);
     parallel_for(static_cast<std::int64_t>(blocks.size()), n_threads_, [&](std::int64_t item, int) {
       const auto [a, i0] = blocks[static_cast<std::size_t>(item)];
-      const OptimizedArray<T>& array = arrays[a];
-      std::vector<const double*> parts(chunks.size());
-      for (std::size_t c = 0; c < chunks.size(); ++c)
-        parts[c] = (array.bias ? partial_[c].biases[array.layer] : partial_[c].weights[array.layer]).data();
-      trainer_detail::update_range(s, t, array, parts, factor, i0, std::min(array.size, i0 + kBlock));
+      trainer_detail::update_range(s, t, arrays[a], {sources[a]}, 1.0, i0, std::min(arrays[a].size, i0 + kBlock));
     });
-    return {loss * factor, correct * factor};
+    return {g.loss, g.correct};
   }
 
+  // Each batch normalisation's statistics over the minibatch of the last call in training.
+  const std::vector<BatchStats>& batch_statistics() const { return stats_; }
+
  private:
+  // Gradients with batch normalisation in training: the whole minibatch's forward pass is kept
+  // (one workspace per chunk); the backward pass stops at each batch normalisation for the sums
+  // over the batch that its parameters' gradients and its input error need.
+  const ParamGradients& batch_gradients(const NetworkView<T>& given, const T* x, std::int64_t rows,
+                                        const LossTargets& targets) {
+    const std::vector<RowTile<T>> chunks = row_tiles<T>(x, rows, nullptr, 0, chunk_rows_);
+    const auto n_chunks = static_cast<std::int64_t>(chunks.size());
+    if (chunk_ws_.size() < chunks.size()) chunk_ws_.resize(chunks.size());
+    while (partial_.size() < chunks.size()) partial_.emplace_back(spec_.params, trainable_, norm_channels_);
+    for (std::size_t c = 0; c < chunks.size(); ++c) partial_[c].zero();
+    total_.zero();
+    NetworkView<T> net = given;
+    const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
+    batch_forward(spec_, scales_, net, chunks, lowest_ < n_nodes - 1, n_threads_, norm_, stats_,
+                  [&](std::size_t c) -> SequentialWorkspace<T>& { return chunk_ws_[c].forward; });
+    parallel_for(n_chunks, n_threads_, [&](std::int64_t c, int) {
+      const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c)];
+      start_backward(chunk.row0, chunk.rows, targets, chunk_ws_[static_cast<std::size_t>(c)],
+                     partial_[static_cast<std::size_t>(c)]);
+    });
+    std::int64_t top = n_nodes - 1;
+    const auto backward = [&](std::int64_t lo) {
+      parallel_for(n_chunks, n_threads_, [&](std::int64_t c, int) {
+        backward_range(net, chunks[static_cast<std::size_t>(c)].rows, top, lo, chunk_ws_[static_cast<std::size_t>(c)],
+                       partial_[static_cast<std::size_t>(c)]);
+      });
+    };
+    for (std::size_t b = spec_.norms.size(); b-- > 0;) {
+      const std::int64_t kb = spec_.norms[b];
+      if (kb < lowest_ || lowest_ >= n_nodes) break;
+      backward(kb + 1);
+      norm_backward(net, b, chunks);
+      top = kb - 1;
+    }
+    if (lowest_ < n_nodes) backward(lowest_);
+    for (std::size_t c = 0; c < chunks.size(); ++c) total_.add(partial_[c]);
+    total_.scale(1.0 / static_cast<double>(rows));
+    return total_;
+  }
+
+  // Batch normalisation b in training, its output error complete in every chunk: d loss / d gamma
+  // and d loss / d beta (sums over the batch, added in chunk order), and its input error
+  // gamma inv_std (g - mean(g) - xhat mean(g xhat)), the means over the batch's rows and positions.
+  void norm_backward(const NetworkView<T>& net, std::size_t b, const std::vector<RowTile<T>>& chunks) {
+    const std::int64_t kb = spec_.norms[b];
+    const SeqNode& node = spec_.nodes[static_cast<std::size_t>(kb)];
+    const BatchNormView<T>& bn = net.norms[b];
+    const auto channels = static_cast<std::size_t>(node.in.channels);
+    const std::int64_t positions = node.in.positions();
+    const auto n_chunks = static_cast<std::int64_t>(chunks.size());
+    norm_partial_.resize(chunks.size());
+    parallel_for(n_chunks, n_threads_, [&](std::int64_t c, int) {
+      auto& [s1, s2] = norm_partial_[static_cast<std::size_t>(c)];
+      s1.assign(channels, 0.0);
+      s2.assign(channels, 0.0);
+      const trainer_detail::Workspace<T>& ws = chunk_ws_[static_cast<std::size_t>(c)];
+      trainer_detail::add_norm_sums(bn, ws.forward.output(node.input), ws.cot[static_cast<std::size_t>(kb)],
+                                    chunks[static_cast<std::size_t>(c)].rows * positions, s1, s2);
+    });
+    std::vector<double> s1(channels, 0.0), s2(channels, 0.0);
+    for (const auto& [p1, p2] : norm_partial_)
+      for (std::size_t j = 0; j < channels; ++j) {
+        s1[j] += p1[j];
+        s2[j] += p2[j];
+      }
+    add_norm_gradients(b, s1, s2, total_);
+    if (node.input < lowest_) return;
+    const double count = static_cast<double>(stats_[b].count);
+    std::vector<T> mean_g(channels), mean_gx(channels), a(channels);
+    for (std::size_t j = 0; j < channels; ++j) {
+      mean_g[j] = static_cast<T>(s1[j] / count);
+      mean_gx[j] = static_cast<T>(s2[j] / count);
+      a[j] = bn.gamma[j] * bn.inv_std[j];
+    }
+    parallel_for(n_chunks, n_threads_, [&](std::int64_t c, int) {
+      trainer_detail::Workspace<T>& ws = chunk_ws_[static_cast<std::size_t>(c)];
+      const RowMatrix<T>& x = ws.forward.output(node.input);
+      const RowMatrix<T>& g = ws.cot[static_cast<std::size_t>(kb)];
+      RowMatrix<T>& in = ws.cot[static_cast<std::size_t>(node.input)];
+      const std::int64_t n = chunks[static_cast<std::size_t>(c)].rows * positions;
+      const auto C = static_cast<std::int64_t>(channels);
+      for (std::int64_t r = 0; r < n; ++r)
+        for (std::int64_t j = 0; j < C; ++j) {
+          const auto u = static_cast<std::size_t>(j);
+          const T xhat = (x(r, j) - bn.mean[u]) * bn.inv_std[u];
+          in(r, j) += a[u] * (g(r, j) - mean_g[u] - xhat * mean_gx[u]);
+        }
+    });
+  }
+
   void check_targets(std::int64_t rows, const LossTargets& targets) const {
     if (rows < 1) throw std::invalid_argument("the minibatch has no rows");
     const std::int64_t C = spec_.n_outputs();
@@ -325,29 +551,60 @@ class SequentialBackprop {
 
   // Loss and gradient sums of one chunk of points into `out`.
   void chunk_gradients(const NetworkView<T>& net, const T* x, std::int64_t row0, std::int64_t points,
-                       const LossTargets& targets, trainer_detail::Workspace<T>& ws, ParamGradients& out) const {
+                       const LossTargets& targets, trainer_detail::Workspace<T>& ws, ParamGradients& out,
+                       bool weights = true) const {
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     sequential_forward(spec_, scales_, net, x + row0 * spec_.input.size(), points, lowest_ < n_nodes - 1, ws.forward);
+    start_backward(row0, points, targets, ws, out);
+    backward_range(net, points, n_nodes - 1, lowest_, ws, out, weights);
+  }
+
+  // The loss of a chunk whose forward pass is in ws, its logits' error, and the other errors zeroed
+  // (nodes add into them; those of fused layers are written whole).
+  void start_backward(std::int64_t row0, std::int64_t points, const LossTargets& targets,
+                      trainer_detail::Workspace<T>& ws, ParamGradients& out) const {
+    const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     ws.cot.resize(spec_.nodes.size());
     trainer_detail::loss_gradient(ws.forward.outputs.back(), row0, points, targets, out.loss, out.correct,
                                   ws.cot.back());
-    if (lowest_ >= n_nodes) return;
-    // Errors that nodes add into start at zero; those of fused layers are written whole.
     for (std::int64_t k = lowest_; k < n_nodes - 1; ++k) {
       const Shape& s = spec_.nodes[static_cast<std::size_t>(k)].out;
       if (!written_[static_cast<std::size_t>(k)] && !skipped_[static_cast<std::size_t>(k)])
         ws.cot[static_cast<std::size_t>(k)].setZero(round_up(points * s.positions(), kRowQuantum), s.channels);
     }
-    for (std::int64_t k = n_nodes - 1; k >= lowest_; --k) {
+  }
+
+  // The backward pass of a chunk through nodes hi down to lo (batch normalisations by their
+  // frozen-statistics step: the staged pass in training never crosses one here), adding the
+  // trainable parameters' gradient sums to `out`.
+  void backward_range(const NetworkView<T>& net, std::int64_t points, std::int64_t hi, std::int64_t lo,
+                      trainer_detail::Workspace<T>& ws, ParamGradients& out, bool weights = true) const {
+    for (std::int64_t k = hi; k >= lo; --k) {
       const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
       if (skipped_[static_cast<std::size_t>(k)]) continue;
-      if (node.param >= 0) add_param_gradients(k, points, ws, out);
+      if (node.param >= 0) add_param_gradients(k, points, ws, out, weights);
+      if (node.norm >= 0) {
+        const auto b = static_cast<std::size_t>(node.norm);
+        std::vector<double> s1(static_cast<std::size_t>(norm_channels_[b]), 0.0), s2(s1.size(), 0.0);
+        trainer_detail::add_norm_sums(net.norms[b], ws.forward.output(node.input), ws.cot[static_cast<std::size_t>(k)],
+                                      points * node.in.positions(), s1, s2);
+        add_norm_gradients(b, s1, s2, out);
+      }
       if (fused_[static_cast<std::size_t>(k)]) {
         fused_backward(net, k, ws);
       } else {
         backward_node(spec_, scales_, net, ws.forward, k, points, 1, lowest_, ws.cot, ws.back);
       }
     }
+  }
+
+  // Batch normalisation b's trainable gamma and beta from the sums of g xhat (s2) and g (s1).
+  void add_norm_gradients(std::size_t b, const std::vector<double>& s1, const std::vector<double>& s2,
+                          ParamGradients& out) const {
+    if (trainable_.gammas[b])
+      for (std::size_t j = 0; j < s2.size(); ++j) out.gammas[b][j] += s2[j];
+    if (trainable_.betas[b])
+      for (std::size_t j = 0; j < s1.size(); ++j) out.betas[b][j] += s1[j];
   }
 
   // Dense node k reading activation a reading node z: cot[z] = (cot[k] W^T) * (forward phi'(z)).
@@ -364,13 +621,13 @@ class SequentialBackprop {
 
   // The trainable weights' and biases' gradient sums of parametrised node `node` from its error.
   void add_param_gradients(std::int64_t k, std::int64_t points, trainer_detail::Workspace<T>& ws,
-                           ParamGradients& out) const {
+                           ParamGradients& out, bool weights = true) const {
     const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
     const std::size_t l = static_cast<std::size_t>(node.param);
     const RowMatrix<T>& g = ws.cot[static_cast<std::size_t>(k)];
     const LayerScales& sc = scales_[l];
     if (trainable_.biases[l]) trainer_detail::add_column_sums(g, points * node.out.positions(), sc.bias, out.biases[l]);
-    if (!trainable_.weights[l]) return;
+    if (!weights || !trainable_.weights[l]) return;
     const RowMatrix<T>& in = ws.forward.output(node.input);
     if (!node.pointwise()) sequential_detail::im2col(node, in.data(), points, ws.forward.patches);
     const RowMatrix<T>& a = node.pointwise() ? in : ws.forward.patches;
@@ -380,6 +637,35 @@ class SequentialBackprop {
     std::vector<double>& dst = out.weights[l];
     for (std::size_t k = 0; k < dst.size(); ++k) dst[k] += forward * double(p[k]);
   }
+
+  // Columns [j0, j0 + cols) of layer l's weight gradient sums from one chunk of `points` points whose
+  // forward pass and errors are in `ws`: sums (+)= forward * (input patches)^T (errors), written
+  // when `first`. `scratch` holds the patches and the product.
+  void add_weight_block(std::size_t l, std::int64_t j0, std::int64_t cols, std::int64_t points,
+                        const trainer_detail::Workspace<T>& ws, trainer_detail::Workspace<T>& scratch, bool first,
+                        std::vector<double>& sums) const {
+    const SeqNode& node = spec_.nodes[static_cast<std::size_t>(param_node_[l])];
+    const RowMatrix<T>& g = ws.cot[static_cast<std::size_t>(param_node_[l])];
+    const RowMatrix<T>& in = ws.forward.output(node.input);
+    if (!node.pointwise()) sequential_detail::im2col(node, in.data(), points, scratch.forward.patches);
+    const RowMatrix<T>& a = node.pointwise() ? in : scratch.forward.patches;
+    scratch.product.noalias() =
+        Eigen::Map<const RowMatrix<T>>(a.data(), g.rows(), a.cols()).transpose() * g.middleCols(j0, cols);
+    const double forward = scales_[l].forward;
+    const std::int64_t fan_out = spec_.params[l].fan_out;
+    for (std::int64_t r = 0; r < a.cols(); ++r) {
+      const T* p = scratch.product.data() + r * cols;
+      double* dst = sums.data() + r * fan_out + j0;
+      if (first) {
+        for (std::int64_t j = 0; j < cols; ++j) dst[j] = forward * double(p[j]);
+      } else {
+        for (std::int64_t j = 0; j < cols; ++j) dst[j] += forward * double(p[j]);
+      }
+    }
+  }
+
+  static constexpr std::int64_t kGroup = 4;         // chunks whose errors are kept at once in step()
+  static constexpr std::int64_t kBlockCols = 256;   // columns of a weight-gradient block in step()
 
   SequentialSpec spec_;
   std::vector<LayerScales> scales_;
@@ -392,7 +678,16 @@ class SequentialBackprop {
   std::vector<bool> skipped_;  // per node: an activation a fused layer steps over (its error never formed)
   std::vector<trainer_detail::Workspace<T>> workspaces_;
   std::vector<ParamGradients> partial_;  // one per chunk
+  std::vector<trainer_detail::Workspace<T>> chunk_workspaces_;  // step(): one per chunk of a group
+  std::vector<ParamGradients> bias_sums_;                       // step(): loss and bias sums, one per chunk
+  ParamGradients weight_sums_;                                  // step(): the weight gradient sums
+  std::vector<std::int64_t> param_node_;                        // per parametrised layer, its node
   ParamGradients total_;
+  std::vector<std::int64_t> norm_channels_;                // per batch normalisation
+  std::vector<trainer_detail::Workspace<T>> chunk_ws_;     // batch normalisation in training: one per chunk
+  NormStatistics<T> norm_;                                 // ... the batch's statistics as the passes use them
+  std::vector<BatchStats> stats_;                          // ... and in float64
+  std::vector<std::pair<std::vector<double>, std::vector<double>>> norm_partial_;  // per chunk: sums of g, g xhat
 };
 
 }  // namespace nnpk

@@ -141,6 +141,16 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
           for (std::int64_t ch = 0; ch < ci; ++ch) in(r, c * ci + ch) += g(r, c * ci + ch) * d(r, ch);
       break;
     }
+    case NodeKind::batch_norm: {
+      // With the statistics held fixed (evaluation): d y / d x = gamma inv_std per channel. In
+      // training the statistics depend on the whole batch; the trainer adds their terms.
+      const BatchNormView<T>& bn = net.norms.at(static_cast<std::size_t>(node.norm));
+      const std::int64_t rows = points * si.positions();
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t c = 0; c < C; ++c)
+          for (std::int64_t ch = 0; ch < ci; ++ch) in(r, c * ci + ch) += g(r, c * ci + ch) * (bn.gamma[ch] * bn.inv_std[ch]);
+      break;
+    }
     case NodeKind::residual: break;
   }
 }

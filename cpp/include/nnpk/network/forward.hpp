@@ -147,6 +147,19 @@ void activate(const Activation& act, const RowMatrix<T>& in, std::int64_t rows, 
   activate_entries(act, in.data(), rows * in.cols(), out.data(), derivative ? derivative->data() : nullptr);
 }
 
+// Batch normalisation of `rows` rows by given statistics: y = gamma ((x - mean) inv_std) + beta
+// per channel (column).
+template <class T>
+void normalize(const BatchNormView<T>& bn, const RowMatrix<T>& in, std::int64_t rows, RowMatrix<T>& out) {
+  const std::int64_t c = in.cols();
+  shape_rows(out, rows, c);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* x = in.data() + r * c;
+    T* y = out.data() + r * c;
+    for (std::int64_t j = 0; j < c; ++j) y[j] = bn.gamma[j] * ((x[j] - bn.mean[j]) * bn.inv_std[j]) + bn.beta[j];
+  }
+}
+
 }  // namespace sequential_detail
 
 // Forward pass of `points` points of x (row-major, input.size() values each) through one
@@ -155,19 +168,25 @@ void activate(const Activation& act, const RowMatrix<T>& in, std::int64_t rows, 
 // except that a layer read only by the activation after it is activated in place, its own
 // output not kept, unless it is in `kept`. Each output row is computed by the same operations
 // whatever the tile (products see whole kRowQuantum blocks of rows), so the results do not
-// depend on tiling or threads.
+// depend on tiling or threads. With first > 0 the pass resumes at node `first` of a pass of the
+// same points that stopped there (x is not read): batch normalisation in training stops at each
+// normalisation to gather the batch's statistics. A batch normalisation node applies
+// net.norms[node.norm].
 template <class T>
 void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
                         const T* x, std::int64_t points, bool keep_derivatives, SequentialWorkspace<T>& ws,
-                        std::size_t depth = static_cast<std::size_t>(-1), const std::vector<std::int64_t>& kept = {}) {
+                        std::size_t depth = static_cast<std::size_t>(-1), const std::vector<std::int64_t>& kept = {},
+                        std::size_t first = 0) {
   using namespace sequential_detail;
   const std::size_t n_nodes = std::min(depth, spec.nodes.size());
-  ws.points = points;
-  shape_rows(ws.input, points * spec.input.positions(), spec.input.channels);
-  std::copy(x, x + points * spec.input.size(), ws.input.data());
-  ws.outputs.resize(spec.nodes.size());
-  ws.derivatives.resize(keep_derivatives ? spec.nodes.size() : 0);
-  for (std::size_t k = 0; k < n_nodes; ++k) {
+  if (first == 0) {
+    ws.points = points;
+    shape_rows(ws.input, points * spec.input.positions(), spec.input.channels);
+    std::copy(x, x + points * spec.input.size(), ws.input.data());
+    ws.outputs.resize(spec.nodes.size());
+    ws.derivatives.resize(keep_derivatives ? spec.nodes.size() : 0);
+  }
+  for (std::size_t k = first; k < n_nodes; ++k) {
     const SeqNode& node = spec.nodes[k];
     const RowMatrix<T>& in = ws.output(node.input);
     RowMatrix<T>& out = ws.outputs[k];
@@ -231,6 +250,7 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
         for (std::int64_t i = 0; i < n; ++i) out.data()[i] = skip.data()[i] + scale * in.data()[i];
         break;
       }
+      case NodeKind::batch_norm: normalize(net.norms.at(static_cast<std::size_t>(node.norm)), in, rows, out); break;
     }
   }
 }

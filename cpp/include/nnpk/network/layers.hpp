@@ -68,10 +68,22 @@ inline std::int64_t round_up(std::int64_t n, std::int64_t q) { return (n + q - 1
 
 // One network's parameters: W^l (fan_in x fan_out, row-major) and b^l (fan_out,
 // or null without bias), scaled in the forward pass by LayerScales.
+// A batch normalisation as the forward pass applies it, per channel:
+// y = gamma * ((x - mean) * inv_std) + beta, with inv_std = 1 / sqrt(var + eps) of the
+// batch's statistics (training) or of the running ones (evaluation).
+template <class T>
+struct BatchNormView {
+  const T* gamma = nullptr;
+  const T* beta = nullptr;
+  const T* mean = nullptr;
+  const T* inv_std = nullptr;
+};
+
 template <class T>
 struct NetworkView {
   std::vector<const T*> weights;
   std::vector<const T*> biases;
+  std::vector<BatchNormView<T>> norms;  // one per batch normalisation of a sequential network
 };
 
 // One network's unit-variance parameters eps^l, beta^l, drawn in place: the weights

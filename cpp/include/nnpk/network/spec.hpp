@@ -1,5 +1,5 @@
 // Sequential networks as the engine sees them: dense and convolutional layers, pooling,
-// flattening, elementwise activations and residual blocks, as a list of nodes in execution
+// flattening, elementwise activations, residual blocks and batch normalisation, as a list of nodes in execution
 // order, each node's shapes and parameters derived from the input's shape.
 #pragma once
 
@@ -15,7 +15,17 @@
 
 namespace nnpk {
 
-enum class NodeKind : int { dense = 0, conv, avg_pool, max_pool, global_avg_pool, flatten, activation, residual };
+enum class NodeKind : int {
+  dense = 0,
+  conv,
+  avg_pool,
+  max_pool,
+  global_avg_pool,
+  flatten,
+  activation,
+  residual,
+  batch_norm
+};
 
 // One point's features after a node: height x width positions of `channels` values each,
 // stored position-major (row-major over (height, width, channels): the layout of a
@@ -43,17 +53,27 @@ struct SeqNode {
   bool has_bias = false;
   Activation activation;
   double scale = 1.0;  // residual: output = skip + scale * input
+  double eps = 1e-5, momentum = 0.1;  // batch_norm: variance offset, running statistics' update rate
 
   // Derived by SequentialSpec::build.
   Shape in, out;
   std::int64_t pad_h = 0, pad_w = 0;  // padding before the first row / column
   std::int64_t param = -1;            // dense, conv: index among the parametrised layers
+  std::int64_t norm = -1;             // batch_norm: index among the batch normalisations
   std::int64_t readers = 0;           // how many nodes read this node's output (as input or skip)
 
   // A dense layer or a 1 x 1 convolution of stride 1: the input rows are the layer's patches.
   bool pointwise() const {
     return kind == NodeKind::dense || (window_h == 1 && window_w == 1 && stride_h == 1 && stride_w == 1);
   }
+};
+
+// One entry of the parameter list in network order (sample_params' layout): a dense or
+// convolutional layer's (W, b), params[index], or a batch normalisation's (gamma, beta),
+// norms[index].
+struct ParamEntry {
+  bool norm = false;
+  std::int64_t index = 0;
 };
 
 struct SequentialSpec {
@@ -64,6 +84,9 @@ struct SequentialSpec {
   // Derived by build(): each parametrised node's weights as a (fan_in, fan_out) matrix, a
   // convolution's fan_in being kernel height x kernel width x input channels.
   std::vector<DenseLayer> params;
+  // Derived by build(): the batch normalisations' nodes in order, and every parameter entry.
+  std::vector<std::int64_t> norms;
+  std::vector<ParamEntry> entries;
 
   const Shape& shape_of(std::int64_t node) const {
     return node < 0 ? input : nodes[static_cast<std::size_t>(node)].out;
@@ -72,6 +95,7 @@ struct SequentialSpec {
   std::int64_t n_outputs() const { return nodes.back().out.size(); }
   const std::vector<DenseLayer>& param_layers() const { return params; }
   std::vector<LayerScales> scales(bool stored) const { return layer_scales(params, parameterization, stored); }
+  const SeqNode& norm_node(std::size_t b) const { return nodes[static_cast<std::size_t>(norms[b])]; }
 
   // Derives every node's shapes, padding and parameters from the input shape; the Python
   // layer has already checked all of it with messages naming the layer.
@@ -79,6 +103,8 @@ struct SequentialSpec {
     if (nodes.empty()) throw std::invalid_argument("the network has no layers");
     if (input.height < 1 || input.width < 1 || input.channels < 1) throw std::invalid_argument("empty input shape");
     params.clear();
+    norms.clear();
+    entries.clear();
     for (std::size_t k = 0; k < nodes.size(); ++k) {
       SeqNode& node = nodes[k];
       const auto fail = [k](const std::string& what) {
@@ -123,6 +149,13 @@ struct SequentialSpec {
           if (node.skip < -1 || node.skip >= index) throw fail("skip must be an earlier node");
           if (!(shape_of(node.skip) == node.in)) throw fail("a residual block must keep the shape");
           break;
+        case NodeKind::batch_norm:
+          if (!(node.eps > 0)) throw fail("eps must be positive");
+          if (!(node.momentum > 0 && node.momentum <= 1)) throw fail("momentum must be in (0, 1]");
+          node.norm = static_cast<std::int64_t>(norms.size());
+          norms.push_back(index);
+          entries.push_back({true, node.norm});
+          break;
       }
     }
     if (nodes.back().out.spatial) throw std::invalid_argument("the network's output must be flat");
@@ -152,6 +185,7 @@ struct SequentialSpec {
   void add_param(SeqNode& node, std::int64_t fan_in) {
     if (!(node.w_std >= 0) || !(node.b_std >= 0)) throw std::invalid_argument("negative or NaN std");
     node.param = static_cast<std::int64_t>(params.size());
+    entries.push_back({false, node.param});
     DenseLayer layer;
     layer.fan_in = fan_in;
     layer.fan_out = node.out.channels;
