@@ -52,9 +52,9 @@ def test_figures_are_sane(report):
         assert 0 <= row["test_accuracy"] <= 1
     for row in entry["prior"]:
         assert all(0 <= v <= 1 for v in row["cka"].values())
-        assert 0 <= row["test_accuracy"] <= 1
-        # Training moves the logit kernel towards the classes: it aligns with them better than the prior does.
-        assert row["label_alignment"]["trained"] > row["label_alignment"]["prior_nngp"]
+        assert all(-1 <= v <= 1 for v in row["label_alignment"].values())
+        # Ten classes: the trained networks are far above chance (0.1).
+        assert 0.5 < row["test_accuracy"] <= 1
 
 
 def test_networks_are_the_described_architectures():

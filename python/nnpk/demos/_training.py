@@ -45,8 +45,8 @@ FULL: Dict[str, Any] = {
 QUICK: Dict[str, Any] = {
     "samples": {"digits": 400, "mnist1d": 400},
     "linearized": {"sizes": (16, 32), "width": 64, "steps": 50, "lr": 2.0, "max_test": 100},
-    "depth": {"depths": (8,), "width": 32, "epochs": 3, "n_train": 150, "lr": 0.001, "batch_size": 50},
-    "prior": {"width": 64, "channels": 8, "epochs": 3, "lr": 0.003, "batch_size": 50, "networks": 2, "n_kernel": 60},
+    "depth": {"depths": (8,), "width": 32, "epochs": 5, "n_train": 150, "lr": 0.001, "batch_size": 50},
+    "prior": {"width": 64, "channels": 8, "epochs": 20, "lr": 0.01, "batch_size": 50, "networks": 2, "n_kernel": 60},
 }
 
 
