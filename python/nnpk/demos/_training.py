@@ -115,13 +115,16 @@ def linearized_study(data: Dataset, s: dict, seed: int, threads: int, progress: 
 
 def deep_network(variant: str, depth: int, width: int, n_classes: int) -> Network:
     """`depth` hidden Dense layers of `width` units: relu with He weights, relu_normalized (unit second moment,
-    W_std 1), or Dense -> BatchNorm -> relu; then a Dense readout."""
+    W_std 1), or Dense -> BatchNorm -> relu; then a Dense readout. Standard parameterization (the weights as
+    they are, as in PyTorch), under which Adam's steps are the same for every layer width."""
     if variant == "relu_normalized":
-        return MLP(hidden=[width] * depth, out=n_classes, activation="relu_normalized", W_std=1.0, b_std=B_STD)
+        return MLP(hidden=[width] * depth, out=n_classes, activation="relu_normalized", W_std=1.0, b_std=B_STD,
+                   parameterization="standard")
     if variant == "relu":
-        return MLP(hidden=[width] * depth, out=n_classes, activation="relu", W_std=HE, b_std=B_STD)
+        return MLP(hidden=[width] * depth, out=n_classes, activation="relu", W_std=HE, b_std=B_STD,
+                   parameterization="standard")
     block = [Dense(width, W_std=HE, b_std=B_STD), BatchNorm(), "relu"]
-    return Network(tuple(block * depth) + (Dense(n_classes, b_std=B_STD),))
+    return Network(tuple(block * depth) + (Dense(n_classes, b_std=B_STD),), parameterization="standard")
 
 
 def depth_study(data: Dataset, s: dict, seed: int, threads: int, progress: bool) -> List[dict]:
@@ -262,7 +265,7 @@ def markdown(results: dict, plot_file: str) -> str:
     a, b, c = s["linearized"], s["depth"], s["prior"]
     lines = [f"# Trained networks and their kernels (nnpk {results['version']})", "",
              "Inputs centred and scaled to unit mean square per point; biases b_std = "
-             f"{s['b_std']}, NTK parameterization, seed {s['seed']}.", "",
+             f"{s['b_std']}; NTK parameterization unless said otherwise; seed {s['seed']}.", "",
              f"(a) One relu layer of {a['width']} units (W_std = sqrt 2), two logits, trained on all its parameters "
              f"by {a['steps']} full-batch gradient-descent steps (lr {a['lr']}) on the cross-entropy; its "
              "linearisation takes the same steps in function space with the network's empirical NTK at "
@@ -271,12 +274,12 @@ def markdown(results: dict, plot_file: str) -> str:
              "NTK alignment: centred kernel-target alignment of the network's empirical NTK on its training points "
              "at the recorded epochs; 'NTK moved': its relative Frobenius distance from the initial NTK at the end.",
              "",
-             f"(b) {b['width']} units per layer, {b['n_train']} training points of every class, SGD (lr {b['lr']}, "
-             f"momentum 0.9, batches of {b['batch_size']}) for {b['epochs']} epochs; relu with W_std = sqrt 2, "
-             "relu_normalized with W_std = 1, or Dense -> BatchNorm -> relu. Mean training loss of the first and "
-             "the last epoch (test accuracy in brackets).", "",
+             f"(b) {b['width']} units per layer, standard parameterization, the first {b['n_train']} training "
+             f"points, Adam (lr {b['lr']}, batches of {b['batch_size']}) for {b['epochs']} epochs; relu with W_std = "
+             "sqrt 2, relu_normalized with W_std = 1, or Dense -> BatchNorm -> relu. Mean training loss of the "
+             "first and the last epoch (test accuracy in brackets).", "",
              f"(c) MLP: two relu layers of {c['width']} units; CNN: two relu convolutions of {c['channels']} "
-             f"channels and a Flatten; SGD (lr {c['lr']}, momentum 0.9, batches of {c['batch_size']}) for "
+             f"channels and a Flatten; Adam (lr {c['lr']}, batches of {c['batch_size']}) for "
              f"{c['epochs']} epochs on the training half. Kernels on {c['n_kernel']} test points: the trained "
              "network's logit kernel f(x) . f(x') / C against the architecture's prior NNGP and NTK (Monte Carlo, "
              f"{c['networks']} networks) and against the logit kernel of the same network at initialisation, by "
