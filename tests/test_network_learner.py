@@ -8,7 +8,7 @@ import pytest
 from sklearn.base import clone
 
 import nnpk
-from nnpk import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual
+from nnpk import AvgPool, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual
 from reference import activation, activation_derivative
 from reference_networks import forward, jacobian
 
@@ -237,6 +237,102 @@ def test_gradients_of_every_layer_type_match_finite_differences(name, loss):
             position += array.size
 
 
+# ---------------------------------------------------------------- BatchNorm
+
+
+def numpy_norm_forward(network, params, x, buffers=None):
+    """(logits, [(batch mean, biased var, count) per BatchNorm]) of a network of Dense, Conv (stride 1,
+    'same'), BatchNorm, activations and GlobalAvgPool: with buffers None, BatchNorm normalises by the
+    batch's statistics over every axis but the last (training); else by the running (mean, var)."""
+    ntk = network.parameterization == "ntk"
+    h, stats, norms, it = x, [], iter([] if buffers is None else buffers), iter(params)
+    for layer in network.layers:
+        if isinstance(layer, BatchNorm):
+            gamma, beta = next(it)
+            axes = tuple(range(h.ndim - 1))
+            if buffers is None:
+                mean, var = h.mean(axis=axes), h.var(axis=axes)
+                stats.append((mean, var, h.size // h.shape[-1]))
+            else:
+                mean, var = next(norms)
+            h = gamma * (h - mean) / np.sqrt(var + layer.eps) + beta
+        elif isinstance(layer, (Dense, Conv)):
+            W, b = next(it)
+            s = layer.W_std / math.sqrt(np.prod(W.shape[:-1])) if ntk else 1.0
+            h = s * (h @ W if isinstance(layer, Dense) else conv_same(h, W))
+            if b is not None:
+                h = h + (layer.b_std if ntk else 1.0) * b
+        elif isinstance(layer, GlobalAvgPool):
+            h = h.mean(axis=tuple(range(1, h.ndim - 1)))
+        else:
+            h = activation(layer.name)(h)
+    return h, stats
+
+
+NORM_NETWORKS = {
+    "dense": (Network([Dense(6, b_std=0.2), BatchNorm(), "relu", Dense(3, b_std=0.1)]), (4,)),
+    "conv": (Network([Conv(3, (3, 3), W_std=1.3), BatchNorm(eps=1e-3, momentum=0.3), "tanh", GlobalAvgPool(),
+                      Dense(3, b_std=0.1)], parameterization="standard"), (4, 3, 2)),
+}
+
+
+@pytest.mark.parametrize("name", list(NORM_NETWORKS))
+def test_batchnorm_gradients_match_finite_differences(name):
+    """With BatchNorm the gradients go through the batch's statistics; gamma and beta train too."""
+    network, shape = NORM_NETWORKS[name]
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((6,) + shape), rng.permutation(6) % 3  # every class present
+    params = nnpk.sample_params(network, shape, 1, 0)  # gamma 1 and beta 0
+    learner = nnpk.NetworkLearner(network, seed=1, optimizer="sgd", lr=1.0, epochs=1, batch_size=None).fit(x, y)
+    step = 1e-6
+    for l, pair in enumerate(params):
+        for part, array in enumerate(pair):
+            if array is None:
+                continue
+            differences = np.zeros(array.size)
+            for i in range(array.size):
+                values = []
+                for sign in (1, -1):
+                    shifted = [[w.copy(), None if c is None else c.copy()] for w, c in params]
+                    shifted[l][part].flat[i] += sign * step
+                    values.append(mean_loss(numpy_norm_forward(network, shifted, x)[0], y, "cross_entropy"))
+                differences[i] = (values[0] - values[1]) / (2 * step)
+            np.testing.assert_allclose((array - learner.params_[l][part]).ravel(), differences, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", list(NORM_NETWORKS))
+def test_batchnorm_running_statistics_follow_each_step_and_serve_predictions(name):
+    network, shape = NORM_NETWORKS[name]
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((8,) + shape), rng.permutation(8) % 3
+    settings = dict(optimizer="sgd", lr=0.3, batch_size=None)
+    two = nnpk.NetworkLearner(network, epochs=2, **settings).fit(x, y)
+    one = nnpk.NetworkLearner(network, epochs=1, **settings).fit(x, y)
+    momentum = network.layers[1].momentum
+    mean, var = np.zeros(3 if name == "conv" else 6), np.ones(3 if name == "conv" else 6)
+    for params in (nnpk.sample_params(network, shape, 0, 0), one.params_):  # the network at each step
+        (m, v, count), = numpy_norm_forward(network, params, x)[1]
+        mean = (1 - momentum) * mean + momentum * m
+        var = (1 - momentum) * var + momentum * v * count / (count - 1)
+    (running_mean, running_var), = two.buffers_
+    np.testing.assert_allclose(running_mean, mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(running_var, var, rtol=1e-10, atol=1e-12)
+    expected = numpy_norm_forward(network, two.params_, x, buffers=two.buffers_)[0]
+    np.testing.assert_allclose(two.decision_function(x), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("train, gamma, beta", [("weights", True, False), ("biases", False, True), ([1], True, True),
+                                                ([0, 2], False, False), ("readout", False, False)])
+def test_batchnorm_gamma_trains_with_the_weights_and_beta_with_the_biases(train, gamma, beta):
+    network, shape = NORM_NETWORKS["dense"]
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((10,) + shape), rng.integers(0, 3, 10)
+    learner = nnpk.NetworkLearner(network, train=train, optimizer="sgd", lr=0.5, epochs=1).fit(x, y)
+    g, b = learner.params_[1]
+    assert (not np.array_equal(g, np.ones(6))) == gamma
+    assert (not np.array_equal(b, np.zeros(6))) == beta
+
+
 # ---------------------------------------------------------------- determinism, history, tasks
 
 
@@ -418,6 +514,8 @@ X, Y = data(MLP, n=10)
     (dict(record=[0, 3], record_points=X), ValueError, r"record\[1\] = 3 is beyond epochs=2"),
     (dict(record=[-1], record_points=X), ValueError, r"record\[0\] must be >= 0"),
     (dict(record=2, record_points=X), TypeError, "record must be a list of epochs"),
+    (dict(arch=NORM_NETWORKS["dense"][0], record=[1], record_points=X), ValueError,
+     "record= stores the empirical kernels of the network, which are not defined with BatchNorm"),
     (dict(record=[1]), ValueError, "record needs record_points"),
     (dict(record_points=X), ValueError, "record_points and record_targets are used with record="),
     (dict(record=[1], record_points=X[:, :2]), ValueError, "record_points has 2 features"),

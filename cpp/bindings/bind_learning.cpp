@@ -96,14 +96,11 @@ class SequentialTrainer {
   py::tuple gradients_typed(SequentialBackprop<T>& engine, const py::array& x, const py::list& params,
                             const std::string& loss, std::int64_t n_outputs, const py::object& target_values,
                             const py::object& buffers, bool training) {
-    const std::int64_t rows = checked_rows<T>(x);
-    std::vector<py::array_t<T, py::array::c_style>> keep;
-    NetworkView<T> net = sequential_view<T>(spec_, params, keep);
-    NormStatistics<T> norm;
-    auto running = prepare_norms(spec_, buffers, training, net, norm);
-    py::array_t<std::int64_t, py::array::c_style> labels;
-    py::array_t<double, py::array::c_style> values;
-    const LossTargets targets = loss_targets(loss, n_outputs, target_values, rows, labels, values);
+    Call<T> call(*this, x, params, loss, n_outputs, target_values, buffers, training);
+    const NetworkView<T>& net = call.net;
+    const std::int64_t rows = call.rows;
+    const LossTargets& targets = call.targets;
+    auto& running = call.running;
     const T* data = static_cast<const T*>(x.data());
     const ParamGradients* result = nullptr;
     std::vector<BatchStats> stats;
@@ -132,35 +129,48 @@ class SequentialTrainer {
     return py::make_tuple(result->loss, weights, biases);
   }
 
-  // The minibatch's targets as the engine reads them; `labels` and `values` keep the arrays alive.
-  LossTargets loss_targets(const std::string& loss, std::int64_t n_outputs, const py::object& target_values,
-                           std::int64_t rows, py::array_t<std::int64_t, py::array::c_style>& labels,
-                           py::array_t<double, py::array::c_style>& values) const {
-    LossTargets targets;
-    targets.kind = loss_kind(loss);
-    targets.n_outputs = n_outputs;
-    if (targets.kind == LossKind::cross_entropy) {
-      labels = target_values.cast<py::array_t<std::int64_t, py::array::c_style>>();
-      if (labels.ndim() != 1 || labels.shape(0) != rows) throw py::value_error("targets (labels) need one entry per row of x");
-      targets.labels = labels.data();
-    } else {
-      values = target_values.cast<py::array_t<double, py::array::c_style>>();
-      if (values.ndim() != 2 || values.shape(0) != rows || values.shape(1) != n_outputs)
-        throw py::value_error("targets (values) must have shape (rows of x, n_outputs)");
-      targets.values = values.data();
-    }
-    return targets;
-  }
-
+  // One call's inputs as the engine reads them, checked: the rows of x, the parameters (and batch
+  // normalisations' statistics: the running ones out of training), the targets; the arrays they
+  // point into are held here. Not copyable: the view points into `norm`.
   template <class T>
-  std::int64_t checked_rows(const py::array& x) const {
-    if (!x.dtype().is(py::dtype::of<T>())) throw py::type_error("x must have the trainer's dtype");
-    const auto [rows, d] = matrix_shape(x, "x");
-    if (d != spec_.input.size())
-      throw py::value_error("x has " + std::to_string(d) + " features, the network's input has " +
-                            std::to_string(spec_.input.size()));
-    return rows;
-  }
+  struct Call {
+    std::int64_t rows = 0;
+    std::vector<py::array_t<T, py::array::c_style>> keep;
+    NetworkView<T> net;
+    NormStatistics<T> norm;
+    std::vector<std::pair<py::array_t<double>, py::array_t<double>>> running;
+    py::array_t<std::int64_t, py::array::c_style> labels;
+    py::array_t<double, py::array::c_style> values;
+    LossTargets targets;
+
+    Call(const SequentialTrainer& trainer, const py::array& x, const py::list& params, const std::string& loss,
+         std::int64_t n_outputs, const py::object& target_values, const py::object& buffers, bool training) {
+      if (!x.dtype().is(py::dtype::of<T>())) throw py::type_error("x must have the trainer's dtype");
+      const auto shape = matrix_shape(x, "x");
+      rows = shape.first;
+      const SequentialSpec& spec = trainer.spec_;
+      if (shape.second != spec.input.size())
+        throw py::value_error("x has " + std::to_string(shape.second) + " features, the network's input has " +
+                              std::to_string(spec.input.size()));
+      net = sequential_view<T>(spec, params, keep);
+      running = prepare_norms(spec, buffers, training, net, norm);
+      targets.kind = loss_kind(loss);
+      targets.n_outputs = n_outputs;
+      if (targets.kind == LossKind::cross_entropy) {
+        labels = target_values.cast<py::array_t<std::int64_t, py::array::c_style>>();
+        if (labels.ndim() != 1 || labels.shape(0) != rows)
+          throw py::value_error("targets (labels) need one entry per row of x");
+        targets.labels = labels.data();
+      } else {
+        values = target_values.cast<py::array_t<double, py::array::c_style>>();
+        if (values.ndim() != 2 || values.shape(0) != rows || values.shape(1) != n_outputs)
+          throw py::value_error("targets (values) must have shape (rows of x, n_outputs)");
+        targets.values = values.data();
+      }
+    }
+    Call(const Call&) = delete;
+    Call& operator=(const Call&) = delete;
+  };
 
   // A writable C-contiguous float64 array of `size` values (no conversion: it is updated in place).
   static double* writable(const py::handle& h, std::int64_t size, const std::string& name) {
@@ -177,14 +187,11 @@ class SequentialTrainer {
                        const std::string& loss, std::int64_t n_outputs, const py::object& target_values,
                        const py::list& values, const py::list& firsts, const py::list& seconds,
                        const OptimizerSettings& s, std::int64_t t, const py::object& buffers) {
-    const std::int64_t rows = checked_rows<T>(x);
-    std::vector<py::array_t<T, py::array::c_style>> keep;
-    NetworkView<T> net = sequential_view<T>(spec_, params, keep);
-    NormStatistics<T> norm;
-    auto running = prepare_norms(spec_, buffers, true, net, norm);
-    py::array_t<std::int64_t, py::array::c_style> labels;
-    py::array_t<double, py::array::c_style> target_array;
-    const LossTargets targets = loss_targets(loss, n_outputs, target_values, rows, labels, target_array);
+    Call<T> call(*this, x, params, loss, n_outputs, target_values, buffers, true);
+    const NetworkView<T>& net = call.net;
+    const std::int64_t rows = call.rows;
+    const LossTargets& targets = call.targets;
+    auto& running = call.running;
     // The trainable arrays in order: per parametrised layer its weight (a batch normalisation's
     // gamma), then its bias (beta), where trained.
     std::vector<OptimizedArray<T>> arrays;

@@ -82,22 +82,10 @@ class BiasLearner(NetworkLearner):
     """
 
     _TRAIN = ("biases", "biases+readout", "readout")
-    # NetworkLearner's settings that BiasLearner does not take: plain SGD or Adam, no kernels recorded.
-    momentum = 0.0
-    weight_decay = 0.0
-    record = record_points = record_targets = None
 
     def __init__(self, arch, seed=0, index=0, train="biases", optimizer="adam", lr=0.01, epochs=100,
                  batch_size=96, loss="auto", dtype="float64", n_threads=None, random_state=None):
-        self.arch = arch
-        self.seed = seed
-        self.index = index
-        self.train = train
-        self.optimizer = optimizer
-        self.lr = lr
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.loss = loss
-        self.dtype = dtype
-        self.n_threads = n_threads
-        self.random_state = random_state
+        # NetworkLearner's other settings keep their defaults: plain SGD or Adam, no kernels recorded.
+        super().__init__(arch, seed=seed, index=index, train=train, optimizer=optimizer, lr=lr, epochs=epochs,
+                         batch_size=batch_size, loss=loss, dtype=dtype, n_threads=n_threads,
+                         random_state=random_state)

@@ -649,8 +649,9 @@ class SequentialBackprop {
     const RowMatrix<T>& in = ws.forward.output(node.input);
     if (!node.pointwise()) sequential_detail::im2col(node, in.data(), points, scratch.forward.patches);
     const RowMatrix<T>& a = node.pointwise() ? in : scratch.forward.patches;
+    const std::int64_t valid = points * node.out.positions();  // the padding rows would add zeros
     scratch.product.noalias() =
-        Eigen::Map<const RowMatrix<T>>(a.data(), g.rows(), a.cols()).transpose() * g.middleCols(j0, cols);
+        Eigen::Map<const RowMatrix<T>>(a.data(), valid, a.cols()).transpose() * g.block(0, j0, valid, cols);
     const double forward = scales_[l].forward;
     const std::int64_t fan_out = spec_.params[l].fan_out;
     for (std::int64_t r = 0; r < a.cols(); ++r) {
