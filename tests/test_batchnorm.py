@@ -125,6 +125,13 @@ def points(name, n, seed=1):
     return np.random.default_rng(seed).standard_normal((n,) + NETWORKS[name][1])
 
 
+def case(name, n, seed):
+    """Parameters, n points and squared-loss targets for NETWORKS[name]."""
+    network, shape = NETWORKS[name]
+    y = np.random.default_rng(seed).standard_normal((n, network.compile(shape).out))
+    return make_params(name), points(name, n), y
+
+
 def buffers_of(name):
     network, shape = NETWORKS[name]
     return initial_buffers(network.compile(shape))
@@ -233,9 +240,7 @@ def engine_gradients(name, x, params, y, n_threads=1, buffers=None, training=Tru
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_gradients_are_finite_differences(name):
-    params = make_params(name)
-    x = points(name, 6)
-    y = np.random.default_rng(5).standard_normal((6, NETWORKS[name][0].compile(NETWORKS[name][1]).out))
+    params, x, y = case(name, 6, 5)
     value, grads = engine_gradients(name, x, params, y)
     assert value == pytest.approx(numpy_loss(name, x, params, y), rel=1e-12)
     for got, want in zip(grads, finite_differences(name, x, params, y)):
@@ -248,9 +253,7 @@ def test_gradients_are_finite_differences(name):
 
 def test_dense_gradients_are_the_numpy_backward_pass():
     name = "dense"
-    params = make_params(name)
-    x = points(name, 11)
-    y = np.random.default_rng(7).standard_normal((11, 3))
+    params, x, y = case(name, 11, 7)
     value, grads = engine_gradients(name, x, params, y)
     loss, expected = numpy_dense_gradients(x, params, y)
     assert value == pytest.approx(loss, rel=1e-12)
@@ -261,9 +264,7 @@ def test_dense_gradients_are_the_numpy_backward_pass():
 
 def test_evaluation_gradients_hold_the_running_statistics_fixed():
     name = "dense"
-    params = make_params(name)
-    x = points(name, 8)
-    y = np.random.default_rng(8).standard_normal((8, 3))
+    params, x, y = case(name, 8, 8)
     rng = np.random.default_rng(9)
     buffers = [(rng.standard_normal(5), 0.5 + rng.random(5))]
     _, grads = engine_gradients(name, x, params, y, buffers=buffers, training=False)
@@ -275,10 +276,8 @@ def test_evaluation_gradients_hold_the_running_statistics_fixed():
 
 def test_training_only_the_readout_gives_the_same_readout_gradient():
     name = "conv2d"
-    params = make_params(name)
+    params, x, y = case(name, 5, 3)
     network, shape = NETWORKS[name]
-    x = points(name, 5)
-    y = np.random.default_rng(3).standard_normal((5, 2))
     _, full = engine_gradients(name, x, params, y)
     readout_only = _core.SequentialTrainer(network.compile(shape).spec, [False, False, True], [False, True, True], 1,
                                            "float64")
@@ -291,10 +290,7 @@ def test_training_only_the_readout_gives_the_same_readout_gradient():
 
 @pytest.mark.parametrize("name", ["dense", "conv2d"])
 def test_bitwise_the_same_for_any_thread_count(name):
-    params = make_params(name)
-    x = points(name, 230)  # three chunks of rows
-    C_out = NETWORKS[name][0].compile(NETWORKS[name][1]).out
-    y = np.random.default_rng(4).standard_normal((230, C_out))
+    params, x, y = case(name, 230, 4)  # three chunks of rows
     results = []
     for threads in (1, 2, 3):
         buffers = buffers_of(name)
