@@ -396,8 +396,8 @@ class SequentialBackprop {
       const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
       if (skipped_[static_cast<std::size_t>(k)]) continue;
       if (node.param >= 0) add_param_gradients(k, points, ws, out);
-      const auto b = static_cast<std::size_t>(node.norm);
-      if (node.norm >= 0 && (trainable_.gammas[b] || trainable_.betas[b])) {
+      if (node.norm >= 0) {
+        const auto b = static_cast<std::size_t>(node.norm);
         std::vector<double> s1(static_cast<std::size_t>(norm_channels_[b]), 0.0), s2(s1.size(), 0.0);
         trainer_detail::add_norm_sums(net.norms[b], ws.forward.output(node.input), ws.cot[static_cast<std::size_t>(k)],
                                       points * node.in.positions(), s1, s2);
