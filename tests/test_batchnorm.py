@@ -188,11 +188,17 @@ def test_running_statistics_follow_torch_over_several_steps():
 
 def test_float32_follows_float64():
     name = "conv1d"
-    params = make_params(name)
-    x = points(name, 9)
+    params, x, y = case(name, 9, 2)
     expected = outputs(name, x, params, True)
     got = outputs(name, x.astype(np.float32), params, True)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    _, weights, biases = trainer(name, dtype="float32").gradients(
+        x.reshape(9, -1).astype(np.float32), engine_params(name, params, np.float32), "squared", 2, y)
+    _, grads = engine_gradients(name, x, params, y)
+    for (W, b), (W64, b64) in zip(zip(weights, biases), grads):
+        np.testing.assert_allclose(W.reshape(W64.shape), W64, rtol=1e-3, atol=1e-5)
+        if b64 is not None:
+            np.testing.assert_allclose(b, b64, rtol=1e-3, atol=1e-5)
 
 
 # ------------------------------------------------------------------ gradients
