@@ -8,7 +8,7 @@ import pytest
 
 import nnpk
 from nnpk import _core
-from nnpk.architectures._params import check_network_params
+from nnpk.architectures._params import check_network_params, initial_buffers
 
 EPS, MOMENTUM = 1e-5, 0.1
 
@@ -125,8 +125,16 @@ def points(name, n, seed=1):
     return np.random.default_rng(seed).standard_normal((n,) + NETWORKS[name][1])
 
 
-def initial_buffers(C):
-    return [(np.zeros(C), np.ones(C))]
+def case(name, n, seed):
+    """Parameters, n points and squared-loss targets for NETWORKS[name]."""
+    network, shape = NETWORKS[name]
+    y = np.random.default_rng(seed).standard_normal((n, network.compile(shape).out))
+    return make_params(name), points(name, n), y
+
+
+def buffers_of(name):
+    network, shape = NETWORKS[name]
+    return initial_buffers(network.compile(shape))
 
 
 def trainer(name, n_threads=1, dtype="float64"):
@@ -149,9 +157,8 @@ def outputs(name, x, params, training, buffers=None, n_threads=1):
 def test_forward_in_training_and_evaluation_is_torchs(name):
     params = make_params(name)
     x = points(name, 7)
-    C = len(params[1][0])
-    buffers = initial_buffers(C)
-    expected, expected_buffers = torch_forward(name, x, params, True, initial_buffers(C))
+    buffers = buffers_of(name)
+    expected, expected_buffers = torch_forward(name, x, params, True, buffers_of(name))
     np.testing.assert_allclose(outputs(name, x, params, True, buffers), expected, rtol=1e-10, atol=1e-12)
     for got, want in zip(buffers[0], expected_buffers[0]):  # updated in place
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
@@ -167,8 +174,8 @@ def test_running_statistics_follow_torch_over_several_steps():
     name = "conv2d"
     params = make_params(name)
     engine = trainer(name)
-    buffers = initial_buffers(3)
-    reference = initial_buffers(3)
+    buffers = buffers_of(name)
+    reference = buffers_of(name)
     for step in range(3):
         x = points(name, 5 + step, seed=step)
         targets = np.random.default_rng(step).standard_normal((len(x), 2))
@@ -181,47 +188,52 @@ def test_running_statistics_follow_torch_over_several_steps():
 
 def test_float32_follows_float64():
     name = "conv1d"
-    params = make_params(name)
-    x = points(name, 9)
+    params, x, y = case(name, 9, 2)
     expected = outputs(name, x, params, True)
     got = outputs(name, x.astype(np.float32), params, True)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    _, weights, biases = trainer(name, dtype="float32").gradients(
+        x.reshape(9, -1).astype(np.float32), engine_params(name, params, np.float32), "squared", 2, y)
+    _, grads = engine_gradients(name, x, params, y)
+    for (W, b), (W64, b64) in zip(zip(weights, biases), grads):
+        np.testing.assert_allclose(W.reshape(W64.shape), W64, rtol=1e-3, atol=1e-5)
+        if b64 is not None:
+            np.testing.assert_allclose(b, b64, rtol=1e-3, atol=1e-5)
 
 
 # ------------------------------------------------------------------ gradients
 
 
 def numpy_loss(name, x, params, y):
-    f, _ = torch_forward(name, x, params, True, initial_buffers(len(params[1][0])))
-    return 0.5 * np.sum((f - y) ** 2) / len(x)
+    f, _ = torch_forward(name, x, params, True, buffers_of(name))
+    return squared_loss(f, y)
 
 
-def finite_differences(name, x, params, y, h=1e-6):
+def central_differences(loss, params, k, j, h=1e-6):
+    """d loss / d params[k][j] by central differences."""
+    a = params[k][j]
+    g = np.zeros(a.shape)
+    for index in np.ndindex(*a.shape):
+        shifted = []
+        for sign in (1, -1):
+            b = a.copy()
+            b[index] += sign * h
+            p = list(params)
+            p[k] = (b, params[k][1]) if j == 0 else (params[k][0], b)
+            shifted.append(loss(p))
+        g[index] = (shifted[0] - shifted[1]) / (2 * h)
+    return g
+
+
+def squared_loss(f, y):
+    return 0.5 * np.sum((f - y) ** 2) / len(y)
+
+
+def finite_differences(name, x, params, y):
     """Central differences of the engine's training-mode loss with respect to every parameter."""
-    def loss(p):
-        f = outputs(name, x, p, True)
-        return 0.5 * np.sum((f - y) ** 2) / len(x)
-
-    grads = []
-    for k, pair in enumerate(params):
-        entry = []
-        for j, a in enumerate(pair):
-            if a is None:
-                entry.append(None)
-                continue
-            g = np.zeros(a.shape)
-            for index in np.ndindex(*a.shape):
-                shifted = []
-                for sign in (1, -1):
-                    b = a.copy()
-                    b[index] += sign * h
-                    p = list(params)
-                    p[k] = (b, pair[1]) if j == 0 else (pair[0], b)
-                    shifted.append(loss(p))
-                g[index] = (shifted[0] - shifted[1]) / (2 * h)
-            entry.append(g)
-        grads.append(entry)
-    return grads
+    loss = lambda p: squared_loss(outputs(name, x, p, True), y)
+    return [[None if a is None else central_differences(loss, params, k, j) for j, a in enumerate(pair)]
+            for k, pair in enumerate(params)]
 
 
 def engine_gradients(name, x, params, y, n_threads=1, buffers=None, training=True):
@@ -234,9 +246,7 @@ def engine_gradients(name, x, params, y, n_threads=1, buffers=None, training=Tru
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_gradients_are_finite_differences(name):
-    params = make_params(name)
-    x = points(name, 6)
-    y = np.random.default_rng(5).standard_normal((6, NETWORKS[name][0].compile(NETWORKS[name][1]).out))
+    params, x, y = case(name, 6, 5)
     value, grads = engine_gradients(name, x, params, y)
     assert value == pytest.approx(numpy_loss(name, x, params, y), rel=1e-12)
     for got, want in zip(grads, finite_differences(name, x, params, y)):
@@ -249,9 +259,7 @@ def test_gradients_are_finite_differences(name):
 
 def test_dense_gradients_are_the_numpy_backward_pass():
     name = "dense"
-    params = make_params(name)
-    x = points(name, 11)
-    y = np.random.default_rng(7).standard_normal((11, 3))
+    params, x, y = case(name, 11, 7)
     value, grads = engine_gradients(name, x, params, y)
     loss, expected = numpy_dense_gradients(x, params, y)
     assert value == pytest.approx(loss, rel=1e-12)
@@ -262,33 +270,20 @@ def test_dense_gradients_are_the_numpy_backward_pass():
 
 def test_evaluation_gradients_hold_the_running_statistics_fixed():
     name = "dense"
-    params = make_params(name)
-    x = points(name, 8)
-    y = np.random.default_rng(8).standard_normal((8, 3))
+    params, x, y = case(name, 8, 8)
     rng = np.random.default_rng(9)
     buffers = [(rng.standard_normal(5), 0.5 + rng.random(5))]
     _, grads = engine_gradients(name, x, params, y, buffers=buffers, training=False)
-    # d loss / d W1 by central differences of the evaluation-mode loss.
-    (W1, b1), rest = params[0], params[1:]
-    h = 1e-6
-    expected = np.zeros(W1.shape)
-    for index in np.ndindex(*W1.shape):
-        losses = []
-        for sign in (1, -1):
-            W = W1.copy()
-            W[index] += sign * h
-            f = outputs(name, x, [(W, b1)] + rest, False, buffers)
-            losses.append(0.5 * np.sum((f - y) ** 2) / len(x))
-        expected[index] = (losses[0] - losses[1]) / (2 * h)
-    np.testing.assert_allclose(grads[0][0], expected, rtol=1e-6, atol=1e-8)
+    # d loss / d W1 and d loss / d gamma by central differences of the evaluation-mode loss.
+    loss = lambda p: squared_loss(outputs(name, x, p, False, buffers), y)
+    for k in (0, 1):
+        np.testing.assert_allclose(grads[k][0], central_differences(loss, params, k, 0), rtol=1e-6, atol=1e-8)
 
 
 def test_training_only_the_readout_gives_the_same_readout_gradient():
     name = "conv2d"
-    params = make_params(name)
+    params, x, y = case(name, 5, 3)
     network, shape = NETWORKS[name]
-    x = points(name, 5)
-    y = np.random.default_rng(3).standard_normal((5, 2))
     _, full = engine_gradients(name, x, params, y)
     readout_only = _core.SequentialTrainer(network.compile(shape).spec, [False, False, True], [False, True, True], 1,
                                            "float64")
@@ -301,13 +296,10 @@ def test_training_only_the_readout_gives_the_same_readout_gradient():
 
 @pytest.mark.parametrize("name", ["dense", "conv2d"])
 def test_bitwise_the_same_for_any_thread_count(name):
-    params = make_params(name)
-    x = points(name, 230)  # three chunks of rows
-    C_out = NETWORKS[name][0].compile(NETWORKS[name][1]).out
-    y = np.random.default_rng(4).standard_normal((230, C_out))
+    params, x, y = case(name, 230, 4)  # three chunks of rows
     results = []
     for threads in (1, 2, 3):
-        buffers = initial_buffers(len(params[1][0]))
+        buffers = buffers_of(name)
         value, grads = engine_gradients(name, x, params, y, n_threads=threads, buffers=buffers)
         logits = outputs(name, x, params, True, n_threads=threads)
         results.append((value, grads, buffers, logits))
@@ -334,26 +326,41 @@ def test_batch_norm_in_a_residual_block():
     engine = check_network_params(params, network.compile((3,)), np.float64)
 
     def loss(p):
-        f = _core.sequential_outputs(x, spec, check_network_params(p, network.compile((3,)), np.float64), 1, None,
-                                     True)
-        return 0.5 * np.sum((f - y) ** 2) / len(x)
+        compiled = network.compile((3,))
+        return squared_loss(_core.sequential_outputs(x, spec, check_network_params(p, compiled, np.float64), 1, None,
+                                                     True), y)
 
     _, weights, _ = _core.SequentialTrainer(spec, [True] * 4, [True, False, True, False], 1, "float64").gradients(
         x, engine, "squared", 2, y)
-    h = 1e-6
     for k in (0, 2):  # the first layer's weights (below the block) and gamma
-        W = params[k][0]
-        expected = np.zeros(W.shape)
-        for index in np.ndindex(*W.shape):
-            shifted = []
-            for sign in (1, -1):
-                p = list(params)
-                Wh = W.copy()
-                Wh[index] += sign * h
-                p[k] = (Wh, params[k][1])
-                shifted.append(loss(p))
-            expected[index] = (shifted[0] - shifted[1]) / (2 * h)
-        np.testing.assert_allclose(weights[k].reshape(W.shape), expected, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(weights[k].reshape(params[k][0].shape), central_differences(loss, params, k, 0),
+                                   rtol=1e-6, atol=1e-8)
+
+
+def test_batch_norm_of_the_input_points():
+    """BatchNorm first: the points themselves are normalised; gamma's gradient reaches the bottom."""
+    network = nnpk.Network([nnpk.BatchNorm(momentum=1.0), nnpk.Dense(2)], parameterization="standard")
+    params = nnpk.sample_params(network, (3,), 0, 0)
+    params[0] = (np.array([2.0, 0.5, 1.0]), np.array([0.0, 1.0, -1.0]))
+    x = np.random.default_rng(0).standard_normal((6, 3)) * [1.0, 3.0, 0.2] + [5.0, -1.0, 0.0]
+    y = np.random.default_rng(1).standard_normal((6, 2))
+    compiled = network.compile((3,))
+    buffers = initial_buffers(compiled)
+    engine = check_network_params(params, compiled, np.float64)
+    f = _core.sequential_outputs(x, compiled.spec, engine, 1, buffers, True)
+    normed = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + EPS) * params[0][0] + params[0][1]
+    np.testing.assert_allclose(f, normed @ params[1][0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(buffers[0][1], x.var(axis=0, ddof=1), rtol=1e-12)  # momentum 1: the batch's
+
+    def loss(p):
+        return squared_loss(_core.sequential_outputs(x, compiled.spec, check_network_params(p, compiled, np.float64),
+                                                     1, None, True), y)
+
+    _, weights, biases = _core.SequentialTrainer(compiled.spec, [True, False], [True, False], 1, "float64").gradients(
+        x, engine, "squared", 2, y)
+    np.testing.assert_allclose(weights[0], central_differences(loss, params, 0, 0), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(biases[0], central_differences(loss, params, 0, 1), rtol=1e-6, atol=1e-8)
+    assert weights[1] is None and biases[1] is None
 
 
 # ------------------------------------------------------------------ parameters

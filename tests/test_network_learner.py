@@ -380,8 +380,9 @@ def test_history_is_the_loss_and_accuracy_of_each_minibatch_before_its_step():
 @pytest.mark.parametrize("optimizer, settings", [("sgd", dict(lr=0.2, momentum=0.9)), ("adam", dict(lr=0.02))])
 def test_partial_fit_continues_the_parameters_and_the_optimizer_state(optimizer, settings):
     x, y = data(CNN, n=20)
-    whole = nnpk.NetworkLearner(CNN, optimizer=optimizer, epochs=3, batch_size=None, **settings).fit(x, y)
-    parts = nnpk.NetworkLearner(CNN, optimizer=optimizer, epochs=1, batch_size=None, **settings)
+    whole = nnpk.NetworkLearner(CNN, optimizer=optimizer, epochs=3, batch_size=8, random_state=4,
+                                **settings).fit(x, y)
+    parts = nnpk.NetworkLearner(CNN, optimizer=optimizer, epochs=1, batch_size=8, random_state=4, **settings)
     for _ in range(3):
         parts.partial_fit(x, y)
     for (W0, b0), (W1, b1) in zip(whole.params_, parts.params_):

@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -203,10 +204,11 @@ std::vector<std::pair<py::array_t<double>, py::array_t<double>>> prepare_norms(c
   return out;
 }
 
-// Updates running statistics in place from a training pass's batch statistics.
+// Updates running statistics in place from a training pass's batch statistics (none out of
+// training, or without batch normalisation).
 inline void update_running(const SequentialSpec& spec, const std::vector<BatchStats>& stats,
                            std::vector<std::pair<py::array_t<double>, py::array_t<double>>>& buffers) {
-  for (std::size_t b = 0; b < buffers.size(); ++b)
+  for (std::size_t b = 0; b < std::min(buffers.size(), stats.size()); ++b)
     stats[b].update_running(spec.norm_node(b).momentum, buffers[b].first.mutable_data(),
                             buffers[b].second.mutable_data());
 }

@@ -216,7 +216,8 @@ class Network:
 
     @property
     def param_layers(self) -> Tuple[Union[Dense, Conv], ...]:
-        """The Dense and Conv layers in order, residual blocks expanded (the layers of ``sample_params``)."""
+        """The Dense and Conv layers in order, residual blocks expanded (the layers of ``sample_params``
+        but its BatchNorm entries)."""
         return tuple(_param_layers(self.layers))
 
     @property

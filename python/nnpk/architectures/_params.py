@@ -13,7 +13,8 @@ from ._layers import Dense
 from ._network import Compiled, Network, NormLayer
 
 __all__ = ["DRAW_SCHEME", "PREVIOUS_DRAW_SCHEMES", "SEED_MAX", "check_arch", "check_buffers", "check_network_params",
-           "check_points", "network_outputs", "network_params", "prepare_network_points", "sample_params"]
+           "check_points", "initial_buffers", "network_outputs", "network_params", "prepare_network_points",
+           "sample_params"]
 
 SEED_MAX = 2**64 - 1
 # How network m of a seed is drawn. Stores record it: sums drawn by another scheme cannot be continued.
@@ -97,6 +98,12 @@ def network_params(network: Network, input_shape, seed: int,
                 beta *= p.layer.b_std
         params.append((eps.reshape(p.weight_shape), beta))
     return params
+
+
+def initial_buffers(compiled: Compiled) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """The running statistics of each batch normalisation before training, in network order: a
+    (running_mean, running_var) pair of float64 arrays (zeros, ones), which the engine updates in place."""
+    return [(np.zeros(p.channels), np.ones(p.channels)) for p in compiled.norms]
 
 
 def check_network_params(params, compiled: Compiled, dtype) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:

@@ -82,6 +82,8 @@ class TaskFit:
     steps: int = 0
     # (weight flags, bias flags, optimizer, momentum used): the settings the state belongs to.
     rule: Tuple[Any, ...] = ()
+    # The minibatch order's generator, continued by partial_fit.
+    rng: Any = None
 
     @property
     def loss_curve(self) -> List[float]:
@@ -438,7 +440,8 @@ class NetworkLearner(BaseEstimator):
     def partial_fit(self, X, y, task: Hashable = 0, classes=None):
         """One more epoch of task `task` on X, continuing its parameters and optimizer state.
 
-        The first call for a task starts it from the sampled network. For a
+        The first call for a task starts it from the sampled network; the minibatch
+        order continues the random stream of the first call. For a
         classification task, `classes` (on the first call) gives every class label
         the task will see, when X holds only some of them; later calls' labels must
         be among the task's classes. Kernels are recorded at the task's epoch counts
@@ -455,7 +458,7 @@ class NetworkLearner(BaseEstimator):
         if recorder is not None and fit.epochs == 0:
             recorder(fit)  # the sampled network's kernels: the reference of the distances
         n = x.shape[0]
-        rng = check_random_state(self.random_state)
+        rng = fit.rng
         batch = n if self.batch_size is None else min(int(self.batch_size), n)
         for _ in range(int(self.epochs) if epochs is None else epochs):
             order = rng.permutation(n) if batch < n else None
@@ -513,8 +516,8 @@ class NetworkLearner(BaseEstimator):
         if previous is None:
             params = [(W.copy(), None if b is None else b.copy()) for W, b in self._sampled_params()]
             fit = TaskFit(loss=loss, classes=classes, n_outputs=n_outputs, params=params, targets_1d=targets_1d,
-                          rule=rule, buffers=[(np.zeros(p.channels), np.ones(p.channels))
-                                              for p in self._compiled.norms])
+                          rule=rule, rng=check_random_state(self.random_state),
+                          buffers=[(np.zeros(p.channels), np.ones(p.channels)) for p in self._compiled.norms])
         else:
             fit = previous
         self.tasks_ = fitted
@@ -527,12 +530,12 @@ class NetworkLearner(BaseEstimator):
         engine_params = self._engine_params(fit.params, x.dtype)
         engine = _core.SequentialTrainer(self._compiled.spec, weights, biases, threads, x.dtype.name)
         settings = (self.optimizer, float(self.lr), float(self.momentum), float(self.weight_decay))
-        buffers = fit.buffers or None
+        norms = fit.buffers or None  # each BatchNorm's running statistics, updated in place
 
         def step(xb: np.ndarray, tb: np.ndarray) -> Tuple[float, float]:
             fit.steps += 1
             return engine.step(xb, engine_params, loss, n_outputs, tb, values, fit.firsts, fit.seconds, *settings,
-                               fit.steps, buffers)
+                               fit.steps, norms)
 
         return fit, x, targets, step, recorder
 

@@ -12,10 +12,13 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
+#include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -325,13 +328,13 @@ class SequentialBackprop {
   }
 
   // One optimizer step on a minibatch, applied to `arrays` in place by the rule of `s` at step t;
-  // returns the minibatch's (mean loss, fraction of rows predicted right). Two phases per group
-  // of at most kGroup chunks: each chunk's forward pass and back-propagated errors (chunks spread
-  // over the threads; bias sums and the loss per chunk), then each weight gradient by blocks of
-  // kBlockCols columns (blocks spread over the threads), each block the products of its layer's
-  // input (patches) and errors added chunk by chunk in order in float64; after the last group a
-  // block is updated at once. Every sum has a fixed order and every element's update one formula,
-  // so a step is bitwise the same for any n_threads (its weight gradients may differ from
+  // returns the minibatch's (mean loss, fraction of rows predicted right). Per group of at most
+  // kGroup chunks: each chunk's forward pass and back-propagated errors (bias sums and the loss per
+  // chunk), and each weight gradient by blocks of kBlockCols columns, a block's products of its
+  // layer's input (patches) and errors added chunk by chunk in order in float64, as soon as the
+  // chunk is done (threads without a chunk left work on the blocks); after the last chunk a block
+  // is updated at once. Every sum has a fixed order and every element's update one formula, so a
+  // step is bitwise the same for any n_threads (its weight gradients may differ from
   // gradients()'s in the last bits: there each product spans all the columns).
   std::pair<double, double> step(const NetworkView<T>& net, const T* x, std::int64_t rows, const LossTargets& targets,
                                  const OptimizerSettings& s, std::int64_t t,
@@ -375,27 +378,58 @@ class SequentialBackprop {
     const std::int64_t group = std::min<std::int64_t>(kGroup, n_chunks);
     while (static_cast<std::int64_t>(chunk_workspaces_.size()) < group) chunk_workspaces_.emplace_back();
     for (std::int64_t c0 = 0; c0 < n_chunks; c0 += group) {
-      const std::int64_t c1 = std::min(n_chunks, c0 + group);
-      parallel_for(c1 - c0, n_threads_, [&](std::int64_t i, int) {
-        const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c0 + i)];
-        chunk_gradients(net, x, chunk.row0, chunk.rows, targets, chunk_workspaces_[static_cast<std::size_t>(i)],
-                        bias_sums_[static_cast<std::size_t>(c0 + i)], false);
-      });
+      // The group's work items, handed out in this order (an atomic counter): each chunk's forward
+      // pass and errors, then for each chunk in order each block's products from it. A block item
+      // waits for its chunk and for the same block's item of the chunk before (both handed out
+      // earlier, so never waiting in a cycle): threads without a chunk left start on the blocks.
+      const std::int64_t c1 = std::min(n_chunks, c0 + group), n_first = c1 - c0;
+      const auto n_blocks = static_cast<std::int64_t>(blocks.size());
+      const std::int64_t n_items = n_first + n_first * n_blocks;
       const bool last = c1 == n_chunks;
-      parallel_for(static_cast<std::int64_t>(blocks.size()), n_threads_, [&](std::int64_t item, int thread) {
-        const auto [l, j0] = blocks[static_cast<std::size_t>(item)];
-        const DenseLayer& layer = spec_.params[l];
-        const std::int64_t cols = std::min(kBlockCols, layer.fan_out - j0);
-        std::vector<double>& sums = weight_sums_.weights[l];
-        trainer_detail::Workspace<T>& scratch = workspaces_[static_cast<std::size_t>(thread)];
-        for (std::int64_t c = c0; c < c1; ++c)
-          add_weight_block(l, j0, cols, chunks[static_cast<std::size_t>(c)].rows,
-                           chunk_workspaces_[static_cast<std::size_t>(c - c0)], scratch, c == 0, sums);
-        if (!last) return;
-        const OptimizedArray<T>& a = *weight_array[l];
-        const std::vector<const double*> parts{sums.data()};
-        for (std::int64_t r = 0; r < layer.fan_in; ++r)
-          trainer_detail::update_range(s, t, a, parts, factor, r * layer.fan_out + j0, r * layer.fan_out + j0 + cols);
+      std::unique_ptr<std::atomic<std::int64_t>[]> ready(new std::atomic<std::int64_t>[std::size_t(n_first)]);
+      std::unique_ptr<std::atomic<std::int64_t>[]> done(new std::atomic<std::int64_t>[std::size_t(n_blocks)]);
+      for (std::int64_t i = 0; i < n_first; ++i) ready[std::size_t(i)].store(0);
+      for (std::int64_t b = 0; b < n_blocks; ++b) done[std::size_t(b)].store(0);
+      std::atomic<std::int64_t> next{0};
+      std::atomic<bool> failed{false};
+      const auto wait = [&](const std::atomic<std::int64_t>& value, std::int64_t target) {
+        while (value.load(std::memory_order_acquire) != target) {
+          if (failed.load()) return false;
+          std::this_thread::yield();
+        }
+        return true;
+      };
+      parallel_for(n_threads_, n_threads_, [&](std::int64_t, int thread) {
+        try {
+          for (std::int64_t item = next++; item < n_items; item = next++) {
+            if (item < n_first) {
+              const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c0 + item)];
+              chunk_gradients(net, x, chunk.row0, chunk.rows, targets, chunk_workspaces_[static_cast<std::size_t>(item)],
+                              bias_sums_[static_cast<std::size_t>(c0 + item)], false);
+              ready[std::size_t(item)].store(1, std::memory_order_release);
+              continue;
+            }
+            const std::int64_t i = (item - n_first) / n_blocks, b = (item - n_first) % n_blocks;
+            if (!wait(ready[std::size_t(i)], 1) || !wait(done[std::size_t(b)], i)) return;
+            const auto [l, j0] = blocks[static_cast<std::size_t>(b)];
+            const DenseLayer& layer = spec_.params[l];
+            const std::int64_t cols = std::min(kBlockCols, layer.fan_out - j0);
+            std::vector<double>& sums = weight_sums_.weights[l];
+            add_weight_block(l, j0, cols, chunks[static_cast<std::size_t>(c0 + i)].rows,
+                             chunk_workspaces_[static_cast<std::size_t>(i)], workspaces_[static_cast<std::size_t>(thread)],
+                             c0 + i == 0, sums);
+            if (last && i == n_first - 1) {
+              const std::vector<const double*> parts{sums.data()};
+              for (std::int64_t r = 0; r < layer.fan_in; ++r)
+                trainer_detail::update_range(s, t, *weight_array[l], parts, factor, r * layer.fan_out + j0,
+                                             r * layer.fan_out + j0 + cols);
+            }
+            done[std::size_t(b)].store(i + 1, std::memory_order_release);
+          }
+        } catch (...) {
+          failed.store(true);
+          throw;
+        }
       });
     }
     double loss = 0.0, correct = 0.0;
