@@ -23,7 +23,7 @@ CASES = {
     "residual": ([Conv(4, (3, 3)), "relu", Residual([Conv(4, (3, 3), b_std=0.1), "erf", Conv(4, (1, 1))], scale=0.7),
                   Residual([Residual(["relu"], 0.3), AvgPool((2, 2), stride=1, padding="same")], scale=-0.5),
                   MaxPool((2, 2)), Flatten(), Dense(6), "tanh", Dense(2)], (8, 8, 1)),
-    # Multiples of 16 output channels: float32 passes take the direct convolution (column groups of
+    # Multiples of 16 output channels: float32 passes take the direct convolution on AVX-512 (column groups of
     # 16, 48 and 64 + 16 channels; row blocks with remainders).
     "wide": ([Conv(16, (3, 3), b_std=0.2), "relu", Conv(48, (2, 3), stride=(2, 1), padding="valid"), "tanh",
               Conv(80, (3, 3), W_std=1.2), "relu", GlobalAvgPool(), Dense(3, b_std=0.1)], (8, 8, 1)),

@@ -22,7 +22,7 @@ constexpr int kMaxVectors = 4;  // output channels per column group: 64
 #if defined(__AVX512F__)
 constexpr int kRows = 6;  // output rows sharing each weight load: 6 x 4 accumulators + 4 weights in 32 registers
 #else
-constexpr int kRows = 2;
+constexpr int kRows = 2;  // (unused: see direct_conv_applies)
 #endif
 
 typedef float Vec __attribute__((vector_size(kLanes * sizeof(float)), aligned(sizeof(float))));
@@ -69,10 +69,16 @@ void block_rows(int rows_in_block, const float* const* rows, std::int64_t taps, 
 
 }  // namespace conv_kernel
 
-// Whether direct_conv computes this layer: float data and whole vectors of output channels.
+// Whether direct_conv computes this layer: float data and whole vectors of output channels, on
+// AVX-512 (with fewer registers the blocks spill, and the general product is the faster).
 template <class T>
 bool direct_conv_applies(const SeqNode& node) {
+#if defined(__AVX512F__)
   return std::is_same<T, float>::value && node.kind == NodeKind::conv && node.out.channels % conv_kernel::kLanes == 0;
+#else
+  (void)node;
+  return false;
+#endif
 }
 
 // z (rows (point, output position), output channels; at least points x positions rows) = the
