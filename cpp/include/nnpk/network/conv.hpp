@@ -70,7 +70,7 @@ void block_rows(int rows_in_block, const float* const* rows, std::int64_t taps, 
 }  // namespace conv_kernel
 
 // Whether direct_conv computes this layer: float data and whole vectors of output channels, on
-// AVX-512 (with fewer registers the blocks spill, and the general product is the faster).
+// AVX-512 (the blocks are sized for its 32 vector registers; elsewhere the general product stays).
 template <class T>
 bool direct_conv_applies(const SeqNode& node) {
 #if defined(__AVX512F__)
