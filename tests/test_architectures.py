@@ -23,6 +23,10 @@ CASES = {
     "residual": ([Conv(4, (3, 3)), "relu", Residual([Conv(4, (3, 3), b_std=0.1), "erf", Conv(4, (1, 1))], scale=0.7),
                   Residual([Residual(["relu"], 0.3), AvgPool((2, 2), stride=1, padding="same")], scale=-0.5),
                   MaxPool((2, 2)), Flatten(), Dense(6), "tanh", Dense(2)], (8, 8, 1)),
+    # Multiples of 16 output channels: float32 passes take the direct convolution on AVX-512 (column groups of
+    # 16, 48 and 64 + 16 channels; row blocks with remainders).
+    "wide": ([Conv(16, (3, 3), b_std=0.2), "relu", Conv(48, (2, 3), stride=(2, 1), padding="valid"), "tanh",
+              Conv(80, (3, 3), W_std=1.2), "relu", GlobalAvgPool(), Dense(3, b_std=0.1)], (8, 8, 1)),
     "dense": ([Dense(7, b_std=0.2), nnpk.Activation("leaky_relu", slope=0.2), Residual([Dense(7), "sin"], 0.5),
                Dense(3)], (9,)),
 }
@@ -132,10 +136,11 @@ def test_an_mlp_as_a_network_draws_the_same_networks(parameterization):
                nnpk.monte_carlo(x, arch=net, n_networks=3, estimator="readout")) < 1e-13
 
 
+@pytest.mark.parametrize("case", ["residual", "wide"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("with_x2", [False, True])
-def test_bitwise_identical_across_threads_tiles_and_panels(dtype, with_x2):
-    net = Network(CASES["residual"][0])
+def test_bitwise_identical_across_threads_tiles_and_panels(case, dtype, with_x2):
+    net = Network(CASES[case][0])
     compiled, x1, x2 = prepare_network_points(points(131, (8, 8, 1), 4), points(101, (8, 8, 1), 5) if with_x2 else None,
                                               net, dtype)
     nodes = list(compiled.layer_nodes)

@@ -24,6 +24,18 @@ _DEFAULT_TILE_ROWS = _core.ROW_QUANTUM
 _DEFAULT_GRAM_TILE = 256
 _DEFAULT_PANEL_COLS = 128
 _DEFAULT_NTK_TILE = 4 * _core.ROW_QUANTUM
+# The conditional estimator's output tiles: on a symmetric kernel's diagonal tiles the inner-product Gram is
+# computed whole though only its upper triangle is used; tiles of two quanta waste a third less of it than
+# tiles of four (n = 2048: 66 tiles of 192 rows against 21 of 384), and still keep both threads busy.
+_DEFAULT_CONDITIONAL_TILE = 2 * _core.ROW_QUANTUM
+
+
+def _panel_cols(n1: int, n2: int, symmetric: bool) -> int:
+    """Feature columns gathered before each pass over the (n1, n2) output: 128, or more where the output is
+    so large that each pass is a memory sweep of note, the panels staying within 1/32 of the output's bytes
+    (n = 8192: 256 columns, two passes over the 512 MiB output for 32 networks of 10 logits, not three)."""
+    rows = n1 if symmetric else n1 + n2
+    return max(_DEFAULT_PANEL_COLS, min(1024, n1 * n2 // (32 * rows)))
 
 
 def _padded(n: int) -> int:
@@ -80,20 +92,22 @@ def check_estimator(network: Network, estimator: str) -> None:
 
 def node_sums(a1, a2, compiled: Compiled, nodes: Sequence[int], *, seed, start, stop, n_threads, progress=None,
               initial=None, tile_rows=_DEFAULT_TILE_ROWS, gram_tile=_DEFAULT_GRAM_TILE,
-              panel_cols=_DEFAULT_PANEL_COLS, in_place=False) -> List[np.ndarray]:
+              panel_cols=None, in_place=False) -> List[np.ndarray]:
     """Float64 sums over networks [start, stop) of each node's un-normalised feature Gram (a
     spatial node's features averaged over positions), continued from `initial` (in place: in
     its arrays themselves)."""
     n1 = a1.shape[0]
     n2 = n1 if a2 is None else a2.shape[0]
     check_memory(8 * n1 * n2 * len(nodes), f"the output ({len(nodes)} x {n1} x {n2} float64)")
+    if panel_cols is None:
+        panel_cols = _panel_cols(n1, n2, a2 is None)
     return _core.sequential_sums(a1, a2, compiled.spec, seed, start, stop, list(nodes), n_threads, tile_rows,
                                  gram_tile, panel_cols, progress, initial, in_place)
 
 
 def conditional_sums(a1, a2, compiled: Compiled, network: Network, layers: Sequence[int], *, seed, start, stop,
                      n_threads, progress=None, initial=None, tile_rows=_DEFAULT_TILE_ROWS,
-                     gram_tile=_DEFAULT_NTK_TILE, in_place=False) -> List[np.ndarray]:
+                     gram_tile=_DEFAULT_CONDITIONAL_TILE, in_place=False) -> List[np.ndarray]:
     """Float64 sums over networks [start, stop) of the conditional kernels of the Activation layers
     `layers` (each read from the Dense layer before it), as node_sums for the rest."""
     n1 = a1.shape[0]

@@ -131,6 +131,17 @@ class SequentialConditional {
     return layer.has_bias ? v + layer.b_std * layer.b_std : v;
   }
 
+  // pre[j] = affine(layer, inner[j]), j < n, in a loop that vectorises.
+  static void affine_row(const DenseLayer& layer, const T* inner, std::int64_t n, double* pre) {
+    const double w2 = layer.w_std * layer.w_std, fan_in = static_cast<double>(layer.fan_in);
+    if (layer.has_bias) {
+      const double b = layer.b_std;
+      for (std::int64_t j = 0; j < n; ++j) pre[j] = w2 * static_cast<double>(inner[j]) / fan_in + b * b;
+    } else {
+      for (std::int64_t j = 0; j < n; ++j) pre[j] = w2 * static_cast<double>(inner[j]) / fan_in;
+    }
+  }
+
   void gram_pass(std::uint64_t& done) {
     const Features& b = symmetric_ ? first_ : second_;
     std::function<bool()> poll;
@@ -143,6 +154,9 @@ class SequentialConditional {
                            ws.pre.resize(static_cast<std::size_t>(nj));
                            ws.sigma.resize(ws.pre.size());
                            ws.sigma_dot.resize(ws.pre.size());
+                           // A tile on the diagonal of a symmetric sum needs its upper triangle only
+                           // (finish() mirrors it).
+                           const bool diagonal = symmetric_ && i0 == j0;
                            for (std::size_t k = 0; k < layers_.size(); ++k) {
                              const DenseLayer& layer = layers_[k];
                              g.resize(pi, pj);
@@ -150,11 +164,12 @@ class SequentialConditional {
                              const double* q1 = first_.variances[k].data() + i0;
                              const double* q2 = b.variances[k].data() + j0;
                              for (std::int64_t i = 0; i < ni; ++i) {
-                               for (std::int64_t j = 0; j < nj; ++j)
-                                 ws.pre[static_cast<std::size_t>(j)] = affine(layer, double(g(i, j)));
-                               duals_[k].row(q1[i], q2, ws.pre.data(), nj, ws.sigma.data(), ws.sigma_dot.data());
-                               double* out = sums_[k] + (i0 + i) * n2_ + j0;
-                               for (std::int64_t j = 0; j < nj; ++j) out[j] += ws.sigma[static_cast<std::size_t>(j)];
+                               const std::int64_t j0_row = diagonal ? i : 0, n_row = nj - j0_row;
+                               affine_row(layer, g.data() + i * pj + j0_row, n_row, ws.pre.data());
+                               duals_[k].row(q1[i], q2 + j0_row, ws.pre.data(), n_row, ws.sigma.data(),
+                                             ws.sigma_dot.data());
+                               double* out = sums_[k] + (i0 + i) * n2_ + j0 + j0_row;
+                               for (std::int64_t j = 0; j < n_row; ++j) out[j] += ws.sigma[static_cast<std::size_t>(j)];
                              }
                            }
                          });

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "nnpk/network/conv.hpp"
 #include "nnpk/network/layers.hpp"
 #include "nnpk/network/spec.hpp"
 #include "nnpk/parallel.hpp"
@@ -24,6 +25,7 @@ struct SequentialWorkspace {
   std::vector<RowMatrix<T>> outputs;
   std::vector<RowMatrix<T>> derivatives;  // activation nodes, when kept: phi'(z)
   RowMatrix<T> patches;
+  std::vector<float> zeros;  // a zero input row for the direct convolution's padding
   std::int64_t points = 0;
 
   const RowMatrix<T>& output(std::int64_t node) const {
@@ -208,11 +210,19 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
         RowMatrix<T>& z = in_place ? ws.outputs[k + 1] : out;
         RowMatrix<T>* derivative = act && keep_derivatives ? &ws.derivatives[k + 1] : nullptr;
         const bool pointwise = node.pointwise();
-        if (!pointwise) im2col(node, in.data(), points, ws.patches);
-        const RowMatrix<T>& a = pointwise ? in : ws.patches;
-        z.resize(a.rows(), layer.fan_out);
-        z.noalias() = a * Eigen::Map<const RowMatrix<T>>(net.weights[static_cast<std::size_t>(node.param)],
-                                                         layer.fan_in, layer.fan_out);
+        const T* weights = net.weights[static_cast<std::size_t>(node.param)];
+        if constexpr (std::is_same<T, float>::value) {
+          if (!pointwise && direct_conv_applies<T>(node)) {
+            shape_rows(z, rows, cols);
+            direct_conv(node, in.data(), points, weights, z.data(), ws.zeros);
+          }
+        }
+        if (pointwise || !direct_conv_applies<T>(node)) {
+          if (!pointwise) im2col(node, in.data(), points, ws.patches);
+          const RowMatrix<T>& a = pointwise ? in : ws.patches;
+          z.resize(a.rows(), layer.fan_out);
+          z.noalias() = a * Eigen::Map<const RowMatrix<T>>(weights, layer.fan_in, layer.fan_out);
+        }
         const LayerScales& sc = scales[static_cast<std::size_t>(node.param)];
         const T forward = static_cast<T>(sc.forward), bias = static_cast<T>(sc.bias);
         const T* beta = net.biases[static_cast<std::size_t>(node.param)];
