@@ -46,13 +46,20 @@ struct AxisMap {
   }
 };
 
+// t[k] += s[k] for k < n, n a multiple of kLanes: whole lane vectors, unrolled.
+inline void add_lanes(double* t, const double* s, std::int64_t n) {
+  for (std::int64_t k0 = 0; k0 < n; k0 += kLanes)
+    for (std::int64_t k = 0; k < kLanes; ++k) t[k0 + k] += s[k0 + k];
+}
+
 // ceil(a / b) for b > 0 and any sign of a.
 inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); }
 
 // out (outer, n_out, mid, n_out, inner) from in (outer, n_in, mid, n_in, inner), both row-major:
 // a convolution sums in[u_d(o), v_d(o')] over its taps d (a tap outside the input adds nothing);
 // a pooling layer averages in[u, v] over u in o's window and v in o''s. Each output entry is a sum
-// from 0 in a fixed order (taps ascending; u, then v), scaled once for a pooling layer.
+// from 0 in a fixed order (taps ascending; see below for pooling), scaled once for a pooling
+// layer. inner is a multiple of kLanes.
 inline void full_axis_pass(const AxisMap& ax, std::int64_t outer, std::int64_t mid, std::int64_t inner, const double* in,
                            double* out) {
   const std::int64_t n_in = ax.n_in, n_out = ax.n_out;
@@ -60,10 +67,10 @@ inline void full_axis_pass(const AxisMap& ax, std::int64_t outer, std::int64_t m
     for (std::int64_t oa = 0; oa < n_out; ++oa)
       for (std::int64_t m = 0; m < mid; ++m) {
         double* row = out + ((o * n_out + oa) * mid + m) * n_out * inner;
-        std::fill(row, row + n_out * inner, 0.0);
         const double* base = in + o * n_in * mid * n_in * inner + m * n_in * inner;
         const std::int64_t ld_u = mid * n_in * inner;  // one step of u
         if (!ax.pool) {
+          std::fill(row, row + n_out * inner, 0.0);
           for (std::int64_t d = 0; d < ax.window; ++d) {
             const std::int64_t u = oa * ax.stride + d - ax.pad;
             if (u < 0 || u >= n_in) continue;
@@ -71,23 +78,22 @@ inline void full_axis_pass(const AxisMap& ax, std::int64_t outer, std::int64_t m
             const std::int64_t lo = std::max<std::int64_t>(0, ceil_div(ax.pad - d, ax.stride));
             const std::int64_t hi = std::min<std::int64_t>(n_out, ceil_div(n_in + ax.pad - d, ax.stride));
             const double* src = base + u * ld_u;
-            for (std::int64_t ob = lo; ob < hi; ++ob) {
-              const double* s = src + (ob * ax.stride + d - ax.pad) * inner;
-              double* t = row + ob * inner;
-              for (std::int64_t k = 0; k < inner; ++k) t[k] += s[k];
+            if (ax.stride == 1) {  // one run over the outputs
+              add_lanes(row + lo * inner, src + (lo + d - ax.pad) * inner, (hi - lo) * inner);
+            } else {
+              for (std::int64_t ob = lo; ob < hi; ++ob)
+                add_lanes(row + ob * inner, src + (ob * ax.stride + d - ax.pad) * inner, inner);
             }
           }
         } else {
+          std::fill(row, row + n_out * inner, 0.0);
           std::int64_t ua, ub;
           ax.range(oa, ua, ub);
           for (std::int64_t ob = 0; ob < n_out; ++ob) {
             std::int64_t va, vb;
             ax.range(ob, va, vb);
             double* t = row + ob * inner;
-            const auto add = [&](std::int64_t u, std::int64_t v) {
-              const double* s = base + u * ld_u + v * inner;
-              for (std::int64_t k = 0; k < inner; ++k) t[k] += s[k];
-            };
+            const auto add = [&](std::int64_t u, std::int64_t v) { add_lanes(t, base + u * ld_u + v * inner, inner); };
             // The outer loop runs over the window of the smaller output index, and a square
             // block adds in[u][v] + in[v][u] together: the pair (x', x) then makes the same
             // sums as (x, x'), so the kernel does not depend on the pair's order.
@@ -125,9 +131,7 @@ inline void diagonal_axis_pass(const AxisMap& ax, std::int64_t outer, std::int64
       std::fill(t, t + inner, 0.0);
       for (std::int64_t d = 0; d < ax.window; ++d) {
         const std::int64_t u = oa * ax.stride + d - ax.pad;
-        if (u < 0 || u >= ax.n_in) continue;
-        const double* s = in + (o * ax.n_in + u) * inner;
-        for (std::int64_t k = 0; k < inner; ++k) t[k] += s[k];
+        if (u >= 0 && u < ax.n_in) add_lanes(t, in + (o * ax.n_in + u) * inner, inner);
       }
     }
 }
@@ -384,7 +388,10 @@ struct Engine {
       case NodeKind::global_avg_pool: {
         const bool full = node.reads_full(in);
         spatial_passes(node, in, state(ws, node.input, false, full), ws.temp_sigma.data(), s_out);
-        if (ntk) spatial_passes(node, in, state(ws, node.input, true, full), ws.temp_theta.data(), t_out);
+        if (ntk && node.input == 0)  // Theta^0 = 0
+          std::fill(t_out, t_out + size, 0.0);
+        else if (ntk)
+          spatial_passes(node, in, state(ws, node.input, true, full), ws.temp_theta.data(), t_out);
         if (node.kind != NodeKind::conv) break;
         // s_out, t_out hold the sums over the window's taps.
         const double taps = static_cast<double>(node.axis_h.window * node.axis_w.window);
