@@ -240,6 +240,20 @@ def test_threads_tiles_and_symmetry(case):
         np.testing.assert_array_equal(cross[name], one[name][:, :11])
 
 
+def test_result_does_not_depend_on_the_tile():
+    layers, shape = CASES["2d valid stride, avgpool same"]
+    network = Network(layers)
+    x = RNG.normal(size=(30,) + shape)
+    compiled = network.compile(shape)
+    units = [False] * (compiled.layer_nodes[-1] + 1)  # no normalised activation
+    wanted = [compiled.layer_nodes[2], compiled.layer_nodes[-1]]
+    tiles = [nnpk._core.analytic_conv_kernels(x.reshape(30, -1), None, compiled.spec, units, True, True, wanted, True,
+                                              10, 2, t) for t in (1, 13, 64)]
+    for other in tiles[1:]:
+        for a, b in zip(tiles[0][0] + tiles[0][1], other[0] + other[1]):
+            assert np.array_equal(a, b)
+
+
 # ---------------------------------------------------------------- identities
 
 @pytest.mark.parametrize("parameterization", ["ntk", "standard"])

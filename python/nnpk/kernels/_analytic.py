@@ -13,7 +13,8 @@ from .._validate import check_int, check_memory
 from ..architectures import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual, check_arch
 from ..architectures._params import prepare_network_points
 
-__all__ = ["DEFAULT_QUADRATURE_ORDER", "analytic", "analytic_kernels", "check_analytic_network", "network_analytic_nodes"]
+__all__ = ["DEFAULT_QUADRATURE_ORDER", "analytic", "analytic_kernels", "check_analytic_network",
+           "network_analytic_nodes"]
 
 DEFAULT_QUADRATURE_ORDER = 40
 _KERNELS = ("nngp", "ntk")
@@ -208,15 +209,25 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         Defaults to x1 (then only one triangle is computed and mirrored).
     arch : nnpk.Network (an nnpk.MLP is one)
         Only the depth, activation, stds and parameterization matter, and the hidden widths
-        only for the "standard" NTK. A Network may hold Dense layers, elementwise activations
-        of Dense outputs, residual blocks ending with a Dense layer (NNGP ``K_x + scale^2 K_f``,
-        NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion from ``(K_x, Theta_x)``)
-        and a Flatten of the input; anything else (convolutions, pooling, an activation of
-        non-Gaussian features, a residual block ending otherwise) raises ValueError naming
-        the layer. The kernels are those of every ``init`` scheme (all have zero-mean,
-        unit-variance weights; the limit is the same). With ``layers="all"`` the list holds
-        the kernels of each layer of ``arch.kernel_layers()`` (an MLP's hidden layers, then
-        the output; every top-level layer of another Network).
+        only for the "standard" NTK. A Network may hold Dense and Conv layers (1-D or 2-D, any
+        stride, "same" or "valid"), AvgPool, GlobalAvgPool, Flatten, elementwise activations
+        of Gaussian pre-activations (a Dense or Conv output, an average pooling or a residual
+        sum of them) and residual blocks ending with a Dense or Conv layer (NNGP
+        ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
+        from ``(K_x, Theta_x)``); anything else (MaxPool, an activation of non-Gaussian
+        features, a residual block ending otherwise) raises ValueError naming the layer. The
+        kernels are those of every ``init`` scheme (all have zero-mean, unit-variance weights;
+        the limit is the same). With ``layers="all"`` the list holds the kernels of each layer
+        of ``arch.kernel_layers()`` (an MLP's hidden layers, then the output; every top-level
+        layer of another Network, a spatial layer's features averaged over positions).
+
+        For points with positions the recursion carries, per pair of points, the covariances
+        between their positions (docs: "Convolutional networks"). Without pooling, a Flatten
+        readout needs only the same-position covariances (P numbers per pair, for P
+        positions); a pooling layer needs the P x P matrix of every pair for the layers below
+        it, computed a few pairs at a time per thread, P^2 times the work. The per-thread
+        buffers are checked against the available memory first (MemoryError says how much
+        is needed).
     get : "nngp", "ntk" or a tuple of both
         With a tuple a dict keyed by kernel name is returned; both come from one recursion.
     layers : "output" or "all"
