@@ -27,10 +27,13 @@ def test_report_files_and_table(report):
     assert (folder / "architectures.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (folder / "architectures.md").read_text()
     table = [line for line in text.splitlines() if line.startswith("|")]
-    assert table[0] == "| data set | architecture | init | width 8 | width 16 |"
+    assert table[0] == "| data set | architecture | init | width 8 | width 16 | width ∞ |"
     inits = ("gaussian", "orthogonal")
-    rows = [line.split(" | ")[1:3] for line in table[2:]]
+    rows = [line.split(" | ")[1:3] for line in table[2:2 + len(ARCHITECTURES) * len(inits)]]
     assert rows == [[a, i] for a in ARCHITECTURES for i in inits]
+    # The convergence table: one row per width, one column per number of networks.
+    assert "| CNN width | 1 networks | 2 networks | 4 networks |" in table
+    assert "| 16 | " in out
     assert "| digits | CNN | orthogonal |" in out  # the table is printed too
     assert len(results["datasets"]["digits"]["rows"]) == len(ARCHITECTURES) * len(inits) * 2
 
@@ -44,9 +47,21 @@ def test_accuracies_are_sane(report):
     # Ten balanced classes: chance is about 0.1; every random-network kernel is far above it.
     assert entry["chance"] < 0.15
     assert min(accuracy.values()) > 0.4
+    limits = {a: entry["infinite_width"][a]["test_accuracy"] for a in ARCHITECTURES}
+    assert min(limits.values()) > 0.4 and limits["CNN"] > limits["MLP"]
     # Convolutions see the images' locality: far better features than a narrow MLP's.
     assert min(a for (arch, _, _), a in accuracy.items() if arch != "MLP") > 0.85
     assert all(accuracy[("CNN",) + key[1:]] > a for key, a in accuracy.items() if key[0] == "MLP")
+
+
+def test_monte_carlo_cnn_error_against_its_limit(report):
+    _, results, _ = report
+    study = results["convergence"]
+    assert study["dataset"] == "digits" and study["points"] == 100 and study["networks"] == [1, 2, 4]
+    assert sorted(study["errors"]) == ["16", "8"]
+    # A handful of networks this narrow scatter widely around the limit (tens of percent), but
+    # an estimate with the kernel's scale wrong (or of another network) would be off by far more.
+    assert all(0 < e < 1.5 for errors in study["errors"].values() for e in errors)
 
 
 def test_networks_are_the_described_architectures():

@@ -526,7 +526,7 @@ def test_resume_with_another_network_is_refused(tmp_path, change, match):
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(kernel="analytic_nngp"), ValueError, r"layer 0 \(Conv kernel 3 x 3, padding 'same'\) is a convolution"),
+    (dict(kernel="analytic_nngp"), ValueError, r"layer 2 \(Residual, scale 0.5\) has a block ending with Activation"),
     (dict(kernel="nngp", n_networks=2, estimator="conditional"), ValueError, "this one ends AvgPool"),
     (dict(kernel="nngp", n_networks=2, x1=IMAGES[..., 0]), ValueError, "points"),
 ])

@@ -2,6 +2,8 @@
 
 #include "bindings.hpp"
 #include "nnpk/kernels/analytic.hpp"
+#include "nnpk/kernels/analytic_conv.hpp"
+#include "nnpk/network/spec.hpp"
 
 namespace nnpk::bind {
 
@@ -111,6 +113,30 @@ void bind_analytic(py::module_& m) {
       py::arg("layers"), py::arg("closed_form"), py::arg("quadrature_order"), py::arg("n_threads"), py::arg("tile"),
       "Infinite-width kernels (float64) of a network of dense, activation and residual nodes: a list of NNGP\n"
       "and a list of NTK matrices, one per requested node (`layers`: ascending node indices)");
+
+  m.def(
+      "analytic_conv_kernels",
+      [](const py::array& x1, const py::object& x2, const SequentialSpec& spec, std::vector<bool> unit_second_moment,
+         bool nngp, bool ntk, std::vector<std::int64_t> layers, bool closed_form, int quadrature_order, int n_threads,
+         std::int64_t tile) {
+        AnalyticOptions opt = make_options(spec.parameterization, nngp, ntk, std::move(layers), closed_form,
+                                           quadrature_order, n_threads, tile);
+        return analytic_kernels_py(x1, x2, spec.input_dim(), std::move(opt), [&](auto&&... args) {
+          analytic_conv_kernels(spec, unit_second_moment, args...);
+        });
+      },
+      py::arg("x1"), py::arg("x2"), py::arg("spec"), py::arg("unit_second_moment"), py::arg("nngp"), py::arg("ntk"),
+      py::arg("layers"), py::arg("closed_form"), py::arg("quadrature_order"), py::arg("n_threads"), py::arg("tile"),
+      "Infinite-width kernels (float64) of a network with convolutions or pooling: a list of NNGP and a list of\n"
+      "NTK matrices, one per requested spec node (`layers`: ascending node indices)");
+
+  m.def(
+      "analytic_conv_workspace_bytes",
+      [](const SequentialSpec& spec, const std::vector<std::int64_t>& layers, bool ntk) {
+        return 8 * analytic_conv_workspace_doubles(spec, layers, ntk);
+      },
+      py::arg("spec"), py::arg("layers"), py::arg("ntk"),
+      "Bytes of scratch analytic_conv_kernels holds per thread");
 }
 
 }  // namespace nnpk::bind

@@ -22,6 +22,8 @@ __all__: list[str] = [
     "SequentialSpec",
     "SequentialTrainer",
     "activation_value",
+    "analytic_conv_kernels",
+    "analytic_conv_workspace_bytes",
     "analytic_network_kernels",
     "eigen_version",
     "gaussian_stream",
@@ -390,6 +392,31 @@ def activation_value(
 ) -> numpy.typing.NDArray[numpy.float64]:
     """
     The engine's activation (or its derivative) elementwise, in float64
+    """
+
+def analytic_conv_kernels(
+    x1: numpy.ndarray,
+    x2: typing.Any,
+    spec: SequentialSpec,
+    unit_second_moment: collections.abc.Sequence[bool],
+    nngp: bool,
+    ntk: bool,
+    layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    closed_form: bool,
+    quadrature_order: typing.SupportsInt | typing.SupportsIndex,
+    n_threads: typing.SupportsInt | typing.SupportsIndex,
+    tile: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple:
+    """
+    Infinite-width kernels (float64) of a network with convolutions or pooling: a list of NNGP and a list of
+    NTK matrices, one per requested spec node (`layers`: ascending node indices)
+    """
+
+def analytic_conv_workspace_bytes(
+    spec: SequentialSpec, layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], ntk: bool
+) -> int:
+    """
+    Bytes of scratch analytic_conv_kernels holds per thread
     """
 
 def analytic_network_kernels(

@@ -3,8 +3,11 @@
 For each data set (digits as 8x8 images, MNIST-1D as signals of length 40), architecture, width
 (hidden units of the MLP, channels of the CNNs) and weight initialisation scheme, the Monte Carlo
 NNGP of the logits (the readout integrated exactly) is the kernel of a ridge classifier, the ridge
-chosen by GCV as in `nnpk demo`. Writes a Markdown table of test accuracies, a JSON of the figures
-and a PNG plot into the report folder.
+chosen by GCV as in `nnpk demo`. Beside the finite widths, the infinite-width NNGP of each
+architecture (`nnpk.analytic`, the limit of those kernels) in the same classifier; and, on a subset
+of the first data set, the Monte Carlo CNN kernel's relative error against that limit as the number
+of networks grows. Writes a Markdown table of test accuracies, a JSON of the figures and a PNG plot
+into the report folder.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import argparse
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union, cast
 
 import numpy as np
 
@@ -21,7 +24,7 @@ from .._threads import resolve_n_threads
 from .._version import __version__
 from ..architectures import INITS, Conv, Dense, Flatten, Network, Residual
 from ..architectures._layers import Layer
-from ..kernels import monte_carlo
+from ..kernels import analytic, monte_carlo
 from ._common import (
     Dataset,
     add_datasets_argument,
@@ -36,9 +39,9 @@ from ._common import (
 ARCHITECTURES = ("MLP", "CNN", "ResCNN")
 # Points: all 1,797 digits; 2,000 of MNIST-1D's 5,000 as in `nnpk demo`.
 FULL: Dict[str, Any] = {"samples": {"digits": None, "mnist1d": 2000}, "widths": (16, 32, 64), "networks": 8,
-                        "inits": INITS}
+                        "inits": INITS, "convergence": {"points": 300, "networks": (1, 2, 4, 8, 16, 32)}}
 QUICK: Dict[str, Any] = {"samples": {"digits": 300, "mnist1d": 300}, "widths": (8, 16), "networks": 2,
-                         "inits": ("gaussian", "orthogonal")}
+                         "inits": ("gaussian", "orthogonal"), "convergence": {"points": 100, "networks": (1, 2, 4)}}
 HE = math.sqrt(2.0)  # relu's W_std keeping the pre-activation variance
 B_STD = 0.1
 
@@ -86,9 +89,47 @@ def study(data: Dataset, *, widths, inits, networks: int, seed: int, threads: in
     return rows
 
 
+def limits(data: Dataset, *, threads: int, progress: bool) -> Dict[str, dict]:
+    """Per architecture: the test accuracy of its infinite-width NNGP (the same for every init)."""
+    shape = point_shape(data)
+    x = data.x.reshape((len(data.x),) + shape).astype(np.float64)
+    out = {}
+    for architecture in ARCHITECTURES:
+        start = time.perf_counter()
+        kernel = cast(np.ndarray, analytic(x, arch=network(architecture, 1, len(shape) - 1, "gaussian"),
+                                           n_threads=threads))
+        seconds = time.perf_counter() - start
+        result = evaluate(kernel, data, "gcv")
+        out[architecture] = {"seconds": seconds, "test_accuracy": result["test_accuracy"],
+                             "relative_ridge": result["relative_ridge"]}
+        if progress:
+            print(f"  {data.name} {architecture:6s} infinite width: accuracy {result['test_accuracy']:.3f} "
+                  f"({seconds:.1f} s)", flush=True)
+    return out
+
+
+def convergence(data: Dataset, *, points: int, networks, widths, seed: int, threads: int) -> dict:
+    """The Monte Carlo CNN NNGP's relative Frobenius error against its infinite-width limit on the first
+    `points` points, for each width and number of networks (each estimate a prefix of the next)."""
+    shape = point_shape(data)
+    x = data.x[:points].reshape((min(points, len(data.x)),) + shape).astype(np.float32)
+    dims = len(shape) - 1
+    limit = cast(np.ndarray, analytic(x.astype(np.float64), arch=network("CNN", 1, dims, "gaussian"),
+                                      n_threads=threads))
+    norm = float(np.linalg.norm(limit))
+    errors = {}
+    for width in widths:
+        arch = network("CNN", width, dims, "gaussian")
+        errors[str(width)] = [float(np.linalg.norm(monte_carlo(x, arch=arch, n_networks=m, seed=seed, dtype="float32",
+                                                               n_threads=threads) - limit)) / norm
+                              for m in networks]
+    return {"points": len(x), "networks": list(networks), "errors": errors}
+
+
 def run_demo(*, datasets=("digits", "mnist1d"), samples: Dict[str, Optional[int]] = FULL["samples"],
-             widths=FULL["widths"], networks: int = FULL["networks"], inits=FULL["inits"], seed: int = 0,
-             threads: int = 1, progress: bool = False) -> dict:
+             widths=FULL["widths"], networks: int = FULL["networks"], inits=FULL["inits"],
+             convergence_settings: Dict[str, Any] = FULL["convergence"], seed: int = 0, threads: int = 1,
+             progress: bool = False) -> dict:
     start = time.perf_counter()
     results: Dict[str, Any] = {
         "version": __version__,
@@ -101,23 +142,40 @@ def run_demo(*, datasets=("digits", "mnist1d"), samples: Dict[str, Optional[int]
             "n_train": len(data.train), "n_test": len(data.test), "point_shape": list(point_shape(data)),
             "chance": float(np.bincount(data.labels[data.test]).max() / len(data.test)),
             "rows": study(data, widths=widths, inits=inits, networks=networks, seed=seed, threads=threads,
-                          progress=progress)}
+                          progress=progress),
+            "infinite_width": limits(data, threads=threads, progress=progress)}
+        if "convergence" not in results:
+            results["convergence"] = {"dataset": name, **convergence(
+                data, points=convergence_settings["points"], networks=convergence_settings["networks"],
+                widths=widths, seed=seed, threads=threads)}
     results["seconds"] = time.perf_counter() - start
     return results
 
 
 def table(results: dict) -> List[str]:
-    """Markdown: one row per (data set, architecture, init), one column per width."""
+    """Markdown: one row per (data set, architecture, init), one column per width and one for the
+    infinite-width limit (the same for every init)."""
     widths = results["settings"]["widths"]
-    lines = ["| data set | architecture | init | " + " | ".join(f"width {w}" for w in widths) + " |",
-             "| --- | --- | --- | " + " | ".join("---:" for _ in widths) + " |"]
+    lines = ["| data set | architecture | init | " + " | ".join(f"width {w}" for w in widths) + " | width ∞ |",
+             "| --- | --- | --- | " + " | ".join("---:" for _ in widths) + " | ---: |"]
     for name, entry in results["datasets"].items():
         cells: Dict[tuple, Dict[int, float]] = {}
         for row in entry["rows"]:
             cells.setdefault((row["architecture"], row["init"]), {})[row["width"]] = row["test_accuracy"]
         for (architecture, init), by_width in cells.items():
+            limit = entry["infinite_width"][architecture]["test_accuracy"]
             lines.append(f"| {name} | {architecture} | {init} | "
-                         + " | ".join(f"{by_width[w]:.3f}" for w in widths) + " |")
+                         + " | ".join(f"{by_width[w]:.3f}" for w in widths) + f" | {limit:.3f} |")
+    return lines
+
+
+def convergence_table(results: dict) -> List[str]:
+    """Markdown: the Monte Carlo CNN kernel's relative error against its limit, per width and networks."""
+    study = results["convergence"]
+    lines = ["| CNN width | " + " | ".join(f"{m} networks" for m in study["networks"]) + " |",
+             "| ---: | " + " | ".join("---:" for _ in study["networks"]) + " |"]
+    for width, errors in study["errors"].items():
+        lines.append(f"| {width} | " + " | ".join(f"{e:.4f}" for e in errors) + " |")
     return lines
 
 
@@ -129,11 +187,18 @@ def markdown(results: dict, plot: str) -> str:
              f"Architectures: three relu layers of `width` units (MLP on the flattened points) or channels (3 or 3x3 "
              f"convolutions, 'same' padding; ResCNN: a conv then two residual blocks x + relu-conv(x) / sqrt 2), "
              f"then Flatten and a Dense readout; W_std = sqrt 2, b_std = {s['b_std']}. Inputs centred and scaled to "
-             f"unit mean square per point.", ""]
+             f"unit mean square per point. The column width ∞ is the infinite-width NNGP (`nnpk.analytic`), "
+             f"the limit of every init's kernels.", ""]
     for name, entry in results["datasets"].items():
         lines.append(f"- {name}: points of shape {tuple(entry['point_shape'])}, {entry['n_train']} train / "
                      f"{entry['n_test']} test, majority class {entry['chance']:.3f}")
-    lines += ["", *table(results), "", f"![accuracy against width]({plot})", "",
+    study = results["convergence"]
+    lines += ["", *table(results), "",
+              f"Relative Frobenius error of the Monte Carlo CNN NNGP against its infinite-width limit, on the "
+              f"first {study['points']} points of {study['dataset']} (an estimate of M networks is a prefix of the "
+              f"next; at finite width it converges to the finite-width kernel, whose distance to the limit shrinks "
+              f"as the width grows):", "", *convergence_table(results), "",
+              f"![accuracy against width, and the CNN kernel's error against networks]({plot})", "",
               f"{results['seconds']:.0f} s on {s['threads']} threads.", ""]
     return "\n".join(lines)
 
@@ -143,14 +208,17 @@ def plot(results: dict, path: str) -> None:
     from matplotlib.figure import Figure
 
     names = list(results["datasets"])
-    figure = Figure(figsize=(5.5 * len(names), 4.2))
+    figure = Figure(figsize=(5.5 * (len(names) + 1), 4.2))
     FigureCanvasAgg(figure)
-    axes = np.atleast_1d(figure.subplots(1, len(names), squeeze=False)[0])
+    axes = np.atleast_1d(figure.subplots(1, len(names) + 1, squeeze=False)[0])
     styles = dict(zip(INITS, ("-", "--", ":", "-.")))
     colors = dict(zip(ARCHITECTURES, ("tab:blue", "tab:orange", "tab:green")))
     widths = results["settings"]["widths"]
     for ax, name in zip(axes, names):
         rows = results["datasets"][name]["rows"]
+        for architecture, limit in results["datasets"][name]["infinite_width"].items():
+            ax.axhline(limit["test_accuracy"], color=colors[architecture], linewidth=1.5, alpha=0.5,
+                       label=f"{architecture}, infinite width")
         for architecture in ARCHITECTURES:
             for init in results["settings"]["inits"]:
                 acc = [r["test_accuracy"] for r in rows if r["architecture"] == architecture and r["init"] == init]
@@ -163,7 +231,20 @@ def plot(results: dict, path: str) -> None:
         ax.set_ylabel("test accuracy")
         ax.set_title(name)
         ax.grid(True, alpha=0.3)
-    axes[-1].legend(fontsize=7, ncol=1, loc="center right")
+    axes[-2].legend(fontsize=7, ncol=1, loc="center right")
+    study, ax = results["convergence"], axes[-1]
+    for width, errors in study["errors"].items():
+        ax.plot(study["networks"], errors, marker="o", label=f"CNN width {width}")
+    first = max(e[0] for e in study["errors"].values())
+    ax.plot(study["networks"], [first / math.sqrt(m) for m in study["networks"]], color="grey", linestyle=":",
+            label="1 / sqrt(networks)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("networks")
+    ax.set_ylabel("relative error against the infinite-width NNGP")
+    ax.set_title(f"Monte Carlo CNN kernel, {study['points']} {study['dataset']} points")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -199,7 +280,7 @@ def main(argv=None) -> int:
         samples = {name: args.samples for name in samples}
     threads = resolve_n_threads(args.threads)
     settings = dict(widths=args.widths or preset["widths"], networks=args.networks or preset["networks"],
-                    inits=args.inits or preset["inits"])
+                    inits=args.inits or preset["inits"], convergence_settings=preset["convergence"])
     print(f"nnpk {__version__} demo architectures: {', '.join(datasets)}; {', '.join(ARCHITECTURES)}; widths "
           f"{list(settings['widths'])}; {settings['networks']} networks per kernel; {threads} threads", flush=True)
     from threadpoolctl import threadpool_limits
@@ -210,6 +291,7 @@ def main(argv=None) -> int:
                            **settings)
         files = write_report(results, args.out, "architectures", markdown, plot)
     print("\n".join(table(results)))
+    print("\n".join(["", *convergence_table(results)]))
     print(f"\n{results['seconds']:.1f} s; report: {os.path.abspath(args.out)} "
           f"({', '.join(os.path.basename(p) for p in files.values())})")
     return 0

@@ -13,7 +13,8 @@ from .._validate import check_int, check_memory
 from ..architectures import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual, check_arch
 from ..architectures._params import prepare_network_points
 
-__all__ = ["DEFAULT_QUADRATURE_ORDER", "analytic", "analytic_kernels", "network_analytic_nodes"]
+__all__ = ["DEFAULT_QUADRATURE_ORDER", "analytic", "analytic_kernels", "check_analytic_network",
+           "network_analytic_nodes"]
 
 DEFAULT_QUADRATURE_ORDER = 40
 _KERNELS = ("nngp", "ntk")
@@ -32,25 +33,34 @@ def _check_get(get) -> Tuple[str, ...]:
 
 
 class _NetworkRecursion:
-    """A Network as the analytic engine's nodes, refusing the layers without an exact recursion.
+    """A Network as the analytic engines' nodes, refusing the layers without an exact recursion.
 
-    Exact here: dense layers; elementwise activations of Gaussian pre-activations (the output of
-    a Dense layer, or a residual sum of such outputs); Flatten; residual blocks ending with a
-    Dense layer. That last layer's weights and bias have zero mean and are independent of
-    everything before, so the block's output is uncorrelated with the skip path
-    (E[x . f(x')] = 0) and the NNGP of x + s f(x) is K_x + s^2 K_f. For the NTK the skip parameters' share adds
-    s times the average diagonal of the block's Jacobian df/dx times Theta_x, which is linear in
-    the same zero-mean weights and vanishes at infinite width: Theta = Theta_x + s^2 Theta_f
-    (Theta_f the block's recursion started from (K_x, Theta_x)). A block ending with an
-    activation is refused: its output has a non-zero mean, so with a non-centred skip path
-    (after a relu, say) the cross covariance does not vanish.
+    Exact here: dense and convolutional layers; elementwise activations of Gaussian
+    pre-activations (the output of a Dense or Conv layer, average pooling of such outputs, or a
+    residual sum of them); average and global average pooling; Flatten; residual blocks ending
+    with a Dense or Conv layer. That last layer's weights and bias have zero mean and are
+    independent of everything before, so the block's output is uncorrelated with the skip path
+    (E[x . f(x')] = 0) and the NNGP of x + s f(x) is K_x + s^2 K_f. For the NTK the skip
+    parameters' share adds s times the average diagonal of the block's Jacobian df/dx times
+    Theta_x, which is linear in the same zero-mean weights and vanishes at infinite width:
+    Theta = Theta_x + s^2 Theta_f (Theta_f the block's recursion started from (K_x, Theta_x)). A
+    block ending with an activation is refused: its output has a non-zero mean, so with a
+    non-centred skip path (after a relu, say) the cross covariance does not vanish.
+
+    ``nodes`` are the dense engine's (one per engine node of the compiled network; a convolution
+    or pooling layer holds an identity node there and sets ``spatial``: such networks go to the
+    convolutional engine, which reads the compiled network itself); ``units`` says per engine node
+    whether it is an activation with a unit second moment.
     """
 
     def __init__(self) -> None:
         self.nodes: List["_core.AnalyticNode"] = []
+        self.units: List[bool] = []
+        self.spatial = False
 
     def add(self, **kwargs) -> int:
         self.nodes.append(_core.AnalyticNode(**kwargs))
+        self.units.append(bool(kwargs.get("unit_second_moment", False)))
         return len(self.nodes) - 1
 
     @staticmethod
@@ -59,34 +69,43 @@ class _NetworkRecursion:
                           f"{why}; nnpk.monte_carlo estimates its kernels")
 
     def sequence(self, layers, shape, node: int, law: str, prefix: str):
-        """(shape, node, law) after each layer; law: "input" (the network's input, maybe flattened),
-        "gaussian" (jointly Gaussian pre-activations) or "other"."""
+        """(shape, node, law) after each layer; law: "input" (the network's input, maybe flattened
+        or pooled), "gaussian" (jointly Gaussian pre-activations) or "other"."""
         out = []
         for i, layer in enumerate(layers):
             shape, node, law = self.layer(layer, shape, node, law, f"{prefix}{i}")
             out.append((shape, node, law))
         return out
 
+    def spatial_layer(self, node: int) -> int:
+        self.spatial = True
+        return self.add(kind=_core.AnalyticNodeKind.identity, input=node)
+
     def layer(self, layer, shape, node: int, law: str, label: str):
         if isinstance(layer, Dense):
-            return (layer.width,), self.add(kind=_core.AnalyticNodeKind.dense, input=node, fan_in=shape[0],
+            return (layer.width,), self.add(kind=_core.AnalyticNodeKind.dense, input=node, fan_in=math.prod(shape),
                                             w_std=layer.W_std, b_std=layer.b_std), "gaussian"
         if isinstance(layer, Conv):
-            raise self.refuse(label, layer, "is a convolution: its kernel couples every pair of positions and has "
-                              "no closed recursion here")
-        if isinstance(layer, (AvgPool, MaxPool, GlobalAvgPool)):
-            raise self.refuse(label, layer, "pools spatial features: only flat networks (Dense, activations, "
-                              "residual blocks) have exact kernels here")
+            return shape, self.spatial_layer(node), "gaussian"
+        if isinstance(layer, MaxPool):
+            raise self.refuse(label, layer, "takes maxima, which have no closed-form kernel: the covariance "
+                              "E[max_a u_a max_b v_b] of two windows' maxima is an integral over the joint Gaussian "
+                              "law of all 2m pooled values (m = window size), depending on every covariance among "
+                              "them, not a function of one 2 x 2 covariance as an activation's dual map is; use "
+                              "AvgPool")
+        if isinstance(layer, (AvgPool, GlobalAvgPool)):
+            # A mean of jointly Gaussian pre-activations is Gaussian; a mean of anything else is not.
+            return shape, self.spatial_layer(node), law
         if isinstance(layer, Flatten):
-            # Every layer that could make spatial features is refused above (a Dense layer needs
-            # flat ones), so a Flatten reads the input or flat features: the kernel is unchanged.
+            # Spatial features keep their positions (an activation after Flatten acts on each); the
+            # Dense layer reading them averages the same-position covariances.
             return (math.prod(shape),), self.add(kind=_core.AnalyticNodeKind.identity, input=node), law
         if isinstance(layer, Residual):
             last = layer.block[-1]
-            if not isinstance(last, Dense):
-                raise self.refuse(label, layer, f"has a block ending with {last.describe()}, not with a Dense layer: "
-                                  "its output is then correlated with the skip path (E[x . f(x')] != 0), and the "
-                                  "kernel is not the sum of the two paths' kernels")
+            if not isinstance(last, (Dense, Conv)):
+                raise self.refuse(label, layer, f"has a block ending with {last.describe()}, not with a Dense or "
+                                  "Conv layer: its output is then correlated with the skip path (E[x . f(x')] != 0), "
+                                  "and the kernel is not the sum of the two paths' kernels")
             self.sequence(layer.block, shape, node, law, f"{label}.")
             node = self.add(kind=_core.AnalyticNodeKind.residual, input=len(self.nodes) - 1, skip=node,
                             scale=layer.scale)
@@ -94,7 +113,7 @@ class _NetworkRecursion:
         if law != "gaussian":
             what = "the network's input" if law == "input" else "features that are not Gaussian pre-activations"
             raise self.refuse(label, layer, f"reads {what}: the dual map of an activation needs the Gaussian output "
-                              "of a Dense layer (or a residual sum of them)")
+                              "of a Dense or Conv layer (or an average pooling or residual sum of them)")
         shift, scale = layer.normalization
         return shape, self.add(kind=_core.AnalyticNodeKind.activation, input=node,
                                activation=getattr(_core.ActivationKind, layer.name), slope=layer.slope, shift=shift,
@@ -102,14 +121,27 @@ class _NetworkRecursion:
                                unit_second_moment=layer.unit_second_moment), "other"
 
 
-def network_analytic_nodes(network: Network, input_shape) -> Tuple[List["_core.AnalyticNode"], List[int]]:
-    """The engine's nodes of `network` on points of `input_shape` and each top-level layer's node.
-
-    ValueError names the first layer without an exact recursion."""
+def _recursion(network: Network, input_shape) -> _NetworkRecursion:
     network.compile(input_shape)  # shape errors first, with the builder's messages
     recursion = _NetworkRecursion()
-    steps = recursion.sequence(network.layers, tuple(input_shape), -1, "input", "")
-    return recursion.nodes, [node for _, node, _ in steps]
+    recursion.sequence(network.layers, tuple(input_shape), -1, "input", "")
+    return recursion
+
+
+def check_analytic_network(network: Network, input_shape) -> None:
+    """ValueError naming the first layer of `network` (on points of `input_shape`) without an exact recursion."""
+    _recursion(network, input_shape)
+
+
+def network_analytic_nodes(network: Network, input_shape) -> Tuple[List["_core.AnalyticNode"], List[int]]:
+    """The dense engine's nodes of `network` (without convolutions or pooling) on points of
+    `input_shape` and each top-level layer's node.
+
+    ValueError names the first layer without an exact recursion."""
+    recursion = _recursion(network, input_shape)
+    if recursion.spatial:
+        raise ValueError("the network has convolutions or pooling: the convolutional engine computes its kernels")
+    return recursion.nodes, list(network.compile(input_shape).layer_nodes)
 
 
 def analytic_kernels(x1, x2, network: Network, *, kernels: Sequence[str], layers, n_threads: int,
@@ -117,19 +149,32 @@ def analytic_kernels(x1, x2, network: Network, *, kernels: Sequence[str], layers
     """The requested kernels of `layers` ("output", "all": ``network.kernel_layers()``, or a list of
     top-level layer indices, ascending), as lists keyed by kernel name."""
     compiled, a1, a2 = prepare_network_points(x1, x2, network, "float64")
-    nodes, layer_nodes = network_analytic_nodes(network, compiled.input_shape)
+    recursion = _recursion(network, compiled.input_shape)
     if layers == "output":
         layers = [len(network.layers) - 1]
     elif layers == "all":
         layers = network.kernel_layers()
-    wanted = [layer_nodes[l] for l in layers]
+    wanted = [compiled.layer_nodes[l] for l in layers]
     n2 = a1.shape[0] if a2 is None else a2.shape[0]
     n_out = len(wanted) * len(kernels)
-    check_memory(8 * a1.shape[0] * n2 * n_out, f"the output ({n_out} x {a1.shape[0]} x {n2} float64)")
-    nngp, ntk = _core.analytic_network_kernels(
-        a1, a2, nodes, getattr(_core.Parameterization, network.parameterization), "nngp" in kernels, "ntk" in kernels,
-        wanted, closed_form, quadrature_order, n_threads, _TILE)
-    return {"nngp": nngp, "ntk": ntk}
+    output = 8 * a1.shape[0] * n2 * n_out
+    what = f"the output ({n_out} x {a1.shape[0]} x {n2} float64)"
+    nngp, ntk = "nngp" in kernels, "ntk" in kernels
+    if not recursion.spatial:
+        check_memory(output, what)
+        return dict(zip(_KERNELS, _core.analytic_network_kernels(
+            a1, a2, recursion.nodes, getattr(_core.Parameterization, network.parameterization), nngp, ntk, wanted,
+            closed_form, quadrature_order, n_threads, _TILE)))
+    # Per thread: the recursion's states for kLanes pairs; per point: the variances.
+    scratch = n_threads * _core.analytic_conv_workspace_bytes(compiled.spec, wanted, ntk)
+    positions = sum(math.prod(shape[:-1]) for shape in compiled.shapes) + math.prod(compiled.input_shape[:-1])
+    variances = 8 * positions * (a1.shape[0] + (0 if a2 is None else a2.shape[0]))
+    check_memory(output + scratch + variances,
+                 f"{what}, the per-point variances ({variances / 2**20:.1f} MiB) and the convolutional recursion's "
+                 f"buffers ({n_threads} threads x {scratch // n_threads / 2**20:.1f} MiB)")
+    return dict(zip(_KERNELS, _core.analytic_conv_kernels(
+        a1, a2, compiled.spec, recursion.units, nngp, ntk, wanted, closed_form, quadrature_order, n_threads,
+        _TILE)))
 
 
 def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", layers: str = "output",
@@ -164,15 +209,25 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         Defaults to x1 (then only one triangle is computed and mirrored).
     arch : nnpk.Network (an nnpk.MLP is one)
         Only the depth, activation, stds and parameterization matter, and the hidden widths
-        only for the "standard" NTK. A Network may hold Dense layers, elementwise activations
-        of Dense outputs, residual blocks ending with a Dense layer (NNGP ``K_x + scale^2 K_f``,
-        NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion from ``(K_x, Theta_x)``)
-        and a Flatten of the input; anything else (convolutions, pooling, an activation of
-        non-Gaussian features, a residual block ending otherwise) raises ValueError naming
-        the layer. The kernels are those of every ``init`` scheme (all have zero-mean,
-        unit-variance weights; the limit is the same). With ``layers="all"`` the list holds
-        the kernels of each layer of ``arch.kernel_layers()`` (an MLP's hidden layers, then
-        the output; every top-level layer of another Network).
+        only for the "standard" NTK. A Network may hold Dense and Conv layers (1-D or 2-D, any
+        stride, "same" or "valid"), AvgPool, GlobalAvgPool, Flatten, elementwise activations
+        of Gaussian pre-activations (a Dense or Conv output, an average pooling or a residual
+        sum of them) and residual blocks ending with a Dense or Conv layer (NNGP
+        ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
+        from ``(K_x, Theta_x)``); anything else (MaxPool, an activation of non-Gaussian
+        features, a residual block ending otherwise) raises ValueError naming the layer. The
+        kernels are those of every ``init`` scheme (all have zero-mean, unit-variance weights;
+        the limit is the same). With ``layers="all"`` the list holds the kernels of each layer
+        of ``arch.kernel_layers()`` (an MLP's hidden layers, then the output; every top-level
+        layer of another Network, a spatial layer's features averaged over positions).
+
+        For points with positions the recursion carries, per pair of points, the covariances
+        between their positions (docs: "Convolutional networks"). Without pooling, a Flatten
+        readout needs only the same-position covariances (P numbers per pair, for P
+        positions); a pooling layer needs the P x P matrix of every pair for the layers below
+        it, computed a few pairs at a time per thread, P^2 times the work. The per-thread
+        buffers are checked against the available memory first (MemoryError says how much
+        is needed).
     get : "nngp", "ntk" or a tuple of both
         With a tuple a dict keyed by kernel name is returned; both come from one recursion.
     layers : "output" or "all"

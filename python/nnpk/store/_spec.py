@@ -14,7 +14,7 @@ from .._validate import check_int, compute_dtype
 from .._version import __version__
 from ..architectures import LAYER_TYPES, MLP, SEED_MAX, Network, Residual, check_arch
 from ..architectures._params import DRAW_SCHEME, prepare_network_points
-from ..kernels._analytic import DEFAULT_QUADRATURE_ORDER, network_analytic_nodes
+from ..kernels._analytic import DEFAULT_QUADRATURE_ORDER, check_analytic_network
 from ..kernels._plans import check_estimator, check_tangent_network, default_estimator
 from ..kernels._tangent import parse_wrt
 from ._layout import _FORMAT, KERNELS
@@ -128,7 +128,7 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype,
     if kernel == "nngp" and estimator is None:  # as monte_carlo chooses
         estimator = default_estimator(arch)
     if analytic:
-        network_analytic_nodes(arch, compiled.input_shape)
+        check_analytic_network(arch, compiled.input_shape)
     elif kernel == "ntk":
         check_tangent_network(compiled)
     else:

@@ -1,0 +1,641 @@
+// Infinite-width kernels (docs/definitions.rst, "Convolutional networks at infinite width") of
+// sequential networks with convolutions, average pooling, global average pooling, flattening,
+// dense layers, elementwise activations and residual blocks.
+//
+// For a pair of points (x, x') a node carries the covariances Sigma_{ab} between position a of
+// x and position b of x' (and Theta_{ab}). A convolution and an activation map same-position
+// entries to same-position entries, so a node whose descendants never pool needs only the
+// diagonal a = b ("diagonal" nodes: P numbers per pair); a node feeding a pooling layer carries
+// the P x P matrix ("full" nodes). Point i is paired with kLanes points at once, the pair index
+// innermost in memory, so every step (the stencils of convolution and pooling, the dual map)
+// runs along contiguous runs of lanes. A convolution or pooling acts on each spatial axis in turn
+// (its window is a product of the axes' windows, and so is its sum over pairs of positions).
+// The per-point variances Sigma(x, x)_{aa} the dual maps need come from the recursion of the
+// pair (x, x) itself, computed once per point, so that they equal the kernel's diagonal to the bit.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "nnpk/kernels/analytic.hpp"
+#include "nnpk/kernels/dual.hpp"
+#include "nnpk/kernels/gram.hpp"
+#include "nnpk/network/spec.hpp"
+#include "nnpk/parallel.hpp"
+
+namespace nnpk {
+
+namespace conv_analytic {
+
+// Points paired with point i in one pass: one AVX-512 vector of doubles.
+constexpr std::int64_t kLanes = 8;
+
+// One spatial axis of a convolution's or pooling layer's window.
+struct AxisMap {
+  std::int64_t n_in = 1, n_out = 1, window = 1, stride = 1, pad = 0;
+  bool pool = false;  // average over the window (else: a convolution's taps)
+
+  bool identity() const { return n_in == n_out && window == 1 && stride == 1 && pad == 0; }
+  // Input positions [lo, hi) of output o's window, inside the input.
+  void range(std::int64_t o, std::int64_t& lo, std::int64_t& hi) const {
+    lo = std::max<std::int64_t>(o * stride - pad, 0);
+    hi = std::min<std::int64_t>(o * stride - pad + window, n_in);
+  }
+};
+
+// t[k] += s[k] for k < n, n a multiple of kLanes: whole lane vectors, unrolled.
+inline void add_lanes(double* t, const double* s, std::int64_t n) {
+  for (std::int64_t k0 = 0; k0 < n; k0 += kLanes)
+    for (std::int64_t k = 0; k < kLanes; ++k) t[k0 + k] += s[k0 + k];
+}
+
+// ceil(a / b) for b > 0 and any sign of a.
+inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); }
+
+// out (outer, n_out, mid, n_out, inner) from in (outer, n_in, mid, n_in, inner), both row-major:
+// a convolution sums in[u_d(o), v_d(o')] over its taps d (a tap outside the input adds nothing);
+// a pooling layer averages in[u, v] over u in o's window and v in o''s. Each output entry is a sum
+// from 0 in a fixed order (taps ascending; see below for pooling), scaled once for a pooling
+// layer. inner is a multiple of kLanes.
+inline void full_axis_pass(const AxisMap& ax, std::int64_t outer, std::int64_t mid, std::int64_t inner, const double* in,
+                           double* out) {
+  const std::int64_t n_in = ax.n_in, n_out = ax.n_out;
+  for (std::int64_t o = 0; o < outer; ++o)
+    for (std::int64_t oa = 0; oa < n_out; ++oa)
+      for (std::int64_t m = 0; m < mid; ++m) {
+        double* row = out + ((o * n_out + oa) * mid + m) * n_out * inner;
+        const double* base = in + o * n_in * mid * n_in * inner + m * n_in * inner;
+        const std::int64_t ld_u = mid * n_in * inner;  // one step of u
+        if (!ax.pool) {
+          std::fill(row, row + n_out * inner, 0.0);
+          for (std::int64_t d = 0; d < ax.window; ++d) {
+            const std::int64_t u = oa * ax.stride + d - ax.pad;
+            if (u < 0 || u >= n_in) continue;
+            // o' whose tap d is inside the input: 0 <= o' stride + d - pad < n_in.
+            const std::int64_t lo = std::max<std::int64_t>(0, ceil_div(ax.pad - d, ax.stride));
+            const std::int64_t hi = std::min<std::int64_t>(n_out, ceil_div(n_in + ax.pad - d, ax.stride));
+            const double* src = base + u * ld_u;
+            if (ax.stride == 1) {  // one run over the outputs
+              add_lanes(row + lo * inner, src + (lo + d - ax.pad) * inner, (hi - lo) * inner);
+            } else {
+              for (std::int64_t ob = lo; ob < hi; ++ob)
+                add_lanes(row + ob * inner, src + (ob * ax.stride + d - ax.pad) * inner, inner);
+            }
+          }
+        } else {
+          std::fill(row, row + n_out * inner, 0.0);
+          std::int64_t ua, ub;
+          ax.range(oa, ua, ub);
+          for (std::int64_t ob = 0; ob < n_out; ++ob) {
+            std::int64_t va, vb;
+            ax.range(ob, va, vb);
+            double* t = row + ob * inner;
+            const auto add = [&](std::int64_t u, std::int64_t v) { add_lanes(t, base + u * ld_u + v * inner, inner); };
+            // The outer loop runs over the window of the smaller output index, and a square
+            // block adds in[u][v] + in[v][u] together: the pair (x', x) then makes the same
+            // sums as (x, x'), so the kernel does not depend on the pair's order.
+            if (oa < ob) {
+              for (std::int64_t u = ua; u < ub; ++u)
+                for (std::int64_t v = va; v < vb; ++v) add(u, v);
+            } else if (oa > ob) {
+              for (std::int64_t v = va; v < vb; ++v)
+                for (std::int64_t u = ua; u < ub; ++u) add(u, v);
+            } else {
+              for (std::int64_t u = ua; u < ub; ++u) {
+                add(u, u);
+                for (std::int64_t v = u + 1; v < vb; ++v) {
+                  const double* s1 = base + u * ld_u + v * inner;
+                  const double* s2 = base + v * ld_u + u * inner;
+                  for (std::int64_t k = 0; k < inner; ++k) t[k] += s1[k] + s2[k];
+                }
+              }
+            }
+            const double w = 1.0 / static_cast<double>((ub - ua) * (vb - va));
+            for (std::int64_t k = 0; k < inner; ++k) t[k] *= w;
+          }
+        }
+      }
+}
+
+// The same-position entries only: out (outer, n_out, inner) from in (outer, n_in, inner), a
+// convolution's taps in the order full_axis_pass adds them (so a diagonal node's entries equal a
+// full node's diagonal to the bit).
+inline void diagonal_axis_pass(const AxisMap& ax, std::int64_t outer, std::int64_t inner, const double* in,
+                               double* out) {
+  for (std::int64_t o = 0; o < outer; ++o)
+    for (std::int64_t oa = 0; oa < ax.n_out; ++oa) {
+      double* t = out + (o * ax.n_out + oa) * inner;
+      std::fill(t, t + inner, 0.0);
+      for (std::int64_t d = 0; d < ax.window; ++d) {
+        const std::int64_t u = oa * ax.stride + d - ax.pad;
+        if (u >= 0 && u < ax.n_in) add_lanes(t, in + (o * ax.n_in + u) * inner, inner);
+      }
+    }
+}
+
+// A node of the recursion; node 0 is the network's input, node k + 1 the spec's node k.
+struct Node {
+  NodeKind kind = NodeKind::flatten;  // the input is a node without an operation
+  std::int64_t input = -1, skip = -1;
+  std::int64_t height = 1, width = 1;  // positions of the node's output
+  bool full = false;                   // carries the P x P matrix, else the diagonal
+  bool spatial = false;                // a layer kernel averages over all pairs of positions (else the diagonal)
+  AxisMap axis_h, axis_w;              // conv, avg_pool, global_avg_pool
+  double w_std = 1.0, b_std = 0.0, scale = 1.0;
+  bool has_bias = false;
+  std::int64_t fan_in = 1;
+  std::int64_t slot = -1;  // state buffer
+  bool variances = false;  // read by an activation: per-point variances kept
+  std::int64_t diagonal_copy = -1;  // a full node read by a diagonal one: its diagonal's buffer
+
+  std::int64_t positions() const { return height * width; }
+  // Whether the node reads its input's P x P matrix (else the diagonal): pooling reads what its
+  // input carries (the full matrix unless it has one position).
+  bool reads_full(const Node& in) const {
+    return kind == NodeKind::avg_pool || kind == NodeKind::global_avg_pool ? in.full : full && kind != NodeKind::dense;
+  }
+  // Doubles per lane of the node's state.
+  std::int64_t entries() const { return full ? positions() * positions() : positions(); }
+};
+
+// The recursion's nodes, modes and buffers for a spec.
+struct Plan {
+  std::vector<Node> nodes;
+  std::vector<std::int64_t> slot_entries;  // doubles per lane of each state slot
+  std::int64_t diagonal_entries = 0;       // doubles per lane of all diagonal copies
+  std::int64_t temp_entries = 2;           // doubles per lane of the between-axes buffer (a dense node's two means)
+  std::int64_t row_entries = 1;            // doubles per lane of a dual map's row
+  std::int64_t input_channels = 1;
+
+  // Doubles of one thread's workspace.
+  std::int64_t workspace_doubles(bool ntk) const {
+    std::int64_t states = diagonal_entries + temp_entries;
+    for (std::int64_t e : slot_entries) states += e;
+    std::int64_t q = 0;
+    for (const Node& node : nodes)
+      if (node.variances) q += node.positions();
+    return kLanes * ((ntk ? 2 : 1) * states + row_entries + q);
+  }
+};
+
+inline AxisMap axis(std::int64_t n_in, std::int64_t n_out, std::int64_t window, std::int64_t stride, std::int64_t pad,
+                    bool pool) {
+  return AxisMap{n_in, n_out, window, stride, pad, pool};
+}
+
+// `requested`: spec node indices whose kernels are written.
+inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t>& requested) {
+  Plan plan;
+  const auto n = static_cast<std::int64_t>(spec.nodes.size());
+  plan.nodes.resize(static_cast<std::size_t>(n + 1));
+  Node& input = plan.nodes[0];
+  input.height = spec.input.height;
+  input.width = spec.input.width;
+  input.spatial = spec.input.spatial;
+  plan.input_channels = spec.input.channels;
+  for (std::int64_t k = 0; k < n; ++k) {
+    const SeqNode& s = spec.nodes[static_cast<std::size_t>(k)];
+    Node& node = plan.nodes[static_cast<std::size_t>(k + 1)];
+    const Node& in = plan.nodes[static_cast<std::size_t>(s.input + 1)];
+    node.kind = s.kind;
+    node.input = s.input + 1;
+    node.skip = s.skip + 1;
+    node.spatial = s.out.spatial;
+    node.scale = s.scale;
+    node.height = in.height;
+    node.width = in.width;
+    switch (s.kind) {
+      case NodeKind::dense:
+        node.height = node.width = 1;
+        [[fallthrough]];
+      case NodeKind::conv: {
+        const DenseLayer& p = spec.params[static_cast<std::size_t>(s.param)];
+        node.w_std = p.w_std;
+        node.b_std = p.b_std;
+        node.has_bias = p.has_bias;
+        node.fan_in = p.fan_in;
+        if (s.kind == NodeKind::dense) break;
+        [[fallthrough]];
+      }
+      case NodeKind::avg_pool:
+        node.height = s.out.height;
+        node.width = s.out.width;
+        node.axis_h = axis(in.height, s.out.height, s.window_h, s.stride_h, s.pad_h, s.kind == NodeKind::avg_pool);
+        node.axis_w = axis(in.width, s.out.width, s.window_w, s.stride_w, s.pad_w, s.kind == NodeKind::avg_pool);
+        break;
+      case NodeKind::global_avg_pool:
+        node.height = node.width = 1;
+        node.axis_h = axis(in.height, 1, in.height, 1, 0, true);
+        node.axis_w = axis(in.width, 1, in.width, 1, 0, true);
+        break;
+      case NodeKind::max_pool:
+        throw std::invalid_argument("max pooling has no analytic kernel");
+      default: break;
+    }
+  }
+  // Full nodes: those a pooling layer reads, those whose position-averaged kernel is requested,
+  // and every node a full convolution, activation, residual or flatten reads.
+  std::vector<bool> want(static_cast<std::size_t>(n + 1), false);
+  for (std::int64_t k : requested) {
+    if (k < 0 || k >= n) throw std::invalid_argument("layers must be node indices below " + std::to_string(n));
+    want[static_cast<std::size_t>(k + 1)] = true;
+  }
+  for (std::int64_t k = n; k >= 0; --k) {
+    Node& node = plan.nodes[static_cast<std::size_t>(k)];
+    if (node.kind == NodeKind::avg_pool || (want[static_cast<std::size_t>(k)] && node.spatial)) node.full = true;
+    if (node.positions() == 1) node.full = false;
+    if (k == 0) break;
+    const bool pools = node.kind == NodeKind::avg_pool || node.kind == NodeKind::global_avg_pool;
+    const bool passes = node.full && node.kind != NodeKind::dense;
+    for (std::int64_t r : {node.input, node.kind == NodeKind::residual ? node.skip : -1}) {
+      if (r < 0) continue;
+      Node& read = plan.nodes[static_cast<std::size_t>(r)];
+      if ((pools || passes) && read.positions() > 1) read.full = true;
+    }
+  }
+  // Variances of the nodes activations read; diagonal copies of full nodes read by diagonal ones.
+  for (std::int64_t k = 1; k <= n; ++k) {
+    Node& node = plan.nodes[static_cast<std::size_t>(k)];
+    if (node.kind == NodeKind::activation) plan.nodes[static_cast<std::size_t>(node.input)].variances = true;
+    for (std::int64_t r : {node.input, node.kind == NodeKind::residual ? node.skip : -1}) {
+      if (r < 0) continue;
+      Node& read = plan.nodes[static_cast<std::size_t>(r)];
+      if (read.full && !node.reads_full(read) && read.diagonal_copy < 0) {
+        read.diagonal_copy = plan.diagonal_entries;
+        plan.diagonal_entries += read.positions();
+      }
+    }
+  }
+  // State slots by liveness: a node's slot is free once its last reader has run.
+  std::vector<std::int64_t> last_use(static_cast<std::size_t>(n + 1), 0);
+  for (std::int64_t k = 1; k <= n; ++k) {
+    const Node& node = plan.nodes[static_cast<std::size_t>(k)];
+    last_use[static_cast<std::size_t>(node.input)] = k;
+    if (node.kind == NodeKind::residual) last_use[static_cast<std::size_t>(node.skip)] = k;
+  }
+  std::vector<std::int64_t> owner;  // per slot: the node holding it
+  for (std::int64_t k = 0; k <= n; ++k) {
+    Node& node = plan.nodes[static_cast<std::size_t>(k)];
+    std::int64_t slot = -1;
+    for (std::size_t s = 0; s < owner.size() && slot < 0; ++s)
+      if (last_use[static_cast<std::size_t>(owner[s])] < k) slot = static_cast<std::int64_t>(s);
+    if (slot < 0) {
+      slot = static_cast<std::int64_t>(owner.size());
+      owner.push_back(k);
+      plan.slot_entries.push_back(0);
+    }
+    owner[static_cast<std::size_t>(slot)] = k;
+    node.slot = slot;
+    plan.slot_entries[static_cast<std::size_t>(slot)] =
+        std::max(plan.slot_entries[static_cast<std::size_t>(slot)], node.entries());
+    if (k == 0) continue;
+    const Node& in = plan.nodes[static_cast<std::size_t>(node.input)];
+    if (node.kind == NodeKind::conv || node.kind == NodeKind::avg_pool || node.kind == NodeKind::global_avg_pool) {
+      // After the height axis: out height x in width positions.
+      const std::int64_t p = node.axis_h.n_out * in.width;
+      plan.temp_entries = std::max(plan.temp_entries, node.reads_full(in) ? p * p : p);
+    }
+    if (node.kind == NodeKind::activation) plan.row_entries = std::max(plan.row_entries, in.full ? in.positions() : 1);
+  }
+  return plan;
+}
+
+// One thread's buffers: every slot's Sigma and Theta, the diagonal copies, the between-axes
+// buffer, a row of Sigma_dot, and per node read by an activation the lanes' variances
+// (position-major: q[p * kLanes + lane]).
+struct Workspace {
+  std::vector<std::vector<double>> sigma, theta;
+  std::vector<double> diag_sigma, diag_theta, temp_sigma, temp_theta, dot;
+  std::vector<std::vector<double>> lane_variances;
+
+  Workspace(const Plan& plan, bool ntk) {
+    for (std::int64_t e : plan.slot_entries) {
+      sigma.emplace_back(static_cast<std::size_t>(e * kLanes));
+      theta.emplace_back(ntk ? static_cast<std::size_t>(e * kLanes) : 0);
+    }
+    diag_sigma.resize(static_cast<std::size_t>(plan.diagonal_entries * kLanes));
+    diag_theta.resize(ntk ? diag_sigma.size() : 0);
+    temp_sigma.resize(static_cast<std::size_t>(plan.temp_entries * kLanes));
+    temp_theta.resize(ntk ? temp_sigma.size() : 0);
+    dot.resize(static_cast<std::size_t>(plan.row_entries * kLanes));
+    for (const Node& node : plan.nodes)
+      lane_variances.emplace_back(node.variances ? static_cast<std::size_t>(node.positions() * kLanes) : 0);
+  }
+};
+
+struct Engine {
+  const Plan& plan;
+  std::vector<DualMap> duals;  // per node (identity where not an activation)
+  bool standard = false;
+
+  // Node k's state for readers of mode `full`: its own buffer, or its diagonal copy.
+  const double* state(Workspace& ws, std::int64_t k, bool theta, bool full) const {
+    const Node& node = plan.nodes[static_cast<std::size_t>(k)];
+    if (node.full && !full)
+      return (theta ? ws.diag_theta : ws.diag_sigma).data() + node.diagonal_copy * kLanes;
+    return (theta ? ws.theta : ws.sigma)[static_cast<std::size_t>(node.slot)].data();
+  }
+  double* own(Workspace& ws, const Node& node, bool theta) const {
+    return (theta ? ws.theta : ws.sigma)[static_cast<std::size_t>(node.slot)].data();
+  }
+
+  // Sigma^0 of point xi against the lanes' points (and Theta^0 = 0).
+  void input_kernel(Workspace& ws, const double* xi, const double* const* lanes, bool ntk) const {
+    const Node& node = plan.nodes[0];
+    const std::int64_t positions = node.positions(), c = plan.input_channels;
+    const double inv_c = 1.0 / static_cast<double>(c);
+    double* out = own(ws, node, false);
+    for (std::int64_t a = 0; a < positions; ++a) {
+      const std::int64_t b0 = node.full ? 0 : a, b1 = node.full ? positions : a + 1;
+      for (std::int64_t b = b0; b < b1; ++b) {
+        double* t = out + ((node.full ? a * positions : 0) + b) * kLanes;
+        for (std::int64_t l = 0; l < kLanes; ++l) {
+          double sum = 0.0;
+          for (std::int64_t ch = 0; ch < c; ++ch) sum += xi[a * c + ch] * lanes[l][b * c + ch];
+          t[l] = sum * inv_c;
+        }
+      }
+    }
+    if (ntk) std::fill(own(ws, node, true), own(ws, node, true) + node.entries() * kLanes, 0.0);
+  }
+
+  // The two axes of a convolution or pooling node: in -> temp -> out.
+  void spatial_passes(const Node& node, const Node& in, const double* src, double* temp, double* out) const {
+    const std::int64_t w = in.width, h_out = node.axis_h.n_out;
+    if (node.reads_full(in)) {
+      full_axis_pass(node.axis_h, 1, w, w * kLanes, src, temp);
+      full_axis_pass(node.axis_w, h_out, h_out, kLanes, temp, out);
+    } else {
+      diagonal_axis_pass(node.axis_h, 1, w * kLanes, src, temp);
+      diagonal_axis_pass(node.axis_w, h_out, kLanes, temp, out);
+    }
+  }
+
+  // Computes node k for point i against the lanes. q1: point i's variances at each node (null
+  // where not kept); the lanes' variances are in ws.lane_variances.
+  void node_step(Workspace& ws, std::int64_t k, const std::vector<const double*>& q1, bool ntk) const {
+    const Node& node = plan.nodes[static_cast<std::size_t>(k)];
+    const Node& in = plan.nodes[static_cast<std::size_t>(node.input)];
+    const std::int64_t size = node.entries() * kLanes;
+    double* s_out = own(ws, node, false);
+    double* t_out = ntk ? own(ws, node, true) : nullptr;
+    switch (node.kind) {
+      case NodeKind::conv:
+      case NodeKind::avg_pool:
+      case NodeKind::global_avg_pool: {
+        const bool full = node.reads_full(in);
+        spatial_passes(node, in, state(ws, node.input, false, full), ws.temp_sigma.data(), s_out);
+        if (ntk && node.input == 0)  // Theta^0 = 0
+          std::fill(t_out, t_out + size, 0.0);
+        else if (ntk)
+          spatial_passes(node, in, state(ws, node.input, true, full), ws.temp_theta.data(), t_out);
+        if (node.kind != NodeKind::conv) break;
+        // s_out, t_out hold the sums over the window's taps.
+        const double taps = static_cast<double>(node.axis_h.window * node.axis_w.window);
+        const double w2 = node.w_std * node.w_std / taps, b2 = node.has_bias ? node.b_std * node.b_std : 0.0;
+        const double fan_in = static_cast<double>(node.fan_in) / taps, bias_share = node.has_bias ? 1.0 : 0.0;
+        for (std::int64_t e = 0; e < size; ++e) {
+          const double pre = w2 * s_out[e] + b2;
+          if (ntk) t_out[e] = standard ? fan_in * s_out[e] + w2 * t_out[e] + bias_share : pre + w2 * t_out[e];
+          s_out[e] = pre;
+        }
+        break;
+      }
+      case NodeKind::dense: {
+        // A flattened input: the mean of its same-position entries.
+        const std::int64_t positions = in.positions();
+        const double inv = 1.0 / static_cast<double>(positions);
+        for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel) {
+          const double* src = state(ws, node.input, kernel == 1, false);
+          double* dst = ws.temp_sigma.data() + kernel * kLanes;  // (2 x kLanes) <= temp
+          std::fill(dst, dst + kLanes, 0.0);
+          for (std::int64_t p = 0; p < positions; ++p)
+            for (std::int64_t l = 0; l < kLanes; ++l) dst[l] += src[p * kLanes + l];
+          for (std::int64_t l = 0; l < kLanes; ++l) dst[l] *= inv;
+        }
+        AnalyticNode dense;
+        dense.fan_in = node.fan_in;
+        dense.w_std = node.w_std;
+        dense.b_std = node.b_std;
+        dense.has_bias = node.has_bias;
+        analytic_detail::dense_row(dense, standard, ntk, ws.temp_sigma.data(), ws.temp_sigma.data() + kLanes, kLanes,
+                                   s_out, ntk ? t_out : ws.temp_sigma.data() + kLanes);
+        break;
+      }
+      case NodeKind::activation: {
+        const DualMap& dual = duals[static_cast<std::size_t>(k)];
+        const double* s_in = state(ws, node.input, false, node.full);
+        const double* t_in = ntk ? state(ws, node.input, true, node.full) : nullptr;
+        const double* q_lanes = ws.lane_variances[static_cast<std::size_t>(node.input)].data();
+        const double* qi = q1[static_cast<std::size_t>(node.input)];
+        const std::int64_t positions = node.positions();
+        // Row a: (position a of point i) x (every position b, every lane) when full, else (a, a).
+        const std::int64_t row = node.full ? positions * kLanes : kLanes;
+        for (std::int64_t a = 0; a < positions; ++a) {
+          const std::int64_t at = a * row;
+          dual.row(qi[a], q_lanes + (node.full ? 0 : a * kLanes), s_in + at, row, s_out + at, ws.dot.data());
+          if (ntk)
+            for (std::int64_t e = 0; e < row; ++e) t_out[at + e] = t_in[at + e] * ws.dot[static_cast<std::size_t>(e)];
+        }
+        break;
+      }
+      case NodeKind::residual: {
+        const double scale2 = node.scale * node.scale;
+        for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel) {
+          const double* block = state(ws, node.input, kernel == 1, node.full);
+          const double* skip = state(ws, node.skip, kernel == 1, node.full);
+          double* dst = kernel == 1 ? t_out : s_out;
+          for (std::int64_t e = 0; e < size; ++e) dst[e] = skip[e] + scale2 * block[e];
+        }
+        break;
+      }
+      case NodeKind::flatten:
+        for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel) {
+          const double* src = state(ws, node.input, kernel == 1, node.full);
+          std::copy(src, src + size, kernel == 1 ? t_out : s_out);
+        }
+        break;
+      case NodeKind::max_pool: break;  // refused by make_plan
+    }
+    if (node.diagonal_copy >= 0) copy_diagonal(ws, node, ntk);
+  }
+
+  void copy_diagonal(Workspace& ws, const Node& node, bool ntk) const {
+    const std::int64_t positions = node.positions();
+    for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel) {
+      const double* src = own(ws, node, kernel == 1);
+      double* dst = (kernel == 1 ? ws.diag_theta : ws.diag_sigma).data() + node.diagonal_copy * kLanes;
+      for (std::int64_t p = 0; p < positions; ++p)
+        std::copy(src + (p * positions + p) * kLanes, src + (p * positions + p + 1) * kLanes, dst + p * kLanes);
+    }
+  }
+
+  // Node k's layer kernel per lane: a flat node's value; the mean over all pairs of positions of
+  // a spatial node (the kernel of its features averaged over positions); the mean over the
+  // same-position pairs of a flattened one.
+  void layer_kernel(Workspace& ws, std::int64_t k, bool theta, double* out) const {
+    const Node& node = plan.nodes[static_cast<std::size_t>(k)];
+    const double* src = own(ws, node, theta);
+    const std::int64_t positions = node.positions();
+    std::fill(out, out + kLanes, 0.0);
+    if (node.spatial) {  // in the order the pooling pass sums a square block
+      for (std::int64_t a = 0; a < positions; ++a) {
+        const double* diagonal = src + (a * positions + a) * kLanes;
+        for (std::int64_t l = 0; l < kLanes; ++l) out[l] += diagonal[l];
+        for (std::int64_t b = a + 1; b < positions; ++b) {
+          const double* s1 = src + (a * positions + b) * kLanes;
+          const double* s2 = src + (b * positions + a) * kLanes;
+          for (std::int64_t l = 0; l < kLanes; ++l) out[l] += s1[l] + s2[l];
+        }
+      }
+      for (std::int64_t l = 0; l < kLanes; ++l) out[l] *= 1.0 / static_cast<double>(positions * positions);
+      return;
+    }
+    const std::int64_t stride = node.full ? positions + 1 : 1;
+    for (std::int64_t p = 0; p < positions; ++p)
+      for (std::int64_t l = 0; l < kLanes; ++l) out[l] += src[p * stride * kLanes + l];
+    for (std::int64_t l = 0; l < kLanes; ++l) out[l] *= 1.0 / static_cast<double>(positions);
+  }
+
+  // Point k's variances at each node that keeps them (var[node][point * positions + p]), from the
+  // recursion of the pair (x_k, x_k).
+  void variances(const double* x, std::int64_t n, std::int64_t d, int n_threads,
+                 std::vector<std::vector<double>>& var) const {
+    const auto n_nodes = static_cast<std::int64_t>(plan.nodes.size());
+    var.assign(static_cast<std::size_t>(n_nodes), {});
+    for (std::int64_t k = 0; k < n_nodes; ++k)
+      if (plan.nodes[static_cast<std::size_t>(k)].variances)
+        var[static_cast<std::size_t>(k)].resize(
+            static_cast<std::size_t>(n * plan.nodes[static_cast<std::size_t>(k)].positions()));
+    std::vector<Workspace> spaces;
+    const int threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(n_threads, n)));
+    for (int t = 0; t < threads; ++t) spaces.emplace_back(plan, false);
+    parallel_for(n, threads, [&](std::int64_t i, int thread) {
+      Workspace& ws = spaces[static_cast<std::size_t>(thread)];
+      const double* xi = x + i * d;
+      std::vector<const double*> lanes(static_cast<std::size_t>(kLanes), xi);
+      std::vector<const double*> q1(static_cast<std::size_t>(n_nodes), nullptr);
+      for (std::int64_t k = 0; k < n_nodes; ++k) {
+        if (k == 0)
+          input_kernel(ws, xi, lanes.data(), false);
+        else
+          node_step(ws, k, q1, false);
+        const Node& node = plan.nodes[static_cast<std::size_t>(k)];
+        if (!node.variances) continue;
+        const double* s = own(ws, node, false);
+        const std::int64_t positions = node.positions(), stride = node.full ? positions + 1 : 1;
+        double* dst = var[static_cast<std::size_t>(k)].data() + i * positions;
+        double* lanes_q = ws.lane_variances[static_cast<std::size_t>(k)].data();
+        for (std::int64_t p = 0; p < positions; ++p) {
+          dst[p] = s[p * stride * kLanes];
+          std::fill(lanes_q + p * kLanes, lanes_q + (p + 1) * kLanes, dst[p]);
+        }
+        q1[static_cast<std::size_t>(k)] = dst;
+      }
+    });
+  }
+};
+
+}  // namespace conv_analytic
+
+// Doubles of scratch the convolutional engine holds per thread for `spec` (both kernels when ntk).
+inline std::int64_t analytic_conv_workspace_doubles(const SequentialSpec& spec, const std::vector<std::int64_t>& layers,
+                                                    bool ntk) {
+  return conv_analytic::make_plan(spec, layers).workspace_doubles(ntk);
+}
+
+// Writes the kernels of the spec nodes opt.layers (ascending) between the rows of x1 (n1 points
+// of spec.input_dim() values) and x2 (null: x1, one triangle computed and mirrored), as
+// analytic_network_kernels does for dense networks. unit_second_moment: per spec node, whether
+// an activation is normalised.
+inline void analytic_conv_kernels(const SequentialSpec& spec, const std::vector<bool>& unit_second_moment,
+                                  const double* x1, std::int64_t n1, const double* x2, std::int64_t n2,
+                                  const AnalyticOptions& opt, const std::vector<double*>& nngp_out,
+                                  const std::vector<double*>& ntk_out) {
+  using namespace conv_analytic;
+  const auto n_spec = static_cast<std::int64_t>(spec.nodes.size());
+  for (std::size_t k = 0; k < opt.layers.size(); ++k)
+    if (opt.layers[k] < 0 || opt.layers[k] >= n_spec || (k > 0 && opt.layers[k] <= opt.layers[k - 1]))
+      throw std::invalid_argument("layers must be ascending node indices below " + std::to_string(n_spec));
+  if ((opt.nngp && nngp_out.size() != opt.layers.size()) || (opt.ntk && ntk_out.size() != opt.layers.size()))
+    throw std::invalid_argument("one output per requested node and kernel is needed");
+  if (static_cast<std::int64_t>(unit_second_moment.size()) != n_spec)
+    throw std::invalid_argument("one unit_second_moment flag per node is needed");
+  if (opt.tile < 1) throw std::invalid_argument("tile must be positive");
+  const Plan plan = make_plan(spec, opt.layers);
+  Engine engine{plan, {}, opt.parameterization == Parameterization::standard};
+  engine.duals.emplace_back(Activation{}, true, opt.quadrature_order, false);
+  for (std::int64_t k = 0; k < n_spec; ++k)
+    engine.duals.emplace_back(spec.nodes[static_cast<std::size_t>(k)].activation, opt.closed_form,
+                              opt.quadrature_order, unit_second_moment[static_cast<std::size_t>(k)]);
+  const std::int64_t d = spec.input_dim();
+  const bool symmetric = x2 == nullptr;
+  if (symmetric) {
+    x2 = x1;
+    n2 = n1;
+  }
+  std::vector<std::vector<double>> var1, var2;
+  engine.variances(x1, n1, d, opt.n_threads, var1);
+  if (!symmetric) engine.variances(x2, n2, d, opt.n_threads, var2);
+  const std::vector<std::vector<double>>& lanes_var = symmetric ? var1 : var2;
+  const auto n_nodes = static_cast<std::int64_t>(plan.nodes.size());
+  std::vector<std::int64_t> slot(static_cast<std::size_t>(n_nodes), -1);
+  for (std::size_t k = 0; k < opt.layers.size(); ++k)
+    slot[static_cast<std::size_t>(opt.layers[k] + 1)] = static_cast<std::int64_t>(k);
+
+  const int threads = std::max(1, opt.n_threads);
+  std::vector<Workspace> spaces;
+  for (int t = 0; t < threads; ++t) spaces.emplace_back(plan, opt.ntk);
+  const std::int64_t tile = round_up(opt.tile, kLanes);
+  for_each_output_tile(n1, n2, tile, symmetric, threads, opt.poll, [&](std::int64_t i0, std::int64_t ni,
+                                                                      std::int64_t j0, std::int64_t nj, int thread) {
+    Workspace& ws = spaces[static_cast<std::size_t>(thread)];
+    std::vector<const double*> lanes(static_cast<std::size_t>(kLanes));
+    std::vector<const double*> q1(static_cast<std::size_t>(n_nodes), nullptr);
+    double value[kLanes];
+    for (std::int64_t jb = j0; jb < j0 + nj; jb += kLanes) {
+      const std::int64_t width = std::min(kLanes, j0 + nj - jb);
+      // Lanes past the tile repeat its last point; their results are not written.
+      for (std::int64_t l = 0; l < kLanes; ++l) lanes[static_cast<std::size_t>(l)] = x2 + (jb + std::min(l, width - 1)) * d;
+      for (std::int64_t k = 0; k < n_nodes; ++k) {
+        const Node& node = plan.nodes[static_cast<std::size_t>(k)];
+        if (!node.variances) continue;
+        const std::int64_t positions = node.positions();
+        double* q = ws.lane_variances[static_cast<std::size_t>(k)].data();
+        for (std::int64_t p = 0; p < positions; ++p)
+          for (std::int64_t l = 0; l < kLanes; ++l)
+            q[p * kLanes + l] = lanes_var[static_cast<std::size_t>(k)][static_cast<std::size_t>(
+                (jb + std::min(l, width - 1)) * positions + p)];
+      }
+      // Symmetric: rows up to the block's last column (the rest is mirrored).
+      const std::int64_t i_end = symmetric ? std::min(i0 + ni, jb + width) : i0 + ni;
+      for (std::int64_t i = i0; i < i_end; ++i) {
+        for (std::int64_t k = 0; k < n_nodes; ++k)
+          if (plan.nodes[static_cast<std::size_t>(k)].variances)
+            q1[static_cast<std::size_t>(k)] =
+                var1[static_cast<std::size_t>(k)].data() + i * plan.nodes[static_cast<std::size_t>(k)].positions();
+        engine.input_kernel(ws, x1 + i * d, lanes.data(), opt.ntk);
+        for (std::int64_t k = 1; k < n_nodes; ++k) {
+          engine.node_step(ws, k, q1, opt.ntk);
+          const std::int64_t out = slot[static_cast<std::size_t>(k)];
+          if (out < 0) continue;
+          for (int kernel = 0; kernel < 2; ++kernel) {
+            if (!(kernel == 0 ? opt.nngp : opt.ntk)) continue;
+            engine.layer_kernel(ws, k, kernel == 1, value);
+            double* dst = (kernel == 0 ? nngp_out : ntk_out)[static_cast<std::size_t>(out)] + i * n2 + jb;
+            std::copy(value, value + width, dst);
+          }
+        }
+      }
+    }
+  });
+  if (symmetric) {
+    for (double* out : nngp_out) mirror_upper(out, n1, opt.n_threads);
+    for (double* out : ntk_out) mirror_upper(out, n1, opt.n_threads);
+  }
+}
+
+}  // namespace nnpk
