@@ -48,8 +48,12 @@ def compiled_levels() -> Dict[str, str]:
     """The levels of a dispatching build, lowest first, and their extensions' paths ({} for a single build)."""
     if not os.path.isdir(_ISA_DIR):
         return {}
-    found = {name: _extension(os.path.join(_ISA_DIR, name)) for name in os.listdir(_ISA_DIR)}
-    return {name: found[name] for name in sorted((n for n in found if found[n]), key=_rank)}
+    found = {}
+    for name in sorted(os.listdir(_ISA_DIR), key=_rank):
+        path = _extension(os.path.join(_ISA_DIR, name))
+        if path is not None:
+            found[name] = path
+    return found
 
 
 def cpu_levels() -> List[str]:
