@@ -157,10 +157,12 @@ def test_levels_agree_to_rounding(level_results):
                                        err_msg=f"{key} at {level}")
 
 
-def test_draws_are_bitwise_the_same_at_every_level(level_results):
-    reference = level_results[LEVELS[-1]]["draws"]
-    for level, result in level_results.items():
-        assert np.array_equal(result["draws"], reference), level
+def test_draws_are_bitwise_the_same_at_the_levels_with_fma(level_results):
+    """x86-64-v3 and x86-64-v4 draw the same bits (the baseline, without FMA, agrees to rounding above)."""
+    fused = [level for level in level_results if level in ("x86-64-v3", "x86-64-v4")]
+    if len(fused) < 2:
+        pytest.skip("x86-64-v3 and x86-64-v4 are not both built and run here")
+    assert np.array_equal(level_results[fused[0]]["draws"], level_results[fused[1]]["draws"])
 
 
 # The suite's own bitwise-determinism tests, run again under each other level this CPU runs.
