@@ -438,6 +438,58 @@ def test_status_reports_progress_and_time_left(tmp_path):
     assert status["seconds_left"] > 0
 
 
+def test_tiles_record_the_version_and_level_and_status_reports_a_mixed_store(tmp_path, capsys):
+    from nnpk.cli import main
+
+    path = tmp_path / "k"
+    store = nnpk.compute_to_store(path, X1, arch=ARCH, n_networks=2, tile_size=Q)
+    info = nnpk.build_info()
+    for i, j in store.tiles:
+        with open(store._record_path(i, j)) as f:
+            record = json.load(f)
+        assert record["nnpk_version"] == nnpk.__version__ and record["isa_level"] == info["isa_level"]
+    status = store.status()
+    assert not status["mixed_isa_levels"]
+    assert status["builds"] == [{"nnpk_version": nnpk.__version__, "isa_level": info["isa_level"],
+                                 "tiles": [list(t) for t in store.tiles]}]
+    main(["status", str(path)])
+    out = capsys.readouterr().out
+    assert f"built by nnpk {nnpk.__version__} at {info['isa_level']}: 6 tile(s)" in out and "mixed" not in out
+    # A tile recorded as computed by another level (a node of another kind), another without a record.
+    with open(store._record_path(0, 2)) as f:
+        record = json.load(f)
+    with open(store._record_path(0, 2), "w") as f:
+        json.dump({**record, "isa_level": "x86-64-v2-fake"}, f)
+    os.unlink(store._record_path(1, 1))
+    status = store.status()
+    assert status["mixed_isa_levels"]
+    assert [(b["isa_level"], b["tiles"]) for b in status["builds"]] == [
+        (info["isa_level"], [[0, 0], [0, 1], [1, 2], [2, 2]]), ("x86-64-v2-fake", [[0, 2]]), ("unknown", [[1, 1]])]
+    assert status["builds"][2]["nnpk_version"] == "unknown"
+    main(["status", str(path)])
+    out = capsys.readouterr().out
+    assert f"at {info['isa_level']}: 4 tile(s)" in out and "at x86-64-v2-fake: 1 tile(s)" in out
+    levels = ", ".join(sorted([info["isa_level"], "unknown", "x86-64-v2-fake"]))
+    assert f"mixed    the tiles come from 3 instruction-set levels ({levels})" in out
+
+
+def test_a_tile_computed_at_another_level_agrees_to_rounding_and_records_it(tmp_path):
+    info = nnpk.build_info()
+    others = [lv for lv in info["isa_levels"] if lv != info["isa_level"] and lv in info["cpu_isa_levels"]]
+    if not others:
+        pytest.skip("one instruction-set level only in this build or on this CPU")
+    path = tmp_path / "k"
+    store = nnpk.compute_to_store(path, X1, X2, arch=ARCH, n_networks=3, tile_size=Q, dtype="float32")
+    expected = store.tile(1, 0).copy()
+    os.unlink(store._chunk_path(1, 0))
+    script = f"import nnpk.store as s; s.compute_tile({str(path)!r}, 1, 0, n_threads=1)"
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, env={**os.environ, "NNPK_ISA": others[0]})
+    np.testing.assert_allclose(store.tile(1, 0), expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    status = store.status()
+    assert status["mixed_isa_levels"] and [b["isa_level"] for b in status["builds"]] == [info["isa_level"], others[0]]
+    assert status["builds"][1]["tiles"] == [[1, 0]]
+
+
 def test_peak_memory_stays_under_a_budget_smaller_than_the_kernel(tmp_path):
     """A 450 MiB kernel under a 192 MiB budget: refused in memory, computed and exported
     through the store tile by tile. Peak resident memory measured in a fresh process."""

@@ -101,6 +101,20 @@ void bind_network(py::module_& m) {
     return std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
            std::to_string(EIGEN_MINOR_VERSION);
   });
+#ifndef NNPK_ISA_LEVEL
+#define NNPK_ISA_LEVEL "native"
+#endif
+  m.def("isa_level", [] { return std::string(NNPK_ISA_LEVEL); },
+        "The instruction-set level this extension was compiled for (\"native\": the building machine's)");
+  m.def("compiler", [] {
+#if defined(__clang__)
+    return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+    return std::string("gcc ") + __VERSION__;
+#else
+    return std::string("unknown");
+#endif
+  }, "The C++ compiler that built the extension");
   m.def(
       "activation_value",
       [](ActivationKind kind, double slope, double shift, double scale, py::array_t<double, py::array::c_style> z,

@@ -1,5 +1,6 @@
 """nnpk: kernels of randomly initialised neural networks on a streaming C++ engine."""
 
+from ._build import build_info  # first: loads the engine built for this CPU as nnpk._core
 from ._core import has_openmp
 from ._threads import physical_cores
 from ._version import __version__
@@ -45,6 +46,7 @@ __all__ = [
     "Residual",
     "RidgePath",
     "__version__",
+    "build_info",
     "compute_to_store",
     "empirical",
     "gp_posterior",

@@ -25,9 +25,11 @@ __all__: list[str] = [
     "analytic_conv_kernels",
     "analytic_conv_workspace_bytes",
     "analytic_network_kernels",
+    "compiler",
     "eigen_version",
     "gaussian_stream",
     "has_openmp",
+    "isa_level",
     "philox4x32_10",
     "sequential_conditional_sums",
     "sequential_draw",
@@ -437,6 +439,11 @@ def analytic_network_kernels(
     and a list of NTK matrices, one per requested node (`layers`: ascending node indices)
     """
 
+def compiler() -> str:
+    """
+    The C++ compiler that built the extension
+    """
+
 def eigen_version() -> str: ...
 def gaussian_stream(
     seed: typing.SupportsInt | typing.SupportsIndex,
@@ -453,6 +460,11 @@ def gaussian_stream(
 def has_openmp() -> bool:
     """
     Whether the engine was built with OpenMP
+    """
+
+def isa_level() -> str:
+    """
+    The instruction-set level this extension was compiled for ("native": the building machine's)
     """
 
 def philox4x32_10(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from ._version import __version__
@@ -37,8 +38,33 @@ def main(argv=None) -> int:
     demo_kernels.add_arguments(p)
     p.set_defaults(func=demo_kernels.run)
     register_batch(sub)
+    p = sub.add_parser("info", help="version and build: instruction-set levels, OpenMP, compiler, Eigen",
+                       description="nnpk's version and how its engine was built: the instruction-set levels compiled, "
+                       "the one in use (the best this CPU runs, or the one the NNPK_ISA environment variable names), "
+                       "OpenMP, the compiler and Eigen's version.")
+    p.add_argument("--json", action="store_true", help="machine-readable output (nnpk.build_info())")
+    p.set_defaults(func=_info)
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+def _info(args) -> int:
+    from ._build import build_info
+
+    info = build_info()
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    forced = f" (forced by NNPK_ISA={info['isa_forced']})" if info["isa_forced"] else ""
+    print(f"nnpk          {info['version']}\n"
+          f"isa level     {info['isa_level']}{forced}\n"
+          f"compiled      {', '.join(info['isa_levels'])}\n"
+          f"cpu runs      {', '.join(info['cpu_isa_levels']) or '(not an x86-64 CPU)'}\n"
+          f"openmp        {'yes' if info['openmp'] else 'no (one thread)'}\n"
+          f"compiler      {info['compiler']}\n"
+          f"eigen         {info['eigen']} ({info['simd']})\n"
+          f"extension     {info['extension']}")
+    return 0
 
 
 if __name__ == "__main__":

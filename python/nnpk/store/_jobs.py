@@ -173,6 +173,15 @@ def _describe(store, status: dict) -> str:
                       for t in status["in_progress"])
     lines.append(f"tiles    {status['tiles_done']} of {status['tiles']} done ({100 * status['fraction_done']:.1f}% "
                  f"of the work){partial}")
+    builds = status["builds"]
+    if builds:
+        lines.append("built by " + "; ".join(f"nnpk {b['nnpk_version']} at {b['isa_level']}: {len(b['tiles'])} tile(s)"
+                                             for b in builds))
+    if status["mixed_isa_levels"]:
+        levels = sorted({b["isa_level"] for b in builds})
+        lines.append(f"mixed    the tiles come from {len(levels)} instruction-set levels ({', '.join(levels)}): each "
+                     "tile is bitwise reproducible at its own level, and the levels agree to rounding; NNPK_ISA "
+                     "chooses a level for the next run")
     run = status["last_run"]
     if run:
         started = datetime.datetime.fromtimestamp(run["started"]).strftime("%Y-%m-%d %H:%M")

@@ -7,13 +7,16 @@ A store is a directory::
         x1, x2                the inputs in the forward-pass dtype (x2 only if given); a
                               Network's points flattened (spec "point_shape")
     STORE/partial/I-J.npz     a long tile's float64 partial sum and its network count
-    STORE/tiles/I-J.json      when and how fast each finished tile was computed
+    STORE/tiles/I-J.json      when, how fast and by which build (nnpk version, instruction-set
+                              level) each finished tile was computed
     STORE/run.json            the last run's executor and worker count
 
 Tile (I, J) is the block ``K[I*T:(I+1)*T, J*T:(J+1)*T]``; a symmetric kernel stores
 the tiles with I <= J only. Every tile is a pure function of the spec and the inputs
 (network m is drawn from (seed, m), each entry is one float64 chain over the networks
-in order), so any worker on any machine writes the same bits as the in-memory call.
+in order), so any worker on any machine running the same build of the engine (the same
+instruction-set level, ``nnpk.build_info()["isa_level"]``) writes the same bits as the
+in-memory call; other levels agree to rounding. Each tile's record names its level.
 """
 
 from __future__ import annotations
@@ -278,6 +281,7 @@ class KernelStore:
                 work += self.cost(i, j) * record["fraction"]
         run = _read_json(os.path.join(self.path, _RUN))
         workers = run["workers"] if run else 1
+        builds = self.builds()
         total = sum(self.cost(*t) for t in self.tiles)
         return {
             "path": self.path,
@@ -288,7 +292,22 @@ class KernelStore:
             "fraction_done": 1 - left / total,
             "seconds_left": left * seconds / work / workers if work else None,
             "last_run": run,
+            "builds": builds,
+            "mixed_isa_levels": len({b["isa_level"] for b in builds}) > 1,
         }
+
+    def builds(self) -> List[dict]:
+        """Which builds of nnpk computed the finished tiles: one entry per (nnpk version,
+        instruction-set level) with its tiles, most tiles first ("unknown" for a tile without
+        a record of it). Tiles are bitwise reproducible by the same level; levels agree to
+        rounding."""
+        groups: Dict[Tuple[str, str], List[Tile]] = {}
+        for i, j in self.tiles_done():
+            record = _read_json(self._record_path(i, j)) or {}
+            key = (record.get("nnpk_version", "unknown"), record.get("isa_level", "unknown"))
+            groups.setdefault(key, []).append((i, j))
+        return [{"nnpk_version": v, "isa_level": level, "tiles": [list(t) for t in tiles]}
+                for (v, level), tiles in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
 
     # -- computing
     def _compute_block(self, i: int, j: int, *, n_threads: int, checkpoint_seconds: Optional[float],
@@ -329,7 +348,7 @@ class KernelStore:
         # networks: those run here (a resumed tile ran the rest before); fraction: of the tile's work.
         record = {"seconds": time.perf_counter() - started, "networks": networks,
                   "fraction": 1.0 if networks is None else networks / spec["n_networks"], "n_threads": n_threads,
-                  "host": socket.gethostname(), "pid": os.getpid(), "finished": None}
+                  "host": socket.gethostname(), "pid": os.getpid(), "finished": None, **_build_record()}
         return block, record
 
     def _plan(self, arch, compiled, a1, a2, n_threads):
@@ -474,6 +493,14 @@ class TileBuffers:
             for buffer in self._made:
                 if buffer.base is owner and not any(f is buffer for f in self._free):
                     self._free.append(buffer)
+
+
+def _build_record() -> dict:
+    """The nnpk version and the instruction-set level of the engine computing here."""
+    from .._build import build_info
+
+    info = build_info()
+    return {"nnpk_version": info["version"], "isa_level": info["isa_level"]}
 
 
 def _copy_into(buffers: TileBuffers, block: np.ndarray) -> np.ndarray:

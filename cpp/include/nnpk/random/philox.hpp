@@ -18,14 +18,17 @@
 //
 // Determinism. Chunks are always computed whole and by the same vector code, so element e
 // depends only on e: any begin offset, chunking or thread gives the same bits. The words are
-// exact integers, the same at every instruction-set level; the float32 transforms are the same
-// Eigen packet code for every chunk of a build (another instruction-set level, e.g. without FMA,
-// may differ in the last bits).
+// exact integers, the same at every instruction-set level. The float32 transforms are IEEE
+// operations only (Eigen's log, cos and sin polynomials, a correctly rounded sqrt), so the
+// normals are the same bits on every CPU running one instruction-set level, and the same at
+// x86-64-v3 and x86-64-v4 (both fuse the polynomials' multiply-adds); the x86-64 baseline has
+// no FMA, and its normals agree with theirs to rounding (tests/test_build.py checks both).
 #pragma once
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -202,7 +205,11 @@ inline void gaussian_chunk(const CounterStream& stream, std::uint64_t c, float* 
       v[p * kChunkBlocks + i] = static_cast<float>(static_cast<std::int32_t>(words[2 * p + 1][i] >> 8)) * 0x1.0p-24f;
     }
   constexpr float kTwoPi = 6.28318530717958647692f;
-  const Array r = (-2.0f * u.log()).sqrt();
+  // The square root correctly rounded (sqrtps, vectorised with -fno-math-errno), not Eigen's
+  // fast-math one: a reciprocal square root estimate refined once, whose bits differ between
+  // SSE/AVX (rsqrtps) and AVX-512 (vrsqrt14ps) and between CPU vendors.
+  Array r = -2.0f * u.log();
+  for (int i = 0; i < kPairs; ++i) r[i] = std::sqrt(r[i]);
   const Array t = kTwoPi * v;
   using Part = Eigen::Map<Eigen::Array<float, kChunkBlocks, 1>>;
   for (int p = 0; p < 2; ++p) {
