@@ -19,7 +19,9 @@ import pytest
 import nnpk
 
 pytest.importorskip("zarr")
-pytestmark = pytest.mark.timeout(180)
+# Guards against a hang only, generous for a loaded machine (jobs here take seconds on an idle one).
+pytestmark = pytest.mark.timeout(900)
+HANG = 600  # seconds before a subprocess counts as hung
 
 ARCH = dict(hidden=[64, 32], out=4, activation="erf", W_std=1.5, b_std=0.1)
 
@@ -32,8 +34,8 @@ def write_job(tmp_path, *, n=300, d=8, n_networks=6, seed=3, arch=ARCH, run=None
     """A job file and its input x.npy in tmp_path; returns (job path, x)."""
     x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    job = dict(store="store", x1="x.npy", kernel="nngp", n_networks=n_networks, seed=seed, dtype="float32",
-               tile_size=96, **keys)
+    job = {**dict(store="store", x1="x.npy", kernel="nngp", n_networks=n_networks, seed=seed, dtype="float32",
+                  tile_size=96), **keys}
     lines = [f"{k} = {toml_value(v)}" for k, v in job.items()]
     lines += ["[arch]"] + [f"{k} = {toml_value(v)}" for k, v in arch.items()]
     lines += ["[run]"] + [f"{k} = {toml_value(v)}" for k, v in (run or {}).items()]
@@ -45,7 +47,7 @@ def expected_kernel(x, n_networks=6, seed=3, arch=ARCH):
     return nnpk.monte_carlo(x, arch=nnpk.MLP(**arch), n_networks=n_networks, seed=seed, dtype="float32")
 
 
-def nnpk_cli(*args, timeout=120, **kwargs):
+def nnpk_cli(*args, timeout=HANG, **kwargs):
     return subprocess.run([sys.executable, "-m", "nnpk", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, **kwargs)
 
@@ -80,7 +82,7 @@ def test_sigkill_mid_tile_then_resume_is_exact(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "nnpk", "compute", str(job), "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG  # a guard against a loop without end, not a measurement
         while True:  # freeze the job, and kill it only if a tile is done and another half done
             assert proc.poll() is None and time.monotonic() < deadline, "the job ended before it could be killed"
             if glob.glob(str(store / "tiles" / "*.json")) and partial_checkpoints(store):
@@ -118,12 +120,15 @@ def test_sigterm_stops_with_exit_code_75_and_the_job_resumes(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "nnpk", "compute", str(job), "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG  # a guard against a loop without end, not a measurement
         while not glob.glob(str(tmp_path / "store" / "tiles" / "*.json")):
-            assert proc.poll() is None and time.monotonic() < deadline
+            assert proc.poll() is None and time.monotonic() < deadline, "the job ended before a tile was written"
             time.sleep(0.01)
+        # Frozen first, so that it cannot finish the remaining tiles while this (loaded) process is slow.
+        proc.send_signal(signal.SIGSTOP)
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=20)
+        proc.send_signal(signal.SIGCONT)
+        _, stderr = proc.communicate(timeout=HANG)
     finally:
         proc.kill()
     assert proc.returncode == 75, stderr
@@ -140,7 +145,7 @@ def test_two_jobs_on_one_store_at_once(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-m", "nnpk", "compute", str(job), "--no-progress"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for proc in procs:
-        _, stderr = proc.communicate(timeout=120)
+        _, stderr = proc.communicate(timeout=HANG)
         assert proc.returncode == 0, stderr
     assert np.array_equal(nnpk.open_store(tmp_path / "store").to_numpy(), expected_kernel(x))
     assert [p for p in os.listdir(tmp_path) if p.startswith(".store")] == []  # no half-made store left
@@ -256,7 +261,7 @@ def test_mpiexec_two_processes_equal_in_memory(tmp_path):
     job, x = write_job(tmp_path, n=400, run=dict(executor="mpi"))
     command = [mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py.futures", "-m", "nnpk", "compute", str(job),
                "--no-progress"]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(command, capture_output=True, text=True, timeout=HANG)
     assert out.returncode == 0, out.stderr
     store = nnpk.open_store(tmp_path / "store")
     assert store.status()["last_run"] == {**store.status()["last_run"], "executor": "mpi", "workers": 1}
@@ -265,7 +270,7 @@ def test_mpiexec_two_processes_equal_in_memory(tmp_path):
     assert len(worker_pids(store)) == 1
     # Exit codes reach the scheduler through mpiexec.
     job.write_text(job.read_text().replace("seed = 3", "seed = 9"))
-    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(command, capture_output=True, text=True, timeout=HANG)
     assert out.returncode == 2 and "seed is 3 in the store, 9 here" in out.stderr
 
 
@@ -320,3 +325,181 @@ def test_the_local_dask_cluster_of_a_job_monitors_less(monkeypatch):
     assert seen["distributed.worker.profile.enabled"] is False and seen["distributed.admin.tick.interval"] == "1s"
     assert seen["threads_per_worker"] == 1
     assert dask.config.get("distributed.worker.profile.enabled") is True  # only while the cluster starts
+
+
+# ----------------------------------------------------------------------------- full and unwritable file systems
+
+
+def no_temporary_files(path):
+    return [os.path.join(d, f) for d, _, files in os.walk(path) for f in files if f.endswith(".tmp")]
+
+
+def assert_finished_tiles_are_exact(store_path, expected):
+    """Every tile the store counts as done holds its block of the in-memory kernel, bit for bit."""
+    store = nnpk.open_store(store_path)
+    assert store.verify() == [] and no_temporary_files(store_path) == []
+    for i, j in store.tiles_done():
+        rows, cols = store.bounds(i, j)
+        assert np.array_equal(store.tile(i, j), expected[rows, cols]), (i, j)
+    return store
+
+
+def assert_io_error(out, *words):
+    """Exit code 74, and on stderr one line, no traceback, with these words (under mpiexec, the MPI
+    runtime adds its own line, saying that rank 0 ended the run with that code)."""
+    assert out.returncode == 74, out.stderr
+    lines = [line for line in out.stderr.strip().splitlines() if not line.startswith("Abort(74)")]
+    assert "Traceback" not in out.stderr and len(lines) == 1, out.stderr
+    for word in words:
+        assert word in out.stderr, (word, out.stderr)
+
+
+@pytest.fixture
+def small_file_system(tmp_path):
+    """A 2 MiB tmpfs mounted on tmp_path / "fs" (root only), and a function remounting it with other options."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root on Linux")
+    where = tmp_path / "fs"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+
+    def remount(options):
+        subprocess.run(["mount", "-o", f"remount,{options}", str(where)], check=True)
+
+    try:
+        yield where, remount
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def test_a_full_file_system_exits_74_and_the_job_resumes_when_there_is_room(tmp_path, small_file_system):
+    """A 2 MiB tmpfs and a 4.3 MiB store (55 tiles of 96 x 96): refused at the start; with
+    --no-space-check, stopped when the disk fills with tiles written intact; refused read-only;
+    finished, bit for bit, once the file system is larger."""
+    fs, remount = small_file_system
+    store = fs / "store"
+    job, x = write_job(tmp_path, n=960, store=str(store), run=dict(n_threads=1))
+    expected = expected_kernel(x)
+    out = nnpk_cli("compute", job, "--no-progress")
+    assert_io_error(out, f"the store {store} needs about 4.", "MiB", "free", "--no-space-check")
+    assert os.listdir(fs) == []  # refused before anything was written
+    out = nnpk_cli("compute", job, "--no-progress", "--no-space-check")
+    assert_io_error(out, "no space left on device: cannot write " + str(store), "needs about", "more", "free",
+                    "run the same computation again")
+    print(out.stderr)
+    done = assert_finished_tiles_are_exact(store, expected).tiles_done()
+    assert 5 <= len(done) < 55
+    written = {t: os.stat(nnpk.open_store(store)._chunk_path(*t)).st_mtime_ns for t in done}
+    remount("ro")
+    out = nnpk_cli("compute", job, "--no-progress", "--no-space-check")
+    assert_io_error(out, "read-only file system: cannot write " + str(store), "remount the file system writable")
+    assert ".tmp" not in out.stderr  # the file named is the one the store keeps
+    print(out.stderr)
+    remount("rw,size=16m")
+    out = nnpk_cli("compute", job, "--no-progress")
+    assert out.returncode == 0, out.stderr
+    resumed = nnpk.open_store(store)
+    assert {t: os.stat(resumed._chunk_path(*t)).st_mtime_ns for t in done} == written
+    assert np.array_equal(resumed.to_numpy(), expected)
+    # The exported kernel (7 MiB) fits once, not twice: the second export is refused and leaves no file.
+    assert nnpk_cli("export", store, fs / "K.npy").returncode == 0
+    out = nnpk_cli("export", store, fs / "K2.npy")
+    assert_io_error(out, f"cannot write {fs / 'K2.npy'}; the kernel (960 x 960 float64) needs about 7.0 MiB")
+    print(out.stderr)
+    assert sorted(os.listdir(fs)) == ["K.npy", "store"]
+    assert np.array_equal(np.load(fs / "K.npy"), expected)
+
+
+FAILING_WRITER = """
+import errno, os, runpy, sys
+import nnpk.store._store as store_module
+
+written = []
+
+
+def write_direct(path, data):  # the chunk writer: {ok} tiles, then half a tile and no space left
+    if len(written) >= {ok}:
+        with open(path, "wb") as f:
+            f.write(data.data[:data.nbytes // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    written.append(path)
+    return False  # the buffered write writes the chunk
+
+
+store_module._write_direct = write_direct
+executor = sys.argv[sys.argv.index("--executor") + 1]
+if executor == "dask":  # workers in this process, so that they fail too
+    import functools
+    import distributed
+
+    distributed.LocalCluster = functools.partial(distributed.LocalCluster, processes=False)
+if executor == "mpi":  # every rank runs this script
+    sys.argv = ["mpi4py.futures", "-m", "nnpk", *sys.argv[1:]]
+    runpy.run_module("mpi4py.futures", run_name="__main__", alter_sys=True)
+else:
+    from nnpk.cli import main
+
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("executor", ["threads", "dask", "mpi"])
+def test_a_failing_tile_writer_exits_74_on_every_executor(tmp_path, executor):
+    """The chunk writer fails after 3 tiles as on a full disk, on whichever process writes: the same
+    exit code and one-line message, no hang, finished tiles intact; the same job then completes."""
+    if executor == "dask":
+        pytest.importorskip("distributed")
+    command = [sys.executable]
+    if executor == "mpi":
+        command = [mpiexec(), "-n", "2", sys.executable]
+    job, x = write_job(tmp_path, n=400, run=dict(n_threads=1))
+    (tmp_path / "failing.py").write_text(FAILING_WRITER.replace("{ok}", "3"))
+    out = subprocess.run([*command, str(tmp_path / "failing.py"), "compute", str(job), "--no-progress",
+                          "--executor", executor], capture_output=True, text=True, timeout=HANG)
+    chunks = tmp_path / "store" / "kernel.zarr" / "kernel"
+    assert_io_error(out, f"no space left on device: cannot write {chunks}", "needs about", "free")
+    store = assert_finished_tiles_are_exact(tmp_path / "store", expected_kernel(x))
+    assert 3 <= len(store.tiles_done()) < len(store.tiles)
+    if executor == "threads":
+        assert len(store.tiles_done()) == 3  # the first failed write stops the run
+    again = [*command, "-m", "mpi4py.futures"] if executor == "mpi" else command
+    out = subprocess.run([*again, "-m", "nnpk", "compute", str(job), "--no-progress", "--executor", executor],
+                         capture_output=True, text=True, timeout=HANG)
+    assert out.returncode == 0, out.stderr
+    assert np.array_equal(nnpk.open_store(tmp_path / "store").to_numpy(), expected_kernel(x))
+
+
+def test_a_store_larger_than_the_disk_is_refused_before_it_is_made(tmp_path):
+    """960000 points in one tile: 7.4 TB of kernel, more than this disk has free."""
+    n = 10000 * 96
+    job, _ = write_job(tmp_path, n=n, d=1, tile_size=n)
+    out = nnpk_cli("compute", job, "--no-progress")
+    assert_io_error(out, f"the store {tmp_path / 'store'} needs about", "TiB", "free", "--no-space-check")
+    assert not os.path.exists(tmp_path / "store")
+
+
+SMALL_DISK = """
+import sys
+import nnpk.store._space as space
+
+space.free_bytes = lambda path: 10000
+from nnpk.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_no_space_check_skips_the_estimate(tmp_path):
+    """A file system said to have 10000 bytes free: refused, then computed with --no-space-check."""
+    job, x = write_job(tmp_path)
+    (tmp_path / "small.py").write_text(SMALL_DISK)
+    run = lambda *options: subprocess.run([sys.executable, str(tmp_path / "small.py"), "compute", str(job),
+                                           "--no-progress", *options], capture_output=True, text=True, timeout=HANG)
+    assert_io_error(run(), "has 9.8 KiB free", "--no-space-check")
+    assert not os.path.exists(tmp_path / "store")
+    out = run("--no-space-check")
+    assert out.returncode == 0, out.stderr
+    assert np.array_equal(nnpk.open_store(tmp_path / "store").to_numpy(), expected_kernel(x))

@@ -18,7 +18,7 @@ def quick_report(tmp_path_factory):
     """`nnpk demo --quick` run as a user runs it: its output and its report folder."""
     folder = tmp_path_factory.mktemp("report")
     run = subprocess.run([sys.executable, "-m", "nnpk.cli", "demo", "--quick", "--out", str(folder)],
-                         check=True, capture_output=True, text=True, timeout=120)
+                         check=True, capture_output=True, text=True, timeout=600)
     return run.stdout, folder
 
 

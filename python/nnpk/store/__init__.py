@@ -11,9 +11,11 @@ from ._layout import (
     CorruptTileError,
     IncompleteStoreError,
     StoreMismatchError,
+    StoreWriteError,
 )
 from ._store import KernelStore, compute_tile, open_store
 
 __all__ = ["DASK_CONFIG", "DEFAULT_CHECKPOINT_SECONDS", "DEFAULT_TILE_SIZE", "EXECUTORS", "KERNELS",
-           "CorruptTileError", "IncompleteStoreError", "KernelStore", "StoreMismatchError", "compute_tile",
+           "CorruptTileError", "IncompleteStoreError", "KernelStore", "StoreMismatchError", "StoreWriteError",
+           "compute_tile",
            "compute_to_store", "open_store"]

@@ -21,8 +21,10 @@ from ._layout import (
     DEFAULT_TILE_SIZE,
     EXECUTORS,
     StoreMismatchError,
+    StoreWriteError,
     zarr_module,
 )
+from ._space import WRITE_ERRNOS, block_size, check_space, store_bytes, write_error
 from ._spec import _differences, _make_spec
 from ._store import KernelStore
 
@@ -86,7 +88,7 @@ def compute_to_store(path, x1, x2=None, *, arch, kernel: str = "nngp", n_network
                      quadrature_order: Optional[int] = None, closed_form: Optional[bool] = None,
                      tile_size: int = DEFAULT_TILE_SIZE, executor: str = "threads", client=None, n_threads=None,
                      checkpoint_seconds: Optional[float] = DEFAULT_CHECKPOINT_SECONDS,
-                     progress: bool = False) -> KernelStore:
+                     progress: bool = False, space_check: bool = True) -> KernelStore:
     """Computes a kernel tile by tile into an on-disk store, resuming it if it exists.
 
     The result is bitwise the in-memory call with the same arguments,
@@ -131,10 +133,24 @@ def compute_to_store(path, x1, x2=None, *, arch, kernel: str = "nngp", n_network
         often, so that an interrupted tile resumes from there. None: never.
     progress : bool
         Show a progress bar (tiles).
+    space_check : bool
+        Before computing, compare the bytes the store still needs with the space free on
+        its file system, and refuse (``nnpk.store.StoreWriteError``, errno ENOSPC) when it
+        would not fit. The estimate is exact for the kernel's chunks (uncompressed, a whole
+        tile each, edge tiles padded) and rounds every file up to whole blocks; it adds
+        room for one tile's checkpoint, and counts the inputs of a new store.
 
     Returns
     -------
     KernelStore
+
+    Raises
+    ------
+    nnpk.store.StoreWriteError
+        The file system is full or over quota, read-only, or not writable by this user
+        (an ``OSError`` naming the file, the bytes still needed and the bytes free). Tiles
+        already written stay valid, the tile being written is not counted as done, and
+        calling again once there is room resumes the store: the kernel is the same.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -145,7 +161,36 @@ def compute_to_store(path, x1, x2=None, *, arch, kernel: str = "nngp", n_network
     spec, a1, a2 = _make_spec(x1, x2, arch=arch, kernel=kernel, n_networks=n_networks, seed=seed,
                               estimator=estimator, wrt=wrt, dtype=dtype, quadrature_order=quadrature_order,
                               closed_form=closed_form, tile_size=tile_size)
-    store = _create_or_resume(path, spec, a1, a2)
-    run_tiles(store, executor=executor, client=client, n_threads=n_threads, checkpoint_seconds=checkpoint_seconds,
-              progress=progress)
+    path = os.path.abspath(os.fspath(path))
+    checkpoints = checkpoint_seconds is not None
+    try:
+        resuming = _is_store(path)
+        if space_check and not resuming:
+            check_space(path, store_bytes(spec, checkpoints=checkpoints, block=block_size(path)), f"the store {path}")
+        store = _create_or_resume(path, spec, a1, a2)
+        if space_check and resuming:
+            done = len(store.tiles_done())
+            needed = store_bytes(spec, tiles_done=done, inputs=False, checkpoints=checkpoints, block=block_size(path))
+            check_space(path, needed, f"the store {path} ({len(store.tiles) - done} of {len(store.tiles)} tiles left)")
+        run_tiles(store, executor=executor, client=client, n_threads=n_threads,
+                  checkpoint_seconds=checkpoint_seconds, progress=progress)
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS or isinstance(e, StoreWriteError):
+            raise
+        raise write_error(e, path, _bytes_left(path, spec, checkpoints), f"the store {path}") from None
     return store
+
+
+def _is_store(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, _ZARR, "zarr.json"))
+
+
+def _bytes_left(path: str, spec: dict, checkpoints: bool) -> Optional[int]:
+    """The bytes the store at `path` still needs (None if it cannot be read)."""
+    try:
+        resuming = _is_store(path)
+        done = len(KernelStore(path).tiles_done()) if resuming else 0
+        return store_bytes(spec, tiles_done=done, inputs=not resuming, checkpoints=checkpoints,
+                           block=block_size(path))
+    except Exception:
+        return None

@@ -93,6 +93,8 @@ def _run_here(store: KernelStore, todo: List[Tile], n_threads: int, checkpoint_s
     with cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnpk-store-writer") as writer:
         pending = None
         for i, j in todo:
+            if pending is not None and pending.done():
+                pending.result()  # a failed write (no space left, say) stops the run before another tile
             block, record = store._compute_block(i, j, n_threads=n_threads, checkpoint_seconds=checkpoint_seconds,
                                                  progress=bar.networks, buffers=buffers)
             if pending is not None:

@@ -8,6 +8,8 @@ import uuid
 
 import numpy as np
 
+from ._space import FULL_ERRNOS
+
 
 def _is_plain_crc32c(array) -> bool:
     """Whether the chunks of `array` are little-endian bytes followed by their crc32c, as
@@ -48,7 +50,9 @@ def _write_direct(path: str, data: np.ndarray) -> bool:
         while done < len(view):
             done += os.write(fd, view[done:done + _DIRECT_CHUNK])
         return True
-    except OSError:  # EINVAL: the file system wants another alignment, or no direct I/O
+    except OSError as e:  # EINVAL: the file system wants another alignment, or no direct I/O
+        if e.errno in FULL_ERRNOS:  # as full for a buffered write
+            raise
         return False
     finally:
         os.close(fd)
@@ -74,9 +78,11 @@ def _atomic_write(path: str, fill) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
-            os.unlink(tmp)
+            os.unlink(tmp)  # a file cut short (no space left, say) is never renamed into place
+        if isinstance(e, OSError) and e.filename in (None, tmp):  # a failed write() names no file
+            e.filename = path
         raise
     _fsync_dir(os.path.dirname(path) or ".")
 

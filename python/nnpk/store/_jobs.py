@@ -8,6 +8,9 @@ Exit codes, for schedulers and job scripts:
         made for another job: fix the job; resubmitting it unchanged fails again
     3   a stored tile fails its checksum: `nnpk status STORE --verify --repair`,
         then run the job again to recompute it
+    74  the file system is full, over quota, read-only or not writable, or the store
+        would not fit (EX_IOERR): the message names the file and the space needed;
+        make room (or move the store) and submit the same job again: it resumes
     75  interrupted (SIGINT, SIGTERM), or tiles are still missing: submit the same
         job again and it resumes where it stopped (EX_TEMPFAIL)
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import os
 import signal
 import sys
@@ -33,13 +37,15 @@ from ._layout import (
     CorruptTileError,
     IncompleteStoreError,
     StoreMismatchError,
+    StoreWriteError,
 )
+from ._space import WRITE_ERRNOS
 from ._spec import _arch_from_spec
 from ._store import open_store
 
-__all__ = ["register", "EXIT_OK", "EXIT_FAILED", "EXIT_INVALID", "EXIT_CORRUPT", "EXIT_INCOMPLETE"]
+__all__ = ["register", "EXIT_OK", "EXIT_FAILED", "EXIT_INVALID", "EXIT_CORRUPT", "EXIT_IOERR", "EXIT_INCOMPLETE"]
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CORRUPT, EXIT_INCOMPLETE = 0, 1, 2, 3, 75
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CORRUPT, EXIT_IOERR, EXIT_INCOMPLETE = 0, 1, 2, 3, 74, 75
 
 _JOB_KEYS = {"store", "x1", "x2", "kernel", "n_networks", "seed", "dtype", "wrt", "tile_size", "checkpoint_seconds",
              "arch", "run"}
@@ -117,7 +123,12 @@ def _dask_client(run: dict):
 
 
     with dask.config.set(DASK_CONFIG):  # read by the scheduler here and sent to the workers by their nannies
-        cluster = distributed.LocalCluster(n_workers=physical_cores(), threads_per_worker=1, dashboard_address=None)
+        # Quiet workers: a failed tile's error reaches this process, which reports it once (a full disk in
+        # one line); the workers would log it again, with its traceback, on the same stderr. No dashboard,
+        # and the scheduler's HTTP endpoint on a free port (not 8787, maybe taken, which is warned about).
+        cluster = distributed.LocalCluster(n_workers=physical_cores(), threads_per_worker=1, dashboard_address=None,
+                                           scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
+                                           silence_logs=logging.CRITICAL)
     return distributed.Client(cluster)
 
 
@@ -132,16 +143,20 @@ def _compute(args) -> int:
     n_threads = args.threads if args.threads is not None else run.get("n_threads")
     progress = run.get("progress", True) and not args.no_progress
     # Slurm and most schedulers send SIGTERM before SIGKILL: stop like Ctrl-C and say how to resume.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    client = _dask_client(run) if executor == "dask" else None
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        store = compute_to_store(**job, executor=executor, client=client, n_threads=n_threads, progress=progress)
+        client = _dask_client(run) if executor == "dask" else None
+        try:
+            store = compute_to_store(**job, executor=executor, client=client, n_threads=n_threads, progress=progress,
+                                     space_check=not args.no_space_check)
+        finally:
+            if client is not None:
+                cluster = client.cluster
+                client.close()
+                if cluster is not None and "scheduler_file" not in run and "scheduler_address" not in run:
+                    cluster.close()
     finally:
-        if client is not None:
-            cluster = client.cluster
-            client.close()
-            if cluster is not None and "scheduler_file" not in run and "scheduler_address" not in run:
-                cluster.close()
+        signal.signal(signal.SIGTERM, previous)
     print(f"nnpk: {store.path} is complete ({len(store.tiles)} tiles); "
           f"`nnpk export {store.path} OUT.npy` writes it to a .npy file")
     return EXIT_OK
@@ -234,7 +249,20 @@ def _run(func):
         except CorruptTileError as e:
             print(f"nnpk: {e}", file=sys.stderr)
             return EXIT_CORRUPT
-        except (JobError, StoreMismatchError, FileNotFoundError, ImportError, MemoryError, TypeError,
+        except StoreWriteError as e:  # says which file, how much room and what to do
+            print(f"nnpk: {e}", file=sys.stderr)
+            return EXIT_IOERR
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS:  # status --repair deleting tiles on a read-only store, say
+                print(f"nnpk: {e.strerror.lower() if e.strerror else 'cannot write'}: cannot write {e.filename}",
+                      file=sys.stderr)
+                return EXIT_IOERR
+            if isinstance(e, FileNotFoundError):
+                print(f"nnpk: error: {e}", file=sys.stderr)
+                return EXIT_INVALID
+            traceback.print_exc()
+            return EXIT_FAILED
+        except (JobError, StoreMismatchError, ImportError, MemoryError, TypeError,
                 ValueError) as e:
             print(f"nnpk: error: {e}", file=sys.stderr)
             return EXIT_INVALID
@@ -257,6 +285,8 @@ def register(sub) -> None:
     p.add_argument("--executor", choices=("threads", "dask", "mpi"), help="overrides [run] executor")
     p.add_argument("--threads", type=int, help="OpenMP threads per tile; overrides [run] n_threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-space-check", action="store_true",
+                   help="start even if the store's file system has less free space than the store needs")
     p.set_defaults(func=_run(_compute))
 
     p = sub.add_parser("status", help="tiles done, spec and time left of a store", epilog=epilog,

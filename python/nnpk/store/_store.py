@@ -21,6 +21,7 @@ in-memory call; other levels agree to rounding. Each tile's record names its lev
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import threading
@@ -57,6 +58,7 @@ from ._layout import (
     IncompleteStoreError,
     zarr_module,
 )
+from ._space import WRITE_ERRNOS, _on_disk, block_size, write_error
 from ._spec import _arch_from_spec
 
 __all__ = ["KernelStore", "Tile", "TileBuffers", "compute_tile", "open_store"]
@@ -212,7 +214,8 @@ class KernelStore:
     def export(self, path) -> None:
         """Writes the kernel to a .npy file tile by tile (memory: about two tiles).
 
-        The file appears under its name only once it is complete."""
+        The file appears under its name only once it is complete; a full or unwritable
+        file system raises ``nnpk.store.StoreWriteError`` and leaves no file."""
         self._require_complete("export the kernel")
         n1, n2 = self.shape
 
@@ -220,6 +223,7 @@ class KernelStore:
             header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(n1, n2))
             offset = header.offset
             del header
+            _allocate(tmp, offset + 8 * n1 * n2)  # a full disk is an error here, not a SIGBUS in the mapping
             g1, g2 = self.grid
             for i in range(g1):
                 rows, _ = self.bounds(i, 0)
@@ -230,7 +234,15 @@ class KernelStore:
                     band[:, self.bounds(i, j)[1]] = self.tile(i, j)
                     del band
 
-        _atomic_write(os.fspath(path), fill)
+        path = os.path.abspath(os.fspath(path))
+        try:
+            _atomic_write(path, fill)
+        except OSError as e:
+            if e.errno not in WRITE_ERRNOS:
+                raise
+            needed = _on_disk(128 + 8 * n1 * n2, block_size(path))  # the .npy header and the kernel
+            raise write_error(e, path, needed, f"the kernel ({n1} x {n2} float64)",
+                              then="export again (or export to another disk)") from None
 
     def verify(self, repair: bool = False) -> List[Tile]:
         """Reads every computed tile and returns those failing their checksum.
@@ -501,6 +513,22 @@ def _build_record() -> dict:
 
     info = build_info()
     return {"nnpk_version": info["version"], "isa_level": info["isa_level"]}
+
+
+def _allocate(path: str, size: int) -> None:
+    """Gives the file at `path` its `size` bytes on disk now (a memory-mapped write into a sparse file on a
+    full file system is killed by SIGBUS; this raises ENOSPC instead). Where the platform or the file system
+    cannot allocate ahead, the file stays as it is."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    finally:
+        os.close(fd)
 
 
 def _copy_into(buffers: TileBuffers, block: np.ndarray) -> np.ndarray:
