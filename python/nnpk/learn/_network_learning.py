@@ -251,8 +251,9 @@ class NetworkLearner(BaseEstimator):
                 raise ValueError(f"train={train!r} but arch has no biases (b_std=None); "
                                  "give arch a b_std or train other parameters")
             if "readout" in train and not isinstance(arch.layers[-1], Dense):
+                others = " or ".join(repr(t) for t in self._TRAIN if "readout" not in t)
                 raise ValueError(f"train={train!r} trains the final Dense layer; this network ends with layer "
-                                 f"{len(arch.layers) - 1} ({arch.layers[-1].describe()})")
+                                 f"{len(arch.layers) - 1} ({arch.layers[-1].describe()}): use train={others}")
             return
         if not isinstance(train, (list, tuple)) or not train:
             raise ValueError(f"train must be one of {', '.join(map(repr, self._TRAIN))} or a non-empty list of "
