@@ -2,6 +2,7 @@
 
 Every kernel is compared with the in-memory `nnpk.monte_carlo` call, bit for bit."""
 
+import errno
 import glob
 import json
 import os
@@ -503,3 +504,23 @@ def test_no_space_check_skips_the_estimate(tmp_path):
     out = run("--no-space-check")
     assert out.returncode == 0, out.stderr
     assert np.array_equal(nnpk.open_store(tmp_path / "store").to_numpy(), expected_kernel(x))
+
+
+def test_repairing_a_read_only_store_exits_74(tmp_path, monkeypatch, capsys):
+    """`status --verify --repair` cannot delete a corrupt tile of a read-only store: exit code 74, one line."""
+    from nnpk.cli import main
+
+    job, _ = write_job(tmp_path)
+    assert nnpk_cli("compute", job, "--no-progress").returncode == 0
+    chunk = nnpk.open_store(tmp_path / "store")._chunk_path(0, 1)
+    with open(chunk, "r+b") as f:
+        f.seek(50)
+        f.write(b"\x00\x01\x02")
+
+    def unlink(path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    assert main(["status", str(tmp_path / "store"), "--verify", "--repair"]) == 74
+    err = capsys.readouterr().err
+    assert err == f"nnpk: read-only file system: cannot write {chunk}\n"
