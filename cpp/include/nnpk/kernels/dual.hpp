@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "nnpk/network/activations.hpp"
@@ -189,16 +191,30 @@ class DualMap {
         // the loop vectorises.
         const double a = neg_slope_, d2 = (a - 1.0) * (a - 1.0), mean_coef = (1.0 - a) * analytic_detail::kInvSqrt2Pi;
         const double root_q1 = std::sqrt(q1);
-        fold_row(q1, q2, c, n, sigma, sigma_dot, [&](double q2j, double root_p, double cj) {
-          // theta from rho rather than from q1 q2 - c^2: that difference is a rounding
-          // error, not 0, at c = sqrt(q1 q2), and its root would tilt theta by 1e-8 there.
-          // A zero input (p = 0) gets rho = 0, so theta = pi/2.
-          const double rho = root_p > 0 ? cj / root_p : 0.0;
-          const double sin_rho = std::sqrt((1.0 - rho) * (1.0 + rho));
-          const double gdgd = 0.5 * (a * a + 1.0) - d2 * atan2_upper(sin_rho, rho) / (2 * kPi);
-          return BaseMoments{d2 * root_p * sin_rho / (2 * kPi) + gdgd * cj, gdgd,
-                             mean_coef * (root_q1 + std::sqrt(q2j))};
-        });
+        // The means enter sigma only when beta != 0: otherwise no root of q2.
+        const auto fold = [&](auto with_means) {
+          fold_row<false>(q1, q2, c, n, sigma, sigma_dot, [&](double q2j, double, double cj) {
+            // theta = atan2(y, c) with y = sqrt(q1 q2 - c^2), q1 q2 - c^2 computed exactly
+            // before its last rounding (the rounding errors of both products recovered by
+            // fma): 0 when c^2 = q1 q2, as on the diagonal, and accurate near it, where the
+            // plain difference is a rounding error whose root would tilt theta by 1e-8. No
+            // correlation beyond 1 (y = 0 then). A zero input (q1 q2 = 0) takes c = 0 and
+            // theta = pi/2.
+            const double p = q1 * q2j, p_err = std::fma(q1, q2j, -p);
+            const bool zero = !(p > 0);
+            const double cz = zero ? 0.0 : cj, cc = cz * cz, cc_err = std::fma(cz, cz, -cc);
+            const double y = std::sqrt(std::max((p - cc) + (p_err - cc_err), 0.0));
+            const double theta = atan2_upper(zero ? 1.0 : y, cz);
+            const double gdgd = 0.5 * (a * a + 1.0) - d2 * theta / (2 * kPi);
+            double means = 0.0;
+            if constexpr (decltype(with_means)::value) means = mean_coef * (root_q1 + std::sqrt(q2j));
+            return BaseMoments{d2 * y / (2 * kPi) + gdgd * cz, gdgd, means};
+          });
+        };
+        if (beta_ == 0.0)
+          fold(std::false_type{});
+        else
+          fold(std::true_type{});
         break;
       }
       case Base::erf:
@@ -229,7 +245,9 @@ class DualMap {
   enum class Base { abrelu, erf, identity, quadrature };
 
   // atan2(y, x) for y >= 0, not both 0, within 3 ulp: branch-free, unlike std::atan2, so that
-  // a loop over it vectorises. Cephes' rational approximation of atan on [0, tan(pi/8)].
+  // a loop over it vectorises. Cephes' rational approximation of atan on [0, tan(pi/8)],
+  // atan t = t + t z P(z) / Q(z) with z = t^2, for t = n / m, written with one division: P and
+  // Q (degrees 4 and 5) homogeneous in (n^2, m^2), so that atan t = n (Q~ + n^2 P~) / (m Q~).
   static double atan2_upper(double y, double x) {
     constexpr double P[] = {-8.750608600031904122785e-1, -1.615753718733365076637e1, -7.500855792314704667340e1,
                             -1.228866684490136173410e2, -6.485021904942025371773e1};
@@ -238,23 +256,39 @@ class DualMap {
     constexpr double kPi = analytic_detail::kPi;
     const double ax = std::abs(x);
     const bool swap = y > ax;
-    double t = (swap ? ax : y) / (swap ? y : ax);
-    const bool big = t > 0.41421356237309504880;
-    t = big ? (t - 1.0) / (t + 1.0) : t;
-    const double z = t * t;
-    const double p = (((P[0] * z + P[1]) * z + P[2]) * z + P[3]) * z + P[4];
-    const double q = ((((z + Q[0]) * z + Q[1]) * z + Q[2]) * z + Q[3]) * z + Q[4];
-    double angle = (big ? 0.25 * kPi : 0.0) + (t + t * (z * p / q));
+    double lo = swap ? ax : y, hi = swap ? y : ax;  // t = lo / hi in [0, 1]
+    // Scaled by a power of 2 (exactly) to hi in [1, 2), so that the powers below neither
+    // overflow nor underflow.
+    std::uint64_t bits;
+    std::memcpy(&bits, &hi, sizeof bits);
+    const std::uint64_t biased = std::min<std::uint64_t>((bits >> 52) & 0x7ff, 2045);
+    const std::uint64_t scale_bits = (2046 - biased) << 52;
+    double scale;
+    std::memcpy(&scale, &scale_bits, sizeof scale);
+    lo *= scale;
+    hi *= scale;
+    // Above tan(pi/8): atan t = pi/4 + atan((t - 1) / (t + 1)).
+    const bool big = lo > 0.41421356237309504880 * hi;
+    const double num = big ? lo - hi : lo, den = big ? lo + hi : hi;
+    const double w = num * num, v = den * den, v2 = v * v, v3 = v2 * v, v4 = v2 * v2;
+    const double p = (((P[0] * w + P[1] * v) * w + P[2] * v2) * w + P[3] * v3) * w + P[4] * v4;
+    const double q = ((((w + Q[0] * v) * w + Q[1] * v2) * w + Q[2] * v3) * w + Q[3] * v4) * w + Q[4] * (v4 * v);
+    double angle = (big ? 0.25 * kPi : 0.0) + num * (q + w * p) / (den * q);
     angle = swap ? 0.5 * kPi - angle : angle;
     return x < 0 ? kPi - angle : angle;
   }
 
-  template <class Moments>
+  // kClamp: c clamped to [-root_p, root_p] (correlations in [-1, 1]), root_p = sqrt(q1 q2)
+  // passed to moments; else c as it is, and root_p 0.
+  template <bool kClamp = true, class Moments>
   void fold_row(double q1, const double* q2, const double* c, std::int64_t n, double* sigma, double* sigma_dot,
                 Moments&& moments) const {
     for (std::int64_t j = 0; j < n; ++j) {
-      const double root_p = std::sqrt(q1 * q2[j]);
-      const double cj = std::min(std::max(c[j], -root_p), root_p);  // correlations in [-1, 1]
+      double root_p = 0.0, cj = c[j];
+      if constexpr (kClamp) {
+        root_p = std::sqrt(q1 * q2[j]);
+        cj = std::min(std::max(cj, -root_p), root_p);
+      }
       const BaseMoments m = moments(q2[j], root_p, cj);
       // A normalised activation's second moment at unit variance is 1 by construction;
       // taking it as such keeps a unit diagonal exactly 1 through any depth instead of
