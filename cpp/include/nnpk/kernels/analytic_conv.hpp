@@ -362,16 +362,22 @@ struct Engine {
     if (ntk) std::fill(own(ws, node, true), own(ws, node, true) + node.entries() * kLanes, 0.0);
   }
 
-  // The two axes of a convolution or pooling node: in -> temp -> out.
-  void spatial_passes(const Node& node, const Node& in, const double* src, double* temp, double* out) const {
-    const std::int64_t w = in.width, h_out = node.axis_h.n_out;
-    if (node.reads_full(in)) {
+  // The two axes of a convolution or pooling node: in -> temp (height), then temp -> out
+  // (width) one output row at a time (row o of h_out: out's doubles [o, o + 1) * size / h_out).
+  void height_pass(const Node& node, const Node& in, const double* src, double* temp) const {
+    const std::int64_t w = in.width;
+    if (node.reads_full(in))
       full_axis_pass(node.axis_h, 1, w, w * kLanes, src, temp);
-      full_axis_pass(node.axis_w, h_out, h_out, kLanes, temp, out);
-    } else {
+    else
       diagonal_axis_pass(node.axis_h, 1, w * kLanes, src, temp);
-      diagonal_axis_pass(node.axis_w, h_out, kLanes, temp, out);
-    }
+  }
+  void width_pass(const Node& node, const Node& in, const double* temp, double* out, std::int64_t o) const {
+    const std::int64_t h_out = node.axis_h.n_out, w_in = in.width, w_out = node.axis_w.n_out;
+    if (node.reads_full(in))
+      full_axis_pass(node.axis_w, 1, h_out, kLanes, temp + o * w_in * h_out * w_in * kLanes,
+                     out + o * w_out * h_out * w_out * kLanes);
+    else
+      diagonal_axis_pass(node.axis_w, 1, kLanes, temp + o * w_in * kLanes, out + o * w_out * kLanes);
   }
 
   // Computes node k for point i against the lanes. q1: point i's variances at each node (null
@@ -386,21 +392,26 @@ struct Engine {
       case NodeKind::conv:
       case NodeKind::avg_pool:
       case NodeKind::global_avg_pool: {
-        const bool full = node.reads_full(in);
-        spatial_passes(node, in, state(ws, node.input, false, full), ws.temp_sigma.data(), s_out);
-        if (ntk && node.input == 0)  // Theta^0 = 0
-          std::fill(t_out, t_out + size, 0.0);
-        else if (ntk)
-          spatial_passes(node, in, state(ws, node.input, true, full), ws.temp_theta.data(), t_out);
-        if (node.kind != NodeKind::conv) break;
-        // s_out, t_out hold the sums over the window's taps.
+        // Both kernels' height passes, then per output row both width passes and the
+        // convolution's scaling while the row is in cache.
+        const bool full = node.reads_full(in), theta = ntk && node.input != 0;
+        height_pass(node, in, state(ws, node.input, false, full), ws.temp_sigma.data());
+        if (theta) height_pass(node, in, state(ws, node.input, true, full), ws.temp_theta.data());
+        if (ntk && !theta) std::fill(t_out, t_out + size, 0.0);  // Theta^0 = 0
         const double taps = static_cast<double>(node.axis_h.window * node.axis_w.window);
         const double w2 = node.w_std * node.w_std / taps, b2 = node.has_bias ? node.b_std * node.b_std : 0.0;
         const double fan_in = static_cast<double>(node.fan_in) / taps, bias_share = node.has_bias ? 1.0 : 0.0;
-        for (std::int64_t e = 0; e < size; ++e) {
-          const double pre = w2 * s_out[e] + b2;
-          if (ntk) t_out[e] = standard ? fan_in * s_out[e] + w2 * t_out[e] + bias_share : pre + w2 * t_out[e];
-          s_out[e] = pre;
+        const std::int64_t rows = node.axis_h.n_out, chunk = size / rows;
+        for (std::int64_t o = 0; o < rows; ++o) {
+          width_pass(node, in, ws.temp_sigma.data(), s_out, o);
+          if (theta) width_pass(node, in, ws.temp_theta.data(), t_out, o);
+          if (node.kind != NodeKind::conv) continue;
+          // s_out, t_out hold the sums over the window's taps.
+          for (std::int64_t e = o * chunk; e < (o + 1) * chunk; ++e) {
+            const double pre = w2 * s_out[e] + b2;
+            if (ntk) t_out[e] = standard ? fan_in * s_out[e] + w2 * t_out[e] + bias_share : pre + w2 * t_out[e];
+            s_out[e] = pre;
+          }
         }
         break;
       }
