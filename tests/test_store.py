@@ -242,7 +242,7 @@ def test_resume_with_another_spec_or_other_inputs_is_refused(tmp_path, change, m
 
 
 def test_a_store_drawn_by_another_scheme_is_refused_saying_why(tmp_path):
-    """A store of nnpk 0.1 (no draw scheme in its spec: the old draws) is never continued with other networks."""
+    """A store of nnpk 0.1 (no draw scheme in its spec) or 0.2 (nnpk_v2) is never continued with other networks."""
     import zarr
 
     nnpk.compute_to_store(tmp_path / "k", X1, arch=ARCH, n_networks=2, tile_size=Q)
@@ -251,7 +251,12 @@ def test_a_store_drawn_by_another_scheme_is_refused_saying_why(tmp_path):
     del spec["draws"]
     group.attrs["nnpk"] = spec
     with pytest.raises(StoreMismatchError, match=r"its networks were drawn by nnpk_v1 \(nnpk 0.1: Philox4x64-10, "
-                                                 r"float64 Box-Muller\), and this nnpk draws them by nnpk_v2"):
+                                                 r"float64 Box-Muller\), and this nnpk draws them by nnpk_v3"):
+        nnpk.compute_to_store(tmp_path / "k", X1, arch=ARCH, n_networks=2, tile_size=Q)
+    # nnpk 0.2's scheme: the same generator, the radius's last bits by CPU.
+    spec["draws"] = "nnpk_v2: Philox4x32-10 keyed by (seed, network, layer, stream), float32 Box-Muller"
+    group.attrs["nnpk"] = spec
+    with pytest.raises(StoreMismatchError, match=r"drawn by nnpk_v2: Philox4x32-10 .* this nnpk draws them by nnpk_v3"):
         nnpk.compute_to_store(tmp_path / "k", X1, arch=ARCH, n_networks=2, tile_size=Q)
     # Analytic kernels draw nothing: their stores record no scheme.
     store = nnpk.compute_to_store(tmp_path / "a", X1[:50], arch=ARCH, kernel="analytic_nngp", tile_size=Q)

@@ -18,7 +18,10 @@ __all__ = ["DRAW_SCHEME", "PREVIOUS_DRAW_SCHEMES", "SEED_MAX", "check_arch", "ch
 
 SEED_MAX = 2**64 - 1
 # How network m of a seed is drawn. Stores record it: sums drawn by another scheme cannot be continued.
-DRAW_SCHEME = "nnpk_v2: Philox4x32-10 keyed by (seed, network, layer, stream), float32 Box-Muller"
+DRAW_SCHEME = ("nnpk_v3: Philox4x32-10 keyed by (seed, network, layer, stream), float32 Box-Muller with a correctly "
+               "rounded radius")
+# Stores without a recorded scheme were made by nnpk 0.1. nnpk 0.2's scheme (nnpk_v2, recorded as such) took the
+# radius's square root by an approximation whose last bits depend on the CPU.
 PREVIOUS_DRAW_SCHEMES = {None: "nnpk_v1 (nnpk 0.1: Philox4x64-10, float64 Box-Muller)"}
 
 

@@ -98,10 +98,9 @@ struct GramOptions {
 
 // K (n1 x n2 row-major, leading dimension ldk) += A B^T over the used columns.
 // symmetric: A and B are the same panel and only tiles on or above the diagonal
-// are updated (mirror at the end with mirror_upper, or with `mirror` here: each
-// tile's upper triangle copied onto the lower one while the tile is in cache).
+// are updated (mirror at the end with mirror_upper).
 inline void gram_accumulate(const Panel& a, const Panel& b, bool symmetric, double* K, std::int64_t ldk,
-                            const GramOptions& opt, bool mirror = false) {
+                            const GramOptions& opt) {
   using namespace gram_kernel;
   const std::int64_t kn = a.used();
   if (kn == 0) return;
@@ -127,11 +126,6 @@ inline void gram_accumulate(const Panel& a, const Panel& b, bool symmetric, doub
         for (std::int64_t r = 0; r < ni; ++r) std::memcpy(K + (i0 + r) * ldk + j0, acc + r * kCols, sizeof(double) * nj);
       }
     }
-    if (symmetric && mirror)
-      for (std::int64_t j = tj0; j < j_end; ++j) {
-        double* lower = K + j * ldk;
-        for (std::int64_t i = ti0; i < std::min(i_end, j); ++i) lower[i] = K[i * ldk + j];
-      }
   });
 }
 
@@ -173,16 +167,15 @@ class PanelStream {
     first_.commit(width_);
     if (!symmetric_) second_.commit(width_);
   }
-  // Flushes what is left and mirrors a symmetric sum (in the last flush's tiles if there is one).
+  // Flushes what is left and mirrors a symmetric sum.
   void finish(const GramOptions& opt) {
-    if (symmetric_ && first_.used() > 0) return flush(opt, true);
     flush(opt);
     if (symmetric_) mirror_upper(sum_, first_.rows(), opt.n_threads);
   }
 
  private:
-  void flush(const GramOptions& opt, bool mirror = false) {
-    gram_accumulate(first_, symmetric_ ? first_ : second_, symmetric_, sum_, ld_, opt, mirror);
+  void flush(const GramOptions& opt) {
+    gram_accumulate(first_, symmetric_ ? first_ : second_, symmetric_, sum_, ld_, opt);
     first_.clear();
     if (!symmetric_) second_.clear();
   }
