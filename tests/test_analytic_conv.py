@@ -11,6 +11,7 @@ import pytest
 import nnpk
 from nnpk import Activation, AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual
 from nnpk.sklearn import NNPKRegressor
+from conftest import assert_analytic_bits_invariant
 from reference import activation, gaussian_moments
 from reference_networks import _padding
 
@@ -230,14 +231,7 @@ def test_every_layer_kernel(case):
 def test_threads_tiles_and_symmetry(case):
     layers, shape = CASES[case]
     network = Network(layers)
-    x = RNG.normal(size=(21,) + shape)
-    one = nnpk.analytic(x, arch=network, get=("nngp", "ntk"), n_threads=1)
-    two = nnpk.analytic(x, arch=network, get=("nngp", "ntk"), n_threads=2)
-    cross = nnpk.analytic(x, x[:11], arch=network, get=("nngp", "ntk"), n_threads=2)
-    for name in ("nngp", "ntk"):
-        np.testing.assert_array_equal(one[name], two[name])
-        np.testing.assert_array_equal(one[name], one[name].T)
-        np.testing.assert_array_equal(cross[name], one[name][:, :11])
+    assert_analytic_bits_invariant(network, RNG.normal(size=(21,) + shape), 11)
 
 
 def test_result_does_not_depend_on_the_tile():

@@ -9,6 +9,7 @@ import pytest
 
 import nnpk
 from nnpk import Activation, Conv, Dense, Flatten, MaxPool, Network, Residual
+from conftest import assert_analytic_bits_invariant
 from reference import activation, activation_derivative
 
 RNG = np.random.default_rng(5)
@@ -168,14 +169,7 @@ def test_residual_with_scale_zero_is_the_identity():
 
 def test_threads_and_x2_do_not_change_bits():
     network = Network(RESIDUAL)
-    x = RNG.normal(size=(150, 6))
-    one = nnpk.analytic(x, arch=network, get=("nngp", "ntk"), n_threads=1)
-    two = nnpk.analytic(x, arch=network, get=("nngp", "ntk"), n_threads=2)
-    cross = nnpk.analytic(x, x[:70], arch=network, get=("nngp", "ntk"), n_threads=2)
-    for name in ("nngp", "ntk"):
-        np.testing.assert_array_equal(one[name], two[name])
-        np.testing.assert_array_equal(one[name], one[name].T)
-        np.testing.assert_array_equal(cross[name], one[name][:, :70])
+    assert_analytic_bits_invariant(network, RNG.normal(size=(150, 6)), 70)
 
 
 def _wide_residual(width, parameterization):

@@ -9,16 +9,14 @@ import pytest
 
 from nnpk import Conv, Dense, Flatten, Residual
 from nnpk.demos._architectures import ARCHITECTURES, network
+from conftest import run_quick_demo
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     folder = tmp_path_factory.mktemp("architectures")
-    out = subprocess.run([sys.executable, "-m", "nnpk.cli", "demo", "architectures", "--quick", "--datasets",
-                          "digits", "--threads", "2", "--out", str(folder)], check=True, capture_output=True,
-                         text=True).stdout
-    with open(folder / "architectures.json") as f:
-        return folder, json.load(f), out
+    results, out = run_quick_demo("architectures", folder)
+    return folder, results, out
 
 
 def test_report_files_and_table(report):

@@ -10,15 +10,14 @@ import pytest
 
 from nnpk import BatchNorm, Conv, Dense, Flatten
 from nnpk.demos._training import QUICK, TASKS, VARIANTS, deep_network, prior_network
+from conftest import run_quick_demo
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     folder = tmp_path_factory.mktemp("training")
-    out = subprocess.run([sys.executable, "-m", "nnpk.cli", "demo", "training", "--quick", "--datasets", "digits",
-                          "--threads", "2", "--out", str(folder)], check=True, capture_output=True, text=True).stdout
-    with open(folder / "training.json") as f:
-        return folder, json.load(f), out
+    results, out = run_quick_demo("training", folder)
+    return folder, results, out
 
 
 def test_report_files_and_tables(report):
