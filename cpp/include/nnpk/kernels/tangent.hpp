@@ -255,22 +255,10 @@ class SequentialTangent : public TangentStream {
 
   // Dense nodes whose backward step is fused with the activation they read (see the top of the file).
   void plan_fused() {
-    const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
-    fused_.assign(spec_.nodes.size(), false);
-    written_.assign(spec_.nodes.size(), false);
-    skipped_.assign(spec_.nodes.size(), false);
-    for (std::int64_t k = lowest_node_; k < n_nodes; ++k) {
-      const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
-      if (node.kind != NodeKind::dense || node.input < 0) continue;
-      const std::size_t a = static_cast<std::size_t>(node.input);
-      const SeqNode& act = spec_.nodes[a];
-      if (act.kind != NodeKind::activation || act.input < lowest_node_ || act.readers != 1 ||
-          spec_.nodes[static_cast<std::size_t>(act.input)].readers != 1)
-        continue;
-      fused_[static_cast<std::size_t>(k)] = true;
-      skipped_[a] = true;
-      written_[static_cast<std::size_t>(act.input)] = true;
-    }
+    FusedBackward plan(spec_, lowest_node_);
+    fused_ = std::move(plan.fused);
+    written_ = std::move(plan.written);
+    skipped_ = std::move(plan.skipped);
   }
 
   // Per pair of points, the per-example form costs about C F (+ forming the gradients, once

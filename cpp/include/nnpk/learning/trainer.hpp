@@ -261,11 +261,8 @@ class SequentialBackprop {
     for (std::size_t b = 0; b < n_norms; ++b) norm_channels_.push_back(spec_.norm_node(b).in.channels);
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     lowest_ = n_nodes;
-    std::vector<int> readers(spec_.nodes.size(), 0);
     for (std::int64_t k = n_nodes - 1; k >= 0; --k) {
       const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
-      if (node.input >= 0) ++readers[static_cast<std::size_t>(node.input)];
-      if (node.kind == NodeKind::residual && node.skip >= 0) ++readers[static_cast<std::size_t>(node.skip)];
       if (node.norm >= 0) {
         const std::size_t b = static_cast<std::size_t>(node.norm);
         if (trainable_.gammas[b] || trainable_.betas[b]) lowest_ = k;
@@ -276,23 +273,11 @@ class SequentialBackprop {
         throw std::invalid_argument("parametrised layer " + std::to_string(l) + " has no bias to train");
       if (trainable_.weights[l] || trainable_.biases[l]) lowest_ = k;
     }
-    // A dense layer reading an activation that reads another node, each read by no other node:
-    // its input error is (g W^T) * (forward phi'(z)) in one pass, written, not added; the
-    // activation's own error is never formed.
-    fused_.assign(spec_.nodes.size(), false);
-    written_.assign(spec_.nodes.size(), false);
-    skipped_.assign(spec_.nodes.size(), false);
-    for (std::int64_t k = lowest_; k < n_nodes; ++k) {
-      const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
-      if (node.kind != NodeKind::dense || node.input < 0) continue;
-      const std::size_t a = static_cast<std::size_t>(node.input);
-      const SeqNode& act = spec_.nodes[a];
-      if (act.kind != NodeKind::activation || act.input < lowest_ || readers[a] != 1 ||
-          readers[static_cast<std::size_t>(act.input)] != 1)
-        continue;
-      fused_[static_cast<std::size_t>(k)] = true;
-      skipped_[a] = true;
-      written_[static_cast<std::size_t>(act.input)] = true;
+    {
+      FusedBackward plan(spec_, lowest_);
+      fused_ = std::move(plan.fused);
+      written_ = std::move(plan.written);
+      skipped_ = std::move(plan.skipped);
     }
     workspaces_.resize(static_cast<std::size_t>(n_threads_));
     total_ = ParamGradients(spec_.params, trainable_, norm_channels_);

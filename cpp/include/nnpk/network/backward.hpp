@@ -155,4 +155,30 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
   }
 }
 
+// Which backward steps fuse, for nodes from `lowest` on: a dense layer reading an activation that
+// reads another node, each read by no other node, forms its input error as (g W^T) * phi'(z) in
+// one pass (`fused`), written whole into the activation's input (`written`); the activation's
+// own error is never formed (`skipped`). One flag per node of `spec`.
+struct FusedBackward {
+  std::vector<bool> fused, written, skipped;
+
+  FusedBackward() = default;
+  FusedBackward(const SequentialSpec& spec, std::int64_t lowest)
+      : fused(spec.nodes.size(), false), written(spec.nodes.size(), false), skipped(spec.nodes.size(), false) {
+    const auto n_nodes = static_cast<std::int64_t>(spec.nodes.size());
+    for (std::int64_t k = lowest; k < n_nodes; ++k) {
+      const SeqNode& node = spec.nodes[static_cast<std::size_t>(k)];
+      if (node.kind != NodeKind::dense || node.input < 0) continue;
+      const std::size_t a = static_cast<std::size_t>(node.input);
+      const SeqNode& act = spec.nodes[a];
+      if (act.kind != NodeKind::activation || act.input < lowest || act.readers != 1 ||
+          spec.nodes[static_cast<std::size_t>(act.input)].readers != 1)
+        continue;
+      fused[static_cast<std::size_t>(k)] = true;
+      skipped[a] = true;
+      written[static_cast<std::size_t>(act.input)] = true;
+    }
+  }
+};
+
 }  // namespace nnpk
