@@ -122,14 +122,16 @@ def test_conditional_all_layers_first_layer_is_analytic():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_conditional_bitwise_across_threads_tiles_and_resume(dtype):
+@pytest.mark.parametrize("hidden", [[40, 30, 20], [700, 20]])  # 700: products deeper than one block of Eigen's
+def test_conditional_bitwise_across_threads_tiles_and_resume(dtype, hidden):
     rng = np.random.default_rng(2)
     x1 = rng.standard_normal((230, 9)).astype(dtype)
-    arch = nnpk.MLP(hidden=[40, 30, 20], out=2, activation="erf", b_std=0.1)
+    arch = nnpk.MLP(hidden=hidden, out=2, activation="erf", b_std=0.1)
     q = nnpk._core.ROW_QUANTUM
-    kw = dict(seed=4, layers=[0, 1, 2])
-    runs = [_conditional_sums(x1, None, arch, start=0, stop=4, n_threads=t, tile_rows=tr, gram_tile=gt, **kw)
-            for t, tr, gt in [(1, q, q), (2, 2 * q, 4 * q), (3, 3 * q, 2 * q)]]
+    kw = dict(seed=4, layers=list(range(len(hidden))))
+    runs = [_conditional_sums(x1, None, arch, start=0, stop=4, n_threads=t, tile_rows=tr, gram_tile=gt,
+                              networks_per_pass=per_pass, **kw)
+            for t, tr, gt, per_pass in [(1, q, q, 1), (2, 2 * q, 4 * q, 3), (3, 3 * q, 2 * q, 4), (2, q, q, 2)]]
     first = _conditional_sums(x1, None, arch, start=0, stop=2, n_threads=2, **kw)
     runs.append(_conditional_sums(x1, None, arch, start=2, stop=4, n_threads=1, initial=first, **kw))
     for other in runs[1:]:

@@ -263,6 +263,26 @@ def test_a_store_drawn_by_another_scheme_is_refused_saying_why(tmp_path):
     assert store.spec["draws"] is None
 
 
+def test_a_conditional_store_of_another_scheme_is_refused_saying_why(tmp_path):
+    """A conditional store of nnpk 0.3 or before (no control variate) is never continued with the new sums."""
+    import zarr
+
+    arch = nnpk.MLP(hidden=[8, 8], out=2)
+    store = nnpk.compute_to_store(tmp_path / "k", X1, arch=arch, n_networks=2, tile_size=Q)
+    assert store.spec["estimator"] == "conditional" and store.spec["conditional"].startswith("conditional_v2")
+    group = zarr.open_group(str(tmp_path / "k" / "kernel.zarr"), mode="r+")
+    spec = dict(group.attrs["nnpk"])
+    del spec["conditional"]
+    group.attrs["nnpk"] = spec
+    with pytest.raises(StoreMismatchError, match=r"its conditional estimate was summed by conditional_v1 \(nnpk 0.1 "
+                                                 r"to 0.3: without the control variate\), and this nnpk sums "
+                                                 r"conditional_v2"):
+        nnpk.compute_to_store(tmp_path / "k", X1, arch=arch, n_networks=2, tile_size=Q)
+    # Other estimators record no scheme.
+    other = nnpk.compute_to_store(tmp_path / "r", X1, arch=arch, n_networks=2, tile_size=Q, estimator="readout")
+    assert other.spec["conditional"] is None
+
+
 def test_equivalent_arguments_resume(tmp_path):
     """Same network and same forward-pass values: the store is resumed, not refused."""
     nnpk.compute_to_store(tmp_path / "k", X1, arch=nnpk.MLP(hidden=[8], W_std=1), n_networks=2, tile_size=Q)

@@ -235,9 +235,11 @@ inline std::vector<py::array_t<double>> in_place_outputs(const std::vector<std::
 }
 
 // Float64 outputs of one shape, zero-filled or copied from `initial` (a list of arrays or
-// None), or with in_place the arrays of `initial` themselves.
+// None), or with in_place the arrays of `initial` themselves. The fill (the first touch of what
+// may be gigabytes) runs on n_threads threads without the GIL.
 inline std::vector<py::array_t<double>> make_outputs(std::size_t count, const std::vector<py::ssize_t>& shape,
-                                                     const py::object& initial, bool in_place = false) {
+                                                     const py::object& initial, bool in_place = false,
+                                                     int n_threads = 1) {
   if (in_place) return in_place_outputs(std::vector<std::vector<py::ssize_t>>(count, shape), initial);
   std::vector<py::array_t<double, py::array::c_style>> starts;
   if (!initial.is_none()) {
@@ -251,12 +253,18 @@ inline std::vector<py::array_t<double>> make_outputs(std::size_t count, const st
   for (std::size_t k = 0; k < count; ++k) {
     outs.emplace_back(shape);
     double* p = outs.back().mutable_data();
-    const py::ssize_t size = outs.back().size();
-    if (starts.empty()) {
-      std::fill(p, p + size, 0.0);
-    } else {
-      std::copy(starts[k].data(), starts[k].data() + size, p);
-    }
+    const std::int64_t size = outs.back().size();
+    const double* from = starts.empty() ? nullptr : starts[k].data();
+    constexpr std::int64_t kChunk = 1 << 18;  // 2 MiB
+    py::gil_scoped_release release;
+    parallel_for((size + kChunk - 1) / kChunk, n_threads, [&](std::int64_t c, int) {
+      const std::int64_t lo = c * kChunk, hi = std::min(size, lo + kChunk);
+      if (from) {
+        std::copy(from + lo, from + hi, p + lo);
+      } else {
+        std::fill(p + lo, p + hi, 0.0);
+      }
+    });
   }
   return outs;
 }

@@ -492,11 +492,16 @@ def sequential_conditional_sums(
     progress: typing.Any,
     initial: typing.Any,
     in_place: bool = False,
+    networks_per_pass: typing.SupportsInt | typing.SupportsIndex = 1,
+    controls: collections.abc.Sequence[bool | None] = [],
 ) -> list:
     """
     Sums over networks [start, stop) of the conditional kernel of each (dense node, activation node) pair:
     the activation's output kernel integrated over the dense layer's weights given its input (float64),
-    continued from `initial` (copied, or with in_place accumulated into those very arrays)
+    continued from `initial` (copied, or with in_place accumulated into those very arrays); each pass over
+    the output adds up to networks_per_pass networks (their features held at once); the sums do not
+    depend on it. controls: per pair None, or the unit_second_moment flag of the first hidden layer's
+    activation, which the pair's dense node reads: its sums then take the control variate
     """
 
 def sequential_draw(

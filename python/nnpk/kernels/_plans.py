@@ -14,10 +14,16 @@ from ..architectures import CLOSED_FORM_DUALS, Activation, Compiled, Dense, Netw
 from ._streaming import KernelMap, Plan
 from ._tangent import check_tangent_memory, tangent_maps
 
-__all__ = ["ESTIMATORS", "check_estimator", "check_tangent_network", "conditional_sums", "default_estimator",
-           "network_feature_bytes", "nngp_plan", "node_sums", "readout_layer", "tangent_plan", "tangent_sums"]
+__all__ = ["CONDITIONAL_SCHEME", "ESTIMATORS", "PREVIOUS_CONDITIONAL_SCHEME", "check_estimator",
+           "check_tangent_network", "conditional_sums", "default_estimator", "network_feature_bytes", "nngp_plan",
+           "node_sums", "readout_layer", "tangent_plan", "tangent_sums"]
 
 ESTIMATORS = ("sampled", "readout", "conditional")
+# What a conditional estimate sums per network, recorded in every store of it: a store summed by another scheme
+# cannot be continued (its partial sums would mix two estimators).
+CONDITIONAL_SCHEME = ("conditional_v2: the dual map given the layer below, with the control variate where that "
+                      "layer is the first hidden layer (nnpk 0.4)")
+PREVIOUS_CONDITIONAL_SCHEME = "conditional_v1 (nnpk 0.1 to 0.3: without the control variate)"
 # Row tiles of one quantum: more tiles than threads keeps every core busy at small n (n = 512 on 2 threads:
 # 0.73 s against 0.94 s with tiles of 192 rows), and it is no slower at large n.
 _DEFAULT_TILE_ROWS = _core.ROW_QUANTUM
@@ -28,6 +34,11 @@ _DEFAULT_NTK_TILE = 4 * _core.ROW_QUANTUM
 # computed whole though only its upper triangle is used; tiles of two quanta waste a third less of it than
 # tiles of four (n = 2048: 66 tiles of 192 rows against 21 of 384), and still keep both threads busy.
 _DEFAULT_CONDITIONAL_TILE = 2 * _core.ROW_QUANTUM
+# Networks the conditional estimator adds in one pass over the output: each entry of the sums is read and
+# written once per pass instead of once per network (n = 2048: the pass's memory traffic a quarter), while
+# their features, held at once, stay within _CONDITIONAL_FEATURE_BYTES.
+_CONDITIONAL_NETWORKS_PER_PASS = 4
+_CONDITIONAL_FEATURE_BYTES = 256 * 2**20
 
 
 def _panel_cols(n1: int, n2: int, symmetric: bool) -> int:
@@ -55,6 +66,22 @@ def _conditional_layers(network: Network) -> List[int]:
     layers = network.layers
     return [i for i in range(1, len(layers))
             if isinstance(layers[i], Activation) and isinstance(layers[i - 1], Dense)]
+
+
+def _control(network: Network, compiled: Compiled, layer: int) -> Optional[bool]:
+    """For the conditional kernel of Activation `layer`: whether its Dense layer reads the first hidden layer
+    (Dense on the flat input, then an activation) of Gaussian weights, both activations with closed-form dual
+    maps, so that the mean of that Dense layer's pre-activation covariance is known and serves as a control
+    variate. Returns the first activation's unit_second_moment flag if so, else None."""
+    layers = network.layers
+    if layer != 3 or network.init != "gaussian" or len(compiled.input_shape) != 1:
+        return None
+    first, act0, act1 = layers[0], layers[1], layers[3]
+    if not (isinstance(first, Dense) and isinstance(act0, Activation) and isinstance(layers[2], Dense)):
+        return None
+    if act0.name not in CLOSED_FORM_DUALS or act1.name not in CLOSED_FORM_DUALS:
+        return None
+    return act0.unit_second_moment
 
 
 def _conditional_failure(network: Network) -> Optional[str]:
@@ -107,19 +134,33 @@ def node_sums(a1, a2, compiled: Compiled, nodes: Sequence[int], *, seed, start, 
 
 def conditional_sums(a1, a2, compiled: Compiled, network: Network, layers: Sequence[int], *, seed, start, stop,
                      n_threads, progress=None, initial=None, tile_rows=_DEFAULT_TILE_ROWS,
-                     gram_tile=_DEFAULT_CONDITIONAL_TILE, in_place=False) -> List[np.ndarray]:
+                     gram_tile=_DEFAULT_CONDITIONAL_TILE, in_place=False, networks_per_pass=None,
+                     control=True) -> List[np.ndarray]:
     """Float64 sums over networks [start, stop) of the conditional kernels of the Activation layers
-    `layers` (each read from the Dense layer before it), as node_sums for the rest."""
+    `layers` (each read from the Dense layer before it), as node_sums for the rest. A layer whose Dense
+    layer reads the first hidden layer takes the control variate (unless control=False). Each pass over
+    the output adds `networks_per_pass` networks (default: up to 4, their features within 256 MiB); the
+    sums are bitwise the same whatever it is."""
     n1 = a1.shape[0]
     n2 = n1 if a2 is None else a2.shape[0]
     inputs = [math.prod(compiled.input_shape if l == 1 else compiled.shapes[l - 2]) for l in layers]
-    features = sum(inputs) * (_padded(n1) + (0 if a2 is None else _padded(n2)))
-    check_memory(8 * n1 * n2 * len(layers) + features * a1.itemsize,
-                 f"the output ({len(layers)} x {n1} x {n2} float64) and its per-network features")
+    features = sum(inputs) * (_padded(n1) + (0 if a2 is None else _padded(n2))) * a1.itemsize
+    if networks_per_pass is None:
+        networks_per_pass = max(1, min(_CONDITIONAL_NETWORKS_PER_PASS, stop - start,
+                                       _CONDITIONAL_FEATURE_BYTES // max(1, features)))
+    controls = [_control(network, compiled, l) if control else None for l in layers]
+    n_controls = sum(c is not None for c in controls)
+    # Each control: the mean covariance (n1 x n2, in the points' dtype) and the padded points.
+    means = n_controls * a1.itemsize * (n1 * n2 + compiled.input_shape[0] * (_padded(n1) + _padded(n2)))
+    check_memory(8 * n1 * n2 * len(layers) + features * networks_per_pass + means,
+                 f"the output ({len(layers)} x {n1} x {n2} float64), the features of {networks_per_pass} "
+                 f"network(s)" + (f" and {n_controls} control variate(s) ({n1} x {n2} {a1.dtype.name})"
+                                  if n_controls else ""))
     pairs = [(compiled.layer_nodes[l - 1], compiled.layer_nodes[l]) for l in layers]
     unit = [network.layers[l].unit_second_moment for l in layers]
     return _core.sequential_conditional_sums(a1, a2, compiled.spec, pairs, unit, seed, start, stop, n_threads,
-                                             tile_rows, gram_tile, progress, initial, in_place)
+                                             tile_rows, gram_tile, progress, initial, in_place, networks_per_pass,
+                                             controls)
 
 
 def _joined(first, n_first: int, second):

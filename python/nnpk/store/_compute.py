@@ -11,6 +11,7 @@ import numpy as np
 
 from .._threads import resolve_n_threads
 from ..architectures._params import PREVIOUS_DRAW_SCHEMES
+from ..kernels._plans import PREVIOUS_CONDITIONAL_SCHEME
 from ._executors import run_tiles
 from ._files import _fsync_dir
 from ._layout import (
@@ -76,6 +77,13 @@ def _create_or_resume(path, spec: dict, a1, a2) -> KernelStore:
             f"cannot resume the kernel store {path}: its networks were drawn by {stored_draws}, and this nnpk "
             f"draws them by {spec['draws']}; its partial sums and tiles belong to other networks and cannot be "
             "continued. Finish it with the nnpk version that made it, or delete it and compute it again.")
+    if spec.get("conditional") is not None:
+        stored_scheme = store.spec.get("conditional", PREVIOUS_CONDITIONAL_SCHEME)
+        if stored_scheme != spec["conditional"] and store.spec.get("estimator") == "conditional":
+            raise StoreMismatchError(
+                f"cannot resume the kernel store {path}: its conditional estimate was summed by {stored_scheme}, and "
+                f"this nnpk sums {spec['conditional']}; the two cannot be added together. Finish it with the nnpk "
+                "version that made it, or delete it and compute it again.")
     diff = _differences(store.spec, spec)
     if diff:
         raise StoreMismatchError(f"cannot resume the kernel store {path}: it was made for another computation: "

@@ -15,7 +15,7 @@ from .._version import __version__
 from ..architectures import LAYER_TYPES, MLP, SEED_MAX, Network, Residual, check_arch
 from ..architectures._params import DRAW_SCHEME, prepare_network_points
 from ..kernels._analytic import DEFAULT_QUADRATURE_ORDER, check_analytic_network
-from ..kernels._plans import check_estimator, check_tangent_network, default_estimator
+from ..kernels._plans import CONDITIONAL_SCHEME, check_estimator, check_tangent_network, default_estimator
 from ..kernels._tangent import parse_wrt
 from ._layout import _FORMAT, KERNELS
 
@@ -146,6 +146,7 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype,
         "draws": None if analytic else DRAW_SCHEME,
         "dtype": a1.dtype.name,
         "estimator": estimator,
+        "conditional": CONDITIONAL_SCHEME if kernel == "nngp" and estimator == "conditional" else None,
         "wrt": {"weights": weights, "biases": biases} if kernel == "ntk" else None,
         "quadrature_order": quadrature_order,
         "closed_form": closed_form,

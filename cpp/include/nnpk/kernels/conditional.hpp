@@ -5,10 +5,17 @@
 //   Sigma = W_std^2 h(x) . h(x') / fan_in + b_std^2,
 // summed over networks in one float64 chain per entry (the same expectation as the plain
 // average, far less variance). For an MLP the pairs are its hidden layers.
+//
+// Control variate: where h is the first hidden layer (h = phi0(x W0 + b0) on Gaussian weights),
+// E Sigma is known in closed form (W_std^2 dual0(Sigma0) + b_std^2), and each network adds
+//   dual(Sigma) - [d_c dual(E Sigma) (Sigma - E Sigma)(x, x') + d_q1 dual (.)(x, x) + d_q2 dual (.)(x', x')],
+// the linear part of dual's fluctuation about E Sigma taken out: the bracket has mean zero, so the
+// expectation is unchanged, and what is left fluctuates at second order in Sigma - E Sigma.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,9 +29,14 @@ namespace nnpk {
 
 // A dense node reading flat features and the activation node reading it; unit_second_moment
 // says whether that activation is normalised to unit second moment.
+// With control, the dense node reads the first hidden layer (an activation reading a dense node
+// that reads the flat input) and the control variate is used; first_unit_second_moment is that
+// first activation's flag.
 struct ConditionalPair {
   std::int64_t dense = 0, activation = 1;
   bool unit_second_moment = false;
+  bool control = false;
+  bool first_unit_second_moment = false;
 };
 
 template <class T>
@@ -53,6 +65,8 @@ class SequentialConditional {
       inputs_.push_back(dense.input);
       layers_.push_back(spec_.params[static_cast<std::size_t>(dense.param)]);
       duals_.emplace_back(act.activation, true, kDefaultQuadratureOrder, p.unit_second_moment);
+      controls_.emplace_back();
+      if (p.control) add_control(k, p, name);
     }
     if (opt_.gram_tile <= 0 || opt_.gram_tile % kRowQuantum != 0)
       throw std::invalid_argument("gram_tile must be a positive multiple of " + std::to_string(kRowQuantum));
@@ -61,26 +75,88 @@ class SequentialConditional {
     const SeqNode& top = spec_.nodes[static_cast<std::size_t>(pairs.back().dense)];
     depth_ = static_cast<std::size_t>(pairs.back().dense);  // nodes needed: those below the top dense node
     n_params_ = static_cast<std::size_t>(top.param);        // parameters needed: those of the nodes below it
-    first_ = Features(layers_, n1_);
-    if (!symmetric_) second_ = Features(layers_, n2_);
+    const std::size_t slots = static_cast<std::size_t>(std::max<std::int64_t>(1, opt_.networks_per_pass));
+    for (std::size_t b = 0; b < slots; ++b) {
+      first_.emplace_back(layers_, n1_);
+      if (!symmetric_) second_.emplace_back(layers_, n2_);
+    }
     workspaces_.resize(static_cast<std::size_t>(std::max(1, opt_.n_threads)));
+    for (std::size_t k = 0; k < controls_.size(); ++k)
+      if (controls_[k]) compute_control(k, x1, x2 ? x2 : x1);
   }
 
   // How many parametrised layers a network needs drawn (those below the top dense node).
   std::size_t n_params() const { return n_params_; }
+  // Networks whose features one pass over the output holds.
+  std::size_t slots() const { return first_.size(); }
 
-  void add_network(const NetworkView<T>& net, std::uint64_t& done) {
+  // Runs a network forward and keeps its features in `slot` for the next pass.
+  void add_network(const NetworkView<T>& net, std::size_t slot) {
     const std::int64_t d = spec_.input.size();
     parallel_for(static_cast<std::int64_t>(tiles_.size()), opt_.n_threads, [&](std::int64_t t, int thread) {
       const RowTile<T>& tile = tiles_[static_cast<std::size_t>(t)];
       Workspace& ws = workspaces_[static_cast<std::size_t>(thread)];
       sequential_forward(spec_, scales_, net, tile.x + tile.row0 * d, tile.rows, false, ws.forward, depth_);
-      Features& f = tile.second ? second_ : first_;
+      Features& f = tile.second ? second_[slot] : first_[slot];
       for (std::size_t k = 0; k < layers_.size(); ++k) f.store(k, tile.row0, tile.rows, ws.forward.output(inputs_[k]).data());
     });
-    first_.update_variances(layers_, n1_, opt_.n_threads);
-    if (!symmetric_) second_.update_variances(layers_, n2_, opt_.n_threads);
-    gram_pass(done);
+    first_[slot].update_variances(layers_, n1_, opt_.n_threads);
+    if (!symmetric_) second_[slot].update_variances(layers_, n2_, opt_.n_threads);
+  }
+
+  // Adds the conditional kernels of the networks in slots [0, used) to the sums, network by network
+  // in slot order for every entry; `done` is what the caller's poll reports meanwhile.
+  void pass(std::size_t used, std::uint64_t done) {
+    const std::vector<Features>& second = symmetric_ ? first_ : second_;
+    std::function<bool()> poll;
+    if (opt_.poll) poll = [&] { return opt_.poll(done); };
+    for_each_output_tile(n1_, n2_, opt_.gram_tile, symmetric_, opt_.n_threads, poll,
+                         [&](std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, int thread) {
+                           const std::int64_t pi = round_up(ni, kRowQuantum), pj = round_up(nj, kRowQuantum);
+                           Workspace& ws = workspaces_[static_cast<std::size_t>(thread)];
+                           ws.grams.resize(first_.size());
+                           ws.pre.resize(static_cast<std::size_t>(nj));
+                           ws.sigma.resize(ws.pre.size());
+                           ws.sigma_dot.resize(ws.pre.size());
+                           ws.mean.resize(ws.pre.size());
+                           // A tile on the diagonal of a symmetric sum needs its upper triangle only
+                           // (finish() mirrors it).
+                           const bool diagonal = symmetric_ && i0 == j0;
+                           for (std::size_t k = 0; k < layers_.size(); ++k) {
+                             const DenseLayer& layer = layers_[k];
+                             for (std::size_t b = 0; b < used; ++b) {
+                               RowMatrix<T>& g = ws.grams[b];
+                               g.resize(pi, pj);
+                               const auto lhs = first_[b].inputs[k].middleRows(i0, pi);
+                               const auto rhs = second[b].inputs[k].middleRows(j0, pj);
+                               if (diagonal) {
+                                 g.template triangularView<Eigen::Upper>() = lhs * rhs.transpose();
+                               } else {
+                                 g.noalias() = lhs * rhs.transpose();
+                               }
+                             }
+                             const Control* control = controls_[k] ? &*controls_[k] : nullptr;
+                             // Row by row, every network's kernel added in turn while the row of
+                             // the sum is in cache.
+                             for (std::int64_t i = 0; i < ni; ++i) {
+                               const std::int64_t j0_row = diagonal ? i : 0, n_row = nj - j0_row;
+                               double* out = sums_[k] + (i0 + i) * n2_ + j0 + j0_row;
+                               if (control) control->linearize(duals_[k], i0 + i, j0 + j0_row, n_row, ws.mean);
+                               for (std::size_t b = 0; b < used; ++b) {
+                                 const double* q1 = first_[b].variances[k].data() + i0;
+                                 const double* q2 = second[b].variances[k].data() + j0;
+                                 affine_row(layer, ws.grams[b].data() + i * pj + j0_row, n_row, ws.pre.data());
+                                 duals_[k].row(q1[i], q2 + j0_row, ws.pre.data(), n_row, ws.sigma.data(),
+                                               ws.sigma_dot.data());
+                                 if (control) {
+                                   add_corrected(out, ws.sigma.data(), ws.pre.data(), q1[i], q2 + j0_row, ws.mean, n_row);
+                                 } else {
+                                   add_row(out, ws.sigma.data(), n_row);
+                                 }
+                               }
+                             }
+                           }
+                         });
   }
 
   void finish() {
@@ -109,21 +185,149 @@ class SequentialConditional {
     void update_variances(const std::vector<DenseLayer>& layers, std::int64_t n, int n_threads) {
       for (std::size_t k = 0; k < layers.size(); ++k) {
         const DenseLayer& layer = layers[k];
-        parallel_for(n, n_threads, [&](std::int64_t i, int) {
-          double s = 0;
-          const T* row = inputs[k].data() + i * layer.fan_in;
-          for (std::int64_t j = 0; j < layer.fan_in; ++j) s += double(row[j]) * double(row[j]);
-          variances[k][static_cast<std::size_t>(i)] = affine(layer, s);
+        constexpr std::int64_t kChunk = 64;  // rows a work item
+        parallel_for((n + kChunk - 1) / kChunk, n_threads, [&](std::int64_t c, int) {
+          for (std::int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) {
+            double s = 0;
+            const T* row = inputs[k].data() + i * layer.fan_in;
+            for (std::int64_t j = 0; j < layer.fan_in; ++j) s += double(row[j]) * double(row[j]);
+            variances[k][static_cast<std::size_t>(i)] = affine(layer, s);
+          }
         });
       }
     }
   };
 
+  // E Sigma along one row of a tile and dual's derivatives there.
+  struct Linearization {
+    double q1 = 0;                                   // E Sigma(x, x) of the row's point
+    std::vector<double> c, q2, sigma, d_c, d_q1, d_q2;  // per column: E Sigma(x, x'), E Sigma(x', x'), ...
+    void resize(std::size_t n) {
+      for (auto* v : {&c, &q2, &sigma, &d_c, &d_q1, &d_q2}) v->resize(n);
+    }
+  };
+
+  // A pair's control variate: E Sigma for every (upper, if symmetric) entry, in T like the
+  // features it is compared with, and E Sigma(x, x) of every point in double.
+  struct Control {
+    DenseLayer first;     // the dense layer reading the input
+    DualMap first_dual;   // the activation reading it
+    RowMatrix<T> mean;    // n1 x n2
+    std::vector<double> q1, q2;
+
+    // E Sigma and dual's value and derivatives there for columns [j0, j0 + n) of row i.
+    void linearize(const DualMap& dual, std::int64_t i, std::int64_t j0, std::int64_t n, Linearization& e) const {
+      e.q1 = q1[static_cast<std::size_t>(i)];
+      const T* row = mean.data() + i * mean.cols() + j0;
+      for (std::int64_t j = 0; j < n; ++j) {
+        e.c[static_cast<std::size_t>(j)] = static_cast<double>(row[j]);
+        e.q2[static_cast<std::size_t>(j)] = q2[static_cast<std::size_t>(j0 + j)];
+      }
+      dual.row(e.q1, e.q2.data(), e.c.data(), n, e.sigma.data(), e.d_c.data());
+      dual.variance_gradient(e.q1, e.q2.data(), e.c.data(), n, e.sigma.data(), e.d_c.data(), e.d_q1.data(),
+                             e.d_q2.data());
+    }
+  };
+
   struct Workspace {
     SequentialWorkspace<T> forward;
-    RowMatrix<T> gram;
+    Linearization mean;
+    std::vector<RowMatrix<T>> grams;  // per slot
     std::vector<double> pre, sigma, sigma_dot;  // one row of Sigma and its dual
   };
+
+  // Checks that pair k's dense node reads the first hidden layer of Gaussian weights.
+  void add_control(std::size_t k, const ConditionalPair& p, const std::string& name) {
+    const auto fail = [&](const std::string& why) { throw std::invalid_argument(name + ": no control variate: " + why); };
+    if (spec_.init != Init::gaussian) fail("the weights are not Gaussian");
+    if (spec_.input.spatial) fail("the input is not flat");
+    const std::int64_t a = inputs_[k];
+    if (a < 0 || spec_.nodes[static_cast<std::size_t>(a)].kind != NodeKind::activation)
+      fail("the dense node does not read an activation");
+    const SeqNode& act = spec_.nodes[static_cast<std::size_t>(a)];
+    if (act.input < 0 || spec_.nodes[static_cast<std::size_t>(act.input)].kind != NodeKind::dense ||
+        spec_.nodes[static_cast<std::size_t>(act.input)].input != -1)
+      fail("the activation does not read a dense node reading the input");
+    Control c{spec_.params[static_cast<std::size_t>(spec_.nodes[static_cast<std::size_t>(act.input)].param)],
+              DualMap(act.activation, true, kDefaultQuadratureOrder, p.first_unit_second_moment), {}, {}, {}};
+    if (!c.first_dual.has_variance_gradient() || !duals_[k].has_variance_gradient())
+      fail("an activation has no closed-form dual map");
+    controls_[k] = std::move(c);
+  }
+
+  // E Sigma(x, x') = W_std^2 dual0(Sigma0(x, x')) + b_std^2 with Sigma0 the first dense layer's
+  // (W0_std^2 x . x' / d + b0_std^2): each entry from a T product of whole row quanta, as the
+  // features' Gram, and its dual in double.
+  void compute_control(std::size_t k, const T* x1, const T* x2) {
+    Control& c = *controls_[k];
+    const DenseLayer& second = layers_[k];
+    const std::int64_t d = spec_.input.size();
+    const auto padded = [&](const T* x, std::int64_t n) {
+      RowMatrix<T> m = RowMatrix<T>::Zero(round_up(n, kRowQuantum), d);
+      std::copy(x, x + n * d, m.data());
+      return m;
+    };
+    const RowMatrix<T> a = padded(x1, n1_);
+    const RowMatrix<T> b = symmetric_ ? RowMatrix<T>() : padded(x2, n2_);
+    const RowMatrix<T>& bb = symmetric_ ? a : b;
+    const auto outer = [&](double sigma) { return second.w_std * second.w_std * sigma + (second.has_bias ? second.b_std * second.b_std : 0.0); };
+    // Variances, point by point: Sigma0(x, x) from the squared norm in double.
+    const auto variances = [&](const RowMatrix<T>& x, std::int64_t n, std::vector<double>& q0, std::vector<double>& q) {
+      q0.resize(static_cast<std::size_t>(n));
+      q.resize(static_cast<std::size_t>(n));
+      parallel_for(n, opt_.n_threads, [&](std::int64_t i, int) {
+        double s = 0;
+        for (std::int64_t j = 0; j < d; ++j) s += double(x(i, j)) * double(x(i, j));
+        const double v = affine(c.first, s);
+        q0[static_cast<std::size_t>(i)] = v;
+        q[static_cast<std::size_t>(i)] = outer(c.first_dual(v, v, v).sigma);
+      });
+    };
+    std::vector<double> q01, q02;
+    variances(a, n1_, q01, c.q1);
+    if (symmetric_) {
+      q02 = q01;
+      c.q2 = c.q1;
+    } else {
+      variances(bb, n2_, q02, c.q2);
+    }
+    c.mean.resize(n1_, n2_);
+    for_each_output_tile(n1_, n2_, opt_.gram_tile, symmetric_, opt_.n_threads, {},
+                         [&](std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, int thread) {
+                           const std::int64_t pi = round_up(ni, kRowQuantum), pj = round_up(nj, kRowQuantum);
+                           Workspace& ws = workspaces_[static_cast<std::size_t>(thread)];
+                           ws.grams.resize(std::max<std::size_t>(ws.grams.size(), 1));
+                           RowMatrix<T>& g = ws.grams[0];
+                           g.resize(pi, pj);
+                           g.noalias() = a.middleRows(i0, pi) * bb.middleRows(j0, pj).transpose();
+                           ws.pre.resize(static_cast<std::size_t>(nj));
+                           ws.sigma.resize(ws.pre.size());
+                           ws.sigma_dot.resize(ws.pre.size());
+                           for (std::int64_t i = 0; i < ni; ++i) {
+                             affine_row(c.first, g.data() + i * pj, nj, ws.pre.data());
+                             c.first_dual.row(q01[static_cast<std::size_t>(i0 + i)], q02.data() + j0, ws.pre.data(), nj,
+                                              ws.sigma.data(), ws.sigma_dot.data());
+                             T* out = c.mean.data() + (i0 + i) * n2_ + j0;
+                             for (std::int64_t j = 0; j < nj; ++j) out[j] = static_cast<T>(outer(ws.sigma[static_cast<std::size_t>(j)]));
+                           }
+                         });
+  }
+
+  // out[j] += sigma[j], j < n (restrict: the loop vectorises wherever it is inlined).
+  static void add_row(double* __restrict out, const double* __restrict sigma, std::int64_t n) {
+    for (std::int64_t j = 0; j < n; ++j) out[j] += sigma[j];
+  }
+
+  // out[j] += sigma[j] minus the linear part of the fluctuation of (c[j], q1, q2[j]) about the mean
+  // in e, j < n.
+  static void add_corrected(double* __restrict out, const double* __restrict sigma, const double* __restrict c,
+                            double q1, const double* __restrict q2, const Linearization& e, std::int64_t n) {
+    const double dq1 = q1 - e.q1;
+    const double *__restrict mc = e.c.data(), *__restrict mq2 = e.q2.data(), *__restrict d_c = e.d_c.data(),
+                             *__restrict d_q1 = e.d_q1.data(), *__restrict d_q2 = e.d_q2.data();
+    for (std::int64_t j = 0; j < n; ++j)
+      out[j] += sigma[j] - (d_c[j] * (c[j] - mc[j]) + d_q1[j] * dq1 + d_q2[j] * (q2[j] - mq2[j]));
+  }
 
   // Sigma from an input inner product (un-normalised).
   static double affine(const DenseLayer& layer, double inner) {
@@ -142,39 +346,6 @@ class SequentialConditional {
     }
   }
 
-  void gram_pass(std::uint64_t& done) {
-    const Features& b = symmetric_ ? first_ : second_;
-    std::function<bool()> poll;
-    if (opt_.poll) poll = [&] { return opt_.poll(done); };
-    for_each_output_tile(n1_, n2_, opt_.gram_tile, symmetric_, opt_.n_threads, poll,
-                         [&](std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, int thread) {
-                           const std::int64_t pi = round_up(ni, kRowQuantum), pj = round_up(nj, kRowQuantum);
-                           Workspace& ws = workspaces_[static_cast<std::size_t>(thread)];
-                           RowMatrix<T>& g = ws.gram;
-                           ws.pre.resize(static_cast<std::size_t>(nj));
-                           ws.sigma.resize(ws.pre.size());
-                           ws.sigma_dot.resize(ws.pre.size());
-                           // A tile on the diagonal of a symmetric sum needs its upper triangle only
-                           // (finish() mirrors it).
-                           const bool diagonal = symmetric_ && i0 == j0;
-                           for (std::size_t k = 0; k < layers_.size(); ++k) {
-                             const DenseLayer& layer = layers_[k];
-                             g.resize(pi, pj);
-                             g.noalias() = first_.inputs[k].middleRows(i0, pi) * b.inputs[k].middleRows(j0, pj).transpose();
-                             const double* q1 = first_.variances[k].data() + i0;
-                             const double* q2 = b.variances[k].data() + j0;
-                             for (std::int64_t i = 0; i < ni; ++i) {
-                               const std::int64_t j0_row = diagonal ? i : 0, n_row = nj - j0_row;
-                               affine_row(layer, g.data() + i * pj + j0_row, n_row, ws.pre.data());
-                               duals_[k].row(q1[i], q2 + j0_row, ws.pre.data(), n_row, ws.sigma.data(),
-                                             ws.sigma_dot.data());
-                               double* out = sums_[k] + (i0 + i) * n2_ + j0 + j0_row;
-                               for (std::int64_t j = 0; j < n_row; ++j) out[j] += ws.sigma[static_cast<std::size_t>(j)];
-                             }
-                           }
-                         });
-  }
-
   SequentialSpec spec_;
   MonteCarloOptions opt_;
   bool symmetric_;
@@ -183,10 +354,11 @@ class SequentialConditional {
   std::vector<std::int64_t> inputs_;  // per pair: the node the dense layer reads (-1: the input)
   std::vector<DenseLayer> layers_;    // per pair: the dense layer
   std::vector<DualMap> duals_;        // per pair: its activation's dual map
+  std::vector<std::optional<Control>> controls_;  // per pair: its control variate, if any
   std::vector<RowTile<T>> tiles_;
   std::vector<LayerScales> scales_;
   std::size_t depth_ = 0, n_params_ = 0;
-  Features first_, second_;
+  std::vector<Features> first_, second_;  // per slot
   std::vector<Workspace> workspaces_;
 };
 
@@ -199,10 +371,14 @@ void sequential_conditional(const SequentialSpec& spec, const std::vector<Condit
   NetworkDraw<T> draw(spec.params);
   const NetworkView<T> net = draw.view();
   std::uint64_t done = 0;
+  std::size_t used = 0;
   for (std::uint64_t m = opt.start; m < opt.stop; ++m) {
     draw.draw(spec.params, opt.seed, m, opt.n_threads, acc.n_params(), spec.init);
-    acc.add_network(net, done);
-    ++done;
+    acc.add_network(net, used++);
+    if (used < acc.slots() && m + 1 < opt.stop) continue;
+    acc.pass(used, done);
+    done += used;
+    used = 0;
     if (opt.poll && opt.poll(done)) throw Cancelled();
   }
   acc.finish();

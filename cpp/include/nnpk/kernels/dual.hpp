@@ -182,8 +182,10 @@ class DualMap {
     return out;
   }
 
-  // sigma[j], sigma_dot[j] for the pairs (q1, q2[j], c[j]), j < n.
-  void row(double q1, const double* q2, const double* c, std::int64_t n, double* sigma, double* sigma_dot) const {
+  // sigma[j], sigma_dot[j] for the pairs (q1, q2[j], c[j]), j < n. Not inlined: compiled on its
+  // own its loops vectorise, where inlined into a caller's loop (link-time optimisation) they were
+  // left scalar, 5x slower.
+  [[gnu::noinline]] void row(double q1, const double* q2, const double* c, std::int64_t n, double* sigma, double* sigma_dot) const {
     using analytic_detail::kPi;
     switch (base_) {
       case Base::abrelu: {
@@ -193,7 +195,7 @@ class DualMap {
         const double root_q1 = std::sqrt(q1);
         // The means enter sigma only when beta != 0: otherwise no root of q2.
         const auto fold = [&](auto with_means) {
-          fold_row<false>(q1, q2, c, n, sigma, sigma_dot, [&](double q2j, double, double cj) {
+          fold_row<false>(q1, q2, c, n, sigma, sigma_dot, [=](double q2j, double, double cj) {
             // theta = atan2(y, c) with y = sqrt(q1 q2 - c^2), q1 q2 - c^2 computed exactly
             // before its last rounding (the rounding errors of both products recovered by
             // fma): 0 when c^2 = q1 q2, as on the diagonal, and accurate near it, where the
@@ -218,7 +220,7 @@ class DualMap {
         break;
       }
       case Base::erf:
-        fold_row(q1, q2, c, n, sigma, sigma_dot, [&](double q2j, double, double cj) {
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [=](double q2j, double, double cj) {
           const double det = (1.0 + 2.0 * q1) * (1.0 + 2.0 * q2j);
           return BaseMoments{(2.0 / kPi) * std::asin(2.0 * cj / std::sqrt(det)),
                              (4.0 / kPi) / std::sqrt(det - 4.0 * cj * cj), 0.0};
@@ -234,6 +236,46 @@ class DualMap {
           return BaseMoments{v.sigma, v.sigma_dot, 0.0};
         });
         break;
+    }
+  }
+
+  // Whether variance_gradient has a closed form (every activation but those by quadrature).
+  bool has_variance_gradient() const { return base_ != Base::quadrature; }
+
+  // d sigma / d q1 and d sigma / d q2 at the pairs (q1, q2[j], c[j]), j < n, given the sigma and
+  // sigma_dot that row() returned for them (d sigma / d c is sigma_dot). For the relu family
+  // E[g(u) g(v)] = sqrt(q1 q2) f(c / sqrt(q1 q2)) is homogeneous of degree 1, so its derivative in q1
+  // is (E[g g] - c E[g' g']) / (2 q1); E g(u) = (1 - a) sqrt(q1 / 2 pi). For erf, differentiating
+  // asin(2c / sqrt((1 + 2 q1)(1 + 2 q2))) gives -c E[g' g'] / (1 + 2 q1). A zero variance has no
+  // fluctuation to follow: its derivative is taken as 0.
+  void variance_gradient(double q1, const double* q2, const double* c, std::int64_t n, const double* sigma,
+                         const double* sigma_dot, double* d_q1, double* d_q2) const {
+    switch (base_) {
+      case Base::abrelu: {
+        const double mean_coef = (1.0 - neg_slope_) * analytic_detail::kInvSqrt2Pi, ab = alpha_ * beta_;
+        const double root_q1 = std::sqrt(q1), m1 = q1 > 0 ? ab * mean_coef / (2.0 * root_q1) : 0.0;
+        for (std::int64_t j = 0; j < n; ++j) {
+          const double root_q2 = std::sqrt(q2[j]);
+          // alpha^2 E[g g] from sigma = alpha^2 E[g g] - alpha beta (E g(u) + E g(v)) + beta^2.
+          const double gg = sigma[j] + ab * mean_coef * (root_q1 + root_q2) - beta_ * beta_;
+          const double homogeneous = gg - c[j] * sigma_dot[j];
+          d_q1[j] = q1 > 0 ? homogeneous / (2.0 * q1) - m1 : 0.0;
+          d_q2[j] = q2[j] > 0 ? homogeneous / (2.0 * q2[j]) - ab * mean_coef / (2.0 * root_q2) : 0.0;
+        }
+        break;
+      }
+      case Base::erf:
+        for (std::int64_t j = 0; j < n; ++j) {
+          const double root_p = std::sqrt(q1 * q2[j]), cj = std::min(std::max(c[j], -root_p), root_p);
+          d_q1[j] = -cj * sigma_dot[j] / (1.0 + 2.0 * q1);
+          d_q2[j] = -cj * sigma_dot[j] / (1.0 + 2.0 * q2[j]);
+        }
+        break;
+      case Base::identity:
+        std::fill(d_q1, d_q1 + n, 0.0);
+        std::fill(d_q2, d_q2 + n, 0.0);
+        break;
+      case Base::quadrature: throw std::logic_error("variance_gradient needs a closed-form dual map");
     }
   }
 
@@ -283,6 +325,9 @@ class DualMap {
   template <bool kClamp = true, class Moments>
   void fold_row(double q1, const double* q2, const double* c, std::int64_t n, double* sigma, double* sigma_dot,
                 Moments&& moments) const {
+    // Members as locals: the stores below cannot alias them, which keeps the loop vectorisable.
+    const double alpha = alpha_, beta = beta_;
+    const bool unit_second_moment = unit_second_moment_;
     for (std::int64_t j = 0; j < n; ++j) {
       double root_p = 0.0, cj = c[j];
       if constexpr (kClamp) {
@@ -293,9 +338,9 @@ class DualMap {
       // A normalised activation's second moment at unit variance is 1 by construction;
       // taking it as such keeps a unit diagonal exactly 1 through any depth instead of
       // drifting by an ulp a layer.
-      const bool unit = unit_second_moment_ && q1 == 1.0 && q2[j] == 1.0 && cj == 1.0;
-      sigma[j] = unit ? 1.0 : alpha_ * alpha_ * m.gg - alpha_ * beta_ * m.means + beta_ * beta_;
-      sigma_dot[j] = alpha_ * alpha_ * m.gdgd;
+      const bool unit = unit_second_moment && q1 == 1.0 && q2[j] == 1.0 && cj == 1.0;
+      sigma[j] = unit ? 1.0 : alpha * alpha * m.gg - alpha * beta * m.means + beta * beta;
+      sigma_dot[j] = alpha * alpha * m.gdgd;
     }
   }
 

@@ -25,6 +25,7 @@ struct MonteCarloOptions {
   std::int64_t tile_rows = 2 * kRowQuantum;  // forward row tile, a multiple of kRowQuantum
   std::int64_t gram_tile = 256;               // output tile edge
   std::int64_t panel_cols = 128;              // feature columns gathered before a Gram update
+  std::int64_t networks_per_pass = 1;         // conditional estimator: networks a pass over the output adds
   // Called between steps with the number of networks finished; true stops the run.
   std::function<bool(std::uint64_t)> poll;
 };
