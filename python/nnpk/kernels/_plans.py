@@ -149,13 +149,12 @@ def conditional_sums(a1, a2, compiled: Compiled, network: Network, layers: Seque
         networks_per_pass = max(1, min(_CONDITIONAL_NETWORKS_PER_PASS, stop - start,
                                        _CONDITIONAL_FEATURE_BYTES // max(1, features)))
     controls = [_control(network, compiled, l) if control else None for l in layers]
-    n_controls = sum(c is not None for c in controls)
-    # Each control: the mean covariance (n1 x n2, in the points' dtype) and the padded points.
-    means = n_controls * a1.itemsize * (n1 * n2 + compiled.input_shape[0] * (_padded(n1) + _padded(n2)))
-    check_memory(8 * n1 * n2 * len(layers) + features * networks_per_pass + means,
-                 f"the output ({len(layers)} x {n1} x {n2} float64), the features of {networks_per_pass} "
-                 f"network(s)" + (f" and {n_controls} control variate(s) ({n1} x {n2} {a1.dtype.name})"
-                                  if n_controls else ""))
+    # Each control variate keeps a copy of the points (rows padded).
+    points = sum(c is not None for c in controls) * a1.itemsize * compiled.input_shape[0] * (
+        _padded(n1) + (0 if a2 is None else _padded(n2)))
+    check_memory(8 * n1 * n2 * len(layers) + features * networks_per_pass + points,
+                 f"the output ({len(layers)} x {n1} x {n2} float64) and the features of {networks_per_pass} "
+                 f"network(s)")
     pairs = [(compiled.layer_nodes[l - 1], compiled.layer_nodes[l]) for l in layers]
     unit = [network.layers[l].unit_second_moment for l in layers]
     return _core.sequential_conditional_sums(a1, a2, compiled.spec, pairs, unit, seed, start, stop, n_threads,

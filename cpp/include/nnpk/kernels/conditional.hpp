@@ -10,7 +10,9 @@
 // E Sigma is known in closed form (W_std^2 dual0(Sigma0) + b_std^2), and each network adds
 //   dual(Sigma) - [d_c dual(E Sigma) (Sigma - E Sigma)(x, x') + d_q1 dual (.)(x, x) + d_q2 dual (.)(x', x')],
 // the linear part of dual's fluctuation about E Sigma taken out: the bracket has mean zero, so the
-// expectation is unchanged, and what is left fluctuates at second order in Sigma - E Sigma.
+// expectation is unchanged, and what is left fluctuates at second order in Sigma - E Sigma. E Sigma
+// is computed again in each pass over the output (one product of the inputs and one dual map per
+// entry): no memory beyond the plain estimator's.
 #pragma once
 
 #include <cstdint>
@@ -82,7 +84,7 @@ class SequentialConditional {
     }
     workspaces_.resize(static_cast<std::size_t>(std::max(1, opt_.n_threads)));
     for (std::size_t k = 0; k < controls_.size(); ++k)
-      if (controls_[k]) compute_control(k, x1, x2 ? x2 : x1);
+      if (controls_[k]) compute_control(k, x1, x2);
   }
 
   // How many parametrised layers a network needs drawn (those below the top dense node).
@@ -136,12 +138,15 @@ class SequentialConditional {
                                }
                              }
                              const Control* control = controls_[k] ? &*controls_[k] : nullptr;
+                             if (control) control->input_gram(i0, pi, j0, pj, diagonal, ws.input_gram);
                              // Row by row, every network's kernel added in turn while the row of
                              // the sum is in cache.
                              for (std::int64_t i = 0; i < ni; ++i) {
                                const std::int64_t j0_row = diagonal ? i : 0, n_row = nj - j0_row;
                                double* out = sums_[k] + (i0 + i) * n2_ + j0 + j0_row;
-                               if (control) control->linearize(duals_[k], i0 + i, j0 + j0_row, n_row, ws.mean);
+                               if (control)
+                                 control->linearize(duals_[k], layer, i0 + i, j0 + j0_row, n_row,
+                                                    ws.input_gram.data() + i * pj + j0_row, ws.mean);
                                for (std::size_t b = 0; b < used; ++b) {
                                  const double* q1 = first_[b].variances[k].data() + i0;
                                  const double* q2 = second[b].variances[k].data() + j0;
@@ -207,22 +212,38 @@ class SequentialConditional {
     }
   };
 
-  // A pair's control variate: E Sigma for every (upper, if symmetric) entry, in T like the
-  // features it is compared with, and E Sigma(x, x) of every point in double.
+  // A pair's control variate: the points (rows padded to whole quanta) and, per point, the first
+  // dense layer's variance Sigma0(x, x) and E Sigma(x, x), in double. E Sigma(x, x') itself is
+  // computed again in every pass, tile by tile (no kernel-sized matrix is kept): the same product
+  // of whole row quanta and the same dual map each time, so the same values.
   struct Control {
-    DenseLayer first;     // the dense layer reading the input
-    DualMap first_dual;   // the activation reading it
-    RowMatrix<T> mean;    // n1 x n2
-    std::vector<double> q1, q2;
+    DenseLayer first;    // the dense layer reading the input
+    DualMap first_dual;  // the activation reading it
+    RowMatrix<T> x1, x2;  // x2 empty when symmetric
+    std::vector<double> q01, q02, q1, q2;
 
-    // E Sigma and dual's value and derivatives there for columns [j0, j0 + n) of row i.
-    void linearize(const DualMap& dual, std::int64_t i, std::int64_t j0, std::int64_t n, Linearization& e) const {
-      e.q1 = q1[static_cast<std::size_t>(i)];
-      const T* row = mean.data() + i * mean.cols() + j0;
-      for (std::int64_t j = 0; j < n; ++j) {
-        e.c[static_cast<std::size_t>(j)] = static_cast<double>(row[j]);
-        e.q2[static_cast<std::size_t>(j)] = q2[static_cast<std::size_t>(j0 + j)];
+    // g (pi x pj) = x1 rows [i0, i0 + pi) . x2 rows [j0, j0 + pj) (upper triangle only on the diagonal).
+    void input_gram(std::int64_t i0, std::int64_t pi, std::int64_t j0, std::int64_t pj, bool diagonal,
+                    RowMatrix<T>& g) const {
+      const RowMatrix<T>& b = x2.size() ? x2 : x1;
+      g.resize(pi, pj);
+      if (diagonal) {
+        g.template triangularView<Eigen::Upper>() = x1.middleRows(i0, pi) * b.middleRows(j0, pj).transpose();
+      } else {
+        g.noalias() = x1.middleRows(i0, pi) * b.middleRows(j0, pj).transpose();
       }
+    }
+
+    // E Sigma = W_std^2 dual0(Sigma0) + b_std^2 of `second` for columns [j0, j0 + n) of row i, from
+    // that row's input products `inner`, and dual's value and derivatives there.
+    void linearize(const DualMap& dual, const DenseLayer& second, std::int64_t i, std::int64_t j0, std::int64_t n,
+                   const T* inner, Linearization& e) const {
+      affine_row(first, inner, n, e.c.data());
+      first_dual.row(q01[static_cast<std::size_t>(i)], q02.data() + j0, e.c.data(), n, e.sigma.data(), e.d_c.data());
+      const double w2 = second.w_std * second.w_std, b2 = second.has_bias ? second.b_std * second.b_std : 0.0;
+      for (std::int64_t j = 0; j < n; ++j) e.c[static_cast<std::size_t>(j)] = w2 * e.sigma[static_cast<std::size_t>(j)] + b2;
+      e.q1 = q1[static_cast<std::size_t>(i)];
+      std::copy(q2.begin() + j0, q2.begin() + j0 + n, e.q2.begin());
       dual.row(e.q1, e.q2.data(), e.c.data(), n, e.sigma.data(), e.d_c.data());
       dual.variance_gradient(e.q1, e.q2.data(), e.c.data(), n, e.sigma.data(), e.d_c.data(), e.d_q1.data(),
                              e.d_q2.data());
@@ -232,6 +253,7 @@ class SequentialConditional {
   struct Workspace {
     SequentialWorkspace<T> forward;
     Linearization mean;
+    RowMatrix<T> input_gram;          // a tile's input products, for a control variate
     std::vector<RowMatrix<T>> grams;  // per slot
     std::vector<double> pre, sigma, sigma_dot;  // one row of Sigma and its dual
   };
@@ -249,68 +271,41 @@ class SequentialConditional {
         spec_.nodes[static_cast<std::size_t>(act.input)].input != -1)
       fail("the activation does not read a dense node reading the input");
     Control c{spec_.params[static_cast<std::size_t>(spec_.nodes[static_cast<std::size_t>(act.input)].param)],
-              DualMap(act.activation, true, kDefaultQuadratureOrder, p.first_unit_second_moment), {}, {}, {}};
+              DualMap(act.activation, true, kDefaultQuadratureOrder, p.first_unit_second_moment), {}, {}, {}, {}, {},
+              {}};
     if (!c.first_dual.has_variance_gradient() || !duals_[k].has_variance_gradient())
       fail("an activation has no closed-form dual map");
     controls_[k] = std::move(c);
   }
 
-  // E Sigma(x, x') = W_std^2 dual0(Sigma0(x, x')) + b_std^2 with Sigma0 the first dense layer's
-  // (W0_std^2 x . x' / d + b0_std^2): each entry from a T product of whole row quanta, as the
-  // features' Gram, and its dual in double.
+  // The points of pair k's control variate and their variances: Sigma0(x, x) = W0_std^2 |x|^2 / d
+  // + b0_std^2 from the squared norm in double, E Sigma(x, x) = W_std^2 dual0(Sigma0(x, x)) + b_std^2.
   void compute_control(std::size_t k, const T* x1, const T* x2) {
     Control& c = *controls_[k];
     const DenseLayer& second = layers_[k];
     const std::int64_t d = spec_.input.size();
-    const auto padded = [&](const T* x, std::int64_t n) {
-      RowMatrix<T> m = RowMatrix<T>::Zero(round_up(n, kRowQuantum), d);
+    const auto points = [&](const T* x, std::int64_t n, RowMatrix<T>& m, std::vector<double>& q0,
+                            std::vector<double>& q) {
+      m = RowMatrix<T>::Zero(round_up(n, kRowQuantum), d);
       std::copy(x, x + n * d, m.data());
-      return m;
-    };
-    const RowMatrix<T> a = padded(x1, n1_);
-    const RowMatrix<T> b = symmetric_ ? RowMatrix<T>() : padded(x2, n2_);
-    const RowMatrix<T>& bb = symmetric_ ? a : b;
-    const auto outer = [&](double sigma) { return second.w_std * second.w_std * sigma + (second.has_bias ? second.b_std * second.b_std : 0.0); };
-    // Variances, point by point: Sigma0(x, x) from the squared norm in double.
-    const auto variances = [&](const RowMatrix<T>& x, std::int64_t n, std::vector<double>& q0, std::vector<double>& q) {
       q0.resize(static_cast<std::size_t>(n));
       q.resize(static_cast<std::size_t>(n));
       parallel_for(n, opt_.n_threads, [&](std::int64_t i, int) {
         double s = 0;
-        for (std::int64_t j = 0; j < d; ++j) s += double(x(i, j)) * double(x(i, j));
+        for (std::int64_t j = 0; j < d; ++j) s += double(m(i, j)) * double(m(i, j));
         const double v = affine(c.first, s);
         q0[static_cast<std::size_t>(i)] = v;
-        q[static_cast<std::size_t>(i)] = outer(c.first_dual(v, v, v).sigma);
+        q[static_cast<std::size_t>(i)] = second.w_std * second.w_std * c.first_dual(v, v, v).sigma +
+                                         (second.has_bias ? second.b_std * second.b_std : 0.0);
       });
     };
-    std::vector<double> q01, q02;
-    variances(a, n1_, q01, c.q1);
+    points(x1, n1_, c.x1, c.q01, c.q1);
     if (symmetric_) {
-      q02 = q01;
+      c.q02 = c.q01;
       c.q2 = c.q1;
     } else {
-      variances(bb, n2_, q02, c.q2);
+      points(x2, n2_, c.x2, c.q02, c.q2);
     }
-    c.mean.resize(n1_, n2_);
-    for_each_output_tile(n1_, n2_, opt_.gram_tile, symmetric_, opt_.n_threads, {},
-                         [&](std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, int thread) {
-                           const std::int64_t pi = round_up(ni, kRowQuantum), pj = round_up(nj, kRowQuantum);
-                           Workspace& ws = workspaces_[static_cast<std::size_t>(thread)];
-                           ws.grams.resize(std::max<std::size_t>(ws.grams.size(), 1));
-                           RowMatrix<T>& g = ws.grams[0];
-                           g.resize(pi, pj);
-                           g.noalias() = a.middleRows(i0, pi) * bb.middleRows(j0, pj).transpose();
-                           ws.pre.resize(static_cast<std::size_t>(nj));
-                           ws.sigma.resize(ws.pre.size());
-                           ws.sigma_dot.resize(ws.pre.size());
-                           for (std::int64_t i = 0; i < ni; ++i) {
-                             affine_row(c.first, g.data() + i * pj, nj, ws.pre.data());
-                             c.first_dual.row(q01[static_cast<std::size_t>(i0 + i)], q02.data() + j0, ws.pre.data(), nj,
-                                              ws.sigma.data(), ws.sigma_dot.data());
-                             T* out = c.mean.data() + (i0 + i) * n2_ + j0;
-                             for (std::int64_t j = 0; j < nj; ++j) out[j] = static_cast<T>(outer(ws.sigma[static_cast<std::size_t>(j)]));
-                           }
-                         });
   }
 
   // out[j] += sigma[j], j < n (restrict: the loop vectorises wherever it is inlined).
