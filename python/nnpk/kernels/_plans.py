@@ -35,9 +35,10 @@ _DEFAULT_NTK_TILE = 4 * _core.ROW_QUANTUM
 # tiles of four (n = 2048: 66 tiles of 192 rows against 21 of 384), and still keep both threads busy.
 _DEFAULT_CONDITIONAL_TILE = 2 * _core.ROW_QUANTUM
 # Networks the conditional estimator adds in one pass over the output: each entry of the sums is read and
-# written once per pass instead of once per network (n = 2048: the pass's memory traffic a quarter), while
-# their features, held at once, stay within _CONDITIONAL_FEATURE_BYTES.
-_CONDITIONAL_NETWORKS_PER_PASS = 4
+# written once per pass instead of once per network, and a control variate's mean covariance (an input product
+# and a dual map per entry) is computed once per pass, while the networks' features, held at once, stay within
+# _CONDITIONAL_FEATURE_BYTES (n = 2048, width 512: 8 networks, 32 MiB).
+_CONDITIONAL_NETWORKS_PER_PASS = 8
 _CONDITIONAL_FEATURE_BYTES = 256 * 2**20
 
 
@@ -139,7 +140,7 @@ def conditional_sums(a1, a2, compiled: Compiled, network: Network, layers: Seque
     """Float64 sums over networks [start, stop) of the conditional kernels of the Activation layers
     `layers` (each read from the Dense layer before it), as node_sums for the rest. A layer whose Dense
     layer reads the first hidden layer takes the control variate (unless control=False). Each pass over
-    the output adds `networks_per_pass` networks (default: up to 4, their features within 256 MiB); the
+    the output adds `networks_per_pass` networks (default: up to 8, their features within 256 MiB); the
     sums are bitwise the same whatever it is."""
     n1 = a1.shape[0]
     n2 = n1 if a2 is None else a2.shape[0]
