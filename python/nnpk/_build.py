@@ -11,7 +11,9 @@ keep the module name ``nnpk._core`` (pickles load under any level). Levels are s
 objects rather than one object with several levels' code inside: the engine is templates, and a
 linker keeps one instantiation of each, from whichever level, which would put AVX-512 instructions
 in front of a CPU without them. A native build (``NNPK_NATIVE=ON``) has one ``nnpk/_core.<suffix>``,
-imported as usual; its level is "native".
+imported as usual; its level is "native". The levels are looked for in every folder of the
+package (its ``__path__``): an editable install (``pip install -e .``) has two, the source tree and
+the folder that holds the compiled extensions.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ __all__ = ["build_info", "choose_level", "load"]
 ENV = "NNPK_ISA"
 # The x86-64 levels, lowest first; another processor's one level (e.g. "aarch64") is its baseline.
 X86_LEVELS = ("x86-64", "x86-64-v3", "x86-64-v4")
-_ISA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_isa")
 
 _chosen: Dict[str, Any] = {}
 
@@ -44,16 +45,27 @@ def _extension(folder: str) -> Optional[str]:
     return None
 
 
-def compiled_levels() -> Dict[str, str]:
-    """The levels of a dispatching build, lowest first, and their extensions' paths ({} for a single build)."""
-    if not os.path.isdir(_ISA_DIR):
-        return {}
-    found = {}
-    for name in sorted(os.listdir(_ISA_DIR), key=_rank):
-        path = _extension(os.path.join(_ISA_DIR, name))
-        if path is not None:
-            found[name] = path
-    return found
+def package_dirs() -> List[str]:
+    """The package's folders: its ``__path__`` (an editable install's source tree and the folder of its
+    compiled extensions), else this file's folder."""
+    package = sys.modules.get(__package__ or "")
+    return list(getattr(package, "__path__", None) or [os.path.dirname(os.path.abspath(__file__))])
+
+
+def compiled_levels(folders: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    """The levels of a dispatching build, lowest first, and their extensions' paths ({} for a single build):
+    those in ``_isa/`` of the package's folders (`folders`, default package_dirs()), the first folder's
+    where two have a level."""
+    found: Dict[str, str] = {}
+    for folder in package_dirs() if folders is None else folders:
+        isa_dir = os.path.join(folder, "_isa")
+        if not os.path.isdir(isa_dir):
+            continue
+        for name in os.listdir(isa_dir):
+            path = _extension(os.path.join(isa_dir, name))
+            if path is not None:
+                found.setdefault(name, path)
+    return {name: found[name] for name in sorted(found, key=_rank)}
 
 
 def cpu_levels() -> List[str]:
