@@ -1,12 +1,12 @@
-"""Issue 9 benchmark: the Monte Carlo NNGP of a 4-layer random CNN against numpy's matrix product.
+"""Issues 9 and 15 benchmark: the Monte Carlo NNGP of a 4-layer random CNN against numpy's matrix product.
 
 Config: Conv 3x3 (1-D: 3) with 64 channels, three times with relu, then GlobalAvgPool and a Dense
-readout to 10 logits, in float32, on all 1,797 8x8 digit images and on the 5,000 MNIST-1D
-signals of length 40 (skipped without the mnist1d package). The "sampled" estimator: every
+readout to 10 logits, in float32, on the first 512 and on all 1,797 8x8 digit images and on the
+5,000 MNIST-1D signals of length 40 (skipped without the mnist1d package). The "sampled" estimator: every
 layer, the readout included, is a matrix product. Effective FLOPs: each convolution as the
 matrix product over patches (points x output positions x fan-in x channels), the readout
-product, and one triangle of the Gram update of the logits. Target: effective rate >= 0.5 of
-numpy's float32 matrix product measured in the same run.
+product, and one triangle of the Gram update of the logits. Target: effective rate >= 0.9 of
+numpy's float32 matrix product measured in the same run (issue 15; issue 9 asked for 0.5).
 """
 
 import math
@@ -18,7 +18,7 @@ import nnpk
 from nnpk import Conv, Dense, GlobalAvgPool, Network
 
 CHANNELS, OUT, CONV_LAYERS = 64, 10, 3
-NETWORKS = {"digits": 24, "mnist1d": 24}
+NETWORKS = {"digits512": 24, "digits": 24, "mnist1d": 24}
 
 
 def cnn(dims: int) -> Network:
@@ -62,10 +62,11 @@ def numpy_cnn_logits(network: Network, params, x: np.ndarray) -> np.ndarray:
 
 
 def load(name: str) -> np.ndarray:
-    if name == "digits":
+    if name.startswith("digits"):
         from sklearn.datasets import load_digits
 
         x = load_digits().data.reshape(-1, 8, 8, 1)
+        x = x[:512] if name == "digits512" else x
     else:
         pytest.importorskip("mnist1d")
         from mnist1d.data import get_dataset_args, make_dataset
@@ -76,7 +77,7 @@ def load(name: str) -> np.ndarray:
     return (x / x.std()).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", ["digits", "mnist1d"])
+@pytest.mark.parametrize("name", ["digits512", "digits", "mnist1d"])
 def test_cnn_rate(benchmark, sgemm_rate, name):
     x = load(name)
     network = cnn(x.ndim - 2)
@@ -90,9 +91,9 @@ def test_cnn_rate(benchmark, sgemm_rate, name):
     benchmark.extra_info.update(seconds=seconds, networks_per_second=m / seconds, gflops=rate,
                                 numpy_sgemm_gflops=sgemm_rate, ratio=ratio)
     print(f"\n{name} CNN n={len(x)} M={m}: {seconds:.2f} s, {m / seconds:.2f} networks/s, {rate:.1f} GFLOP/s; "
-          f"numpy sgemm {sgemm_rate:.1f} GFLOP/s; ratio {ratio:.2f} (target >= 0.5)")
+          f"numpy sgemm {sgemm_rate:.1f} GFLOP/s; ratio {ratio:.2f} (target >= 0.9)")
     n_check = 12
     ref = sum(f @ f.T / OUT for f in (numpy_cnn_logits(network, nnpk.sample_params(network, x.shape[1:], 0, i),
                                                        x[:n_check]) for i in range(m))) / m
     assert np.abs(K[:n_check, :n_check] - ref).max() < 1e-4 * np.abs(ref).max()
-    assert ratio >= 0.5
+    assert ratio >= 0.9

@@ -158,3 +158,17 @@ def test_limits_of_the_mapping_are_refused():
         _core.gaussian_stream(0, 0, 0, 0, 2**34 - 4, 2**34 + 1)
     with pytest.raises(ValueError, match="stream must be"):
         _core.gaussian_stream(0, 0, 0, 2, 0, 4)
+
+
+def test_gaussian_stream_into_a_given_buffer():
+    """`out` receives exactly the values a fresh array would; a wrong buffer is refused, naming it."""
+    out = np.full(1000, np.nan, dtype=np.float32)
+    got = _core.gaussian_stream(4, 1, 2, 0, 100, 1100, out)
+    assert got is out or np.shares_memory(got, out)
+    assert np.array_equal(out, _core.gaussian_stream(4, 1, 2, 0, 100, 1100))
+    frozen = np.zeros(1000, np.float32)
+    frozen.flags.writeable = False
+    for bad in (np.zeros(999, np.float32), np.zeros(1000, np.float64), np.zeros(2000, np.float32)[::2],
+                np.zeros((10, 100), np.float32), frozen, [0.0] * 1000):
+        with pytest.raises(ValueError, match="out must be a writeable contiguous float32 array of end - begin = 1000"):
+            _core.gaussian_stream(4, 1, 2, 0, 100, 1100, bad)

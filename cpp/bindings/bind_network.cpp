@@ -210,21 +210,32 @@ void bind_network(py::module_& m) {
   m.def(
       "gaussian_stream",
       [](std::uint64_t seed, std::uint64_t network, std::uint64_t layer, std::uint32_t stream, std::uint64_t begin,
-         std::uint64_t end) {
+         std::uint64_t end, const py::object& out_arg) {
         if (stream > static_cast<std::uint32_t>(Stream::biases))
           throw py::value_error("stream must be 0 (weights) or 1 (biases)");
         if (begin > end) throw py::value_error("begin must not exceed end");
         check_stream_limits(layer, end);
         if (end - begin > (std::uint64_t{1} << 31)) throw py::value_error("at most 2^31 values at once");
-        py::array_t<float> out(static_cast<py::ssize_t>(end - begin));
+        const auto size = static_cast<py::ssize_t>(end - begin);
+        py::array_t<float> out;
+        if (out_arg.is_none()) {
+          out = py::array_t<float>(size);
+        } else {
+          if (py::isinstance<py::array_t<float>>(out_arg)) out = py::reinterpret_borrow<py::array_t<float>>(out_arg);
+          if (!out || out.ndim() != 1 || out.size() != size || !(out.flags() & py::array::c_style) || !out.writeable())
+            throw py::value_error("out must be a writeable contiguous float32 array of end - begin = " +
+                                  std::to_string(size) + " values");
+        }
         float* dst = out.mutable_data();
-        // Safe without the GIL: only `out`, which no other code has seen yet, is written.
+        // Safe without the GIL: only `out` is written, which the caller does not touch meanwhile.
         py::gil_scoped_release release;
         fill_gaussian(seed, network, layer, static_cast<Stream>(stream), begin, end, dst);
         return out;
       },
       py::arg("seed"), py::arg("network"), py::arg("layer"), py::arg("stream"), py::arg("begin"), py::arg("end"),
-      "Elements [begin, end) of the Gaussian stream (seed, network, layer, stream) as float32, on one thread");
+      py::arg("out") = py::none(),
+      "Elements [begin, end) of the Gaussian stream (seed, network, layer, stream) as float32, on one thread\n"
+      "(into `out`, a float32 array of end - begin values, if given)");
   m.attr("ROW_QUANTUM") = kRowQuantum;
 }
 

@@ -452,9 +452,11 @@ def gaussian_stream(
     stream: typing.SupportsInt | typing.SupportsIndex,
     begin: typing.SupportsInt | typing.SupportsIndex,
     end: typing.SupportsInt | typing.SupportsIndex,
+    out: typing.Any = None,
 ) -> numpy.typing.NDArray[numpy.float32]:
     """
     Elements [begin, end) of the Gaussian stream (seed, network, layer, stream) as float32, on one thread
+    (into `out`, a float32 array of end - begin values, if given)
     """
 
 def has_openmp() -> bool:
