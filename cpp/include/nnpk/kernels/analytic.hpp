@@ -98,8 +98,8 @@ inline void dense_row(const AnalyticNode& node, bool standard, bool ntk, const d
   const double w2 = node.w_std * node.w_std, b2 = node.has_bias ? node.b_std * node.b_std : 0.0;
   const double fan_in = static_cast<double>(node.fan_in), bias_share = node.has_bias ? 1.0 : 0.0;
   for (std::int64_t j = 0; j < n; ++j) {
-    const double pre = w2 * s_in[j] + b2;
-    if (ntk) t_out[j] = standard ? fan_in * s_in[j] + w2 * t_in[j] + bias_share : pre + w2 * t_in[j];
+    const double pre = madd(w2, s_in[j], b2);
+    if (ntk) t_out[j] = standard ? madd(fan_in, s_in[j], madd(w2, t_in[j], bias_share)) : madd(w2, t_in[j], pre);
     s_out[j] = pre;
   }
 }
@@ -126,7 +126,7 @@ inline std::vector<double> node_variances(const std::vector<AnalyticNode>& nodes
         switch (node.kind) {
           case AnalyticNodeKind::dense: dense_row(node, false, false, &in, &unused, 1, &out, &unused); break;
           case AnalyticNodeKind::activation: out = duals[static_cast<std::size_t>(k)](in, in, in).sigma; break;
-          case AnalyticNodeKind::residual: out = at(node.skip) + (node.scale * node.scale) * in; break;
+          case AnalyticNodeKind::residual: out = madd(node.scale * node.scale, in, at(node.skip)); break;
           case AnalyticNodeKind::identity: out = in; break;
         }
         q[static_cast<std::size_t>((k + 1) * n + i)] = out;
@@ -209,8 +209,8 @@ inline void analytic_network_kernels(const std::vector<AnalyticNode>& nodes, std
             const double* s_skip = sigma(node.skip) + i * nj;
             const double* t_skip = theta(node.skip) + i * nj;
             for (std::int64_t j = 0; j < nj; ++j) {
-              s_out[j] = s_skip[j] + scale2 * s_in[j];
-              t_out[j] = t_skip[j] + scale2 * t_in[j];
+              s_out[j] = madd(scale2, s_in[j], s_skip[j]);
+              t_out[j] = madd(scale2, t_in[j], t_skip[j]);
             }
             break;
           }

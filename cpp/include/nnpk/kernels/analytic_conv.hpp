@@ -459,7 +459,7 @@ struct Engine {
           const double* block = state(ws, node.input, kernel == 1, node.full);
           const double* skip = state(ws, node.skip, kernel == 1, node.full);
           double* dst = kernel == 1 ? t_out : s_out;
-          for (std::int64_t e = 0; e < size; ++e) dst[e] = skip[e] + scale2 * block[e];
+          for (std::int64_t e = 0; e < size; ++e) dst[e] = madd(scale2, block[e], skip[e]);
         }
         break;
       }

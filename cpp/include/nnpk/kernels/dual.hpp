@@ -16,6 +16,19 @@
 
 namespace nnpk {
 
+// a * b + c, rounded once wherever the CPU fuses multiply-adds. Kernels whose entries must agree to
+// the bit along two code paths (a point's variance computed alone and the same pair inside a
+// tile, vectorised or not) use it where a product meets a sum: left to the compiler
+// (-ffp-contract=fast), such a sum is fused in one path and not in another. Without FMA hardware
+// nothing is fused, so the plain expression is rounded the same way everywhere.
+inline double madd(double a, double b, double c) {
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 // Gauss-Legendre order of the bivariate quadrature used unless the caller chooses one.
 constexpr int kDefaultQuadratureOrder = 40;
 
@@ -196,16 +209,16 @@ class DualMap {
         // The means enter sigma only when beta != 0: otherwise no root of q2.
         const auto fold = [&](auto with_means) {
           fold_row<false>(q1, q2, c, n, sigma, sigma_dot, [=](double q2j, double, double cj) {
-            // theta = atan2(y, c) with y = sqrt(q1 q2 - c^2), q1 q2 - c^2 computed exactly
-            // before its last rounding (the rounding errors of both products recovered by
-            // fma): 0 when c^2 = q1 q2, as on the diagonal, and accurate near it, where the
-            // plain difference is a rounding error whose root would tilt theta by 1e-8. No
-            // correlation beyond 1 (y = 0 then). A zero input (q1 q2 = 0) takes c = 0 and
-            // theta = pi/2.
-            const double p = q1 * q2j, p_err = std::fma(q1, q2j, -p);
-            const bool zero = !(p > 0);
+            // theta = atan2(y, c) with y = sqrt(q1 q2 - c^2), q1 q2 - c^2 to the accuracy of the
+            // difference itself: c^2 = cc + cc_err exactly (fma), q1 q2 - cc with one rounding
+            // (fma), then cc_err taken off. 0 when c^2 = q1 q2, as on the diagonal, and accurate
+            // near it, where the plain difference is a rounding error whose root would tilt
+            // theta by 1e-8. Only explicit fma: no product is left for the compiler to contract
+            // (-ffp-contract=fast) into a sum, which would change what is rounded. No correlation
+            // beyond 1 (y = 0 then). A zero input (q1 q2 = 0) takes c = 0 and theta = pi/2.
+            const bool zero = !(q1 * q2j > 0);
             const double cz = zero ? 0.0 : cj, cc = cz * cz, cc_err = std::fma(cz, cz, -cc);
-            const double y = std::sqrt(std::max((p - cc) + (p_err - cc_err), 0.0));
+            const double y = std::sqrt(std::max(std::fma(q1, q2j, -cc) - cc_err, 0.0));
             const double theta = atan2_upper(zero ? 1.0 : y, cz);
             const double gdgd = 0.5 * (a * a + 1.0) - d2 * theta / (2 * kPi);
             double means = 0.0;
@@ -339,7 +352,7 @@ class DualMap {
       // taking it as such keeps a unit diagonal exactly 1 through any depth instead of
       // drifting by an ulp a layer.
       const bool unit = unit_second_moment && q1 == 1.0 && q2[j] == 1.0 && cj == 1.0;
-      sigma[j] = unit ? 1.0 : alpha * alpha * m.gg - alpha * beta * m.means + beta * beta;
+      sigma[j] = unit ? 1.0 : madd(alpha * alpha, m.gg, madd(-(alpha * beta), m.means, beta * beta));
       sigma_dot[j] = alpha * alpha * m.gdgd;
     }
   }
