@@ -17,7 +17,7 @@ using Pair = std::pair<std::int64_t, std::int64_t>;
 static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, std::int64_t width, Pair window,
                          Pair stride, bool same, double w_std, std::optional<double> b_std, ActivationKind activation,
                          double slope, double shift, double activation_scale, double scale, double eps,
-                         double momentum) {
+                         double momentum, double u_std, double leak, bool return_sequences, int init) {
   SeqNode node;
   node.kind = kind;
   node.input = input;
@@ -33,6 +33,10 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
   node.scale = scale;
   node.eps = eps;
   node.momentum = momentum;
+  node.u_std = u_std;
+  node.leak = leak;
+  node.return_sequences = return_sequences;
+  node.init = init;
   return node;
 }
 
@@ -142,7 +146,8 @@ void bind_network(py::module_& m) {
       .value("flatten", NodeKind::flatten)
       .value("activation", NodeKind::activation)
       .value("residual", NodeKind::residual)
-      .value("batch_norm", NodeKind::batch_norm);
+      .value("batch_norm", NodeKind::batch_norm)
+      .value("recurrent", NodeKind::recurrent);
 
   py::enum_<Init>(m, "Init")
       .value("gaussian", Init::gaussian)
@@ -155,7 +160,8 @@ void bind_network(py::module_& m) {
            py::arg("window") = Pair{1, 1}, py::arg("stride") = Pair{1, 1}, py::arg("same") = false,
            py::arg("w_std") = 1.0, py::arg("b_std") = py::none(), py::arg("activation") = ActivationKind::identity,
            py::arg("slope") = 0.01, py::arg("shift") = 0.0, py::arg("activation_scale") = 1.0,
-           py::arg("scale") = 1.0, py::arg("eps") = 1e-5, py::arg("momentum") = 0.1);
+           py::arg("scale") = 1.0, py::arg("eps") = 1e-5, py::arg("momentum") = 0.1, py::arg("u_std") = 1.0,
+           py::arg("leak") = 1.0, py::arg("return_sequences") = false, py::arg("init") = -1);
 
   py::class_<SequentialSpec>(m, "SequentialSpec", "A sequential network as the engine sees it (built by nnpk.Network)")
       .def(py::init(&make_spec), py::arg("input_shape"), py::arg("nodes"), py::arg("parameterization"),
@@ -173,7 +179,7 @@ void bind_network(py::module_& m) {
         const DenseLayer& l = spec.params[param];
         check_stream_limits(param, static_cast<std::uint64_t>(l.fan_in * l.fan_out));
         py::array_t<double> w({l.fan_in, l.fan_out});
-        layer_weights(spec.init, seed, network, param, l.fan_in, l.fan_out, w.mutable_data());
+        layer_weights(l.init, seed, network, param, l.fan_in, l.fan_out, w.mutable_data());
         py::object beta = py::none();
         if (l.has_bias) {
           py::array_t<double> b(l.fan_out);

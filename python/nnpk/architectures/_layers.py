@@ -1,5 +1,5 @@
 """The layers of a network: dense and convolutional layers, pooling, flattening, activations, residual blocks,
-batch normalisation.
+batch normalisation, recurrent layers.
 
 Each layer checks its own settings when it is made; the rules that depend on the points' shape are
 checked when a ``Network`` is compiled for them (``_network.py``).
@@ -17,7 +17,9 @@ import numpy as np
 from ._activations import activation_normalization, check_activation
 
 __all__ = ["Activation", "AvgPool", "BatchNorm", "Conv", "Dense", "Flatten", "GlobalAvgPool", "LAYER_TYPES", "Layer",
-           "MaxPool", "Residual"]
+           "MaxPool", "Recurrent", "Residual"]
+
+INITS = ("gaussian", "uniform", "truncated_normal", "orthogonal")
 
 PADDINGS = ("same", "valid")
 
@@ -65,7 +67,9 @@ def _text(size: Tuple[int, ...]) -> str:
 
 @dataclass(frozen=True)
 class Dense:
-    """A fully connected layer on flat features: ``z = h W + b``, W of shape (fan_in, width).
+    """A fully connected layer: ``z = h W + b``, W of shape (fan_in, width), on flat features, or on
+    every step of a sequence that a ``Recurrent(return_sequences=True)`` returns (the same W at every
+    step, like a convolution of kernel size 1).
 
     W_std, b_std as in ``nnpk.MLP`` (``b_std=None``: no bias parameter)."""
 
@@ -251,6 +255,86 @@ class BatchNorm:
         return f"BatchNorm eps {self.eps:g}, momentum {self.momentum:g}"
 
 
+@dataclass(frozen=True)
+class Recurrent:
+    """A recurrent layer over sequences: points are ``(steps, features)`` arrays.
+
+    With ``h_0 = 0`` and ``a = leak``, each step computes
+
+        z_t = h_{t-1} W + x_t U + b,    h_t = (1 - a) h_{t-1} + a phi(z_t)
+
+    (``a = 1``: the Elman network, torch's ``nn.RNN``; ``a < 1``: the Euler step of a
+    continuous-time network with time constant ``1 / a``). U has shape (features, width), W
+    (width, width), b (width,), the same at every step. Under the "ntk" parameterization the
+    stored U, W, b are unit-variance draws and ``z_t = (W_std / sqrt(width)) h_{t-1} W +
+    (U_std / sqrt(features)) x_t U + b_std b``; under "standard" they are drawn with those scales
+    and used as they are. ``W_std`` is the recurrent gain g (the variance of W's entries is
+    ``g^2 / width``).
+
+    Parameters
+    ----------
+    width : int
+        Units m.
+    activation : str or Activation
+        phi, one of ``nnpk.ACTIVATIONS`` (``"tanh"``, ``"relu"``, ...).
+    W_std, U_std : float
+        Scales of the recurrent and the input weights (>= 0).
+    b_std : float or None
+        Scale of the bias; None: no bias parameter. Under "ntk", ``b_std=0`` keeps a bias
+        parameter that has no effect and no gradient: give it a positive b_std to learn biases
+        (or use the "standard" parameterization, where b starts at 0 and learns).
+    leak : float
+        a in (0, 1].
+    return_sequences : bool
+        False: the next layer reads ``h_T`` (flat); True: it reads every step's ``h_t``
+        (``(steps, width)``), and a Dense layer after it acts on every step.
+    init : None or one of ``nnpk.INITS``
+        How U and W are drawn; None: the network's ``init``. "uniform" draws entries uniform in
+        ``[-R, R]`` with the Gaussian's variance, ``R = sqrt(3) W_std / sqrt(width)`` for W.
+
+    ``nnpk.sample_params`` lays a recurrent layer out as two entries: ``(U, b)`` (b None without
+    bias), then ``(W, None)``; the draws are keyed by their two indices among the parametrised
+    layers.
+    """
+
+    width: int
+    activation: Union[str, "Activation"] = "relu"
+    W_std: float = 1.0
+    U_std: float = 1.0
+    b_std: Optional[float] = 0.0
+    leak: float = 1.0
+    return_sequences: bool = False
+    init: Optional[str] = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "width", _positive_int(self.width, "width"))
+        act = self.activation
+        if isinstance(act, str):
+            act = Activation(act)
+        if not isinstance(act, Activation):
+            raise TypeError(f"activation must be an activation name or an nnpk.Activation, got {act!r}")
+        object.__setattr__(self, "activation", act)
+        object.__setattr__(self, "W_std", _std(self.W_std, "W_std", False))
+        object.__setattr__(self, "U_std", _std(self.U_std, "U_std", False))
+        object.__setattr__(self, "b_std", _std(self.b_std, "b_std", True))
+        leak = self.leak
+        if isinstance(leak, bool) or not isinstance(leak, (numbers.Real, np.floating, np.integer)):
+            raise TypeError(f"leak must be a number in (0, 1], got {leak!r}")
+        if not 0 < float(leak) <= 1:
+            raise ValueError(f"leak must be in (0, 1], got {leak}")
+        object.__setattr__(self, "leak", float(leak))
+        if not isinstance(self.return_sequences, (bool, np.bool_)):
+            raise TypeError(f"return_sequences must be True or False, got {self.return_sequences!r}")
+        object.__setattr__(self, "return_sequences", bool(self.return_sequences))
+        if self.init is not None and self.init not in INITS:
+            raise ValueError(f"init must be None or one of {', '.join(INITS)}, got {self.init!r}")
+
+    def describe(self) -> str:
+        leak = "" if self.leak == 1 else f", leak {self.leak:g}"
+        seq = ", return_sequences" if self.return_sequences else ""
+        return f"Recurrent {self.width} {self.activation.name}{leak}{seq}"
+
+
 def _layers(layers, name: str) -> tuple:
     if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)):
         raise TypeError(f"{name} must be a sequence of layers, got {layers!r}")
@@ -262,7 +346,7 @@ def _layers(layers, name: str) -> tuple:
             layer = Activation(layer)
         if not isinstance(layer, LAYER_TYPES):
             raise TypeError(f"{name}[{i}] must be a layer (Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, "
-                            f"Activation, Residual, BatchNorm) or an activation name, got {layer!r}")
+                            f"Activation, Residual, BatchNorm, Recurrent) or an activation name, got {layer!r}")
         out.append(layer)
     return tuple(out)
 
@@ -286,5 +370,5 @@ class Residual:
         return f"Residual, scale {self.scale:g}"
 
 
-LAYER_TYPES = (Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation, Residual, BatchNorm)
-Layer = Union[Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation, Residual, BatchNorm]
+LAYER_TYPES = (Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation, Residual, BatchNorm, Recurrent)
+Layer = Union[Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation, Residual, BatchNorm, Recurrent]

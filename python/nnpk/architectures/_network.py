@@ -1,7 +1,8 @@
 """A sequential network, and the same network compiled for points of one shape.
 
 A ``Network`` is a sequence of layers applied in order. Inputs are ``(n, features)``,
-``(n, length, channels)`` or ``(n, height, width, channels)`` arrays (channels last); a layer's
+``(n, length, channels)`` or ``(n, height, width, channels)`` arrays (channels last; a sequence is
+``(n, steps, features)``); a layer's
 shape rules are checked against the input's shape before anything is computed, and an error
 names the layer (``layer 3.1`` is layer 1 of the residual block at position 3).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import List, Tuple, Union
+from typing import List, Set, Tuple, Union
 
 from .. import _core
 from ._activations import PARAMETERIZATIONS
@@ -23,15 +24,16 @@ from ._layers import (
     Dense,
     Flatten,
     GlobalAvgPool,
+    Recurrent,
     Residual,
     _layers,
     _Pool,
     _text,
 )
 
-__all__ = ["Compiled", "INITS", "Network", "NormLayer", "ParamLayer"]
+from ._layers import INITS
 
-INITS = ("gaussian", "uniform", "truncated_normal", "orthogonal")
+__all__ = ["Compiled", "INITS", "Network", "NormLayer", "ParamLayer"]
 
 Shape = Tuple[int, ...]
 
@@ -43,12 +45,24 @@ class ParamLayer:
     point go in, `positions` output positions (1 for Dense) come out."""
 
     label: str
-    layer: Union[Dense, Conv]
+    layer: Union[Dense, Conv, Recurrent]
     weight_shape: Tuple[int, ...]
     fan_in: int
     fan_out: int
     input_size: int
     positions: int
+    recurrent_weights: bool = False  # a Recurrent layer's W entry (its bias goes with U)
+
+    @property
+    def has_bias(self) -> bool:
+        return self.layer.b_std is not None and not self.recurrent_weights
+
+    @property
+    def w_std(self) -> float:
+        """The scale of these weights (a Recurrent layer's U entry: its U_std)."""
+        if isinstance(self.layer, Recurrent) and not self.recurrent_weights:
+            return self.layer.U_std
+        return self.layer.W_std
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,10 @@ class Compiled:
     # sample_params' layout: every parametrised layer in network order (params and norms interleaved)
     entries: Tuple[Union[ParamLayer, NormLayer], ...]
     norms: Tuple[NormLayer, ...]      # the batch normalisations
+    # The logits' shape per point: (C,), or (steps, C) for a network whose output is a sequence (a
+    # Recurrent layer returning sequences, then layers acting on every step); the engine reads the
+    # steps' outputs as steps x C flat logits.
+    out_shape: Tuple[int, ...] = ()
 
 
 def _describe_shape(shape: Shape) -> str:
@@ -86,6 +104,7 @@ class _Builder:
         self.nodes: List["_core.SeqNode"] = []
         self.params: List[ParamLayer] = []
         self.entries: List[Union[ParamLayer, NormLayer]] = []
+        self.sequences: Set[int] = set()  # nodes whose output is a sequence of steps (per-step layers follow)
 
     def error(self, label: str, layer, what: str) -> ValueError:
         return ValueError(f"layer {label} ({layer.describe()}): {what}")
@@ -119,6 +138,17 @@ class _Builder:
 
     def layer(self, layer, shape: Shape, node: int, label: str):
         pad2 = lambda t: (t[0], t[1] if len(t) == 2 else 1)
+        if isinstance(layer, Recurrent):
+            return self.recurrent(layer, shape, node, label)
+        if isinstance(layer, Dense) and node in self.sequences:
+            # The same dense map at every step: a convolution of kernel size 1 to the engine.
+            node = self.add(kind=_core.NodeKind.conv, input=node, width=layer.width, w_std=layer.W_std,
+                            b_std=layer.b_std)
+            self.params.append(ParamLayer(label, layer, (shape[-1], layer.width), shape[-1], layer.width,
+                                          math.prod(shape), shape[0]))
+            self.entries.append(self.params[-1])
+            self.sequences.add(node)
+            return (shape[0], layer.width), node
         if isinstance(layer, Dense):
             if len(shape) != 1:
                 raise self.error(label, layer, f"needs flat points, got {_describe_shape(shape)}: add Flatten() or "
@@ -155,20 +185,51 @@ class _Builder:
             return (math.prod(shape),), self.add(kind=_core.NodeKind.flatten, input=node)
         if isinstance(layer, BatchNorm):
             self.entries.append(NormLayer(label, layer, shape[-1]))
-            return shape, self.add(kind=_core.NodeKind.batch_norm, input=node, eps=layer.eps, momentum=layer.momentum)
+            return shape, self.per_step(node, self.add(kind=_core.NodeKind.batch_norm, input=node, eps=layer.eps,
+                                                       momentum=layer.momentum))
         if isinstance(layer, Activation):
-            shift, scale = layer.normalization
-            return shape, self.add(kind=_core.NodeKind.activation, input=node,
-                                   activation=getattr(_core.ActivationKind, layer.name), slope=layer.slope,
-                                   shift=shift, activation_scale=scale)
+            return shape, self.per_step(node, self.add(kind=_core.NodeKind.activation, input=node,
+                                                       **_activation_node(layer)))
         shapes, nodes = self.sequence(layer.block, shape, node, f"{label}.")
         if shapes[-1] != shape:
             raise self.error(label, layer, f"its block maps points of shape {shape} to {shapes[-1]}; a residual block "
                              "must keep the shape")
-        return shape, self.add(kind=_core.NodeKind.residual, input=nodes[-1], skip=node, scale=layer.scale)
+        out = self.add(kind=_core.NodeKind.residual, input=nodes[-1], skip=node, scale=layer.scale)
+        return shape, self.per_step(nodes[-1], out) if node in self.sequences else out
+
+    def per_step(self, read: int, node: int) -> int:
+        """`node`, marked as a sequence of steps if the node it reads is one."""
+        if read in self.sequences:
+            self.sequences.add(node)
+        return node
+
+    def recurrent(self, layer: Recurrent, shape: Shape, node: int, label: str):
+        if len(shape) != 2:
+            raise self.error(label, layer, f"needs sequences, points of shape (steps, features), got "
+                             f"{_describe_shape(shape)}: pass x as an (n, steps, features) array")
+        steps, features = shape
+        init = -1 if layer.init is None else int(getattr(_core.Init, layer.init))
+        node = self.add(kind=_core.NodeKind.recurrent, input=node, width=layer.width, w_std=layer.W_std,
+                        u_std=layer.U_std, b_std=layer.b_std, leak=layer.leak,
+                        return_sequences=layer.return_sequences, init=init, **_activation_node(layer.activation))
+        m = layer.width
+        self.params.append(ParamLayer(f"{label} (U, b)", layer, (features, m), features, m, steps * features, steps))
+        self.params.append(ParamLayer(f"{label} (W)", layer, (m, m), m, m, steps * m, steps, True))
+        self.entries += self.params[-2:]
+        if layer.return_sequences:
+            self.sequences.add(node)
+            return (steps, m), node
+        return (m,), node
 
 
-def _param_layers(layers, types=(Dense, Conv)) -> list:
+def _activation_node(layer: Activation) -> dict:
+    """The engine node's settings of an activation."""
+    shift, scale = layer.normalization
+    return dict(activation=getattr(_core.ActivationKind, layer.name), slope=layer.slope, shift=shift,
+                activation_scale=scale)
+
+
+def _param_layers(layers, types=(Dense, Conv, Recurrent)) -> list:
     out = []
     for layer in layers:
         if isinstance(layer, types):
@@ -186,8 +247,10 @@ class Network:
     ----------
     layers : sequence
         ``Dense``, ``Conv``, ``AvgPool``, ``MaxPool``, ``GlobalAvgPool``, ``Flatten``,
-        ``Activation`` (or an activation name), ``Residual`` and ``BatchNorm`` layers. The last
-        layer's output, the logits, must be flat.
+        ``Activation`` (or an activation name), ``Residual``, ``BatchNorm`` and ``Recurrent`` layers.
+        The last layer's output, the logits, must be flat, or a sequence of steps (a ``Recurrent``
+        layer returning sequences and layers acting on every step): its ``steps x C`` values are
+        then the logits, in step order.
     parameterization : "ntk" or "standard"
         As in ``nnpk.MLP``, with a convolution's fan-in = kernel size x input channels.
     init : "gaussian", "uniform", "truncated_normal" or "orthogonal"
@@ -215,9 +278,9 @@ class Network:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
 
     @property
-    def param_layers(self) -> Tuple[Union[Dense, Conv], ...]:
-        """The Dense and Conv layers in order, residual blocks expanded (the layers of ``sample_params``
-        but its BatchNorm entries)."""
+    def param_layers(self) -> Tuple[Union[Dense, Conv, Recurrent], ...]:
+        """The Dense, Conv and Recurrent layers in order, residual blocks expanded (a Recurrent layer
+        has two entries in ``sample_params``)."""
         return tuple(_param_layers(self.layers))
 
     @property
@@ -228,7 +291,14 @@ class Network:
     @property
     def has_bias(self) -> Tuple[bool, ...]:
         """Whether each of ``param_layers`` has a bias parameter."""
-        return tuple(layer.b_std is not None for layer in self.param_layers)
+        return tuple(has for layer in self.param_layers
+                     for has in ((layer.b_std is not None, False) if isinstance(layer, Recurrent)
+                                 else (layer.b_std is not None,)))
+
+    @property
+    def has_recurrent(self) -> bool:
+        """Whether a ``Recurrent`` layer is in the network (residual blocks included)."""
+        return bool(_param_layers(self.layers, Recurrent))
 
     def kernel_layers(self) -> Tuple[int, ...]:
         """The layers whose kernels ``layers="all"`` returns (indices into ``layers``): every layer."""
@@ -250,10 +320,13 @@ def _compile(network: Network, input_shape: Shape) -> Compiled:
                          f"with positive sizes, got {input_shape}")
     builder = _Builder()
     shapes, nodes = builder.sequence(network.layers, input_shape, -1, "")
-    if len(shapes[-1]) != 1:
+    out_shape = shapes[-1]
+    if len(out_shape) == 2 and nodes[-1] in builder.sequences:
+        builder.add(kind=_core.NodeKind.flatten, input=nodes[-1])
+    elif len(shapes[-1]) != 1:
         raise ValueError(f"the network's output has shape {shapes[-1]} per point; logits must be flat: end with "
                          "Flatten() or GlobalAvgPool() and a Dense readout")
     spec = _core.SequentialSpec(list(input_shape), builder.nodes, getattr(_core.Parameterization,
                                 network.parameterization), getattr(_core.Init, network.init))
-    return Compiled(spec, input_shape, tuple(shapes), tuple(nodes), tuple(builder.params), shapes[-1][0],
-                    tuple(builder.entries), tuple(e for e in builder.entries if isinstance(e, NormLayer)))
+    return Compiled(spec, input_shape, tuple(shapes), tuple(nodes), tuple(builder.params), math.prod(out_shape),
+                    tuple(builder.entries), tuple(e for e in builder.entries if isinstance(e, NormLayer)), out_shape)

@@ -63,7 +63,9 @@ def sample_params(arch, input_dim, seed: int, index: int) -> List[Tuple[np.ndarr
     """Network `index`'s stored parameters, as the engine draws them.
 
     One pair per parametrised layer in order (residual blocks expanded; for an ``nnpk.MLP``
-    the hidden layers, then the readout): ``(W, b)`` per Dense or Conv layer, a dense ``W`` of shape ``(n_in, n_out)``,
+    the hidden layers, then the readout): ``(W, b)`` per Dense or Conv layer, two pairs per
+    ``Recurrent`` layer (``(U, b)`` with U of shape ``(features, width)``, then ``(W, None)`` with
+    W of shape ``(width, width)``), a dense ``W`` of shape ``(n_in, n_out)``,
     a convolution's of shape ``kernel_size + (in_channels, channels)`` (the HWIO layout of
     JAX); `input_dim` is the shape of one point (an int for flat features). ``b`` has shape
     ``(n_out,)``, or is None without biases. Under "ntk" they are the unit-variance draws
@@ -96,7 +98,7 @@ def network_params(network: Network, input_shape, seed: int,
         eps, beta = _core.sequential_draw(compiled.spec, seed, index, k)
         k += 1
         if network.parameterization == "standard":
-            eps *= p.layer.W_std / math.sqrt(p.fan_in)
+            eps *= p.w_std / math.sqrt(p.fan_in)
             if beta is not None:
                 beta *= p.layer.b_std
         params.append((eps.reshape(p.weight_shape), beta))
@@ -133,9 +135,10 @@ def check_network_params(params, compiled: Compiled, dtype) -> List[Tuple[np.nda
         if W.shape != p.weight_shape:
             raise ValueError(f"params[{k}] W has shape {W.shape}; {where} expects {p.weight_shape} on points of shape "
                              f"{compiled.input_shape}")
-        if (p.layer.b_std is None) != (b is None):
+        if p.has_bias == (b is None):
             has = "has no bias" if b is None else "has a bias"
-            raise ValueError(f"params[{k}] {has} but {where} has b_std={p.layer.b_std}")
+            layer_has = "its W has no bias" if p.recurrent_weights else f"has b_std={p.layer.b_std}"
+            raise ValueError(f"params[{k}] {has} but {where} {layer_has}")
         if b is not None:
             b = np.asarray(b)
             if b.shape != (p.fan_out,):

@@ -261,7 +261,8 @@ class SequentialConditional {
   // Checks that pair k's dense node reads the first hidden layer of Gaussian weights.
   void add_control(std::size_t k, const ConditionalPair& p, const std::string& name) {
     const auto fail = [&](const std::string& why) { throw std::invalid_argument(name + ": no control variate: " + why); };
-    if (spec_.init != Init::gaussian) fail("the weights are not Gaussian");
+    if (std::any_of(spec_.params.begin(), spec_.params.end(), [](const DenseLayer& l) { return l.init != Init::gaussian; }))
+      fail("the weights are not Gaussian");
     if (spec_.input.spatial) fail("the input is not flat");
     const std::int64_t a = inputs_[k];
     if (a < 0 || spec_.nodes[static_cast<std::size_t>(a)].kind != NodeKind::activation)
@@ -368,7 +369,7 @@ void sequential_conditional(const SequentialSpec& spec, const std::vector<Condit
   std::uint64_t done = 0;
   std::size_t used = 0;
   for (std::uint64_t m = opt.start; m < opt.stop; ++m) {
-    draw.draw(spec.params, opt.seed, m, opt.n_threads, acc.n_params(), spec.init);
+    draw.draw(spec.params, opt.seed, m, opt.n_threads, acc.n_params());
     acc.add_network(net, used++);
     if (used < acc.slots() && m + 1 < opt.stop) continue;
     acc.pass(used, done);

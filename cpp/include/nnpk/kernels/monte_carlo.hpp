@@ -107,7 +107,7 @@ void sequential_monte_carlo(const SequentialSpec& spec, const T* x1, std::int64_
   std::vector<RowMatrix<double>> pooled(n_workspaces);
   stream_networks<T>(
       n1, n2, symmetric, widths, tiles, opt, sums,
-      [&](std::uint64_t m) { draw.draw(spec.params, opt.seed, m, opt.n_threads, spec.params.size(), spec.init); },
+      [&](std::uint64_t m) { draw.draw(spec.params, opt.seed, m, opt.n_threads, spec.params.size()); },
       [&](const RowTile<T>& tile, int thread, auto&& panel) {
         SequentialWorkspace<T>& ws = workspaces[static_cast<std::size_t>(thread)];
         sequential_forward(spec, scales, net, tile.x + tile.row0 * d, tile.rows, false, ws, spec.nodes.size(), nodes);

@@ -661,7 +661,7 @@ void tangent_monte_carlo(const SequentialSpec& spec, const T* x1, std::int64_t n
   NetworkDraw<T> draw(spec.params);
   const NetworkView<T> net = draw.view();
   for (std::uint64_t m = opt.start; m < opt.stop; ++m) {
-    draw.draw(spec.params, opt.seed, m, opt.n_threads, spec.params.size(), spec.init);
+    draw.draw(spec.params, opt.seed, m, opt.n_threads, spec.params.size());
     acc.add_network(net);
   }
   acc.finish();

@@ -23,7 +23,11 @@ template <class T>
 struct SequentialWorkspace {
   RowMatrix<T> input;
   std::vector<RowMatrix<T>> outputs;
-  std::vector<RowMatrix<T>> derivatives;  // activation nodes, when kept: phi'(z)
+  std::vector<RowMatrix<T>> derivatives;  // activation nodes, when kept: phi'(z); recurrent nodes: phi'(z_t)
+  // Recurrent nodes, time-major (step t's rows are rows [t P, (t + 1) P) for P = the points padded to
+  // whole kRowQuantum): `states` h_0 = 0, h_1, ..., h_T ((T + 1) P rows); `step_inputs` x_1..x_T (T P rows).
+  std::vector<RowMatrix<T>> states, step_inputs;
+  RowMatrix<T> step_product;
   RowMatrix<T> patches;
   std::vector<float> zeros;  // a zero input row for the direct convolution's padding
   std::int64_t points = 0;
@@ -162,6 +166,68 @@ void normalize(const BatchNormView<T>& bn, const RowMatrix<T>& in, std::int64_t 
   }
 }
 
+// Recurrent node `node` over `points` sequences, rows (point, step) of `in`: with P the points padded,
+// step_inputs = x time-major, states = h_0..h_T time-major (z_t = forward_W h_{t-1} W + forward_U x_t U
+// + bias b, h_t = (1 - a) h_{t-1} + a phi(z_t)), derivative (if not null) = phi'(z_t) time-major, and
+// `out` the node's output: h_T (rows point) or every h_t (rows (point, step)), zero in the padding.
+// Each step's product has P rows (whole quanta), so every row is computed alike whatever the tile.
+template <class T>
+void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
+                       const T* U, const T* bias, const T* W, const RowMatrix<T>& in, std::int64_t points,
+                       RowMatrix<T>& step_inputs, RowMatrix<T>& states, RowMatrix<T>* derivative,
+                       RowMatrix<T>& product, RowMatrix<T>& out) {
+  const std::int64_t steps = node.steps(), d = node.in.channels, m = node.width;
+  const std::int64_t P = round_up(points, kRowQuantum);
+  step_inputs.setZero(steps * P, d);
+  for (std::int64_t p = 0; p < points; ++p)
+    for (std::int64_t t = 0; t < steps; ++t)
+      std::copy(in.data() + (p * steps + t) * d, in.data() + (p * steps + t + 1) * d, step_inputs.data() + (t * P + p) * d);
+  states.resize((steps + 1) * P, m);
+  states.topRows(P).setZero();
+  // The input terms of every step in one product, into the rows of h_1..h_T (each becomes z_t, then h_t).
+  auto z_all = states.bottomRows(steps * P);
+  z_all.noalias() = step_inputs * Eigen::Map<const RowMatrix<T>>(U, d, m);
+  const T u_forward = static_cast<T>(input_scales.forward), b_scale = static_cast<T>(input_scales.bias);
+  const T w_forward = static_cast<T>(recurrent_scales.forward);
+  const T a = static_cast<T>(node.leak), keep = T(1) - a;
+  if (derivative) derivative->resize(steps * P, m);
+  for (std::int64_t t = 1; t <= steps; ++t) {
+    auto previous = states.middleRows((t - 1) * P, P);
+    auto z = states.middleRows(t * P, P);
+    if (t > 1) {
+      product.resize(P, m);
+      product.noalias() = previous * Eigen::Map<const RowMatrix<T>>(W, m, m);
+    }
+    for (std::int64_t r = 0; r < P; ++r) {
+      T* zr = z.data() + r * m;
+      const T* pr = t > 1 ? product.data() + r * m : nullptr;
+      const T* hr = previous.data() + r * m;
+      for (std::int64_t j = 0; j < m; ++j) {
+        T v = u_forward * zr[j];
+        if (bias) v += b_scale * bias[j];
+        if (pr) v += w_forward * pr[j];
+        zr[j] = v;
+      }
+      T* dr = derivative ? derivative->data() + ((t - 1) * P + r) * m : nullptr;
+      activate_entries(node.activation, zr, m, zr, dr);
+      if (node.leak != 1.0)
+        for (std::int64_t j = 0; j < m; ++j) zr[j] = keep * hr[j] + a * zr[j];
+    }
+  }
+  if (node.return_sequences) {
+    shape_rows(out, points * steps, m);
+    for (std::int64_t p = 0; p < points; ++p)
+      for (std::int64_t t = 0; t < steps; ++t) {
+        const T* src = states.data() + ((t + 1) * P + p) * m;
+        std::copy(src, src + m, out.data() + (p * steps + t) * m);
+      }
+  } else {
+    shape_rows(out, points, m);
+    const T* src = states.data() + steps * P * m;
+    std::copy(src, src + points * m, out.data());
+  }
+}
+
 }  // namespace sequential_detail
 
 // Forward pass of `points` points of x (row-major, input.size() values each) through one
@@ -187,6 +253,8 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
     std::copy(x, x + points * spec.input.size(), ws.input.data());
     ws.outputs.resize(spec.nodes.size());
     ws.derivatives.resize(keep_derivatives ? spec.nodes.size() : 0);
+    ws.states.resize(spec.nodes.size());
+    ws.step_inputs.resize(spec.nodes.size());
   }
   for (std::size_t k = first; k < n_nodes; ++k) {
     const SeqNode& node = spec.nodes[k];
@@ -261,6 +329,13 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
         break;
       }
       case NodeKind::batch_norm: normalize(net.norms.at(static_cast<std::size_t>(node.norm)), in, rows, out); break;
+      case NodeKind::recurrent: {
+        const auto l = static_cast<std::size_t>(node.param);
+        recurrent_forward(node, scales[l], scales[l + 1], net.weights[l], net.biases[l], net.weights[l + 1], in, points,
+                          ws.step_inputs[k], ws.states[k], keep_derivatives ? &ws.derivatives[k] : nullptr,
+                          ws.step_product, out);
+        break;
+      }
     }
   }
 }

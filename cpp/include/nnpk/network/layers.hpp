@@ -25,6 +25,7 @@ struct DenseLayer {
   double w_std = 1.0;
   bool has_bias = false;
   double b_std = 0.0;
+  Init init = Init::gaussian;  // how the weights are drawn
 
   // Every parameterization computes z = weight_scale * (h @ eps) + b_std * beta
   // on standard normal eps, beta; they differ only in which parameters are stored.
@@ -117,7 +118,7 @@ struct NetworkDraw {
   // split over threads in fixed chunks of the counter space (each element
   // depends only on its own counter; an orthogonal layer is one item).
   void draw(const std::vector<DenseLayer>& layers, std::uint64_t seed, std::uint64_t network, int n_threads,
-            std::size_t n_layers = static_cast<std::size_t>(-1), Init init = Init::gaussian) {
+            std::size_t n_layers = static_cast<std::size_t>(-1)) {
     constexpr std::uint64_t kChunk = 64 * kChunkElements;  // whole chunks of the generator
     struct Item {
       std::size_t layer;
@@ -127,7 +128,7 @@ struct NetworkDraw {
     std::vector<Item> items;
     for (std::size_t l = 0; l < std::min(n_layers, layers.size()); ++l) {
       const std::uint64_t n = weights[l].size();
-      const std::uint64_t chunk = elementwise(init) ? kChunk : n;
+      const std::uint64_t chunk = elementwise(layers[l].init) ? kChunk : n;
       for (std::uint64_t b = 0; b < n; b += chunk) items.push_back({l, Stream::weights, b, std::min(n, b + chunk)});
       if (!biases[l].empty()) items.push_back({l, Stream::biases, 0, biases[l].size()});
     }
@@ -135,10 +136,10 @@ struct NetworkDraw {
       const Item& it = items[static_cast<std::size_t>(i)];
       if (it.stream == Stream::biases) {
         fill_gaussian(seed, network, it.layer, it.stream, it.begin, it.end, biases[it.layer].data());
-      } else if (elementwise(init)) {
-        fill_weights(init, seed, network, it.layer, it.begin, it.end, weights[it.layer].data() + it.begin);
+      } else if (elementwise(layers[it.layer].init)) {
+        fill_weights(layers[it.layer].init, seed, network, it.layer, it.begin, it.end, weights[it.layer].data() + it.begin);
       } else {
-        layer_weights(init, seed, network, it.layer, layers[it.layer].fan_in, layers[it.layer].fan_out,
+        layer_weights(layers[it.layer].init, seed, network, it.layer, layers[it.layer].fan_in, layers[it.layer].fan_out,
                       weights[it.layer].data());
       }
     });

@@ -1,5 +1,5 @@
 // Sequential networks as the engine sees them: dense and convolutional layers, pooling,
-// flattening, elementwise activations, residual blocks and batch normalisation, as a list of nodes in execution
+// flattening, elementwise activations, residual blocks, batch normalisation and recurrent layers, as a list of nodes in execution
 // order, each node's shapes and parameters derived from the input's shape.
 #pragma once
 
@@ -24,7 +24,8 @@ enum class NodeKind : int {
   flatten,
   activation,
   residual,
-  batch_norm
+  batch_norm,
+  recurrent
 };
 
 // One point's features after a node: height x width positions of `channels` values each,
@@ -54,6 +55,12 @@ struct SeqNode {
   Activation activation;
   double scale = 1.0;  // residual: output = skip + scale * input
   double eps = 1e-5, momentum = 0.1;  // batch_norm: variance offset, running statistics' update rate
+  // recurrent: h_t = (1 - leak) h_{t-1} + leak phi(z_t), z_t = h_{t-1} W + x_t U + b over the steps of a
+  // (steps, features) sequence (height = steps), h_0 = 0; w_std scales W (the gain), u_std U. Its
+  // parameters are two layers: (U, b) at `param`, (W, no bias) at `param + 1`.
+  double u_std = 1.0, leak = 1.0;
+  bool return_sequences = false;  // recurrent: output every step's h_t (steps x width), else h_T
+  int init = -1;                  // a parametrised node's own init scheme (an Init), -1: the network's
 
   // Derived by SequentialSpec::build.
   Shape in, out;
@@ -64,8 +71,11 @@ struct SeqNode {
 
   // A dense layer or a 1 x 1 convolution of stride 1: the input rows are the layer's patches.
   bool pointwise() const {
-    return kind == NodeKind::dense || (window_h == 1 && window_w == 1 && stride_h == 1 && stride_w == 1);
+    return kind == NodeKind::dense || kind == NodeKind::recurrent ||
+           (window_h == 1 && window_w == 1 && stride_h == 1 && stride_w == 1);
   }
+  // Steps of a recurrent node's input sequence.
+  std::int64_t steps() const { return in.height; }
 };
 
 // One entry of the parameter list in network order (sample_params' layout): a dense or
@@ -87,6 +97,8 @@ struct SequentialSpec {
   // Derived by build(): the batch normalisations' nodes in order, and every parameter entry.
   std::vector<std::int64_t> norms;
   std::vector<ParamEntry> entries;
+  // Derived by build(): each parametrised layer's node (a recurrent node owns two layers).
+  std::vector<std::int64_t> param_nodes;
 
   const Shape& shape_of(std::int64_t node) const {
     return node < 0 ? input : nodes[static_cast<std::size_t>(node)].out;
@@ -96,6 +108,21 @@ struct SequentialSpec {
   const std::vector<DenseLayer>& param_layers() const { return params; }
   std::vector<LayerScales> scales(bool stored) const { return layer_scales(params, parameterization, stored); }
   const SeqNode& norm_node(std::size_t b) const { return nodes[static_cast<std::size_t>(norms[b])]; }
+  const SeqNode& param_node(std::size_t l) const { return nodes[static_cast<std::size_t>(param_nodes[l])]; }
+  // Parametrised layer l as a sum over positions (docs/definitions.rst): its gradient is
+  // sum_p patch_p^T delta_p over `positions` rows per point of `fan_in` patch values. A recurrent
+  // layer's positions are its steps (patches x_t for (U, b), h_{t-1} for W; delta_t = dz_t).
+  std::int64_t param_positions(std::size_t l) const {
+    const SeqNode& node = param_node(l);
+    return node.kind == NodeKind::recurrent ? node.steps() : node.out.positions();
+  }
+  bool recurrent_weights(std::size_t l) const {
+    const SeqNode& node = param_node(l);
+    return node.kind == NodeKind::recurrent && static_cast<std::int64_t>(l) == node.param + 1;
+  }
+  bool has_recurrent() const {
+    return std::any_of(nodes.begin(), nodes.end(), [](const SeqNode& n) { return n.kind == NodeKind::recurrent; });
+  }
 
   // Derives every node's shapes, padding and parameters from the input shape; the Python
   // layer has already checked all of it with messages naming the layer.
@@ -119,7 +146,7 @@ struct SequentialSpec {
           if (node.in.spatial) throw fail("dense layers need flat features");
           if (node.width < 1) throw fail("non-positive width");
           node.out = Shape{1, 1, node.width, false};
-          add_param(node, node.in.size());
+          add_param(node, node.in.size(), node.width, node.w_std, node.has_bias);
           break;
         case NodeKind::conv:
         case NodeKind::avg_pool:
@@ -135,7 +162,7 @@ struct SequentialSpec {
           if (node.kind == NodeKind::conv) {
             if (node.width < 1) throw fail("non-positive channel count");
             node.out.channels = node.width;
-            add_param(node, node.window_h * node.window_w * node.in.channels);
+            add_param(node, node.window_h * node.window_w * node.in.channels, node.width, node.w_std, node.has_bias);
           }
           break;
         }
@@ -156,10 +183,26 @@ struct SequentialSpec {
           norms.push_back(index);
           entries.push_back({true, node.norm});
           break;
+        case NodeKind::recurrent:
+          if (!node.in.spatial || node.in.width != 1) throw fail("needs (steps, features) sequences");
+          if (node.width < 1) throw fail("non-positive width");
+          if (!(node.leak > 0 && node.leak <= 1)) throw fail("leak must be in (0, 1]");
+          node.out = node.return_sequences ? Shape{node.in.height, 1, node.width, true} : Shape{1, 1, node.width, false};
+          add_param(node, node.in.channels, node.width, node.u_std, node.has_bias);
+          add_param(node, node.width, node.width, node.w_std, false);
+          node.param = static_cast<std::int64_t>(params.size()) - 2;
+          break;
       }
     }
     if (nodes.back().out.spatial) throw std::invalid_argument("the network's output must be flat");
     for (SeqNode& node : nodes) node.readers = 0;
+    param_nodes.assign(params.size(), -1);
+    for (std::size_t k = 0; k < nodes.size(); ++k) {
+      const SeqNode& node = nodes[k];
+      if (node.param < 0) continue;
+      param_nodes[static_cast<std::size_t>(node.param)] = static_cast<std::int64_t>(k);
+      if (node.kind == NodeKind::recurrent) param_nodes[static_cast<std::size_t>(node.param) + 1] = static_cast<std::int64_t>(k);
+    }
     for (const SeqNode& node : nodes) {
       if (node.input >= 0) ++nodes[static_cast<std::size_t>(node.input)].readers;
       if (node.kind == NodeKind::residual && node.skip >= 0) ++nodes[static_cast<std::size_t>(node.skip)].readers;
@@ -182,16 +225,19 @@ struct SequentialSpec {
     return true;
   }
 
-  void add_param(SeqNode& node, std::int64_t fan_in) {
-    if (!(node.w_std >= 0) || !(node.b_std >= 0)) throw std::invalid_argument("negative or NaN std");
+  // One parametrised layer of `node`: (fan_in, fan_out) weights scaled by w_std, a bias if has_bias.
+  void add_param(SeqNode& node, std::int64_t fan_in, std::int64_t fan_out, double w_std, bool has_bias) {
+    if (!(w_std >= 0) || !(node.b_std >= 0)) throw std::invalid_argument("negative or NaN std");
+    if (node.init < -1 || node.init > static_cast<int>(Init::orthogonal)) throw std::invalid_argument("unknown init");
     node.param = static_cast<std::int64_t>(params.size());
     entries.push_back({false, node.param});
     DenseLayer layer;
     layer.fan_in = fan_in;
-    layer.fan_out = node.out.channels;
-    layer.w_std = node.w_std;
-    layer.has_bias = node.has_bias;
-    layer.b_std = node.has_bias ? node.b_std : 0.0;
+    layer.fan_out = fan_out;
+    layer.w_std = w_std;
+    layer.has_bias = has_bias;
+    layer.b_std = has_bias ? node.b_std : 0.0;
+    layer.init = node.init < 0 ? init : static_cast<Init>(node.init);
     params.push_back(layer);
   }
 };
