@@ -176,10 +176,7 @@ class SequentialTangent : public TangentStream {
         spec_(spec), scales_(std::move(scales)), x1_(x1), x2_(x2) {
     tiles_ = row_tiles(x1_, n1_, x2_, n2_, opt_.tile_rows);
     const std::int64_t n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
-    param_node_.assign(spec_.params.size(), -1);
-    for (std::int64_t k = 0; k < n_nodes; ++k)
-      if (spec_.nodes[static_cast<std::size_t>(k)].param >= 0)
-        param_node_[static_cast<std::size_t>(spec_.nodes[static_cast<std::size_t>(k)].param)] = k;
+    param_node_ = spec_.param_nodes;
     plan_dense();
     lowest_node_ = n_nodes;
     for (const auto& part : parts_) {
@@ -216,6 +213,7 @@ class SequentialTangent : public TangentStream {
   struct Workspace {
     SequentialWorkspace<T> forward;
     std::vector<RowMatrix<T>> cot;  // each node's output cotangent, laid out as Features::deltas
+    std::vector<RowMatrix<T>> pre;  // each recurrent node's d logit / d z_t, time-major (backward.hpp)
     RowMatrix<T> back, patches_a, patches_b, grads_a, grads_b, gram, gram_delta, gram_input;
     std::vector<double> theta, single;
   };
@@ -271,7 +269,7 @@ class SequentialTangent : public TangentStream {
     const double logits = req_.per_logit ? double(C_) * double(C_) : double(C_);
     for (std::size_t l = 0; l < spec_.params.size(); ++l) {
       const DenseLayer& layer = spec_.params[l];
-      const double P = double(node_of(static_cast<std::int64_t>(l)).out.positions());
+      const double P = double(spec_.param_positions(l));
       const double F = double(layer.fan_in) * double(layer.fan_out);
       LayerPlan& plan = plans_[l];
       const std::int64_t pe_chunk = chunk_points(kChunkEntries / (C_ * layer.fan_in * layer.fan_out));
@@ -301,8 +299,9 @@ class SequentialTangent : public TangentStream {
         continue;
       }
       if (wants_weights(li)) {
-        f.inputs[l].setZero(padded * node.in.positions(), node.in.channels);
-        f.deltas[l].setZero(padded * node.out.positions(), C_ * node.out.channels);
+        const std::int64_t in_cols = node.kind == NodeKind::recurrent ? spec_.params[l].fan_in : node.in.channels;
+        f.inputs[l].setZero(padded * (spec_.param_input_size(l) / in_cols), in_cols);
+        f.deltas[l].setZero(padded * spec_.param_positions(l), C_ * node.out.channels);
       }
       if (wants_biases(static_cast<std::int64_t>(l))) f.delta_sums[l].setZero(padded, C_ * node.out.channels);
     }
@@ -328,20 +327,38 @@ class SequentialTangent : public TangentStream {
         continue;
       }
       const SeqNode& node = node_of(static_cast<std::int64_t>(l));
-      const RowMatrix<T>& delta = ws.cot[static_cast<std::size_t>(param_node_[l])];
-      const std::int64_t cols = delta.cols(), P = node.out.positions();
+      const auto k = static_cast<std::size_t>(param_node_[l]);
+      const bool recurrent = node.kind == NodeKind::recurrent;
+      const std::int64_t P = spec_.param_positions(l), cols = C_ * node.out.channels;
+      const std::int64_t padded = round_up(rows, kRowQuantum);
+      // Point r's delta at position q: a recurrent node's d/dz_q, time-major, else the output cotangent.
+      const auto delta_row = [&](std::int64_t r, std::int64_t q) -> const T* {
+        return recurrent ? ws.pre[k].data() + (q * padded + r) * cols : ws.cot[k].data() + (r * P + q) * cols;
+      };
       if (wants_weights(static_cast<std::int64_t>(l))) {
-        const RowMatrix<T>& in = ws.forward.output(node.input);
-        const std::int64_t in_size = rows * node.in.size();
-        std::copy(in.data(), in.data() + in_size, feats.inputs[l].data() + tile.row0 * node.in.size());
-        std::copy(delta.data(), delta.data() + rows * P * cols, feats.deltas[l].data() + tile.row0 * P * cols);
+        const std::int64_t in_size = spec_.param_input_size(l);
+        T* dst = feats.inputs[l].data() + tile.row0 * in_size;
+        if (spec_.recurrent_weights(l)) {  // h_{t-1} at step t, from the time-major states
+          const std::int64_t m = node.width;
+          for (std::int64_t r = 0; r < rows; ++r)
+            for (std::int64_t q = 0; q < P; ++q) {
+              const T* src = ws.forward.states[k].data() + (q * padded + r) * m;
+              std::copy(src, src + m, dst + (r * P + q) * m);
+            }
+        } else {
+          const T* in = ws.forward.output(node.input).data();
+          std::copy(in, in + rows * in_size, dst);
+        }
+        T* deltas = feats.deltas[l].data() + tile.row0 * P * cols;
+        for (std::int64_t r = 0; r < rows; ++r)
+          for (std::int64_t q = 0; q < P; ++q) std::copy(delta_row(r, q), delta_row(r, q) + cols, deltas + (r * P + q) * cols);
       }
       if (wants_biases(static_cast<std::int64_t>(l))) {
         std::vector<double> sum(static_cast<std::size_t>(cols));
         for (std::int64_t r = 0; r < rows; ++r) {
           std::fill(sum.begin(), sum.end(), 0.0);
           for (std::int64_t q = 0; q < P; ++q)
-            for (std::int64_t j = 0; j < cols; ++j) sum[static_cast<std::size_t>(j)] += double(delta(r * P + q, j));
+            for (std::int64_t j = 0; j < cols; ++j) sum[static_cast<std::size_t>(j)] += double(delta_row(r, q)[j]);
           T* dst = feats.delta_sums[l].data() + (tile.row0 + r) * cols;
           for (std::int64_t j = 0; j < cols; ++j) dst[j] = static_cast<T>(sum[static_cast<std::size_t>(j)]);
         }
@@ -386,6 +403,7 @@ class SequentialTangent : public TangentStream {
   void backward_pass(const NetworkView<T>& net, std::int64_t points, Workspace& ws) const {
     const std::int64_t n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     ws.cot.resize(static_cast<std::size_t>(n_nodes));
+    ws.pre.resize(static_cast<std::size_t>(n_nodes));
     for (std::int64_t k = lowest_node_; k < n_nodes; ++k) {
       const Shape& s = spec_.nodes[static_cast<std::size_t>(k)].out;
       const std::size_t ku = static_cast<std::size_t>(k);
@@ -399,7 +417,8 @@ class SequentialTangent : public TangentStream {
       if (fused_[static_cast<std::size_t>(k)]) {
         fused_backward(net, k, points, ws);
       } else {
-        backward_node(spec_, scales_, net, ws.forward, k, points, C_, lowest_node_, ws.cot, ws.back);
+        backward_node(spec_, scales_, net, ws.forward, k, points, C_, lowest_node_, ws.cot, ws.back,
+                      &ws.pre[static_cast<std::size_t>(k)]);
       }
     }
   }
@@ -561,7 +580,7 @@ class SequentialTangent : public TangentStream {
   // The patches (rows (point, output position), fan_in columns) of points [a, a + chunk).
   const T* patches(std::int64_t l, const Features& f, std::int64_t a, std::int64_t chunk, RowMatrix<T>& buffer) const {
     const SeqNode& node = node_of(l);
-    const T* in = f.inputs[static_cast<std::size_t>(l)].data() + a * node.in.size();
+    const T* in = f.inputs[static_cast<std::size_t>(l)].data() + a * spec_.param_input_size(static_cast<std::size_t>(l));
     if (node.pointwise()) return in;
     sequential_detail::im2col(node, in, chunk, buffer);
     return buffer.data();
@@ -571,9 +590,8 @@ class SequentialTangent : public TangentStream {
   // (fan_in, channel), without the input scale.
   void gradients(std::int64_t l, const Features& f, std::int64_t a, std::int64_t chunk, RowMatrix<T>& patch_buffer,
                  RowMatrix<T>& grads) const {
-    const SeqNode& node = node_of(l);
     const DenseLayer& layer = spec_.params[static_cast<std::size_t>(l)];
-    const std::int64_t P = node.out.positions(), co = layer.fan_out;
+    const std::int64_t P = spec_.param_positions(static_cast<std::size_t>(l)), co = layer.fan_out;
     const Eigen::Map<const RowMatrix<T>> A(patches(l, f, a, chunk, patch_buffer), chunk * P, layer.fan_in);
     const auto D = chunk_rows(f.deltas[static_cast<std::size_t>(l)], a, chunk, P);
     grads.resize(chunk * C_, layer.fan_in * co);
@@ -607,9 +625,8 @@ class SequentialTangent : public TangentStream {
   // sum_{p,q} (patch_p . patch_q') (delta_p . delta_q') per pair of points (per logit pair).
   void add_position_pair_share(std::int64_t l, const Tile& t, Workspace& ws) const {
     const std::size_t lu = static_cast<std::size_t>(l);
-    const SeqNode& node = node_of(l);
     const DenseLayer& layer = spec_.params[lu];
-    const std::int64_t chunk = plans_[lu].chunk, P = node.out.positions(), co = layer.fan_out;
+    const std::int64_t chunk = plans_[lu].chunk, P = spec_.param_positions(lu), co = layer.fan_out;
     const double factor = scales_[lu].input * scales_[lu].input;
     const Features& fb = second_side();
     for_chunk_pairs(t, chunk, [&](std::int64_t a, std::int64_t na, std::int64_t b, std::int64_t nb) {

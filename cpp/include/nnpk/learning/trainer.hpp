@@ -235,8 +235,37 @@ template <class T>
 struct Workspace {
   SequentialWorkspace<T> forward;
   std::vector<RowMatrix<T>> cot;  // per node: d loss / d (its output), rows (point, position)
+  std::vector<RowMatrix<T>> pre;  // per recurrent node: d loss / d z_t, time-major (backward.hpp)
   RowMatrix<T> back, product;
 };
+
+// Parametrised layer l's gradient as sum over rows of patches^T errors (forward scale aside): its
+// input patches (rows (point, position)), the errors of its output (the same rows), and how many rows
+// are valid. A recurrent layer's rows are its steps, time-major: the patches are x_t for (U, b) and
+// h_{t-1} for W, the errors d loss / d z_t; padding rows hold zero errors.
+template <class T>
+struct ParamRows {
+  const T* patches;
+  std::int64_t patch_cols;
+  const RowMatrix<T>* errors;
+  std::int64_t rows;
+};
+
+template <class T>
+ParamRows<T> param_rows(const SequentialSpec& spec, std::size_t l, std::int64_t k, std::int64_t points,
+                        const Workspace<T>& ws, RowMatrix<T>& patches) {
+  const SeqNode& node = spec.nodes[static_cast<std::size_t>(k)];
+  const auto ku = static_cast<std::size_t>(k);
+  if (node.kind == NodeKind::recurrent) {
+    const std::int64_t rows = node.steps() * round_up(points, kRowQuantum);
+    const RowMatrix<T>& a = spec.recurrent_weights(l) ? ws.forward.states[ku] : ws.forward.step_inputs[ku];
+    return {a.data(), a.cols(), &ws.pre[ku], rows};
+  }
+  const RowMatrix<T>& in = ws.forward.output(node.input);
+  if (!node.pointwise()) sequential_detail::im2col(node, in.data(), points, patches);
+  const RowMatrix<T>& a = node.pointwise() ? in : patches;
+  return {a.data(), a.cols(), &ws.cot[ku], points * node.out.positions()};
+}
 
 }  // namespace trainer_detail
 
@@ -268,10 +297,12 @@ class SequentialBackprop {
         if (trainable_.gammas[b] || trainable_.betas[b]) lowest_ = k;
       }
       if (node.param < 0) continue;
-      const std::size_t l = static_cast<std::size_t>(node.param);
-      if (trainable_.biases[l] && !spec_.params[l].has_bias)
-        throw std::invalid_argument("parametrised layer " + std::to_string(l) + " has no bias to train");
-      if (trainable_.weights[l] || trainable_.biases[l]) lowest_ = k;
+      const std::size_t first = static_cast<std::size_t>(node.param);
+      for (std::size_t l = first; l <= first + (node.kind == NodeKind::recurrent ? 1 : 0); ++l) {
+        if (trainable_.biases[l] && !spec_.params[l].has_bias)
+          throw std::invalid_argument("parametrised layer " + std::to_string(l) + " has no bias to train");
+        if (trainable_.weights[l] || trainable_.biases[l]) lowest_ = k;
+      }
     }
     {
       FusedBackward plan(spec_, lowest_);
@@ -281,10 +312,6 @@ class SequentialBackprop {
     }
     workspaces_.resize(static_cast<std::size_t>(n_threads_));
     total_ = ParamGradients(spec_.params, trainable_, norm_channels_);
-    param_node_.assign(n_params, -1);
-    for (std::int64_t k = 0; k < n_nodes; ++k)
-      if (spec_.nodes[static_cast<std::size_t>(k)].param >= 0)
-        param_node_[static_cast<std::size_t>(spec_.nodes[static_cast<std::size_t>(k)].param)] = k;
   }
 
   // Over `rows` points of x (input.size() values each) through `net`, which holds the current
@@ -475,7 +502,7 @@ class SequentialBackprop {
     total_.zero();
     NetworkView<T> net = given;
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
-    batch_forward(spec_, scales_, net, chunks, lowest_ < n_nodes - 1, n_threads_, norm_, stats_,
+    batch_forward(spec_, scales_, net, chunks, needs_derivatives(), n_threads_, norm_, stats_,
                   [&](std::size_t c) -> SequentialWorkspace<T>& { return chunk_ws_[c].forward; });
     parallel_for(n_chunks, n_threads_, [&](std::int64_t c, int) {
       const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c)];
@@ -573,7 +600,7 @@ class SequentialBackprop {
                        const LossTargets& targets, trainer_detail::Workspace<T>& ws, ParamGradients& out,
                        bool weights = true) const {
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
-    sequential_forward(spec_, scales_, net, x + row0 * spec_.input.size(), points, lowest_ < n_nodes - 1, ws.forward);
+    sequential_forward(spec_, scales_, net, x + row0 * spec_.input.size(), points, needs_derivatives(), ws.forward);
     start_backward(row0, points, targets, ws, out);
     backward_range(net, points, n_nodes - 1, lowest_, ws, out, weights);
   }
@@ -584,6 +611,7 @@ class SequentialBackprop {
                       trainer_detail::Workspace<T>& ws, ParamGradients& out) const {
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     ws.cot.resize(spec_.nodes.size());
+    ws.pre.resize(spec_.nodes.size());
     trainer_detail::loss_gradient(ws.forward.outputs.back(), row0, points, targets, out.loss, out.correct,
                                   ws.cot.back());
     for (std::int64_t k = lowest_; k < n_nodes - 1; ++k) {
@@ -601,6 +629,12 @@ class SequentialBackprop {
     for (std::int64_t k = hi; k >= lo; --k) {
       const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
       if (skipped_[static_cast<std::size_t>(k)]) continue;
+      if (node.kind == NodeKind::recurrent) {  // its errors d loss / d z_t come from its backward step
+        backward_node(spec_, scales_, net, ws.forward, k, points, 1, lowest_, ws.cot, ws.back,
+                      &ws.pre[static_cast<std::size_t>(k)]);
+        add_param_gradients(k, points, ws, out, weights);
+        continue;
+      }
       if (node.param >= 0) add_param_gradients(k, points, ws, out, weights);
       if (node.norm >= 0) {
         const auto b = static_cast<std::size_t>(node.norm);
@@ -638,23 +672,27 @@ class SequentialBackprop {
     g.array() *= forward * ws.forward.derivatives[static_cast<std::size_t>(node.input)].array();
   }
 
-  // The trainable weights' and biases' gradient sums of parametrised node `node` from its error.
+  // The trainable weights' and biases' gradient sums of the layers of parametrised node k (a
+  // recurrent node has two) from its errors.
   void add_param_gradients(std::int64_t k, std::int64_t points, trainer_detail::Workspace<T>& ws,
                            ParamGradients& out, bool weights = true) const {
     const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
-    const std::size_t l = static_cast<std::size_t>(node.param);
-    const RowMatrix<T>& g = ws.cot[static_cast<std::size_t>(k)];
-    const LayerScales& sc = scales_[l];
-    if (trainable_.biases[l]) trainer_detail::add_column_sums(g, points * node.out.positions(), sc.bias, out.biases[l]);
-    if (!weights || !trainable_.weights[l]) return;
-    const RowMatrix<T>& in = ws.forward.output(node.input);
-    if (!node.pointwise()) sequential_detail::im2col(node, in.data(), points, ws.forward.patches);
-    const RowMatrix<T>& a = node.pointwise() ? in : ws.forward.patches;
-    ws.product.noalias() = Eigen::Map<const RowMatrix<T>>(a.data(), g.rows(), a.cols()).transpose() * g;
-    const double forward = sc.forward;
-    const T* p = ws.product.data();
-    std::vector<double>& dst = out.weights[l];
-    for (std::size_t k = 0; k < dst.size(); ++k) dst[k] += forward * double(p[k]);
+    const auto first = static_cast<std::size_t>(node.param);
+    for (std::size_t l = first; l <= first + (node.kind == NodeKind::recurrent ? 1 : 0); ++l) {
+      const bool want_weights = weights && trainable_.weights[l];
+      if (!trainable_.biases[l] && !want_weights) continue;
+      const trainer_detail::ParamRows<T> rows = trainer_detail::param_rows(spec_, l, k, points, ws, ws.forward.patches);
+      const RowMatrix<T>& g = *rows.errors;
+      const LayerScales& sc = scales_[l];
+      if (trainable_.biases[l]) trainer_detail::add_column_sums(g, rows.rows, sc.bias, out.biases[l]);
+      if (!want_weights) continue;
+      ws.product.noalias() =
+          Eigen::Map<const RowMatrix<T>>(rows.patches, g.rows(), rows.patch_cols).transpose() * g;
+      const double forward = sc.forward;
+      const T* p = ws.product.data();
+      std::vector<double>& dst = out.weights[l];
+      for (std::size_t i = 0; i < dst.size(); ++i) dst[i] += forward * double(p[i]);
+    }
   }
 
   // Columns [j0, j0 + cols) of layer l's weight gradient sums from one chunk of `points` points whose
@@ -663,17 +701,15 @@ class SequentialBackprop {
   void add_weight_block(std::size_t l, std::int64_t j0, std::int64_t cols, std::int64_t points,
                         const trainer_detail::Workspace<T>& ws, trainer_detail::Workspace<T>& scratch, bool first,
                         std::vector<double>& sums) const {
-    const SeqNode& node = spec_.nodes[static_cast<std::size_t>(param_node_[l])];
-    const RowMatrix<T>& g = ws.cot[static_cast<std::size_t>(param_node_[l])];
-    const RowMatrix<T>& in = ws.forward.output(node.input);
-    if (!node.pointwise()) sequential_detail::im2col(node, in.data(), points, scratch.forward.patches);
-    const RowMatrix<T>& a = node.pointwise() ? in : scratch.forward.patches;
-    const std::int64_t valid = points * node.out.positions();  // the padding rows would add zeros
+    const trainer_detail::ParamRows<T> rows =
+        trainer_detail::param_rows(spec_, l, spec_.param_nodes[l], points, ws, scratch.forward.patches);
+    const RowMatrix<T>& g = *rows.errors;
+    const std::int64_t valid = rows.rows;  // the padding rows would add zeros
     scratch.product.noalias() =
-        Eigen::Map<const RowMatrix<T>>(a.data(), valid, a.cols()).transpose() * g.block(0, j0, valid, cols);
+        Eigen::Map<const RowMatrix<T>>(rows.patches, valid, rows.patch_cols).transpose() * g.block(0, j0, valid, cols);
     const double forward = scales_[l].forward;
     const std::int64_t fan_out = spec_.params[l].fan_out;
-    for (std::int64_t r = 0; r < a.cols(); ++r) {
+    for (std::int64_t r = 0; r < rows.patch_cols; ++r) {
       const T* p = scratch.product.data() + r * cols;
       double* dst = sums.data() + r * fan_out + j0;
       if (first) {
@@ -682,6 +718,13 @@ class SequentialBackprop {
         for (std::int64_t j = 0; j < cols; ++j) dst[j] += forward * double(p[j]);
       }
     }
+  }
+
+  // Whether the backward pass crosses an activation (a recurrent node holds its own).
+  bool needs_derivatives() const {
+    const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
+    return lowest_ < n_nodes - 1 ||
+           (lowest_ < n_nodes && spec_.nodes[static_cast<std::size_t>(lowest_)].kind == NodeKind::recurrent);
   }
 
   static constexpr std::int64_t kGroup = 4;         // chunks whose errors are kept at once in step()
@@ -701,7 +744,6 @@ class SequentialBackprop {
   std::vector<trainer_detail::Workspace<T>> chunk_workspaces_;  // step(): one per chunk of a group
   std::vector<ParamGradients> bias_sums_;                       // step(): loss and bias sums, one per chunk
   ParamGradients weight_sums_;                                  // step(): the weight gradient sums
-  std::vector<std::int64_t> param_node_;                        // per parametrised layer, its node
   ParamGradients total_;
   std::vector<std::int64_t> norm_channels_;                // per batch normalisation
   std::vector<trainer_detail::Workspace<T>> chunk_ws_;     // batch normalisation in training: one per chunk

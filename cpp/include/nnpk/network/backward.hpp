@@ -5,6 +5,7 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 #include "nnpk/network/forward.hpp"
@@ -54,22 +55,93 @@ void pool_backward(const SeqNode& node, const RowMatrix<T>& g, const RowMatrix<T
       }
 }
 
+// Back-propagation through time of recurrent node `node` for C cotangents per point: from its output
+// cotangent g (rows (point) of h_T, or rows (point, step) of every h_t; columns (cotangent c, unit))
+// to `pre`, d/dz_t time-major (step t's rows [t P C, (t + 1) P C) ordered (point, c), P the points
+// padded, width columns; zero in the padding), and, if `in` is not null, adds the input cotangent
+// (rows (point, step), columns (c, feature)) to it. With a = leak and delta_h the cotangent of h_t:
+// dz_t = a phi'(z_t) delta_h, and delta_h of h_{t-1} = (1 - a) delta_h + forward_W dz_t W^T (+ the
+// output's own cotangent of h_{t-1}); x_t's is forward_U dz_t U^T. `carry` and `back` are buffers.
+template <class T>
+void recurrent_backward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
+                        const T* U, const T* W, const RowMatrix<T>& derivative, const RowMatrix<T>& g,
+                        std::int64_t points, std::int64_t C, RowMatrix<T>& pre, RowMatrix<T>* in,
+                        RowMatrix<T>& carry, RowMatrix<T>& back) {
+  const std::int64_t steps = node.steps(), d = node.in.channels, m = node.width;
+  const std::int64_t P = round_up(points, kRowQuantum), cols = C * m;
+  const T a = static_cast<T>(node.leak), keep = T(1) - a;
+  const T w_forward = static_cast<T>(recurrent_scales.forward);
+  carry.setZero(P, cols);  // delta_h of the current step, rows (point), columns (c, unit)
+  if (!node.return_sequences)
+    for (std::int64_t p = 0; p < points; ++p) std::copy(g.data() + p * cols, g.data() + (p + 1) * cols, carry.data() + p * cols);
+  pre.resize(steps * P * C, m);
+  const Eigen::Map<const RowMatrix<T>> Wm(W, m, m);
+  for (std::int64_t t = steps; t >= 1; --t) {
+    if (node.return_sequences)
+      for (std::int64_t p = 0; p < points; ++p) {
+        const T* src = g.data() + (p * steps + t - 1) * cols;
+        T* dst = carry.data() + p * cols;
+        for (std::int64_t j = 0; j < cols; ++j) dst[j] += src[j];
+      }
+    T* dz = pre.data() + (t - 1) * P * cols;
+    for (std::int64_t p = 0; p < P; ++p) {
+      const T* phi = derivative.data() + ((t - 1) * P + p) * m;
+      for (std::int64_t c = 0; c < C; ++c) {
+        const T* h = carry.data() + p * cols + c * m;
+        T* z = dz + p * cols + c * m;
+        for (std::int64_t j = 0; j < m; ++j) z[j] = a * (phi[j] * h[j]);
+      }
+    }
+    if (t == 1) break;
+    back.resize(P * C, m);
+    back.noalias() = Eigen::Map<const RowMatrix<T>>(dz, P * C, m) * Wm.transpose();
+    const std::int64_t n = P * cols;
+    if (node.leak == 1.0) {
+      for (std::int64_t i = 0; i < n; ++i) carry.data()[i] = w_forward * back.data()[i];
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) carry.data()[i] = keep * carry.data()[i] + w_forward * back.data()[i];
+    }
+  }
+  if (!in) return;
+  back.resize(steps * P * C, d);
+  back.noalias() = pre * Eigen::Map<const RowMatrix<T>>(U, d, m).transpose();
+  const T u_forward = static_cast<T>(input_scales.forward);
+  for (std::int64_t t = 0; t < steps; ++t)
+    for (std::int64_t p = 0; p < points; ++p) {
+      const T* src = back.data() + (t * P + p) * C * d;
+      T* dst = in->data() + (p * steps + t) * C * d;
+      for (std::int64_t j = 0; j < C * d; ++j) dst[j] += u_forward * src[j];
+    }
+}
+
 }  // namespace backward_detail
 
 // Adds node k's output cotangent cot[k], through the node, to the cotangents of the nodes it
 // reads that are at or above `lowest` (the others are not needed). `fwd` holds the forward
 // pass of the same points (with derivatives if an activation node is crossed); `back` is a
 // buffer. A dense or convolutional layer's input cotangent is the product with W^T, a
-// convolution's handed back to the positions under each window (the transpose of im2col).
+// convolution's handed back to the positions under each window (the transpose of im2col). A
+// recurrent node back-propagates through time, leaving d/dz_t in `pre` (see recurrent_backward),
+// whether or not its input's cotangent is needed; `pre` is needed for recurrent nodes only.
 template <class T>
 void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
                    const SequentialWorkspace<T>& fwd, std::int64_t k, std::int64_t points, std::int64_t C,
-                   std::int64_t lowest, std::vector<RowMatrix<T>>& cot, RowMatrix<T>& back) {
+                   std::int64_t lowest, std::vector<RowMatrix<T>>& cot, RowMatrix<T>& back,
+                   RowMatrix<T>* pre = nullptr) {
   const SeqNode& node = spec.nodes[static_cast<std::size_t>(k)];
   const RowMatrix<T>& g = cot[static_cast<std::size_t>(k)];
   const auto target = [&](std::int64_t j) -> RowMatrix<T>* {
     return j >= lowest ? &cot[static_cast<std::size_t>(j)] : nullptr;
   };
+  if (node.kind == NodeKind::recurrent) {
+    if (!pre) throw std::logic_error("a recurrent node's backward step needs a buffer for d/dz");
+    const auto l = static_cast<std::size_t>(node.param);
+    RowMatrix<T> carry;
+    backward_detail::recurrent_backward(node, scales[l], scales[l + 1], net.weights[l], net.weights[l + 1],
+                                        fwd.derivatives[static_cast<std::size_t>(k)], g, points, C, *pre,
+                                        target(node.input), carry, back);
+    return;
+  }
   if (node.kind == NodeKind::residual) {
     if (RowMatrix<T>* skip = target(node.skip)) backward_detail::add_scaled(*skip, g, T(1));
     if (RowMatrix<T>* in = target(node.input)) backward_detail::add_scaled(*in, g, static_cast<T>(node.scale));
@@ -151,7 +223,8 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
           for (std::int64_t ch = 0; ch < ci; ++ch) in(r, c * ci + ch) += g(r, c * ci + ch) * (bn.gamma[ch] * bn.inv_std[ch]);
       break;
     }
-    case NodeKind::residual: break;
+    case NodeKind::residual:
+    case NodeKind::recurrent: break;
   }
 }
 

@@ -116,6 +116,12 @@ struct SequentialSpec {
     const SeqNode& node = param_node(l);
     return node.kind == NodeKind::recurrent ? node.steps() : node.out.positions();
   }
+  // Values per point that layer l's patches are formed from: its node's input, or for a recurrent
+  // layer its steps' patches (x_t or h_{t-1}) one after the other.
+  std::int64_t param_input_size(std::size_t l) const {
+    const SeqNode& node = param_node(l);
+    return node.kind == NodeKind::recurrent ? node.steps() * params[l].fan_in : node.in.size();
+  }
   bool recurrent_weights(std::size_t l) const {
     const SeqNode& node = param_node(l);
     return node.kind == NodeKind::recurrent && static_cast<std::int64_t>(l) == node.param + 1;
