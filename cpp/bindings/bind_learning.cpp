@@ -74,7 +74,7 @@ class SequentialTrainer {
   py::tuple step(const py::array& x, const py::list& params, const std::string& loss, std::int64_t n_outputs,
                  const py::object& targets, const py::list& values, const py::list& firsts, const py::list& seconds,
                  const std::string& optimizer, double lr, double momentum, double weight_decay, std::int64_t t,
-                 const py::object& buffers) {
+                 const py::object& buffers, double clip_norm) {
     OptimizerSettings s;
     if (optimizer == "sgd") {
       s.kind = OptimizerKind::sgd;
@@ -86,6 +86,8 @@ class SequentialTrainer {
     s.lr = lr;
     s.momentum = momentum;
     s.weight_decay = weight_decay;
+    if (!(clip_norm >= 0)) throw py::value_error("clip_norm must be >= 0 (0: no clipping)");
+    s.clip_norm = clip_norm;
     if (t < 1) throw py::value_error("the step count t starts at 1");
     if (f32_) return step_typed<float>(*f32_, x, params, loss, n_outputs, targets, values, firsts, seconds, s, t, buffers);
     return step_typed<double>(*f64_, x, params, loss, n_outputs, targets, values, firsts, seconds, s, t, buffers);
@@ -278,13 +280,15 @@ void bind_learning(py::module_& m) {
                  .def("step", &SequentialTrainer::step, py::arg("x"), py::arg("params"), py::arg("loss"), py::arg("n_outputs"),
            py::arg("targets"), py::arg("values"), py::arg("firsts"), py::arg("seconds"), py::arg("optimizer"),
            py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("t"), py::arg("buffers") = py::none(),
+           py::arg("clip_norm") = 0.0,
            "One optimizer step in place on the rows of x; returns (mean loss, fraction of rows whose largest\n"
            "logit is their label, 0 for the squared loss). values: the float64 trainable arrays (per\n"
            "parametrised layer its W (fan_in, fan_out) or gamma, then its b or beta, where trained); firsts:\n"
            "SGD's momentum buffers or Adam's m (needed with momentum or Adam), seconds: Adam's v, one per\n"
            "value. Where params (in the trainer's dtype) are not the values themselves, the trained ones are\n"
            "refreshed in place from them. t: Adam's step count, from 1. Batch normalisations normalise by the\n"
-           "rows' statistics and update the running ones in buffers in place");
+           "rows' statistics and update the running ones in buffers in place. clip_norm > 0 scales the\n"
+           "gradient (all trained arrays, before weight decay) to that norm where it is larger");
 }
 
 }  // namespace nnpk::bind

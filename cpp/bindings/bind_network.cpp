@@ -85,6 +85,52 @@ static py::array_t<double> outputs_typed(const py::array& x, const SequentialSpe
   return out;
 }
 
+template <class T>
+static py::tuple state_outputs_typed(const py::array& x, const SequentialSpec& spec, const py::list& params,
+                                     int n_threads, const py::list& initial) {
+  const auto [rows, d] = matrix_shape(x, "x");
+  if (d != spec.input.size()) throw py::value_error("x has a different feature count from the architecture");
+  if (!spec.norms.empty()) throw py::value_error("states are not carried through batch normalisation");
+  std::vector<std::int64_t> widths;
+  for (const SeqNode& node : spec.nodes)
+    if (node.kind == NodeKind::recurrent) widths.push_back(node.width);
+  if (static_cast<std::size_t>(py::len(initial)) != widths.size())
+    throw py::value_error("initial_states needs one entry (None or (rows, width)) per recurrent layer");
+  std::vector<py::array_t<T, py::array::c_style>> keep;
+  NetworkView<T> net = sequential_view<T>(spec, params, keep);
+  std::vector<const T*> h0;
+  std::vector<py::array_t<T, py::array::c_style>> given;
+  py::list finals;
+  std::vector<T*> hT;
+  for (std::size_t i = 0; i < widths.size(); ++i) {
+    py::object entry = initial[i];
+    if (entry.is_none()) {
+      h0.push_back(nullptr);
+    } else {
+      auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(entry);
+      if (!a || a.ndim() != 2 || a.shape(0) != rows || a.shape(1) != widths[i])
+        throw py::value_error("initial_states[" + std::to_string(i) + "] must be (" + std::to_string(rows) + ", " +
+                              std::to_string(widths[i]) + ")");
+      given.push_back(a);
+      h0.push_back(a.data());
+    }
+    py::array_t<T> f({rows, widths[i]});
+    hT.push_back(f.mutable_data());
+    finals.append(f);
+  }
+  py::array_t<double> out({rows, spec.n_outputs()});
+  double* dst = out.mutable_data();
+  const T* data = static_cast<const T*>(x.data());
+  const std::vector<LayerScales> scales = spec.scales(true);
+  {
+    // Safe without the GIL: the engine reads x, the parameters and the given states, held alive here,
+    // and writes only `out` and the final states, which no other code has seen yet.
+    py::gil_scoped_release release;
+    sequential_state_outputs<T>(spec, scales, net, data, rows, n_threads, h0, hT, dst);
+  }
+  return py::make_tuple(out, finals);
+}
+
 void bind_network(py::module_& m) {
   py::enum_<ActivationKind>(m, "ActivationKind")
       .value("relu", ActivationKind::relu)
@@ -210,6 +256,20 @@ void bind_network(py::module_& m) {
       "(training=False); with training=True they normalise by the statistics of the rows of x, and the\n"
       "running statistics in buffers (if given) are updated in place as torch does: running = (1 - momentum)\n"
       "running + momentum batch, with the batch's unbiased variance.");
+
+  m.def(
+      "sequential_state_outputs",
+      [](const py::array& x, const SequentialSpec& spec, const py::list& params, int n_threads,
+         const py::list& initial_states) {
+        if (n_threads < 1) throw py::value_error("n_threads must be positive");
+        if (x.dtype().is(py::dtype::of<float>())) return state_outputs_typed<float>(x, spec, params, n_threads, initial_states);
+        if (x.dtype().is(py::dtype::of<double>()))
+          return state_outputs_typed<double>(x, spec, params, n_threads, initial_states);
+        throw py::type_error("x must be float32 or float64");
+      },
+      py::arg("x"), py::arg("spec"), py::arg("params"), py::arg("n_threads"), py::arg("initial_states"),
+      "(logits (rows, C) float64, [h_T (rows, width) per recurrent layer]) of a network with the given stored\n"
+      "parameters, each recurrent layer starting from initial_states[i] (rows, width), or from zero where None");
 
   m.def("philox4x32_10", &philox4x32_10, py::arg("counter"), py::arg("key"),
         "One Philox4x32-10 block (for checking against the Random123 known answers)");

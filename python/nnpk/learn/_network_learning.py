@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .. import _core
 from .._threads import resolve_n_threads
 from .._validate import check_int, compute_dtype
-from ..architectures import SEED_MAX, BatchNorm, Conv, Dense, check_arch, sample_params
+from ..architectures import SEED_MAX, BatchNorm, Conv, Dense, Recurrent, check_arch, sample_params
 from ..architectures._network import NormLayer, _param_layers
 from ..architectures._params import check_points
 from ..diagnostics import kernel_target_alignment
@@ -116,9 +116,17 @@ def _real(value, name: str, *, minimum: float, strict: bool, below: Optional[flo
 
 
 def _entries(arch) -> List[Tuple[str, bool]]:
-    """("param" or "norm", whether it has a bias or beta) per parametrised layer, in sample_params' order."""
-    return [("norm", True) if isinstance(layer, BatchNorm) else ("param", layer.b_std is not None)
-            for layer in _param_layers(arch.layers, (Dense, Conv, BatchNorm))]
+    """("param" or "norm", whether it has a bias or beta) per entry of sample_params' layout (a Recurrent layer
+    has two: (U, b) and (W, None))."""
+    out: List[Tuple[str, bool]] = []
+    for layer in _param_layers(arch.layers, (Dense, Conv, BatchNorm, Recurrent)):
+        if isinstance(layer, BatchNorm):
+            out.append(("norm", True))
+        elif isinstance(layer, Recurrent):
+            out += [("param", layer.b_std is not None), ("param", False)]
+        else:
+            out.append(("param", layer.b_std is not None))
+    return out
 
 
 class NetworkLearner(BaseEstimator):
@@ -135,7 +143,8 @@ class NetworkLearner(BaseEstimator):
     Gradients are taken with respect to the stored parameters (under "ntk" a layer
     computes ``z = (W_std / sqrt(fan_in)) h W + b_std b``, so the gradients carry
     those factors). They come from the C++ engine's backward pass through every
-    layer (dense, convolution, pooling, residual blocks, activations): a weight's
+    layer (dense, convolution, pooling, residual blocks, activations, and
+    recurrent layers by backpropagation through time): a weight's
     gradient is the product of its layer's inputs and the back-propagated errors
     of a whole chunk of rows. Rows are processed in fixed chunks of 96 and the
     chunks' float64 gradient sums added in a fixed order, and the optimizer
@@ -190,6 +199,16 @@ class NetworkLearner(BaseEstimator):
     record_targets : array, optional
         Targets of `record_points` for the kernels' alignment: class labels of a
         classification task (one-hot over the task's classes) or real values.
+    clip_norm : float, optional
+        Clip each step's gradient (all trained arrays together, before weight decay) to
+        this Euclidean norm where it is larger, as ``torch.nn.utils.clip_grad_norm_``;
+        long sequences through recurrent layers need it. None: no clipping.
+
+    A network whose output is a sequence (a ``Recurrent`` layer with
+    ``return_sequences=True``, then layers acting on every step) trains on the squared
+    loss of every step's outputs: y is ``(n_samples, steps, n_targets)`` (or
+    ``(n_samples, steps)`` for one output per step), the loss summed over steps and
+    outputs; predictions have y's shape. ``generate`` runs such a network in closed loop.
 
     Attributes
     ----------
@@ -220,7 +239,7 @@ class NetworkLearner(BaseEstimator):
 
     def __init__(self, arch, seed=0, index=0, train="all", optimizer="adam", lr=0.001, momentum=0.0,
                  weight_decay=0.0, epochs=10, batch_size=96, loss="auto", dtype="float64", n_threads=None,
-                 random_state=None, record=None, record_points=None, record_targets=None):
+                 random_state=None, record=None, record_points=None, record_targets=None, clip_norm=None):
         self.arch = arch
         self.seed = seed
         self.index = index
@@ -238,6 +257,7 @@ class NetworkLearner(BaseEstimator):
         self.record = record
         self.record_points = record_points
         self.record_targets = record_targets
+        self.clip_norm = clip_norm
 
     # ------------------------------------------------------------------ checks
 
@@ -286,6 +306,8 @@ class NetworkLearner(BaseEstimator):
             raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {self.loss!r}")
         compute_dtype(self.dtype)
         resolve_n_threads(self.n_threads)
+        if self.clip_norm is not None:
+            _real(self.clip_norm, "clip_norm", minimum=0, strict=True)
         self._check_record()
 
     def _check_record(self) -> None:
@@ -329,6 +351,8 @@ class NetworkLearner(BaseEstimator):
         if np.shape(y)[:1] != (n_rows,):
             raise ValueError(f"y has shape {np.shape(y)}; X has {n_rows} rows, y needs one target per row")
         loss = self.loss
+        if len(self._compiled.out_shape) == 2:
+            return self._sequence_targets(y, n_rows, "squared" if loss == "auto" else loss, self._compiled.out_shape)
         if loss == "auto":
             kind = type_of_target(y, input_name="y")
             if kind in ("binary", "multiclass"):
@@ -368,6 +392,23 @@ class NetworkLearner(BaseEstimator):
         if not np.isfinite(values).all():
             raise ValueError("y contains NaN or infinite values")
         return loss, None, values.shape[1], np.ascontiguousarray(values), targets_1d
+
+    def _sequence_targets(self, y, n_rows: int, loss: str, out_shape):
+        """The targets of a network whose output is a sequence of `steps` steps of C outputs: the squared
+        loss on every step, y (n, steps, C) or (n, steps) for C = 1."""
+        steps, C = out_shape
+        if loss != "squared":
+            raise ValueError(f"the network's output is a sequence of {steps} steps: it trains on the squared loss of "
+                             "every step (loss='squared'); for one label per sequence use a Recurrent layer with "
+                             "return_sequences=False and a Dense readout")
+        values = np.asarray(y, dtype=np.float64)
+        if values.shape not in ((n_rows, steps, C),) + (((n_rows, steps),) if C == 1 else ()):
+            one = f" or ({n_rows}, {steps})" if C == 1 else ""
+            raise ValueError(f"y has shape {values.shape}; the network outputs {C} values at each of {steps} steps: "
+                             f"y must be ({n_rows}, {steps}, {C}){one}")
+        if not np.isfinite(values).all():
+            raise ValueError("y contains NaN or infinite values")
+        return loss, None, steps * C, np.ascontiguousarray(values.reshape(n_rows, -1)), values.ndim == 2
 
     # ----------------------------------------------------------------- network
 
@@ -532,11 +573,12 @@ class NetworkLearner(BaseEstimator):
         engine = _core.SequentialTrainer(self._compiled.spec, weights, biases, threads, x.dtype.name)
         settings = (self.optimizer, float(self.lr), float(self.momentum), float(self.weight_decay))
         norms = fit.buffers or None  # each BatchNorm's running statistics, updated in place
+        clip = 0.0 if self.clip_norm is None else float(self.clip_norm)
 
         def step(xb: np.ndarray, tb: np.ndarray) -> Tuple[float, float]:
             fit.steps += 1
             return engine.step(xb, engine_params, loss, n_outputs, tb, values, fit.firsts, fit.seconds, *settings,
-                               fit.steps, norms)
+                               fit.steps, norms, clip)
 
         return fit, x, targets, step, recorder
 
@@ -610,7 +652,73 @@ class NetworkLearner(BaseEstimator):
         outputs = self.decision_function(X, task)
         if fit.classes is not None:
             return fit.classes[np.argmax(outputs, axis=1)]
+        if len(self._compiled.out_shape) == 2:
+            outputs = outputs.reshape((outputs.shape[0],) + self._compiled.out_shape)
+            return outputs[..., 0] if fit.targets_1d else outputs
         return outputs[:, 0] if fit.targets_1d else outputs
+
+    def generate(self, warmup, steps: int, task: Hashable = 0) -> np.ndarray:
+        """Closed-loop generation: after the warm-up sequences are read (teacher forcing), each output is fed
+        back as the next input.
+
+        The network's output must be a sequence with as many outputs per step as inputs (a ``Recurrent``
+        layer with ``return_sequences=True`` and a readout of the input's size, trained on next-step targets).
+        The warm-up's last output is the first generated value; each recurrent layer then carries its state
+        from step to step.
+
+        Parameters
+        ----------
+        warmup : (n_sequences, warmup_steps, features) or (warmup_steps, features) array
+        steps : int
+            How many values to generate.
+        task : hashable
+
+        Returns
+        -------
+        (n_sequences, steps, features) array (float64), or (steps, features) for one warm-up sequence.
+        """
+        fit = self._task(task)
+        steps = check_int(steps, "steps", minimum=1)
+        arch = check_arch(self.arch)
+        trained = arch.compile(self.input_shape_)
+        if len(trained.out_shape) != 2:
+            raise ValueError("generate needs a network whose output is a sequence (a Recurrent layer with "
+                             "return_sequences=True, then layers acting on every step)")
+        if trained.norms:
+            raise ValueError("generate cannot carry a state through BatchNorm layers")
+        features, C = self.input_shape_[-1], trained.out_shape[1]
+        if fit.n_outputs != trained.out or C != features:
+            raise ValueError(f"generate feeds each step's output back as the next input: the task has "
+                             f"{fit.n_outputs // trained.out_shape[0]} outputs per step and the network takes "
+                             f"{features} features per step; they must be equal")
+        x = np.asarray(warmup)
+        one = x.ndim == 2
+        if one:
+            x = x[None]
+        if x.ndim != 3 or x.shape[-1] != features or x.shape[1] < 1 or x.shape[0] < 1:
+            raise ValueError(f"warmup must be (n_sequences, warmup_steps, {features}) or (warmup_steps, {features}), "
+                             f"got shape {np.shape(warmup)}")
+        if x.dtype.kind not in "biuf" or not np.isfinite(x).all():
+            raise ValueError("warmup must hold finite real numbers")
+        dtype = compute_dtype(self.dtype)
+        x = np.ascontiguousarray(x, dtype=dtype)
+        n, warm = x.shape[:2]
+        self._sampled_params()  # the network has not changed since the tasks were fitted
+        self._compiled = trained
+        params = self._engine_params(fit.params, dtype)
+        threads = resolve_n_threads(self.n_threads)
+        n_recurrent = sum(1 for p in trained.params if p.recurrent_weights)
+        outputs, states = _core.sequential_state_outputs(x.reshape(n, -1), arch.compile((warm, features)).spec, params,
+                                                         threads, [None] * n_recurrent)
+        value = outputs.reshape(n, warm, C)[:, -1]
+        step_spec = arch.compile((1, features)).spec
+        generated = np.empty((n, steps, C))
+        for t in range(steps):
+            generated[:, t] = value
+            if t + 1 < steps:
+                value, states = _core.sequential_state_outputs(np.ascontiguousarray(value, dtype=dtype), step_spec,
+                                                               params, threads, states)
+        return generated[0] if one else generated
 
     def predict_proba(self, X, task: Hashable = 0) -> np.ndarray:
         """Class probabilities (n_samples, n_classes): the softmax of the task's logits."""

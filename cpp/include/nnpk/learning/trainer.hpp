@@ -116,6 +116,9 @@ struct OptimizerSettings {
   OptimizerKind kind = OptimizerKind::sgd;
   double lr = 0.01, momentum = 0.0, weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  // > 0: the minibatch's gradient (all trained arrays together, before weight decay) is scaled by
+  // clip_norm / ||g|| where its norm exceeds clip_norm, as torch.nn.utils.clip_grad_norm_ does.
+  double clip_norm = 0.0;
 };
 
 enum class ParamPart : int { weight = 0, bias = 1, gamma = 2, beta = 3 };
@@ -352,7 +355,7 @@ class SequentialBackprop {
                                  const OptimizerSettings& s, std::int64_t t,
                                  const std::vector<OptimizedArray<T>>& arrays) {
     check_targets(rows, targets);
-    if (!spec_.norms.empty()) return norm_step(net, x, rows, targets, s, t, arrays);
+    if (!spec_.norms.empty() || s.clip_norm > 0) return whole_step(net, x, rows, targets, s, t, arrays);
     const std::size_t n_params = spec_.params.size();
     std::vector<const OptimizedArray<T>*> weight_array(n_params, nullptr);
     std::vector<const OptimizedArray<T>*> bias_array;
@@ -458,9 +461,10 @@ class SequentialBackprop {
     return {loss * factor, correct * factor};
   }
 
-  // step() through batch normalisations in training: the minibatch's gradients (gradients()),
-  // then every array's update from them, spread over the threads in blocks of elements.
-  std::pair<double, double> norm_step(const NetworkView<T>& net, const T* x, std::int64_t rows,
+  // step() through batch normalisations in training, or with gradient clipping: the minibatch's
+  // whole gradient (gradients()), its norm if clipped, then every array's update from it, spread
+  // over the threads in blocks of elements.
+  std::pair<double, double> whole_step(const NetworkView<T>& net, const T* x, std::int64_t rows,
                                       const LossTargets& targets, const OptimizerSettings& s, std::int64_t t,
                                       const std::vector<OptimizedArray<T>>& arrays) {
     const ParamGradients& g = gradients(net, x, rows, targets, true);
@@ -474,13 +478,21 @@ class SequentialBackprop {
         throw std::invalid_argument("an optimized array does not match a trainable parameter");
       sources.push_back(part[a.layer].data());
     }
+    double factor = 1.0;
+    if (s.clip_norm > 0) {
+      double squares = 0.0;
+      for (std::size_t a = 0; a < arrays.size(); ++a)
+        for (std::int64_t i = 0; i < arrays[a].size; ++i) squares += sources[a][i] * sources[a][i];
+      const double norm = std::sqrt(squares);
+      if (norm > s.clip_norm) factor = s.clip_norm / norm;
+    }
     constexpr std::int64_t kBlock = 1 << 15;
     std::vector<std::pair<std::size_t, std::int64_t>> blocks;
     for (std::size_t a = 0; a < arrays.size(); ++a)
       for (std::int64_t i = 0; i < arrays[a].size; i += kBlock) blocks.emplace_back(a, i);
     parallel_for(static_cast<std::int64_t>(blocks.size()), n_threads_, [&](std::int64_t item, int) {
       const auto [a, i0] = blocks[static_cast<std::size_t>(item)];
-      trainer_detail::update_range(s, t, arrays[a], {sources[a]}, 1.0, i0, std::min(arrays[a].size, i0 + kBlock));
+      trainer_detail::update_range(s, t, arrays[a], {sources[a]}, factor, i0, std::min(arrays[a].size, i0 + kBlock));
     });
     return {g.loss, g.correct};
   }

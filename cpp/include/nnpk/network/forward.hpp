@@ -28,6 +28,9 @@ struct SequentialWorkspace {
   // whole kRowQuantum): `states` h_0 = 0, h_1, ..., h_T ((T + 1) P rows); `step_inputs` x_1..x_T (T P rows).
   std::vector<RowMatrix<T>> states, step_inputs;
   RowMatrix<T> step_product;
+  // Per node, set by the caller: a recurrent node's h_0 for the pass's points (rows point, width
+  // columns), null or absent for zero.
+  std::vector<const T*> initial_states;
   RowMatrix<T> patches;
   std::vector<float> zeros;  // a zero input row for the direct convolution's padding
   std::int64_t points = 0;
@@ -174,7 +177,7 @@ void normalize(const BatchNormView<T>& bn, const RowMatrix<T>& in, std::int64_t 
 template <class T>
 void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
                        const T* U, const T* bias, const T* W, const RowMatrix<T>& in, std::int64_t points,
-                       RowMatrix<T>& step_inputs, RowMatrix<T>& states, RowMatrix<T>* derivative,
+                       const T* initial, RowMatrix<T>& step_inputs, RowMatrix<T>& states, RowMatrix<T>* derivative,
                        RowMatrix<T>& product, RowMatrix<T>& out) {
   const std::int64_t steps = node.steps(), d = node.in.channels, m = node.width;
   const std::int64_t P = round_up(points, kRowQuantum);
@@ -184,6 +187,7 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
       std::copy(in.data() + (p * steps + t) * d, in.data() + (p * steps + t + 1) * d, step_inputs.data() + (t * P + p) * d);
   states.resize((steps + 1) * P, m);
   states.topRows(P).setZero();
+  if (initial) std::copy(initial, initial + points * m, states.data());
   // The input terms of every step in one product, into the rows of h_1..h_T (each becomes z_t, then h_t).
   auto z_all = states.bottomRows(steps * P);
   z_all.noalias() = step_inputs * Eigen::Map<const RowMatrix<T>>(U, d, m);
@@ -194,13 +198,14 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
   for (std::int64_t t = 1; t <= steps; ++t) {
     auto previous = states.middleRows((t - 1) * P, P);
     auto z = states.middleRows(t * P, P);
-    if (t > 1) {
+    const bool from_state = t > 1 || initial;
+    if (from_state) {
       product.resize(P, m);
       product.noalias() = previous * Eigen::Map<const RowMatrix<T>>(W, m, m);
     }
     for (std::int64_t r = 0; r < P; ++r) {
       T* zr = z.data() + r * m;
-      const T* pr = t > 1 ? product.data() + r * m : nullptr;
+      const T* pr = from_state ? product.data() + r * m : nullptr;
       const T* hr = previous.data() + r * m;
       for (std::int64_t j = 0; j < m; ++j) {
         T v = u_forward * zr[j];
@@ -331,8 +336,9 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
       case NodeKind::batch_norm: normalize(net.norms.at(static_cast<std::size_t>(node.norm)), in, rows, out); break;
       case NodeKind::recurrent: {
         const auto l = static_cast<std::size_t>(node.param);
+        const T* initial = k < ws.initial_states.size() ? ws.initial_states[k] : nullptr;
         recurrent_forward(node, scales[l], scales[l + 1], net.weights[l], net.biases[l], net.weights[l + 1], in, points,
-                          ws.step_inputs[k], ws.states[k], keep_derivatives ? &ws.derivatives[k] : nullptr,
+                          initial, ws.step_inputs[k], ws.states[k], keep_derivatives ? &ws.derivatives[k] : nullptr,
                           ws.step_product, out);
         break;
       }
@@ -353,6 +359,41 @@ void sequential_outputs(const SequentialSpec& spec, const std::vector<LayerScale
     sequential_forward(spec, scales, net, tile.x + tile.row0 * d, tile.rows, false, ws);
     const RowMatrix<T>& f = ws.outputs.back();
     for (std::int64_t i = 0; i < tile.rows * c; ++i) out[tile.row0 * c + i] = static_cast<double>(f.data()[i]);
+  });
+}
+
+// sequential_outputs from given initial states of the recurrent nodes: initial[i] and final[i] are
+// the i-th recurrent node's h_0 and h_T of the rows (rows x width, row-major); initial[i] may be null
+// (zero). Closed-loop generation runs one step at a time this way.
+template <class T>
+void sequential_state_outputs(const SequentialSpec& spec, const std::vector<LayerScales>& scales,
+                              const NetworkView<T>& net, const T* x, std::int64_t rows, int n_threads,
+                              const std::vector<const T*>& initial, const std::vector<T*>& final, double* out) {
+  std::vector<std::int64_t> recurrent;
+  for (std::size_t k = 0; k < spec.nodes.size(); ++k)
+    if (spec.nodes[k].kind == NodeKind::recurrent) recurrent.push_back(static_cast<std::int64_t>(k));
+  if (initial.size() != recurrent.size() || final.size() != recurrent.size())
+    throw std::invalid_argument("one initial and one final state per recurrent layer");
+  const std::vector<RowTile<T>> tiles = row_tiles<T>(x, rows, nullptr, 0, 2 * kRowQuantum);
+  std::vector<SequentialWorkspace<T>> workspaces(static_cast<std::size_t>(std::max(1, n_threads)));
+  const std::int64_t d = spec.input.size(), c = spec.n_outputs();
+  parallel_for(static_cast<std::int64_t>(tiles.size()), n_threads, [&](std::int64_t t, int thread) {
+    const RowTile<T>& tile = tiles[static_cast<std::size_t>(t)];
+    SequentialWorkspace<T>& ws = workspaces[static_cast<std::size_t>(thread)];
+    ws.initial_states.assign(spec.nodes.size(), nullptr);
+    for (std::size_t i = 0; i < recurrent.size(); ++i)
+      if (initial[i])
+        ws.initial_states[static_cast<std::size_t>(recurrent[i])] =
+            initial[i] + tile.row0 * spec.nodes[static_cast<std::size_t>(recurrent[i])].width;
+    sequential_forward(spec, scales, net, tile.x + tile.row0 * d, tile.rows, false, ws);
+    const RowMatrix<T>& f = ws.outputs.back();
+    for (std::int64_t i = 0; i < tile.rows * c; ++i) out[tile.row0 * c + i] = static_cast<double>(f.data()[i]);
+    for (std::size_t i = 0; i < recurrent.size(); ++i) {
+      const SeqNode& node = spec.nodes[static_cast<std::size_t>(recurrent[i])];
+      const RowMatrix<T>& states = ws.states[static_cast<std::size_t>(recurrent[i])];
+      const T* last = states.data() + node.steps() * round_up(tile.rows, kRowQuantum) * node.width;
+      std::copy(last, last + tile.rows * node.width, final[i] + tile.row0 * node.width);
+    }
   });
 }
 
