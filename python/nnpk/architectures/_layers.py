@@ -329,10 +329,16 @@ class Recurrent:
         if self.init is not None and self.init not in INITS:
             raise ValueError(f"init must be None or one of {', '.join(INITS)}, got {self.init!r}")
 
+    @property
+    def phi(self) -> "Activation":
+        """The activation as an ``Activation``."""
+        assert isinstance(self.activation, Activation)  # made one in __post_init__
+        return self.activation
+
     def describe(self) -> str:
         leak = "" if self.leak == 1 else f", leak {self.leak:g}"
         seq = ", return_sequences" if self.return_sequences else ""
-        return f"Recurrent {self.width} {self.activation.name}{leak}{seq}"
+        return f"Recurrent {self.width} {self.phi.name}{leak}{seq}"
 
 
 def _layers(layers, name: str) -> tuple:
