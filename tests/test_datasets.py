@@ -464,6 +464,18 @@ def test_system_parameter_errors_name_the_argument(call, error, match):
         call()
 
 
+def test_a_failed_integration_is_reported(monkeypatch):
+    import scipy.integrate
+
+    class Failed:
+        success = False
+        message = "Required step size is less than spacing between numbers."
+
+    monkeypatch.setattr(scipy.integrate, "solve_ivp", lambda *args, **kwargs: Failed())
+    with pytest.raises(RuntimeError, match="lorenz: integrating trajectory 0 from .* failed: Required step size"):
+        datasets.lorenz(2, 5)
+
+
 def test_too_much_memory_is_refused_before_allocating(monkeypatch):
     monkeypatch.setenv("NNPK_MEMORY_LIMIT", str(10**6))
     with pytest.raises(MemoryError, match=r"the Lorenz trajectories \(10 x 1000000 x 3 float64\) needs"):

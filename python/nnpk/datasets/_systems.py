@@ -32,7 +32,7 @@ def _per_wave(value, name: str, n_waves: int | None) -> np.ndarray:
     if n_waves is None:
         if arr.size == 0:
             raise ValueError(f"{name} is empty")
-    elif arr.ndim == 1 and arr.size == 1:
+    elif arr.size == 1:
         arr = np.full(n_waves, arr[0])
     elif arr.size != n_waves:
         raise ValueError(f"{name} has {arr.size} values, frequencies has {n_waves}")
