@@ -336,3 +336,27 @@ def test_refusals_name_the_argument():
         same.generate(x[:, :2], 0)
     with pytest.raises(ValueError, match="recurrent layers are read in PyTorch's nn.RNN layout only"):
         nnpk.params_from_state_dict(flat, {"rnn/i": np.zeros(1)}, layout="flax", input_shape=(4, 3))
+
+
+def test_monte_carlo_sums_do_not_depend_on_the_row_tiles():
+    """Each step's products see whole quanta of rows: a tile of 96 sequences and one of 384 give the same bits,
+    with every state kept (the tangent kernels' forward pass) or two in turn (the NNGP's)."""
+    from nnpk.kernels._plans import node_sums, tangent_sums
+
+    net = nnpk.Network([nnpk.Recurrent(40, "tanh", W_std=1.1, b_std=0.2, leak=0.9), nnpk.Dense(3)])
+    x = np.random.default_rng(4).standard_normal((300, 7, 5)).astype(np.float32)
+    compiled = net.compile(x.shape[1:])
+    flat = x.reshape(len(x), -1)
+    nodes = [0, 1]  # the recurrent node and the readout
+    sums = [node_sums(flat, None, compiled, nodes, seed=1, start=0, stop=2, n_threads=2, tile_rows=rows)
+            for rows in (96, 384)]
+    for a, b in zip(*sums):
+        assert np.array_equal(a, b)
+    flags = [True] * 3
+    tangents = [tangent_sums(flat, None, compiled, seed=1, start=0, stop=2, nngp=True, weights=flags,
+                             biases=[True, False, False], per_layer=False, per_logit=False, n_threads=2,
+                             tile_rows=rows) for rows in (96, 384)]
+    for a, b in zip(*tangents):
+        assert np.array_equal(a, b)
+    # the NNGP of the tangent pass (every state kept) and of the plain one (two in turn) agree to the bit
+    assert np.array_equal(tangents[0][0], sums[0][1])

@@ -178,10 +178,12 @@ void normalize(const BatchNormView<T>& bn, const RowMatrix<T>& in, std::int64_t 
 }
 
 // Recurrent node `node` over `points` sequences, rows (point, step) of `in`: with P the points padded,
-// step_inputs = x time-major, states = h_0..h_T time-major (z_t = forward_W h_{t-1} W + forward_U x_t U
-// + bias b, h_t = (1 - a) h_{t-1} + a phi(z_t)), derivative (if not null) = phi'(z_t) time-major, and
-// `out` the node's output: h_T (rows point) or every h_t (rows (point, step)), zero in the padding.
-// Each step's product has P rows (whole quanta), so every row is computed alike whatever the tile.
+// step_inputs = x time-major, z_t = forward_U x_t U + bias b + forward_W h_{t-1} W, h_t = (1 - a)
+// h_{t-1} + a phi(z_t), and `out` the node's output: h_T (rows point) or every h_t (rows (point,
+// step)), zero in the padding. With `derivative` (the backward pass needs them), states keeps h_0..h_T
+// time-major ((T + 1) P rows) and derivative phi'(z_t) time-major; without, states holds two blocks
+// of P rows used in turn (h_t in block t % 2), small enough to stay in cache. Either way each step
+// computes every row by the same products of P rows (whole quanta): rows do not depend on the tile.
 template <class T>
 void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
                        const T* U, const T* bias, const T* W, const RowMatrix<T>& in, std::int64_t points,
@@ -193,28 +195,30 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
   for (std::int64_t p = 0; p < points; ++p)
     for (std::int64_t t = 0; t < steps; ++t)
       std::copy(in.data() + (p * steps + t) * d, in.data() + (p * steps + t + 1) * d, step_inputs.data() + (t * P + p) * d);
-  states.resize((steps + 1) * P, m);
-  states.topRows(P).setZero();
+  const bool all = derivative != nullptr;
+  states.resize((all ? steps + 1 : 2) * P, m);
+  const auto block = [&](std::int64_t t) { return states.middleRows((all ? t : t % 2) * P, P); };
+  block(0).setZero();
   if (initial) std::copy(initial, initial + points * m, states.data());
-  // The input terms of every step in one product, into the rows of h_1..h_T (each becomes z_t, then h_t).
-  auto z_all = states.bottomRows(steps * P);
-  z_all.noalias() = step_inputs * Eigen::Map<const RowMatrix<T>>(U, d, m);
   const T u_forward = static_cast<T>(input_scales.forward), b_scale = static_cast<T>(input_scales.bias);
   const T w_forward = static_cast<T>(recurrent_scales.forward);
   const T a = static_cast<T>(node.leak), keep = T(1) - a;
-  for (std::int64_t r = 0; r < steps * P; ++r) {
-    T* zr = z_all.data() + r * m;
-    if (bias) {
-      for (std::int64_t j = 0; j < m; ++j) zr[j] = u_forward * zr[j] + b_scale * bias[j];
-    } else {
-      for (std::int64_t j = 0; j < m; ++j) zr[j] = u_forward * zr[j];
-    }
-  }
   if (derivative) derivative->resize(steps * P, m);
-  const Eigen::Map<const RowMatrix<T>> Wm(W, m, m);
+  if (node.return_sequences) {
+    shape_rows(out, points * steps, m);
+  } else {
+    shape_rows(out, points, m);
+  }
+  const Eigen::Map<const RowMatrix<T>> Um(U, d, m), Wm(W, m, m);
   for (std::int64_t t = 1; t <= steps; ++t) {
-    auto previous = states.middleRows((t - 1) * P, P);
-    auto z = states.middleRows(t * P, P);
+    auto previous = block(t - 1);
+    auto z = block(t);
+    z.noalias() = u_forward * (step_inputs.middleRows((t - 1) * P, P) * Um);
+    if (bias)
+      for (std::int64_t r = 0; r < P; ++r) {
+        T* zr = z.data() + r * m;
+        for (std::int64_t j = 0; j < m; ++j) zr[j] += b_scale * bias[j];
+      }
     // z_t += forward_W h_{t-1} W, accumulated by the product itself (h_0 = 0 adds nothing).
     if (t > 1 || initial) z.noalias() += w_forward * (previous * Wm);
     T* dr = derivative ? derivative->data() + (t - 1) * P * m : nullptr;
@@ -224,19 +228,20 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
       T* zr = z.data();
       for (std::int64_t i = 0; i < P * m; ++i) zr[i] = keep * hp[i] + a * zr[i];
     }
+    if (node.return_sequences) {
+      for (std::int64_t p = 0; p < points; ++p)
+        std::copy(z.data() + p * m, z.data() + (p + 1) * m, out.data() + (p * steps + t - 1) * m);
+    } else if (t == steps) {
+      std::copy(z.data(), z.data() + points * m, out.data());
+    }
   }
-  if (node.return_sequences) {
-    shape_rows(out, points * steps, m);
-    for (std::int64_t p = 0; p < points; ++p)
-      for (std::int64_t t = 0; t < steps; ++t) {
-        const T* src = states.data() + ((t + 1) * P + p) * m;
-        std::copy(src, src + m, out.data() + (p * steps + t) * m);
-      }
-  } else {
-    shape_rows(out, points, m);
-    const T* src = states.data() + steps * P * m;
-    std::copy(src, src + points * m, out.data());
-  }
+}
+
+// Where recurrent_forward left h_T of a pass of P padded points.
+template <class T>
+const T* final_state(const SeqNode& node, const RowMatrix<T>& states, std::int64_t P) {
+  const std::int64_t blocks = states.rows() / P;
+  return states.data() + (blocks == 2 ? node.steps() % 2 : node.steps()) * P * node.width;
 }
 
 }  // namespace sequential_detail
@@ -397,7 +402,7 @@ void sequential_state_outputs(const SequentialSpec& spec, const std::vector<Laye
     for (std::size_t i = 0; i < recurrent.size(); ++i) {
       const SeqNode& node = spec.nodes[static_cast<std::size_t>(recurrent[i])];
       const RowMatrix<T>& states = ws.states[static_cast<std::size_t>(recurrent[i])];
-      const T* last = states.data() + node.steps() * round_up(tile.rows, kRowQuantum) * node.width;
+      const T* last = sequential_detail::final_state(node, states, round_up(tile.rows, kRowQuantum));
       std::copy(last, last + tile.rows * node.width, final[i] + tile.row0 * node.width);
     }
   });
