@@ -12,7 +12,8 @@ namespace nnpk::bind {
 static LossKind loss_kind(const std::string& loss) {
   if (loss == "cross_entropy") return LossKind::cross_entropy;
   if (loss == "squared") return LossKind::squared;
-  throw py::value_error("loss must be 'cross_entropy' or 'squared'");
+  if (loss == "logistic") return LossKind::logistic;
+  throw py::value_error("loss must be 'cross_entropy', 'squared' or 'logistic'");
 }
 
 // A float64 array of `shape` from v, or None where v is empty (not trained).
@@ -158,7 +159,7 @@ class SequentialTrainer {
       running = prepare_norms(spec, buffers, training, net, norm);
       targets.kind = loss_kind(loss);
       targets.n_outputs = n_outputs;
-      if (targets.kind == LossKind::cross_entropy) {
+      if (targets.kind != LossKind::squared) {
         labels = target_values.cast<py::array_t<std::int64_t, py::array::c_style>>();
         if (labels.ndim() != 1 || labels.shape(0) != rows)
           throw py::value_error("targets (labels) need one entry per row of x");
@@ -269,7 +270,7 @@ void bind_learning(py::module_& m) {
       .def("gradients", &SequentialTrainer::gradients, py::arg("x"), py::arg("params"), py::arg("loss"),
            py::arg("n_outputs"), py::arg("targets"), py::arg("buffers") = py::none(), py::arg("training") = true,
            "(mean loss, [d loss / d W (fan_in, fan_out) or None per parametrised layer], [d loss / d b or None per\n"
-           "parametrised layer]) over the rows of x, in float64; targets are int64 labels (cross_entropy) or\n"
+           "parametrised layer]) over the rows of x, in float64; targets are int64 labels (cross_entropy; 0/1 for logistic) or\n"
            "(rows, n_outputs) float64 values (squared); params are the current stored (W, b) of every\n"
            "parametrised layer in network order, in the trainer's dtype, a batch normalisation's (gamma, beta)\n"
            "(whose gradients take its place in the weight and bias lists). With training=True batch\n"

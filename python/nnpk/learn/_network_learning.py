@@ -32,7 +32,8 @@ __all__ = ["NetworkLearner", "TaskFit"]
 
 TRAIN = ("all", "weights", "biases", "readout")
 OPTIMIZERS = ("adam", "sgd")
-LOSSES = ("auto", "cross_entropy", "squared")
+LOSSES = ("auto", "cross_entropy", "squared", "logistic")
+SCHEDULES = ("constant", "linear", "cosine")
 
 
 @dataclass
@@ -41,7 +42,7 @@ class TaskFit:
 
     Attributes
     ----------
-    loss : "cross_entropy" or "squared"
+    loss : "cross_entropy", "squared" or "logistic"
     classes : array or None
         The class labels (sorted) of a classification task; class i is logit i.
     n_outputs : int
@@ -100,6 +101,20 @@ class TaskFit:
         """The final layer's weights as a (fan_in, n_outputs) matrix."""
         W = self.params[-1][0]
         return W.reshape(-1, W.shape[-1])
+
+
+def scheduled_lr(schedule: str, peak: float, warmup: int, k: int, total: int) -> float:
+    """The learning rate of step k (from 0) of `total` (see NetworkLearner's lr_schedule)."""
+    if k < warmup:
+        return peak * (k + 1) / warmup
+    if schedule == "constant":
+        return peak
+    j, J = k - warmup, total - warmup
+    if j >= J:
+        return 0.0
+    if schedule == "linear":
+        return peak * (1.0 - j / J)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * j / J))
 
 
 def _real(value, name: str, *, minimum: float, strict: bool, below: Optional[float] = None) -> float:
@@ -175,7 +190,15 @@ class NetworkLearner(BaseEstimator):
         ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` with the bias-corrected moments,
         as torch.optim.Adam.
     lr : float
-        Learning rate (step size), > 0.
+        Learning rate (step size), > 0: the peak of the schedule.
+    lr_schedule : "constant", "linear" or "cosine"
+        The learning rate of the k-th step (k = 0, 1, ...) over the K steps of `epochs`
+        epochs (partial_fit continues the same schedule, one epoch a call): after
+        `warmup` steps rising linearly, ``lr (k + 1) / warmup``, it is constant, or decays
+        to 0 as ``lr (1 - j / J)`` ("linear") or ``lr (1 + cos(pi j / J)) / 2`` ("cosine")
+        with ``j = k - warmup`` and ``J = K - warmup``; steps past K take 0.
+    warmup : int
+        Steps of linear warm-up (0: none).
     momentum : float
         SGD's momentum in [0, 1); must be 0 with Adam.
     weight_decay : float
@@ -187,9 +210,12 @@ class NetworkLearner(BaseEstimator):
     batch_size : int or None
         Rows per step (the last step of an epoch takes the rest); None: the whole
         training set (full-batch). Multiples of 96 waste no work.
-    loss : "auto", "cross_entropy" or "squared"
+    loss : "auto", "cross_entropy", "squared" or "logistic"
         "auto": cross-entropy for class labels (binary or multiclass targets in
-        scikit-learn's sense), squared loss for real-valued targets.
+        scikit-learn's sense), squared loss for real-valued targets. "logistic": two
+        classes on the first logit alone, the sigmoid cross-entropy
+        ``log(1 + exp(-s f))`` with ``s = +1`` for the larger class label and -1 for the
+        smaller; a row is predicted right when the sign of f is s.
     dtype : "float32" or "float64"
         Precision of the forward and backward passes.
     n_threads : int, optional
@@ -240,7 +266,8 @@ class NetworkLearner(BaseEstimator):
 
     def __init__(self, arch, seed=0, index=0, train="all", optimizer="adam", lr=0.001, momentum=0.0,
                  weight_decay=0.0, epochs=10, batch_size=96, loss="auto", dtype="float64", n_threads=None,
-                 random_state=None, record=None, record_points=None, record_targets=None, clip_norm=None):
+                 random_state=None, record=None, record_points=None, record_targets=None, clip_norm=None,
+                 lr_schedule="constant", warmup=0):
         self.arch = arch
         self.seed = seed
         self.index = index
@@ -259,6 +286,8 @@ class NetworkLearner(BaseEstimator):
         self.record_points = record_points
         self.record_targets = record_targets
         self.clip_norm = clip_norm
+        self.lr_schedule = lr_schedule
+        self.warmup = warmup
 
     # ------------------------------------------------------------------ checks
 
@@ -309,6 +338,9 @@ class NetworkLearner(BaseEstimator):
         resolve_n_threads(self.n_threads)
         if self.clip_norm is not None:
             _real(self.clip_norm, "clip_norm", minimum=0, strict=True)
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {self.lr_schedule!r}")
+        check_int(self.warmup, "warmup", minimum=0)
         self._check_record()
 
     def _check_record(self) -> None:
@@ -364,7 +396,7 @@ class NetworkLearner(BaseEstimator):
                 raise ValueError(f"y looks {kind}; pass loss='cross_entropy' for one class label per row "
                                  "or loss='squared' for real-valued targets")
         C = self._compiled.out
-        if loss == "cross_entropy":
+        if loss in ("cross_entropy", "logistic"):
             y = column_or_1d(y, warn=True)
             check_classification_targets(y)
             if classes is None:
@@ -377,6 +409,11 @@ class NetworkLearner(BaseEstimator):
                                      f"{np.unique(y[unknown]).tolist()}")
             if len(classes) < 2:
                 raise ValueError(f"y has a single class ({classes[0]!r}); classification needs at least two")
+            if loss == "logistic":
+                if len(classes) != 2:
+                    raise ValueError(f"loss='logistic' takes two classes on one logit; y has {len(classes)}: "
+                                     f"{classes.tolist()}")
+                return loss, classes, 1, labels.astype(np.int64), False
             if len(classes) > C:
                 raise ValueError(f"y has {len(classes)} classes but the network has only {C} logits (arch.out)")
             return loss, classes, len(classes), labels.astype(np.int64), False
@@ -572,14 +609,17 @@ class NetworkLearner(BaseEstimator):
         # In float64 the engine reads the trained arrays themselves; in float32 copies that each step refreshes.
         engine_params = self._engine_params(fit.params, x.dtype)
         engine = _core.SequentialTrainer(self._compiled.spec, weights, biases, threads, x.dtype.name)
-        settings = (self.optimizer, float(self.lr), float(self.momentum), float(self.weight_decay))
         norms = fit.buffers or None  # each BatchNorm's running statistics, updated in place
         clip = 0.0 if self.clip_norm is None else float(self.clip_norm)
+        batch = n if self.batch_size is None else min(int(self.batch_size), n)
+        total = int(self.epochs) * -(-n // batch)  # the schedule's steps
 
         def step(xb: np.ndarray, tb: np.ndarray) -> Tuple[float, float]:
+            lr = scheduled_lr(self.lr_schedule, float(self.lr), int(self.warmup), fit.steps, total)
             fit.steps += 1
-            return engine.step(xb, engine_params, loss, n_outputs, tb, values, fit.firsts, fit.seconds, *settings,
-                               fit.steps, norms, clip)
+            return engine.step(xb, engine_params, loss, n_outputs, tb, values, fit.firsts, fit.seconds,
+                               self.optimizer, lr, float(self.momentum), float(self.weight_decay), fit.steps, norms,
+                               clip)
 
         return fit, x, targets, step, recorder
 
@@ -651,6 +691,8 @@ class NetworkLearner(BaseEstimator):
         """Class labels (the largest of the task's logits), or regression values shaped like the targets."""
         fit = self._task(task)
         outputs = self.decision_function(X, task)
+        if fit.loss == "logistic":
+            return fit.classes[(outputs[:, 0] > 0).astype(np.int64)]
         if fit.classes is not None:
             return fit.classes[np.argmax(outputs, axis=1)]
         if len(self._compiled.out_shape) == 2:
@@ -722,10 +764,14 @@ class NetworkLearner(BaseEstimator):
         return generated[0] if one else generated
 
     def predict_proba(self, X, task: Hashable = 0) -> np.ndarray:
-        """Class probabilities (n_samples, n_classes): the softmax of the task's logits."""
+        """Class probabilities (n_samples, n_classes): the softmax of the task's logits (the logistic loss:
+        the sigmoid of the first logit for the larger class)."""
         if self._task(task).classes is None:
             raise ValueError(f"task {task!r} is a regression task; predict_proba needs class labels")
         logits = self.decision_function(X, task)
+        if self._task(task).loss == "logistic":
+            p = 0.5 * (1.0 + np.tanh(0.5 * logits[:, 0]))  # the sigmoid, without overflow
+            return np.stack([1.0 - p, p], axis=1)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)

@@ -30,11 +30,13 @@
 
 namespace nnpk {
 
-enum class LossKind : int { cross_entropy = 0, squared = 1 };
+enum class LossKind : int { cross_entropy = 0, squared = 1, logistic = 2 };
 
 // One minibatch's targets for the first n_outputs logits: class indices in
 // [0, n_outputs) for softmax cross-entropy, or (rows, n_outputs) row-major values
-// for the squared loss 0.5 * sum_c (f_c - y_c)^2. Both are averaged over rows.
+// for the squared loss 0.5 * sum_c (f_c - y_c)^2, or labels 0/1 for the logistic loss
+// (sigmoid cross-entropy on the first logit, log(1 + exp(-s f)) with s = 2 y - 1). All are
+// averaged over rows.
 struct LossTargets {
   LossKind kind = LossKind::cross_entropy;
   std::int64_t n_outputs = 1;
@@ -189,6 +191,15 @@ void loss_gradient(const RowMatrix<T>& logits, std::int64_t row0, std::int64_t r
         loss += 0.5 * e * e;
         g[c] = static_cast<T>(e);
       }
+      continue;
+    }
+    if (targets.kind == LossKind::logistic) {
+      const double z = double(f[0]), s = targets.labels[row0 + r] == 1 ? 1.0 : -1.0;
+      const double margin = s * z;  // log(1 + exp(-margin)), and its derivative, without overflow
+      loss += margin > 0 ? std::log1p(std::exp(-margin)) : -margin + std::log1p(std::exp(margin));
+      const double sigmoid = z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
+      g[0] = static_cast<T>(sigmoid - (s > 0 ? 1.0 : 0.0));
+      if ((z > 0) == (s > 0)) correct += 1.0;
       continue;
     }
     // Softmax over the first k logits, shifted by their maximum so exp cannot overflow.
@@ -601,6 +612,14 @@ class SequentialBackprop {
       return;
     }
     if (!targets.labels) throw std::invalid_argument("cross-entropy needs labels");
+    if (targets.kind == LossKind::logistic) {
+      if (targets.n_outputs != 1) throw std::invalid_argument("the logistic loss reads one logit");
+      for (std::int64_t r = 0; r < rows; ++r)
+        if (targets.labels[r] != 0 && targets.labels[r] != 1)
+          throw std::invalid_argument("label " + std::to_string(targets.labels[r]) + " at row " + std::to_string(r) +
+                                      " is not 0 or 1 (the logistic loss)");
+      return;
+    }
     for (std::int64_t r = 0; r < rows; ++r)
       if (targets.labels[r] < 0 || targets.labels[r] >= targets.n_outputs)
         throw std::invalid_argument("label " + std::to_string(targets.labels[r]) + " at row " + std::to_string(r) +
