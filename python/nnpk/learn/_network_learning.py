@@ -691,10 +691,9 @@ class NetworkLearner(BaseEstimator):
         """Class labels (the largest of the task's logits), or regression values shaped like the targets."""
         fit = self._task(task)
         outputs = self.decision_function(X, task)
-        if fit.loss == "logistic":
-            return fit.classes[(outputs[:, 0] > 0).astype(np.int64)]
         if fit.classes is not None:
-            return fit.classes[np.argmax(outputs, axis=1)]
+            index = (outputs[:, 0] > 0).astype(np.int64) if fit.loss == "logistic" else np.argmax(outputs, axis=1)
+            return fit.classes[index]
         if len(self._compiled.out_shape) == 2:
             outputs = outputs.reshape((outputs.shape[0],) + self._compiled.out_shape)
             return outputs[..., 0] if fit.targets_1d else outputs
