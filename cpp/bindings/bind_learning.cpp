@@ -66,6 +66,21 @@ class SequentialTrainer {
     }
   }
 
+  // Train the linearisation around the calls' params (theta_0) in the direction `direction` (theta -
+  // theta_0: per parametrised layer a (dW or None, db or None) pair of writable arrays of the
+  // trainer's dtype, which steps refresh), or the network itself with None.
+  void linearize(const py::object& direction, bool offset) {
+    if (direction.is_none()) {
+      direction_ = py::list();
+      if (f32_) f32_->linearize(nullptr, offset);
+      if (f64_) f64_->linearize(nullptr, offset);
+      return;
+    }
+    direction_ = direction.cast<py::list>();
+    if (f32_) f32_->linearize(&direction_view(dir32_), offset);
+    if (f64_) f64_->linearize(&direction_view(dir64_), offset);
+  }
+
   py::tuple gradients(const py::array& x, const py::list& params, const std::string& loss, std::int64_t n_outputs,
                       const py::object& targets, const py::object& buffers, bool training) {
     if (f32_) return gradients_typed<float>(*f32_, x, params, loss, n_outputs, targets, buffers, training);
@@ -75,7 +90,7 @@ class SequentialTrainer {
   py::tuple step(const py::array& x, const py::list& params, const std::string& loss, std::int64_t n_outputs,
                  const py::object& targets, const py::list& values, const py::list& firsts, const py::list& seconds,
                  const std::string& optimizer, double lr, double momentum, double weight_decay, std::int64_t t,
-                 const py::object& buffers, double clip_norm) {
+                 const py::object& buffers, double clip_norm, const py::object& origins) {
     OptimizerSettings s;
     if (optimizer == "sgd") {
       s.kind = OptimizerKind::sgd;
@@ -90,8 +105,12 @@ class SequentialTrainer {
     if (!(clip_norm >= 0)) throw py::value_error("clip_norm must be >= 0 (0: no clipping)");
     s.clip_norm = clip_norm;
     if (t < 1) throw py::value_error("the step count t starts at 1");
-    if (f32_) return step_typed<float>(*f32_, x, params, loss, n_outputs, targets, values, firsts, seconds, s, t, buffers);
-    return step_typed<double>(*f64_, x, params, loss, n_outputs, targets, values, firsts, seconds, s, t, buffers);
+    if (!direction_.empty() && origins.is_none())
+      throw py::value_error("a linearisation's step needs origins: theta_0 of every trained array");
+    if (f32_)
+      return step_typed<float>(*f32_, x, params, loss, n_outputs, targets, values, firsts, seconds, s, t, buffers, origins);
+    return step_typed<double>(*f64_, x, params, loss, n_outputs, targets, values, firsts, seconds, s, t, buffers,
+                              origins);
   }
 
  private:
@@ -189,8 +208,11 @@ class SequentialTrainer {
   py::tuple step_typed(SequentialBackprop<T>& engine, const py::array& x, const py::list& params,
                        const std::string& loss, std::int64_t n_outputs, const py::object& target_values,
                        const py::list& values, const py::list& firsts, const py::list& seconds,
-                       const OptimizerSettings& s, std::int64_t t, const py::object& buffers) {
-    Call<T> call(*this, x, params, loss, n_outputs, target_values, buffers, true);
+                       const OptimizerSettings& s, std::int64_t t, const py::object& buffers,
+                       const py::object& origins) {
+    const bool linear = !direction_.empty();
+    // A linearisation evaluates batch normalisations by the running statistics in buffers (theta_0's).
+    Call<T> call(*this, x, params, loss, n_outputs, target_values, buffers, !linear);
     const NetworkView<T>& net = call.net;
     const std::int64_t rows = call.rows;
     const LossTargets& targets = call.targets;
@@ -228,7 +250,18 @@ class SequentialTrainer {
           if (i >= seconds.size()) throw py::value_error("seconds needs one array per trainable parameter");
           a.second = writable(seconds[i], a.size, "seconds[" + std::to_string(i) + "]");
         }
-        if (static_cast<const void*>(engine_copy) != static_cast<const void*>(a.value)) {
+        if (linear) {
+          // The engine's copy is the direction theta - theta_0, refreshed from the value and its origin.
+          const py::handle pair = direction_[l];
+          const py::handle given = pair.cast<py::tuple>()[static_cast<std::size_t>(second)];
+          if (given.is_none() || !py::isinstance<py::array_t<T>>(given))
+            throw py::value_error("direction[" + std::to_string(l) + "][" + std::to_string(second) +
+                                  "] is trained: it must be an array of the trainer's dtype");
+          a.copy = static_cast<T*>(py::reinterpret_borrow<py::array>(given).mutable_data());
+          const py::list origin_list = origins.cast<py::list>();
+          if (i >= origin_list.size()) throw py::value_error("origins needs one array per trainable parameter");
+          a.origin = writable(origin_list[i], a.size, "origins[" + std::to_string(i) + "]");
+        } else if (static_cast<const void*>(engine_copy) != static_cast<const void*>(a.value)) {
           // The engine reads a copy in its own precision, refreshed in place: the caller's array itself.
           const py::handle given = params[l].cast<py::tuple>()[static_cast<std::size_t>(second)];
           if (!py::isinstance<py::array_t<T>>(given) ||
@@ -258,6 +291,15 @@ class SequentialTrainer {
   SequentialSpec spec_;
   TrainableParams trainable_;
   std::mutex mutex_;
+  template <class T>
+  Direction<T>& direction_view(std::optional<Direction<T>>& view) {
+    view = nnpk::bind::direction_view<T>(spec_, direction_);
+    return *view;
+  }
+
+  py::list direction_;
+  std::optional<Direction<float>> dir32_;
+  std::optional<Direction<double>> dir64_;
   std::optional<SequentialBackprop<float>> f32_;
   std::optional<SequentialBackprop<double>> f64_;
 };
@@ -281,7 +323,7 @@ void bind_learning(py::module_& m) {
                  .def("step", &SequentialTrainer::step, py::arg("x"), py::arg("params"), py::arg("loss"), py::arg("n_outputs"),
            py::arg("targets"), py::arg("values"), py::arg("firsts"), py::arg("seconds"), py::arg("optimizer"),
            py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("t"), py::arg("buffers") = py::none(),
-           py::arg("clip_norm") = 0.0,
+           py::arg("clip_norm") = 0.0, py::arg("origins") = py::none(),
            "One optimizer step in place on the rows of x; returns (mean loss, fraction of rows whose largest\n"
            "logit is their label, 0 for the squared loss). values: the float64 trainable arrays (per\n"
            "parametrised layer its W (fan_in, fan_out) or gamma, then its b or beta, where trained); firsts:\n"
@@ -289,7 +331,13 @@ void bind_learning(py::module_& m) {
            "value. Where params (in the trainer's dtype) are not the values themselves, the trained ones are\n"
            "refreshed in place from them. t: Adam's step count, from 1. Batch normalisations normalise by the\n"
            "rows' statistics and update the running ones in buffers in place. clip_norm > 0 scales the\n"
-           "gradient (all trained arrays, before weight decay) to that norm where it is larger");
+           "gradient (all trained arrays, before weight decay) to that norm where it is larger. A linearisation's\n"
+           "steps (see linearize) need origins: theta_0 of each value, float64; its direction is refreshed\n"
+           "to value - origin")
+      .def("linearize", &SequentialTrainer::linearize, py::arg("direction"), py::arg("offset") = true,
+           "Train the linearisation f(x; theta_0) (if offset) + J(x; theta_0) (theta - theta_0) around the calls'\n"
+           "params (theta_0): direction holds theta - theta_0, per parametrised layer a (dW or None, db or None)\n"
+           "pair of writable arrays of the trainer's dtype (None where zero and untrained). None: the network");
 }
 
 }  // namespace nnpk::bind

@@ -131,6 +131,30 @@ static py::tuple state_outputs_typed(const py::array& x, const SequentialSpec& s
   return py::make_tuple(out, finals);
 }
 
+template <class T>
+static py::array_t<double> linearized_outputs_typed(const py::array& x, const SequentialSpec& spec,
+                                                    const py::list& params, const py::list& direction, bool offset,
+                                                    int n_threads, const py::object& buffers) {
+  const auto [rows, d] = matrix_shape(x, "x");
+  if (d != spec.input.size()) throw py::value_error("x has a different feature count from the architecture");
+  std::vector<py::array_t<T, py::array::c_style>> keep;
+  NetworkView<T> net = sequential_view<T>(spec, params, keep);
+  NormStatistics<T> norm;
+  prepare_norms(spec, buffers, false, net, norm);
+  const Direction<T> dir = direction_view<T>(spec, direction);
+  py::array_t<double> out({rows, spec.n_outputs()});
+  double* dst = out.mutable_data();
+  const T* data = static_cast<const T*>(x.data());
+  const std::vector<LayerScales> scales = spec.scales(true);
+  {
+    // Safe without the GIL: the engine reads x, the parameters, the direction and the statistics, held
+    // alive by the caller's lists and `keep`, and writes only `out`, which no other code has seen yet.
+    py::gil_scoped_release release;
+    sequential_linearized_outputs<T>(spec, scales, net, dir, offset, data, rows, n_threads, dst);
+  }
+  return out;
+}
+
 void bind_network(py::module_& m) {
   py::enum_<ActivationKind>(m, "ActivationKind")
       .value("relu", ActivationKind::relu)
@@ -270,6 +294,23 @@ void bind_network(py::module_& m) {
       py::arg("x"), py::arg("spec"), py::arg("params"), py::arg("n_threads"), py::arg("initial_states"),
       "(logits (rows, C) float64, [h_T (rows, width) per recurrent layer]) of a network with the given stored\n"
       "parameters, each recurrent layer starting from initial_states[i] (rows, width), or from zero where None");
+
+  m.def(
+      "sequential_linearized_outputs",
+      [](const py::array& x, const SequentialSpec& spec, const py::list& params, const py::list& direction,
+         bool offset, int n_threads, const py::object& buffers) {
+        if (n_threads < 1) throw py::value_error("n_threads must be positive");
+        if (x.dtype().is(py::dtype::of<float>()))
+          return linearized_outputs_typed<float>(x, spec, params, direction, offset, n_threads, buffers);
+        if (x.dtype().is(py::dtype::of<double>()))
+          return linearized_outputs_typed<double>(x, spec, params, direction, offset, n_threads, buffers);
+        throw py::type_error("x must be float32 or float64");
+      },
+      py::arg("x"), py::arg("spec"), py::arg("params"), py::arg("direction"), py::arg("offset"), py::arg("n_threads"),
+      py::arg("buffers") = py::none(),
+      "The linearisation's logits (rows, C) in float64: f(x; theta_0) (if offset) + J(x; theta_0) direction, theta_0\n"
+      "the stored params (batch normalisations by the running statistics in buffers), direction per parametrised\n"
+      "layer a (dW or None, db or None) pair of writable arrays of x's dtype");
 
   m.def("philox4x32_10", &philox4x32_10, py::arg("counter"), py::arg("key"),
         "One Philox4x32-10 block (for checking against the Random123 known answers)");

@@ -18,6 +18,7 @@
 #include "nnpk/kernels/monte_carlo.hpp"
 #include "nnpk/kernels/tangent.hpp"
 #include "nnpk/network/batch_norm.hpp"
+#include "nnpk/network/jvp.hpp"
 #include "nnpk/network/layers.hpp"
 #include "nnpk/parallel.hpp"
 
@@ -149,6 +150,47 @@ NetworkView<T> sequential_view(const SequentialSpec& spec, const py::list& param
     net.norms.push_back(bn);
   }
   return net;
+}
+
+// A linearisation's direction theta - theta_0 as the engine reads it: per parametrised layer a
+// (dW or None, db or None) pair (a batch normalisation's (d gamma, d beta)) of writable C-contiguous
+// arrays of T, which `direction` holds.
+template <class T>
+Direction<T> direction_view(const SequentialSpec& spec, const py::list& direction) {
+  Direction<T> d;
+  d.weights.assign(spec.params.size(), nullptr);
+  d.biases.assign(spec.params.size(), nullptr);
+  d.norms.assign(spec.norms.size(), BatchNormView<T>{});
+  if (direction.size() != spec.entries.size())
+    throw py::value_error("direction needs one pair per parametrised layer (" + std::to_string(spec.entries.size()) +
+                          "), got " + std::to_string(direction.size()));
+  for (std::size_t l = 0; l < spec.entries.size(); ++l) {
+    const ParamEntry& e = spec.entries[l];
+    const auto index = static_cast<std::size_t>(e.index);
+    const py::tuple pair = direction[l].cast<py::tuple>();
+    if (pair.size() != 2) throw py::value_error("direction[" + std::to_string(l) + "] must be a pair");
+    for (std::size_t j = 0; j < 2; ++j) {
+      if (pair[j].is_none()) continue;
+      std::int64_t size;
+      if (e.norm) {
+        size = spec.norm_node(index).in.channels;
+      } else {
+        const DenseLayer& layer = spec.params[index];
+        size = j == 0 ? layer.fan_in * layer.fan_out : layer.fan_out;
+      }
+      auto a = py::reinterpret_borrow<py::array>(pair[j]);
+      if (!py::isinstance<py::array_t<T>>(a) || a.size() != size || !(a.flags() & py::array::c_style) || !a.writeable())
+        throw py::value_error("direction[" + std::to_string(l) + "][" + std::to_string(j) + "] must be a writable " +
+                              "C-contiguous array of the engine's dtype with " + std::to_string(size) + " values");
+      const T* ptr = static_cast<const T*>(a.data());
+      if (e.norm) {
+        (j == 0 ? d.norms[index].gamma : d.norms[index].beta) = ptr;
+      } else {
+        (j == 0 ? d.weights[index] : d.biases[index]) = ptr;
+      }
+    }
+  }
+  return d;
 }
 
 // The running statistics of a sequential network's batch normalisations: one (running_mean,

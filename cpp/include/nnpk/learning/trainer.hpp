@@ -25,6 +25,7 @@
 #include "nnpk/network/backward.hpp"
 #include "nnpk/network/batch_norm.hpp"
 #include "nnpk/network/forward.hpp"
+#include "nnpk/network/jvp.hpp"
 #include "nnpk/network/layers.hpp"
 #include "nnpk/parallel.hpp"
 
@@ -135,6 +136,8 @@ struct OptimizedArray {
   double* first = nullptr;
   double* second = nullptr;
   T* copy = nullptr;
+  // Training a linearisation: the copy holds the direction value - origin[i] (theta - theta_0).
+  const double* origin = nullptr;
   std::int64_t size = 0;
   std::size_t layer = 0;
   ParamPart part = ParamPart::weight;
@@ -168,7 +171,7 @@ void update_range(const OptimizerSettings& s, std::int64_t t, const OptimizedArr
       }
       p -= s.lr * g;
     }
-    if (a.copy) a.copy[i] = static_cast<T>(p);
+    if (a.copy) a.copy[i] = static_cast<T>(a.origin ? p - a.origin[i] : p);
   }
 }
 
@@ -248,6 +251,7 @@ void add_norm_sums(const BatchNormView<T>& bn, const RowMatrix<T>& x, const RowM
 template <class T>
 struct Workspace {
   SequentialWorkspace<T> forward;
+  TangentWorkspace<T> tangent;    // training a linearisation: J d theta node by node
   std::vector<RowMatrix<T>> cot;  // per node: d loss / d (its output), rows (point, position)
   std::vector<RowMatrix<T>> pre;  // per recurrent node: d loss / d z_t, time-major (backward.hpp)
   RowMatrix<T> back, product;
@@ -326,6 +330,14 @@ class SequentialBackprop {
     }
     workspaces_.resize(static_cast<std::size_t>(n_threads_));
     total_ = ParamGradients(spec_.params, trainable_, norm_channels_);
+  }
+
+  // Trains the linearisation f(x; theta_0) (if offset) + J(x; theta_0) (theta - theta_0) instead of the
+  // network: the calls' `net` is then theta_0 and `direction` (held by the caller) theta - theta_0,
+  // each trained array's copy being its direction (OptimizedArray::origin). Null: the network itself.
+  void linearize(const Direction<T>* direction, bool offset) {
+    direction_ = direction;
+    offset_ = offset;
   }
 
   // Over `rows` points of x (input.size() values each) through `net`, which holds the current
@@ -478,7 +490,8 @@ class SequentialBackprop {
   std::pair<double, double> whole_step(const NetworkView<T>& net, const T* x, std::int64_t rows,
                                       const LossTargets& targets, const OptimizerSettings& s, std::int64_t t,
                                       const std::vector<OptimizedArray<T>>& arrays) {
-    const ParamGradients& g = gradients(net, x, rows, targets, true);
+    // A linearisation evaluates its batch normalisations by the fixed statistics of theta_0.
+    const ParamGradients& g = gradients(net, x, rows, targets, direction_ == nullptr);
     std::vector<const double*> sources;
     for (const OptimizedArray<T>& a : arrays) {
       const std::vector<std::vector<double>>& part = a.part == ParamPart::weight ? g.weights
@@ -632,8 +645,21 @@ class SequentialBackprop {
                        bool weights = true) const {
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     sequential_forward(spec_, scales_, net, x + row0 * spec_.input.size(), points, needs_derivatives(), ws.forward);
+    if (direction_) linearized_logits(net, points, ws);
     start_backward(row0, points, targets, ws, out);
     backward_range(net, points, n_nodes - 1, lowest_, ws, out, weights);
+  }
+
+  // The linearisation's logits in place of the network's (the last node's output, which no backward
+  // step reads): offset f(x; theta_0) + J d theta, or J d theta alone.
+  void linearized_logits(const NetworkView<T>& net, std::int64_t points, trainer_detail::Workspace<T>& ws) const {
+    sequential_jvp(spec_, scales_, net, *direction_, ws.forward, points, ws.tangent);
+    RowMatrix<T>& f = ws.forward.outputs.back();
+    const std::int64_t n = points * spec_.n_outputs();
+    if (!offset_) std::fill(f.data(), f.data() + n, T(0));
+    if (!ws.tangent.live.back()) return;
+    const T* df = ws.tangent.outputs.back().data();
+    for (std::int64_t i = 0; i < n; ++i) f.data()[i] += df[i];
   }
 
   // The loss of a chunk whose forward pass is in ws, its logits' error, and the other errors zeroed
@@ -751,10 +777,11 @@ class SequentialBackprop {
     }
   }
 
-  // Whether the backward pass crosses an activation (a recurrent node holds its own).
+  // Whether the backward pass crosses an activation (a recurrent node holds its own), or the tangent
+  // pass of a linearisation may.
   bool needs_derivatives() const {
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
-    return lowest_ < n_nodes - 1 ||
+    return direction_ || lowest_ < n_nodes - 1 ||
            (lowest_ < n_nodes && spec_.nodes[static_cast<std::size_t>(lowest_)].kind == NodeKind::recurrent);
   }
 
@@ -770,6 +797,8 @@ class SequentialBackprop {
   std::vector<bool> fused_;    // per node: a dense layer whose backward step is fused with its activation's
   std::vector<bool> written_;  // per node: its error is written whole by a fused layer
   std::vector<bool> skipped_;  // per node: an activation a fused layer steps over (its error never formed)
+  const Direction<T>* direction_ = nullptr;  // training a linearisation: theta - theta_0
+  bool offset_ = true;                       // ... with f(x; theta_0) added
   std::vector<trainer_detail::Workspace<T>> workspaces_;
   std::vector<ParamGradients> partial_;  // one per chunk
   std::vector<trainer_detail::Workspace<T>> chunk_workspaces_;  // step(): one per chunk of a group
