@@ -34,6 +34,7 @@ __all__: list[str] = [
     "sequential_conditional_sums",
     "sequential_draw",
     "sequential_empirical_sums",
+    "sequential_linearized_outputs",
     "sequential_outputs",
     "sequential_state_outputs",
     "sequential_sums",
@@ -382,6 +383,7 @@ class SequentialTrainer:
         t: typing.SupportsInt | typing.SupportsIndex,
         buffers: typing.Any = None,
         clip_norm: typing.SupportsFloat | typing.SupportsIndex = 0.0,
+        origins: typing.Any = None,
     ) -> tuple:
         """
         One optimizer step in place on the rows of x; returns (mean loss, fraction of rows whose largest
@@ -391,7 +393,15 @@ class SequentialTrainer:
         value. Where params (in the trainer's dtype) are not the values themselves, the trained ones are
         refreshed in place from them. t: Adam's step count, from 1. Batch normalisations normalise by the
         rows' statistics and update the running ones in buffers in place. clip_norm > 0 scales the
-        gradient (all trained arrays, before weight decay) to that norm where it is larger
+        gradient (all trained arrays, before weight decay) to that norm where it is larger. A linearisation's
+        steps (see linearize) need origins: theta_0 of each value, float64; its direction is refreshed
+        to value - origin
+        """
+    def linearize(self, direction: typing.Any, offset: bool = True) -> None:
+        """
+        Train the linearisation f(x; theta_0) (if offset) + J(x; theta_0) (theta - theta_0) around the calls'
+        params (theta_0): direction holds theta - theta_0, per parametrised layer a (dW or None, db or None)
+        pair of writable arrays of the trainer's dtype (None where zero and untrained). None: the network
         """
 
 def activation_value(
@@ -560,6 +570,21 @@ def sequential_outputs(
     (training=False); with training=True they normalise by the statistics of the rows of x, and the
     running statistics in buffers (if given) are updated in place as torch does: running = (1 - momentum)
     running + momentum batch, with the batch's unbiased variance.
+    """
+
+def sequential_linearized_outputs(
+    x: numpy.ndarray,
+    spec: SequentialSpec,
+    params: list,
+    direction: list,
+    offset: bool,
+    n_threads: typing.SupportsInt | typing.SupportsIndex,
+    buffers: typing.Any = None,
+) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    The linearisation's logits (rows, C) in float64: f(x; theta_0) (if offset) + J(x; theta_0) direction, theta_0
+    the stored params (batch normalisations by the running statistics in buffers), direction per parametrised
+    layer a (dW or None, db or None) pair of writable arrays of x's dtype
     """
 
 def sequential_state_outputs(

@@ -25,7 +25,7 @@ from .._threads import resolve_n_threads
 from .._validate import check_int, compute_dtype
 from ..architectures import SEED_MAX, BatchNorm, Conv, Dense, Recurrent, check_arch, sample_params
 from ..architectures._network import NormLayer, _param_layers
-from ..architectures._params import check_points
+from ..architectures._params import check_network_params, check_points
 from ..diagnostics import kernel_target_alignment
 
 __all__ = ["NetworkLearner", "TaskFit"]
@@ -64,6 +64,9 @@ class TaskFit:
         Each BatchNorm's running statistics (float64, shape (channels,)), in network order.
     initial_kernels : dict or None
         The sampled network's kernels on the record points (the reference of the distances).
+    origin : list of (W, b) or None
+        A linearised task's theta_0 (the network it is linearised around), in the layout of
+        ``params``; None for a network trained itself.
     """
 
     loss: str
@@ -76,6 +79,8 @@ class TaskFit:
     kernels: List[Dict[str, Any]] = field(default_factory=list)
     buffers: List[Tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     initial_kernels: Optional[Dict[str, np.ndarray]] = None
+    origin: Optional[List[Tuple[np.ndarray, Optional[np.ndarray]]]] = None
+    offset: bool = True
     # The optimizer's state: per trainable array (in the engine's order) SGD's momentum buffer or
     # Adam's m, Adam's v, and Adam's step count.
     firsts: List[np.ndarray] = field(default_factory=list)
@@ -199,6 +204,21 @@ class NetworkLearner(BaseEstimator):
         with ``j = k - warmup`` and ``J = K - warmup``; steps past K take 0.
     warmup : int
         Steps of linear warm-up (0: none).
+    params : list, optional
+        Start from these parameters (the layout of ``nnpk.sample_params``, e.g. a trained
+        network's) instead of network `index` of `seed`.
+    linearize : bool
+        Train the network's linearisation around its starting parameters theta_0,
+        ``f_lin(x; theta) = f(x; theta_0) + J(x; theta_0) (theta - theta_0)`` (J the Jacobian
+        of the logits in the stored parameters), with the same optimiser, schedule, loss,
+        batches and trained parameters as the network itself; predictions are f_lin's.
+        Each step runs the forward pass at theta_0, a forward-mode tangent pass for
+        ``J (theta - theta_0)`` and the backward pass at theta_0: memory as training the
+        network, never a Jacobian or a kernel. Batch normalisations are evaluated by their
+        statistics at theta_0 (the running statistics, initially mean 0 and variance 1).
+    offset : bool
+        With linearize: include ``f(x; theta_0)`` (True) or train ``J (theta - theta_0)``
+        alone (False).
     momentum : float
         SGD's momentum in [0, 1); must be 0 with Adam.
     weight_decay : float
@@ -267,7 +287,7 @@ class NetworkLearner(BaseEstimator):
     def __init__(self, arch, seed=0, index=0, train="all", optimizer="adam", lr=0.001, momentum=0.0,
                  weight_decay=0.0, epochs=10, batch_size=96, loss="auto", dtype="float64", n_threads=None,
                  random_state=None, record=None, record_points=None, record_targets=None, clip_norm=None,
-                 lr_schedule="constant", warmup=0):
+                 lr_schedule="constant", warmup=0, params=None, linearize=False, offset=True):
         self.arch = arch
         self.seed = seed
         self.index = index
@@ -288,6 +308,9 @@ class NetworkLearner(BaseEstimator):
         self.clip_norm = clip_norm
         self.lr_schedule = lr_schedule
         self.warmup = warmup
+        self.params = params
+        self.linearize = linearize
+        self.offset = offset
 
     # ------------------------------------------------------------------ checks
 
@@ -341,6 +364,12 @@ class NetworkLearner(BaseEstimator):
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {self.lr_schedule!r}")
         check_int(self.warmup, "warmup", minimum=0)
+        for name in ("linearize", "offset"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.linearize and self.record is not None:
+            raise ValueError("record= stores the kernels of the trained network; a linearised network's tangent "
+                             "kernel stays the NTK at theta_0 (nnpk.empirical of the starting parameters)")
         self._check_record()
 
     def _check_record(self) -> None:
@@ -451,14 +480,23 @@ class NetworkLearner(BaseEstimator):
     # ----------------------------------------------------------------- network
 
     def _sampled_params(self):
-        """The sampled float64 (W, b) of every parametrised layer, drawn once per network."""
-        key = (self.arch, self.seed, self.index, self.input_shape_)
+        """The starting float64 (W, b) of every parametrised layer: network `index` of `seed`, drawn once per
+        network, or the given `params` (checked)."""
+        key = (self.arch, self.seed, self.index, self.input_shape_, id(self.params))
         cached = getattr(self, "_sampled", None)
         if cached is None or cached[0] != key:
             if getattr(self, "tasks_", None):
-                raise ValueError(f"arch, seed or index changed after tasks {list(self.tasks_)} were fitted; their "
-                                 f"parameters belong to the network sampled then: use a new {type(self).__name__}")
-            cached = self._sampled = (key, sample_params(self.arch, self.input_shape_, self.seed, self.index))
+                raise ValueError(f"arch, seed, index or params changed after tasks {list(self.tasks_)} were fitted; "
+                                 f"their parameters belong to the network sampled then: use a new "
+                                 f"{type(self).__name__}")
+            if self.params is None:
+                start = sample_params(self.arch, self.input_shape_, self.seed, self.index)
+            else:
+                compiled = self.arch.compile(self.input_shape_)
+                checked = check_network_params(self.params, compiled, np.float64)
+                start = [(W if isinstance(p, NormLayer) else W.reshape(p.weight_shape), b)
+                         for (W, b), p in zip(checked, compiled.entries)]
+            cached = self._sampled = (key, start)
         return cached[1]
 
     def _flags(self) -> Tuple[List[bool], List[bool]]:
@@ -488,16 +526,32 @@ class NetworkLearner(BaseEstimator):
                         None if b is None else np.ascontiguousarray(b, dtype=dtype)))
         return out
 
-    def _trained_arrays(self, fit: TaskFit) -> List[np.ndarray]:
+    def _trained_arrays(self, fit: TaskFit, params=None) -> List[np.ndarray]:
         """The float64 trained arrays in the engine's order (per layer its W as (fan_in, fan_out) or gamma,
-        then b or beta)."""
+        then b or beta), of the fit's parameters or of `params` in their layout."""
         weights, biases = self._flags()
         out: List[np.ndarray] = []
-        for l, ((W, b), p) in enumerate(zip(fit.params, self._compiled.entries)):
+        for l, ((W, b), p) in enumerate(zip(fit.params if params is None else params, self._compiled.entries)):
             if weights[l]:
                 out.append(W if isinstance(p, NormLayer) else W.reshape(p.fan_in, p.fan_out))
             if biases[l] and b is not None:
                 out.append(b)
+        return out
+
+    def _direction(self, fit: TaskFit, dtype, trained_only: bool = False) -> list:
+        """A linearised task's theta - theta_0 per parametrised layer, as the engine reads it ((dW, db) in `dtype`,
+        None where zero; with trained_only, an array for every trained one, which the steps refresh)."""
+        assert fit.origin is not None
+        weights, biases = self._flags()
+        current = self._engine_params(fit.params, np.float64)
+        origin = self._engine_params(fit.origin, np.float64)
+        out = []
+        for l, ((W, b), (W0, b0)) in enumerate(zip(current, origin)):
+            pair = []
+            for flag, a, a0 in ((weights[l], W, W0), (biases[l], b, b0)):
+                keep = flag if trained_only else (a is not None and not np.array_equal(a, a0))
+                pair.append(np.ascontiguousarray(a - a0, dtype=dtype) if keep and a is not None else None)
+            out.append(tuple(pair))
         return out
 
     # --------------------------------------------------------------- training
@@ -594,21 +648,34 @@ class NetworkLearner(BaseEstimator):
         self.n_features_in_ = d
         self.input_shape_ = self._compiled.input_shape if shape is None else shape
         if previous is None:
-            params = [(W.copy(), None if b is None else b.copy()) for W, b in self._sampled_params()]
+            start = self._sampled_params()
+            params = [(W.copy(), None if b is None else b.copy()) for W, b in start]
             fit = TaskFit(loss=loss, classes=classes, n_outputs=n_outputs, params=params, targets_1d=targets_1d,
                           rule=rule, rng=check_random_state(self.random_state),
-                          buffers=[(np.zeros(p.channels), np.ones(p.channels)) for p in self._compiled.norms])
+                          buffers=[(np.zeros(p.channels), np.ones(p.channels)) for p in self._compiled.norms],
+                          origin=start if self.linearize else None, offset=bool(self.offset))
         else:
             fit = previous
+            if (fit.origin is not None) != bool(self.linearize):
+                raise ValueError(f"task {task!r} was trained with linearize={fit.origin is not None}; fit it anew to "
+                                 "change that")
         self.tasks_ = fitted
         values = self._trained_arrays(fit)
         if not fit.firsts and (self.optimizer == "adam" or self.momentum):
             fit.firsts = [np.zeros_like(v) for v in values]
         if not fit.seconds and self.optimizer == "adam":
             fit.seconds = [np.zeros_like(v) for v in values]
-        # In float64 the engine reads the trained arrays themselves; in float32 copies that each step refreshes.
-        engine_params = self._engine_params(fit.params, x.dtype)
         engine = _core.SequentialTrainer(self._compiled.spec, weights, biases, threads, x.dtype.name)
+        origins = None
+        if fit.origin is None:
+            # In float64 the engine reads the trained arrays themselves; in float32 copies that each step refreshes.
+            engine_params = self._engine_params(fit.params, x.dtype)
+        else:
+            # The passes run at theta_0; the engine's copies of the trained arrays are theta - theta_0.
+            engine_params = [(np.array(W, dtype=x.dtype), None if b is None else np.array(b, dtype=x.dtype))
+                             for W, b in self._engine_params(fit.origin, x.dtype)]
+            engine.linearize(self._direction(fit, x.dtype, trained_only=True), fit.offset)
+            origins = self._trained_arrays(fit, fit.origin)
         norms = fit.buffers or None  # each BatchNorm's running statistics, updated in place
         clip = 0.0 if self.clip_norm is None else float(self.clip_norm)
         batch = n if self.batch_size is None else min(int(self.batch_size), n)
@@ -619,7 +686,7 @@ class NetworkLearner(BaseEstimator):
             fit.steps += 1
             return engine.step(xb, engine_params, loss, n_outputs, tb, values, fit.firsts, fit.seconds,
                                self.optimizer, lr, float(self.momentum), float(self.weight_decay), fit.steps, norms,
-                               clip)
+                               clip, origins)
 
         return fit, x, targets, step, recorder
 
@@ -683,8 +750,15 @@ class NetworkLearner(BaseEstimator):
         fit = self._task(task)
         x = self._check_x(X)
         self._sampled_params()  # the network has not changed since the tasks were fitted
-        outputs = _core.sequential_outputs(x, self._compiled.spec, self._engine_params(fit.params, x.dtype),
-                                           resolve_n_threads(self.n_threads), fit.buffers or None, False)
+        threads = resolve_n_threads(self.n_threads)
+        if fit.origin is not None:
+            outputs = _core.sequential_linearized_outputs(x, self._compiled.spec,
+                                                          self._engine_params(fit.origin, x.dtype),
+                                                          self._direction(fit, x.dtype), fit.offset, threads,
+                                                          fit.buffers or None)
+        else:
+            outputs = _core.sequential_outputs(x, self._compiled.spec, self._engine_params(fit.params, x.dtype),
+                                               threads, fit.buffers or None, False)
         return outputs[:, : fit.n_outputs]
 
     def predict(self, X, task: Hashable = 0) -> np.ndarray:
@@ -728,6 +802,8 @@ class NetworkLearner(BaseEstimator):
                              "return_sequences=True, then layers acting on every step)")
         if trained.norms:
             raise ValueError("generate cannot carry a state through BatchNorm layers")
+        if fit.origin is not None:
+            raise ValueError("generate runs the network itself; this task trained a linearisation")
         features, C = self.input_shape_[-1], trained.out_shape[1]
         if fit.n_outputs != trained.out or C != features:
             raise ValueError(f"generate feeds each step's output back as the next input: the task has "
