@@ -63,6 +63,9 @@ class BiasLearner(NetworkLearner):
         None: all physical cores; -1 all, -2 all but one; 0 is an error.
     random_state : None, int or numpy RandomState
         The minibatch order, and nothing else.
+    clip_norm : float, optional
+        Clip each step's gradient to this norm, as ``nnpk.NetworkLearner`` (recurrent
+        networks over long sequences need it). None: no clipping.
 
     Attributes
     ----------
@@ -84,8 +87,8 @@ class BiasLearner(NetworkLearner):
     _TRAIN = ("biases", "biases+readout", "readout")
 
     def __init__(self, arch, seed=0, index=0, train="biases", optimizer="adam", lr=0.01, epochs=100,
-                 batch_size=96, loss="auto", dtype="float64", n_threads=None, random_state=None):
+                 batch_size=96, loss="auto", dtype="float64", n_threads=None, random_state=None, clip_norm=None):
         # NetworkLearner's other settings keep their defaults: plain SGD or Adam, no kernels recorded.
         super().__init__(arch, seed=seed, index=index, train=train, optimizer=optimizer, lr=lr, epochs=epochs,
                          batch_size=batch_size, loss=loss, dtype=dtype, n_threads=n_threads,
-                         random_state=random_state)
+                         random_state=random_state, clip_norm=clip_norm)
