@@ -13,6 +13,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
@@ -37,9 +38,12 @@ struct RowBuffers {
   std::vector<double> lanes;     // the row's points, step-major then feature-major: ((t * features + f) * nj + j)
   std::vector<double> k, e, dot;  // (nj): a step kernel, a dual map's two expectations
   std::vector<double> sigma, theta, input_theta;  // leak 1: (nj) each
-  // leak < 1: per shell entry (2 steps - 1 of them) x nj
+  // leak < 1, per shell entry (2 steps - 1 of them) x nj: the shell's Sigma, Theta^z and two
+  // expectations; the tables C, E, F and their NTK counterparts, each for the previous shell and
+  // the current one (state[2 table + current]); a zero row.
   std::vector<double> shell_sigma, shell_theta_z, shell_g, shell_g_dot;
-  std::vector<double> c_prev, c_cur, d_prev, d_cur, th_prev, th_cur, dt_prev, dt_cur;
+  std::array<std::vector<double>, 12> state;
+  std::vector<double> zeros;
 };
 
 // The points [j0, j0 + nj) of x (each `steps * features` values, step-major) regrouped so that a
@@ -131,97 +135,113 @@ inline void row_leak1(const RecurrentCell& cell, const DualMap& dual, bool stand
     for (std::int64_t j = 0; j < nj; ++j) t_out[j] = theta[j] * dot[j];
 }
 
-// Leak a < 1: the kernels of h_T, C_{T,T} = Cov(h_T(x), h_T(x')) per unit and its tangent kernel,
-// from the cross-step recursion (1-based steps, C_{0,.} = C_{.,0} = 0):
+// Leak a < 1: the kernels of h_T, C_{T,T} = E[h_T(x) h_T(x')] per unit and its tangent kernel,
+// from the cross-step recursion (1-based steps; C, E, F are 0 where a step index is 0):
 //   Sigma_{s,t} = W_std^2 C_{s-1,t-1} + U_std^2 x_s . x'_t / features + b_std^2,
 //   G_{s,t} = E[phi(z_s) phi(z'_t)] (variances Sigma_{s,s}(x,x), Sigma_{t,t}(x',x')),
-//   D_{s,t} = (1 - a) D_{s,t-1} + a G_{s,t},  C_{s,t} = (1 - a) C_{s-1,t} + a D_{s,t},
+//   E_{s,t} = E[phi(z_s) h'_t] = (1 - a) E_{s,t-1} + a G_{s,t},
+//   F_{s,t} = E[h_s phi(z'_t)] = (1 - a) F_{s-1,t} + a G_{s,t},
+//   C_{s,t} = (1 - a)^2 C_{s-1,t-1} + a (1 - a) (E_{s,t-1} + F_{s-1,t}) + a^2 G_{s,t},
 // and the same for the NTK with G replaced by E[phi'(z_s) phi'(z'_t)] Theta^z_{s,t},
-// Theta^z_{s,t} = Sigma_{s,t} + W_std^2 Theta^h_{s-1,t-1} ("ntk"). Shell k holds the pairs
-// (s, k), s = 1..k, at positions s - 1, then (k, t), t = 1..k - 1, at positions k - 1 + t.
+// Theta^z_{s,t} = Sigma_{s,t} + W_std^2 Theta^h_{s-1,t-1} ("ntk"; "standard": width C_{s-1,t-1}
+// + x_s . x'_t + [bias] + W_std^2 Theta^h_{s-1,t-1}). Swapping x and x' transposes every table
+// and swaps E and F, and each entry is computed by the same operations on the swapped operands,
+// so K(x', x) = K(x, x') to the bit. Shell k holds the pairs (s, k), s = 1..k, at positions
+// s - 1, then (k, t), t = 1..k - 1, at positions k - 1 + t.
 inline void row_leaky(const RecurrentCell& cell, const DualMap& dual, bool standard, bool ntk, const double* xi,
                       const double* lanes, std::int64_t nj, const StepVariances& q, RowBuffers& buf, double* s_out,
                       double* t_out) {
   const std::int64_t features = cell.features, steps = cell.steps;
   const double w2 = cell.w_std * cell.w_std, width = static_cast<double>(cell.width);
-  const double a = cell.leak, keep = 1.0 - a;
+  const double a = cell.leak, keep = 1.0 - a, keep2 = keep * keep, mixed = a * keep, a2 = a * a;
   const auto entries = static_cast<std::size_t>((2 * steps - 1) * nj);
-  for (auto* v : {&buf.shell_sigma, &buf.shell_theta_z, &buf.shell_g, &buf.shell_g_dot, &buf.c_prev, &buf.c_cur,
-                  &buf.d_prev, &buf.d_cur, &buf.th_prev, &buf.th_cur, &buf.dt_prev, &buf.dt_cur})
+  for (auto* v : {&buf.shell_sigma, &buf.shell_theta_z, &buf.shell_g, &buf.shell_g_dot})
     v->resize(entries);
-  buf.k.resize(static_cast<std::size_t>(nj));
+  for (auto& v : buf.state) v.resize(entries);
+  buf.k.assign(static_cast<std::size_t>(nj), 0.0);
+  buf.zeros.assign(static_cast<std::size_t>(nj), 0.0);
   double* k = buf.k.data();
-  const auto at = [nj](std::vector<double>& v, std::int64_t p) { return v.data() + p * nj; };
+  const double* zeros = buf.zeros.data();
+  // State table `table` (C, E, F, then the NTK's) of the current shell (cur) or the previous one.
+  const auto state = [&](int table, bool cur) { return buf.state[static_cast<std::size_t>(2 * table + (cur ? 1 : 0))].data(); };
   // Position in shell `shell` of the pair (s, t), max(s, t) = shell.
-  const auto position = [](std::int64_t shell, std::int64_t s, std::int64_t t) { return t == shell ? s - 1 : shell - 1 + t; };
+  const auto position = [](std::int64_t shell, std::int64_t s, std::int64_t t) {
+    return t == shell ? s - 1 : shell - 1 + t;
+  };
+  // Row (s, t) of a table, read from whichever shell holds it; the zero row where s or t is 0.
+  const auto read = [&](int table, std::int64_t shell, std::int64_t s, std::int64_t t) -> const double* {
+    if (s == 0 || t == 0) return zeros;
+    const bool cur = std::max(s, t) == shell;
+    return state(table, cur) + position(cur ? shell : shell - 1, s, t) * nj;
+  };
+  enum { kC = 0, kE, kF, kThetaC, kThetaE, kThetaF };
   for (std::int64_t shell = 1; shell <= steps; ++shell) {
     const std::int64_t n_entries = 2 * shell - 1;
-    // Pass 1: Sigma and Theta^z of every pair of the shell, from shell - 1's C and Theta^h.
+    const auto pair = [shell](std::int64_t p, std::int64_t& s, std::int64_t& t) {
+      s = p < shell ? p + 1 : shell;
+      t = p < shell ? shell : p - shell + 1;
+    };
+    // Pass 1: Sigma and Theta^z of every pair of the shell, from the previous shell's C and Theta^h.
     for (std::int64_t p = 0; p < n_entries; ++p) {
-      const std::int64_t s = p < shell ? p + 1 : shell, t = p < shell ? shell : p - shell + 1;
+      std::int64_t s, t;
+      pair(p, s, t);
       step_kernel_row(xi + (s - 1) * features, lanes + (t - 1) * features * nj, features, nj, k);
-      double* sigma = at(buf.shell_sigma, p);
-      double* theta_z = at(buf.shell_theta_z, p);
+      double* sigma = buf.shell_sigma.data() + p * nj;
+      double* theta_z = buf.shell_theta_z.data() + p * nj;
       input_terms(cell, standard, k, nj, sigma, ntk ? theta_z : nullptr);
-      if (s > 1 && t > 1) {
-        const std::int64_t prev = position(shell - 1, s - 1, t - 1);
-        const double* c = at(buf.c_prev, prev);
-        const double* th = at(buf.th_prev, prev);
-        for (std::int64_t j = 0; j < nj; ++j) {
-          if (ntk) theta_z[j] = standard ? madd(w2, th[j], madd(width, c[j], theta_z[j]))
-                                         : madd(w2, th[j], madd(w2, c[j], sigma[j]));
-          sigma[j] = madd(w2, c[j], sigma[j]);
-        }
+      const double* c = read(kC, shell, s - 1, t - 1);
+      const double* th = read(kThetaC, shell, s - 1, t - 1);
+      for (std::int64_t j = 0; j < nj; ++j) {
+        const double pre = madd(w2, c[j], sigma[j]);
+        if (ntk) theta_z[j] = madd(w2, th[j], standard ? madd(width, c[j], theta_z[j]) : pre);
+        sigma[j] = pre;
       }
     }
+    // The per-point run's variance Sigma_{k,k}, which pass 2 reads.
     if (q.steps_out)
-      for (std::int64_t j = 0; j < nj; ++j) q.steps_out[(shell - 1) * q.ld_out + j] = at(buf.shell_sigma, shell - 1)[j];
+      for (std::int64_t j = 0; j < nj; ++j)
+        q.steps_out[(shell - 1) * q.ld_out + j] = buf.shell_sigma[static_cast<std::size_t>((shell - 1) * nj + j)];
     // Pass 2: the dual maps.
     for (std::int64_t p = 0; p < n_entries; ++p) {
-      const std::int64_t s = p < shell ? p + 1 : shell, t = p < shell ? shell : p - shell + 1;
-      dual.row(q.q1[(s - 1) * q.ld1], q.q2 + (t - 1) * q.ld2, at(buf.shell_sigma, p), nj, at(buf.shell_g, p),
-               at(buf.shell_g_dot, p));
+      std::int64_t s, t;
+      pair(p, s, t);
+      dual.row(q.q1[(s - 1) * q.ld1], q.q2 + (t - 1) * q.ld2, buf.shell_sigma.data() + p * nj, nj,
+               buf.shell_g.data() + p * nj, buf.shell_g_dot.data() + p * nj);
     }
-    // Pass 3: D and C (and their NTK counterparts) in dependency order: (s, k) for s < k, (k, t)
-    // for t < k, then (k, k).
+    // Pass 3: E, F, C and the NTK's, in dependency order: (s, k) for s < k, (k, t) for t < k, then (k, k).
     const auto update = [&](std::int64_t s, std::int64_t t) {
       const std::int64_t p = position(shell, s, t);
-      // D_{s,t-1}: in the previous shell for s < shell, in this one (position of (shell, t - 1)) for s = shell.
-      const double* d_left = t == 1 ? nullptr : s < shell ? at(buf.d_prev, position(shell - 1, s, t - 1))
-                                                          : at(buf.d_cur, position(shell, s, t - 1));
-      const double* dt_left = t == 1 ? nullptr : s < shell ? at(buf.dt_prev, position(shell - 1, s, t - 1))
-                                                           : at(buf.dt_cur, position(shell, s, t - 1));
-      // C_{s-1,t}: in this shell for t = shell, in the previous one for t < shell.
-      const double* c_up = s == 1 ? nullptr : t == shell ? at(buf.c_cur, position(shell, s - 1, t))
-                                                         : at(buf.c_prev, position(shell - 1, s - 1, t));
-      const double* th_up = s == 1 ? nullptr : t == shell ? at(buf.th_cur, position(shell, s - 1, t))
-                                                          : at(buf.th_prev, position(shell - 1, s - 1, t));
-      const double* g = at(buf.shell_g, p);
-      const double* g_dot = at(buf.shell_g_dot, p);
-      const double* theta_z = at(buf.shell_theta_z, p);
-      double *d = at(buf.d_cur, p), *c = at(buf.c_cur, p), *dt = at(buf.dt_cur, p), *th = at(buf.th_cur, p);
-      for (std::int64_t j = 0; j < nj; ++j) {
-        d[j] = d_left ? madd(keep, d_left[j], a * g[j]) : a * g[j];
-        c[j] = c_up ? madd(keep, c_up[j], a * d[j]) : a * d[j];
-        if (ntk) {
-          const double tangent = a * (g_dot[j] * theta_z[j]);
-          dt[j] = dt_left ? madd(keep, dt_left[j], tangent) : tangent;
-          th[j] = th_up ? madd(keep, th_up[j], a * dt[j]) : a * dt[j];
+      const double* g = buf.shell_g.data() + p * nj;
+      const double* g_dot = buf.shell_g_dot.data() + p * nj;
+      const double* theta_z = buf.shell_theta_z.data() + p * nj;
+      for (int tangent = 0; tangent < (ntk ? 2 : 1); ++tangent) {
+        const int base = tangent ? kThetaC : kC;
+        const double* e_left = read(base + 1, shell, s, t - 1);
+        const double* f_up = read(base + 2, shell, s - 1, t);
+        const double* c_diag = read(base, shell, s - 1, t - 1);
+        double* c = state(base, true) + p * nj;
+        double* e = state(base + 1, true) + p * nj;
+        double* f = state(base + 2, true) + p * nj;
+        for (std::int64_t j = 0; j < nj; ++j) {
+          const double gj = tangent ? g_dot[j] * theta_z[j] : g[j];
+          e[j] = madd(keep, e_left[j], a * gj);
+          f[j] = madd(keep, f_up[j], a * gj);
+          c[j] = madd(keep2, c_diag[j], madd(mixed, e_left[j] + f_up[j], a2 * gj));
         }
       }
     };
     for (std::int64_t s = 1; s < shell; ++s) update(s, shell);
     for (std::int64_t t = 1; t < shell; ++t) update(shell, t);
     update(shell, shell);
-    std::swap(buf.c_prev, buf.c_cur);
-    std::swap(buf.d_prev, buf.d_cur);
-    std::swap(buf.th_prev, buf.th_cur);
-    std::swap(buf.dt_prev, buf.dt_cur);
+    for (std::size_t table = 0; table < buf.state.size(); table += 2) std::swap(buf.state[table], buf.state[table + 1]);
   }
-  const double* c = at(buf.c_prev, steps - 1);  // (T, T) of the last shell
-  const double* th = at(buf.th_prev, steps - 1);
+  // (T, T), now in the previous shell's tables.
+  const double* c = state(kC, false) + (steps - 1) * nj;
   std::copy(c, c + nj, s_out);
-  if (ntk) std::copy(th, th + nj, t_out);
+  if (ntk) {
+    const double* th = state(kThetaC, false) + (steps - 1) * nj;
+    std::copy(th, th + nj, t_out);
+  }
 }
 
 // The kernels of h_T for the point xi against the gathered lanes: row_leak1 or row_leaky.
