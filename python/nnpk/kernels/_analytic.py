@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -11,6 +11,7 @@ from .. import _core
 from .._threads import resolve_n_threads
 from .._validate import check_int, check_memory
 from ..architectures import (
+    Activation,
     AvgPool,
     Conv,
     Dense,
@@ -145,7 +146,7 @@ class _NetworkRecursion:
                               "the last state h_T only (return_sequences=False), not of every step's state")
         steps, features = shape
         self.steps = steps
-        act = layer.activation
+        act = cast(Activation, layer.activation)  # Recurrent made a name an Activation
         shift, scale = act.normalization
         # h_T is phi of a Gaussian pre-activation, not Gaussian itself (law "other").
         return (layer.width,), self.add(kind=_core.AnalyticNodeKind.recurrent, input=node, fan_in=features,
@@ -253,9 +254,10 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
 
     Parameters
     ----------
-    x1 : (n1, d) array
-    x2 : (n2, d) array, optional
-        Defaults to x1 (then only one triangle is computed and mirrored).
+    x1 : (n1, d) array, or (n1, ...) points of the shape the network takes
+    x2 : (n2, ...) array, optional
+        Defaults to x1 (then only one triangle is computed and mirrored). For a network starting
+        with a Recurrent layer, (n, steps, features) sequences, x2's of x1's length.
     arch : nnpk.Network (an nnpk.MLP is one)
         Only the depth, activation, stds and parameterization matter, and the hidden widths
         only for the "standard" NTK. A Network may hold Dense and Conv layers (1-D or 2-D, any
@@ -263,8 +265,11 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         of Gaussian pre-activations (a Dense or Conv output, an average pooling or a residual
         sum of them) and residual blocks ending with a Dense or Conv layer (NNGP
         ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
-        from ``(K_x, Theta_x)``); anything else (MaxPool, an activation of non-Gaussian
-        features, a residual block ending otherwise) raises ValueError naming the layer. The
+        from ``(K_x, Theta_x)``), and a Recurrent layer as the first layer, returning its last
+        state (any leak; docs: "Recurrent networks": T dual maps per pair of sequences of T
+        steps at leak 1, T^2 below); anything else (MaxPool, an activation of non-Gaussian
+        features, a residual block ending otherwise, a Recurrent layer after others or with
+        return_sequences=True) raises ValueError naming the layer. The
         kernels are those of every ``init`` scheme (all have zero-mean, unit-variance weights;
         the limit is the same). With ``layers="all"`` the list holds the kernels of each layer
         of ``arch.kernel_layers()`` (an MLP's hidden layers, then the output; every top-level
