@@ -226,6 +226,29 @@ def test_bits_do_not_depend_on_threads_tiles_or_order(activation, leak):
         np.testing.assert_array_equal(forward[name], backward[name].T)
 
 
+@pytest.mark.parametrize("activation", [nnpk.Activation(name) for name in nnpk.ACTIVATIONS]
+                         + [nnpk.Activation("tanh", normalize=True), nnpk.Activation("leaky_relu", slope=0.2)])
+@pytest.mark.parametrize("leak", [1.0, 0.7])
+def test_every_activation_reduces_to_the_dense_recursion(activation, leak):
+    """Recurrent layers that are a dense layer in disguise, for every dual map (closed form or quadrature):
+    sequences of one step (h_1 = a phi(z_1): a^2 times a dense layer's kernels, either parameterization), and
+    at leak 1 W_std = 0 under "ntk" (only the last step reaches h_T; the recurrent weights' share is 0)."""
+    x = sequences(4, steps=3)
+    cases = [(x[:, :1], 1.1, "standard", x[:, 0]), (x[:, :1], 1.1, "ntk", x[:, 0])]
+    if leak == 1:
+        cases.append((x, 0.0, "ntk", x[:, -1]))
+    for sequence, w_std, parameterization, last in cases:
+        rnn = nnpk.Network([nnpk.Recurrent(32, activation, W_std=w_std, U_std=0.9, b_std=0.3, leak=leak),
+                            nnpk.Dense(1)], parameterization=parameterization)
+        dense = nnpk.Network([nnpk.Dense(32, W_std=0.9, b_std=0.3), activation, nnpk.Dense(1)],
+                             parameterization=parameterization)
+        got = nnpk.analytic(sequence, arch=rnn, get=("nngp", "ntk"), layers="all")
+        want = nnpk.analytic(last, arch=dense, get=("nngp", "ntk"), layers="all")
+        for name in ("nngp", "ntk"):
+            np.testing.assert_allclose(got[name][0], leak**2 * want[name][1], rtol=1e-12, atol=1e-14,
+                                       err_msg=f"{parameterization} {name} {sequence.shape[1]} steps")
+
+
 # ---------------------------------------------------------------------------------------
 # Monte Carlo at finite width converges to the limit
 
