@@ -284,12 +284,15 @@ class AnalyticNodeKind:
       residual
 
       identity
+
+      recurrent
     """
 
     __members__: typing.ClassVar[dict[str, AnalyticNodeKind]]
     activation: typing.ClassVar[AnalyticNodeKind]
     dense: typing.ClassVar[AnalyticNodeKind]
     identity: typing.ClassVar[AnalyticNodeKind]
+    recurrent: typing.ClassVar[AnalyticNodeKind]
     residual: typing.ClassVar[AnalyticNodeKind]
     @typing.overload
     def __eq__(self, other: AnalyticNodeKind) -> bool: ...
@@ -331,6 +334,10 @@ class AnalyticNode:
         activation_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0,
         unit_second_moment: bool = False,
         scale: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+        steps: typing.SupportsInt | typing.SupportsIndex = 1,
+        width: typing.SupportsInt | typing.SupportsIndex = 1,
+        u_std: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+        leak: typing.SupportsFloat | typing.SupportsIndex = 1.0,
     ) -> None: ...
 
 class SequentialTrainer:
@@ -455,8 +462,8 @@ def analytic_network_kernels(
     tile: typing.SupportsInt | typing.SupportsIndex,
 ) -> tuple:
     """
-    Infinite-width kernels (float64) of a network of dense, activation and residual nodes: a list of NNGP
-    and a list of NTK matrices, one per requested node (`layers`: ascending node indices)
+    Infinite-width kernels (float64) of a network of dense, activation, residual and recurrent nodes: a list
+    of NNGP and a list of NTK matrices, one per requested node (`layers`: ascending node indices)
     """
 
 def compiler() -> str:

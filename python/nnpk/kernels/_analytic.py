@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union, cast
 
 import numpy as np
 
 from .. import _core
 from .._threads import resolve_n_threads
 from .._validate import check_int, check_memory
-from ..architectures import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual, check_arch
+from ..architectures import (
+    Activation,
+    AvgPool,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    Network,
+    Recurrent,
+    Residual,
+    check_arch,
+)
 from ..architectures._params import prepare_network_points
 
 __all__ = ["DEFAULT_QUADRATURE_ORDER", "analytic", "analytic_kernels", "check_analytic_network",
@@ -57,6 +69,7 @@ class _NetworkRecursion:
         self.nodes: List["_core.AnalyticNode"] = []
         self.units: List[bool] = []
         self.spatial = False
+        self.steps = 0  # a recurrent layer's steps (0: none)
 
     def add(self, **kwargs) -> int:
         self.nodes.append(_core.AnalyticNode(**kwargs))
@@ -82,6 +95,8 @@ class _NetworkRecursion:
         return self.add(kind=_core.AnalyticNodeKind.identity, input=node)
 
     def layer(self, layer, shape, node: int, law: str, label: str):
+        if isinstance(layer, Recurrent):
+            return self.recurrent(layer, shape, node, label)
         if isinstance(layer, Dense):
             return (layer.width,), self.add(kind=_core.AnalyticNodeKind.dense, input=node, fan_in=math.prod(shape),
                                             w_std=layer.W_std, b_std=layer.b_std), "gaussian"
@@ -121,6 +136,37 @@ class _NetworkRecursion:
                                unit_second_moment=layer.unit_second_moment), "other"
 
 
+    def recurrent(self, layer: Recurrent, shape, node: int, label: str):
+        # The compiled network has checked that the points are (steps, features) sequences.
+        if node != -1 or label != "0":
+            raise self.refuse(label, layer, "is not the network's first layer: the recurrent recursion reads the "
+                              "input sequences themselves (their per-step products x_t . x'_t)")
+        if layer.return_sequences:
+            raise self.refuse(label, layer, "has return_sequences=True: the analytic recursion gives the kernels of "
+                              "the last state h_T only (return_sequences=False), not of every step's state")
+        steps, features = shape
+        self.steps = steps
+        act = cast(Activation, layer.activation)  # Recurrent made a name an Activation
+        shift, scale = act.normalization
+        # h_T is phi of a Gaussian pre-activation, not Gaussian itself (law "other").
+        return (layer.width,), self.add(kind=_core.AnalyticNodeKind.recurrent, input=node, fan_in=features,
+                                        steps=steps, width=layer.width, w_std=layer.W_std, u_std=layer.U_std,
+                                        b_std=layer.b_std, leak=layer.leak,
+                                        activation=getattr(_core.ActivationKind, act.name), slope=act.slope,
+                                        shift=shift, activation_scale=scale,
+                                        unit_second_moment=act.unit_second_moment), "other"
+
+
+def _check_sequence_lengths(x1, x2, network: Network) -> None:
+    """ValueError if `network` starts with a Recurrent layer and x1, x2 hold sequences of different lengths."""
+    if x2 is None or not isinstance(network.layers[0], Recurrent):
+        return
+    shape1, shape2 = np.shape(x1), np.shape(x2)
+    if len(shape1) == 3 and len(shape2) == 3 and shape1[1] != shape2[1]:
+        raise ValueError(f"x2 has sequences of {shape2[1]} steps, x1 of {shape1[1]}: the analytic recurrent kernel "
+                         "needs equal lengths")
+
+
 def _recursion(network: Network, input_shape) -> _NetworkRecursion:
     network.compile(input_shape)  # shape errors first, with the builder's messages
     recursion = _NetworkRecursion()
@@ -148,6 +194,7 @@ def analytic_kernels(x1, x2, network: Network, *, kernels: Sequence[str], layers
                      quadrature_order: int, closed_form: bool) -> Dict[str, List[np.ndarray]]:
     """The requested kernels of `layers` ("output", "all": ``network.kernel_layers()``, or a list of
     top-level layer indices, ascending), as lists keyed by kernel name."""
+    _check_sequence_lengths(x1, x2, network)
     compiled, a1, a2 = prepare_network_points(x1, x2, network, "float64")
     recursion = _recursion(network, compiled.input_shape)
     if layers == "output":
@@ -161,7 +208,10 @@ def analytic_kernels(x1, x2, network: Network, *, kernels: Sequence[str], layers
     what = f"the output ({n_out} x {a1.shape[0]} x {n2} float64)"
     nngp, ntk = "nngp" in kernels, "ntk" in kernels
     if not recursion.spatial:
-        check_memory(output, what)
+        # A recurrent layer's per-point step variances.
+        variances = 8 * recursion.steps * (a1.shape[0] + (0 if a2 is None else a2.shape[0]))
+        check_memory(output + variances, what if not recursion.steps else f"{what} and the per-step variances "
+                     f"({variances / 2**20:.1f} MiB)")
         return dict(zip(_KERNELS, _core.analytic_network_kernels(
             a1, a2, recursion.nodes, getattr(_core.Parameterization, network.parameterization), nngp, ntk, wanted,
             closed_form, quadrature_order, n_threads, _TILE)))
@@ -204,9 +254,10 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
 
     Parameters
     ----------
-    x1 : (n1, d) array
-    x2 : (n2, d) array, optional
-        Defaults to x1 (then only one triangle is computed and mirrored).
+    x1 : (n1, d) array, or (n1, ...) points of the shape the network takes
+    x2 : (n2, ...) array, optional
+        Defaults to x1 (then only one triangle is computed and mirrored). For a network starting
+        with a Recurrent layer, (n, steps, features) sequences, x2's of x1's length.
     arch : nnpk.Network (an nnpk.MLP is one)
         Only the depth, activation, stds and parameterization matter, and the hidden widths
         only for the "standard" NTK. A Network may hold Dense and Conv layers (1-D or 2-D, any
@@ -214,8 +265,11 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         of Gaussian pre-activations (a Dense or Conv output, an average pooling or a residual
         sum of them) and residual blocks ending with a Dense or Conv layer (NNGP
         ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
-        from ``(K_x, Theta_x)``); anything else (MaxPool, an activation of non-Gaussian
-        features, a residual block ending otherwise) raises ValueError naming the layer. The
+        from ``(K_x, Theta_x)``), and a Recurrent layer as the first layer, returning its last
+        state (any leak; docs: "Recurrent networks": T dual maps per pair of sequences of T
+        steps at leak 1, T^2 below); anything else (MaxPool, an activation of non-Gaussian
+        features, a residual block ending otherwise, a Recurrent layer after others or with
+        return_sequences=True) raises ValueError naming the layer. The
         kernels are those of every ``init`` scheme (all have zero-mean, unit-variance weights;
         the limit is the same). With ``layers="all"`` the list holds the kernels of each layer
         of ``arch.kernel_layers()`` (an MLP's hidden layers, then the output; every top-level
