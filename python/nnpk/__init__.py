@@ -72,11 +72,12 @@ __all__ = [
 
 
 def __getattr__(name):
-    # nnpk.sklearn and the learners import scikit-learn, which takes a while: load them on first use.
+    # Loaded on first use: nnpk.sklearn and the learners import scikit-learn, which takes a while; nnpk.datasets
+    # serves the studies and demos, not the kernels.
     import importlib
 
-    if name == "sklearn":
-        return importlib.import_module(".sklearn", __name__)
+    if name in ("datasets", "sklearn"):
+        return importlib.import_module(f".{name}", __name__)
     if name == "BiasLearner":
         return importlib.import_module(".learn._bias_learning", __name__).BiasLearner
     if name == "NetworkLearner":

@@ -22,6 +22,7 @@ import numpy as np
 from .._threads import resolve_n_threads
 from .._version import __version__
 from ..architectures import MLP, sample_params
+from ..datasets import load_digits
 from ..kernels import empirical
 from ..learn import RELATIVE_RIDGES, RidgePath
 from ..learn._bias_learning import BiasLearner
@@ -42,10 +43,9 @@ def _network(width: int) -> MLP:
 
 def _digits(train_size: int, seed: int):
     """A stratified train/test split, inputs centred and scaled by the training set's statistics."""
-    from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    x, y = load_digits(return_X_y=True)
+    x, y = load_digits()
     x_train, x_test, y_train, y_test = train_test_split(x, y, train_size=train_size, random_state=seed, stratify=y)
     mean = x_train.mean(axis=0)
     # Unit mean squared value per feature, so that He weights give unit-scale pre-activations.

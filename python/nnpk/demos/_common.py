@@ -1,5 +1,6 @@
-"""What the demos share: their data sets (shipped with scikit-learn, or generated offline by the optional
-mnist1d package), the evaluation of a kernel by kernel ridge classification, and argument parsing."""
+"""What the demos share: their data sets (nnpk.datasets' digits, shipped with scikit-learn, and MNIST-1D,
+generated offline by the optional mnist1d package) split and preprocessed, the evaluation of a kernel by kernel
+ridge classification, and argument parsing."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from ..datasets import load_digits, load_mnist1d
 from ..diagnostics import KernelSpectrum, kernel_target_alignment
 from ..learn import RELATIVE_RIDGES, RidgePath
 
@@ -40,16 +42,7 @@ class Dataset:
         return int(self.labels.max()) + 1
 
 
-def _raw_dataset(name: str):
-    if name == "digits":
-        from sklearn.datasets import load_digits
-
-        return load_digits(return_X_y=True)
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    # The package's standard generation (its own fixed seed), pooled: the demo makes its own split.
-    data = make_dataset(get_dataset_args())
-    return np.concatenate([data["x"], data["x_test"]]), np.concatenate([data["y"], data["y_test"]])
+_LOADERS = {"digits": load_digits, "mnist1d": load_mnist1d}
 
 
 def load_dataset(name: str, n_samples: Optional[int], seed: int) -> Dataset:
@@ -57,13 +50,7 @@ def load_dataset(name: str, n_samples: Optional[int], seed: int) -> Dataset:
     preprocessed as PREPROCESSING says, with the training half's statistics."""
     from sklearn.model_selection import train_test_split
 
-    x, labels = _raw_dataset(name)
-    x = np.asarray(x, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
-    if n_samples is not None and n_samples < len(labels):
-        keep, _ = train_test_split(np.arange(len(labels)), train_size=n_samples, stratify=labels, random_state=seed)
-        keep.sort()
-        x, labels = x[keep], labels[keep]
+    x, labels = _LOADERS[name](n_samples, seed=seed)
     train, test = train_test_split(np.arange(len(labels)), test_size=0.5, stratify=labels, random_state=seed)
     x = x - x[train].mean(axis=0)
     norms = np.linalg.norm(x, axis=1, keepdims=True) / math.sqrt(x.shape[1])
