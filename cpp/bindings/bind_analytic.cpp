@@ -73,12 +73,14 @@ void bind_analytic(py::module_& m) {
       .value("dense", AnalyticNodeKind::dense)
       .value("activation", AnalyticNodeKind::activation)
       .value("residual", AnalyticNodeKind::residual)
-      .value("identity", AnalyticNodeKind::identity);
+      .value("identity", AnalyticNodeKind::identity)
+      .value("recurrent", AnalyticNodeKind::recurrent);
 
   py::class_<AnalyticNode>(m, "AnalyticNode", "One node of a network's analytic recursion (built by nnpk.analytic)")
       .def(py::init([](AnalyticNodeKind kind, std::int64_t input, std::int64_t skip, std::int64_t fan_in, double w_std,
                        std::optional<double> b_std, ActivationKind activation, double slope, double shift,
-                       double activation_scale, bool unit_second_moment, double scale) {
+                       double activation_scale, bool unit_second_moment, double scale, std::int64_t steps,
+                       std::int64_t width, double u_std, double leak) {
              AnalyticNode node;
              node.kind = kind;
              node.input = input;
@@ -90,12 +92,17 @@ void bind_analytic(py::module_& m) {
              node.activation = Activation{activation, slope, shift, activation_scale};
              node.unit_second_moment = unit_second_moment;
              node.scale = scale;
+             node.steps = steps;
+             node.width = width;
+             node.u_std = u_std;
+             node.leak = leak;
              return node;
            }),
            py::kw_only(), py::arg("kind"), py::arg("input"), py::arg("skip") = -1, py::arg("fan_in") = 1,
            py::arg("w_std") = 1.0, py::arg("b_std") = py::none(), py::arg("activation") = ActivationKind::identity,
            py::arg("slope") = 0.0, py::arg("shift") = 0.0, py::arg("activation_scale") = 1.0,
-           py::arg("unit_second_moment") = false, py::arg("scale") = 1.0);
+           py::arg("unit_second_moment") = false, py::arg("scale") = 1.0, py::arg("steps") = 1, py::arg("width") = 1,
+           py::arg("u_std") = 1.0, py::arg("leak") = 1.0);
 
   m.def(
       "analytic_network_kernels",
@@ -111,8 +118,8 @@ void bind_analytic(py::module_& m) {
       },
       py::arg("x1"), py::arg("x2"), py::arg("nodes"), py::arg("parameterization"), py::arg("nngp"), py::arg("ntk"),
       py::arg("layers"), py::arg("closed_form"), py::arg("quadrature_order"), py::arg("n_threads"), py::arg("tile"),
-      "Infinite-width kernels (float64) of a network of dense, activation and residual nodes: a list of NNGP\n"
-      "and a list of NTK matrices, one per requested node (`layers`: ascending node indices)");
+      "Infinite-width kernels (float64) of a network of dense, activation, residual and recurrent nodes: a list\n"
+      "of NNGP and a list of NTK matrices, one per requested node (`layers`: ascending node indices)");
 
   m.def(
       "analytic_conv_kernels",

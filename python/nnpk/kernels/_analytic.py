@@ -10,7 +10,18 @@ import numpy as np
 from .. import _core
 from .._threads import resolve_n_threads
 from .._validate import check_int, check_memory
-from ..architectures import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Network, Residual, check_arch
+from ..architectures import (
+    AvgPool,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    Network,
+    Recurrent,
+    Residual,
+    check_arch,
+)
 from ..architectures._params import prepare_network_points
 
 __all__ = ["DEFAULT_QUADRATURE_ORDER", "analytic", "analytic_kernels", "check_analytic_network",
@@ -57,6 +68,7 @@ class _NetworkRecursion:
         self.nodes: List["_core.AnalyticNode"] = []
         self.units: List[bool] = []
         self.spatial = False
+        self.steps = 0  # a recurrent layer's steps (0: none)
 
     def add(self, **kwargs) -> int:
         self.nodes.append(_core.AnalyticNode(**kwargs))
@@ -82,6 +94,8 @@ class _NetworkRecursion:
         return self.add(kind=_core.AnalyticNodeKind.identity, input=node)
 
     def layer(self, layer, shape, node: int, law: str, label: str):
+        if isinstance(layer, Recurrent):
+            return self.recurrent(layer, shape, node, label)
         if isinstance(layer, Dense):
             return (layer.width,), self.add(kind=_core.AnalyticNodeKind.dense, input=node, fan_in=math.prod(shape),
                                             w_std=layer.W_std, b_std=layer.b_std), "gaussian"
@@ -121,6 +135,37 @@ class _NetworkRecursion:
                                unit_second_moment=layer.unit_second_moment), "other"
 
 
+    def recurrent(self, layer: Recurrent, shape, node: int, label: str):
+        # The compiled network has checked that the points are (steps, features) sequences.
+        if node != -1 or label != "0":
+            raise self.refuse(label, layer, "is not the network's first layer: the recurrent recursion reads the "
+                              "input sequences themselves (their per-step products x_t . x'_t)")
+        if layer.return_sequences:
+            raise self.refuse(label, layer, "has return_sequences=True: the analytic recursion gives the kernels of "
+                              "the last state h_T only (return_sequences=False), not of every step's state")
+        steps, features = shape
+        self.steps = steps
+        act = layer.activation
+        shift, scale = act.normalization
+        # h_T is phi of a Gaussian pre-activation, not Gaussian itself (law "other").
+        return (layer.width,), self.add(kind=_core.AnalyticNodeKind.recurrent, input=node, fan_in=features,
+                                        steps=steps, width=layer.width, w_std=layer.W_std, u_std=layer.U_std,
+                                        b_std=layer.b_std, leak=layer.leak,
+                                        activation=getattr(_core.ActivationKind, act.name), slope=act.slope,
+                                        shift=shift, activation_scale=scale,
+                                        unit_second_moment=act.unit_second_moment), "other"
+
+
+def _check_sequence_lengths(x1, x2, network: Network) -> None:
+    """ValueError if `network` starts with a Recurrent layer and x1, x2 hold sequences of different lengths."""
+    if x2 is None or not isinstance(network.layers[0], Recurrent):
+        return
+    shape1, shape2 = np.shape(x1), np.shape(x2)
+    if len(shape1) == 3 and len(shape2) == 3 and shape1[1] != shape2[1]:
+        raise ValueError(f"x2 has sequences of {shape2[1]} steps, x1 of {shape1[1]}: the analytic recurrent kernel "
+                         "needs equal lengths")
+
+
 def _recursion(network: Network, input_shape) -> _NetworkRecursion:
     network.compile(input_shape)  # shape errors first, with the builder's messages
     recursion = _NetworkRecursion()
@@ -148,6 +193,7 @@ def analytic_kernels(x1, x2, network: Network, *, kernels: Sequence[str], layers
                      quadrature_order: int, closed_form: bool) -> Dict[str, List[np.ndarray]]:
     """The requested kernels of `layers` ("output", "all": ``network.kernel_layers()``, or a list of
     top-level layer indices, ascending), as lists keyed by kernel name."""
+    _check_sequence_lengths(x1, x2, network)
     compiled, a1, a2 = prepare_network_points(x1, x2, network, "float64")
     recursion = _recursion(network, compiled.input_shape)
     if layers == "output":
@@ -161,7 +207,10 @@ def analytic_kernels(x1, x2, network: Network, *, kernels: Sequence[str], layers
     what = f"the output ({n_out} x {a1.shape[0]} x {n2} float64)"
     nngp, ntk = "nngp" in kernels, "ntk" in kernels
     if not recursion.spatial:
-        check_memory(output, what)
+        # A recurrent layer's per-point step variances.
+        variances = 8 * recursion.steps * (a1.shape[0] + (0 if a2 is None else a2.shape[0]))
+        check_memory(output + variances, what if not recursion.steps else f"{what} and the per-step variances "
+                     f"({variances / 2**20:.1f} MiB)")
         return dict(zip(_KERNELS, _core.analytic_network_kernels(
             a1, a2, recursion.nodes, getattr(_core.Parameterization, network.parameterization), nngp, ntk, wanted,
             closed_form, quadrature_order, n_threads, _TILE)))

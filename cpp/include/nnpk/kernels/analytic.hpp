@@ -1,9 +1,10 @@
 // Infinite-width kernels (docs/definitions.rst) of sequential networks made of dense layers,
 // elementwise activations and residual blocks: the layer recursion of the NNGP and the NTK over
 // a graph of nodes, tiled over the output (an MLP is a chain of dense and activation nodes), with a residual node adding its skip path's kernels to scale^2 times its
-// block's. The Python layer admits only networks where this is exact (a residual block ends
-// with a dense layer, so its output is uncorrelated with the skip path; an activation reads
-// Gaussian pre-activations) and names the layer it refuses.
+// block's. A recurrent node reads the input sequences (analytic_recurrent.hpp). The Python layer
+// admits only networks where this is exact (a residual block ends with a dense layer, so its
+// output is uncorrelated with the skip path; an activation reads Gaussian pre-activations; a
+// recurrent layer reads the input and returns its last state) and names the layer it refuses.
 #pragma once
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "nnpk/kernels/analytic_recurrent.hpp"
 #include "nnpk/kernels/dual.hpp"
 #include "nnpk/kernels/gram.hpp"
 #include "nnpk/network/activations.hpp"
@@ -61,21 +63,26 @@ inline void input_kernel_tile(const double* x1, std::int64_t i0, std::int64_t ni
 
 }  // namespace analytic_detail
 
-enum class AnalyticNodeKind : int { dense = 0, activation, residual, identity };
+enum class AnalyticNodeKind : int { dense = 0, activation, residual, identity, recurrent };
 
 struct AnalyticNode {
   AnalyticNodeKind kind = AnalyticNodeKind::dense;
   std::int64_t input = -1;  // the node read (-1: the network's input)
   std::int64_t skip = -1;   // residual: the node added unchanged (-1: the input)
-  // dense
+  // dense (and recurrent: fan_in = the features of a step, w_std = the recurrent gain)
   std::int64_t fan_in = 1;
   double w_std = 1.0, b_std = 0.0;
   bool has_bias = false;
-  // activation
+  // activation (and recurrent: its phi)
   Activation activation;
   bool unit_second_moment = false;
   // residual: skip + scale * block
   double scale = 1.0;
+  // recurrent: reads the input as `steps` steps of fan_in features, `width` units
+  std::int64_t steps = 1, width = 1;
+  double u_std = 1.0, leak = 1.0;
+
+  RecurrentCell cell() const { return RecurrentCell{steps, fan_in, width, w_std, u_std, b_std, leak, has_bias}; }
 };
 
 namespace analytic_detail {
@@ -89,7 +96,21 @@ inline void check_nodes(const std::vector<AnalyticNode>& nodes) {
       throw std::invalid_argument("node " + std::to_string(k) + " must read earlier nodes");
     if (node.kind == AnalyticNodeKind::dense && (node.fan_in < 1 || !(node.w_std >= 0) || !(node.b_std >= 0)))
       throw std::invalid_argument("node " + std::to_string(k) + " has a non-positive fan-in or a negative std");
+    if (node.kind == AnalyticNodeKind::recurrent &&
+        (node.input != -1 || node.fan_in < 1 || node.steps < 1 || node.width < 1 || !(node.w_std >= 0) ||
+         !(node.u_std >= 0) || !(node.b_std >= 0) || !(node.leak > 0 && node.leak <= 1)))
+      throw std::invalid_argument("node " + std::to_string(k) + " must be a recurrent layer reading the input, with "
+                                  "positive sizes, non-negative stds and a leak in (0, 1]");
   }
+  if (std::count_if(nodes.begin(), nodes.end(), [](const AnalyticNode& n) { return n.kind == AnalyticNodeKind::recurrent; }) > 1)
+    throw std::invalid_argument("at most one recurrent node");
+}
+
+// The recurrent node's index, -1 if none.
+inline std::int64_t recurrent_node(const std::vector<AnalyticNode>& nodes) {
+  for (std::size_t k = 0; k < nodes.size(); ++k)
+    if (nodes[k].kind == AnalyticNodeKind::recurrent) return static_cast<std::int64_t>(k);
+  return -1;
 }
 
 // One dense node's affine step on a row of n entries.
@@ -105,14 +126,19 @@ inline void dense_row(const AnalyticNode& node, bool standard, bool ntk, const d
 }
 
 // q[(k + 1) * n + i] = node k's kernel of (x_i, x_i) (q[i]: the input's), by the operations the tile recursion applies
-// to that pair (so equal to the diagonal entry to the bit).
+// to that pair (so equal to the diagonal entry to the bit); a recurrent node's step variances
+// Sigma_t(x_i, x_i) to step_q[t * n + i].
 inline std::vector<double> node_variances(const std::vector<AnalyticNode>& nodes, const std::vector<DualMap>& duals,
-                                          const double* x, std::int64_t n, std::int64_t d, int n_threads) {
+                                          const double* x, std::int64_t n, std::int64_t d, int n_threads,
+                                          std::vector<double>& step_q) {
   const auto n_nodes = static_cast<std::int64_t>(nodes.size());
   std::vector<double> q(static_cast<std::size_t>((n_nodes + 1) * n));
+  const std::int64_t recurrent = recurrent_node(nodes);
+  step_q.assign(recurrent < 0 ? 0 : static_cast<std::size_t>(nodes[static_cast<std::size_t>(recurrent)].steps * n), 0.0);
   constexpr std::int64_t kBlock = 64;
   parallel_for((n + kBlock - 1) / kBlock, n_threads, [&](std::int64_t b, int) {
     std::vector<double> scratch;
+    recurrent_analytic::RowBuffers buffers;
     std::vector<double> value(static_cast<std::size_t>(n_nodes));
     for (std::int64_t i = b * kBlock; i < std::min(n, (b + 1) * kBlock); ++i) {
       double input = 0.0, unused = 0.0;
@@ -128,6 +154,10 @@ inline std::vector<double> node_variances(const std::vector<AnalyticNode>& nodes
           case AnalyticNodeKind::activation: out = duals[static_cast<std::size_t>(k)](in, in, in).sigma; break;
           case AnalyticNodeKind::residual: out = madd(node.scale * node.scale, in, at(node.skip)); break;
           case AnalyticNodeKind::identity: out = in; break;
+          case AnalyticNodeKind::recurrent:
+            out = recurrent_analytic::point_variances(node.cell(), duals[static_cast<std::size_t>(k)], x + i * d,
+                                                      step_q.data() + i, n, buffers);
+            break;
         }
         q[static_cast<std::size_t>((k + 1) * n + i)] = out;
       }
@@ -154,6 +184,13 @@ inline void analytic_network_kernels(const std::vector<AnalyticNode>& nodes, std
   if ((opt.nngp && nngp_out.size() != opt.layers.size()) || (opt.ntk && ntk_out.size() != opt.layers.size()))
     throw std::invalid_argument("one output per requested node and kernel is needed");
   if (opt.tile < 1 || d < 1) throw std::invalid_argument("tile and d must be positive");
+  const std::int64_t recurrent = analytic_detail::recurrent_node(nodes);
+  if (recurrent >= 0 && nodes[static_cast<std::size_t>(recurrent)].steps * nodes[static_cast<std::size_t>(recurrent)].fan_in != d)
+    throw std::invalid_argument("the recurrent node's steps x features differ from the points' size");
+  // Whether a node other than a recurrent one reads the input's kernel Sigma^0.
+  const bool reads_input = std::any_of(nodes.begin(), nodes.end(), [](const AnalyticNode& n) {
+    return n.kind != AnalyticNodeKind::recurrent && (n.input == -1 || (n.kind == AnalyticNodeKind::residual && n.skip == -1));
+  });
   const bool symmetric = x2 == nullptr;
   if (symmetric) {
     x2 = x1;
@@ -162,8 +199,11 @@ inline void analytic_network_kernels(const std::vector<AnalyticNode>& nodes, std
   std::vector<DualMap> duals;
   for (const AnalyticNode& node : nodes)
     duals.emplace_back(node.activation, opt.closed_form, opt.quadrature_order, node.unit_second_moment);
-  const std::vector<double> q1 = analytic_detail::node_variances(nodes, duals, x1, n1, d, opt.n_threads);
-  const std::vector<double> q2 = symmetric ? q1 : analytic_detail::node_variances(nodes, duals, x2, n2, d, opt.n_threads);
+  std::vector<double> step_q1, step_q2;
+  const std::vector<double> q1 = analytic_detail::node_variances(nodes, duals, x1, n1, d, opt.n_threads, step_q1);
+  const std::vector<double> q2 =
+      symmetric ? q1 : analytic_detail::node_variances(nodes, duals, x2, n2, d, opt.n_threads, step_q2);
+  if (symmetric) step_q2 = step_q1;
   std::vector<std::int64_t> slot(static_cast<std::size_t>(n_nodes), -1);
   for (std::size_t k = 0; k < opt.layers.size(); ++k)
     slot[static_cast<std::size_t>(opt.layers[k])] = static_cast<std::int64_t>(k);
@@ -173,6 +213,7 @@ inline void analytic_network_kernels(const std::vector<AnalyticNode>& nodes, std
   // kernels, then the input's.
   struct Workspace {
     std::vector<double> sigma, theta, dot, scratch;
+    recurrent_analytic::RowBuffers recurrent;
   };
   std::vector<Workspace> workspaces(static_cast<std::size_t>(std::max(1, opt.n_threads)));
 
@@ -187,7 +228,8 @@ inline void analytic_network_kernels(const std::vector<AnalyticNode>& nodes, std
     // Node k's tile at offset (k + 1) * size, the input's at 0.
     const auto sigma = [&](std::int64_t k) { return ws.sigma.data() + (k + 1) * size; };
     const auto theta = [&](std::int64_t k) { return ws.theta.data() + (k + 1) * size; };
-    input_kernel_tile(x1, i0, ni, x2, j0, nj, d, ws.scratch, sigma(-1), nj);
+    if (reads_input) input_kernel_tile(x1, i0, ni, x2, j0, nj, d, ws.scratch, sigma(-1), nj);
+    if (recurrent >= 0) recurrent_analytic::gather_lanes(x2, j0, nj, d, ws.recurrent.lanes);
     for (std::int64_t k = 0; k < n_nodes; ++k) {
       const AnalyticNode& node = nodes[static_cast<std::size_t>(k)];
       for (std::int64_t i = 0; i < ni; ++i) {
@@ -218,6 +260,13 @@ inline void analytic_network_kernels(const std::vector<AnalyticNode>& nodes, std
             std::copy(s_in, s_in + nj, s_out);
             std::copy(t_in, t_in + nj, t_out);
             break;
+          case AnalyticNodeKind::recurrent: {
+            const recurrent_analytic::StepVariances q{step_q1.data() + i0 + i, n1, step_q2.data() + j0, n2};
+            recurrent_analytic::kernel_row(node.cell(), duals[static_cast<std::size_t>(k)], standard, opt.ntk,
+                                           x1 + (i0 + i) * d, ws.recurrent.lanes.data(), nj, q, ws.recurrent, s_out,
+                                           t_out);
+            break;
+          }
         }
       }
       const std::int64_t out = slot[static_cast<std::size_t>(k)];
