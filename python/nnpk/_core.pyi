@@ -35,6 +35,7 @@ __all__: list[str] = [
     "sequential_draw",
     "sequential_empirical_sums",
     "sequential_outputs",
+    "sequential_state_outputs",
     "sequential_sums",
     "sequential_tangent_sums",
     "simd_instruction_sets",
@@ -154,12 +155,15 @@ class NodeKind:
       residual
 
       batch_norm
+
+      recurrent
     """
 
     __members__: typing.ClassVar[dict[str, NodeKind]]
     activation: typing.ClassVar[NodeKind]
     avg_pool: typing.ClassVar[NodeKind]
     batch_norm: typing.ClassVar[NodeKind]
+    recurrent: typing.ClassVar[NodeKind]
     conv: typing.ClassVar[NodeKind]
     dense: typing.ClassVar[NodeKind]
     flatten: typing.ClassVar[NodeKind]
@@ -248,6 +252,10 @@ class SeqNode:
         scale: typing.SupportsFloat | typing.SupportsIndex = 1.0,
         eps: typing.SupportsFloat | typing.SupportsIndex = 1e-05,
         momentum: typing.SupportsFloat | typing.SupportsIndex = 0.1,
+        u_std: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+        leak: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+        return_sequences: bool = False,
+        init: typing.SupportsInt | typing.SupportsIndex = -1,
     ) -> None: ...
 
 class SequentialSpec:
@@ -373,6 +381,7 @@ class SequentialTrainer:
         weight_decay: typing.SupportsFloat | typing.SupportsIndex,
         t: typing.SupportsInt | typing.SupportsIndex,
         buffers: typing.Any = None,
+        clip_norm: typing.SupportsFloat | typing.SupportsIndex = 0.0,
     ) -> tuple:
         """
         One optimizer step in place on the rows of x; returns (mean loss, fraction of rows whose largest
@@ -381,7 +390,8 @@ class SequentialTrainer:
         SGD's momentum buffers or Adam's m (needed with momentum or Adam), seconds: Adam's v, one per
         value. Where params (in the trainer's dtype) are not the values themselves, the trained ones are
         refreshed in place from them. t: Adam's step count, from 1. Batch normalisations normalise by the
-        rows' statistics and update the running ones in buffers in place
+        rows' statistics and update the running ones in buffers in place. clip_norm > 0 scales the
+        gradient (all trained arrays, before weight decay) to that norm where it is larger
         """
 
 def activation_value(
@@ -550,6 +560,18 @@ def sequential_outputs(
     (training=False); with training=True they normalise by the statistics of the rows of x, and the
     running statistics in buffers (if given) are updated in place as torch does: running = (1 - momentum)
     running + momentum batch, with the batch's unbiased variance.
+    """
+
+def sequential_state_outputs(
+    x: numpy.ndarray,
+    spec: SequentialSpec,
+    params: list,
+    n_threads: typing.SupportsInt | typing.SupportsIndex,
+    initial_states: list,
+) -> tuple:
+    """
+    (logits (rows, C) float64, [h_T (rows, width) per recurrent layer]) of a network with the given stored
+    parameters, each recurrent layer starting from initial_states[i] (rows, width), or from zero where None
     """
 
 def sequential_sums(

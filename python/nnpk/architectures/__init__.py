@@ -1,8 +1,19 @@
 """Architectures: layers, networks (an MLP is one), and the random parameters of network ``m`` of a seed."""
 
 from ._activations import ACTIVATIONS, CLOSED_FORM_DUALS, PARAMETERIZATIONS
-from ._layers import (LAYER_TYPES, Activation, AvgPool, BatchNorm, Conv, Dense, Flatten, GlobalAvgPool, MaxPool, Recurrent,
-                      Residual)
+from ._layers import (
+    LAYER_TYPES,
+    Activation,
+    AvgPool,
+    BatchNorm,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool,
+    Recurrent,
+    Residual,
+)
 from ._mlp import MLP
 from ._network import INITS, Compiled, Network, NormLayer, ParamLayer
 from ._params import SEED_MAX, check_arch, sample_params
@@ -10,5 +21,5 @@ from ._state_dict import LAYOUTS, params_from_state_dict
 
 __all__ = ["ACTIVATIONS", "Activation", "AvgPool", "BatchNorm", "CLOSED_FORM_DUALS", "Compiled", "Conv", "Dense",
            "Flatten", "GlobalAvgPool", "INITS", "LAYER_TYPES", "LAYOUTS", "MLP", "MaxPool", "Network", "NormLayer",
-           "PARAMETERIZATIONS", "ParamLayer", "Recurrent", "Residual", "SEED_MAX", "check_arch", "params_from_state_dict",
-           "sample_params"]
+           "PARAMETERIZATIONS", "ParamLayer", "Recurrent", "Residual", "SEED_MAX", "check_arch",
+           "params_from_state_dict", "sample_params"]

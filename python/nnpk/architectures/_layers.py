@@ -269,7 +269,9 @@ class Recurrent:
     stored U, W, b are unit-variance draws and ``z_t = (W_std / sqrt(width)) h_{t-1} W +
     (U_std / sqrt(features)) x_t U + b_std b``; under "standard" they are drawn with those scales
     and used as they are. ``W_std`` is the recurrent gain g (the variance of W's entries is
-    ``g^2 / width``).
+    ``g^2 / width``). ``nnpk.sample_params`` lays a recurrent layer out as two entries, ``(U, b)``
+    (b None without bias) then ``(W, None)``, and draws them keyed by their two indices among the
+    parametrised layers.
 
     Parameters
     ----------
@@ -292,9 +294,6 @@ class Recurrent:
         How U and W are drawn; None: the network's ``init``. "uniform" draws entries uniform in
         ``[-R, R]`` with the Gaussian's variance, ``R = sqrt(3) W_std / sqrt(width)`` for W.
 
-    ``nnpk.sample_params`` lays a recurrent layer out as two entries: ``(U, b)`` (b None without
-    bias), then ``(W, None)``; the draws are keyed by their two indices among the parametrised
-    layers.
     """
 
     width: int
@@ -329,10 +328,16 @@ class Recurrent:
         if self.init is not None and self.init not in INITS:
             raise ValueError(f"init must be None or one of {', '.join(INITS)}, got {self.init!r}")
 
+    @property
+    def phi(self) -> "Activation":
+        """The activation as an ``Activation``."""
+        assert isinstance(self.activation, Activation)  # made one in __post_init__
+        return self.activation
+
     def describe(self) -> str:
         leak = "" if self.leak == 1 else f", leak {self.leak:g}"
         seq = ", return_sequences" if self.return_sequences else ""
-        return f"Recurrent {self.width} {self.activation.name}{leak}{seq}"
+        return f"Recurrent {self.width} {self.phi.name}{leak}{seq}"
 
 
 def _layers(layers, name: str) -> tuple:

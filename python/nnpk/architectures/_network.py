@@ -17,6 +17,7 @@ from typing import List, Set, Tuple, Union
 from .. import _core
 from ._activations import PARAMETERIZATIONS
 from ._layers import (
+    INITS,
     Activation,
     AvgPool,
     BatchNorm,
@@ -30,8 +31,6 @@ from ._layers import (
     _Pool,
     _text,
 )
-
-from ._layers import INITS
 
 __all__ = ["Compiled", "INITS", "Network", "NormLayer", "ParamLayer"]
 
@@ -194,8 +193,8 @@ class _Builder:
         if shapes[-1] != shape:
             raise self.error(label, layer, f"its block maps points of shape {shape} to {shapes[-1]}; a residual block "
                              "must keep the shape")
-        out = self.add(kind=_core.NodeKind.residual, input=nodes[-1], skip=node, scale=layer.scale)
-        return shape, self.per_step(nodes[-1], out) if node in self.sequences else out
+        residual = self.add(kind=_core.NodeKind.residual, input=nodes[-1], skip=node, scale=layer.scale)
+        return shape, (self.per_step(nodes[-1], residual) if node in self.sequences else residual)
 
     def per_step(self, read: int, node: int) -> int:
         """`node`, marked as a sequence of steps if the node it reads is one."""
@@ -211,7 +210,7 @@ class _Builder:
         init = -1 if layer.init is None else int(getattr(_core.Init, layer.init))
         node = self.add(kind=_core.NodeKind.recurrent, input=node, width=layer.width, w_std=layer.W_std,
                         u_std=layer.U_std, b_std=layer.b_std, leak=layer.leak,
-                        return_sequences=layer.return_sequences, init=init, **_activation_node(layer.activation))
+                        return_sequences=layer.return_sequences, init=init, **_activation_node(layer.phi))
         m = layer.width
         self.params.append(ParamLayer(f"{label} (U, b)", layer, (features, m), features, m, steps * features, steps))
         self.params.append(ParamLayer(f"{label} (W)", layer, (m, m), m, m, steps * m, steps, True))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._layers import BatchNorm, Conv, Dense, Flatten, Residual
+from ._layers import BatchNorm, Conv, Dense, Flatten, Recurrent, Residual
 from ._network import Network, NormLayer, ParamLayer, _param_layers
 from ._params import check_arch
 
@@ -49,6 +50,15 @@ def params_from_state_dict(network, state_dict, *, layout: str = "torch", input_
     - Under the "ntk" parameterization nnpk stores ``W sqrt(fan_in) / W_std`` and
       ``b / b_std`` (its forward pass multiplies them back); under "standard" the weights
       as they are. A BatchNorm's gamma and beta are used as they are under both.
+
+    - A ``Recurrent`` layer takes a PyTorch ``nn.RNN``'s entries ``weight_ih_l{k}`` (width,
+      features), ``weight_hh_l{k}`` (width, width), ``bias_ih_l{k}`` and ``bias_hh_l{k}``
+      (width,): U is ``weight_ih`` transposed, W is ``weight_hh`` transposed and b the sum of
+      the two biases. A multi-layer ``nn.RNN`` (``num_layers=L``) is one group of entries for
+      L consecutive Recurrent layers (``return_sequences=True`` but for the last, as
+      ``nn.RNN`` feeds each layer's every step to the next). Give the Recurrent layer the
+      RNN's nonlinearity ("tanh" or "relu"), and pass ``batch_first=True`` sequences to
+      torch to compare. Flax has no such layout here: recurrent layers read PyTorch's only.
 
     The BatchNorm layers' ``eps`` must be the framework's (1e-5 by default in both) for the
     outputs to agree; its momentum only matters for further training.
@@ -93,8 +103,12 @@ def params_from_state_dict(network, state_dict, *, layout: str = "torch", input_
     permutations = _flatten_permutations(network, compiled.input_shape) if layout == "torch" else {}
     params: list = []
     buffers: list = []
+    g = 0  # the group of entries the next layer takes
+    sublayer = 0  # a multi-layer nn.RNN group: the layers of it already taken
     for k, p in enumerate(compiled.entries):
-        if k >= len(groups):
+        if isinstance(p, ParamLayer) and p.recurrent_weights:
+            continue  # taken with the layer's (U, b) entry
+        if g >= len(groups):
             names = _expected_names(p, layout)
             if isinstance(p, NormLayer):
                 wanted = f"{', '.join(map(repr, names))}, each of shape ({p.channels},)"
@@ -104,13 +118,25 @@ def params_from_state_dict(network, state_dict, *, layout: str = "torch", input_
             raise ValueError(f"state_dict has {len(groups)} groups of entries; parametrised layer {k}, layer "
                              f"{p.label} ({p.layer.describe()}), has none (expected {wanted})")
         if isinstance(p, NormLayer):
-            gamma, beta, mean, var = _convert_norm(k, p, groups[k], layout, permutations.get(k))
+            gamma, beta, mean, var = _convert_norm(k, p, groups[g], layout, permutations.get(k))
             params.append((gamma, beta))
             buffers.append((mean, var))
+        elif isinstance(p.layer, Recurrent):
+            U, b, W, more = _convert_recurrent(k, p, compiled.entries[k + 1], groups[g], sublayer, layout,
+                                               network.parameterization)
+            params += [(U, b), (W, None)]
+            sublayer = sublayer + 1 if more else 0
+            g += 0 if more else 1
+            continue
         else:
-            params.append(_convert(k, p, groups[k], layout, network.parameterization, permutations.get(k)))
-    if len(groups) > len(compiled.entries):
-        extra = [name for _, entries in groups[len(compiled.entries):] for name, _ in entries.values()]
+            params.append(_convert(k, p, groups[g], layout, network.parameterization, permutations.get(k)))
+        g += 1
+    if sublayer:
+        _, entries = groups[g]
+        raise ValueError(f"state_dict's recurrent entries {', '.join(repr(v[0]) for v in entries.values())} have "
+                         f"layers beyond the network's {sublayer} Recurrent layers there")
+    if len(groups) > g:
+        extra = [name for _, entries in groups[g:] for name, _ in entries.values()]
         raise ValueError(f"state_dict has entries beyond the network's {len(compiled.entries)} parametrised layers: "
                          f"{', '.join(map(repr, extra))}")
     return params, buffers
@@ -170,6 +196,8 @@ def _flatten_permutations(network: Network, input_shape) -> Dict[int, np.ndarray
                 out[k] = pending
                 pending = None
             k += 1
+        elif isinstance(layer, Recurrent):
+            k += 2
     return out
 
 
@@ -260,6 +288,54 @@ def _convert(k: int, p: ParamLayer, group, layout: str, parameterization: str,
     if parameterization == "ntk":
         b = _unscaled(b, p.layer.b_std, name_b, where, "b_std")
     return np.ascontiguousarray(W), b
+
+
+_RNN_LEAVES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def _convert_recurrent(k: int, p: ParamLayer, p_w: ParamLayer, group, sublayer: int, layout: str,
+                       parameterization: str):
+    """(U, b, W, whether the group holds more layers) of a Recurrent layer from layer `sublayer` of an nn.RNN's
+    entries."""
+    prefix, entries = group
+    where = f"parametrised layer {k}, layer {p.label} ({p.layer.describe()})"
+    if layout != "torch":
+        raise ValueError(f"{where}: recurrent layers are read in PyTorch's nn.RNN layout only (layout='torch')")
+    layers: Dict[int, Dict[str, Tuple[str, object]]] = {}
+    for leaf in entries:
+        match = re.fullmatch(r"(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)", leaf)
+        if match is None:
+            raise ValueError(f"the entries of {prefix!r} go to {where}, which takes an nn.RNN's weight_ih_l0, "
+                             f"weight_hh_l0, bias_ih_l0 and bias_hh_l0; it has {entries[leaf][0]!r}")
+        layers.setdefault(int(match.group(2)), {})[match.group(1)] = entries[leaf]
+    if sublayer not in layers:
+        raise ValueError(f"the entries of {prefix!r} go to {where}: they have no layer {sublayer} "
+                         f"(weight_ih_l{sublayer})")
+    mine = layers[sublayer]
+    expected = set(_RNN_LEAVES if p.has_bias else _RNN_LEAVES[:2])
+    if set(mine) != expected:
+        missing = sorted(f"{n}_l{sublayer}" for n in expected - set(mine))
+        unexpected = sorted(f"{n}_l{sublayer}" for n in set(mine) - expected)
+        why = " (the layer has b_std=None: no bias)" if unexpected and not p.has_bias else ""
+        raise ValueError(f"the entries of {prefix!r} go to {where}: missing {missing}, unexpected {unexpected}{why}")
+    m, d = p.fan_out, p.fan_in
+    arrays = {}
+    for leaf, shape in (("weight_ih", (m, d)), ("weight_hh", (m, m)), ("bias_ih", (m,)), ("bias_hh", (m,))):
+        if leaf not in mine:
+            continue
+        name, value = mine[leaf]
+        a = _array(name, value)
+        if a.shape != shape:
+            raise ValueError(f"state_dict[{name!r}] has shape {a.shape}; {where} expects {shape}")
+        arrays[leaf] = a
+    U, W = arrays["weight_ih"].T, arrays["weight_hh"].T
+    b = arrays["bias_ih"] + arrays["bias_hh"] if p.has_bias else None
+    if parameterization == "ntk":
+        U = _unscaled(U, p.w_std / math.sqrt(d), mine["weight_ih"][0], where, "U_std")
+        W = _unscaled(W, p_w.w_std / math.sqrt(m), mine["weight_hh"][0], where, "W_std")
+        if b is not None and p.layer.b_std is not None:
+            b = _unscaled(b, p.layer.b_std, mine["bias_ih"][0], where, "b_std")
+    return np.ascontiguousarray(U), b, np.ascontiguousarray(W), (sublayer + 1) in layers
 
 
 def _input_text(p: ParamLayer) -> str:

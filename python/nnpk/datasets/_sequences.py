@@ -159,8 +159,11 @@ def autocorrelation_half_width(signal, coordinate: Optional[int] = None) -> floa
     (the mean product at lag k over its T - k pairs, normalised so that r(0) = 1). For a 3-D
     signal, r is the mean over trajectories of each trajectory's own r (its own mean
     removed, its own normalisation) for `coordinate`. The half-width is the first lag k
-    >= 1 with ``r(k) <= 1/2``, refined by linear interpolation between lags k - 1 and k,
-    among lags up to ``T // 2`` (beyond that the estimate rests on too few pairs).
+    >= 1 with ``r(k) <= 1/2``, refined by linear interpolation between lags k - 1 and k.
+    There always is one: the products of a mean-removed series summed over every lag
+    vanish, so r turns negative somewhere. Removing the mean also pulls r down at lags
+    that are not small against T, so a signal only a few half-widths long gives too
+    small a half-width: give tens of half-widths.
 
     For ``cos(2 pi t / P)`` over many periods, ``r(k) = cos(2 pi k / P)`` and the half-width
     is P / 6; for an AR(1) process ``x_t = a x_{t-1} + noise``, ``r(k) = a^k`` and it is
@@ -190,12 +193,9 @@ def autocorrelation_half_width(signal, coordinate: Optional[int] = None) -> floa
     # Products at every lag by FFT, zero-padded to at least 2T so that lags do not wrap around.
     n_fft = 1 << (2 * n_steps - 1).bit_length()
     spectrum = np.fft.rfft(centred, n_fft, axis=1)
-    max_lag = n_steps // 2
-    products = np.fft.irfft(spectrum * spectrum.conj(), n_fft, axis=1)[:, : max_lag + 1]
-    r = np.mean(products / (n_steps - np.arange(max_lag + 1)) / variance[:, None], axis=0)
-    below = np.flatnonzero(r[1:] <= 0.5)
-    if below.size == 0:
-        raise ValueError(f"the autocorrelation of signal stays above 1/2 up to lag {max_lag} (half its {n_steps} "
-                         f"steps, r({max_lag}) = {r[max_lag]:.3g}): give a longer signal")
-    k = int(below[0]) + 1
+    products = np.fft.irfft(spectrum * spectrum.conj(), n_fft, axis=1)[:, :n_steps]
+    r = np.mean(products / (n_steps - np.arange(n_steps)) / variance[:, None], axis=0)
+    # The products of a mean-removed series summed over the lags -(T-1)..T-1 vanish: T + 2 sum_{k>=1} (T - k) r(k)
+    # = 0 for each series, hence for their mean, so some r(k) < 0 and a crossing exists.
+    k = int(np.flatnonzero(r[1:] <= 0.5)[0]) + 1
     return float(k - 1 + (r[k - 1] - 0.5) / (r[k - 1] - r[k]))

@@ -32,7 +32,7 @@ def _per_wave(value, name: str, n_waves: int | None) -> np.ndarray:
     if n_waves is None:
         if arr.size == 0:
             raise ValueError(f"{name} is empty")
-    elif arr.ndim == 1 and arr.size == 1:
+    elif arr.size == 1:
         arr = np.full(n_waves, arr[0])
     elif arr.size != n_waves:
         raise ValueError(f"{name} has {arr.size} values, frequencies has {n_waves}")
@@ -212,8 +212,13 @@ def lorenz(n_trajectories: int, n_steps: int, dt: float = 0.01, sigma: float = 1
         Samples per trajectory, >= 1.
     dt : float
         Time between samples, > 0.
-    sigma, rho, beta : float
-        The system's parameters, > 0.
+    sigma : float
+        > 0 (Lorenz's 10).
+    rho : float
+        > 0 (Lorenz's 28; chaos from about 24.74 with the other two at their defaults, below
+        1 the origin attracts every trajectory).
+    beta : float
+        > 0 (Lorenz's 8/3).
     seed : int
         Seed of the initial states, in [0, 2**32 - 1].
     transient : float

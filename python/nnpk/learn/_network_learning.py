@@ -152,6 +152,12 @@ class NetworkLearner(BaseEstimator):
     bitwise the same for any ``n_threads``. Parameters and the optimizer's state
     are float64; the forward and backward passes run in ``dtype``.
 
+    A network whose output is a sequence (a ``Recurrent`` layer with
+    ``return_sequences=True``, then layers acting on every step) trains on the squared
+    loss of every step's outputs: y is ``(n_samples, steps, n_targets)`` (or
+    ``(n_samples, steps)`` for one output per step), the loss summed over steps and
+    outputs; predictions have y's shape. ``generate`` runs such a network in closed loop.
+
     Parameters
     ----------
     arch : nnpk.Network (an nnpk.MLP is one)
@@ -204,11 +210,6 @@ class NetworkLearner(BaseEstimator):
         this Euclidean norm where it is larger, as ``torch.nn.utils.clip_grad_norm_``;
         long sequences through recurrent layers need it. None: no clipping.
 
-    A network whose output is a sequence (a ``Recurrent`` layer with
-    ``return_sequences=True``, then layers acting on every step) trains on the squared
-    loss of every step's outputs: y is ``(n_samples, steps, n_targets)`` (or
-    ``(n_samples, steps)`` for one output per step), the loss summed over steps and
-    outputs; predictions have y's shape. ``generate`` runs such a network in closed loop.
 
     Attributes
     ----------

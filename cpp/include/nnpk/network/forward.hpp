@@ -27,7 +27,6 @@ struct SequentialWorkspace {
   // Recurrent nodes, time-major (step t's rows are rows [t P, (t + 1) P) for P = the points padded to
   // whole kRowQuantum): `states` h_0 = 0, h_1, ..., h_T ((T + 1) P rows); `step_inputs` x_1..x_T (T P rows).
   std::vector<RowMatrix<T>> states, step_inputs;
-  RowMatrix<T> step_product;
   // Per node, set by the caller: a recurrent node's h_0 for the pass's points (rows point, width
   // columns), null or absent for zero.
   std::vector<const T*> initial_states;
@@ -131,10 +130,19 @@ void global_average(const SeqNode& node, const RowMatrix<T>& in, std::int64_t po
   }
 }
 
-// h = phi(z) and, if d is not null, d = phi'(z) for n entries.
+// h = phi(z) and, if d is not null, d = phi'(z) for n entries (h may be z itself). Plain relu and
+// tanh take vectorised paths: tanh in float32 by Eigen's vectorised rational approximation (within
+// a few units in the last place of the correctly rounded value), its derivative 1 - tanh^2 from it.
 template <class T>
 void activate_entries(const Activation& act, const T* z, std::int64_t n, T* h, T* d) {
-  const bool relu = act.kind == ActivationKind::relu && act.shift == 0.0 && act.scale == 1.0;
+  const bool plain = act.shift == 0.0 && act.scale == 1.0;
+  if (plain && act.kind == ActivationKind::tanh) {
+    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> out(h, n);
+    out = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(z, n).tanh();
+    if (d) Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(d, n) = T(1) - out * out;
+    return;
+  }
+  const bool relu = act.kind == ActivationKind::relu && plain;
   if (d) {
     if (relu) {
       for (std::int64_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? T(1) : T(0);
@@ -178,7 +186,7 @@ template <class T>
 void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
                        const T* U, const T* bias, const T* W, const RowMatrix<T>& in, std::int64_t points,
                        const T* initial, RowMatrix<T>& step_inputs, RowMatrix<T>& states, RowMatrix<T>* derivative,
-                       RowMatrix<T>& product, RowMatrix<T>& out) {
+                       RowMatrix<T>& out) {
   const std::int64_t steps = node.steps(), d = node.in.channels, m = node.width;
   const std::int64_t P = round_up(points, kRowQuantum);
   step_inputs.setZero(steps * P, d);
@@ -194,29 +202,27 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
   const T u_forward = static_cast<T>(input_scales.forward), b_scale = static_cast<T>(input_scales.bias);
   const T w_forward = static_cast<T>(recurrent_scales.forward);
   const T a = static_cast<T>(node.leak), keep = T(1) - a;
+  for (std::int64_t r = 0; r < steps * P; ++r) {
+    T* zr = z_all.data() + r * m;
+    if (bias) {
+      for (std::int64_t j = 0; j < m; ++j) zr[j] = u_forward * zr[j] + b_scale * bias[j];
+    } else {
+      for (std::int64_t j = 0; j < m; ++j) zr[j] = u_forward * zr[j];
+    }
+  }
   if (derivative) derivative->resize(steps * P, m);
+  const Eigen::Map<const RowMatrix<T>> Wm(W, m, m);
   for (std::int64_t t = 1; t <= steps; ++t) {
     auto previous = states.middleRows((t - 1) * P, P);
     auto z = states.middleRows(t * P, P);
-    const bool from_state = t > 1 || initial;
-    if (from_state) {
-      product.resize(P, m);
-      product.noalias() = previous * Eigen::Map<const RowMatrix<T>>(W, m, m);
-    }
-    for (std::int64_t r = 0; r < P; ++r) {
-      T* zr = z.data() + r * m;
-      const T* pr = from_state ? product.data() + r * m : nullptr;
-      const T* hr = previous.data() + r * m;
-      for (std::int64_t j = 0; j < m; ++j) {
-        T v = u_forward * zr[j];
-        if (bias) v += b_scale * bias[j];
-        if (pr) v += w_forward * pr[j];
-        zr[j] = v;
-      }
-      T* dr = derivative ? derivative->data() + ((t - 1) * P + r) * m : nullptr;
-      activate_entries(node.activation, zr, m, zr, dr);
-      if (node.leak != 1.0)
-        for (std::int64_t j = 0; j < m; ++j) zr[j] = keep * hr[j] + a * zr[j];
+    // z_t += forward_W h_{t-1} W, accumulated by the product itself (h_0 = 0 adds nothing).
+    if (t > 1 || initial) z.noalias() += w_forward * (previous * Wm);
+    T* dr = derivative ? derivative->data() + (t - 1) * P * m : nullptr;
+    activate_entries(node.activation, z.data(), P * m, z.data(), dr);
+    if (node.leak != 1.0) {
+      const T* hp = previous.data();
+      T* zr = z.data();
+      for (std::int64_t i = 0; i < P * m; ++i) zr[i] = keep * hp[i] + a * zr[i];
     }
   }
   if (node.return_sequences) {
@@ -339,7 +345,7 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
         const T* initial = k < ws.initial_states.size() ? ws.initial_states[k] : nullptr;
         recurrent_forward(node, scales[l], scales[l + 1], net.weights[l], net.biases[l], net.weights[l + 1], in, points,
                           initial, ws.step_inputs[k], ws.states[k], keep_derivatives ? &ws.derivatives[k] : nullptr,
-                          ws.step_product, out);
+                          out);
         break;
       }
     }
