@@ -1,3 +1,4 @@
 """The demos behind ``nnpk demo``: random-network kernels learning digits (``_kernels``), random weights with
-learned biases (``_biases``) and random MLPs, CNNs and residual CNNs (``_architectures``); each writes a report
+learned biases (``_biases``), random MLPs, CNNs and residual CNNs (``_architectures``), trained networks
+(``_training``) and random recurrent networks learning dynamical systems (``_recurrent``); each writes a report
 folder of Markdown, JSON and plots."""
