@@ -82,7 +82,14 @@ class SequentialTrainer {
   }
 
   py::tuple gradients(const py::array& x, const py::list& params, const std::string& loss, std::int64_t n_outputs,
-                      const py::object& targets, const py::object& buffers, bool training) {
+                      const py::object& targets, const py::object& buffers, bool training, bool accuracy) {
+    py::tuple out = gradients_of(x, params, loss, n_outputs, targets, buffers, training);
+    if (!accuracy) return out;
+    return py::make_tuple(out[0], out[1], out[2], last_accuracy_);
+  }
+
+  py::tuple gradients_of(const py::array& x, const py::list& params, const std::string& loss, std::int64_t n_outputs,
+                         const py::object& targets, const py::object& buffers, bool training) {
     if (f32_) return gradients_typed<float>(*f32_, x, params, loss, n_outputs, targets, buffers, training);
     return gradients_typed<double>(*f64_, x, params, loss, n_outputs, targets, buffers, training);
   }
@@ -148,6 +155,7 @@ class SequentialTrainer {
       weights.append(as_array_or_none(result->weights[i], {layer.fan_in, layer.fan_out}));
       biases.append(as_array_or_none(result->biases[i], {layer.fan_out}));
     }
+    last_accuracy_ = result->correct;
     return py::make_tuple(result->loss, weights, biases);
   }
 
@@ -297,6 +305,7 @@ class SequentialTrainer {
     return *view;
   }
 
+  double last_accuracy_ = 0.0;  // the fraction of rows right in the last gradients() call
   py::list direction_;
   std::optional<Direction<float>> dir32_;
   std::optional<Direction<double>> dir64_;
@@ -311,6 +320,7 @@ void bind_learning(py::module_& m) {
            py::arg("spec"), py::arg("train_weights"), py::arg("train_biases"), py::arg("n_threads"), py::arg("dtype"))
       .def("gradients", &SequentialTrainer::gradients, py::arg("x"), py::arg("params"), py::arg("loss"),
            py::arg("n_outputs"), py::arg("targets"), py::arg("buffers") = py::none(), py::arg("training") = true,
+           py::arg("accuracy") = false,
            "(mean loss, [d loss / d W (fan_in, fan_out) or None per parametrised layer], [d loss / d b or None per\n"
            "parametrised layer]) over the rows of x, in float64; targets are int64 labels (cross_entropy; 0/1 for logistic) or\n"
            "(rows, n_outputs) float64 values (squared); params are the current stored (W, b) of every\n"
@@ -319,8 +329,9 @@ void bind_learning(py::module_& m) {
            "normalisations normalise by the statistics of the rows of x, the gradients go through those\n"
            "statistics, and the running statistics in buffers (one (running_mean, running_var) float64 pair per\n"
            "batch normalisation, or None) are updated in place as torch does; with training=False buffers are\n"
-           "needed and normalise.")
-                 .def("step", &SequentialTrainer::step, py::arg("x"), py::arg("params"), py::arg("loss"), py::arg("n_outputs"),
+           "needed and normalise. With accuracy=True a fourth entry: the fraction of rows whose largest logit is\n"
+           "their label (cross-entropy; by sign for the logistic loss; 0 for the squared loss).")
+      .def("step", &SequentialTrainer::step, py::arg("x"), py::arg("params"), py::arg("loss"), py::arg("n_outputs"),
            py::arg("targets"), py::arg("values"), py::arg("firsts"), py::arg("seconds"), py::arg("optimizer"),
            py::arg("lr"), py::arg("momentum"), py::arg("weight_decay"), py::arg("t"), py::arg("buffers") = py::none(),
            py::arg("clip_norm") = 0.0, py::arg("origins") = py::none(),

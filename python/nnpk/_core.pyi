@@ -361,6 +361,7 @@ class SequentialTrainer:
         targets: typing.Any,
         buffers: typing.Any = None,
         training: bool = True,
+        accuracy: bool = False,
     ) -> tuple:
         """
         (mean loss, [d loss / d W (fan_in, fan_out) or None per parametrised layer], [d loss / d b or None per
@@ -371,7 +372,8 @@ class SequentialTrainer:
         normalisations normalise by the statistics of the rows of x, the gradients go through those
         statistics, and the running statistics in buffers (one (running_mean, running_var) float64 pair per
         batch normalisation, or None) are updated in place as torch does; with training=False buffers are
-        needed and normalise.
+        needed and normalise. With accuracy=True a fourth entry: the fraction of rows whose largest logit is
+        their label (cross-entropy; by sign for the logistic loss; 0 for the squared loss).
         """
     def step(
         self,

@@ -39,10 +39,11 @@ class BiasLearner(NetworkLearner):
         Training the readout needs a network ending with a Dense layer.
     seed, index : int
         Which random network: network `index` of `seed`, as everywhere in nnpk.
-    train : "biases", "biases+readout" or "readout"
+    train : "biases", "biases+readout", "readout" or "masks"
         "biases": every Dense or Conv layer's bias, the readout's included.
         "readout": the final Dense layer's weights and bias (random features).
-        "biases+readout": both.
+        "biases+readout": both. "masks": a learned on/off mask per hidden unit, weights and
+        biases as drawn (see ``nnpk.NetworkLearner``'s train="masks").
     optimizer : "adam" or "sgd"
         Adam (beta1 0.9, beta2 0.999, eps 1e-8) or plain gradient descent.
     lr : float
@@ -84,7 +85,7 @@ class BiasLearner(NetworkLearner):
         The shape of one input point: ``(n_features_in_,)`` for flat points.
     """
 
-    _TRAIN = ("biases", "biases+readout", "readout")
+    _TRAIN = ("biases", "biases+readout", "readout", "masks")
 
     def __init__(self, arch, seed=0, index=0, train="biases", optimizer="adam", lr=0.01, epochs=100,
                  batch_size=96, loss="auto", dtype="float64", n_threads=None, random_state=None, clip_norm=None):

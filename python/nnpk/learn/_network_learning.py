@@ -27,10 +27,11 @@ from ..architectures import SEED_MAX, BatchNorm, Conv, Dense, Recurrent, check_a
 from ..architectures._network import NormLayer, _param_layers
 from ..architectures._params import check_network_params, check_points
 from ..diagnostics import kernel_target_alignment
+from ._masks import apply_masks, check_slopes, mask_gradients, mask_sites, mask_slope, sigmoid
 
 __all__ = ["NetworkLearner", "TaskFit"]
 
-TRAIN = ("all", "weights", "biases", "readout")
+TRAIN = ("all", "weights", "biases", "readout", "masks")
 OPTIMIZERS = ("adam", "sgd")
 LOSSES = ("auto", "cross_entropy", "squared", "logistic")
 SCHEDULES = ("constant", "linear", "cosine")
@@ -67,6 +68,9 @@ class TaskFit:
     origin : list of (W, b) or None
         A linearised task's theta_0 (the network it is linearised around), in the layout of
         ``params``; None for a network trained itself.
+    masks : list of arrays
+        With train="masks": each masked layer's unit scores s (units whose s > 0 are on); ``params``
+        then holds the network with those masks applied.
     """
 
     loss: str
@@ -81,6 +85,8 @@ class TaskFit:
     initial_kernels: Optional[Dict[str, np.ndarray]] = None
     origin: Optional[List[Tuple[np.ndarray, Optional[np.ndarray]]]] = None
     offset: bool = True
+    # train="masks": each masked layer's unit scores (the mask in evaluation is scores > 0).
+    masks: List[np.ndarray] = field(default_factory=list)
     # The optimizer's state: per trainable array (in the engine's order) SGD's momentum buffer or
     # Adam's m, Adam's v, and Adam's step count.
     firsts: List[np.ndarray] = field(default_factory=list)
@@ -106,6 +112,31 @@ class TaskFit:
         """The final layer's weights as a (fan_in, n_outputs) matrix."""
         W = self.params[-1][0]
         return W.reshape(-1, W.shape[-1])
+
+
+def _update(values: List[np.ndarray], grads: List[np.ndarray], fit: "TaskFit", learner, lr: float) -> None:
+    """The learner's update rule (as the engine's: clipping, weight decay, SGD with momentum or Adam at step
+    fit.steps) on float64 arrays in place."""
+    if learner.clip_norm is not None:
+        norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads))
+        if norm > learner.clip_norm:
+            grads = [g * (learner.clip_norm / norm) for g in grads]
+    t = fit.steps
+    for i, (p, g) in enumerate(zip(values, grads)):
+        g = g.reshape(p.shape) + learner.weight_decay * p
+        if learner.optimizer == "adam":
+            m, v = fit.firsts[i], fit.seconds[i]
+            m *= 0.9
+            m += 0.1 * g
+            v *= 0.999
+            v += 0.001 * g * g
+            p -= lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        else:
+            if fit.firsts:
+                fit.firsts[i] *= learner.momentum
+                fit.firsts[i] += g
+                g = fit.firsts[i]
+            p -= lr * g
 
 
 def scheduled_lr(schedule: str, peak: float, warmup: int, k: int, total: int) -> float:
@@ -183,11 +214,18 @@ class NetworkLearner(BaseEstimator):
     arch : nnpk.Network (an nnpk.MLP is one)
     seed, index : int
         Which network to start from: network `index` of `seed`, as everywhere in nnpk.
-    train : "all", "weights", "biases", "readout" or list of int
+    train : "all", "weights", "biases", "readout", "masks" or list of int
         "all": every weight and bias; "weights": every weight; "biases": every
         bias; "readout": the final Dense layer's weights and bias; a list:
         the weights and biases of those parametrised layers (indices into
-        ``params_``, the layout of ``nnpk.sample_params``).
+        ``params_``, the layout of ``nnpk.sample_params``). "masks": a mask per
+        hidden unit (every activation layer read by a Dense or Conv layer, through
+        pooling or flattening), the weights and biases staying as drawn: unit i's
+        output is multiplied by ``sigmoid(k s_i)`` in training, its score s_i learned
+        (starting at 1) and the slope k rising geometrically over the fit's steps
+        from ``mask_slope[0]`` to ``mask_slope[1]``, and by ``1[s_i > 0]`` in
+        evaluation (predictions, ``params_``). Each task has its own masks on the same
+        random network.
     optimizer : "adam" or "sgd"
         SGD: ``buf = momentum * buf + g``, ``p -= lr * buf`` (buf starts at 0; plain
         gradient descent with momentum 0), as torch.optim.SGD without dampening or
@@ -219,6 +257,8 @@ class NetworkLearner(BaseEstimator):
     offset : bool
         With linearize: include ``f(x; theta_0)`` (True) or train ``J (theta - theta_0)``
         alone (False).
+    mask_slope : (float, float)
+        With train="masks": the sigmoid's slope at the first and the last step.
     momentum : float
         SGD's momentum in [0, 1); must be 0 with Adam.
     weight_decay : float
@@ -287,7 +327,8 @@ class NetworkLearner(BaseEstimator):
     def __init__(self, arch, seed=0, index=0, train="all", optimizer="adam", lr=0.001, momentum=0.0,
                  weight_decay=0.0, epochs=10, batch_size=96, loss="auto", dtype="float64", n_threads=None,
                  random_state=None, record=None, record_points=None, record_targets=None, clip_norm=None,
-                 lr_schedule="constant", warmup=0, params=None, linearize=False, offset=True):
+                 lr_schedule="constant", warmup=0, params=None, linearize=False, offset=True,
+                 mask_slope=(1.0, 50.0)):
         self.arch = arch
         self.seed = seed
         self.index = index
@@ -311,6 +352,7 @@ class NetworkLearner(BaseEstimator):
         self.params = params
         self.linearize = linearize
         self.offset = offset
+        self.mask_slope = mask_slope
 
     # ------------------------------------------------------------------ checks
 
@@ -364,6 +406,13 @@ class NetworkLearner(BaseEstimator):
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {self.lr_schedule!r}")
         check_int(self.warmup, "warmup", minimum=0)
+        if self.train == "masks":
+            check_slopes(self.mask_slope)
+            if not mask_sites(check_arch(self.arch)):
+                raise ValueError("train='masks' found no hidden units to mask: no activation layer is read by a "
+                                 "Dense or Conv layer")
+            if self.linearize:
+                raise ValueError("train='masks' and linearize=True do not go together")
         for name in ("linearize", "offset"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -510,6 +559,10 @@ class NetworkLearner(BaseEstimator):
         if not isinstance(train, str):
             chosen = [l in set(train) for l in range(n)]
             return chosen, [c and b for c, b in zip(chosen, has_bias)]
+        if train == "masks":
+            # The engine's weight gradients of the layers reading masked units give the masks' gradients.
+            read = {site.entry for site in mask_sites(check_arch(self.arch))}
+            return [l in read for l in range(n)], [False] * n
         weights = {"all": [True] * n, "weights": [True] * n, "biases": [False] * n, "readout": last,
                    "biases+readout": last}[train]
         biases = {"all": has_bias, "weights": [False] * n, "biases": has_bias,
@@ -537,6 +590,45 @@ class NetworkLearner(BaseEstimator):
             if biases[l] and b is not None:
                 out.append(b)
         return out
+
+    def _mask_step(self, fit: TaskFit, x: np.ndarray, loss: str, n_outputs: int, threads: int, n: int):
+        """One optimizer step of a masked task (see train="masks"): the engine's gradients of the weights reading
+        the masked units, at the soft masks, give the scores' gradients; the scores are updated here by the
+        learner's rule, in float64."""
+        sites = mask_sites(check_arch(self.arch))
+        weights, biases = self._flags()
+        start = self._engine_params(self._sampled_params(), np.float64)  # the random network, as drawn
+        if not fit.masks:
+            fit.masks = [np.ones(site.channels) for site in sites]
+        if not fit.firsts and (self.optimizer == "adam" or self.momentum):
+            fit.firsts = [np.zeros_like(v) for v in fit.masks]
+        if not fit.seconds and self.optimizer == "adam":
+            fit.seconds = [np.zeros_like(v) for v in fit.masks]
+        engine = _core.SequentialTrainer(self._compiled.spec, weights, biases, threads, x.dtype.name)
+        engine_params = [(np.array(W, dtype=x.dtype), None if b is None else np.array(b, dtype=x.dtype))
+                         for W, b in self._engine_params(fit.params, x.dtype)]
+        slopes = check_slopes(self.mask_slope)
+        batch = n if self.batch_size is None else min(int(self.batch_size), n)
+        total = int(self.epochs) * -(-n // batch)
+
+        def step(xb: np.ndarray, tb: np.ndarray) -> Tuple[float, float]:
+            k = mask_slope(slopes, fit.steps, total)
+            soft = [sigmoid(k * s) for s in fit.masks]
+            for site, m in zip(sites, soft):
+                apply_masks(start[site.entry][0], m, engine_params[site.entry][0])
+            value, grad_w, _, correct = engine.gradients(xb, engine_params, loss, n_outputs, tb, None, True, True)
+            grads = [mask_gradients(grad_w[site.entry], start[site.entry][0], site.channels) * k * m * (1 - m)
+                     for site, m in zip(sites, soft)]
+            lr = scheduled_lr(self.lr_schedule, float(self.lr), int(self.warmup), fit.steps, total)
+            fit.steps += 1
+            _update(fit.masks, grads, fit, self, lr)
+            for site, s in zip(sites, fit.masks):
+                masked = np.empty_like(start[site.entry][0])
+                apply_masks(start[site.entry][0], (s > 0).astype(np.float64), masked)
+                fit.params[site.entry] = (masked.reshape(fit.params[site.entry][0].shape), fit.params[site.entry][1])
+            return value, correct
+
+        return step
 
     def _direction(self, fit: TaskFit, dtype, trained_only: bool = False) -> list:
         """A linearised task's theta - theta_0 per parametrised layer, as the engine reads it ((dW, db) in `dtype`,
@@ -660,6 +752,8 @@ class NetworkLearner(BaseEstimator):
                 raise ValueError(f"task {task!r} was trained with linearize={fit.origin is not None}; fit it anew to "
                                  "change that")
         self.tasks_ = fitted
+        if self.train == "masks":
+            return fit, x, targets, self._mask_step(fit, x, loss, n_outputs, threads, n), recorder
         values = self._trained_arrays(fit)
         if not fit.firsts and (self.optimizer == "adam" or self.momentum):
             fit.firsts = [np.zeros_like(v) for v in values]
