@@ -90,3 +90,29 @@ def test_mask_sites_of_a_cnn_and_refusals():
     bn = nnpk.Network([nnpk.Dense(4), "relu", nnpk.BatchNorm(), nnpk.Dense(2)])
     with pytest.raises(ValueError, match="normalises the units of layer 1 per channel"):
         nnpk.NetworkLearner(bn, train="masks").fit(np.zeros((4, 3)), [0, 1, 0, 1])
+
+
+def test_task_variance_against_its_formula_and_clusters():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((200, 5))
+    learner = nnpk.BiasLearner(_net(), train="biases", lr=0.05, epochs=3, batch_size=100, random_state=0)
+    learner.fit(x, (x[:, 0] > 0).astype(int), task="a").fit(x[:100], (x[:100, 1] > 0).astype(int), task="b")
+    V = nnpk.task_variance(learner, None, inputs=[x, x[:100]])
+    for column, (task, points) in enumerate((("a", x), ("b", x[:100]))):
+        (W1, b1), (W2, b2), _ = learner.tasks_[task].params
+        h2 = np.tanh(np.maximum(points @ W1 + b1, 0) @ W2 + b2)
+        np.testing.assert_allclose(V[:, column], h2.var(axis=0), rtol=1e-10, atol=1e-14)
+    first = nnpk.task_variance(learner, x, layer=1)
+    (W1, b1), _, _ = learner.tasks_["a"].params
+    np.testing.assert_allclose(first[:, 0], np.maximum(x @ W1 + b1, 0).var(axis=0), rtol=1e-10, atol=1e-14)
+    labels = nnpk.unit_clusters(V, 2)
+    assert labels.shape == (9,) and set(labels) <= {-1, 0, 1}
+    profile = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.0, 0.0]])
+    got = nnpk.unit_clusters(profile, 2)
+    assert got[4] == -1 and got[0] == got[1] != got[2] == got[3]
+    with pytest.raises(ValueError, match="layer must be the index of a hidden layer"):
+        nnpk.task_variance(learner, x, layer=4)
+    with pytest.raises(ValueError, match="task 'c' has not been fitted"):
+        nnpk.task_variance(learner, x, tasks=["c"])
+    with pytest.raises(ValueError, match="n_clusters=3 but only 2 units vary"):
+        nnpk.unit_clusters(profile[2:], 3)

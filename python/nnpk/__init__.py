@@ -68,6 +68,8 @@ __all__ = [
     "ridge_coefficients",
     "sample_params",
     "spectrum",
+    "task_variance",
+    "unit_clusters",
 ]
 
 
@@ -82,4 +84,6 @@ def __getattr__(name):
         return importlib.import_module(".learn._bias_learning", __name__).BiasLearner
     if name == "NetworkLearner":
         return importlib.import_module(".learn._network_learning", __name__).NetworkLearner
+    if name in ("task_variance", "unit_clusters"):
+        return getattr(importlib.import_module(".learn._task_variance", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,7 @@ from ._kernel_regression import CRITERIA, RELATIVE_RIDGES, RidgePath, gp_posteri
 from ._linearized import initial_outputs, linearized_prediction
 
 __all__ = ["BiasLearner", "CRITERIA", "RELATIVE_RIDGES", "RidgePath", "gp_posterior", "initial_outputs", "kernel_ridge",
-           "linearized_prediction", "NetworkLearner", "ridge_coefficients"]
+           "linearized_prediction", "NetworkLearner", "ridge_coefficients", "task_variance", "unit_clusters"]
 
 
 def __getattr__(name):
@@ -18,4 +18,8 @@ def __getattr__(name):
         from ._network_learning import NetworkLearner
 
         return NetworkLearner
+    if name in ("task_variance", "unit_clusters"):
+        from . import _task_variance
+
+        return getattr(_task_variance, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
