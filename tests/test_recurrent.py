@@ -360,3 +360,29 @@ def test_monte_carlo_sums_do_not_depend_on_the_row_tiles():
         assert np.array_equal(a, b)
     # the NNGP of the tangent pass (every state kept) and of the plain one (two in turn) agree to the bit
     assert np.array_equal(tangents[0][0], sums[0][1])
+
+
+def test_estimators_of_sequence_outputs():
+    """Logits at every step: the sampled estimator (the mean over networks of f . f' / (steps C)) is the default;
+    the readout and conditional ones, which integrate a Dense layer on flat features, are refused."""
+    from nnpk.kernels._plans import default_estimator
+
+    net = nnpk.Network([nnpk.Recurrent(16, "tanh", b_std=0.1, return_sequences=True), nnpk.Dense(8), "relu",
+                        nnpk.Dense(2, W_std=1.3, b_std=0.3)])
+    x = np.random.default_rng(5).standard_normal((6, 4, 3))
+    assert default_estimator(net) == "sampled" and net.returns_sequences
+    with pytest.raises(ValueError, match="act on every step: use estimator='sampled'"):
+        nnpk.monte_carlo(x, arch=net, n_networks=1, estimator="conditional")
+    with pytest.raises(ValueError, match="acting on every step of a sequence: use estimator='sampled'"):
+        nnpk.monte_carlo(x, arch=net, n_networks=1, estimator="readout")
+    K = nnpk.monte_carlo(x, arch=net, n_networks=2, dtype="float64")
+    expected = np.zeros((6, 6))
+    for m in range(2):
+        (U, b), (W, _), (A, _), (V, c) = nnpk.sample_params(net, (4, 3), 0, m)
+        h, f = np.zeros((6, 16)), []
+        for t in range(4):
+            h = np.tanh(h @ W / 4 + x[:, t] @ U / math.sqrt(3) + 0.1 * b)
+            f.append(1.3 / math.sqrt(8) * np.maximum(h @ A / 4, 0) @ V + 0.3 * c)
+        f = np.concatenate(f, axis=1)
+        expected += f @ f.T / 8 / 2
+    np.testing.assert_allclose(K, expected, rtol=1e-10)

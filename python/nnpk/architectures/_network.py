@@ -295,6 +295,18 @@ class Network:
                                  else (layer.b_std is not None,)))
 
     @property
+    def returns_sequences(self) -> bool:
+        """Whether the logits are a sequence of steps (a Recurrent layer returning sequences, then layers acting
+        on every step)."""
+        sequence = False
+        for layer in self.layers:
+            if isinstance(layer, Recurrent):
+                sequence = layer.return_sequences
+            elif isinstance(layer, (Flatten, GlobalAvgPool)):
+                sequence = False
+        return sequence
+
+    @property
     def has_recurrent(self) -> bool:
         """Whether a ``Recurrent`` layer is in the network (residual blocks included)."""
         return bool(_param_layers(self.layers, Recurrent))
@@ -321,7 +333,8 @@ def _compile(network: Network, input_shape: Shape) -> Compiled:
     shapes, nodes = builder.sequence(network.layers, input_shape, -1, "")
     out_shape = shapes[-1]
     if len(out_shape) == 2 and nodes[-1] in builder.sequences:
-        builder.add(kind=_core.NodeKind.flatten, input=nodes[-1])
+        # The logits are every step's outputs, flattened: the last layer's node is the flattening.
+        nodes[-1] = builder.add(kind=_core.NodeKind.flatten, input=nodes[-1])
     elif len(shapes[-1]) != 1:
         raise ValueError(f"the network's output has shape {shapes[-1]} per point; logits must be flat: end with "
                          "Flatten() or GlobalAvgPool() and a Dense readout")

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import _core
 from .._validate import check_memory
-from ..architectures import CLOSED_FORM_DUALS, Activation, Compiled, Dense, Network
+from ..architectures import CLOSED_FORM_DUALS, Activation, Compiled, Dense, Network, Recurrent
 from ._streaming import KernelMap, Plan
 from ._tangent import check_tangent_memory, tangent_maps
 
@@ -56,9 +56,10 @@ def _padded(n: int) -> int:
 
 
 def readout_layer(network: Network) -> Optional[Dense]:
-    """The final layer when it is a Dense readout (the "readout" estimator integrates it)."""
+    """The final layer when it is a Dense readout of flat features (the "readout" estimator integrates it; a
+    Dense layer acting on every step of a sequence is not one)."""
     last = network.layers[-1]
-    return last if isinstance(last, Dense) else None
+    return last if isinstance(last, Dense) and not network.returns_sequences else None
 
 
 def _conditional_layers(network: Network) -> List[int]:
@@ -88,6 +89,9 @@ def _control(network: Network, compiled: Compiled, layer: int) -> Optional[bool]
 def _conditional_failure(network: Network) -> Optional[str]:
     """Why the conditional estimator cannot integrate this network's last hidden layer, or None."""
     layers = network.layers
+    if any(isinstance(layer, Recurrent) and layer.return_sequences for layer in layers):
+        return ("estimator='conditional' integrates a Dense layer on flat features; this network's Dense layers "
+                "after a Recurrent layer returning sequences act on every step: use estimator='sampled'")
     if len(layers) < 3 or readout_layer(network) is None or not isinstance(layers[-2], Activation) \
             or not isinstance(layers[-3], Dense):
         tail = " -> ".join(layer.describe() for layer in layers[-3:])
@@ -114,8 +118,9 @@ def check_estimator(network: Network, estimator: str) -> None:
         if why:
             raise ValueError(why)
     if estimator == "readout" and readout_layer(network) is None:
+        per_step = " acting on every step of a sequence" if network.returns_sequences else ""
         raise ValueError(f"estimator='readout' integrates a final Dense layer; this network ends with "
-                         f"{network.layers[-1].describe()}: use estimator='sampled'")
+                         f"{network.layers[-1].describe()}{per_step}: use estimator='sampled'")
 
 
 def node_sums(a1, a2, compiled: Compiled, nodes: Sequence[int], *, seed, start, stop, n_threads, progress=None,
@@ -178,6 +183,7 @@ def nngp_plan(a1, a2, network: Network, compiled: Compiled, *, seed, layers, est
     kernels; "readout" integrates the final Dense layer exactly; "conditional" also integrates each
     Activation read from a Dense layer, given that layer's input, by the activation's dual map."""
     widths = [shape[-1] for shape in compiled.shapes]
+    widths[-1] = compiled.out  # a sequence's logits: every step's outputs
     last = len(network.layers) - 1
     kernel_layers = list(network.kernel_layers()) if layers == "all" else [last]
     kw = dict(seed=seed, n_threads=n_threads)
