@@ -386,3 +386,18 @@ def test_estimators_of_sequence_outputs():
         f = np.concatenate(f, axis=1)
         expected += f @ f.T / 8 / 2
     np.testing.assert_allclose(K, expected, rtol=1e-10)
+
+
+def test_stores_and_job_files_take_recurrent_networks(tmp_path):
+    pytest.importorskip("zarr")
+    from nnpk.store._spec import _arch_from_spec, _arch_spec
+
+    net = nnpk.Network([nnpk.Recurrent(12, nnpk.Activation("relu", normalize=True), W_std=1.1, b_std=0.2, leak=0.7,
+                                       init="orthogonal"), nnpk.Dense(2)], parameterization="standard")
+    assert _arch_from_spec(_arch_spec(net)) == net
+    x = np.random.default_rng(6).standard_normal((130, 5, 3))
+    path = str(tmp_path / "k.zarr")
+    for kernel in ("nngp", "ntk"):
+        store = nnpk.compute_to_store(path + kernel, x, arch=net, kernel=kernel, n_networks=3, tile_size=96)
+        expected = nnpk.monte_carlo(x, arch=net, n_networks=3, get=kernel)
+        np.testing.assert_allclose(store.to_numpy(), expected, rtol=1e-12, atol=1e-12)

@@ -12,7 +12,7 @@ import numpy as np
 from .. import _core
 from .._validate import check_int, compute_dtype
 from .._version import __version__
-from ..architectures import LAYER_TYPES, MLP, SEED_MAX, Network, Residual, check_arch
+from ..architectures import LAYER_TYPES, MLP, SEED_MAX, Activation, Network, Residual, check_arch
 from ..architectures._params import DRAW_SCHEME, prepare_network_points
 from ..kernels._analytic import DEFAULT_QUADRATURE_ORDER, check_analytic_network
 from ..kernels._plans import CONDITIONAL_SCHEME, check_estimator, check_tangent_network, default_estimator
@@ -27,6 +27,8 @@ def _layer_spec(layer) -> Union[dict, str]:
         value = getattr(layer, field.name)
         if isinstance(layer, Residual) and field.name == "block":
             value = [_layer_spec(inner) for inner in value]
+        elif isinstance(value, Activation):  # a Recurrent layer's activation
+            value = _layer_spec(value)
         out[field.name] = list(value) if isinstance(value, tuple) else value
     return out
 
@@ -42,6 +44,8 @@ def _layer_from_spec(spec):
         raise ValueError(f"a layer must be an activation name or a table with type = one of "
                          f"{', '.join(_LAYERS)}, got {spec!r}")
     kwargs = {key: tuple(value) if isinstance(value, list) else value for key, value in spec.items() if key != "type"}
+    if isinstance(kwargs.get("activation"), dict):  # a Recurrent layer's activation
+        kwargs["activation"] = _layer_from_spec(kwargs["activation"])
     if spec["type"] == "Residual" and isinstance(spec.get("block"), list):
         kwargs["block"] = tuple(_layer_from_spec(inner) for inner in spec["block"])
     return _LAYERS[spec["type"]](**kwargs)
