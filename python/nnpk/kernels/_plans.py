@@ -50,6 +50,28 @@ def _panel_cols(n1: int, n2: int, symmetric: bool) -> int:
     return max(_DEFAULT_PANEL_COLS, min(1024, n1 * n2 // (32 * rows)))
 
 
+def _recurrent_tile_rows(compiled: Compiled, rows: int, n_threads: int, bytes_per_row: int) -> int:
+    """Row tiles for a network with recurrent layers: each step's product multiplies a tile's states by the whole
+    recurrent matrix, packed anew for every product, so the larger the tile the less that costs; as large as
+    splits the rows evenly over the threads, at most 12 quanta and `bytes_per_row` within 256 MiB a tile."""
+    if not any(p.recurrent_weights for p in compiled.params):
+        return _DEFAULT_TILE_ROWS
+    quanta = -(-rows // (max(1, n_threads) * _core.ROW_QUANTUM))
+    by_memory = max(1, (256 * 2**20) // max(1, bytes_per_row * _core.ROW_QUANTUM))
+    return _core.ROW_QUANTUM * max(1, min(quanta, 12, by_memory))
+
+
+def _state_values(compiled: Compiled, blocks: Optional[int], logits: int = 0) -> int:
+    """Values a tile keeps per row for its recurrent layers: `blocks` states (None: every step's) and, with
+    `logits`, every step's error per logit."""
+    total = 0
+    for p in compiled.params:
+        if p.recurrent_weights:
+            steps = p.positions
+            total += p.fan_out * ((steps + 1 if blocks is None else blocks) + steps * logits + steps)
+    return total
+
+
 def _padded(n: int) -> int:
     """Rows the engine holds for n points: a whole number of row quanta."""
     return -(-n // _core.ROW_QUANTUM) * _core.ROW_QUANTUM
@@ -186,7 +208,9 @@ def nngp_plan(a1, a2, network: Network, compiled: Compiled, *, seed, layers, est
     widths[-1] = compiled.out  # a sequence's logits: every step's outputs
     last = len(network.layers) - 1
     kernel_layers = list(network.kernel_layers()) if layers == "all" else [last]
-    kw = dict(seed=seed, n_threads=n_threads)
+    rows = a1.shape[0] + (0 if a2 is None else a2.shape[0])
+    kw = dict(seed=seed, n_threads=n_threads,
+              tile_rows=_recurrent_tile_rows(compiled, rows, n_threads, a1.itemsize * _state_values(compiled, 2)))
     integrated = _conditional_layers(network) if estimator == "conditional" else []
     sampled = [l for l in kernel_layers if l != last and l not in integrated]
     if estimator == "sampled":
@@ -266,9 +290,13 @@ def tangent_plan(a1, a2, compiled: Compiled, *, seed, with_nngp, weights, biases
                  n_threads) -> Plan:
     """The NTK (and with_nngp the sampled NNGP from the same passes)."""
     n_out = sum(weights) + sum(biases) if per_layer else 1
+    rows = a1.shape[0] + (0 if a2 is None else a2.shape[0])
+    # Each tile keeps every state and, per logit, every step's error of each recurrent layer.
+    tile_rows = _recurrent_tile_rows(compiled, rows, n_threads,
+                                     a1.itemsize * _state_values(compiled, None, compiled.out))
     run = lambda start, stop, initial, progress=None, in_place=False: tangent_sums(
         a1, a2, compiled, seed=seed, start=start, stop=stop, nngp=with_nngp, weights=weights, biases=biases,
         per_layer=per_layer, per_logit=per_logit, n_threads=n_threads, initial=initial, progress=progress,
-        in_place=in_place)
+        in_place=in_place, tile_rows=tile_rows)
     maps = [KernelMap(0, 1.0 / compiled.out)] if with_nngp else []
     return Plan(run, maps + tangent_maps(int(with_nngp), n_out, compiled.out, per_logit))
