@@ -57,10 +57,14 @@ class SequentialTrainer {
       trainable_.weights[i] = train_weights[l];
       trainable_.biases[i] = train_biases[l];
     }
+    // Recurrent layers multiply each step's states by their whole recurrent matrix, packed anew for every
+    // product: chunks of two quanta halve that cost per row (a network's chunks are fixed, so sums stay
+    // bitwise the same for any thread count).
+    const std::int64_t chunk = spec.has_recurrent() ? 2 * kRowQuantum : kRowQuantum;
     if (dtype == "float32") {
-      f32_.emplace(spec, trainable_, n_threads);
+      f32_.emplace(spec, trainable_, n_threads, chunk);
     } else if (dtype == "float64") {
-      f64_.emplace(spec, trainable_, n_threads);
+      f64_.emplace(spec, trainable_, n_threads, chunk);
     } else {
       throw py::value_error("dtype must be 'float32' or 'float64'");
     }
