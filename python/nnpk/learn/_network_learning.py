@@ -535,8 +535,8 @@ class NetworkLearner(BaseEstimator):
         cached = getattr(self, "_sampled", None)
         if cached is None or cached[0] != key:
             if getattr(self, "tasks_", None):
-                raise ValueError(f"arch, seed, index or params changed after tasks {list(self.tasks_)} were fitted; "
-                                 f"their parameters belong to the network sampled then: use a new "
+                raise ValueError(f"arch, seed or index changed after tasks {list(self.tasks_)} were fitted (or "
+                                 f"params did); their parameters belong to the network sampled then: use a new "
                                  f"{type(self).__name__}")
             if self.params is None:
                 start = sample_params(self.arch, self.input_shape_, self.seed, self.index)
