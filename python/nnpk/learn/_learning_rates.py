@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Optional, Sequence, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 
@@ -36,7 +36,7 @@ __all__ = ["DEFAULT_LEARNING_RATES", "ntk_learning_rate"]
 # The learning rate of lr=None, per optimizer and trained parameters ("list": a list of layers). Adam's step
 # is about lr per parameter whatever the gradient's scale, so one value per kind of parameter serves every
 # width and parameterization; SGD's step scales with the gradient, so its default is "ntk".
-DEFAULT_LEARNING_RATES = {
+DEFAULT_LEARNING_RATES: Dict[str, Dict[str, Union[float, str]]] = {
     "adam": {"all": 1e-3, "weights": 1e-3, "biases": 1e-1, "readout": 1e-2, "biases+readout": 1e-2,
              "list": 1e-3},
     "sgd": {"all": "ntk", "weights": "ntk", "biases": "ntk", "readout": "ntk", "biases+readout": "ntk",

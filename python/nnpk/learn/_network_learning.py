@@ -209,8 +209,9 @@ class NetworkLearner(BaseEstimator):
         of the trained parameters (``nnpk.learn.ntk_learning_rate``), computed once per task.
         None: the default of the optimizer and trained parameters
         (``nnpk.learn.DEFAULT_LEARNING_RATES``): Adam 1e-3 when weights of hidden layers
-        train, 1e-2 for "biases", "readout" and "biases+readout"; SGD "ntk". The value used
-        is ``lr_`` (and each task's ``lr``).
+        train, 1e-1 for "biases", 1e-2 for "readout" and "biases+readout"; SGD "ntk". The
+        value used is ``lr_`` (and each task's ``lr``). A loss that stops being finite raises
+        ``nnpk.learn.DivergenceError``, the task kept as after its last finite epoch.
     lr_schedule : "constant", "linear" or "cosine"
         The learning rate of the k-th step (k = 0, 1, ...) over the K steps of `epochs`
         epochs (partial_fit continues the same schedule, one epoch a call): after
@@ -652,7 +653,7 @@ class NetworkLearner(BaseEstimator):
         epoch = fit.epochs + 1
         finite.restore(fit, arrays)
         self._keep(task, fit)
-        raise DivergenceError(task, epoch, step, loss, float(fit.lr), self.optimizer, fit.epochs)
+        raise DivergenceError(task, epoch, step, loss, fit.lr or math.nan, self.optimizer, fit.epochs)
 
     def _start(self, X, y, task, *, restart: bool, classes):
         """(the task's fit, X in the compute dtype, its engine targets, a function running one optimizer step
