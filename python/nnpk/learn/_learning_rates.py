@@ -33,9 +33,9 @@ from .._validate import check_int
 
 __all__ = ["DEFAULT_LEARNING_RATES", "ntk_learning_rate"]
 
-# The learning rate of lr=None, per optimizer and trained parameters ("list": a list of layers). Adam's step
-# is about lr per parameter whatever the gradient's scale, so one value per kind of parameter serves every
-# width and parameterization; SGD's step scales with the gradient, so its default is "ntk".
+#: The learning rate of ``lr=None``: ``DEFAULT_LEARNING_RATES[optimizer][train]`` ("list": a list of layers).
+#: Adam's step is about lr per parameter whatever the gradient's scale, so one value per kind of parameter
+#: serves every width and parameterization; SGD's step scales with the gradient, so its default is "ntk".
 DEFAULT_LEARNING_RATES: Dict[str, Dict[str, Union[float, str]]] = {
     "adam": {"all": 1e-3, "weights": 1e-3, "biases": 1e-1, "readout": 1e-2, "biases+readout": 1e-2,
              "list": 1e-3},
