@@ -412,7 +412,7 @@ def test_tasks_keep_their_own_parameters_and_predictions_are_the_numpy_forward_p
 def test_bias_learner_is_the_network_learner_training_biases():
     x, y = data(MLP, n=40)
     biases = nnpk.BiasLearner(MLP, epochs=3, random_state=0).fit(x, y)
-    network = nnpk.NetworkLearner(MLP, train="biases", lr=0.01, epochs=3, random_state=0).fit(x, y)
+    network = nnpk.NetworkLearner(MLP, train="biases", epochs=3, random_state=0).fit(x, y)
     assert isinstance(biases, nnpk.NetworkLearner)
     for (W0, b0), (W1, b1) in zip(biases.params_, network.params_):
         np.testing.assert_array_equal(W0, W1)

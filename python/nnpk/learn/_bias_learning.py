@@ -46,8 +46,11 @@ class BiasLearner(NetworkLearner):
         biases as drawn (see ``nnpk.NetworkLearner``'s train="masks").
     optimizer : "adam" or "sgd"
         Adam (beta1 0.9, beta2 0.999, eps 1e-8) or plain gradient descent.
-    lr : float
-        Learning rate (step size).
+    lr : float, "ntk" or None
+        Learning rate (step size). None: the default of the optimizer and trained
+        parameters (``nnpk.learn.DEFAULT_LEARNING_RATES``: Adam 1e-1 for "biases", 1e-2
+        with the readout; SGD "ntk", a
+        fraction of the stability bound from the tangent kernel, as ``nnpk.NetworkLearner``).
     epochs : int
         Passes over the training set.
     batch_size : int or None
@@ -77,8 +80,8 @@ class BiasLearner(NetworkLearner):
         or Conv layer's bias, None where it has none), ``readout`` (the final
         Dense layer's weights) and ``loss_curve`` (the mean training loss of each
         epoch).
-    params_, history_ : the last fitted task's parameters and history, as in
-        ``nnpk.NetworkLearner``.
+    params_, history_, lr_ : the last fitted task's parameters, history and learning
+        rate, as in ``nnpk.NetworkLearner``.
     n_features_in_ : int
         Values per input point (shared by all tasks).
     input_shape_ : tuple
@@ -87,7 +90,7 @@ class BiasLearner(NetworkLearner):
 
     _TRAIN = ("biases", "biases+readout", "readout", "masks")
 
-    def __init__(self, arch, seed=0, index=0, train="biases", optimizer="adam", lr=0.01, epochs=100,
+    def __init__(self, arch, seed=0, index=0, train="biases", optimizer="adam", lr=None, epochs=100,
                  batch_size=96, loss="auto", dtype="float64", n_threads=None, random_state=None, clip_norm=None):
         # NetworkLearner's other settings keep their defaults: plain SGD or Adam, no kernels recorded.
         super().__init__(arch, seed=seed, index=index, train=train, optimizer=optimizer, lr=lr, epochs=epochs,

@@ -27,6 +27,8 @@ from ..architectures import SEED_MAX, BatchNorm, Conv, Dense, Recurrent, check_a
 from ..architectures._network import NormLayer, _param_layers
 from ..architectures._params import check_network_params, check_points
 from ..diagnostics import kernel_target_alignment
+from ._divergence import Checkpoint, DivergenceError, all_finite
+from ._learning_rates import check_lr, learner_lr
 from ._masks import apply_masks, check_slopes, mask_gradients, mask_sites, mask_slope, sigmoid
 
 __all__ = ["NetworkLearner", "TaskFit"]
@@ -71,6 +73,9 @@ class TaskFit:
     masks : list of arrays
         With train="masks": each masked layer's unit scores s (units whose s > 0 are on); ``params``
         then holds the network with those masks applied.
+    lr : float or None
+        The learning rate of the task's last fit (the schedule's peak): lr's number, its default,
+        or lr="ntk"'s value.
     """
 
     loss: str
@@ -96,6 +101,9 @@ class TaskFit:
     rule: Tuple[Any, ...] = ()
     # The minibatch order's generator, continued by partial_fit.
     rng: Any = None
+    lr: Optional[float] = None
+    # (the settings, the value) of lr="ntk" for this task, computed on its first fit.
+    ntk_lr: Tuple[Any, ...] = ()
 
     @property
     def loss_curve(self) -> List[float]:
@@ -232,8 +240,16 @@ class NetworkLearner(BaseEstimator):
         Nesterov. Adam: beta1 0.9, beta2 0.999, eps 1e-8,
         ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` with the bias-corrected moments,
         as torch.optim.Adam.
-    lr : float
-        Learning rate (step size), > 0: the peak of the schedule.
+    lr : float, "ntk" or None
+        Learning rate (step size), > 0: the peak of the schedule. "ntk" (SGD only): a
+        fraction 1/2 of SGD's stability bound ``2 (1 + momentum) / lambda`` at the sampled
+        network, lambda the largest curvature of a minibatch's loss from the empirical NTK
+        of the trained parameters (``nnpk.learn.ntk_learning_rate``), computed once per task.
+        None: the default of the optimizer and trained parameters
+        (``nnpk.learn.DEFAULT_LEARNING_RATES``): Adam 1e-3 when weights of hidden layers
+        train, 1e-1 for "biases", 1e-2 for "readout" and "biases+readout"; SGD "ntk". The
+        value used is ``lr_`` (and each task's ``lr``). A loss that stops being finite raises
+        ``nnpk.learn.DivergenceError``, the task kept as after its last finite epoch.
     lr_schedule : "constant", "linear" or "cosine"
         The learning rate of the k-th step (k = 0, 1, ...) over the K steps of `epochs`
         epochs (partial_fit continues the same schedule, one epoch a call): after
@@ -306,6 +322,8 @@ class NetworkLearner(BaseEstimator):
         The last fitted task's parameters, in the layout of ``nnpk.sample_params``.
     history_ : dict
         The last fitted task's ``{"loss": [...], "accuracy": [...]}``, one entry per epoch.
+    lr_ : float
+        The last fitted task's learning rate (the schedule's peak): lr, its default, or lr="ntk"'s value.
     kernels_history_ : list of dict
         The last fitted task's recorded kernels, one dict per recorded epoch, in
         order: ``"epoch"``; ``"ntk"`` and ``"nngp"``, the (n, n) empirical kernels of
@@ -324,7 +342,7 @@ class NetworkLearner(BaseEstimator):
 
     _TRAIN: Tuple[str, ...] = TRAIN
 
-    def __init__(self, arch, seed=0, index=0, train="all", optimizer="adam", lr=0.001, momentum=0.0,
+    def __init__(self, arch, seed=0, index=0, train="all", optimizer="adam", lr=None, momentum=0.0,
                  weight_decay=0.0, epochs=10, batch_size=96, loss="auto", dtype="float64", n_threads=None,
                  random_state=None, record=None, record_points=None, record_targets=None, clip_norm=None,
                  lr_schedule="constant", warmup=0, params=None, linearize=False, offset=True,
@@ -389,7 +407,7 @@ class NetworkLearner(BaseEstimator):
         self._check_train(arch)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        _real(self.lr, "lr", minimum=0, strict=True)
+        check_lr(self.lr, self.optimizer)
         momentum = _real(self.momentum, "momentum", minimum=0, strict=False, below=1)
         if momentum and self.optimizer == "adam":
             raise ValueError(f"momentum={momentum} applies to optimizer='sgd'; Adam's moments have fixed betas")
@@ -686,6 +704,9 @@ class NetworkLearner(BaseEstimator):
         n = x.shape[0]
         rng = fit.rng
         batch = n if self.batch_size is None else min(int(self.batch_size), n)
+        arrays = self._trained_arrays(fit)
+        # The state after the last epoch whose parameters gave a finite loss, and after the epoch just run.
+        finite = latest = Checkpoint.take(fit, arrays)
         for _ in range(int(self.epochs) if epochs is None else epochs):
             order = rng.permutation(n) if batch < n else None
             total_loss = total_correct = 0.0
@@ -696,17 +717,35 @@ class NetworkLearner(BaseEstimator):
                     rows = order[start : start + batch]
                     xb, tb = x[rows], targets[rows]
                 value, correct = step(xb, tb)
+                if not math.isfinite(value):
+                    self._diverged(task, fit, finite, arrays, start // batch + 1, value)
+                if start == 0:
+                    finite = latest
                 total_loss += value * xb.shape[0]
                 total_correct += round(correct * xb.shape[0])  # a count of rows
+            if not all_finite(arrays):
+                self._diverged(task, fit, finite, arrays, -(-n // batch), value)
             fit.epochs += 1
             fit.history["loss"].append(total_loss / n)
             fit.history["accuracy"].append(total_correct / n if fit.classes is not None else math.nan)
             if recorder is not None and fit.epochs in self.record:
                 recorder(fit)
+            latest = Checkpoint.take(fit, arrays)
+        self._keep(task, fit)
+        return self
+
+    def _keep(self, task, fit: TaskFit) -> None:
         self.tasks_[task] = fit
         self.params_, self.history_, self.kernels_history_ = fit.params, fit.history, fit.kernels
-        self.buffers_ = fit.buffers
-        return self
+        self.buffers_, self.lr_ = fit.buffers, fit.lr
+
+    def _diverged(self, task, fit: TaskFit, finite: Checkpoint, arrays, step: int, loss: float) -> None:
+        """Keep the task as it was after its last epoch whose parameters gave a finite loss and raise
+        DivergenceError for step `step` of the current epoch."""
+        epoch = fit.epochs + 1
+        finite.restore(fit, arrays)
+        self._keep(task, fit)
+        raise DivergenceError(task, epoch, step, loss, fit.lr or math.nan, self.optimizer, fit.epochs)
 
     def _start(self, X, y, task, *, restart: bool, classes):
         """(the task's fit, X in the compute dtype, its engine targets, a function running one optimizer step
@@ -774,9 +813,10 @@ class NetworkLearner(BaseEstimator):
         clip = 0.0 if self.clip_norm is None else float(self.clip_norm)
         batch = n if self.batch_size is None else min(int(self.batch_size), n)
         total = int(self.epochs) * -(-n // batch)  # the schedule's steps
+        fit.lr = peak = learner_lr(self, fit, x, loss, n_outputs)
 
         def step(xb: np.ndarray, tb: np.ndarray) -> Tuple[float, float]:
-            lr = scheduled_lr(self.lr_schedule, float(self.lr), int(self.warmup), fit.steps, total)
+            lr = scheduled_lr(self.lr_schedule, peak, int(self.warmup), fit.steps, total)
             fit.steps += 1
             return engine.step(xb, engine_params, loss, n_outputs, tb, values, fit.firsts, fit.seconds,
                                self.optimizer, lr, float(self.momentum), float(self.weight_decay), fit.steps, norms,
