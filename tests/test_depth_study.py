@@ -229,6 +229,12 @@ def test_depth_study_against_kernel_ridge_and_linearized_prediction_by_hand():
                                                         rel=1e-8)
             assert row["train_loss"][i] == pytest.approx(0.5 * np.mean(((train - targets) ** 2).sum(1)), rel=1e-8)
             assert row["trained_test_accuracy"][i] == np.mean(test.argmax(1) == y_test)
+            largest = np.linalg.eigvalsh(C[:n, :n])[-1]
+            _, limited = nnpk.linearized_prediction(C[:n, :n], C[n:, :n], np.zeros((n, 10)),
+                                                    np.zeros((len(x_test), 10)), targets, time=30.0,
+                                                    lr=0.5 / largest, return_train=True)
+            assert row["train_loss_lr_max"][i] == pytest.approx(0.5 * np.mean(((limited - targets) ** 2).sum(1)),
+                                                                rel=1e-7)
             expected = statistics(K[:n, :n])
             for key, value in expected.items():
                 assert row[key][i] == pytest.approx(value, rel=1e-7)

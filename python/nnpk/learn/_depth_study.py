@@ -60,7 +60,11 @@ def depth_study(x_train, y_train, x_test, y_test, *, arch, depths: Sequence[int]
     - **trainability**: the linearised network trained by gradient flow on the squared loss
       for ``time`` (``nnpk.linearized_prediction(C(X, X), C(X*, X), 0, 0, Y, time=time,
       lr=lr, return_train=True)``, from zero initial outputs: the mean over initialisations),
-      its training loss and test accuracy at that time.
+      its training loss and test accuracy at that time; and its training loss when the
+      learning rate is also divided by the largest eigenvalue ``lambda_max`` of
+      ``C(X, X)``, as gradient descent must (its steps diverge above ``2 n / lambda_max``):
+      then the slowest direction decays as ``exp(-lr time / (n kappa))``, ``kappa`` the
+      condition number.
 
     Losses are ``(1/2n) sum_i ||f(x_i) - Y_i||^2``; predicting 0 scores ``(k - 1) / (2k)``
     (0.45 for 10 classes). Because C has a unit diagonal (mean eigenvalue 1), ``ridge`` is
@@ -99,7 +103,8 @@ def depth_study(x_train, y_train, x_test, y_test, *, arch, depths: Sequence[int]
         ``"depth"`` (int array, in the order given) and, per kernel name, a dict of arrays
         over depths: ``"min_eigenvalue"``, ``"condition_number"``, ``"mean_abs_offdiag"``,
         ``"test_accuracy"``, ``"test_loss"`` (kernel ridge), ``"train_loss"`` and
-        ``"trained_test_accuracy"`` (the linearised network at ``time``).
+        ``"trained_test_accuracy"`` (the linearised network at ``time``), and
+        ``"train_loss_lr_max"`` (the same with the learning rate divided by ``lambda_max``).
     """
     names = check_get(get)
     a_train, a_test = _points(x_train, "x_train"), _points(x_test, "x_test")
@@ -143,14 +148,19 @@ def depth_study(x_train, y_train, x_test, y_test, *, arch, depths: Sequence[int]
             predicted = kernel_ridge(train, targets, test_train, ridge)
             flow_test, flow_train = linearized_prediction(train, test_train, zeros_train, zeros_test, targets,
                                                           time=time, lr=lr, return_train=True)
-            rows.append(spectrum_statistics(train) + (
+            statistics = spectrum_statistics(train)
+            largest = statistics[0] * statistics[1]  # min eigenvalue x condition number
+            _, limited_train = linearized_prediction(train / largest, test_train, zeros_train, zeros_test, targets,
+                                                     time=time, lr=lr, return_train=True)
+            rows.append(statistics + (
                 np.mean(np.argmax(predicted, axis=1) == test_classes),
                 _half_squared_error(predicted, test_targets),
                 _half_squared_error(flow_train, targets),
                 np.mean(np.argmax(flow_test, axis=1) == test_classes),
+                _half_squared_error(limited_train, targets),
             ))
         table = np.array(rows, dtype=np.float64)
         keys = ("min_eigenvalue", "condition_number", "mean_abs_offdiag", "test_accuracy", "test_loss",
-                "train_loss", "trained_test_accuracy")
+                "train_loss", "trained_test_accuracy", "train_loss_lr_max")
         result[name] = {key: table[:, i] for i, key in enumerate(keys)}
     return result
