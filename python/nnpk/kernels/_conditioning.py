@@ -275,7 +275,7 @@ def conditioning(x, *, arch, depths: Sequence[int], get: Union[str, Sequence[str
     With a normalised activation (``relu_normalized`` or ``normalize=True``, W_std=1, no
     bias) the off-diagonal correlations of distinct inputs go to 0 with depth and C to the
     identity, for the NNGP and for the NTK; with an uncentred one (relu) the NNGP's go to 1
-    and the NTK's to a constant (1/4 for relu), and C becomes ill-conditioned.
+    and the NTK's settle slowly near a constant (about 1/4 for relu): C stays ill-conditioned.
 
     One recursion serves all depths (``method="analytic"``) for an MLP, a Network of Dense
     blocks with a Dense readout, and a Network whose readout is ``GlobalAvgPool(), Dense``;
