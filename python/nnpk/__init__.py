@@ -24,7 +24,15 @@ from .architectures import (
 )
 from .diagnostics import KernelSpectrum, kernel_alignment, kernel_target_alignment, monte_carlo_standard_error, spectrum
 from .kernels import analytic, conditioning, empirical, monte_carlo
-from .learn import RidgePath, gp_posterior, initial_outputs, kernel_ridge, linearized_prediction, ridge_coefficients
+from .learn import (
+    RidgePath,
+    depth_study,
+    gp_posterior,
+    initial_outputs,
+    kernel_ridge,
+    linearized_prediction,
+    ridge_coefficients,
+)
 from .store import KernelStore, compute_to_store, open_store
 
 __all__ = [
@@ -54,6 +62,7 @@ __all__ = [
     "gp_posterior",
     "analytic",
     "conditioning",
+    "depth_study",
     "has_openmp",
     "initial_outputs",
     "kernel_alignment",

@@ -1,8 +1,10 @@
 """Learning with kernels and random networks: kernel ridge and its ridge path, the GP posterior, the linearised
-network, and networks trained by gradient descent (``NetworkLearner``, any parameters; ``BiasLearner``, the biases
-or readout of a random network; loaded on first use: they import scikit-learn), ``sweep`` over learning rates,
-their learning rates (``DEFAULT_LEARNING_RATES``, ``ntk_learning_rate``) and ``DivergenceError``."""
+network, learnability and trainability against depth, and networks trained by gradient descent
+(``NetworkLearner``, any parameters; ``BiasLearner``, the biases or readout of a random network; loaded on first
+use: they import scikit-learn), ``sweep`` over learning rates, their learning rates (``DEFAULT_LEARNING_RATES``,
+``ntk_learning_rate``) and ``DivergenceError``."""
 
+from ._depth_study import depth_study
 from ._divergence import DivergenceError
 from ._kernel_regression import CRITERIA, RELATIVE_RIDGES, RidgePath, gp_posterior, kernel_ridge, ridge_coefficients
 from ._learning_rates import DEFAULT_LEARNING_RATES, ntk_learning_rate
@@ -10,8 +12,8 @@ from ._linearized import initial_outputs, linearized_prediction
 from ._sweep import SweepResult, sweep
 
 __all__ = ["BiasLearner", "CRITERIA", "DEFAULT_LEARNING_RATES", "DivergenceError", "RELATIVE_RIDGES", "RidgePath",
-           "SweepResult", "gp_posterior", "initial_outputs", "kernel_ridge", "linearized_prediction", "NetworkLearner",
-           "ntk_learning_rate", "ridge_coefficients", "sweep", "task_variance", "unit_clusters"]
+           "SweepResult", "depth_study", "gp_posterior", "initial_outputs", "kernel_ridge", "linearized_prediction",
+           "NetworkLearner", "ntk_learning_rate", "ridge_coefficients", "sweep", "task_variance", "unit_clusters"]
 
 
 def __getattr__(name):
