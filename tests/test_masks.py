@@ -116,3 +116,14 @@ def test_task_variance_against_its_formula_and_clusters():
         nnpk.task_variance(learner, x, tasks=["c"])
     with pytest.raises(ValueError, match="n_clusters=3 but only 2 units vary"):
         nnpk.unit_clusters(profile[2:], 3)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_default_learning_rates_of_masks_learn(optimizer):
+    x, y = nnpk.datasets.load_digits()
+    x = ((x - x.mean(0)) / (x.std(0) + 1e-9))[:400]
+    arch = nnpk.MLP(hidden=[256], out=10, W_std=2**0.5, b_std=0.5, parameterization="standard")
+    learner = nnpk.BiasLearner(arch, train="masks", optimizer=optimizer, epochs=20, random_state=0).fit(x, y[:400])
+    assert learner.score(x, y[:400]) > 0.5
+    with pytest.raises(ValueError, match="masks' scores have none there: give a number for lr"):
+        nnpk.BiasLearner(arch, train="masks", optimizer="sgd", lr="ntk", epochs=1).fit(x, y[:400])

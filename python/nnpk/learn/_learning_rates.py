@@ -38,9 +38,9 @@ __all__ = ["DEFAULT_LEARNING_RATES", "ntk_learning_rate"]
 #: serves every width and parameterization; SGD's step scales with the gradient, so its default is "ntk".
 DEFAULT_LEARNING_RATES: Dict[str, Dict[str, Union[float, str]]] = {
     "adam": {"all": 1e-3, "weights": 1e-3, "biases": 1e-1, "readout": 1e-2, "biases+readout": 1e-2,
-             "list": 1e-3},
+             "list": 1e-3, "masks": 5e-2},
     "sgd": {"all": "ntk", "weights": "ntk", "biases": "ntk", "readout": "ntk", "biases+readout": "ntk",
-            "list": "ntk"},
+            "list": "ntk", "masks": 10.0},
 }
 # Bound on the largest eigenvalue of the loss's Hessian in the logits, per loss.
 LOGIT_CURVATURE = {"squared": 1.0, "cross_entropy": 0.5, "logistic": 0.25}
@@ -221,6 +221,9 @@ def learner_lr(learner, fit, x: np.ndarray, loss: str, n_outputs: int) -> float:
     setting = default_lr(learner.optimizer, learner.train) if learner.lr is None else learner.lr
     if setting != "ntk":
         return float(setting)
+    if learner.train == "masks":
+        raise ValueError("lr='ntk' comes from the tangent kernel of weights and biases; masks' scores have none "
+                         "there: give a number for lr")
     train = learner.train if isinstance(learner.train, str) else tuple(learner.train)
     rule = (train, float(learner.momentum), float(learner.weight_decay), learner.batch_size, loss, n_outputs)
     if fit.ntk_lr and fit.ntk_lr[0] == rule:

@@ -628,6 +628,7 @@ class NetworkLearner(BaseEstimator):
         slopes = check_slopes(self.mask_slope)
         batch = n if self.batch_size is None else min(int(self.batch_size), n)
         total = int(self.epochs) * -(-n // batch)
+        fit.lr = peak = learner_lr(self, fit, x, loss, n_outputs)
 
         def step(xb: np.ndarray, tb: np.ndarray) -> Tuple[float, float]:
             k = mask_slope(slopes, fit.steps, total)
@@ -637,7 +638,7 @@ class NetworkLearner(BaseEstimator):
             value, grad_w, _, correct = engine.gradients(xb, engine_params, loss, n_outputs, tb, None, True, True)
             grads = [mask_gradients(grad_w[site.entry], start[site.entry][0], site.channels) * k * m * (1 - m)
                      for site, m in zip(sites, soft)]
-            lr = scheduled_lr(self.lr_schedule, float(self.lr), int(self.warmup), fit.steps, total)
+            lr = scheduled_lr(self.lr_schedule, peak, int(self.warmup), fit.steps, total)
             fit.steps += 1
             _update(fit.masks, grads, fit, self, lr)
             for site, s in zip(sites, fit.masks):
