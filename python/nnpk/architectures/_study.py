@@ -60,9 +60,9 @@ def lenet(out: int = 1, dims: int = 2, *, W_std: float = HE_W_STD, b_std: Option
     dims = _dims(dims)
     out = check_int(out, "out", minimum=1)
     conv = lambda channels: Conv(channels, _window(5, dims), padding="valid", W_std=W_std, b_std=b_std)
-    return Network([conv(6), "relu", AvgPool(_window(2, dims)), conv(16), "relu", AvgPool(_window(2, dims)),
+    return Network((conv(6), "relu", AvgPool(_window(2, dims)), conv(16), "relu", AvgPool(_window(2, dims)),
                     Flatten(), Dense(120, W_std, b_std), "relu", Dense(84, W_std, b_std), "relu",
-                    Dense(out, W_std, b_std)], parameterization=parameterization)
+                    Dense(out, W_std, b_std)), parameterization=parameterization)
 
 
 def mlp_100(out: int = 1, *, W_std: float = HE_W_STD, b_std: Optional[float] = STUDY_B_STD,
@@ -132,7 +132,7 @@ def resnet18(width: int = 64, out: int = 1, dims: int = 2, *, batch_norm: bool =
     norm: List = [BatchNorm()] if batch_norm else []
     conv = lambda channels, size, stride=1: Conv(channels, _window(size, dims), stride=stride, padding="same",
                                                  W_std=W_std, b_std=None)
-    block = lambda channels: Residual([conv(channels, 3), *norm, "relu", conv(channels, 3), *norm])
+    block = lambda channels: Residual((conv(channels, 3), *norm, "relu", conv(channels, 3), *norm))
     layers: List = [conv(width, 3), *norm, "relu"]
     for stage in range(4):
         channels = width * 2**stage
@@ -140,4 +140,4 @@ def resnet18(width: int = 64, out: int = 1, dims: int = 2, *, batch_norm: bool =
             layers += [conv(channels, 1, stride=2), *norm]
         layers += [block(channels), "relu", block(channels), "relu"]
     layers += [GlobalAvgPool(), Dense(out, W_std, b_std)]
-    return Network(layers, parameterization=parameterization)
+    return Network(tuple(layers), parameterization=parameterization)
