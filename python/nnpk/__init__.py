@@ -19,10 +19,20 @@ from .architectures import (
     Network,
     Recurrent,
     Residual,
+    lenet,
+    mlp_100,
     params_from_state_dict,
+    resnet18,
     sample_params,
 )
-from .diagnostics import KernelSpectrum, kernel_alignment, kernel_target_alignment, monte_carlo_standard_error, spectrum
+from .diagnostics import (
+    KernelSpectrum,
+    eigen_alignment,
+    kernel_alignment,
+    kernel_target_alignment,
+    monte_carlo_standard_error,
+    spectrum,
+)
 from .kernels import analytic, conditioning, empirical, monte_carlo
 from .learn import (
     RidgePath,
@@ -58,6 +68,7 @@ __all__ = [
     "__version__",
     "build_info",
     "compute_to_store",
+    "eigen_alignment",
     "empirical",
     "gp_posterior",
     "analytic",
@@ -68,26 +79,30 @@ __all__ = [
     "kernel_alignment",
     "kernel_ridge",
     "kernel_target_alignment",
+    "lenet",
     "linearized_prediction",
+    "mlp_100",
     "monte_carlo",
     "monte_carlo_standard_error",
     "open_store",
     "params_from_state_dict",
     "physical_cores",
+    "resnet18",
     "ridge_coefficients",
     "sample_params",
     "spectrum",
     "task_variance",
+    "tasks",
     "unit_clusters",
 ]
 
 
 def __getattr__(name):
     # Loaded on first use: nnpk.sklearn and the learners import scikit-learn, which takes a while; nnpk.datasets
-    # serves the studies and demos, not the kernels.
+    # serves the studies and demos, not the kernels; nnpk.tasks needs scipy's eigensolvers.
     import importlib
 
-    if name in ("datasets", "sklearn"):
+    if name in ("datasets", "sklearn", "tasks"):
         return importlib.import_module(f".{name}", __name__)
     if name == "BiasLearner":
         return importlib.import_module(".learn._bias_learning", __name__).BiasLearner

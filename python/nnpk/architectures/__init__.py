@@ -18,8 +18,9 @@ from ._mlp import MLP
 from ._network import INITS, Compiled, Network, NormLayer, ParamLayer
 from ._params import SEED_MAX, check_arch, sample_params
 from ._state_dict import LAYOUTS, params_from_state_dict
+from ._study import HE_W_STD, STUDY_B_STD, lenet, mlp_100, resnet18
 
 __all__ = ["ACTIVATIONS", "Activation", "AvgPool", "BatchNorm", "CLOSED_FORM_DUALS", "Compiled", "Conv", "Dense",
-           "Flatten", "GlobalAvgPool", "INITS", "LAYER_TYPES", "LAYOUTS", "MLP", "MaxPool", "Network", "NormLayer",
-           "PARAMETERIZATIONS", "ParamLayer", "Recurrent", "Residual", "SEED_MAX", "check_arch",
-           "params_from_state_dict", "sample_params"]
+           "Flatten", "GlobalAvgPool", "HE_W_STD", "INITS", "LAYER_TYPES", "LAYOUTS", "MLP", "MaxPool", "Network",
+           "NormLayer", "PARAMETERIZATIONS", "ParamLayer", "Recurrent", "Residual", "SEED_MAX", "STUDY_B_STD",
+           "check_arch", "lenet", "mlp_100", "params_from_state_dict", "resnet18", "sample_params"]

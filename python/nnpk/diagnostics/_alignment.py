@@ -8,7 +8,7 @@ import numpy as np
 
 from .._kernel_checks import as_kernel, as_targets
 
-__all__ = ["kernel_alignment", "kernel_target_alignment"]
+__all__ = ["eigen_alignment", "kernel_alignment", "kernel_target_alignment"]
 
 
 def kernel_target_alignment(kernel, targets, *, centered: bool = False) -> float:
@@ -71,6 +71,35 @@ def kernel_alignment(K1, K2, *, centered: bool = True) -> float:
         k1, k2 = _centred(k1), _centred(k2)
     denominator = float(np.linalg.norm(k1)) * float(np.linalg.norm(k2))
     return float(np.vdot(k1, k2)) / denominator if denominator > 0 else math.nan
+
+
+def eigen_alignment(K, vectors):
+    """How much of a kernel's quadratic form each vector carries: ``alpha_i = phi_i^T K phi_i / ||phi_i||^2``.
+
+    For an eigenvector of K, ``alpha_i`` is its eigenvalue; for a target vector, the kernel's
+    energy along it (large: the kernel learns it fast). Computed in ``O(n^2 k)`` from ``K Phi``,
+    without an eigendecomposition.
+
+    Parameters
+    ----------
+    K : (n, n) array
+        Symmetric kernel matrix.
+    vectors : (n,) or (n, k) array
+        One vector, or k vectors as columns; nonzero.
+
+    Returns
+    -------
+    float for one vector, (k,) array for columns.
+    """
+    k = as_kernel(K, "K", symmetric=True)
+    n = k.shape[0]
+    phi, one = as_targets(vectors, "vectors", n, f"K is a kernel of {n} points")
+    norms = np.sum(phi * phi, axis=0)
+    if np.any(norms == 0):
+        raise ValueError(f"vectors has zero columns ({int(np.argmin(norms))} is one): alignment along them is "
+                         "undefined")
+    alpha = np.sum(phi * (k @ phi), axis=0) / norms
+    return float(alpha[0]) if one else alpha
 
 
 def _centred(k: np.ndarray) -> np.ndarray:
