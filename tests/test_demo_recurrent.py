@@ -19,6 +19,7 @@ from nnpk.demos._recurrent import (
     SYSTEMS,
     closed_loop_pre_activations,
     fit_tasks,
+    gain_shape,
     matched_width,
     recurrent_jacobian,
     recurrent_network,
@@ -49,7 +50,7 @@ def test_report_files_and_tables(report):
     for heading in ("## What was found", "### (a) sine", "### (a) van der pol", "### (a) van der pol at width",
                     "### (b) lorenz", "### (c) recurrent Jacobian", "### (d) recurrent NNGP"):
         assert heading in text and heading in out
-    assert "- Test R^2 > 0.99: " in text
+    assert "- Test R^2 > 0.99 with bias-only training" in text and "- Test R^2 > 0.99 with the other methods" in text
     assert list(results["generation"]) == list(SYSTEMS)
     v = results["verdict"]
     assert set(v) >= {"r2_above_0.99", "biases_r2_by_gain", "biases_threshold_near_gain_1"}
@@ -223,3 +224,14 @@ def test_unknown_option_is_a_usage_error():
     bad = subprocess.run([sys.executable, "-m", "nnpk.cli", "demo", "recurrent", "--gains", "1"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "unrecognized arguments: --gains" in bad.stderr
+
+
+@pytest.mark.parametrize("r2, words", [
+    ({"0.5": 0.3, "0.8": 0.95, "1": 0.99}, "a threshold between g = 0.5 and 0.8, below 1, not the claimed one"),
+    ({"0.5": 0.3, "0.8": 0.5, "1": 0.99}, "a threshold between g = 0.8 and 1, the claimed one near 1"),
+    ({"0.5": 0.95, "1": 0.2, "1.5": 0.97}, "no single threshold"),
+    ({"0.5": 0.95, "1": 0.99}, "no failure below gain 1"),
+    ({"0.5": None, "1": 0.5}, "R^2 < 0.9 at every gain"),
+])
+def test_gain_shape_in_words(r2, words):
+    assert gain_shape(r2).endswith(words)
