@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -17,10 +18,13 @@ from nnpk.demos._recurrent import (
     QUICK,
     SYSTEMS,
     closed_loop_pre_activations,
+    fit_tasks,
+    gain_shape,
     matched_width,
     recurrent_jacobian,
     recurrent_network,
     trained_parameters,
+    tune_learning_rates,
 )
 
 
@@ -43,25 +47,55 @@ def test_report_files_and_tables(report):
     assert sorted(os.listdir(folder)) == ["recurrent.json", "recurrent.md", "recurrent.png"]
     assert (folder / "recurrent.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (folder / "recurrent.md").read_text()
-    for heading in ("## Did the claim reproduce?", "### (a) sine", "### (a) van der pol", "### (b) lorenz",
-                    "### (c) recurrent Jacobian", "### (d) recurrent NNGP"):
+    for heading in ("## What was found", "### (a) sine", "### (a) van der pol", "### (a) van der pol at width",
+                    "### (b) lorenz", "### (c) recurrent Jacobian", "### (d) recurrent NNGP"):
         assert heading in text and heading in out
+    assert "- Test R^2 > 0.99 with bias-only training" in text and "- Test R^2 > 0.99 with the other methods" in text
     assert list(results["generation"]) == list(SYSTEMS)
-    assert set(results["verdict"]) >= {"r2_above_0.99", "van_der_pol_fails_below_gain_1"}
-    assert results["width_check"] == []  # no width check in the quick setting
+    v = results["verdict"]
+    assert set(v) >= {"r2_above_0.99", "biases_r2_by_gain", "biases_threshold_near_gain_1"}
+    for system, entry in results["generation"].items():
+        rows = entry["methods"]["biases"]["rows"]
+        assert v["biases_r2_by_gain"][system] == {f"{r['gain']:g}": r["test_r2"] for r in rows}
+        # Every configuration above 0.99 is listed, and only those.
+        listed = {(r["method"], r["gain"]) for r in v["r2_above_0.99"] if r["system"] == system}
+        assert listed == {(m, row["gain"]) for m, e in entry["methods"].items() for row in e["rows"]
+                          if row["test_r2"] is not None and row["test_r2"] > 0.99}
 
 
 def test_generation_figures(report):
     _, results, _ = report
+    sine = results["generation"]["sine"]
+    assert sine["tasks"] == [f"f={f:g}" for f in QUICK["sine"]["frequencies"]]
+    assert results["generation"]["van der pol"]["tasks"] == ["mu=1"]
     for entry in results["generation"].values():
         assert list(entry["methods"]) == list(METHODS)
+        assert entry["optimizer_steps"] >= QUICK["optimizer_steps"]
         for method, m in entry["methods"].items():
             assert [row["gain"] for row in m["rows"]] == list(QUICK["gains"])
-            assert all(_sane_r2(row["test_r2"]) and _sane_r2(row["validation_r2"]) for row in m["rows"])
+            for row in m["rows"]:
+                assert list(row["tasks"]) == entry["tasks"]
+                per_task = [t["test_r2"] for t in row["tasks"].values()]
+                assert all(_sane_r2(r) for r in per_task) and _sane_r2(row["validation_r2"])
+                # The table's figure is the plain mean over the tasks.
+                assert row["test_r2"] == pytest.approx(float(np.mean(per_task)), abs=1e-12)
             assert m["lr"] in [row["lr"] for row in m["lr_sweep"]] and len(m["lr_sweep"]) >= len(QUICK["lr_exponents"])
+            best = max(m["lr_sweep"], key=lambda r: r["validation_r2"])
+            assert best["lr"] == m["lr"]
             d = entry["state_dim"]
             assert m["trained_parameters"] == trained_parameters(method, m["width"], d, d)
         assert len(entry["example"]["generated"]) == QUICK["horizon"]
+
+
+def test_width_check_has_its_own_learning_rate(report):
+    _, results, _ = report
+    (row,) = results["width_check"]
+    at_width = results["generation"]["van der pol"]["methods"]["biases"]["lr"]
+    assert row["width"] == QUICK["check_width"] and row["lr_at_width"] == at_width
+    expected = sorted([at_width, at_width * math.sqrt(QUICK["width"] / QUICK["check_width"])])
+    assert [r["lr"] for r in row["lr_sweep"]] == pytest.approx(expected, rel=1e-12)
+    assert row["lr"] == max(row["lr_sweep"], key=lambda r: r["validation_r2"])["lr"]
+    assert _sane_r2(row["test_r2"]) and len(row["loss"]) >= 1
 
 
 def test_lorenz_figures(report):
@@ -71,8 +105,47 @@ def test_lorenz_figures(report):
     assert lz["horizon_steps"] == max(1, round(lz["half_width_steps"])) and lz["half_width_steps"] > 1
     for row in lz["methods"].values():
         assert _sane_r2(row["teacher_forced_r2"]) and _sane_r2(row["self_sustained_r2"])
+        assert len(row["next_step_loss"]) * lz["steps_per_epoch"]["next_step"] >= QUICK["optimizer_steps"]
     # Every weight trained, reading the true trajectory: well above the mean's R^2 of 0 even in the quick setting.
     assert lz["methods"]["all"]["teacher_forced_r2"] > 0.5
+
+
+def test_learning_rate_sweep_extends_past_a_winning_edge():
+    """Scores peaking at 10^-1 on the grid 10^(-3, -2.5, -2): the upper edge wins, so 10^-1.5 is tried once more;
+    a peak inside the grid adds nothing."""
+    tried = []
+
+    def submit(method, lr):
+        tried.append((method, lr))
+        peak = {"edge": -1.0, "inside": -2.5}[method]
+        return pool.submit(lambda: (f"fit at {lr:.3g}", -(math.log10(lr) - peak) ** 2))
+
+    with ThreadPoolExecutor(2) as pool:
+        tuned = tune_learning_rates(submit, ("edge", "inside"), (-3.0, -2.5, -2.0))
+    assert tuned["edge"]["lr"] == pytest.approx(10 ** -1.5) and len(tuned["edge"]["sweep"]) == 4
+    assert tuned["inside"]["lr"] == pytest.approx(10 ** -2.5) and len(tuned["inside"]["sweep"]) == 3
+    assert tuned["edge"]["fits"][tuned["edge"]["lr"]] == "fit at 0.0316"
+    assert len(tried) == 7
+
+
+def test_fits_side_by_side_equal_fits_alone():
+    """The demo runs fits in a thread pool: each must be bitwise what it is when run alone."""
+    x = np.random.default_rng(0).normal(size=(40, 6, 2))
+    y = np.roll(x, -1, axis=1)
+    s = {**QUICK, "optimizer_steps": 6, "warmup_steps": 2}
+    jobs = [("biases", 0.03), ("biases+readout", 0.01), ("full (small)", 0.01), ("readout", 0.02)]
+
+    def params(method, lr):
+        learner, _ = fit_tasks(method, 12, 1.1, lr, {"a": (x, y), "b": (y, x)}, s, 3)
+        return [[a for a in pair if a is not None] for task in ("a", "b") for pair in learner.tasks_[task].params]
+
+    alone = [params(*job) for job in jobs]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda job: params(*job), jobs))
+    for a, b in zip(alone, together):
+        for pa, pb in zip(a, b):
+            for u, v in zip(pa, pb):
+                np.testing.assert_array_equal(u, v)
 
 
 def test_jacobian_and_nngp_figures(report):
@@ -151,3 +224,14 @@ def test_unknown_option_is_a_usage_error():
     bad = subprocess.run([sys.executable, "-m", "nnpk.cli", "demo", "recurrent", "--gains", "1"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "unrecognized arguments: --gains" in bad.stderr
+
+
+@pytest.mark.parametrize("r2, words", [
+    ({"0.5": 0.3, "0.8": 0.95, "1": 0.99}, "a threshold between g = 0.5 and 0.8, below 1, not the claimed one"),
+    ({"0.5": 0.3, "0.8": 0.5, "1": 0.99}, "a threshold between g = 0.8 and 1, the claimed one near 1"),
+    ({"0.5": 0.95, "1": 0.2, "1.5": 0.97}, "no single threshold"),
+    ({"0.5": 0.95, "1": 0.99}, "no failure below gain 1"),
+    ({"0.5": None, "1": 0.5}, "R^2 < 0.9 at every gain"),
+])
+def test_gain_shape_in_words(r2, words):
+    assert gain_shape(r2).endswith(words)

@@ -495,7 +495,8 @@ X, Y = data(MLP, n=10)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(train="everything"), ValueError, "train must be one of 'all', 'weights', 'biases', 'readout', 'masks' or a list"),
+    (dict(train="everything"), ValueError,
+     "train must be one of 'all', 'weights', 'biases', 'readout', 'masks' or a list"),
     (dict(train=[]), ValueError, "train must be one of .* or a non-empty list of parametrised-layer indices"),
     (dict(train=[0, 3]), ValueError, r"train\[1\] = 3 is out of range: the network has 3 parametrised layers"),
     (dict(train=[1, 1]), ValueError, r"train names a layer twice: \[1, 1\]"),

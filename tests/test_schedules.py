@@ -77,3 +77,20 @@ def test_refusals():
         nnpk.NetworkLearner(_linear_net(3), lr_schedule="step").fit(x, y % 2)
     with pytest.raises(ValueError, match="warmup must be"):
         nnpk.NetworkLearner(_linear_net(3), warmup=-1).fit(x, y % 2)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_bias_learner_follows_the_schedule(schedule):
+    """BiasLearner takes the schedule too: full-batch gradient descent on the bias of a linear model, each step
+    -lr_k times numpy's gradient (the mean residual), the weights untouched."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((40, 3)), rng.standard_normal(40)
+    arch = nnpk.Network([nnpk.Dense(1, W_std=1.0, b_std=0.5)], parameterization="standard")
+    learner = nnpk.BiasLearner(arch, optimizer="sgd", lr=0.4, epochs=6, batch_size=None, lr_schedule=schedule,
+                               warmup=2, dtype="float64", loss="squared").fit(x, y)
+    (W, b), = nnpk.sample_params(arch, 3, 0, 0)
+    b = b.copy()
+    for k in range(6):
+        b -= scheduled_lr(schedule, 0.4, 2, k, 6) * np.mean(x @ W[:, 0] + b[0] - y)
+    np.testing.assert_array_equal(learner.params_[0][0], W)
+    np.testing.assert_allclose(learner.params_[0][1], b, rtol=1e-12, atol=1e-14)

@@ -15,9 +15,9 @@ x, y = windows(train, 25)
 # A random tanh network of gain 1.2 whose recurrent and readout biases alone learn.
 net = nnpk.Network([nnpk.Recurrent(128, "tanh", W_std=1.2, b_std=0.0, return_sequences=True),
                     nnpk.Dense(2, b_std=0.0)], parameterization="standard")
-learner = nnpk.BiasLearner(net, seed=0, train="biases", lr=0.03, epochs=20, batch_size=32, loss="squared",
-                           dtype="float32", random_state=0)
-learner.clip_norm = 1.0                                   # clip each step's gradient to norm 1
+# Adam with a cosine-decaying learning rate after 20 warm-up steps, each step's gradient clipped to norm 1.
+learner = nnpk.BiasLearner(net, seed=0, train="biases", lr=0.1, epochs=60, batch_size=32, loss="squared",
+                           dtype="float32", random_state=0, clip_norm=1.0, lr_schedule="cosine", warmup=20)
 learner.fit(x, y)
 
 # Closed loop: 25 true steps of each test trajectory, then 100 steps fed by the network's own outputs.

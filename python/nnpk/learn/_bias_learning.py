@@ -70,6 +70,10 @@ class BiasLearner(NetworkLearner):
     clip_norm : float, optional
         Clip each step's gradient to this norm, as ``nnpk.NetworkLearner`` (recurrent
         networks over long sequences need it). None: no clipping.
+    lr_schedule : "constant", "linear" or "cosine"
+        The learning rate of each step, peaking at `lr`, as ``nnpk.NetworkLearner``.
+    warmup : int
+        Steps of linear warm-up of the learning rate (0: none).
 
     Attributes
     ----------
@@ -91,8 +95,10 @@ class BiasLearner(NetworkLearner):
     _TRAIN = ("biases", "biases+readout", "readout", "masks")
 
     def __init__(self, arch, seed=0, index=0, train="biases", optimizer="adam", lr=None, epochs=100,
-                 batch_size=96, loss="auto", dtype="float64", n_threads=None, random_state=None, clip_norm=None):
+                 batch_size=96, loss="auto", dtype="float64", n_threads=None, random_state=None, clip_norm=None,
+                 lr_schedule="constant", warmup=0):
         # NetworkLearner's other settings keep their defaults: plain SGD or Adam, no kernels recorded.
         super().__init__(arch, seed=seed, index=index, train=train, optimizer=optimizer, lr=lr, epochs=epochs,
                          batch_size=batch_size, loss=loss, dtype=dtype, n_threads=n_threads,
-                         random_state=random_state, clip_norm=clip_norm)
+                         random_state=random_state, clip_norm=clip_norm,
+                         lr_schedule=lr_schedule, warmup=warmup)
