@@ -322,7 +322,9 @@ def markdown(results: dict, plot_file: str) -> str:
              "convolution. Alignment: alpha_i = phi_i' Theta phi_i / |phi_i|^2 of the initial eigenvectors phi_i "
              "under the trained network's NTK Theta (before: the initial NTK, where alpha_i on all points is the "
              "i-th eigenvalue), on the training points, the test points and all; measured for the network at the "
-             "largest n (a linearisation's NTK does not move).", ""]
+             "largest n (a linearisation's NTK does not move). The trained NTK is larger overall, so the scale-free "
+             "figures are the rank of phi_k among the alpha_i after training (k before, on all points) and the "
+             "share of the alphas' sum on the first 10 vectors.", ""]
     if not s["cifar10"]:
         lines += ["CIFAR-10: skipped (no local copy given; `--cifar PATH` takes a .npz or the python batches "
                   "folder).", ""]
