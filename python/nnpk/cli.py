@@ -25,6 +25,10 @@ def main(argv=None) -> int:
         from .demos import _training  # imports scikit-learn and matplotlib: only when asked for
 
         return _training.main(argv[2:])
+    if argv[:2] == ["demo", "depth"]:
+        from .demos import _depth  # imports scikit-learn and matplotlib: only when asked for
+
+        return _depth.main(argv[2:])
     if argv[:2] == ["demo", "recurrent"]:
         from .demos import _recurrent  # imports scipy and matplotlib: only when asked for
 
@@ -38,7 +42,8 @@ def main(argv=None) -> int:
                        "Monte Carlo error against the number of networks, the smallest eigenvalue against depth; "
                        "written to a report folder. `nnpk demo biases` runs the bias-learning demo instead, `nnpk demo "
                        "architectures` the random MLP/CNN/residual CNN comparison, `nnpk demo training` trained "
-                       "networks beside their linearisations and kernels, `nnpk demo recurrent` random recurrent "
+                       "networks beside their linearisations and kernels, `nnpk demo depth` conditioning, learnability and "
+                       "training of deep MLPs against depth, `nnpk demo recurrent` random recurrent "
                        "networks learning dynamical systems through their biases.")
     demo_kernels.add_arguments(p)
     p.set_defaults(func=demo_kernels.run)
