@@ -42,8 +42,8 @@ def main(argv=None) -> int:
                        "Monte Carlo error against the number of networks, the smallest eigenvalue against depth; "
                        "written to a report folder. `nnpk demo biases` runs the bias-learning demo instead, `nnpk demo "
                        "architectures` the random MLP/CNN/residual CNN comparison, `nnpk demo training` trained "
-                       "networks beside their linearisations and kernels, `nnpk demo depth` conditioning, learnability and "
-                       "training of deep MLPs against depth, `nnpk demo recurrent` random recurrent "
+                       "networks beside their linearisations and kernels, `nnpk demo depth` conditioning, "
+                       "learnability and training of deep MLPs against depth, `nnpk demo recurrent` random recurrent "
                        "networks learning dynamical systems through their biases.")
     demo_kernels.add_arguments(p)
     p.set_defaults(func=demo_kernels.run)
