@@ -229,7 +229,9 @@ def verdicts(rows: List[dict]) -> Dict[str, Any]:
             if d not in matched:
                 break
             up_to = d
-        out[optimizer] = {"matching_depths": matched, "matches_up_to": up_to}
+        # Where BatchNorm itself stays near chance, matching it says nothing.
+        failed = [d for d in depths if (by[("relu + BatchNorm", d)]["test_accuracy"]["mean"] or 0.0) < 0.5]
+        out[optimizer] = {"matching_depths": matched, "matches_up_to": up_to, "batchnorm_fails_at": failed}
     return out
 
 
@@ -341,6 +343,8 @@ def findings(results: dict) -> List[str]:
                      f"against {_mean_text(b['test_accuracy'], '.3f')}")
         deepest = depths[-1]
         n, b, r = (by[(variant, deepest)] for variant in ("relu_normalized", "relu + BatchNorm", "relu"))
+        if v["batchnorm_fails_at"]:
+            text += f"; BatchNorm itself stays below 0.5 test accuracy at depths {v['batchnorm_fails_at']}"
         text += (f". At depth {deepest}: relu_normalized {_mean_text(n['test_accuracy'], '.3f')} ({_lr_text(n)}), "
                  f"BatchNorm {_mean_text(b['test_accuracy'], '.3f')} ({_lr_text(b)}), plain relu "
                  f"{_mean_text(r['test_accuracy'], '.3f')} ({_lr_text(r)}).")
