@@ -72,7 +72,8 @@ def test_units_active_against_numpy(report):
     entry = results["multitask"]["tasks"]["digit"]["biases"]
     assert entry["units_active"] == int((h > 0).any(axis=0).sum())
     np.testing.assert_allclose(entry["mean_firing_fraction"], (h > 0).mean(), rtol=1e-12)
-    np.testing.assert_allclose(entry["test_accuracy"], learner.score(x[data.test], data.labels[data.test], task="digit"))
+    accuracy = learner.score(x[data.test], data.labels[data.test], task="digit")
+    np.testing.assert_allclose(entry["test_accuracy"], accuracy)
 
 
 def test_parameter_counts():

@@ -370,7 +370,7 @@ def markdown(results: dict, plot_file: str) -> str:
               "(masked units count as silent). Task variance: nnpk.task_variance on each task's training points "
               "(under masks, 0 for units masked off); 'initial': the random network with its drawn biases. Clusters: "
               "nnpk.unit_clusters, silhouette on 2,000 units.", "",
-              f"The first task's biases are unchanged after the others were trained: "
+              f"Each mode's first task's test logits are bitwise unchanged after the other tasks were trained: "
               f"{'yes' if results['multitask']['first_task_unchanged'] else 'NO'}.", "",
               *tables(results), f"![biases]({plot_file})", "",
               f"{results['seconds']:.0f} s in all on {s['threads']} threads ((b): "
