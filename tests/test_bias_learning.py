@@ -1,6 +1,5 @@
 """BiasLearner and the engine's bias/readout gradients, against a plain numpy network written here."""
 
-import json
 import math
 import pickle
 
@@ -11,7 +10,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 
 import nnpk
-from nnpk import _core, cli
+from nnpk import _core
 from reference import activation
 
 SQRT2 = math.sqrt(2)
@@ -376,23 +375,3 @@ def test_engine_rejects_labels_outside_the_task():
         trainer.gradients(X, params, "cross_entropy", 3, np.full(20, 3, dtype=np.int64))
     with pytest.raises(ValueError, match=r"n_outputs must be in \[1, 4\]"):
         trainer.gradients(X, params, "squared", 5, np.zeros((20, 5)))
-
-
-# ---------------------------------------------------------------- demo
-
-
-def test_biases_demo_writes_a_report(tmp_path, capsys):
-    out = tmp_path / "report"
-    assert cli.main(["demo", "biases", "--widths", "8,16", "--epochs", "2", "--multitask-width", "16",
-                     "--train-size", "300", "--out", str(out)]) == 0
-    results = json.loads((out / "biases.json").read_text())
-    assert [row["width"] for row in results["widths"]] == [8, 16]
-    for row in results["widths"]:
-        for key in ("biases", "readout", "biases+readout", "ntk_biases"):
-            assert 0 <= row[key]["test_accuracy"] <= 1
-    assert set(results["multitask"]["tasks"]) == {"digit", "parity", "digit > 4"}
-    assert results["multitask"]["first_task_unchanged"] is True
-    table = (out / "biases.md").read_text()
-    assert "| 16 |" in table and "biases-only NTK regression" in table
-    assert (out / "biases.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert str(out) in capsys.readouterr().out

@@ -29,6 +29,10 @@ def main(argv=None) -> int:
         from .demos import _linearized  # imports scipy and matplotlib: only when asked for
 
         return _linearized.main(argv[2:])
+    if argv[:2] == ["demo", "depth"]:
+        from .demos import _depth  # imports scikit-learn and matplotlib: only when asked for
+
+        return _depth.main(argv[2:])
     if argv[:2] == ["demo", "recurrent"]:
         from .demos import _recurrent  # imports scipy and matplotlib: only when asked for
 
@@ -43,7 +47,8 @@ def main(argv=None) -> int:
                        "written to a report folder. `nnpk demo biases` runs the bias-learning demo instead, `nnpk demo "
                        "architectures` the random MLP/CNN/residual CNN comparison, `nnpk demo training` trained "
                        "networks beside their kernels, `nnpk demo linearized` networks beside their linearisations on "
-                       "NTK eigenfunction and NAD tasks, `nnpk demo recurrent` random recurrent "
+                       "NTK eigenfunction and NAD tasks, `nnpk demo depth` conditioning, learnability and training of "
+                       "deep MLPs against depth, `nnpk demo recurrent` random recurrent "
                        "networks learning dynamical systems through their biases.")
     demo_kernels.add_arguments(p)
     p.set_defaults(func=demo_kernels.run)

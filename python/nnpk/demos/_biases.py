@@ -1,231 +1,452 @@
-"""`nnpk demo biases`: random weights, learned biases, on scikit-learn's digits.
+"""`nnpk demo biases`: random weights, learned biases or masks, on digits and MNIST-1D.
 
-For each hidden width, one random ReLU network (standard parameterization, He
-weights, biases drawn with std 1) is trained three ways: its biases only, its
-readout only (random features) and both; beside them, kernel regression with
-the network's biases-only tangent kernel (the kernel regime of bias training).
-Then one random network learns several tasks, each with its own biases.
-Writes a Markdown table, a JSON of the figures and a PNG plot.
+(a) Accuracy against the number of trained parameters: for each hidden width, one random
+ReLU network (standard parameterization, He weights, biases drawn with std 1) trained on
+its biases, its unit masks, its readout, or biases and readout; beside them a narrower
+network trained fully with about as many trained parameters as the biases, and kernel
+regression with the biases-only tangent kernel. Every learning rate is chosen by
+``nnpk.learn.sweep`` on validation accuracy. (b) One random network serving several tasks
+from both data sets, each with its own biases or its own masks: accuracy, the units each
+leaves active, the units' task-variance clusters and how the learned biases relate to task
+variance. Writes biases.md, biases.json and biases.png into the report folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from .._threads import resolve_n_threads
 from .._version import __version__
 from ..architectures import MLP, sample_params
-from ..datasets import load_digits
 from ..kernels import empirical
-from ..learn import RELATIVE_RIDGES, RidgePath
+from ..learn import RELATIVE_RIDGES, RidgePath, sweep, task_variance, unit_clusters
 from ..learn._bias_learning import BiasLearner
+from ..learn._learning_rates import DEFAULT_LEARNING_RATES
+from ..learn._network_learning import NetworkLearner
+from ._common import Dataset, add_datasets_argument, available_datasets, load_dataset, write_report
 
-# The `train` settings compared, in the order of the table's columns.
-MODES = ("biases", "readout", "biases+readout")
-
+# The trained parameters compared in (a), in the order of the table's columns; "full" is a narrower network
+# trained on every parameter.
+MODES = ("biases", "masks", "readout", "biases+readout", "full")
+# Learning rates swept: these multiples of the default (nnpk.learn.DEFAULT_LEARNING_RATES).
+LR_FACTORS = (10 ** -0.5, 1.0, 10 ** 0.5)
+# Full training of a few units needs larger steps than Adam's default 1e-3 to finish in the same epochs.
+FULL_LRS = (1e-3, 3e-3, 1e-2, 3e-2)
+# (b)'s tasks: name -> (data set, labels -> targets).
 TASKS = {
-    "digit": lambda y: y,
-    "parity": lambda y: y % 2,
-    "digit > 4": lambda y: (y > 4).astype(int),
+    "digit": ("digits", lambda y: y),
+    "digit parity": ("digits", lambda y: y % 2),
+    "digit > 4": ("digits", lambda y: (y > 4).astype(int)),
+    "digit mod 3": ("digits", lambda y: y % 3),
+    "mnist1d class": ("mnist1d", lambda y: y),
+    "mnist1d parity": ("mnist1d", lambda y: y % 2),
+    "mnist1d > 4": ("mnist1d", lambda y: (y > 4).astype(int)),
+    "mnist1d mod 3": ("mnist1d", lambda y: y % 3),
+}
+# (b)'s shared input width: digits' 64 pixels; MNIST-1D's 40 values padded with zeros.
+SHARED_FEATURES = 64
+FULL: Dict[str, Any] = {
+    "samples": {"digits": None, "mnist1d": 2000},
+    "widths": (64, 256, 1024, 4096, 16384), "ntk_max_width": 4096, "epochs": 30, "batch_size": 96,
+    "validation": 0.2, "multitask_width": 32000, "multitask_epochs": 20,
+}
+QUICK: Dict[str, Any] = {
+    "samples": {"digits": 400, "mnist1d": 400},
+    "widths": (32, 128), "ntk_max_width": 128, "epochs": 8, "batch_size": 96,
+    "validation": 0.2, "multitask_width": 512, "multitask_epochs": 8,
 }
 
 
-def _network(width: int) -> MLP:
-    return MLP(hidden=[width], out=10, activation="relu", W_std=math.sqrt(2), b_std=1.0, parameterization="standard")
+def network(width: int, n_classes: int = 10) -> MLP:
+    """One hidden ReLU layer, He weights, biases drawn with std 1, standard parameterization."""
+    return MLP(hidden=[width], out=n_classes, activation="relu", W_std=math.sqrt(2.0), b_std=1.0,
+               parameterization="standard")
 
 
-def _digits(train_size: int, seed: int):
-    """A stratified train/test split, inputs centred and scaled by the training set's statistics."""
-    from sklearn.model_selection import train_test_split
-
-    x, y = load_digits()
-    x_train, x_test, y_train, y_test = train_test_split(x, y, train_size=train_size, random_state=seed, stratify=y)
-    mean = x_train.mean(axis=0)
-    # Unit mean squared value per feature, so that He weights give unit-scale pre-activations.
-    scale = math.sqrt(np.mean(np.sum((x_train - mean) ** 2, axis=1)) / x.shape[1])
-    return (x_train - mean) / scale, (x_test - mean) / scale, y_train, y_test
+def trained_parameters(mode: str, width: int, n_features: int, n_classes: int = 10) -> int:
+    """Parameters a mode trains on one hidden layer of `width` units."""
+    return {"biases": width + n_classes, "masks": width, "readout": (width + 1) * n_classes,
+            "biases+readout": width + (width + 1) * n_classes,
+            "full": width * (n_features + 1) + (width + 1) * n_classes}[mode]
 
 
-def _ntk_regression(arch: MLP, seed: int, x_train, y_train, x_test, y_test, threads: int) -> dict:
-    """Kernel ridge regression on one-hot targets with the network's biases-only empirical NTK, ridge by GCV
-    among multiples of the kernel's mean diagonal (as nnpk.sklearn chooses it)."""
-    start = time.perf_counter()
+def full_width(width: int, n_features: int, n_classes: int = 10) -> int:
+    """The hidden width of the fully trained network with about as many trained parameters as the biases of a
+    network `width` wide (at least one unit)."""
+    return max(1, round(width / (n_features + 1 + n_classes)))
+
+
+def _split(data: Dataset, fraction: float, seed: int):
+    """The training half split into fitting and validation rows (for the learning-rate sweeps)."""
+    rows = np.random.default_rng(seed).permutation(data.train)
+    n_val = max(2, int(fraction * len(rows)))
+    return np.sort(rows[n_val:]), np.sort(rows[:n_val])
+
+
+def _ntk_regression(arch: MLP, seed: int, x_train, y_train, x_test, y_test, threads: int) -> float:
+    """Test accuracy of kernel ridge regression on one-hot targets with the network's biases-only empirical NTK,
+    the ridge by GCV among multiples of the kernel's mean diagonal (as nnpk.sklearn chooses it)."""
     params = sample_params(arch, x_train.shape[1], seed, 0)
     k_train = empirical(x_train, arch=arch, params=params, get="ntk", wrt="biases", n_threads=threads)
     k_test = empirical(x_test, x_train, arch=arch, params=params, get="ntk", wrt="biases", n_threads=threads)
     path = RidgePath(k_train, np.eye(arch.out)[y_train])
     ridge, _ = path.select_ridge(float(np.trace(k_train)) / k_train.shape[0] * RELATIVE_RIDGES, "gcv")
-    accuracy = float(np.mean(np.argmax(k_test @ path.coefficients(ridge), axis=1) == y_test))
-    return {"test_accuracy": accuracy, "ridge": float(ridge), "seconds": time.perf_counter() - start}
+    return float(np.mean(np.argmax(k_test @ path.coefficients(ridge), axis=1) == y_test))
 
 
-def _learner(arch: MLP, train: str, args, threads: int) -> BiasLearner:
-    return BiasLearner(arch, seed=args.seed, train=train, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-                       dtype=args.dtype, n_threads=threads, random_state=args.seed)
+def _learner(mode: str, arch: MLP, s: dict, seed: int, threads: int, epochs: Optional[int] = None):
+    common = dict(seed=seed, epochs=s["epochs"] if epochs is None else epochs, batch_size=s["batch_size"],
+                  dtype="float32", n_threads=threads, random_state=seed)
+    if mode == "full":
+        return NetworkLearner(arch, train="all", loss="cross_entropy", **common)
+    return BiasLearner(arch, train=mode, **common)
 
 
-def _width_sweep(args, data, threads: int) -> list:
-    x_train, x_test, y_train, y_test = data
+def _lrs(mode: str) -> tuple:
+    if mode == "full":
+        return FULL_LRS
+    default = float(DEFAULT_LEARNING_RATES["adam"][mode])  # Adam's defaults are numbers
+    return tuple(float(f"{default * f:.2g}") for f in LR_FACTORS)
+
+
+# --------------------------------------------------------------------------- (a) accuracy against trained parameters
+
+
+def width_study(data: Dataset, s: dict, seed: int, threads: int, progress: bool) -> List[dict]:
+    fit, val = _split(data, s["validation"], seed)
+    x, y = data.x, data.labels
+    d, c = x.shape[1], data.n_classes
     rows = []
-    for width in args.widths:
-        arch = _network(width)
-        row = {"width": width}
-        for train in MODES:
+    for width in s["widths"]:
+        row: Dict[str, Any] = {"width": width, "full_width": full_width(width, d, c)}
+        for mode in MODES:
             start = time.perf_counter()
-            learner = _learner(arch, train, args, threads).fit(x_train, y_train)
-            row[train] = {"train_accuracy": learner.score(x_train, y_train),
-                          "test_accuracy": learner.score(x_test, y_test),
-                          "final_loss": learner.tasks_[0].loss_curve[-1],
-                          "seconds": time.perf_counter() - start}
-        row["ntk_biases"] = _ntk_regression(arch, args.seed, x_train, y_train, x_test, y_test, threads)
+            units = row["full_width"] if mode == "full" else width
+            result = sweep(_learner(mode, network(units, c), s, seed, threads), x[fit], y[fit], lrs=_lrs(mode),
+                           seeds=(seed,), X_val=x[val], y_val=y[val])
+            best = result.best_learner
+            row[mode] = {"trained_parameters": trained_parameters(mode, units, d, c), "lr": result.best_lr,
+                         "val_accuracy": result.best_score,
+                         "test_accuracy": None if best is None else best.score(x[data.test], y[data.test]),
+                         "train_accuracy": None if best is None else best.score(x[fit], y[fit]),
+                         "seconds": time.perf_counter() - start}
+        row["ntk_biases"] = (_ntk_regression(network(width, c), seed, x[data.train], y[data.train],
+                                             x[data.test], y[data.test], threads)
+                             if width <= s["ntk_max_width"] else None)
         rows.append(row)
-        print(f"width {width:>5}: test accuracy " + ", ".join(
-            f"{name} {row[name]['test_accuracy']:.3f}" for name in (*MODES, "ntk_biases")), flush=True)
+        if progress:
+            print(f"  {data.name} width {width:>6}: test accuracy " + ", ".join(
+                f"{m} {row[m]['test_accuracy']:.3f}" for m in MODES), flush=True)
     return rows
 
 
-def _multitask(args, data, threads: int) -> dict:
-    """Every task's biases on one network; the first task's predictions checked after the others are trained."""
-    x_train, x_test, y_train, y_test = data
-    learner = _learner(_network(args.multitask_width), "biases", args, threads)
-    tasks = {}
-    first_logits = None
-    for name, target in TASKS.items():
-        start = time.perf_counter()
-        learner.fit(x_train, target(y_train), task=name)
-        classes = learner.tasks_[name].classes
-        assert classes is not None  # integer targets: a classification task
-        tasks[name] = {"n_classes": len(classes),
-                       "train_accuracy": learner.score(x_train, target(y_train), task=name),
-                       "test_accuracy": learner.score(x_test, target(y_test), task=name),
-                       "majority_test_accuracy": float(np.max(np.bincount(target(y_test))) / len(y_test)),
-                       "seconds": time.perf_counter() - start}
-        if first_logits is None:
-            first, first_logits = name, learner.decision_function(x_test, task=name)
-    assert first_logits is not None  # TASKS is not empty
-    unchanged = bool(np.array_equal(first_logits, learner.decision_function(x_test, task=first)))
-    return {"width": args.multitask_width, "tasks": tasks, "first_task_unchanged": unchanged}
+# --------------------------------------------------------------------------- (b) several tasks on one network
 
 
-def _markdown(results: dict) -> str:
-    config = results["config"]
-    lines = [
-        "# Random weights, learned biases: digits",
-        "",
-        f"nnpk {results['version']}; one hidden ReLU layer, standard parameterization, He weights "
-        f"(W_std = sqrt 2), biases drawn with std 1; {config['n_train']} training and {config['n_test']} test digits; "
-        f"Adam, lr {config['lr']}, {config['epochs']} epochs, batch {config['batch_size']}, {config['dtype']}, "
-        f"{config['threads']} threads; {results['seconds']:.0f} s in all.",
-        "",
-        "Test accuracy (training accuracy in brackets) against hidden width n. Trained parameters: "
-        "biases n + 10, readout 10 n + 10, biases+readout 11 n + 10. The NTK column is kernel ridge regression "
-        "(one-hot targets, ridge by GCV) with the same network's biases-only empirical tangent kernel; "
-        "its kernel is traced over the logits, so each logit gets its own coefficients, more freedom than the "
-        "n + 10 shared biases have at small widths.",
-        "",
-        "| width | biases only | readout only | biases + readout | biases-only NTK regression |",
-        "| ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for row in results["widths"]:
-        cells = [f"{row[t]['test_accuracy']:.3f} ({row[t]['train_accuracy']:.3f})" for t in MODES]
-        lines.append(f"| {row['width']} | " + " | ".join(cells) + f" | {row['ntk_biases']['test_accuracy']:.3f} |")
+def shared_inputs(data: Dataset) -> np.ndarray:
+    """The data set's points as SHARED_FEATURES values: zeros appended, then scaled back to x . x / d = 1."""
+    d = data.x.shape[1]
+    padded = np.zeros((len(data.x), SHARED_FEATURES))
+    padded[:, :d] = data.x * math.sqrt(SHARED_FEATURES / d)
+    return padded
+
+
+def _hidden(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The hidden layer's ReLU outputs under the standard parameterization."""
+    return np.maximum(x @ W + b, 0.0)
+
+
+def _hidden_biases(fit) -> np.ndarray:
+    """A task's learned biases of the hidden layer."""
+    b = fit.biases[0]
+    assert b is not None  # the network has biases (b_std 1)
+    return b
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> Optional[float]:
+    from scipy.stats import spearmanr
+
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    return float(spearmanr(a, b).statistic)
+
+
+def _clusters(variance: np.ndarray, names: List[str], seed: int) -> dict:
+    """k-means clusters (one per task) of the units' task-variance profiles: each cluster's size, the task its
+    profile leans on most and that task's share; and the mean largest share of a unit's profile (1 / tasks for
+    a unit that varies alike on every task, 1 for a unit that varies on one task only)."""
+    from sklearn.metrics import silhouette_score
+
+    labels = unit_clusters(variance, len(names), seed=seed)
+    active = labels >= 0
+    profiles = variance[active] / variance[active].sum(axis=1, keepdims=True)
+    clusters = []
+    for k in range(len(names)):
+        members = profiles[labels[active] == k]
+        if len(members):
+            mean = members.mean(axis=0)
+            clusters.append({"size": int(len(members)), "task": names[int(np.argmax(mean))],
+                             "share": float(mean.max())})
+    sample = np.random.default_rng(seed).permutation(int(active.sum()))[:2000]
+    silhouette = (float(silhouette_score(profiles[sample], labels[active][sample]))
+                  if len(set(labels[active][sample])) > 1 else None)
+    return {"clusters": sorted(clusters, key=lambda c: -c["size"]), "silhouette": silhouette,
+            "mean_largest_share": float(profiles.max(axis=1).mean()), "units_varying": int(active.sum())}
+
+
+def multitask_study(datasets: Dict[str, Dataset], s: dict, seed: int, threads: int, progress: bool) -> dict:
+    """Every task on one network of `multitask_width` units, once with its own biases and once with its own
+    masks; what each leaves active, the task-variance clusters and the biases against task variance."""
+    tasks = {name: spec for name, spec in TASKS.items() if spec[0] in datasets}
+    inputs = {name: shared_inputs(data) for name, data in datasets.items()}
+    width = s["multitask_width"]
+    arch = network(width)
+    W0, drawn = sample_params(arch, SHARED_FEATURES, seed, 0)[0]
+    assert drawn is not None  # the network has biases (b_std 1)
+    b0 = drawn
+    learners = {mode: _learner(mode, arch, s, seed, threads, s["multitask_epochs"]) for mode in ("biases", "masks")}
+    out: Dict[str, Any] = {"width": width, "tasks": {}}
+    # Each mode's first task's test logits, to check that training the other tasks left them alone.
+    first_logits: Dict[str, np.ndarray] = {}
+    for name, (source, target) in tasks.items():
+        data, x = datasets[source], inputs[source]
+        y_train, y_test = target(data.labels[data.train]), target(data.labels[data.test])
+        entry: Dict[str, Any] = {"data": source, "n_classes": int(y_train.max()) + 1,
+                                 "majority_test_accuracy": float(np.bincount(y_test).max() / len(y_test))}
+        for mode, learner in learners.items():
+            start = time.perf_counter()
+            learner.fit(x[data.train], y_train, task=name)
+            fit = learner.tasks_[name]
+            b = _hidden_biases(fit) if mode == "biases" else b0
+            on = fit.masks[0] > 0 if mode == "masks" else np.ones(width, dtype=bool)
+            fires = (_hidden(x[data.train], W0, b) > 0) & on
+            if mode not in first_logits:
+                first_logits[mode] = learner.decision_function(x[data.test], task=name)
+            entry[mode] = {"test_accuracy": learner.score(x[data.test], y_test, task=name),
+                           "train_accuracy": learner.score(x[data.train], y_train, task=name),
+                           "lr": fit.lr, "units_on": int(on.sum()),
+                           "units_active": int(fires.any(axis=0).sum()),
+                           "mean_firing_fraction": float(fires.mean()),
+                           "seconds": time.perf_counter() - start}
+        out["tasks"][name] = entry
+        if progress:
+            print(f"  {name:15s}: biases {entry['biases']['test_accuracy']:.3f} ({entry['biases']['units_active']} "
+                  f"units active), masks {entry['masks']['test_accuracy']:.3f} ({entry['masks']['units_on']} on)",
+                  flush=True)
+    names = list(tasks)
+    task_inputs = [inputs[tasks[n][0]][datasets[tasks[n][0]].train] for n in names]
+    variance = {mode: task_variance(learner, None, tasks=names, inputs=task_inputs)
+                for mode, learner in learners.items()}
+    # Masked units contribute nothing to their task's logits: their variance there counts as 0.
+    variance["masks"] = variance["masks"] * np.stack([learners["masks"].tasks_[n].masks[0] > 0 for n in names], 1)
+    variance["initial"] = np.stack([_hidden(x, W0, b0).var(axis=0) for x in task_inputs], axis=1)
+    out["clusters"] = {mode: _clusters(v, names, seed) for mode, v in variance.items()}
+    correlations = {}
+    for k, name in enumerate(names):
+        b = _hidden_biases(learners["biases"].tasks_[name])
+        correlations[name] = {"bias_vs_variance": _spearman(b, variance["biases"][:, k]),
+                              "bias_change_vs_variance": _spearman(b - b0, variance["biases"][:, k]),
+                              "bias_change_vs_initial_variance": _spearman(b - b0, variance["initial"][:, k]),
+                              "initial_bias_vs_initial_variance": _spearman(b0, variance["initial"][:, k]),
+                              "mean_abs_bias_change": float(np.mean(np.abs(b - b0)))}
+    out["correlations"] = correlations
+    first = names[0]
+    first_x = inputs[tasks[first][0]][datasets[tasks[first][0]].test]
+    out["first_task_unchanged"] = all(np.array_equal(logits, learners[mode].decision_function(first_x, task=first))
+                                      for mode, logits in first_logits.items())
+    return out
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def run_demo(*, datasets=("digits", "mnist1d"), preset: Optional[dict] = None, seed: int = 0, threads: int = 1,
+             progress: bool = False) -> dict:
+    preset = FULL if preset is None else preset
+    start = time.perf_counter()
+    results: Dict[str, Any] = {"version": __version__,
+                               "settings": {"datasets": list(datasets), "seed": seed, "threads": threads,
+                                            "lr_factors": LR_FACTORS, "full_lrs": FULL_LRS,
+                                            **{k: v for k, v in preset.items()}},
+                               "datasets": {}}
+    loaded = {name: load_dataset(name, preset["samples"].get(name), seed) for name in datasets}
+    for name, data in loaded.items():
+        part = time.perf_counter()
+        results["datasets"][name] = {"n_train": len(data.train), "n_test": len(data.test),
+                                     "n_features": data.x.shape[1],
+                                     "widths": width_study(data, preset, seed, threads, progress),
+                                     "seconds": time.perf_counter() - part}
+    part = time.perf_counter()
+    results["multitask"] = multitask_study(loaded, preset, seed, threads, progress)
+    results["multitask"]["seconds"] = time.perf_counter() - part
+    results["seconds"] = time.perf_counter() - start
+    return results
+
+
+def _acc(value: Optional[float]) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _corr(value: Optional[float]) -> str:
+    return "—" if value is None else f"{value:+.2f}"
+
+
+def tables(results: dict) -> List[str]:
+    lines = []
+    for name, entry in results["datasets"].items():
+        lines += [f"### (a) {name}: test accuracy (trained parameters; chosen lr)", "",
+                  "| width | biases | masks | readout | biases + readout | full, matched (units) | "
+                  "biases-only NTK regression |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for row in entry["widths"]:
+            cells = []
+            for mode in MODES:
+                r = row[mode]
+                units = f" {row['full_width']} units," if mode == "full" else ""
+                lr = "all diverged" if r["lr"] is None else f"lr {r['lr']:.2g}"
+                cells.append(f"{_acc(r['test_accuracy'])} ({r['trained_parameters']:,};{units} {lr})")
+            lines.append(f"| {row['width']} | " + " | ".join(cells) + f" | {_acc(row['ntk_biases'])} |")
+        lines.append("")
     multi = results["multitask"]
-    lines += [
-        "",
-        f"## Several tasks on one random network (width {multi['width']}), each with its own biases",
-        "",
-        "| task | classes | train accuracy | test accuracy | majority class (test) |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for name, task in multi["tasks"].items():
-        lines.append(f"| {name} | {task['n_classes']} | {task['train_accuracy']:.3f} | {task['test_accuracy']:.3f} "
-                     f"| {task['majority_test_accuracy']:.3f} |")
-    lines += ["", "The first task's test logits are bitwise unchanged after the other tasks were trained: "
-              f"{'yes' if multi['first_task_unchanged'] else 'NO'}.", ""]
+    width = multi["width"]
+    lines += [f"### (b) tasks on one random network of {width:,} units: test accuracy, units active", "",
+              "| task | classes | majority | biases: accuracy | units active | firing fraction | masks: accuracy | "
+              "masks on | on and active | firing fraction |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, t in multi["tasks"].items():
+        b, m = t["biases"], t["masks"]
+        lines.append(f"| {name} | {t['n_classes']} | {t['majority_test_accuracy']:.3f} | {b['test_accuracy']:.3f} | "
+                     f"{b['units_active']:,} | {b['mean_firing_fraction']:.2f} | {m['test_accuracy']:.3f} | "
+                     f"{m['units_on']:,} | {m['units_active']:,} | {m['mean_firing_fraction']:.2f} |")
+    lines += ["", "### (b) task-variance clusters (k-means, one cluster per task)", "",
+              "| parameters | units varying | silhouette | mean largest share | "
+              "clusters: size, task leaned on (share) |",
+              "| --- | ---: | ---: | ---: | --- |"]
+    for mode, c in multi["clusters"].items():
+        clusters = "; ".join(f"{k['size']:,} {k['task']} ({k['share']:.2f})" for k in c["clusters"])
+        sil = "—" if c["silhouette"] is None else f"{c['silhouette']:.2f}"
+        lines.append(f"| {mode} | {c['units_varying']:,} | {sil} | {c['mean_largest_share']:.2f} | {clusters} |")
+    lines += ["", "### (b) learned biases against task variance (Spearman correlation across units)", "",
+              "| task | learned bias vs variance | bias change vs variance | bias change vs initial variance | "
+              "initial bias vs initial variance | mean abs bias change |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, c in multi["correlations"].items():
+        lines.append(f"| {name} | {_corr(c['bias_vs_variance'])} | {_corr(c['bias_change_vs_variance'])} | "
+                     f"{_corr(c['bias_change_vs_initial_variance'])} | "
+                     f"{_corr(c['initial_bias_vs_initial_variance'])} | {c['mean_abs_bias_change']:.3f} |")
+    lines.append("")
+    return lines
+
+
+def markdown(results: dict, plot_file: str) -> str:
+    s = results["settings"]
+    lines = [f"# Random weights, learned biases or masks (nnpk {results['version']})", "",
+             "One hidden ReLU layer, standard parameterization, He weights (W_std = sqrt 2), biases drawn with std 1; "
+             "inputs centred and scaled to x . x / d = 1; Adam, batches of "
+             f"{s['batch_size']}, float32, seed {s['seed']}.", ""]
+    for name, entry in results["datasets"].items():
+        lines.append(f"- {name}: {entry['n_features']} features, {entry['n_train']} training points "
+                     f"({1 - s['validation']:.0%} fitted, {s['validation']:.0%} validation) and {entry['n_test']} test "
+                     f"points; (a) {entry['seconds']:.0f} s")
+    lines += ["", f"(a) {s['epochs']} epochs. Trained parameters of width n: biases n + 10, masks n (one score per "
+              "unit), readout 10 n + 10, both 11 n + 10; 'full, matched': a network of round(n / (d + 11)) units "
+              "trained on every parameter, about as many as the biases. Each mode's learning rate is the best on "
+              "validation accuracy (nnpk.learn.sweep) among the default times "
+              f"{', '.join(f'{f:.2g}' for f in s['lr_factors'])} (full training: "
+              f"{', '.join(f'{v:g}' for v in s['full_lrs'])}). The NTK column: kernel ridge regression (one-hot "
+              "targets, ridge by GCV) with the network's biases-only empirical tangent kernel on the training half "
+              f"(widths up to {s['ntk_max_width']}).", "",
+              f"(b) One network of {s['multitask_width']:,} units on {SHARED_FEATURES} inputs (MNIST-1D's 40 values "
+              f"padded with zeros), every task trained for {s['multitask_epochs']} epochs on its data set's training "
+              "half at the default learning rate, once with its own biases, once with its own masks. A unit is "
+              "active on a task when its ReLU output is nonzero on at least one of the task's training points (and, "
+              "under masks, its mask is on); the firing fraction is the mean over units and points of output > 0 "
+              "(masked units count as silent). Task variance: nnpk.task_variance on each task's training points "
+              "(under masks, 0 for units masked off); 'initial': the random network with its drawn biases. Clusters: "
+              "nnpk.unit_clusters, silhouette on 2,000 units.", "",
+              f"Each mode's first task's test logits are bitwise unchanged after the other tasks were trained: "
+              f"{'yes' if results['multitask']['first_task_unchanged'] else 'NO'}.", "",
+              *tables(results), f"![biases]({plot_file})", "",
+              f"{results['seconds']:.0f} s in all on {s['threads']} threads ((b): "
+              f"{results['multitask']['seconds']:.0f} s).", ""]
     return "\n".join(lines)
 
 
-def _plot(results: dict, path: str) -> None:
+def plot(results: dict, path: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(11, 4.2))
+    names = list(results["datasets"])
+    figure = Figure(figsize=(5.2 * (len(names) + 2), 4.4))
     FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
-    widths = [row["width"] for row in results["widths"]]
-    labels = {"biases": "biases only", "readout": "readout only", "biases+readout": "biases + readout",
-              "ntk_biases": "biases-only NTK regression"}
-    for key, label in labels.items():
-        left.plot(widths, [row[key]["test_accuracy"] for row in results["widths"]], marker="o",
-                  linestyle="--" if key == "ntk_biases" else "-", label=label)
-    left.set_xscale("log", base=2)
-    left.set_xticks(widths, [str(w) for w in widths])
-    left.set_xlabel("hidden width")
-    left.set_ylabel("test accuracy")
-    left.set_title("digits: one random ReLU layer")
-    left.grid(True, alpha=0.3)
-    left.legend()
-    tasks = results["multitask"]["tasks"]
-    names = list(tasks)
-    position = np.arange(len(names))
-    right.bar(position - 0.2, [tasks[n]["test_accuracy"] for n in names], 0.4, label="learned biases")
-    right.bar(position + 0.2, [tasks[n]["majority_test_accuracy"] for n in names], 0.4, label="majority class")
-    right.set_xticks(position, names)
-    right.set_ylim(0, 1.15)
-    right.set_ylabel("test accuracy")
-    right.set_title(f"tasks on one network (width {results['multitask']['width']})")
-    right.legend(loc="upper center", ncol=2)
+    axes = figure.subplots(1, len(names) + 2)
+    labels = {"biases": "biases", "masks": "masks", "readout": "readout", "biases+readout": "biases + readout",
+              "full": "full training (narrower)"}
+    for ax, name in zip(axes, names):
+        rows = results["datasets"][name]["widths"]
+        for mode, label in labels.items():
+            ax.plot([r[mode]["trained_parameters"] for r in rows],
+                    [np.nan if r[mode]["test_accuracy"] is None else r[mode]["test_accuracy"] for r in rows],
+                    marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("trained parameters")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"(a) {name}: accuracy against trained parameters")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    multi = results["multitask"]
+    tasks = list(multi["tasks"])
+    position = np.arange(len(tasks))
+    bars, units = axes[-2], axes[-1]
+    for offset, key, label in ((-0.27, "biases", "biases"), (0.0, "masks", "masks"), (0.27, None, "majority")):
+        values = [multi["tasks"][t][key]["test_accuracy"] if key else multi["tasks"][t]["majority_test_accuracy"]
+                  for t in tasks]
+        bars.bar(position + offset, values, 0.27, label=label)
+    bars.set_xticks(position, tasks, rotation=45, ha="right", fontsize=7)
+    bars.set_ylim(0, 1.1)
+    bars.set_ylabel("test accuracy")
+    bars.set_title(f"(b) tasks on one network of {multi['width']:,} units")
+    bars.legend(fontsize=7)
+    for offset, key in ((-0.2, "biases"), (0.2, "masks")):
+        units.bar(position + offset, [multi["tasks"][t][key]["units_active"] / multi["width"] for t in tasks], 0.4,
+                  label=key)
+    units.set_xticks(position, tasks, rotation=45, ha="right", fontsize=7)
+    units.set_ylim(0, 1.05)
+    units.set_ylabel("fraction of units active")
+    units.set_title("(b) units active per task")
+    units.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-
-
-def _widths(text: str) -> list:
-    widths = [int(w) for w in text.split(",")]
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"widths must be positive integers separated by commas, got {text!r}")
-    return widths
+    figure.savefig(path, dpi=110)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="nnpk demo biases", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--widths", type=_widths, default=_widths("64,128,256,512,1024,2048,4096,8192"),
-                        help="hidden widths, comma separated")
-    parser.add_argument("--multitask-width", type=int, default=4096)
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--batch-size", type=int, default=96)
-    parser.add_argument("--train-size", type=int, default=1000)
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    add_datasets_argument(parser)
+    parser.add_argument("--seed", type=int, default=0, help="split, network and minibatch order")
+    parser.add_argument("--threads", type=int, default=None, help="default: all physical cores")
     parser.add_argument("--out", default=os.path.join("nnpk-report", "biases"), help="report folder")
+    parser.add_argument("--quick", action="store_true", help="seconds, not minutes: narrow networks, few points "
+                        "and epochs")
     args = parser.parse_args(argv)
+    datasets = available_datasets(parser, args.datasets)
+    if not datasets:
+        return 2
     threads = resolve_n_threads(args.threads)
-    start = time.perf_counter()
-    data = _digits(args.train_size, args.seed)
-    print(f"nnpk {__version__}: random weights, learned biases on digits ({len(data[2])} train, {len(data[3])} test), "
-          f"{threads} threads", flush=True)
-    results: Dict[str, Any] = {
-        "version": __version__,
-        "config": {"n_train": len(data[2]), "n_test": len(data[3]), "lr": args.lr, "epochs": args.epochs,
-                   "batch_size": args.batch_size, "dtype": args.dtype, "threads": threads, "seed": args.seed},
-        "widths": _width_sweep(args, data, threads)}
-    results["multitask"] = _multitask(args, data, threads)
-    results["seconds"] = time.perf_counter() - start
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "biases.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    markdown = _markdown(results)
-    with open(os.path.join(args.out, "biases.md"), "w") as f:
-        f.write(markdown)
-    _plot(results, os.path.join(args.out, "biases.png"))
-    print(markdown)
-    print(f"report: {os.path.abspath(args.out)} (biases.md, biases.json, biases.png)")
+    print(f"nnpk {__version__} demo biases: {', '.join(datasets)}; {threads} threads", flush=True)
+    from threadpoolctl import threadpool_limits
+
+    # LAPACK on one thread beside the engine's OpenMP workers (see `nnpk demo`).
+    with threadpool_limits(1, user_api="blas"):
+        results = run_demo(datasets=datasets, preset=QUICK if args.quick else FULL, seed=args.seed,
+                           threads=threads, progress=True)
+        files = write_report(results, args.out, "biases", markdown, plot)
+    print("\n".join(tables(results)))
+    print(f"{results['seconds']:.1f} s; report: {os.path.abspath(args.out)} "
+          f"({', '.join(os.path.basename(p) for p in files.values())})")
     return 0

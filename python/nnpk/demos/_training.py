@@ -2,7 +2,8 @@
 
 Networks beside their linearisations are ``nnpk demo linearized`` (this demo's part (a) until
 it moved there). (b) Deep MLPs trained with relu, relu_normalized and relu with BatchNorm:
-their training-loss curves. (c) The prior kernels at initialisation (the Monte Carlo NNGP and
+their training-loss curves at one learning rate (`nnpk demo depth` tunes it per variant, depth
+and optimiser). (c) The prior kernels at initialisation (the Monte Carlo NNGP and
 NTK of the architecture) against the trained network's logit kernel ``f(x) . f(x') / C``, by
 CKA, for an MLP and a CNN. Writes training.md, training.json and
 training.png into the report folder.
@@ -199,7 +200,8 @@ def markdown(results: dict, plot_file: str) -> str:
              f"(b) {b['width']} units per layer, standard parameterization, the first {b['n_train']} training "
              f"points, Adam (lr {b['lr']}, batches of {b['batch_size']}) for {b['epochs']} epochs; relu with W_std = "
              "sqrt 2, relu_normalized with W_std = 1, or Dense -> BatchNorm -> relu. Mean training loss of the "
-             "first and the last epoch (test accuracy in brackets).", "",
+             "first and the last epoch (test accuracy in brackets). One learning rate for all: `nnpk demo depth` "
+             "compares them at tuned rates.", "",
              f"(c) MLP: two relu layers of {c['width']} units; CNN: two relu convolutions of {c['channels']} "
              f"channels and a Flatten; Adam (lr {c['lr']}, batches of {c['batch_size']}) for "
              f"{c['epochs']} epochs on the training half. Kernels on {c['n_kernel']} test points: the trained "
