@@ -330,6 +330,7 @@ class SequentialBackprop {
     }
     workspaces_.resize(static_cast<std::size_t>(n_threads_));
     total_ = ParamGradients(spec_.params, trainable_, norm_channels_);
+    recurrent_ = spec_.has_recurrent();
   }
 
   // Trains the linearisation f(x; theta_0) (if offset) + J(x; theta_0) (theta - theta_0) instead of the
@@ -354,11 +355,18 @@ class SequentialBackprop {
     const std::vector<RowTile<T>> chunks = row_tiles<T>(x, rows, nullptr, 0, chunk_rows_);
     while (partial_.size() < chunks.size()) partial_.emplace_back(spec_.params, trainable_, norm_channels_);
     for (std::size_t c = 0; c < chunks.size(); ++c) partial_[c].zero();
-    parallel_for(static_cast<std::int64_t>(chunks.size()), n_threads_, [&](std::int64_t c, int thread) {
-      const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c)];
-      chunk_gradients(net, x, chunk.row0, chunk.rows, targets, workspaces_[static_cast<std::size_t>(thread)],
-                      partial_[static_cast<std::size_t>(c)]);
-    });
+    if (recurrent_) {
+      // A recurrent layer's steps follow one another within a chunk: chunks one after the other, each
+      // step's products split over the threads by columns.
+      for (std::size_t c = 0; c < chunks.size(); ++c)
+        chunk_gradients(net, x, chunks[c].row0, chunks[c].rows, targets, workspaces_[0], partial_[c]);
+    } else {
+      parallel_for(static_cast<std::int64_t>(chunks.size()), n_threads_, [&](std::int64_t c, int thread) {
+        const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c)];
+        chunk_gradients(net, x, chunk.row0, chunk.rows, targets, workspaces_[static_cast<std::size_t>(thread)],
+                        partial_[static_cast<std::size_t>(c)]);
+      });
+    }
     total_.zero();
     for (std::size_t c = 0; c < chunks.size(); ++c) total_.add(partial_[c]);
     total_.scale(1.0 / static_cast<double>(rows));
@@ -429,6 +437,15 @@ class SequentialBackprop {
       for (std::int64_t i = 0; i < n_first; ++i) ready[std::size_t(i)].store(0);
       for (std::int64_t b = 0; b < n_blocks; ++b) done[std::size_t(b)].store(0);
       std::atomic<std::int64_t> next{0};
+      if (recurrent_) {  // the chunks first, one after the other (see gradients()), then the blocks in parallel
+        for (std::int64_t i = 0; i < n_first; ++i) {
+          const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c0 + i)];
+          chunk_gradients(net, x, chunk.row0, chunk.rows, targets, chunk_workspaces_[static_cast<std::size_t>(i)],
+                          bias_sums_[static_cast<std::size_t>(c0 + i)], false);
+          ready[std::size_t(i)].store(1, std::memory_order_release);
+        }
+        next.store(n_first);
+      }
       std::atomic<bool> failed{false};
       const auto wait = [&](const std::atomic<std::int64_t>& value, std::int64_t target) {
         while (value.load(std::memory_order_acquire) != target) {
@@ -644,6 +661,7 @@ class SequentialBackprop {
                        const LossTargets& targets, trainer_detail::Workspace<T>& ws, ParamGradients& out,
                        bool weights = true) const {
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
+    ws.forward.step_threads = recurrent_ ? n_threads_ : 0;
     sequential_forward(spec_, scales_, net, x + row0 * spec_.input.size(), points, needs_derivatives(), ws.forward);
     if (direction_) linearized_logits(net, points, ws);
     start_backward(row0, points, targets, ws, out);
@@ -797,6 +815,7 @@ class SequentialBackprop {
   std::vector<bool> fused_;    // per node: a dense layer whose backward step is fused with its activation's
   std::vector<bool> written_;  // per node: its error is written whole by a fused layer
   std::vector<bool> skipped_;  // per node: an activation a fused layer steps over (its error never formed)
+  bool recurrent_ = false;                   // the network has recurrent layers (see gradients())
   const Direction<T>* direction_ = nullptr;  // training a linearisation: theta - theta_0
   bool offset_ = true;                       // ... with f(x; theta_0) added
   std::vector<trainer_detail::Workspace<T>> workspaces_;

@@ -66,7 +66,7 @@ template <class T>
 void recurrent_backward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
                         const T* U, const T* W, const RowMatrix<T>& derivative, const RowMatrix<T>& g,
                         std::int64_t points, std::int64_t C, RowMatrix<T>& pre, RowMatrix<T>* in,
-                        RowMatrix<T>& carry, RowMatrix<T>& back) {
+                        RowMatrix<T>& carry, RowMatrix<T>& back, int step_threads = 0) {
   const std::int64_t steps = node.steps(), d = node.in.channels, m = node.width;
   const std::int64_t P = round_up(points, kRowQuantum), cols = C * m;
   const T a = static_cast<T>(node.leak), keep = T(1) - a;
@@ -94,7 +94,10 @@ void recurrent_backward(const SeqNode& node, const LayerScales& input_scales, co
     }
     if (t == 1) break;
     back.resize(P * C, m);
-    back.noalias() = Eigen::Map<const RowMatrix<T>>(dz, P * C, m) * Wm.transpose();
+    sequential_detail::for_column_blocks(m, step_threads, [&](std::int64_t j0, std::int64_t nj) {
+      back.middleCols(j0, nj).noalias() =
+          Eigen::Map<const RowMatrix<T>>(dz, P * C, m) * Wm.middleRows(j0, nj).transpose();
+    });
     const std::int64_t n = P * cols;
     if (node.leak == 1.0) {
       for (std::int64_t i = 0; i < n; ++i) carry.data()[i] = w_forward * back.data()[i];
@@ -139,7 +142,7 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
     RowMatrix<T> carry;
     backward_detail::recurrent_backward(node, scales[l], scales[l + 1], net.weights[l], net.weights[l + 1],
                                         fwd.derivatives[static_cast<std::size_t>(k)], g, points, C, *pre,
-                                        target(node.input), carry, back);
+                                        target(node.input), carry, back, fwd.step_threads);
     return;
   }
   if (node.kind == NodeKind::residual) {

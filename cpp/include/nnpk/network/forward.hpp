@@ -30,6 +30,10 @@ struct SequentialWorkspace {
   // Per node, set by the caller: a recurrent node's h_0 for the pass's points (rows point, width
   // columns), null or absent for zero.
   std::vector<const T*> initial_states;
+  // Set by the caller: > 0 computes each recurrent step's products by fixed blocks of columns, on this
+  // many threads (the trainer, which runs a minibatch's few chunks one after the other); 0: whole rows.
+  // Either way a result does not depend on the threads; the two ways may differ in the last bits.
+  int step_threads = 0;
   RowMatrix<T> patches;
   std::vector<float> zeros;  // a zero input row for the direct convolution's padding
   std::int64_t points = 0;
@@ -184,11 +188,26 @@ void normalize(const BatchNormView<T>& bn, const RowMatrix<T>& in, std::int64_t 
 // time-major ((T + 1) P rows) and derivative phi'(z_t) time-major; without, states holds two blocks
 // of P rows used in turn (h_t in block t % 2), small enough to stay in cache. Either way each step
 // computes every row by the same products of P rows (whole quanta): rows do not depend on the tile.
+// Columns of a block of a recurrent step's products when they are split (step_threads > 0).
+constexpr std::int64_t kStepColumns = 128;
+
+// body(j0, nj) over the column blocks of `width` columns: one call for all of them (threads 0) or fixed
+// blocks of kStepColumns on `threads` threads.
+template <class Body>
+void for_column_blocks(std::int64_t width, int threads, Body&& body) {
+  if (threads <= 0) return body(std::int64_t(0), width);
+  const std::int64_t blocks = (width + kStepColumns - 1) / kStepColumns;
+  parallel_for(blocks, threads, [&](std::int64_t b, int) {
+    const std::int64_t j0 = b * kStepColumns;
+    body(j0, std::min(kStepColumns, width - j0));
+  });
+}
+
 template <class T>
 void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
                        const T* U, const T* bias, const T* W, const RowMatrix<T>& in, std::int64_t points,
                        const T* initial, RowMatrix<T>& step_inputs, RowMatrix<T>& states, RowMatrix<T>* derivative,
-                       RowMatrix<T>& out) {
+                       RowMatrix<T>& out, int step_threads = 0) {
   const std::int64_t steps = node.steps(), d = node.in.channels, m = node.width;
   const std::int64_t P = round_up(points, kRowQuantum);
   step_inputs.setZero(steps * P, d);
@@ -213,21 +232,26 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
   for (std::int64_t t = 1; t <= steps; ++t) {
     auto previous = block(t - 1);
     auto z = block(t);
-    z.noalias() = u_forward * (step_inputs.middleRows((t - 1) * P, P) * Um);
-    if (bias)
-      for (std::int64_t r = 0; r < P; ++r) {
-        T* zr = z.data() + r * m;
-        for (std::int64_t j = 0; j < m; ++j) zr[j] += b_scale * bias[j];
-      }
-    // z_t += forward_W h_{t-1} W, accumulated by the product itself (h_0 = 0 adds nothing).
-    if (t > 1 || initial) z.noalias() += w_forward * (previous * Wm);
     T* dr = derivative ? derivative->data() + (t - 1) * P * m : nullptr;
-    activate_entries(node.activation, z.data(), P * m, z.data(), dr);
-    if (node.leak != 1.0) {
-      const T* hp = previous.data();
-      T* zr = z.data();
-      for (std::int64_t i = 0; i < P * m; ++i) zr[i] = keep * hp[i] + a * zr[i];
-    }
+    for_column_blocks(m, step_threads, [&](std::int64_t j0, std::int64_t nj) {
+      auto zb = z.middleCols(j0, nj);
+      zb.noalias() = u_forward * (step_inputs.middleRows((t - 1) * P, P) * Um.middleCols(j0, nj));
+      if (bias)
+        for (std::int64_t r = 0; r < P; ++r) {
+          T* zr = z.data() + r * m + j0;
+          for (std::int64_t j = 0; j < nj; ++j) zr[j] += b_scale * bias[j0 + j];
+        }
+      // z_t += forward_W h_{t-1} W, accumulated by the product itself (h_0 = 0 adds nothing).
+      if (t > 1 || initial) zb.noalias() += w_forward * (previous * Wm.middleCols(j0, nj));
+      for (std::int64_t r = 0; r < P; ++r) {
+        T* zr = z.data() + r * m + j0;
+        activate_entries(node.activation, zr, nj, zr, dr ? dr + r * m + j0 : nullptr);
+        if (node.leak != 1.0) {
+          const T* hp = previous.data() + r * m + j0;
+          for (std::int64_t j = 0; j < nj; ++j) zr[j] = keep * hp[j] + a * zr[j];
+        }
+      }
+    });
     if (node.return_sequences) {
       for (std::int64_t p = 0; p < points; ++p)
         std::copy(z.data() + p * m, z.data() + (p + 1) * m, out.data() + (p * steps + t - 1) * m);
@@ -350,7 +374,7 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
         const T* initial = k < ws.initial_states.size() ? ws.initial_states[k] : nullptr;
         recurrent_forward(node, scales[l], scales[l + 1], net.weights[l], net.biases[l], net.weights[l + 1], in, points,
                           initial, ws.step_inputs[k], ws.states[k], keep_derivatives ? &ws.derivatives[k] : nullptr,
-                          out);
+                          out, ws.step_threads);
         break;
       }
     }
