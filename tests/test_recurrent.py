@@ -191,6 +191,27 @@ def test_every_train_mode_steps_by_the_numpy_gradient(train):
             np.testing.assert_allclose(after, before + step, rtol=1e-10, atol=1e-13)
 
 
+def test_wide_step_over_several_chunks_and_column_blocks_matches_numpy_and_any_thread_count():
+    """A minibatch of several chunks (400 sequences) through a layer wider than one block of a step's products
+    (150 units: blocks of whole panels and a partial one): one SGD step moves every array by numpy's gradient,
+    and the float32 steps are bitwise the same on 1, 2 and 3 threads."""
+    net, x, params, ref = _setup("tanh", 0.7, True, "standard", True, n=400, T=4, m=150)
+    y = np.random.default_rng(10).standard_normal((len(x), 4, 2))
+    learner = nnpk.NetworkLearner(net, seed=3, index=1, train="all", optimizer="sgd", lr=0.05, epochs=1,
+                                  batch_size=None, dtype="float64", n_threads=2).fit(x, y)
+    grads = ref.backward((ref.forward(x) - y.reshape(len(x), -1)) / len(x))
+    for k in range(3):
+        for part in (0, 1):
+            if params[k][part] is not None:
+                np.testing.assert_allclose(learner.params_[k][part], params[k][part] - 0.05 * grads[k][part],
+                                           rtol=1e-9, atol=1e-12)
+    runs = [nnpk.NetworkLearner(net, train="all", lr=1e-2, epochs=2, batch_size=400, random_state=0,
+                                dtype="float32", n_threads=t).fit(x, y).params_ for t in (1, 2, 3)]
+    for other in runs[1:]:
+        for (W1, b1), (W2, b2) in zip(runs[0], other):
+            assert np.array_equal(W1, W2) and (b1 is None or np.array_equal(b1, b2))
+
+
 def test_clip_norm_scales_the_step_to_the_norm():
     net, x, params, ref = _setup("relu", 1.0, False, "standard", True)
     y = np.random.default_rng(9).standard_normal((len(x), 2))

@@ -57,10 +57,10 @@ class SequentialTrainer {
       trainable_.weights[i] = train_weights[l];
       trainable_.biases[i] = train_biases[l];
     }
-    // Recurrent layers multiply each step's states by their whole recurrent matrix, packed anew for every
-    // product: chunks of two quanta halve that cost per row (a network's chunks are fixed, so sums stay
-    // bitwise the same for any thread count).
-    const std::int64_t chunk = spec.has_recurrent() ? 2 * kRowQuantum : kRowQuantum;
+    // Recurrent layers run a chunk's steps one after the other, each step's products split over the
+    // threads: larger chunks make larger products and fewer passes over the recurrent weights per
+    // step (a network's chunks are fixed, so sums stay bitwise the same for any thread count).
+    const std::int64_t chunk = spec.has_recurrent() ? 4 * kRowQuantum : kRowQuantum;
     if (dtype == "float32") {
       f32_.emplace(spec, trainable_, n_threads, chunk);
     } else if (dtype == "float64") {

@@ -330,7 +330,7 @@ class SequentialTangent : public TangentStream {
       const auto k = static_cast<std::size_t>(param_node_[l]);
       const bool recurrent = node.kind == NodeKind::recurrent;
       const std::int64_t P = spec_.param_positions(l), cols = C_ * node.out.channels;
-      const std::int64_t padded = round_up(rows, kRowQuantum);
+      const std::int64_t padded = step_rows(rows);  // a recurrent node's rows per step
       // Point r's delta at position q: a recurrent node's d/dz_q, time-major, else the output cotangent.
       const auto delta_row = [&](std::int64_t r, std::int64_t q) -> const T* {
         return recurrent ? ws.pre[k].data() + (q * padded + r) * cols : ws.cot[k].data() + (r * P + q) * cols;

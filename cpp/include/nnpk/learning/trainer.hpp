@@ -27,6 +27,7 @@
 #include "nnpk/network/forward.hpp"
 #include "nnpk/network/jvp.hpp"
 #include "nnpk/network/layers.hpp"
+#include "nnpk/packed.hpp"
 #include "nnpk/parallel.hpp"
 
 namespace nnpk {
@@ -255,6 +256,10 @@ struct Workspace {
   std::vector<RowMatrix<T>> cot;  // per node: d loss / d (its output), rows (point, position)
   std::vector<RowMatrix<T>> pre;  // per recurrent node: d loss / d z_t, time-major (backward.hpp)
   RowMatrix<T> back, product;
+  // step() on recurrent networks: per parametrised layer, its input rows packed once for all the
+  // blocks of its weight gradient (empty: not packed), and a block's errors packed.
+  std::vector<PackedLeft<T>> inputs;
+  PackedRight<T> errors;
 };
 
 // Parametrised layer l's gradient as sum over rows of patches^T errors (forward scale aside): its
@@ -275,7 +280,7 @@ ParamRows<T> param_rows(const SequentialSpec& spec, std::size_t l, std::int64_t 
   const SeqNode& node = spec.nodes[static_cast<std::size_t>(k)];
   const auto ku = static_cast<std::size_t>(k);
   if (node.kind == NodeKind::recurrent) {
-    const std::int64_t rows = node.steps() * round_up(points, kRowQuantum);
+    const std::int64_t rows = node.steps() * step_rows(points);
     const RowMatrix<T>& a = spec.recurrent_weights(l) ? ws.forward.states[ku] : ws.forward.step_inputs[ku];
     return {a.data(), a.cols(), &ws.pre[ku], rows};
   }
@@ -440,8 +445,10 @@ class SequentialBackprop {
       if (recurrent_) {  // the chunks first, one after the other (see gradients()), then the blocks in parallel
         for (std::int64_t i = 0; i < n_first; ++i) {
           const RowTile<T>& chunk = chunks[static_cast<std::size_t>(c0 + i)];
-          chunk_gradients(net, x, chunk.row0, chunk.rows, targets, chunk_workspaces_[static_cast<std::size_t>(i)],
-                          bias_sums_[static_cast<std::size_t>(c0 + i)], false);
+          trainer_detail::Workspace<T>& ws = chunk_workspaces_[static_cast<std::size_t>(i)];
+          chunk_gradients(net, x, chunk.row0, chunk.rows, targets, ws, bias_sums_[static_cast<std::size_t>(c0 + i)],
+                          false);
+          pack_recurrent_inputs(chunk.rows, ws);
           ready[std::size_t(i)].store(1, std::memory_order_release);
         }
         next.store(n_first);
@@ -770,6 +777,18 @@ class SequentialBackprop {
     }
   }
 
+  // A chunk's recurrent weight layers (their weights trained): their input rows h_{t-1}, packed once
+  // for all the blocks of their gradient (a plain product would pack them once per block).
+  void pack_recurrent_inputs(std::int64_t points, trainer_detail::Workspace<T>& ws) const {
+    ws.inputs.resize(spec_.params.size());
+    for (std::size_t l = 0; l < spec_.params.size(); ++l) {
+      if (!trainable_.weights[l] || !spec_.recurrent_weights(l)) continue;
+      const trainer_detail::ParamRows<T> rows =
+          trainer_detail::param_rows(spec_, l, spec_.param_nodes[l], points, ws, ws.forward.patches);
+      ws.inputs[l].pack(rows.patches, rows.patch_cols, rows.rows, rows.patch_cols, true, n_threads_);
+    }
+  }
+
   // Columns [j0, j0 + cols) of layer l's weight gradient sums from one chunk of `points` points whose
   // forward pass and errors are in `ws`: sums (+)= forward * (input patches)^T (errors), written
   // when `first`. `scratch` holds the patches and the product.
@@ -780,8 +799,14 @@ class SequentialBackprop {
         trainer_detail::param_rows(spec_, l, spec_.param_nodes[l], points, ws, scratch.forward.patches);
     const RowMatrix<T>& g = *rows.errors;
     const std::int64_t valid = rows.rows;  // the padding rows would add zeros
-    scratch.product.noalias() =
-        Eigen::Map<const RowMatrix<T>>(rows.patches, valid, rows.patch_cols).transpose() * g.block(0, j0, valid, cols);
+    if (l < ws.inputs.size() && ws.inputs[l].depth() == valid) {  // packed by pack_recurrent_inputs
+      scratch.errors.pack(g.data() + j0, valid, cols, g.cols(), false);
+      scratch.product.setZero(rows.patch_cols, cols);
+      packed_product(ws.inputs[l], scratch.errors, scratch.product.data(), cols, T(1), 0, rows.patch_cols, 0, cols);
+    } else {
+      scratch.product.noalias() =
+          Eigen::Map<const RowMatrix<T>>(rows.patches, valid, rows.patch_cols).transpose() * g.block(0, j0, valid, cols);
+    }
     const double forward = scales_[l].forward;
     const std::int64_t fan_out = spec_.params[l].fan_out;
     for (std::int64_t r = 0; r < rows.patch_cols; ++r) {

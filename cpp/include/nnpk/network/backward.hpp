@@ -58,52 +58,69 @@ void pool_backward(const SeqNode& node, const RowMatrix<T>& g, const RowMatrix<T
 // Back-propagation through time of recurrent node `node` for C cotangents per point: from its output
 // cotangent g (rows (point) of h_T, or rows (point, step) of every h_t; columns (cotangent c, unit))
 // to `pre`, d/dz_t time-major (step t's rows [t P C, (t + 1) P C) ordered (point, c), P the points
-// padded, width columns; zero in the padding), and, if `in` is not null, adds the input cotangent
+// padded (step_rows), width columns; zero in the padding), and, if `in` is not null, adds the input cotangent
 // (rows (point, step), columns (c, feature)) to it. With a = leak and delta_h the cotangent of h_t:
 // dz_t = a phi'(z_t) delta_h, and delta_h of h_{t-1} = (1 - a) delta_h + forward_W dz_t W^T (+ the
-// output's own cotangent of h_{t-1}); x_t's is forward_U dz_t U^T. `carry` and `back` are buffers.
+// output's own cotangent of h_{t-1}); x_t's is forward_U dz_t U^T. `carry`, `back` and `packs` are buffers.
 template <class T>
 void recurrent_backward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
                         const T* U, const T* W, const RowMatrix<T>& derivative, const RowMatrix<T>& g,
                         std::int64_t points, std::int64_t C, RowMatrix<T>& pre, RowMatrix<T>* in,
-                        RowMatrix<T>& carry, RowMatrix<T>& back, int step_threads = 0) {
+                        RowMatrix<T>& carry, RowMatrix<T>& back, RecurrentPacks<T>& packs, int step_threads = 0) {
   const std::int64_t steps = node.steps(), d = node.in.channels, m = node.width;
-  const std::int64_t P = round_up(points, kRowQuantum), cols = C * m;
+  const std::int64_t P = step_rows(points), cols = C * m;
   const T a = static_cast<T>(node.leak), keep = T(1) - a;
   const T w_forward = static_cast<T>(recurrent_scales.forward);
   carry.setZero(P, cols);  // delta_h of the current step, rows (point), columns (c, unit)
   if (!node.return_sequences)
     for (std::int64_t p = 0; p < points; ++p) std::copy(g.data() + p * cols, g.data() + (p + 1) * cols, carry.data() + p * cols);
   pre.resize(steps * P * C, m);
-  const Eigen::Map<const RowMatrix<T>> Wm(W, m, m);
+  // Split over threads, W^T packed once (b(k, n) = W[n][k]) and each step's errors once; on one
+  // thread, plain products.
+  const bool packed = step_threads > 0;
+  if (packed && steps > 1) packs.weights.pack(W, m, m, m, true, step_threads);
   for (std::int64_t t = steps; t >= 1; --t) {
-    if (node.return_sequences)
-      for (std::int64_t p = 0; p < points; ++p) {
-        const T* src = g.data() + (p * steps + t - 1) * cols;
-        T* dst = carry.data() + p * cols;
-        for (std::int64_t j = 0; j < cols; ++j) dst[j] += src[j];
-      }
     T* dz = pre.data() + (t - 1) * P * cols;
-    for (std::int64_t p = 0; p < P; ++p) {
-      const T* phi = derivative.data() + ((t - 1) * P + p) * m;
-      for (std::int64_t c = 0; c < C; ++c) {
-        const T* h = carry.data() + p * cols + c * m;
-        T* z = dz + p * cols + c * m;
-        for (std::int64_t j = 0; j < m; ++j) z[j] = a * (phi[j] * h[j]);
+    // delta_h += the output's own cotangent of h_t; dz_t = a phi'(z_t) delta_h, by blocks of units.
+    sequential_detail::for_column_blocks<T>(m, step_threads, [&](std::int64_t j0, std::int64_t nj) {
+      for (std::int64_t p = 0; p < P; ++p) {
+        const T* phi = derivative.data() + ((t - 1) * P + p) * m + j0;
+        for (std::int64_t c = 0; c < C; ++c) {
+          T* h = carry.data() + p * cols + c * m + j0;
+          if (node.return_sequences && p < points) {
+            const T* src = g.data() + (p * steps + t - 1) * cols + c * m + j0;
+            for (std::int64_t j = 0; j < nj; ++j) h[j] += src[j];
+          }
+          T* z = dz + p * cols + c * m + j0;
+          for (std::int64_t j = 0; j < nj; ++j) z[j] = a * (phi[j] * h[j]);
+        }
       }
-    }
-    if (t == 1) break;
-    back.resize(P * C, m);
-    sequential_detail::for_column_blocks(m, step_threads, [&](std::int64_t j0, std::int64_t nj) {
-      back.middleCols(j0, nj).noalias() =
-          Eigen::Map<const RowMatrix<T>>(dz, P * C, m) * Wm.middleRows(j0, nj).transpose();
     });
-    const std::int64_t n = P * cols;
-    if (node.leak == 1.0) {
-      for (std::int64_t i = 0; i < n; ++i) carry.data()[i] = w_forward * back.data()[i];
-    } else {
-      for (std::int64_t i = 0; i < n; ++i) carry.data()[i] = keep * carry.data()[i] + w_forward * back.data()[i];
+    if (t == 1) break;
+    // delta_h of h_{t-1} = (1 - a) delta_h + forward_W dz_t W^T, rows (point, c).
+    if (!packed) {
+      back.resize(P * C, m);
+      back.noalias() = Eigen::Map<const RowMatrix<T>>(dz, P * C, m) * Eigen::Map<const RowMatrix<T>>(W, m, m).transpose();
+      const std::int64_t n = P * cols;
+      if (node.leak == 1.0) {
+        for (std::int64_t i = 0; i < n; ++i) carry.data()[i] = w_forward * back.data()[i];
+      } else {
+        for (std::int64_t i = 0; i < n; ++i) carry.data()[i] = keep * carry.data()[i] + w_forward * back.data()[i];
+      }
+      continue;
     }
+    packs.states.pack(dz, P * C, m, m, false, step_threads);
+    sequential_detail::for_column_blocks<T>(m, step_threads, [&](std::int64_t j0, std::int64_t nj) {
+      for (std::int64_t r = 0; r < P * C; ++r) {
+        T* h = carry.data() + r * m + j0;
+        if (node.leak == 1.0) {
+          std::fill(h, h + nj, T(0));
+        } else {
+          for (std::int64_t j = 0; j < nj; ++j) h[j] *= keep;
+        }
+      }
+      packed_product(packs.states, packs.weights, carry.data(), m, w_forward, 0, P * C, j0, nj);
+    });
   }
   if (!in) return;
   back.resize(steps * P * C, d);
@@ -142,7 +159,7 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
     RowMatrix<T> carry;
     backward_detail::recurrent_backward(node, scales[l], scales[l + 1], net.weights[l], net.weights[l + 1],
                                         fwd.derivatives[static_cast<std::size_t>(k)], g, points, C, *pre,
-                                        target(node.input), carry, back, fwd.step_threads);
+                                        target(node.input), carry, back, fwd.packs, fwd.step_threads);
     return;
   }
   if (node.kind == NodeKind::residual) {

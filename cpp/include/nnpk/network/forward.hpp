@@ -12,6 +12,7 @@
 #include "nnpk/network/conv.hpp"
 #include "nnpk/network/layers.hpp"
 #include "nnpk/network/spec.hpp"
+#include "nnpk/packed.hpp"
 #include "nnpk/parallel.hpp"
 
 namespace nnpk {
@@ -24,8 +25,8 @@ struct SequentialWorkspace {
   RowMatrix<T> input;
   std::vector<RowMatrix<T>> outputs;
   std::vector<RowMatrix<T>> derivatives;  // activation nodes, when kept: phi'(z); recurrent nodes: phi'(z_t)
-  // Recurrent nodes, time-major (step t's rows are rows [t P, (t + 1) P) for P = the points padded to
-  // whole kRowQuantum): `states` h_0 = 0, h_1, ..., h_T ((T + 1) P rows); `step_inputs` x_1..x_T (T P rows).
+  // Recurrent nodes, time-major (step t's rows are rows [t P, (t + 1) P) for P = step_rows(points)):
+  // `states` h_0 = 0, h_1, ..., h_T ((T + 1) P rows); `step_inputs` x_1..x_T (T P rows).
   std::vector<RowMatrix<T>> states, step_inputs;
   // Per node, set by the caller: a recurrent node's h_0 for the pass's points (rows point, width
   // columns), null or absent for zero.
@@ -34,6 +35,9 @@ struct SequentialWorkspace {
   // many threads (the trainer, which runs a minibatch's few chunks one after the other); 0: whole rows.
   // Either way a result does not depend on the threads; the two ways may differ in the last bits.
   int step_threads = 0;
+  // Recurrent nodes' packed factors (packed.hpp), reused node after node; the backward pass of the
+  // same points uses them too.
+  mutable RecurrentPacks<T> packs;
   RowMatrix<T> patches;
   std::vector<float> zeros;  // a zero input row for the direct convolution's padding
   std::int64_t points = 0;
@@ -181,25 +185,24 @@ void normalize(const BatchNormView<T>& bn, const RowMatrix<T>& in, std::int64_t 
   }
 }
 
-// Recurrent node `node` over `points` sequences, rows (point, step) of `in`: with P the points padded,
+// Recurrent node `node` over `points` sequences, rows (point, step) of `in`: with P = step_rows(points),
 // step_inputs = x time-major, z_t = forward_U x_t U + bias b + forward_W h_{t-1} W, h_t = (1 - a)
 // h_{t-1} + a phi(z_t), and `out` the node's output: h_T (rows point) or every h_t (rows (point,
 // step)), zero in the padding. With `derivative` (the backward pass needs them), states keeps h_0..h_T
 // time-major ((T + 1) P rows) and derivative phi'(z_t) time-major; without, states holds two blocks
-// of P rows used in turn (h_t in block t % 2), small enough to stay in cache. Either way each step
-// computes every row by the same products of P rows (whole quanta): rows do not depend on the tile.
-// Columns of a block of a recurrent step's products when they are split (step_threads > 0).
-constexpr std::int64_t kStepColumns = 128;
-
+// of P rows used in turn (h_t in block t % 2), small enough to stay in cache. Each step's products
+// run over whole panels of rows (and, split over threads, fixed blocks of columns): rows do not
+// depend on the tile, nor on the number of threads.
 // body(j0, nj) over the column blocks of `width` columns: one call for all of them (threads 0) or fixed
-// blocks of kStepColumns on `threads` threads.
-template <class Body>
+// blocks of packed_block_cols() on `threads` threads (the same arithmetic either way).
+template <class T, class Body>
 void for_column_blocks(std::int64_t width, int threads, Body&& body) {
   if (threads <= 0) return body(std::int64_t(0), width);
-  const std::int64_t blocks = (width + kStepColumns - 1) / kStepColumns;
+  constexpr std::int64_t cols = packed_block_cols<T>();
+  const std::int64_t blocks = (width + cols - 1) / cols;
   parallel_for(blocks, threads, [&](std::int64_t b, int) {
-    const std::int64_t j0 = b * kStepColumns;
-    body(j0, std::min(kStepColumns, width - j0));
+    const std::int64_t j0 = b * cols;
+    body(j0, std::min(cols, width - j0));
   });
 }
 
@@ -207,9 +210,9 @@ template <class T>
 void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
                        const T* U, const T* bias, const T* W, const RowMatrix<T>& in, std::int64_t points,
                        const T* initial, RowMatrix<T>& step_inputs, RowMatrix<T>& states, RowMatrix<T>* derivative,
-                       RowMatrix<T>& out, int step_threads = 0) {
+                       RowMatrix<T>& out, RecurrentPacks<T>& packs, int step_threads = 0) {
   const std::int64_t steps = node.steps(), d = node.in.channels, m = node.width;
-  const std::int64_t P = round_up(points, kRowQuantum);
+  const std::int64_t P = step_rows(points);
   step_inputs.setZero(steps * P, d);
   for (std::int64_t p = 0; p < points; ++p)
     for (std::int64_t t = 0; t < steps; ++t)
@@ -229,11 +232,18 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
     shape_rows(out, points, m);
   }
   const Eigen::Map<const RowMatrix<T>> Um(U, d, m), Wm(W, m, m);
+  // Split over threads, each step's recurrent product runs on W packed once for the pass (a plain
+  // product per block would pack it again per block and step); on one thread, a plain product.
+  const bool packed = step_threads > 0;
+  if (packed && (steps > 1 || initial)) packs.weights.pack(W, m, m, m, false, step_threads);
   for (std::int64_t t = 1; t <= steps; ++t) {
     auto previous = block(t - 1);
     auto z = block(t);
     T* dr = derivative ? derivative->data() + (t - 1) * P * m : nullptr;
-    for_column_blocks(m, step_threads, [&](std::int64_t j0, std::int64_t nj) {
+    // h_0 = 0 adds nothing through W.
+    const bool recur = t > 1 || initial;
+    if (recur && packed) packs.states.pack(previous.data(), P, m, m, false, step_threads);
+    for_column_blocks<T>(m, step_threads, [&](std::int64_t j0, std::int64_t nj) {
       auto zb = z.middleCols(j0, nj);
       zb.noalias() = u_forward * (step_inputs.middleRows((t - 1) * P, P) * Um.middleCols(j0, nj));
       if (bias)
@@ -241,8 +251,11 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
           T* zr = z.data() + r * m + j0;
           for (std::int64_t j = 0; j < nj; ++j) zr[j] += b_scale * bias[j0 + j];
         }
-      // z_t += forward_W h_{t-1} W, accumulated by the product itself (h_0 = 0 adds nothing).
-      if (t > 1 || initial) zb.noalias() += w_forward * (previous * Wm.middleCols(j0, nj));
+      if (recur && packed) {
+        packed_product(packs.states, packs.weights, z.data(), m, w_forward, 0, P, j0, nj);
+      } else if (recur) {
+        zb.noalias() += w_forward * (previous * Wm.middleCols(j0, nj));
+      }
       for (std::int64_t r = 0; r < P; ++r) {
         T* zr = z.data() + r * m + j0;
         activate_entries(node.activation, zr, nj, zr, dr ? dr + r * m + j0 : nullptr);
@@ -260,7 +273,6 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
     }
   }
 }
-
 // Where recurrent_forward left h_T of a pass of P padded points.
 template <class T>
 const T* final_state(const SeqNode& node, const RowMatrix<T>& states, std::int64_t P) {
@@ -374,7 +386,7 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
         const T* initial = k < ws.initial_states.size() ? ws.initial_states[k] : nullptr;
         recurrent_forward(node, scales[l], scales[l + 1], net.weights[l], net.biases[l], net.weights[l + 1], in, points,
                           initial, ws.step_inputs[k], ws.states[k], keep_derivatives ? &ws.derivatives[k] : nullptr,
-                          out, ws.step_threads);
+                          out, ws.packs, ws.step_threads);
         break;
       }
     }
@@ -426,7 +438,7 @@ void sequential_state_outputs(const SequentialSpec& spec, const std::vector<Laye
     for (std::size_t i = 0; i < recurrent.size(); ++i) {
       const SeqNode& node = spec.nodes[static_cast<std::size_t>(recurrent[i])];
       const RowMatrix<T>& states = ws.states[static_cast<std::size_t>(recurrent[i])];
-      const T* last = sequential_detail::final_state(node, states, round_up(tile.rows, kRowQuantum));
+      const T* last = sequential_detail::final_state(node, states, step_rows(tile.rows));
       std::copy(last, last + tile.rows * node.width, final[i] + tile.row0 * node.width);
     }
   });

@@ -79,7 +79,7 @@ void recurrent_tangent(const SeqNode& node, const LayerScales& input_scales, con
                        const RowMatrix<T>& states, const RowMatrix<T>& derivative, const RowMatrix<T>* dx,
                        std::int64_t points, RowMatrix<T>& step_tangents, RowMatrix<T>& dh, RowMatrix<T>& out) {
   const std::int64_t steps = node.steps(), d = node.in.channels, m = node.width;
-  const std::int64_t P = round_up(points, kRowQuantum);
+  const std::int64_t P = step_rows(points);
   const T u_forward = static_cast<T>(input_scales.forward), b_scale = static_cast<T>(input_scales.bias);
   const T w_forward = static_cast<T>(recurrent_scales.forward);
   const T a = static_cast<T>(node.leak), keep = T(1) - a;

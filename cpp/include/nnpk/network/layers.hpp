@@ -67,6 +67,12 @@ constexpr std::int64_t kRowQuantum = 96;
 
 inline std::int64_t round_up(std::int64_t n, std::int64_t q) { return (n + q - 1) / q * q; }
 
+// Rows of each step of a recurrent node over `points` sequences: the points padded to whole
+// kStepQuantum, a multiple of every row panel of the packed products (packed.hpp), so that a row's
+// arithmetic does not depend on the tile; finer than kRowQuantum, which a minibatch would waste.
+constexpr std::int64_t kStepQuantum = 16;
+inline std::int64_t step_rows(std::int64_t points) { return round_up(points, kStepQuantum); }
+
 // One network's parameters: W^l (fan_in x fan_out, row-major) and b^l (fan_out,
 // or null without bias), scaled in the forward pass by LayerScales.
 // A batch normalisation as the forward pass applies it, per channel:
