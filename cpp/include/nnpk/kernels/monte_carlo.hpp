@@ -101,13 +101,17 @@ void sequential_monte_carlo(const SequentialSpec& spec, const T* x1, std::int64_
   const std::int64_t d = spec.input.size();
   const std::vector<LayerScales> scales = spec.scales(false);
   NetworkDraw<T> draw(spec.params);
+  draw.packed_weights = true;  // every tile multiplies by one packing of the network's weights
   const NetworkView<T> net = draw.view();
   const std::size_t n_workspaces = static_cast<std::size_t>(std::max(1, opt.n_threads));
   std::vector<SequentialWorkspace<T>> workspaces(n_workspaces);
   std::vector<RowMatrix<double>> pooled(n_workspaces);
   stream_networks<T>(
       n1, n2, symmetric, widths, tiles, opt, sums,
-      [&](std::uint64_t m) { draw.draw(spec.params, opt.seed, m, opt.n_threads, spec.params.size()); },
+      [&](std::uint64_t m) {
+        draw.draw(spec.params, opt.seed, m, opt.n_threads, spec.params.size());
+        draw.pack(spec.params, opt.n_threads);
+      },
       [&](const RowTile<T>& tile, int thread, auto&& panel) {
         SequentialWorkspace<T>& ws = workspaces[static_cast<std::size_t>(thread)];
         sequential_forward(spec, scales, net, tile.x + tile.row0 * d, tile.rows, false, ws, spec.nodes.size(), nodes);

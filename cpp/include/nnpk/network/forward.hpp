@@ -340,8 +340,16 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
         if (pointwise || !direct_conv_applies<T>(node)) {
           if (!pointwise) im2col(node, in.data(), points, ws.patches);
           const RowMatrix<T>& a = pointwise ? in : ws.patches;
-          z.resize(a.rows(), layer.fan_out);
-          z.noalias() = a * Eigen::Map<const RowMatrix<T>>(weights, layer.fan_in, layer.fan_out);
+          const auto l = static_cast<std::size_t>(node.param);
+          const PackedRight<T>* packed = l < net.packed.size() ? net.packed[l] : nullptr;
+          if (packed) {  // the weights packed once per network (layers.hpp), the tile's rows here
+            z.setZero(a.rows(), layer.fan_out);
+            ws.packs.states.pack(a.data(), a.rows(), layer.fan_in, layer.fan_in, false);
+            packed_product(ws.packs.states, *packed, z.data(), layer.fan_out, T(1), 0, a.rows(), 0, layer.fan_out);
+          } else {
+            z.resize(a.rows(), layer.fan_out);
+            z.noalias() = a * Eigen::Map<const RowMatrix<T>>(weights, layer.fan_in, layer.fan_out);
+          }
         }
         const LayerScales& sc = scales[static_cast<std::size_t>(node.param)];
         const T forward = static_cast<T>(sc.forward), bias = static_cast<T>(sc.bias);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "nnpk/packed.hpp"
 #include "nnpk/parallel.hpp"
 #include "nnpk/random/init.hpp"
 #include "nnpk/random/philox.hpp"
@@ -91,6 +92,9 @@ struct NetworkView {
   std::vector<const T*> weights;
   std::vector<const T*> biases;
   std::vector<BatchNormView<T>> norms;  // one per batch normalisation of a sequential network
+  // Per parametrised layer, its weights packed for the products (packed.hpp), or empty / null:
+  // every row tile's product then reads one packing instead of packing the weights again.
+  std::vector<const PackedRight<T>*> packed;
 };
 
 // One network's unit-variance parameters eps^l, beta^l, drawn in place: the weights
@@ -109,15 +113,28 @@ struct NetworkDraw {
       weights.emplace_back(static_cast<std::size_t>(layer.fan_in * layer.fan_out));
       biases.emplace_back(layer.has_bias ? static_cast<std::size_t>(layer.fan_out) : 0);
     }
+    packed.resize(layers.size());
   }
+
+  // With packed_weights set before view(), pack() after each draw packs every layer's weights for the
+  // view's products.
+  bool packed_weights = false;
+  std::vector<PackedRight<T>> packed;
 
   NetworkView<T> view() const {
     NetworkView<T> v;
     for (std::size_t l = 0; l < weights.size(); ++l) {
       v.weights.push_back(weights[l].data());
       v.biases.push_back(biases[l].empty() ? nullptr : biases[l].data());
+      if (packed_weights) v.packed.push_back(&packed[l]);
     }
     return v;
+  }
+
+  void pack(const std::vector<DenseLayer>& layers, int n_threads) {
+    if (!packed_weights) return;
+    for (std::size_t l = 0; l < layers.size(); ++l)
+      packed[l].pack(weights[l].data(), layers[l].fan_in, layers[l].fan_out, layers[l].fan_out, false, n_threads);
   }
 
   // Draws layers [0, n_layers) (all by default) of network `network` of `seed`,
