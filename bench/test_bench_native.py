@@ -1,5 +1,6 @@
-"""The dispatching build against a native one (-march=native): the same workloads, rates as ratios to numpy's
-float32 matrix product measured in the same process, each build in its own processes, alternated over rounds.
+"""The dispatching build against a native one (-march=native): the same workloads, rates as ratios to the reference
+(numpy's float32 matrix product in a child process of the worker: bench/conftest.py), each build in its own
+processes, alternated over rounds.
 
 Run with a native build's Python directory: build one (``pip install . -Ccmake.define.NNPK_NATIVE=ON`` into
 another environment, or a build tree whose ``python/`` holds the native ``_core``) and set
@@ -29,13 +30,15 @@ WORKER = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, {bench!r})
     import nnpk
-    from conftest import best_time, numpy_matmul_gflops
+    from conftest import best_time, reference_gflops
     import test_bench_monte_carlo as mc, test_bench_architectures as cnn, test_bench_ntk as ntk
     from nnpk.architectures._params import prepare_network_points
     from nnpk.kernels._plans import conditional_sums
 
     out = {{"isa": nnpk.build_info()["isa_level"]}}
-    sgemm = numpy_matmul_gflops(np.float32)
+    reference = reference_gflops("float32")
+    sgemm = reference.gflops
+    out["reference"] = reference.header()
 
     def measure(name, fn, flops):
         fn()
@@ -83,9 +86,10 @@ def test_dispatch_against_native():
         runs["dispatch"].append(run_worker(this))
         runs["native"].append(run_worker(native_path))
     assert runs["native"][0]["isa"] == "native" and runs["dispatch"][0]["isa"] != "native"
-    names = [k for k in runs["dispatch"][0] if k != "isa"]
-    print(f"\ndispatching build ({runs['dispatch'][0]['isa']}) against native, median of {ROUNDS} rounds, rates "
-          "as ratios to numpy sgemm in the same process")
+    names = [k for k in runs["dispatch"][0] if k not in ("isa", "reference")]
+    print(f"\n{runs['dispatch'][0]['reference']}")
+    print(f"dispatching build ({runs['dispatch'][0]['isa']}) against native, median of {ROUNDS} rounds, rates "
+          "as ratios to the reference measured by each worker")
     print("| workload | dispatch | native | dispatch / native | target |")
     print("| --- | ---: | ---: | ---: | ---: |")
     worst = float("inf")

@@ -10,7 +10,8 @@
    h_T (one triangle). Target: >= 0.85 of numpy's sgemm.
 
 Both for relu and tanh; the sizes swept beside the issue's (fewer sequences, a narrower network) are printed
-for the record. The machine is shared: the engine and numpy's product are timed in turns, each keeping its best.
+for the record. numpy's sgemm is the reference of bench/conftest.py: numpy's float32 product in a child process.
+The machine is shared: the reference is measured before and after the engine's timings, each keeping its best.
 """
 
 import math
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 import nnpk
+from conftest import best_time_around_references
 
 D = 32
 
@@ -31,14 +33,9 @@ def timed(fn) -> float:
 
 
 def best_rates(fn, flops: float, rounds: int = 4):
-    """(best seconds of fn, its GFLOP/s, numpy's best float32 GFLOP/s), timed in turns."""
-    a = np.ones((2048, 2048), np.float32)
-    fn()
-    seconds = reference = math.inf
-    for _ in range(rounds):
-        seconds = min(seconds, timed(fn))
-        reference = min(reference, timed(lambda: a @ a))
-    return seconds, flops / seconds / 1e9, 2 * 2048**3 / reference / 1e9
+    """(best seconds of fn, its GFLOP/s, the reference's best float32 GFLOP/s, measured before and after)."""
+    seconds, reference = best_time_around_references(fn, rounds)
+    return seconds, flops / seconds / 1e9, reference.gflops
 
 
 def bptt_flops(batch: int, steps: int, m: int) -> float:

@@ -98,8 +98,16 @@ def test_nnpk_info_prints_the_build(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert nnpk.__version__ in out and f"isa level     {INFO['isa_level']}" in out and INFO["eigen"] in out
+    # The product kernels: the engine's (Eigen's at the level in use) and the BLAS numpy calls.
+    assert f"products      Eigen {INFO['eigen']}'s kernels at {INFO['isa_level']}" in out and "numpy blas    " in out
     assert main(["info", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(INFO))
+    got = json.loads(capsys.readouterr().out)
+    products = got.pop("products")
+    assert got == json.loads(json.dumps(INFO))
+    assert products["engine"] == {"library": f"Eigen {INFO['eigen']}", "isa_level": INFO["isa_level"],
+                                  "simd": INFO["simd"]}
+    assert products["numpy"] and all(lib["user_api"] == "blas" for lib in products["numpy"])
+    assert set(products["environment"]) == {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}
 
 
 def test_levels_are_found_in_every_folder_of_the_package(tmp_path):

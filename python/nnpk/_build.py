@@ -24,7 +24,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["build_info", "choose_level", "load"]
+__all__ = ["build_info", "choose_level", "load", "product_kernels"]
 
 ENV = "NNPK_ISA"
 # The x86-64 levels, lowest first; another processor's one level (e.g. "aarch64") is its baseline.
@@ -160,6 +160,31 @@ def build_info() -> dict:
         "eigen": _core.eigen_version(),
         "simd": _core.simd_instruction_sets(),
         "extension": _core.__file__,
+    }
+
+
+def product_kernels() -> dict:
+    """The matrix-product kernels in this process: the engine's own and those of the BLAS numpy calls.
+
+    ``engine``: Eigen's kernels, compiled at the loaded instruction-set level (``isa_level``, ``simd``).
+    ``numpy``: one entry per BLAS library numpy loaded, as threadpoolctl describes it (``internal_api``,
+    ``version``, ``architecture``: the kernel OpenBLAS chose for this CPU, ``threading_layer``,
+    ``num_threads``, ``filepath``), and ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` as this process's
+    environment sets them (None when unset), since they override OpenBLAS's choice.
+    """
+    import numpy
+    from threadpoolctl import threadpool_info
+
+    info = build_info()
+    blas = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    # numpy's own (a wheel's numpy.libs/ or inside numpy/), not scipy's beside it; all where none is numpy's.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
+    own = [lib for lib in blas if os.path.abspath(lib.get("filepath", "")).startswith(
+        (os.path.join(root, "numpy.libs"), os.path.join(root, "numpy") + os.sep))]
+    return {
+        "engine": {"library": f"Eigen {info['eigen']}", "isa_level": info["isa_level"], "simd": info["simd"]},
+        "numpy": own or blas,
+        "environment": {name: os.environ.get(name) for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
     }
 
 

@@ -53,22 +53,25 @@ def main(argv=None) -> int:
     demo_kernels.add_arguments(p)
     p.set_defaults(func=demo_kernels.run)
     register_batch(sub)
-    p = sub.add_parser("info", help="version and build: instruction-set levels, OpenMP, compiler, Eigen",
+    p = sub.add_parser("info", help="version and build: instruction-set levels, OpenMP, compiler, Eigen, products",
                        description="nnpk's version and how its engine was built: the instruction-set levels compiled, "
                        "the one in use (the best this CPU runs, or the one the NNPK_ISA environment variable names), "
-                       "OpenMP, the compiler and Eigen's version.")
-    p.add_argument("--json", action="store_true", help="machine-readable output (nnpk.build_info())")
+                       "OpenMP, the compiler and Eigen's version; and the matrix-product kernels: the engine's "
+                       "(Eigen's, at the level in use) and the BLAS numpy calls (the kernel OpenBLAS chose, as "
+                       "threadpoolctl reports it).")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable output (nnpk.build_info(), and the product kernels under \"products\")")
     p.set_defaults(func=_info)
     args = parser.parse_args(argv)
     return args.func(args)
 
 
 def _info(args) -> int:
-    from ._build import build_info
+    from ._build import build_info, product_kernels
 
-    info = build_info()
+    info, products = build_info(), product_kernels()
     if args.json:
-        print(json.dumps(info, indent=1))
+        print(json.dumps({**info, "products": products}, indent=1))
         return 0
     forced = f" (forced by NNPK_ISA={info['isa_forced']})" if info["isa_forced"] else ""
     print(f"nnpk          {info['version']}\n"
@@ -78,7 +81,20 @@ def _info(args) -> int:
           f"openmp        {'yes' if info['openmp'] else 'no (one thread)'}\n"
           f"compiler      {info['compiler']}\n"
           f"eigen         {info['eigen']} ({info['simd']})\n"
-          f"extension     {info['extension']}")
+          f"extension     {info['extension']}\n"
+          f"products      {products['engine']['library']}'s kernels at {products['engine']['isa_level']} "
+          "(the engine's own)")
+    overrides = ", ".join(f"{k}={v}" for k, v in products["environment"].items() if v is not None)
+    for lib in products["numpy"] or [{}]:
+        if not lib:
+            line = "none found by threadpoolctl"
+        else:
+            line = (f"{lib.get('internal_api', 'unknown')} {lib.get('version') or ''}: kernel "
+                    f"{lib.get('architecture') or '(not reported)'}, {lib.get('threading_layer', 'unknown')}, "
+                    f"{lib.get('num_threads', '?')} threads")
+        if overrides:
+            line += f" ({overrides} set: it overrides OpenBLAS's own choice)"
+        print(f"numpy blas    {line}")
     return 0
 
 
