@@ -91,6 +91,26 @@ class ThrottledPoll {
   std::atomic<bool> stop_{false};
 };
 
+// Runs body(item) for item in [0, n_items) on n_threads threads, each thread the same contiguous
+// range of items at every call (so that what an item reads stays in that core's cache from call
+// to call). Results must not depend on which thread ran an item.
+template <class Body>
+void parallel_ranges(std::int64_t n_items, int n_threads, Body&& body) {
+  ExceptionSlot slot;
+#ifdef NNPK_HAVE_OPENMP
+  const int threads = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(n_threads, n_items)));
+#pragma omp parallel num_threads(threads)
+  {
+    const std::int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
+    for (std::int64_t item = t * n_items / n; item < (t + 1) * n_items / n; ++item) slot.run([&] { body(item); });
+  }
+#else
+  (void)n_threads;
+  for (std::int64_t item = 0; item < n_items; ++item) slot.run([&] { body(item); });
+#endif
+  slot.rethrow();
+}
+
 // Runs body(item, thread) for item in [0, n_items) on up to n_threads threads,
 // dynamically scheduled. Results must not depend on which thread ran an item.
 template <class Body>

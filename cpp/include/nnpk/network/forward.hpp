@@ -194,13 +194,14 @@ void normalize(const BatchNormView<T>& bn, const RowMatrix<T>& in, std::int64_t 
 // run over whole panels of rows (and, split over threads, fixed blocks of columns): rows do not
 // depend on the tile, nor on the number of threads.
 // body(j0, nj) over the column blocks of `width` columns: one call for all of them (threads 0) or fixed
-// blocks of packed_block_cols() on `threads` threads (the same arithmetic either way).
+// blocks of packed_block_cols() on `threads` threads (the same arithmetic either way), each thread the
+// same blocks at every step (its part of the packed weights stays in its cache).
 template <class T, class Body>
 void for_column_blocks(std::int64_t width, int threads, Body&& body) {
   if (threads <= 0) return body(std::int64_t(0), width);
   constexpr std::int64_t cols = packed_block_cols<T>();
   const std::int64_t blocks = (width + cols - 1) / cols;
-  parallel_for(blocks, threads, [&](std::int64_t b, int) {
+  parallel_ranges(blocks, threads, [&](std::int64_t b) {
     const std::int64_t j0 = b * cols;
     body(j0, std::min(cols, width - j0));
   });
