@@ -220,14 +220,40 @@ void loss_gradient(const RowMatrix<T>& logits, std::int64_t row0, std::int64_t r
 
 // acc[j] += factor * sum over the first `rows` rows of m[:, j], in float64.
 template <class T>
-void add_column_sums(const RowMatrix<T>& m, std::int64_t rows, double factor, std::vector<double>& acc) {
+void add_column_sums(const RowMatrix<T>& m, std::int64_t rows, double factor, std::vector<double>& acc,
+                     int threads = 0) {
   const std::int64_t cols = m.cols();
   std::vector<double> sums(static_cast<std::size_t>(cols), 0.0);
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const T* row = m.data() + r * cols;
-    for (std::int64_t j = 0; j < cols; ++j) sums[static_cast<std::size_t>(j)] += double(row[j]);
+  // Each column's sum runs down its rows in order, whichever block of columns (and thread) it is in.
+  const auto block = [&](std::int64_t j0, std::int64_t j1) {
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const T* row = m.data() + r * cols;
+      for (std::int64_t j = j0; j < j1; ++j) sums[static_cast<std::size_t>(j)] += double(row[j]);
+    }
+  };
+  constexpr std::int64_t kCols = 64;
+  if (threads > 1 && cols > kCols) {
+    parallel_ranges((cols + kCols - 1) / kCols, threads,
+                    [&](std::int64_t b) { block(b * kCols, std::min(cols, (b + 1) * kCols)); });
+  } else {
+    block(0, cols);
   }
   for (std::int64_t j = 0; j < cols; ++j) acc[static_cast<std::size_t>(j)] += factor * sums[static_cast<std::size_t>(j)];
+}
+
+// m becomes rows x cols of zeros, written by fixed blocks of rows on `threads` threads (0: this one).
+template <class T>
+void set_zero(RowMatrix<T>& m, std::int64_t rows, std::int64_t cols, int threads) {
+  m.resize(rows, cols);
+  constexpr std::int64_t kRows = 256;
+  if (threads <= 1 || rows <= kRows) {
+    m.setZero();
+    return;
+  }
+  parallel_ranges((rows + kRows - 1) / kRows, threads, [&](std::int64_t b) {
+    const std::int64_t r0 = b * kRows;
+    std::fill(m.data() + r0 * cols, m.data() + std::min(rows, r0 + kRows) * cols, T(0));
+  });
 }
 
 // s1[j] += sum of g[r, j] and s2[j] += sum of g[r, j] xhat[r, j] over the first `rows` rows, with
@@ -699,7 +725,8 @@ class SequentialBackprop {
     for (std::int64_t k = lowest_; k < n_nodes - 1; ++k) {
       const Shape& s = spec_.nodes[static_cast<std::size_t>(k)].out;
       if (!written_[static_cast<std::size_t>(k)] && !skipped_[static_cast<std::size_t>(k)])
-        ws.cot[static_cast<std::size_t>(k)].setZero(round_up(points * s.positions(), kRowQuantum), s.channels);
+        trainer_detail::set_zero(ws.cot[static_cast<std::size_t>(k)], round_up(points * s.positions(), kRowQuantum),
+                                 s.channels, ws.forward.step_threads);
     }
   }
 
@@ -766,7 +793,8 @@ class SequentialBackprop {
       const trainer_detail::ParamRows<T> rows = trainer_detail::param_rows(spec_, l, k, points, ws, ws.forward.patches);
       const RowMatrix<T>& g = *rows.errors;
       const LayerScales& sc = scales_[l];
-      if (trainable_.biases[l]) trainer_detail::add_column_sums(g, rows.rows, sc.bias, out.biases[l]);
+      if (trainable_.biases[l])
+        trainer_detail::add_column_sums(g, rows.rows, sc.bias, out.biases[l], ws.forward.step_threads);
       if (!want_weights) continue;
       ws.product.noalias() =
           Eigen::Map<const RowMatrix<T>>(rows.patches, g.rows(), rows.patch_cols).transpose() * g;

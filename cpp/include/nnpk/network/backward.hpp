@@ -180,8 +180,19 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
                                              layer.fan_out);
       // Rows (point, position, cotangent) of the cotangent times W^T: the cotangent of each patch.
       back.resize(g.rows() * C, layer.fan_in);
-      back.noalias() = Eigen::Map<const RowMatrix<T>>(g.data(), g.rows() * C, co) * W.transpose();
       const T forward = static_cast<T>(scales[static_cast<std::size_t>(node.param)].forward);
+      if (node.pointwise() && fwd.step_threads > 0) {  // by fixed blocks of rows on the threads
+        const std::int64_t valid = points * so.positions() * C, block = 4 * kRowQuantum;
+        parallel_ranges((valid + block - 1) / block, fwd.step_threads, [&](std::int64_t b) {
+          const std::int64_t r0 = b * block, nr = std::min(block, valid - r0);
+          back.middleRows(r0, nr).noalias() = Eigen::Map<const RowMatrix<T>>(g.data(), g.rows() * C, co).middleRows(r0, nr) * W.transpose();
+          T* dst = in.data() + r0 * layer.fan_in;
+          const T* src = back.data() + r0 * layer.fan_in;
+          for (std::int64_t i = 0; i < nr * layer.fan_in; ++i) dst[i] += forward * src[i];
+        });
+        break;
+      }
+      back.noalias() = Eigen::Map<const RowMatrix<T>>(g.data(), g.rows() * C, co) * W.transpose();
       if (node.pointwise()) {
         const std::int64_t n = points * so.positions() * C * layer.fan_in;
         for (std::int64_t i = 0; i < n; ++i) in.data()[i] += forward * back.data()[i];

@@ -31,8 +31,9 @@ struct SequentialWorkspace {
   // Per node, set by the caller: a recurrent node's h_0 for the pass's points (rows point, width
   // columns), null or absent for zero.
   std::vector<const T*> initial_states;
-  // Set by the caller: > 0 computes each recurrent step's products by fixed blocks of columns, on this
-  // many threads (the trainer, which runs a minibatch's few chunks one after the other); 0: whole rows.
+  // Set by the caller: > 0 computes each recurrent step's products by fixed blocks of columns, and
+  // the other layers' products by fixed blocks of rows, on this many threads (the trainer, which runs
+  // a recurrent network's chunks one after the other); 0: whole rows on the calling thread.
   // Either way a result does not depend on the threads; the two ways may differ in the last bits.
   int step_threads = 0;
   // Recurrent nodes' packed factors (packed.hpp), reused node after node; the backward pass of the
@@ -265,13 +266,12 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
           for (std::int64_t j = 0; j < nj; ++j) zr[j] = keep * hp[j] + a * zr[j];
         }
       }
+      // The node's output: every h_t (rows (point, step)) or h_T, these columns.
+      if (node.return_sequences || t == steps)
+        for (std::int64_t p = 0; p < points; ++p)
+          std::copy(z.data() + p * m + j0, z.data() + p * m + j0 + nj,
+                    out.data() + (node.return_sequences ? p * steps + t - 1 : p) * m + j0);
     });
-    if (node.return_sequences) {
-      for (std::int64_t p = 0; p < points; ++p)
-        std::copy(z.data() + p * m, z.data() + (p + 1) * m, out.data() + (p * steps + t - 1) * m);
-    } else if (t == steps) {
-      std::copy(z.data(), z.data() + points * m, out.data());
-    }
   }
 }
 // Where recurrent_forward left h_T of a pass of P padded points.
@@ -347,6 +347,14 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
             z.setZero(a.rows(), layer.fan_out);
             ws.packs.states.pack(a.data(), a.rows(), layer.fan_in, layer.fan_in, false);
             packed_product(ws.packs.states, *packed, z.data(), layer.fan_out, T(1), 0, a.rows(), 0, layer.fan_out);
+          } else if (ws.step_threads > 0) {  // by fixed blocks of rows on the threads (see step_threads)
+            z.resize(a.rows(), layer.fan_out);
+            const std::int64_t block = 4 * kRowQuantum, blocks = (a.rows() + block - 1) / block;
+            parallel_ranges(blocks, ws.step_threads, [&](std::int64_t b) {
+              const std::int64_t r0 = b * block, nr = std::min(block, a.rows() - r0);
+              z.middleRows(r0, nr).noalias() =
+                  a.middleRows(r0, nr) * Eigen::Map<const RowMatrix<T>>(weights, layer.fan_in, layer.fan_out);
+            });
           } else {
             z.resize(a.rows(), layer.fan_out);
             z.noalias() = a * Eigen::Map<const RowMatrix<T>>(weights, layer.fan_in, layer.fan_out);
