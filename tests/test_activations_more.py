@@ -13,6 +13,7 @@ from numpy.polynomial import hermite_e
 from scipy import integrate
 
 import nnpk
+from conftest import assert_analytic_bits_invariant
 
 # A degree-8 Hermite series whose terms are of one size on unit-variance inputs (a_k^2 k! about 1).
 HIGH = [(-1) ** k * 0.8 / math.sqrt(math.factorial(k)) for k in range(9)]
@@ -340,3 +341,24 @@ def test_store_round_trip_keeps_the_parameters(tmp_path):
     # A parameter-free activation's spec holds no parameter keys (older stores stay comparable).
     assert "degree" not in nnpk.compute_to_store(tmp_path / "r", x, arch=nnpk.MLP([8]), n_networks=1,
                                                  tile_size=96).spec["arch"]
+
+
+def test_same_bits_on_any_thread_count():
+    """Closed forms of every new activation (dense and convolutional recursions), and Monte Carlo estimates
+    through them: the same bits on 1 and 2 threads, symmetric, and columns of a cross kernel equal."""
+    x = np.random.default_rng(9).normal(size=(13, 4)) * 0.8
+    dense = nnpk.Network([nnpk.Dense(8, b_std=0.2), "cos", nnpk.Dense(8), activation("polynomial"), nnpk.Dense(8),
+                          activation("rectified_monomial_3"), nnpk.Dense(8), activation("gaussian_half"),
+                          nnpk.Dense(8), activation("rbf"), nnpk.Dense(8), activation("monomial_2", normalize=True),
+                          nnpk.Dense(2)])
+    assert_analytic_bits_invariant(dense, x, 5)
+    images = np.random.default_rng(10).normal(size=(11, 4, 4, 1))
+    conv = nnpk.Network([nnpk.Conv(4, (2, 2), b_std=0.1), "exp", nnpk.SumPool((2, 2), stride=1, padding="same"),
+                         nnpk.Conv(4, (2, 2)), activation("rectified_monomial_2"), nnpk.GlobalSumPool(),
+                         nnpk.Dense(1)])
+    assert_analytic_bits_invariant(conv, images, 4)
+    for arch, points in ((dense, x), (conv, images)):
+        one = nnpk.monte_carlo(points, arch=arch, n_networks=3, get=("nngp", "ntk"), n_threads=1)
+        two = nnpk.monte_carlo(points, arch=arch, n_networks=3, get=("nngp", "ntk"), n_threads=2)
+        for name in ("nngp", "ntk"):
+            np.testing.assert_array_equal(one[name], two[name])
