@@ -8,8 +8,13 @@ from scipy import integrate, special
 SQRT2PI = math.sqrt(2 * math.pi)
 
 
+# The activations that need a parameter with no default (degree, coefficients): loops over nnpk.ACTIVATIONS
+# with bare names leave them out (tests/test_activations_more.py covers them).
+NEEDS_PARAMETER = ("monomial", "rectified_monomial", "polynomial")
+
+
 def activation(name, slope=0.01):
-    """phi in plain numpy/scipy."""
+    """phi in plain numpy/scipy (gaussian and rbf at their default gamma = 1)."""
     return {
         "relu": lambda z: np.maximum(z, 0.0),
         "leaky_relu": lambda z: np.where(z > 0, z, slope * z),
@@ -22,6 +27,11 @@ def activation(name, slope=0.01):
         "sin": np.sin,
         "identity": lambda z: z,
         "relu_normalized": lambda z: (np.maximum(z, 0.0) - 1 / SQRT2PI) / math.sqrt(0.5 - 1 / (2 * math.pi)),
+        "cos": np.cos,
+        "gaussian": lambda z: np.exp(-z * z),
+        "exp": np.exp,
+        "rbf": lambda z: math.sqrt(2) * np.sin(math.sqrt(2) * z + math.pi / 4),
+        "sign": np.sign,
     }[name]
 
 
@@ -39,6 +49,11 @@ def activation_derivative(name, slope=0.01):
         "sin": np.cos,
         "identity": np.ones_like,
         "relu_normalized": lambda z: (z > 0) / math.sqrt(0.5 - 1 / (2 * math.pi)),
+        "cos": lambda z: -np.sin(z),
+        "gaussian": lambda z: -2 * z * np.exp(-z * z),
+        "exp": np.exp,
+        "rbf": lambda z: 2 * np.cos(math.sqrt(2) * z + math.pi / 4),
+        "sign": np.zeros_like,
     }[name]
 
 

@@ -49,7 +49,8 @@ def pool(x, window, stride, padding, kind):
     window = _tuple(window, dims)
     stride = window if stride is None else _tuple(stride, dims)
     windows = _windows(x, window, stride, padding, np.nan)
-    return np.nanmean(windows, axis=0) if kind == "AvgPool" else np.nanmax(windows, axis=0)
+    reduce = {"AvgPool": np.nanmean, "SumPool": np.nansum, "MaxPool": np.nanmax}[kind]
+    return reduce(windows, axis=0)
 
 
 def _phi(layer):
@@ -77,10 +78,12 @@ def apply(layer, h, params, parameterization):
         lin = h @ W if kind == "Dense" else conv(h, W, layer.stride, layer.padding)
         out = s * lin + (0.0 if b is None else bs * b)
         return out
-    if kind in ("AvgPool", "MaxPool"):
+    if kind in ("AvgPool", "SumPool", "MaxPool"):
         out = pool(h, layer.window, layer.stride, layer.padding, kind)
     elif kind == "GlobalAvgPool":
         out = h.mean(axis=tuple(range(1, h.ndim - 1)))
+    elif kind == "GlobalSumPool":
+        out = h.sum(axis=tuple(range(1, h.ndim - 1)))
     elif kind == "Flatten":
         out = h.reshape(h.shape[0], -1)
     elif kind == "Activation":
@@ -162,7 +165,7 @@ def _tangent(layer, h, dh, params, offset, parameterization):
         for inner in layer.block:
             block, dblock, offset = _tangent(inner, block, dblock, params, offset, parameterization)
         return h + layer.scale * block, dh + layer.scale * dblock, offset
-    # AvgPool, GlobalAvgPool and Flatten are linear in their input.
+    # AvgPool, SumPool, GlobalAvgPool, GlobalSumPool and Flatten are linear in their input.
     op = lambda a: apply(layer, a, iter(()), parameterization)
     return op(h), _fold(op, dh), offset
 

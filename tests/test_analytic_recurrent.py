@@ -11,6 +11,7 @@ import pytest
 
 import nnpk
 from conftest import assert_analytic_bits_invariant
+from reference import NEEDS_PARAMETER
 
 # ---------------------------------------------------------------------------------------
 # Independent references
@@ -227,8 +228,11 @@ def test_bits_do_not_depend_on_threads_tiles_or_order(activation, leak):
         np.testing.assert_array_equal(forward[name], backward[name].T)
 
 
-@pytest.mark.parametrize("activation", [nnpk.Activation(name) for name in nnpk.ACTIVATIONS]
-                         + [nnpk.Activation("tanh", normalize=True), nnpk.Activation("leaky_relu", slope=0.2)])
+@pytest.mark.parametrize("activation", [nnpk.Activation(name) for name in nnpk.ACTIVATIONS
+                                        if name not in NEEDS_PARAMETER + ("sign",)]  # sign: no NTK
+                         + [nnpk.Activation("tanh", normalize=True), nnpk.Activation("leaky_relu", slope=0.2),
+                            nnpk.Activation("monomial", degree=3), nnpk.Activation("rectified_monomial", degree=2),
+                            nnpk.Activation("polynomial", coefficients=(0.1, 1.0, 0.3))])
 @pytest.mark.parametrize("leak", [1.0, 0.7])
 def test_every_activation_reduces_to_the_dense_recursion(activation, leak):
     """Recurrent layers that are a dense layer in disguise, for every dual map (closed form or quadrature):

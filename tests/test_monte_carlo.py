@@ -7,7 +7,7 @@ import pytest
 
 import nnpk
 from engine_sums import kernel_sums as _kernel_sums
-from reference import arccos1, mc_kernels
+from reference import NEEDS_PARAMETER, arccos1, mc_kernels
 
 RNG = np.random.default_rng(1)
 
@@ -29,7 +29,8 @@ def rel_err(a, b):
     return np.abs(a - b).max() / np.abs(b).max()
 
 
-@pytest.mark.parametrize("activation", nnpk.ACTIVATIONS)
+# Not exp: exp of exp overflows in two hidden layers of W_std 1.3 (tests/test_activations_more.py covers it).
+@pytest.mark.parametrize("activation", [a for a in nnpk.ACTIVATIONS if a not in NEEDS_PARAMETER + ("exp",)])
 @pytest.mark.parametrize("parameterization", ["ntk", "standard"])
 @pytest.mark.parametrize("b_std", [None, 0.4])
 @pytest.mark.parametrize("with_x2", [False, True])
@@ -53,7 +54,7 @@ def test_normalized_activation_equals_numpy(activation):
 def test_normalization_constants_against_quadrature():
     from reference import activation, gaussian_moments
 
-    for name in nnpk.ACTIVATIONS:
+    for name in (a for a in nnpk.ACTIVATIONS if a not in NEEDS_PARAMETER):
         arch = nnpk.MLP(hidden=[4], activation=name, normalize=True, slope=0.2)
         mu, var = gaussian_moments(activation(name, 0.2))
         shift, scale = arch.normalization

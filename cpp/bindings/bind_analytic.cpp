@@ -80,7 +80,8 @@ void bind_analytic(py::module_& m) {
       .def(py::init([](AnalyticNodeKind kind, std::int64_t input, std::int64_t skip, std::int64_t fan_in, double w_std,
                        std::optional<double> b_std, ActivationKind activation, double slope, double shift,
                        double activation_scale, bool unit_second_moment, double scale, std::int64_t steps,
-                       std::int64_t width, double u_std, double leak) {
+                       std::int64_t width, double u_std, double leak, int degree, double gamma,
+                       const std::vector<double>& coefficients) {
              AnalyticNode node;
              node.kind = kind;
              node.input = input;
@@ -89,7 +90,7 @@ void bind_analytic(py::module_& m) {
              node.w_std = w_std;
              node.has_bias = b_std.has_value();
              node.b_std = b_std.value_or(0.0);
-             node.activation = Activation{activation, slope, shift, activation_scale};
+             node.activation = make_activation(activation, slope, shift, activation_scale, degree, gamma, coefficients);
              node.unit_second_moment = unit_second_moment;
              node.scale = scale;
              node.steps = steps;
@@ -102,7 +103,8 @@ void bind_analytic(py::module_& m) {
            py::arg("w_std") = 1.0, py::arg("b_std") = py::none(), py::arg("activation") = ActivationKind::identity,
            py::arg("slope") = 0.0, py::arg("shift") = 0.0, py::arg("activation_scale") = 1.0,
            py::arg("unit_second_moment") = false, py::arg("scale") = 1.0, py::arg("steps") = 1, py::arg("width") = 1,
-           py::arg("u_std") = 1.0, py::arg("leak") = 1.0);
+           py::arg("u_std") = 1.0, py::arg("leak") = 1.0, py::arg("degree") = 1, py::arg("gamma") = 1.0,
+           py::arg("coefficients") = std::vector<double>{});
 
   m.def(
       "analytic_network_kernels",

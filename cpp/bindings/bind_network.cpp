@@ -17,7 +17,8 @@ using Pair = std::pair<std::int64_t, std::int64_t>;
 static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, std::int64_t width, Pair window,
                          Pair stride, bool same, double w_std, std::optional<double> b_std, ActivationKind activation,
                          double slope, double shift, double activation_scale, double scale, double eps,
-                         double momentum, double u_std, double leak, bool return_sequences, int init) {
+                         double momentum, double u_std, double leak, bool return_sequences, int init, int degree,
+                         double gamma, const std::vector<double>& coefficients, bool pool_sum) {
   SeqNode node;
   node.kind = kind;
   node.input = input;
@@ -26,10 +27,11 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
   std::tie(node.window_h, node.window_w) = window;
   std::tie(node.stride_h, node.stride_w) = stride;
   node.same = same;
+  node.pool_sum = pool_sum;
   node.w_std = w_std;
   node.has_bias = b_std.has_value();
   node.b_std = b_std.value_or(0.0);
-  node.activation = Activation{activation, slope, shift, activation_scale};
+  node.activation = make_activation(activation, slope, shift, activation_scale, degree, gamma, coefficients);
   node.scale = scale;
   node.eps = eps;
   node.momentum = momentum;
@@ -167,7 +169,15 @@ void bind_network(py::module_& m) {
       .value("softplus", ActivationKind::softplus)
       .value("sin", ActivationKind::sin)
       .value("identity", ActivationKind::identity)
-      .value("relu_normalized", ActivationKind::relu_normalized);
+      .value("relu_normalized", ActivationKind::relu_normalized)
+      .value("cos", ActivationKind::cos)
+      .value("gaussian", ActivationKind::gaussian)
+      .value("exp", ActivationKind::exp)
+      .value("rbf", ActivationKind::rbf)
+      .value("sign", ActivationKind::sign)
+      .value("monomial", ActivationKind::monomial)
+      .value("rectified_monomial", ActivationKind::rectified_monomial)
+      .value("polynomial", ActivationKind::polynomial);
 
   m.def("has_openmp", &has_openmp, "Whether the engine was built with OpenMP");
   m.def("simd_instruction_sets", [] { return std::string(Eigen::SimdInstructionSetsInUse()); });
@@ -192,8 +202,8 @@ void bind_network(py::module_& m) {
   m.def(
       "activation_value",
       [](ActivationKind kind, double slope, double shift, double scale, py::array_t<double, py::array::c_style> z,
-         bool derivative) {
-        const Activation act{kind, slope, shift, scale};
+         bool derivative, int degree, double gamma, const std::vector<double>& coefficients) {
+        const Activation act = make_activation(kind, slope, shift, scale, degree, gamma, coefficients);
         py::array_t<double> out(z.request().shape);
         const double* in = z.data();
         double* o = out.mutable_data();
@@ -201,6 +211,7 @@ void bind_network(py::module_& m) {
         return out;
       },
       py::arg("kind"), py::arg("slope"), py::arg("shift"), py::arg("scale"), py::arg("z"), py::arg("derivative"),
+      py::arg("degree") = 1, py::arg("gamma") = 1.0, py::arg("coefficients") = std::vector<double>{},
       "The engine's activation (or its derivative) elementwise, in float64");
 
   py::enum_<Parameterization>(m, "Parameterization")
@@ -231,7 +242,8 @@ void bind_network(py::module_& m) {
            py::arg("w_std") = 1.0, py::arg("b_std") = py::none(), py::arg("activation") = ActivationKind::identity,
            py::arg("slope") = 0.01, py::arg("shift") = 0.0, py::arg("activation_scale") = 1.0,
            py::arg("scale") = 1.0, py::arg("eps") = 1e-5, py::arg("momentum") = 0.1, py::arg("u_std") = 1.0,
-           py::arg("leak") = 1.0, py::arg("return_sequences") = false, py::arg("init") = -1);
+           py::arg("leak") = 1.0, py::arg("return_sequences") = false, py::arg("init") = -1, py::arg("degree") = 1,
+           py::arg("gamma") = 1.0, py::arg("coefficients") = std::vector<double>{}, py::arg("pool_sum") = false);
 
   py::class_<SequentialSpec>(m, "SequentialSpec", "A sequential network as the engine sees it (built by nnpk.Network)")
       .def(py::init(&make_spec), py::arg("input_shape"), py::arg("nodes"), py::arg("parameterization"),

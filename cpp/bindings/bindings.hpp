@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "nnpk/kernels/monte_carlo.hpp"
+#include "nnpk/network/activations.hpp"
 #include "nnpk/kernels/tangent.hpp"
 #include "nnpk/network/batch_norm.hpp"
 #include "nnpk/network/jvp.hpp"
@@ -53,6 +55,30 @@ inline std::function<bool(std::uint64_t)> make_poll(py::object progress,
     }
     return false;
   };
+}
+
+// An activation from its settings, checked (the Python layer has named the layer already):
+// degree for monomial and rectified_monomial, Hermite coefficients a_0..a_d for polynomial.
+inline Activation make_activation(ActivationKind kind, double slope, double shift, double scale, int degree,
+                                  double gamma, const std::vector<double>& coefficients) {
+  Activation act{kind, slope, shift, scale};
+  act.gamma = gamma;
+  if (!(gamma > 0) || !std::isfinite(gamma)) throw py::value_error("gamma must be finite and > 0");
+  if (coefficients.size() > act.coefficients.size())
+    throw py::value_error("polynomial: at most " + std::to_string(kMaxActivationDegree + 1) +
+                          " Hermite coefficients (degree " + std::to_string(kMaxActivationDegree) + "), got " +
+                          std::to_string(coefficients.size()));
+  if (kind == ActivationKind::polynomial) {
+    if (coefficients.empty()) throw py::value_error("polynomial needs at least one Hermite coefficient");
+    std::copy(coefficients.begin(), coefficients.end(), act.coefficients.begin());
+    act.degree = static_cast<int>(coefficients.size()) - 1;
+  } else {
+    if (degree < 1 || degree > kMaxActivationDegree)
+      throw py::value_error("degree must be in [1, " + std::to_string(kMaxActivationDegree) + "], got " +
+                            std::to_string(degree));
+    act.degree = degree;
+  }
+  return act;
 }
 
 // Checks a C-contiguous 2-D array and returns its shape.

@@ -67,17 +67,41 @@ class ActivationKind:
       identity
 
       relu_normalized
+
+      cos
+
+      gaussian
+
+      exp
+
+      rbf
+
+      sign
+
+      monomial
+
+      rectified_monomial
+
+      polynomial
     """
 
     __members__: typing.ClassVar[dict[str, ActivationKind]]
     abs: typing.ClassVar[ActivationKind]
+    cos: typing.ClassVar[ActivationKind]
     erf: typing.ClassVar[ActivationKind]
+    exp: typing.ClassVar[ActivationKind]
+    gaussian: typing.ClassVar[ActivationKind]
     gelu: typing.ClassVar[ActivationKind]
     identity: typing.ClassVar[ActivationKind]
     leaky_relu: typing.ClassVar[ActivationKind]
+    monomial: typing.ClassVar[ActivationKind]
+    polynomial: typing.ClassVar[ActivationKind]
+    rbf: typing.ClassVar[ActivationKind]
+    rectified_monomial: typing.ClassVar[ActivationKind]
     relu: typing.ClassVar[ActivationKind]
     relu_normalized: typing.ClassVar[ActivationKind]
     sigmoid: typing.ClassVar[ActivationKind]
+    sign: typing.ClassVar[ActivationKind]
     sin: typing.ClassVar[ActivationKind]
     softplus: typing.ClassVar[ActivationKind]
     tanh: typing.ClassVar[ActivationKind]
@@ -257,6 +281,10 @@ class SeqNode:
         leak: typing.SupportsFloat | typing.SupportsIndex = 1.0,
         return_sequences: bool = False,
         init: typing.SupportsInt | typing.SupportsIndex = -1,
+        degree: typing.SupportsInt | typing.SupportsIndex = 1,
+        gamma: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+        coefficients: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
+        pool_sum: bool = False,
     ) -> None: ...
 
 class SequentialSpec:
@@ -338,6 +366,9 @@ class AnalyticNode:
         width: typing.SupportsInt | typing.SupportsIndex = 1,
         u_std: typing.SupportsFloat | typing.SupportsIndex = 1.0,
         leak: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+        degree: typing.SupportsInt | typing.SupportsIndex = 1,
+        gamma: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+        coefficients: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
     ) -> None: ...
 
 class SequentialTrainer:
@@ -420,6 +451,9 @@ def activation_value(
     scale: typing.SupportsFloat | typing.SupportsIndex,
     z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
     derivative: bool,
+    degree: typing.SupportsInt | typing.SupportsIndex = 1,
+    gamma: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+    coefficients: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
 ) -> numpy.typing.NDArray[numpy.float64]:
     """
     The engine's activation (or its derivative) elementwise, in float64

@@ -127,7 +127,9 @@ _PARAMETERS_DOC = """
         Finite-width Monte Carlo estimate (``nnpk.monte_carlo``) or the
         infinite-width kernel (``nnpk.analytic``), looked up when fitting.
     hidden, out, activation, W_std, b_std, parameterization, normalize
-        The architecture, as in ``nnpk.MLP`` (unused when `arch` is given). For
+        The architecture, as in ``nnpk.MLP`` (unused when `arch` is given; an
+        activation with a required parameter, such as ``monomial``'s degree, is
+        given through ``arch=nnpk.MLP(..., degree=...)``). For
         the Monte Carlo NNGP the kernel is averaged over the `out` logits of
         every network, so more logits are more samples of the prior at almost no
         cost.

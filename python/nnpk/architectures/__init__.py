@@ -1,6 +1,6 @@
 """Architectures: layers, networks (an MLP is one), and the random parameters of network ``m`` of a seed."""
 
-from ._activations import ACTIVATIONS, CLOSED_FORM_DUALS, PARAMETERIZATIONS
+from ._activations import ACTIVATIONS, CLOSED_FORM_DUALS, MAX_DEGREE, PARAMETERIZATIONS
 from ._layers import (
     LAYER_TYPES,
     Activation,
@@ -10,17 +10,20 @@ from ._layers import (
     Dense,
     Flatten,
     GlobalAvgPool,
+    GlobalSumPool,
     MaxPool,
     Recurrent,
     Residual,
+    SumPool,
 )
 from ._mlp import MLP
-from ._network import INITS, Compiled, Network, NormLayer, ParamLayer
+from ._network import INITS, Compiled, Network, NormLayer, ParamLayer, check_differentiable
 from ._params import SEED_MAX, check_arch, sample_params
 from ._state_dict import LAYOUTS, params_from_state_dict
 from ._study import HE_W_STD, STUDY_B_STD, lenet, mlp_100, resnet18
 
 __all__ = ["ACTIVATIONS", "Activation", "AvgPool", "BatchNorm", "CLOSED_FORM_DUALS", "Compiled", "Conv", "Dense",
-           "Flatten", "GlobalAvgPool", "HE_W_STD", "INITS", "LAYER_TYPES", "LAYOUTS", "MLP", "MaxPool", "Network",
-           "NormLayer", "PARAMETERIZATIONS", "ParamLayer", "Recurrent", "Residual", "SEED_MAX", "STUDY_B_STD",
-           "check_arch", "lenet", "mlp_100", "params_from_state_dict", "resnet18", "sample_params"]
+           "Flatten", "GlobalAvgPool", "GlobalSumPool", "HE_W_STD", "INITS", "LAYER_TYPES", "LAYOUTS", "MAX_DEGREE",
+           "MLP", "MaxPool", "Network", "NormLayer", "PARAMETERIZATIONS", "ParamLayer", "Recurrent", "Residual",
+           "SEED_MAX", "STUDY_B_STD", "SumPool", "check_arch", "check_differentiable", "lenet", "mlp_100",
+           "params_from_state_dict", "resnet18", "sample_params"]

@@ -14,10 +14,11 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from ._activations import activation_normalization, check_activation
+from .. import _core
+from ._activations import activation_normalization, check_activation, check_activation_parameters
 
-__all__ = ["Activation", "AvgPool", "BatchNorm", "Conv", "Dense", "Flatten", "GlobalAvgPool", "LAYER_TYPES", "Layer",
-           "MaxPool", "Recurrent", "Residual"]
+__all__ = ["Activation", "AvgPool", "BatchNorm", "Conv", "Dense", "Flatten", "GlobalAvgPool", "GlobalSumPool",
+           "LAYER_TYPES", "Layer", "MaxPool", "Recurrent", "Residual", "SumPool"]
 
 INITS = ("gaussian", "uniform", "truncated_normal", "orthogonal")
 
@@ -166,6 +167,12 @@ class AvgPool(_Pool):
     to 1). With padding "same" the average is over the window's positions inside the input."""
 
 
+class SumPool(_Pool):
+    """Sum over windows, per channel; as AvgPool otherwise. With padding "same" the sum is over the
+    window's positions inside the input (the padding adds zeros), so away from the edges SumPool is
+    the window size times AvgPool."""
+
+
 class MaxPool(_Pool):
     """Maximum over windows, per channel; as AvgPool otherwise (padding never wins)."""
 
@@ -176,6 +183,15 @@ class GlobalAvgPool:
 
     def describe(self) -> str:
         return "GlobalAvgPool"
+
+
+@dataclass(frozen=True)
+class GlobalSumPool:
+    """The sum over all positions, per channel: spatial points become flat (the number of positions
+    times GlobalAvgPool)."""
+
+    def describe(self) -> str:
+        return "GlobalSumPool"
 
 
 @dataclass(frozen=True)
@@ -190,15 +206,38 @@ class Flatten:
 class Activation:
     """An elementwise nonlinearity: one of ``nnpk.ACTIVATIONS``, normalised or not, as in ``nnpk.MLP``.
 
-    A bare name in a layer list (``"relu"``) means ``Activation("relu")``."""
+    A bare name in a layer list (``"relu"``) means ``Activation("relu")``. Parameters, each taken only by
+    the activations named (ValueError otherwise):
+
+    - ``slope``: the negative-side slope of ``leaky_relu``;
+    - ``gamma`` (> 0, default 1): ``gaussian`` is ``exp(-gamma z^2)``, ``rbf`` is
+      ``sqrt(2) sin(sqrt(2 gamma) z + pi/4)``;
+    - ``degree`` (1 to ``nnpk.MAX_DEGREE`` = 16, required): ``monomial`` is ``z^degree``,
+      ``rectified_monomial`` is ``max(z, 0)^degree``;
+    - ``coefficients`` (1 to 17 numbers, required): ``polynomial`` is ``sum_k a_k He_k(z)``, He_k the
+      probabilists' Hermite polynomials (``He_0 = 1``, ``He_1 = z``, ``He_{k+1} = z He_k - k He_{k-1}``;
+      ``numpy.polynomial.hermite_e`` uses the same).
+
+    ``sign`` has no derivative (a Dirac delta at 0): the tangent kernels and training refuse it, the
+    NNGP is defined. See the definitions page for every activation's dual map."""
 
     name: str
     normalize: bool = False
     slope: float = 0.01
+    degree: Optional[int] = None
+    gamma: Optional[float] = None
+    coefficients: Optional[Tuple[float, ...]] = None
 
     def __post_init__(self):
         object.__setattr__(self, "slope", check_activation(self.name, self.normalize, self.slope))
         object.__setattr__(self, "normalize", bool(self.normalize))
+        degree, gamma, coefficients = check_activation_parameters(self.name, self.degree, self.gamma,
+                                                                  self.coefficients)
+        object.__setattr__(self, "degree", degree)
+        object.__setattr__(self, "gamma", gamma)
+        object.__setattr__(self, "coefficients", coefficients)
+        # A constant polynomial cannot be normalised: refused now rather than when first used.
+        activation_normalization(self.name, self.slope, self.normalize, degree, gamma, coefficients)
 
     @property
     def unit_second_moment(self) -> bool:
@@ -208,10 +247,23 @@ class Activation:
     @property
     def normalization(self) -> Tuple[float, float]:
         """The (shift, scale) applied after phi, which are (0, 1) unless normalize=True."""
-        return activation_normalization(self.name, self.slope, self.normalize)
+        return activation_normalization(self.name, self.slope, self.normalize, self.degree, self.gamma,
+                                        self.coefficients)
+
+    @property
+    def engine_settings(self) -> dict:
+        """The engine's settings of this activation (an engine node's activation keywords)."""
+        shift, scale = self.normalization
+        return dict(activation=getattr(_core.ActivationKind, self.name), slope=self.slope, shift=shift,
+                    activation_scale=scale, degree=self.degree or 1, gamma=1.0 if self.gamma is None else self.gamma,
+                    coefficients=list(self.coefficients or ()))
 
     def describe(self) -> str:
-        return f"Activation {self.name}"
+        params = [f"degree {self.degree}" if self.degree is not None else "",
+                  f"gamma {self.gamma:g}" if self.gamma is not None else "",
+                  f"coefficients {list(self.coefficients)}" if self.coefficients is not None else ""]
+        extra = ", ".join(p for p in params if p)
+        return f"Activation {self.name}" + (f" ({extra})" if extra else "")
 
 
 @dataclass(frozen=True)
@@ -350,8 +402,9 @@ def _layers(layers, name: str) -> tuple:
         if isinstance(layer, str):
             layer = Activation(layer)
         if not isinstance(layer, LAYER_TYPES):
-            raise TypeError(f"{name}[{i}] must be a layer (Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, "
-                            f"Activation, Residual, BatchNorm, Recurrent) or an activation name, got {layer!r}")
+            raise TypeError(f"{name}[{i}] must be a layer (Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, "
+                            f"GlobalSumPool, Flatten, Activation, Residual, BatchNorm, Recurrent) or an activation "
+                            f"name, got {layer!r}")
         out.append(layer)
     return tuple(out)
 
@@ -375,5 +428,7 @@ class Residual:
         return f"Residual, scale {self.scale:g}"
 
 
-LAYER_TYPES = (Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation, Residual, BatchNorm, Recurrent)
-Layer = Union[Dense, Conv, AvgPool, MaxPool, GlobalAvgPool, Flatten, Activation, Residual, BatchNorm, Recurrent]
+LAYER_TYPES = (Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten, Activation, Residual,
+               BatchNorm, Recurrent)
+Layer = Union[Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten, Activation, Residual,
+              BatchNorm, Recurrent]

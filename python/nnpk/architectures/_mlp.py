@@ -10,7 +10,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import _core
-from ._activations import PARAMETERIZATIONS, activation_normalization, check_activation
+from ._activations import PARAMETERIZATIONS, activation_normalization, check_activation, check_activation_parameters
 from ._layers import Activation, Dense
 from ._network import INITS, Network
 
@@ -19,7 +19,8 @@ __all__ = ["MLP"]
 Std = Union[float, Sequence[float]]
 OptStd = Union[None, float, Sequence[Optional[float]]]
 
-_ARGUMENTS = ("hidden", "out", "activation", "W_std", "b_std", "parameterization", "normalize", "slope", "init")
+_ARGUMENTS = ("hidden", "out", "activation", "W_std", "b_std", "parameterization", "normalize", "slope", "init",
+              "degree", "gamma", "coefficients")
 
 
 def _std(value, name: str, n_layers: int, allow_none: bool) -> tuple:
@@ -87,6 +88,9 @@ class MLP(Network):
         Negative-side slope of ``leaky_relu``.
     init : "gaussian", "uniform", "truncated_normal" or "orthogonal"
         How weights are drawn, as in ``nnpk.Network``.
+    degree, gamma, coefficients : optional
+        The parameters of ``monomial`` and ``rectified_monomial`` (degree), ``gaussian`` and ``rbf``
+        (gamma) and ``polynomial`` (Hermite coefficients), as in ``nnpk.Activation``.
     """
 
     hidden: Tuple[int, ...]
@@ -96,18 +100,23 @@ class MLP(Network):
     b_std: OptStd
     normalize: bool
     slope: float
+    degree: Optional[int]
+    gamma: Optional[float]
+    coefficients: Optional[Tuple[float, ...]]
     _w: Tuple[float, ...]
     _b: Tuple[Optional[float], ...]
 
     def __init__(self, hidden, out: int = 1, activation: str = "relu", W_std: Std = 1.0, b_std: OptStd = None,
                  parameterization: str = "ntk", normalize: bool = False, slope: float = 0.01,
-                 init: str = "gaussian"):
+                 init: str = "gaussian", degree: Optional[int] = None, gamma: Optional[float] = None,
+                 coefficients: Optional[Sequence[float]] = None):
         widths = _widths(hidden)
         if isinstance(out, bool) or not isinstance(out, (numbers.Integral, np.integer)):
             raise TypeError(f"out must be an integer, got {out!r}")
         if out < 1:
             raise ValueError(f"out must be positive, got {out}")
         slope = check_activation(activation, normalize, slope)
+        degree, gamma, coefficients = check_activation_parameters(activation, degree, gamma, coefficients)
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"parameterization must be 'ntk' or 'standard', got {parameterization!r}")
         if init not in INITS:
@@ -117,12 +126,15 @@ class MLP(Network):
         b = _std(b_std, "b_std", n, allow_none=True)
         layers = []
         for width, w_l, b_l in zip(widths, w, b):
-            layers += [Dense(width, W_std=w_l, b_std=b_l), Activation(activation, normalize=normalize, slope=slope)]
+            layers += [Dense(width, W_std=w_l, b_std=b_l),
+                       Activation(activation, normalize=normalize, slope=slope, degree=degree, gamma=gamma,
+                                  coefficients=coefficients)]
         layers.append(Dense(int(out), W_std=w[-1], b_std=b[-1]))
         values = dict(hidden=widths, out=int(out), activation=activation,
                       W_std=w if isinstance(W_std, (list, tuple, np.ndarray)) else W_std,
                       b_std=b if isinstance(b_std, (list, tuple, np.ndarray)) else b_std,
-                      normalize=bool(normalize), slope=slope, _w=w, _b=b)
+                      normalize=bool(normalize), slope=slope, degree=degree, gamma=gamma, coefficients=coefficients,
+                      _w=w, _b=b)
         for name, value in values.items():
             object.__setattr__(self, name, value)
         super().__init__(tuple(layers), parameterization=parameterization, init=init)
@@ -135,9 +147,11 @@ class MLP(Network):
 
     def __repr__(self) -> str:
         init = "" if self.init == "gaussian" else f", init={self.init!r}"
+        params = "".join(f", {name}={getattr(self, name)!r}" for name in ("degree", "gamma", "coefficients")
+                         if getattr(self, name) is not None)
         return (f"MLP(hidden={self.hidden}, out={self.out}, activation={self.activation!r}, W_std={self.W_std!r}, "
                 f"b_std={self.b_std!r}, parameterization={self.parameterization!r}, normalize={self.normalize}, "
-                f"slope={self.slope}{init})")
+                f"slope={self.slope}{init}{params})")
 
     def replace(self, **changes) -> "MLP":
         """A new MLP with some arguments changed."""
@@ -172,14 +186,17 @@ class MLP(Network):
     @property
     def normalization(self) -> Tuple[float, float]:
         """The (shift, scale) applied after phi, which are (0, 1) unless normalize=True."""
-        return activation_normalization(self.activation, self.slope, bool(self.normalize))
+        return activation_normalization(self.activation, self.slope, bool(self.normalize), self.degree, self.gamma,
+                                        self.coefficients)
 
     def activation_fn(self, z: np.ndarray, derivative: bool = False) -> np.ndarray:
         """The (normalised) activation applied by the engine, in float64."""
-        shift, scale = self.normalization
-        kind = getattr(_core.ActivationKind, self.activation)
-        return _core.activation_value(kind, self.slope, shift, scale, np.ascontiguousarray(z, dtype=np.float64),
-                                      derivative)
+        settings = Activation(self.activation, normalize=self.normalize, slope=self.slope, degree=self.degree,
+                              gamma=self.gamma, coefficients=self.coefficients).engine_settings
+        return _core.activation_value(settings["activation"], settings["slope"], settings["shift"],
+                                      settings["activation_scale"], np.ascontiguousarray(z, dtype=np.float64),
+                                      derivative, degree=settings["degree"], gamma=settings["gamma"],
+                                      coefficients=settings["coefficients"])
 
     def kernel_layers(self):
         """The layers whose kernels ``layers="all"`` returns: each hidden layer's activation, then the logits."""

@@ -15,24 +15,26 @@ from functools import lru_cache
 from typing import List, Set, Tuple, Union
 
 from .. import _core
-from ._activations import PARAMETERIZATIONS
+from ._activations import DELTA_DERIVATIVES, PARAMETERIZATIONS
 from ._layers import (
     INITS,
     Activation,
-    AvgPool,
     BatchNorm,
     Conv,
     Dense,
     Flatten,
     GlobalAvgPool,
+    GlobalSumPool,
+    MaxPool,
     Recurrent,
     Residual,
+    SumPool,
     _layers,
     _Pool,
     _text,
 )
 
-__all__ = ["Compiled", "INITS", "Network", "NormLayer", "ParamLayer"]
+__all__ = ["Compiled", "INITS", "Network", "NormLayer", "ParamLayer", "check_differentiable"]
 
 Shape = Tuple[int, ...]
 
@@ -171,15 +173,17 @@ class _Builder:
             return spatial + (layer.channels,), node
         if isinstance(layer, _Pool):
             spatial = self.window(label, layer, shape, layer.windows, layer.strides, layer.padding, "window")
-            kind = _core.NodeKind.avg_pool if isinstance(layer, AvgPool) else _core.NodeKind.max_pool
+            # SumPool is the engine's average pooling without the division by the window's size.
+            kind = _core.NodeKind.max_pool if isinstance(layer, MaxPool) else _core.NodeKind.avg_pool
             node = self.add(kind=kind, input=node, window=pad2(layer.windows), stride=pad2(layer.strides),
-                            same=layer.padding == "same")
+                            same=layer.padding == "same", pool_sum=isinstance(layer, SumPool))
             return spatial + (shape[-1],), node
-        if isinstance(layer, GlobalAvgPool):
+        if isinstance(layer, (GlobalAvgPool, GlobalSumPool)):
             if len(shape) == 1:
                 raise self.error(label, layer, f"needs (length, channels) or (height, width, channels) points, got "
                                  f"{_describe_shape(shape)}")
-            return (shape[-1],), self.add(kind=_core.NodeKind.global_avg_pool, input=node)
+            return (shape[-1],), self.add(kind=_core.NodeKind.global_avg_pool, input=node,
+                                          pool_sum=isinstance(layer, GlobalSumPool))
         if isinstance(layer, Flatten):
             return (math.prod(shape),), self.add(kind=_core.NodeKind.flatten, input=node)
         if isinstance(layer, BatchNorm):
@@ -223,9 +227,30 @@ class _Builder:
 
 def _activation_node(layer: Activation) -> dict:
     """The engine node's settings of an activation."""
-    shift, scale = layer.normalization
-    return dict(activation=getattr(_core.ActivationKind, layer.name), slope=layer.slope, shift=shift,
-                activation_scale=scale)
+    return layer.engine_settings
+
+
+def _activations(layers, prefix: str = ""):
+    """(label, Activation) of every activation in `layers`: residual blocks' and recurrent layers' included."""
+    for i, layer in enumerate(layers):
+        if isinstance(layer, Activation):
+            yield f"{prefix}{i}", layer
+        elif isinstance(layer, Recurrent):
+            yield f"{prefix}{i}", layer.phi
+        elif isinstance(layer, Residual):
+            yield from _activations(layer.block, f"{prefix}{i}.")
+
+
+def check_differentiable(network: "Network", what: str) -> None:
+    """ValueError naming the first activation whose derivative is a Dirac delta (sign): `what` (a tangent
+    kernel, training) needs phi' and it has none."""
+    for label, act in _activations(network.layers):
+        if act.name in DELTA_DERIVATIVES:
+            raise ValueError(f"{what} needs the derivative of every activation; layer {label} ({act.describe()}) is "
+                             f"a step whose derivative is 0 except at 0, where it is a Dirac delta: the tangent kernel "
+                             f"through it is undefined (E[phi'(u) phi'(v)] diverges) and gradients do not pass it. "
+                             f"Its NNGP (get='nngp') is defined; for a tangent kernel use a smooth activation such as "
+                             f"erf")
 
 
 def _param_layers(layers, types=(Dense, Conv, Recurrent)) -> list:
@@ -245,7 +270,7 @@ class Network:
     Parameters
     ----------
     layers : sequence
-        ``Dense``, ``Conv``, ``AvgPool``, ``MaxPool``, ``GlobalAvgPool``, ``Flatten``,
+        ``Dense``, ``Conv``, ``AvgPool``, ``SumPool``, ``MaxPool``, ``GlobalAvgPool``, ``GlobalSumPool``, ``Flatten``,
         ``Activation`` (or an activation name), ``Residual``, ``BatchNorm`` and ``Recurrent`` layers.
         The last layer's output, the logits, must be flat, or a sequence of steps (a ``Recurrent``
         layer returning sequences and layers acting on every step): its ``steps x C`` values are
@@ -302,7 +327,7 @@ class Network:
         for layer in self.layers:
             if isinstance(layer, Recurrent):
                 sequence = layer.return_sequences
-            elif isinstance(layer, (Flatten, GlobalAvgPool)):
+            elif isinstance(layer, (Flatten, GlobalAvgPool, GlobalSumPool)):
                 sequence = False
         return sequence
 

@@ -356,7 +356,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=positive_int, default=None,
                         help="points used, a stratified subsample (default: all of digits, 2000 of MNIST-1D)")
     parser.add_argument("--hidden", type=widths, default=None, help="hidden widths, comma separated (512,512)")
-    parser.add_argument("--activation", choices=CLOSED_FORM_DUALS, default="relu",
+    # The closed forms that need no parameter (degree, coefficients) and have a tangent kernel (not sign).
+    choices = [a for a in CLOSED_FORM_DUALS if a not in ("sign", "monomial", "rectified_monomial", "polynomial")]
+    parser.add_argument("--activation", choices=choices, default="relu",
                         help="activations whose analytic kernel has a closed form (others take minutes)")
     parser.add_argument("--W-std", dest="W_std", type=float, default=None,
                         help="weight std (default: sqrt 2 for relu and leaky_relu, 1 otherwise)")

@@ -17,11 +17,14 @@ from ..architectures import (
     Dense,
     Flatten,
     GlobalAvgPool,
+    GlobalSumPool,
     MaxPool,
     Network,
     Recurrent,
     Residual,
+    SumPool,
     check_arch,
+    check_differentiable,
 )
 from ..architectures._params import prepare_network_points
 
@@ -108,8 +111,8 @@ class _NetworkRecursion:
                               "law of all 2m pooled values (m = window size), depending on every covariance among "
                               "them, not a function of one 2 x 2 covariance as an activation's dual map is; use "
                               "AvgPool")
-        if isinstance(layer, (AvgPool, GlobalAvgPool)):
-            # A mean of jointly Gaussian pre-activations is Gaussian; a mean of anything else is not.
+        if isinstance(layer, (AvgPool, SumPool, GlobalAvgPool, GlobalSumPool)):
+            # A mean (or sum) of jointly Gaussian pre-activations is Gaussian; of anything else it is not.
             return shape, self.spatial_layer(node), law
         if isinstance(layer, Flatten):
             # Spatial features keep their positions (an activation after Flatten acts on each); the
@@ -129,10 +132,7 @@ class _NetworkRecursion:
             what = "the network's input" if law == "input" else "features that are not Gaussian pre-activations"
             raise self.refuse(label, layer, f"reads {what}: the dual map of an activation needs the Gaussian output "
                               "of a Dense or Conv layer (or an average pooling or residual sum of them)")
-        shift, scale = layer.normalization
-        return shape, self.add(kind=_core.AnalyticNodeKind.activation, input=node,
-                               activation=getattr(_core.ActivationKind, layer.name), slope=layer.slope, shift=shift,
-                               activation_scale=scale,
+        return shape, self.add(kind=_core.AnalyticNodeKind.activation, input=node, **layer.engine_settings,
                                unit_second_moment=layer.unit_second_moment), "other"
 
 
@@ -147,13 +147,10 @@ class _NetworkRecursion:
         steps, features = shape
         self.steps = steps
         act = cast(Activation, layer.activation)  # Recurrent made a name an Activation
-        shift, scale = act.normalization
         # h_T is phi of a Gaussian pre-activation, not Gaussian itself (law "other").
         return (layer.width,), self.add(kind=_core.AnalyticNodeKind.recurrent, input=node, fan_in=features,
                                         steps=steps, width=layer.width, w_std=layer.W_std, u_std=layer.U_std,
-                                        b_std=layer.b_std, leak=layer.leak,
-                                        activation=getattr(_core.ActivationKind, act.name), slope=act.slope,
-                                        shift=shift, activation_scale=scale,
+                                        b_std=layer.b_std, leak=layer.leak, **act.engine_settings,
                                         unit_second_moment=act.unit_second_moment), "other"
 
 
@@ -239,10 +236,12 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
     number of networks grow.
 
     The dual maps are closed forms for relu, leaky_relu, abs (``a min(z,0) + b max(z,0)``),
-    erf, identity and relu_normalized, and for ``normalize=True`` versions of them (through
-    the first moments: ``E[phi_n(u) phi_n(v)] = (E[phi(u) phi(v)] - mu E[phi(u)] - mu E[phi(v)]
-    + mu^2) / s^2`` for ``phi_n = (phi - mu) / s``).
-    Every other activation (tanh, sigmoid, gelu, softplus, sin and their normalised versions)
+    erf, identity, relu_normalized, sin, cos, gaussian, exp, rbf, sign, monomial,
+    rectified_monomial and polynomial (docs: "Dual maps"), and for ``normalize=True`` versions
+    of them (through the first moments: ``E[phi_n(u) phi_n(v)] = (E[phi(u) phi(v)] - mu E[phi(u)]
+    - mu E[phi(v)] + mu^2) / s^2`` for ``phi_n = (phi - mu) / s``). ``sign`` has no tangent
+    kernel (its derivative is a Dirac delta): ``get="ntk"`` refuses it, naming the layer.
+    Every other activation (tanh, sigmoid, gelu, softplus and their normalised versions)
     is integrated over the bivariate normal by Gauss-Legendre panels split where each
     argument crosses 0 (see ``quadrature_order``).
 
@@ -261,9 +260,9 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
     arch : nnpk.Network (an nnpk.MLP is one)
         Only the depth, activation, stds and parameterization matter, and the hidden widths
         only for the "standard" NTK. A Network may hold Dense and Conv layers (1-D or 2-D, any
-        stride, "same" or "valid"), AvgPool, GlobalAvgPool, Flatten, elementwise activations
-        of Gaussian pre-activations (a Dense or Conv output, an average pooling or a residual
-        sum of them) and residual blocks ending with a Dense or Conv layer (NNGP
+        stride, "same" or "valid"), AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Flatten,
+        elementwise activations of Gaussian pre-activations (a Dense or Conv output, an average
+        or sum pooling or a residual sum of them) and residual blocks ending with a Dense or Conv layer (NNGP
         ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
         from ``(K_x, Theta_x)``), and a Recurrent layer as the first layer, returning its last
         state (any leak; docs: "Recurrent networks": T dual maps per pair of sequences of T
@@ -319,6 +318,8 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
     quadrature_order = check_int(quadrature_order, "quadrature_order", minimum=1, maximum=4096)
     if not isinstance(closed_form, (bool, np.bool_)):
         raise TypeError(f"closed_form must be a bool, got {closed_form!r}")
+    if "ntk" in kernels:
+        check_differentiable(check_arch(arch), "nnpk.analytic(get='ntk')")
     threads = resolve_n_threads(n_threads)
     out = analytic_kernels(x1, x2, check_arch(arch), kernels=kernels, layers=layers, n_threads=threads,
                            quadrature_order=quadrature_order, closed_form=bool(closed_form))

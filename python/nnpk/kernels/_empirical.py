@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import _core
 from .._threads import resolve_n_threads
 from .._validate import ROW_BLOCK_ADVICE, check_memory
-from ..architectures import check_arch
+from ..architectures import check_arch, check_differentiable
 from ..architectures._params import check_network_params, prepare_network_points
 from ._plans import _DEFAULT_NTK_TILE, _DEFAULT_TILE_ROWS, check_tangent_network, network_feature_bytes
 from ._streaming import KernelMap, Plan, run_plan
@@ -44,6 +44,7 @@ def empirical(x1, x2=None, *, arch, params, get="ntk", wrt="all", per_layer: boo
     want_nngp, want_ntk = "nngp" in names, "ntk" in names
     if want_ntk:
         check_tangent_network(compiled)
+        check_differentiable(arch, "nnpk.empirical(get='ntk')")
     threads = resolve_n_threads(n_threads)
     n1 = a1.shape[0]
     n2 = n1 if a2 is None else a2.shape[0]

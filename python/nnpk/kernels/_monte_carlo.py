@@ -6,7 +6,7 @@ import numpy as np
 
 from .._threads import resolve_n_threads
 from .._validate import check_int
-from ..architectures import SEED_MAX, check_arch
+from ..architectures import SEED_MAX, check_arch, check_differentiable
 from ..architectures._params import prepare_network_points
 from ._plans import check_estimator, check_tangent_network, default_estimator, nngp_plan, tangent_plan
 from ._streaming import run_plan
@@ -148,6 +148,7 @@ def monte_carlo(x1, x2=None, *, arch, n_networks: int, seed: int = 0, get="nngp"
     nngp_in_tangent = "ntk" in names and "nngp" in names and estimator == "sampled"
     if "ntk" in names:
         check_tangent_network(compiled)
+        check_differentiable(arch, "nnpk.monte_carlo(get='ntk')")
         plans["ntk"] = tangent_plan(a1, a2, compiled, seed=seed, with_nngp=nngp_in_tangent, weights=weights,
                                     biases=biases, per_layer=per_layer, per_logit=per_logit, n_threads=threads)
     if "nngp" in names and not nngp_in_tangent:

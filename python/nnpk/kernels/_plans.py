@@ -11,6 +11,7 @@ import numpy as np
 from .. import _core
 from .._validate import check_memory
 from ..architectures import CLOSED_FORM_DUALS, Activation, Compiled, Dense, Network, Recurrent
+from ..architectures._activations import CONTROL_DUALS
 from ._streaming import KernelMap, Plan
 from ._tangent import check_tangent_memory, tangent_maps
 
@@ -103,7 +104,7 @@ def _control(network: Network, compiled: Compiled, layer: int) -> Optional[bool]
     first, act0, act1 = layers[0], layers[1], layers[3]
     if not (isinstance(first, Dense) and isinstance(act0, Activation) and isinstance(layers[2], Dense)):
         return None
-    if act0.name not in CLOSED_FORM_DUALS or act1.name not in CLOSED_FORM_DUALS:
+    if act0.name not in CONTROL_DUALS or act1.name not in CONTROL_DUALS:
         return None
     return act0.unit_second_moment
 

@@ -23,16 +23,18 @@ from ..architectures import (
     Dense,
     Flatten,
     GlobalAvgPool,
+    GlobalSumPool,
     MaxPool,
     Recurrent,
     Residual,
+    SumPool,
 )
 
 __all__ = ["MaskSite", "apply_masks", "mask_gradients", "mask_sites", "mask_slope", "sigmoid"]
 
 # Layers between a masked activation and the layer that reads it: each keeps channels apart (and commutes with a
 # nonnegative per-channel factor).
-_PASS_THROUGH = (AvgPool, MaxPool, GlobalAvgPool, Flatten)
+_PASS_THROUGH = (AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,16 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from .. import _core
 from .._threads import resolve_n_threads
 from .._validate import check_int, compute_dtype
-from ..architectures import SEED_MAX, BatchNorm, Conv, Dense, Recurrent, check_arch, sample_params
+from ..architectures import (
+    SEED_MAX,
+    BatchNorm,
+    Conv,
+    Dense,
+    Recurrent,
+    check_arch,
+    check_differentiable,
+    sample_params,
+)
 from ..architectures._network import NormLayer, _param_layers
 from ..architectures._params import check_network_params, check_points
 from ..diagnostics import kernel_target_alignment
@@ -402,6 +411,8 @@ class NetworkLearner(BaseEstimator):
 
     def _check_hyperparameters(self) -> None:
         arch = check_arch(self.arch)
+        if self.train != "readout":  # the readout's gradient needs no activation's derivative
+            check_differentiable(arch, f"{type(self).__name__}(train={self.train!r})")
         check_int(self.seed, "seed", minimum=0, maximum=SEED_MAX)
         check_int(self.index, "index", minimum=0, maximum=SEED_MAX)
         self._check_train(arch)

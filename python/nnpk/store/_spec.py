@@ -12,12 +12,15 @@ import numpy as np
 from .. import _core
 from .._validate import check_int, compute_dtype
 from .._version import __version__
-from ..architectures import LAYER_TYPES, MLP, SEED_MAX, Activation, Network, Residual, check_arch
+from ..architectures import LAYER_TYPES, MLP, SEED_MAX, Activation, Network, Residual, check_arch, check_differentiable
 from ..architectures._params import DRAW_SCHEME, prepare_network_points
 from ..kernels._analytic import DEFAULT_QUADRATURE_ORDER, check_analytic_network
 from ..kernels._plans import CONDITIONAL_SCHEME, check_estimator, check_tangent_network, default_estimator
 from ..kernels._tangent import parse_wrt
 from ._layout import _FORMAT, KERNELS
+
+# Activation parameters that only some activations take (None for the others).
+_ACTIVATION_PARAMETERS = ("degree", "gamma", "coefficients")
 
 
 def _layer_spec(layer) -> Union[dict, str]:
@@ -25,6 +28,8 @@ def _layer_spec(layer) -> Union[dict, str]:
     out: Dict[str, Any] = {"type": type(layer).__name__}
     for field in dataclasses.fields(layer):
         value = getattr(layer, field.name)
+        if isinstance(layer, Activation) and field.name in _ACTIVATION_PARAMETERS and value is None:
+            continue  # not this activation's parameter: left out, as in stores made before there were any
         if isinstance(layer, Residual) and field.name == "block":
             value = [_layer_spec(inner) for inner in value]
         elif isinstance(value, Activation):  # a Recurrent layer's activation
@@ -79,6 +84,10 @@ def _arch_spec(arch: Network) -> dict:
     }
     if arch.init != "gaussian":  # stores made before MLPs had init schemes stay resumable
         spec["init"] = arch.init
+    for name in _ACTIVATION_PARAMETERS:  # likewise: only an activation's own parameters
+        value = getattr(arch, name)
+        if value is not None:
+            spec[name] = list(value) if isinstance(value, tuple) else value
     return spec
 
 
@@ -131,6 +140,8 @@ def _make_spec(x1, x2, *, arch, kernel, n_networks, seed, estimator, wrt, dtype,
     compiled, a1, a2 = prepare_network_points(x1, x2, check_arch(arch, "nnpk.compute_to_store"), dtype)
     if kernel == "nngp" and estimator is None:  # as monte_carlo chooses
         estimator = default_estimator(arch)
+    if kernel.endswith("ntk"):
+        check_differentiable(arch, f"compute_to_store(kernel={kernel!r})")
     if analytic:
         check_analytic_network(arch, compiled.input_shape)
     elif kernel == "ntk":

@@ -37,6 +37,7 @@ constexpr std::int64_t kLanes = 8;
 struct AxisMap {
   std::int64_t n_in = 1, n_out = 1, window = 1, stride = 1, pad = 0;
   bool pool = false;  // average over the window (else: a convolution's taps)
+  bool sum = false;   // pool: the sum over the window, not the mean
 
   bool identity() const { return n_in == n_out && window == 1 && stride == 1 && pad == 0; }
   // Input positions [lo, hi) of output o's window, inside the input.
@@ -113,6 +114,7 @@ inline void full_axis_pass(const AxisMap& ax, std::int64_t outer, std::int64_t m
                 }
               }
             }
+            if (ax.sum) continue;
             const double w = 1.0 / static_cast<double>((ub - ua) * (vb - va));
             for (std::int64_t k = 0; k < inner; ++k) t[k] *= w;
           }
@@ -182,8 +184,8 @@ struct Plan {
 };
 
 inline AxisMap axis(std::int64_t n_in, std::int64_t n_out, std::int64_t window, std::int64_t stride, std::int64_t pad,
-                    bool pool) {
-  return AxisMap{n_in, n_out, window, stride, pad, pool};
+                    bool pool, bool sum = false) {
+  return AxisMap{n_in, n_out, window, stride, pad, pool, sum};
 }
 
 // `requested`: spec node indices whose kernels are written.
@@ -223,13 +225,15 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
       case NodeKind::avg_pool:
         node.height = s.out.height;
         node.width = s.out.width;
-        node.axis_h = axis(in.height, s.out.height, s.window_h, s.stride_h, s.pad_h, s.kind == NodeKind::avg_pool);
-        node.axis_w = axis(in.width, s.out.width, s.window_w, s.stride_w, s.pad_w, s.kind == NodeKind::avg_pool);
+        node.axis_h = axis(in.height, s.out.height, s.window_h, s.stride_h, s.pad_h, s.kind == NodeKind::avg_pool,
+                           s.pool_sum);
+        node.axis_w = axis(in.width, s.out.width, s.window_w, s.stride_w, s.pad_w, s.kind == NodeKind::avg_pool,
+                           s.pool_sum);
         break;
       case NodeKind::global_avg_pool:
         node.height = node.width = 1;
-        node.axis_h = axis(in.height, 1, in.height, 1, 0, true);
-        node.axis_w = axis(in.width, 1, in.width, 1, 0, true);
+        node.axis_h = axis(in.height, 1, in.height, 1, 0, true, s.pool_sum);
+        node.axis_w = axis(in.width, 1, in.width, 1, 0, true, s.pool_sum);
         break;
       case NodeKind::max_pool:
         throw std::invalid_argument("max pooling has no analytic kernel");

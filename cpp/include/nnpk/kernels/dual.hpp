@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -179,6 +180,27 @@ class DualMap {
         break;
       case ActivationKind::erf: base_ = Base::erf; break;
       case ActivationKind::identity: base_ = Base::identity; break;
+      case ActivationKind::sin: base_ = Base::sin; break;
+      case ActivationKind::cos: base_ = Base::cos; break;
+      case ActivationKind::exp: base_ = Base::exp; break;
+      case ActivationKind::gaussian:
+        base_ = Base::gaussian;
+        gamma_ = act.gamma;
+        break;
+      case ActivationKind::rbf:
+        base_ = Base::rbf;
+        gamma_ = act.gamma;
+        break;
+      case ActivationKind::sign: base_ = Base::sign; break;
+      case ActivationKind::rectified_monomial:
+        base_ = Base::rectified;
+        degree_ = act.degree;
+        break;
+      case ActivationKind::monomial:
+      case ActivationKind::polynomial:
+        base_ = Base::hermite;
+        hermite_ = HermiteTables(act);
+        break;
       default: base_ = Base::quadrature; break;
     }
     if (!closed_form) base_ = Base::quadrature;
@@ -242,6 +264,81 @@ class DualMap {
       case Base::identity:
         fold_row(q1, q2, c, n, sigma, sigma_dot, [](double, double, double cj) { return BaseMoments{cj, 1.0, 0.0}; });
         break;
+      case Base::sin:
+      case Base::cos: {
+        // E[sin u sin v] = e^{-s} sinh c and E[cos u cos v] = e^{-s} cosh c, s = (q1 + q2) / 2: the
+        // halves of cos(u - v) -/+ cos(u + v), E cos(w) = e^{-Var w / 2}. E cos u = e^{-q1 / 2}.
+        const bool cosine = base_ == Base::cos;
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [=](double q2j, double, double cj) {
+          const double s = 0.5 * (q1 + q2j), plus = 0.5 * std::exp(cj - s), minus = 0.5 * std::exp(-cj - s);
+          const double means = cosine ? std::exp(-0.5 * q1) + std::exp(-0.5 * q2j) : 0.0;
+          return cosine ? BaseMoments{plus + minus, plus - minus, means} : BaseMoments{plus - minus, plus + minus, means};
+        });
+        break;
+      }
+      case Base::exp:
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [=](double q2j, double, double cj) {
+          const double gg = std::exp(0.5 * (q1 + q2j) + cj);
+          return BaseMoments{gg, gg, std::exp(0.5 * q1) + std::exp(0.5 * q2j)};
+        });
+        break;
+      case Base::gaussian: {
+        // g = exp(-gamma z^2): E[g(u) g(v)] = det(I + 2 gamma Sigma)^{-1/2} and
+        // E[g'(u) g'(v)] = 4 gamma^2 c det(I + 2 gamma Sigma)^{-3/2}.
+        const double g2 = 2.0 * gamma_, a1 = 1.0 + g2 * q1;
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [=](double q2j, double, double cj) {
+          const double a2 = 1.0 + g2 * q2j, det = a1 * a2 - g2 * g2 * cj * cj, root = std::sqrt(det);
+          return BaseMoments{1.0 / root, g2 * g2 * cj / (det * root), 1.0 / std::sqrt(a1) + 1.0 / std::sqrt(a2)};
+        });
+        break;
+      }
+      case Base::rbf: {
+        // g = sqrt(2) sin(sqrt(2 gamma) z + pi/4): E[g(u) g(v)] = exp(-gamma (q1 + q2 - 2c)),
+        // E[g' g'] = 2 gamma times it, E g(u) = exp(-gamma q1).
+        const double gamma = gamma_;
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [=](double q2j, double, double cj) {
+          const double gg = std::exp(-gamma * (q1 + q2j - 2.0 * cj));
+          return BaseMoments{gg, 2.0 * gamma * gg, std::exp(-gamma * q1) + std::exp(-gamma * q2j)};
+        });
+        break;
+      }
+      case Base::sign:
+        // E[sign u sign v] = 1 - 2 theta / pi (theta the angle of the pair, pi/2 for a zero input, whose
+        // sign is 0). The derivative's dual is undefined (a Dirac delta): 0 here, refused upstream.
+        fold_row<false>(q1, q2, c, n, sigma, sigma_dot, [=](double q2j, double, double cj) {
+          const Angle a = angle(q1, q2j, cj);
+          return BaseMoments{a.zero ? 0.0 : 1.0 - 2.0 * a.theta / kPi, 0.0, 0.0};
+        });
+        break;
+      case Base::rectified: {
+        const int degree = degree_;
+        const double mean_coef = rectified_moment(degree), root_q1 = std::sqrt(q1);
+        fold_row<false>(q1, q2, c, n, sigma, sigma_dot, [=](double q2j, double, double cj) {
+          const Angle a = angle(q1, q2j, cj);
+          const double means = mean_coef * (std::pow(root_q1, degree) + std::pow(std::sqrt(q2j), degree));
+          return BaseMoments{arc_cosine(degree, a), double(degree) * degree * arc_cosine(degree - 1, a), means};
+        });
+        break;
+      }
+      case Base::hermite: {
+        std::array<double, kMaxActivationDegree + 1> b1, d1, b2, d2;
+        hermite_.betas(q1, false, b1.data());
+        hermite_.betas(q1, true, d1.data());
+        const HermiteTables& h = hermite_;
+        fold_row(q1, q2, c, n, sigma, sigma_dot, [&](double q2j, double, double cj) {
+          h.betas(q2j, false, b2.data());
+          h.betas(q2j, true, d2.data());
+          // sum_k k! beta_k(q1) beta_k(q2) c^k by Horner in c.
+          double gg = 0.0, gdgd = 0.0;
+          for (int k = h.degree; k >= 0; --k) {
+            const std::size_t i = static_cast<std::size_t>(k);
+            gg = gg * cj + h.factorial[i] * b1[i] * b2[i];
+            gdgd = gdgd * cj + h.factorial[i] * d1[i] * d2[i];
+          }
+          return BaseMoments{gg, gdgd, b1[0] + b2[0]};
+        });
+        break;
+      }
       case Base::quadrature:
         fold_row(q1, q2, c, n, sigma, sigma_dot, [&](double q2j, double, double cj) {
           // The rule is not symmetric in its two variables; a fixed order keeps the kernel so.
@@ -252,8 +349,10 @@ class DualMap {
     }
   }
 
-  // Whether variance_gradient has a closed form (every activation but those by quadrature).
-  bool has_variance_gradient() const { return base_ != Base::quadrature; }
+  // Whether variance_gradient has a closed form (the relu family, erf and identity).
+  bool has_variance_gradient() const {
+    return base_ == Base::abrelu || base_ == Base::erf || base_ == Base::identity;
+  }
 
   // d sigma / d q1 and d sigma / d q2 at the pairs (q1, q2[j], c[j]), j < n, given the sigma and
   // sigma_dot that row() returned for them (d sigma / d c is sigma_dot). For the relu family
@@ -288,7 +387,7 @@ class DualMap {
         std::fill(d_q1, d_q1 + n, 0.0);
         std::fill(d_q2, d_q2 + n, 0.0);
         break;
-      case Base::quadrature: throw std::logic_error("variance_gradient needs a closed-form dual map");
+      default: throw std::logic_error("variance_gradient is only known for the relu family, erf and identity");
     }
   }
 
@@ -297,7 +396,114 @@ class DualMap {
   struct BaseMoments {
     double gg, gdgd, means;
   };
-  enum class Base { abrelu, erf, identity, quadrature };
+  enum class Base { abrelu, erf, identity, sin, cos, exp, gaussian, rbf, sign, rectified, hermite, quadrature };
+
+  // The angle theta = atan2(sqrt(q1 q2 - c^2), c) of a pair, with y = sqrt(q1 q2 - c^2) as accurate
+  // as in the relu family's row (see there); zero: an input of variance 0 (theta = pi/2, c = 0).
+  struct Angle {
+    double theta, y, c, p;
+    bool zero;
+  };
+  static Angle angle(double q1, double q2, double c) {
+    const double p = q1 * q2;
+    const bool zero = !(p > 0);
+    const double cz = zero ? 0.0 : std::min(std::max(c, -std::sqrt(p)), std::sqrt(p));
+    const double cc = cz * cz, cc_err = std::fma(cz, cz, -cc);
+    const double y = zero ? 0.0 : std::sqrt(std::max(std::fma(q1, q2, -cc) - cc_err, 0.0));
+    return Angle{atan2_upper(zero ? 1.0 : y, cz), y, cz, zero ? 0.0 : p, zero};
+  }
+
+  // E max(g, 0)^n for g ~ N(0, 1): 2^{n/2} Gamma((n + 1) / 2) / (2 sqrt(pi)).
+  static double rectified_moment(int n) {
+    return std::exp(0.5 * n * std::log(2.0) + std::lgamma(0.5 * (n + 1))) / (2.0 * std::sqrt(analytic_detail::kPi));
+  }
+
+  // E[max(u, 0)^n max(v, 0)^n] (Cho and Saul's arc-cosine kernel of degree n): in polar coordinates
+  // it is (n! / 2 pi) p^{n/2} int_0^{pi - theta} (rho + cos t)^n dt, rho = cos theta, p = q1 q2. With
+  // V_j = p^{j/2} int_0^L cos^j t dt, L = pi - theta (cos L = -rho, sin L = sin theta), the binomial
+  // expansion gives (n! / 2 pi) sum_j C(n, j) c^{n-j} V_j, where V_0 = L, V_1 = y = sqrt(p - c^2) and
+  // V_j = (-c)^{j-1} y / j + ((j - 1) / j) p V_{j-2}: no division by p, exact at a zero input.
+  static double arc_cosine(int n, const Angle& a) {
+    std::array<double, kMaxActivationDegree + 1> v;
+    v[0] = analytic_detail::kPi - a.theta;
+    if (n >= 1) v[1] = a.y;
+    double minus_c_power = -a.c;  // (-c)^{j-1}
+    for (int j = 2; j <= n; ++j) {
+      const std::size_t i = static_cast<std::size_t>(j);
+      v[i] = minus_c_power * a.y / j + (double(j - 1) / j) * a.p * v[i - 2];
+      minus_c_power *= -a.c;
+    }
+    double sum = 0.0, c_power = 1.0, binomial = 1.0, factorial = 1.0;  // c^{n-j}, C(n, j) from j = n down
+    for (int j = n; j >= 0; --j) {
+      sum += binomial * c_power * v[static_cast<std::size_t>(j)];
+      c_power *= a.c;
+      binomial = binomial * j / (n - j + 1);
+    }
+    for (int k = 2; k <= n; ++k) factorial *= k;
+    return factorial * sum / (2.0 * analytic_detail::kPi);
+  }
+
+  // phi(sqrt(q) g) = sum_k q^{k/2} beta_k(q) He_k(g) for g ~ N(0, 1), and likewise phi', so that
+  // E[phi(u) phi(v)] = sum_k k! beta_k(q1) beta_k(q2) c^k (E[He_j He_k] = k! delta_jk, Mehler).
+  // beta_k is a polynomial in t = q - origin, held as its coefficients in t: a monomial z^n has
+  // beta_k = C_{n,k} q^{(n-k)/2} (origin 0; C_{n,k} = n! / (k! ((n-k)/2)! 2^{(n-k)/2}), the Hermite
+  // coefficients of z^n), a Hermite series sum_j a_j He_j has
+  // beta_k = sum_i a_{k+2i} (k+2i)! / (k! i! 2^i) (q - 1)^i (origin 1: exact at unit variance).
+  struct HermiteTables {
+    int degree = 0;  // of phi; phi' has degree - 1
+    double origin = 0.0;
+    std::array<double, kMaxActivationDegree + 1> factorial{};
+    // value[k][i], slope[k][i]: coefficient of t^i in beta_k of phi and of phi'.
+    std::array<std::array<double, kMaxActivationDegree / 2 + 1>, kMaxActivationDegree + 1> value{}, slope{};
+
+    HermiteTables() = default;
+    explicit HermiteTables(const Activation& act) : degree(act.degree) {
+      factorial[0] = 1.0;
+      for (std::size_t k = 1; k < factorial.size(); ++k) factorial[k] = factorial[k - 1] * static_cast<double>(k);
+      std::array<double, kMaxActivationDegree + 1> a{}, da{};  // Hermite coefficients of phi and phi'
+      if (act.kind == ActivationKind::monomial) {
+        origin = 0.0;
+        fill_monomial(degree, 1.0, value);
+        if (degree >= 1) fill_monomial(degree - 1, double(degree), slope);
+        return;
+      }
+      origin = 1.0;
+      for (int k = 0; k <= degree; ++k) a[static_cast<std::size_t>(k)] = act.coefficients[static_cast<std::size_t>(k)];
+      for (int k = 0; k < degree; ++k) da[static_cast<std::size_t>(k)] = (k + 1) * a[static_cast<std::size_t>(k + 1)];
+      fill_series(a, value);
+      fill_series(da, slope);
+    }
+
+    // beta_0..beta_degree of phi (or of phi') at variance q.
+    void betas(double q, bool derivative, double* out) const {
+      const auto& table = derivative ? slope : value;
+      const double t = q - origin;
+      for (int k = 0; k <= degree; ++k) {
+        const auto& row = table[static_cast<std::size_t>(k)];
+        double b = 0.0;
+        for (int i = (degree - k) / 2; i >= 0; --i) b = b * t + row[static_cast<std::size_t>(i)];
+        out[k] = b;
+      }
+    }
+
+   private:
+    using Table = std::array<std::array<double, kMaxActivationDegree / 2 + 1>, kMaxActivationDegree + 1>;
+    void fill_monomial(int n, double times, Table& table) const {
+      for (int k = n; k >= 0; k -= 2) {
+        const int i = (n - k) / 2;
+        table[static_cast<std::size_t>(k)][static_cast<std::size_t>(i)] =
+            times * factorial[static_cast<std::size_t>(n)] /
+            (factorial[static_cast<std::size_t>(k)] * factorial[static_cast<std::size_t>(i)] * std::ldexp(1.0, i));
+      }
+    }
+    void fill_series(const std::array<double, kMaxActivationDegree + 1>& a, Table& table) const {
+      for (int k = 0; k <= degree; ++k)
+        for (int i = 0; k + 2 * i <= degree; ++i)
+          table[static_cast<std::size_t>(k)][static_cast<std::size_t>(i)] =
+              a[static_cast<std::size_t>(k + 2 * i)] * factorial[static_cast<std::size_t>(k + 2 * i)] /
+              (factorial[static_cast<std::size_t>(k)] * factorial[static_cast<std::size_t>(i)] * std::ldexp(1.0, i));
+    }
+  };
 
   // atan2(y, x) for y >= 0, not both 0, within 3 ulp: branch-free, unlike std::atan2, so that
   // a loop over it vectorises. Cephes' rational approximation of atan on [0, tan(pi/8)],
@@ -359,6 +565,9 @@ class DualMap {
 
   Base base_ = Base::quadrature;
   double neg_slope_ = 0.0;
+  double gamma_ = 1.0;
+  int degree_ = 1;
+  HermiteTables hermite_;
   double alpha_ = 1.0, beta_ = 0.0;
   bool unit_second_moment_ = false;
   std::shared_ptr<const PairQuadrature> quadrature_;

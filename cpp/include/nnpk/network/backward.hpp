@@ -35,7 +35,7 @@ void pool_backward(const SeqNode& node, const RowMatrix<T>& g, const RowMatrix<T
         sequential_detail::window_range(ow, node.stride_w, node.pad_w, node.window_w, si.width, w0, w1);
         const std::int64_t out_row = (p * so.height + oh) * so.width + ow;
         if (node.kind == NodeKind::avg_pool) {
-          const T inv = T(1) / static_cast<T>((h1 - h0) * (w1 - w0));
+          const T inv = node.pool_sum ? T(1) : T(1) / static_cast<T>((h1 - h0) * (w1 - w0));
           for (std::int64_t ih = h0; ih < h1; ++ih)
             for (std::int64_t iw = w0; iw < w1; ++iw) {
               const std::int64_t in_row = (p * si.height + ih) * si.width + iw;
@@ -221,7 +221,7 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
     case NodeKind::max_pool: backward_detail::pool_backward(node, g, fwd.output(node.input), points, C, in); break;
     case NodeKind::global_avg_pool: {
       const std::int64_t P = si.positions(), cols = C * ci;
-      const T inv = T(1) / static_cast<T>(P);
+      const T inv = node.pool_sum ? T(1) : T(1) / static_cast<T>(P);
       for (std::int64_t p = 0; p < points; ++p)
         for (std::int64_t q = 0; q < P; ++q)
           for (std::int64_t j = 0; j < cols; ++j) in(p * P + q, j) += inv * g(p, j);

@@ -117,7 +117,7 @@ void pool(const SeqNode& node, const RowMatrix<T>& in, std::int64_t points, RowM
               for (std::int64_t ch = 0; ch < c; ++ch) dst[ch] = src[ch] > dst[ch] ? src[ch] : dst[ch];
             }
           }
-        if (average) {
+        if (average && !node.pool_sum) {
           const T inv = T(1) / static_cast<T>((h1 - h0) * (w1 - w0));
           for (std::int64_t ch = 0; ch < c; ++ch) dst[ch] *= inv;
         }
@@ -128,7 +128,7 @@ template <class T>
 void global_average(const SeqNode& node, const RowMatrix<T>& in, std::int64_t points, RowMatrix<T>& out) {
   const std::int64_t c = node.in.channels, positions = node.in.positions();
   shape_rows(out, points, c);
-  const T inv = T(1) / static_cast<T>(positions);
+  const T inv = node.pool_sum ? T(1) : T(1) / static_cast<T>(positions);
   for (std::int64_t p = 0; p < points; ++p) {
     T* dst = out.data() + p * c;
     const T* src = in.data() + p * positions * c;

@@ -50,6 +50,7 @@ struct SeqNode {
   std::int64_t width = 0;   // dense: output features; conv: output channels
   std::int64_t window_h = 1, window_w = 1, stride_h = 1, stride_w = 1;  // conv kernel or pooling window
   bool same = false;                                                     // padding "same", else "valid"
+  bool pool_sum = false;  // avg_pool, global_avg_pool: the sum over the window (SumPool), not the mean
   double w_std = 1.0, b_std = 0.0;
   bool has_bias = false;
   Activation activation;
