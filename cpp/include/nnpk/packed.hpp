@@ -48,6 +48,18 @@ void for_slices(std::int64_t depth, int threads, Body&& body) {
   }
 }
 
+// Resizes `data` to depth x other values and fills it slice by slice: pack(dst, k0, slice depth) for each
+// slice of the depth, on `threads` threads (0: this one).
+template <class T, class Pack>
+void pack_slices(std::vector<T, Eigen::aligned_allocator<T>>& data, std::int64_t depth, std::int64_t other,
+                 int threads, Pack&& pack) {
+  data.resize(static_cast<std::size_t>(depth * other));
+  for_slices(depth, threads, [&](std::int64_t s) {
+    const std::int64_t k0 = s * kPackDepth;
+    pack(data.data() + k0 * other, k0, slice_depth(depth, s));
+  });
+}
+
 }  // namespace packed_detail
 
 // The right factor B (K x N): b(k, n) = transposed ? b[n * ld + k] : b[k * ld + n].
@@ -61,10 +73,7 @@ class PackedRight {
     using namespace packed_detail;
     K_ = K;
     N_ = N;
-    data_.resize(static_cast<std::size_t>(K * N));
-    const auto one = [&](std::int64_t s) {
-      const std::int64_t k0 = s * kPackDepth, depth = slice_depth(K, s);
-      T* dst = data_.data() + k0 * N;
+    pack_slices(data_, K, N, threads, [&](T* dst, std::int64_t k0, std::int64_t depth) {
       if (transposed) {
         Eigen::internal::gemm_pack_lhs<T, Index, Mapper<T, Eigen::RowMajor>, Traits<T>::mr, Traits<T>::LhsProgress,
                                        typename Traits<T>::LhsPacket4Packing, Eigen::RowMajor>
@@ -76,8 +85,7 @@ class PackedRight {
             pack_lhs;
         pack_lhs(dst, Mapper<T, Eigen::ColMajor>(b, ld).getSubMapper(0, k0), depth, N);
       }
-    };
-    for_slices(K, threads, one);
+    });
   }
 
   std::int64_t depth() const { return K_; }
@@ -103,10 +111,7 @@ class PackedLeft {
     using namespace packed_detail;
     M_ = M;
     K_ = K;
-    data_.resize(static_cast<std::size_t>(M * K));
-    const auto one = [&](std::int64_t s) {
-      const std::int64_t k0 = s * kPackDepth, depth = slice_depth(K, s);
-      T* dst = data_.data() + k0 * M;
+    pack_slices(data_, K, M, threads, [&](T* dst, std::int64_t k0, std::int64_t depth) {
       if (transposed) {
         Eigen::internal::gemm_pack_rhs<T, Index, Mapper<T, Eigen::RowMajor>, Traits<T>::nr, Eigen::RowMajor> pack_rhs;
         pack_rhs(dst, Mapper<T, Eigen::RowMajor>(a, ld).getSubMapper(k0, 0), depth, M);
@@ -114,8 +119,7 @@ class PackedLeft {
         Eigen::internal::gemm_pack_rhs<T, Index, Mapper<T, Eigen::ColMajor>, Traits<T>::nr, Eigen::ColMajor> pack_rhs;
         pack_rhs(dst, Mapper<T, Eigen::ColMajor>(a, ld).getSubMapper(k0, 0), depth, M);
       }
-    };
-    for_slices(K, threads, one);
+    });
   }
 
   std::int64_t rows() const { return M_; }
