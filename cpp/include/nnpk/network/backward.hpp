@@ -58,10 +58,11 @@ void pool_backward(const SeqNode& node, const RowMatrix<T>& g, const RowMatrix<T
 // Back-propagation through time of recurrent node `node` for C cotangents per point: from its output
 // cotangent g (rows (point) of h_T, or rows (point, step) of every h_t; columns (cotangent c, unit))
 // to `pre`, d/dz_t time-major (step t's rows [t P C, (t + 1) P C) ordered (point, c), P the points
-// padded (step_rows), width columns; zero in the padding), and, if `in` is not null, adds the input cotangent
-// (rows (point, step), columns (c, feature)) to it. With a = leak and delta_h the cotangent of h_t:
+// padded (step_rows), width columns; zero in the padding), and, if `in` is not null, adds the input
+// cotangent (rows (point, step), columns (c, feature)) to it. With a = leak and delta_h the cotangent of h_t:
 // dz_t = a phi'(z_t) delta_h, and delta_h of h_{t-1} = (1 - a) delta_h + forward_W dz_t W^T (+ the
-// output's own cotangent of h_{t-1}); x_t's is forward_U dz_t U^T. `carry`, `back` and `packs` are buffers.
+// output's own cotangent of h_{t-1}); x_t's is forward_U dz_t U^T. `carry`, `back` and `packs` are
+// buffers.
 template <class T>
 void recurrent_backward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
                         const T* U, const T* W, const RowMatrix<T>& derivative, const RowMatrix<T>& g,
@@ -100,7 +101,8 @@ void recurrent_backward(const SeqNode& node, const LayerScales& input_scales, co
     // delta_h of h_{t-1} = (1 - a) delta_h + forward_W dz_t W^T, rows (point, c).
     if (!packed) {
       back.resize(P * C, m);
-      back.noalias() = Eigen::Map<const RowMatrix<T>>(dz, P * C, m) * Eigen::Map<const RowMatrix<T>>(W, m, m).transpose();
+      back.noalias() =
+          Eigen::Map<const RowMatrix<T>>(dz, P * C, m) * Eigen::Map<const RowMatrix<T>>(W, m, m).transpose();
       const std::int64_t n = P * cols;
       if (node.leak == 1.0) {
         for (std::int64_t i = 0; i < n; ++i) carry.data()[i] = w_forward * back.data()[i];
@@ -183,9 +185,10 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
       const T forward = static_cast<T>(scales[static_cast<std::size_t>(node.param)].forward);
       if (node.pointwise() && fwd.step_threads > 0) {  // by fixed blocks of rows on the threads
         const std::int64_t valid = points * so.positions() * C, block = 4 * kRowQuantum;
+        const Eigen::Map<const RowMatrix<T>> rows(g.data(), g.rows() * C, co);
         parallel_ranges((valid + block - 1) / block, fwd.step_threads, [&](std::int64_t b) {
           const std::int64_t r0 = b * block, nr = std::min(block, valid - r0);
-          back.middleRows(r0, nr).noalias() = Eigen::Map<const RowMatrix<T>>(g.data(), g.rows() * C, co).middleRows(r0, nr) * W.transpose();
+          back.middleRows(r0, nr).noalias() = rows.middleRows(r0, nr) * W.transpose();
           T* dst = in.data() + r0 * layer.fan_in;
           const T* src = back.data() + r0 * layer.fan_in;
           for (std::int64_t i = 0; i < nr * layer.fan_in; ++i) dst[i] += forward * src[i];
