@@ -23,8 +23,8 @@ kernel's diagonal weighs more).
 H at the start, not its bound over all logits (1 for the squared loss, 1/2 for
 cross-entropy, 1/4 for the logistic loss): the softmax's curvature at a random network's
 logits is a fifth to a half of 1/2 (and 0 along the shift of every logit alike), and SGD's
-default (``lr=None``) is this rule: with the bound it took 2 to 20 times smaller steps, and
-biases alone stayed near chance on digits after the default 10 epochs.
+default (``lr=None``) is this rule: with the bound it took 2.5 to 23 times smaller steps, and
+biases alone reached a train accuracy of 0.54 on digits after the default 10 epochs (0.75 now).
 """
 
 from __future__ import annotations
