@@ -14,7 +14,9 @@ variance. Writes biases.md, biases.json and biases.png into the report folder.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import math
+import multiprocessing
 import os
 import time
 from typing import Any, Dict, List, Optional
@@ -118,31 +120,42 @@ def _lrs(mode: str) -> tuple:
 # --------------------------------------------------------------------------- (a) accuracy against trained parameters
 
 
-def width_study(data: Dataset, s: dict, seed: int, threads: int, progress: bool) -> List[dict]:
+def sweep_job(data: Dataset, width: int, mode: str, s: dict, seed: int) -> dict:
+    """One (data set, width, mode) of (a): the learning-rate sweep on the fitting rows, the best run's scores."""
+    start = time.perf_counter()
     fit, val = _split(data, s["validation"], seed)
     x, y = data.x, data.labels
     d, c = x.shape[1], data.n_classes
+    units = full_width(width, d, c) if mode == "full" else width
+    result = sweep(_learner(mode, network(units, c), s, seed, 1), x[fit], y[fit], lrs=_lrs(mode), seeds=(seed,),
+                   X_val=x[val], y_val=y[val])
+    best = result.best_learner
+    return {"trained_parameters": trained_parameters(mode, units, d, c), "lr": result.best_lr,
+            "val_accuracy": result.best_score,
+            "test_accuracy": None if best is None else best.score(x[data.test], y[data.test]),
+            "train_accuracy": None if best is None else best.score(x[fit], y[fit]),
+            "seconds": time.perf_counter() - start}
+
+
+def ntk_job(data: Dataset, width: int, seed: int) -> dict:
+    start = time.perf_counter()
+    accuracy = _ntk_regression(network(width, data.n_classes), seed, data.x[data.train], data.labels[data.train],
+                               data.x[data.test], data.labels[data.test], 1)
+    return {"accuracy": accuracy, "seconds": time.perf_counter() - start}
+
+
+def width_rows(data: Dataset, s: dict, done: Dict[tuple, dict]) -> List[dict]:
+    """(a)'s table rows of one data set from its finished jobs."""
+    d, c = data.x.shape[1], data.n_classes
     rows = []
     for width in s["widths"]:
         row: Dict[str, Any] = {"width": width, "full_width": full_width(width, d, c)}
         for mode in MODES:
-            start = time.perf_counter()
-            units = row["full_width"] if mode == "full" else width
-            result = sweep(_learner(mode, network(units, c), s, seed, threads), x[fit], y[fit], lrs=_lrs(mode),
-                           seeds=(seed,), X_val=x[val], y_val=y[val])
-            best = result.best_learner
-            row[mode] = {"trained_parameters": trained_parameters(mode, units, d, c), "lr": result.best_lr,
-                         "val_accuracy": result.best_score,
-                         "test_accuracy": None if best is None else best.score(x[data.test], y[data.test]),
-                         "train_accuracy": None if best is None else best.score(x[fit], y[fit]),
-                         "seconds": time.perf_counter() - start}
-        row["ntk_biases"] = (_ntk_regression(network(width, c), seed, x[data.train], y[data.train],
-                                             x[data.test], y[data.test], threads)
-                             if width <= s["ntk_max_width"] else None)
+            row[mode] = done[("sweep", data.name, width, mode)]
+        ntk = done.get(("ntk", data.name, width))
+        row["ntk_biases"] = None if ntk is None else ntk["accuracy"]
+        row["ntk_seconds"] = None if ntk is None else ntk["seconds"]
         rows.append(row)
-        if progress:
-            print(f"  {data.name} width {width:>6}: test accuracy " + ", ".join(
-                f"{m} {row[m]['test_accuracy']:.3f}" for m in MODES), flush=True)
     return rows
 
 
@@ -200,67 +213,118 @@ def _clusters(variance: np.ndarray, names: List[str], seed: int) -> dict:
             "mean_largest_share": float(profiles.max(axis=1).mean()), "units_varying": int(active.sum())}
 
 
-def multitask_study(datasets: Dict[str, Dataset], s: dict, seed: int, threads: int, progress: bool) -> dict:
-    """Every task on one network of `multitask_width` units, once with its own biases and once with its own
-    masks; what each leaves active, the task-variance clusters and the biases against task variance."""
-    tasks = {name: spec for name, spec in TASKS.items() if spec[0] in datasets}
+def _tasks(datasets: Dict[str, Dataset]) -> Dict[str, tuple]:
+    return {name: spec for name, spec in TASKS.items() if spec[0] in datasets}
+
+
+def multitask_job(datasets: Dict[str, Dataset], mode: str, s: dict, seed: int) -> dict:
+    """(b) for one kind of parameters: every task on one network of `multitask_width` units, each with its own
+    biases or its own masks, trained one after the other on one learner; per task its scores and the units it
+    leaves active; the units' task variance; the learned biases or masks; whether the first task's test logits
+    are bitwise those it had before the other tasks were trained."""
+    start = time.perf_counter()
+    tasks = _tasks(datasets)
     inputs = {name: shared_inputs(data) for name, data in datasets.items()}
     width = s["multitask_width"]
     arch = network(width)
     W0, drawn = sample_params(arch, SHARED_FEATURES, seed, 0)[0]
     assert drawn is not None  # the network has biases (b_std 1)
     b0 = drawn
-    learners = {mode: _learner(mode, arch, s, seed, threads, s["multitask_epochs"]) for mode in ("biases", "masks")}
-    out: Dict[str, Any] = {"width": width, "tasks": {}}
-    # Each mode's first task's test logits, to check that training the other tasks left them alone.
-    first_logits: Dict[str, np.ndarray] = {}
+    learner = _learner(mode, arch, s, seed, 1, s["multitask_epochs"])
+    entries: Dict[str, Any] = {}
+    first_logits = None
     for name, (source, target) in tasks.items():
         data, x = datasets[source], inputs[source]
         y_train, y_test = target(data.labels[data.train]), target(data.labels[data.test])
-        entry: Dict[str, Any] = {"data": source, "n_classes": int(y_train.max()) + 1,
-                                 "majority_test_accuracy": float(np.bincount(y_test).max() / len(y_test))}
-        for mode, learner in learners.items():
-            start = time.perf_counter()
-            learner.fit(x[data.train], y_train, task=name)
-            fit = learner.tasks_[name]
-            b = _hidden_biases(fit) if mode == "biases" else b0
-            on = fit.masks[0] > 0 if mode == "masks" else np.ones(width, dtype=bool)
-            fires = (_hidden(x[data.train], W0, b) > 0) & on
-            if mode not in first_logits:
-                first_logits[mode] = learner.decision_function(x[data.test], task=name)
-            entry[mode] = {"test_accuracy": learner.score(x[data.test], y_test, task=name),
-                           "train_accuracy": learner.score(x[data.train], y_train, task=name),
-                           "lr": fit.lr, "units_on": int(on.sum()),
-                           "units_active": int(fires.any(axis=0).sum()),
-                           "mean_firing_fraction": float(fires.mean()),
-                           "seconds": time.perf_counter() - start}
-        out["tasks"][name] = entry
-        if progress:
-            print(f"  {name:15s}: biases {entry['biases']['test_accuracy']:.3f} ({entry['biases']['units_active']} "
-                  f"units active), masks {entry['masks']['test_accuracy']:.3f} ({entry['masks']['units_on']} on)",
-                  flush=True)
+        fit_start = time.perf_counter()
+        learner.fit(x[data.train], y_train, task=name)
+        fit = learner.tasks_[name]
+        b = _hidden_biases(fit) if mode == "biases" else b0
+        on = fit.masks[0] > 0 if mode == "masks" else np.ones(width, dtype=bool)
+        fires = (_hidden(x[data.train], W0, b) > 0) & on
+        if first_logits is None:
+            first_logits = learner.decision_function(x[data.test], task=name)
+        entries[name] = {"test_accuracy": learner.score(x[data.test], y_test, task=name),
+                         "train_accuracy": learner.score(x[data.train], y_train, task=name),
+                         "lr": fit.lr, "units_on": int(on.sum()), "units_active": int(fires.any(axis=0).sum()),
+                         "mean_firing_fraction": float(fires.mean()), "seconds": time.perf_counter() - fit_start}
     names = list(tasks)
     task_inputs = [inputs[tasks[n][0]][datasets[tasks[n][0]].train] for n in names]
-    variance = {mode: task_variance(learner, None, tasks=names, inputs=task_inputs)
-                for mode, learner in learners.items()}
-    # Masked units contribute nothing to their task's logits: their variance there counts as 0.
-    variance["masks"] = variance["masks"] * np.stack([learners["masks"].tasks_[n].masks[0] > 0 for n in names], 1)
+    variance = task_variance(learner, None, tasks=names, inputs=task_inputs)
+    learned = None
+    if mode == "masks":
+        # Masked units contribute nothing to their task's logits: their variance there counts as 0.
+        variance = variance * np.stack([learner.tasks_[n].masks[0] > 0 for n in names], 1)
+    else:
+        learned = np.stack([_hidden_biases(learner.tasks_[n]) for n in names], axis=1)
+    first = names[0]
+    first_x = inputs[tasks[first][0]][datasets[tasks[first][0]].test]
+    assert first_logits is not None  # at least one task
+    unchanged = bool(np.array_equal(first_logits, learner.decision_function(first_x, task=first)))
+    return {"tasks": entries, "variance": variance, "biases": learned, "first_task_unchanged": unchanged,
+            "seconds": time.perf_counter() - start}
+
+
+def multitask_summary(datasets: Dict[str, Dataset], parts: Dict[str, dict], s: dict, seed: int) -> dict:
+    """(b)'s report from the two multitask jobs: the tasks' entries, the task-variance clusters (biases, masks and
+    the random network with its drawn biases) and the learned biases against task variance."""
+    tasks = _tasks(datasets)
+    names = list(tasks)
+    width = s["multitask_width"]
+    out: Dict[str, Any] = {"width": width, "tasks": {}}
+    for name, (source, target) in tasks.items():
+        data = datasets[source]
+        y_train, y_test = target(data.labels[data.train]), target(data.labels[data.test])
+        out["tasks"][name] = {"data": source, "n_classes": int(y_train.max()) + 1,
+                              "majority_test_accuracy": float(np.bincount(y_test).max() / len(y_test)),
+                              **{mode: parts[mode]["tasks"][name] for mode in ("biases", "masks")}}
+    W0, drawn = sample_params(network(width), SHARED_FEATURES, seed, 0)[0]
+    assert drawn is not None
+    b0 = drawn
+    inputs = {name: shared_inputs(data) for name, data in datasets.items()}
+    task_inputs = [inputs[tasks[n][0]][datasets[tasks[n][0]].train] for n in names]
+    variance = {mode: parts[mode]["variance"] for mode in ("biases", "masks")}
     variance["initial"] = np.stack([_hidden(x, W0, b0).var(axis=0) for x in task_inputs], axis=1)
-    out["clusters"] = {mode: _clusters(v, names, seed) for mode, v in variance.items()}
+    from threadpoolctl import threadpool_limits
+
+    # k-means on one thread: with two, on a busy machine, its OpenMP threads wait on each other ten times longer
+    # than they work.
+    with threadpool_limits(1):
+        out["clusters"] = {mode: _clusters(v, names, seed) for mode, v in variance.items()}
     correlations = {}
     for k, name in enumerate(names):
-        b = _hidden_biases(learners["biases"].tasks_[name])
+        b = parts["biases"]["biases"][:, k]
         correlations[name] = {"bias_vs_variance": _spearman(b, variance["biases"][:, k]),
                               "bias_change_vs_variance": _spearman(b - b0, variance["biases"][:, k]),
                               "bias_change_vs_initial_variance": _spearman(b - b0, variance["initial"][:, k]),
                               "initial_bias_vs_initial_variance": _spearman(b0, variance["initial"][:, k]),
                               "mean_abs_bias_change": float(np.mean(np.abs(b - b0)))}
     out["correlations"] = correlations
-    first = names[0]
-    first_x = inputs[tasks[first][0]][datasets[tasks[first][0]].test]
-    out["first_task_unchanged"] = all(np.array_equal(logits, learners[mode].decision_function(first_x, task=first))
-                                      for mode, logits in first_logits.items())
+    out["first_task_unchanged"] = all(parts[mode]["first_task_unchanged"] for mode in ("biases", "masks"))
     return out
+
+
+def run_job(job: tuple) -> tuple:
+    """One job of the demo, in a worker process, on one engine thread and one BLAS thread: a minibatch of 96 rows
+    is one chunk of the engine's work, so more threads only wait on each other (on a busy machine, many times
+    longer than the work); the demo runs jobs side by side instead."""
+    from threadpoolctl import threadpool_limits
+
+    kind, args = job[0], job[1:]
+    cpu = time.process_time()
+    key: tuple
+    with threadpool_limits(1, user_api="blas"):
+        if kind == "sweep":
+            data, width, mode, s, seed = args
+            key, value = ("sweep", data.name, width, mode), sweep_job(data, width, mode, s, seed)
+        elif kind == "ntk":
+            data, width, seed = args
+            key, value = ("ntk", data.name, width), ntk_job(data, width, seed)
+        else:
+            datasets, mode, s, seed = args
+            key, value = ("multitask", mode), multitask_job(datasets, mode, s, seed)
+    value["cpu_seconds"] = time.process_time() - cpu
+    return key, value
 
 
 # --------------------------------------------------------------------------- the report
@@ -276,16 +340,38 @@ def run_demo(*, datasets=("digits", "mnist1d"), preset: Optional[dict] = None, s
                                             **{k: v for k, v in preset.items()}},
                                "datasets": {}}
     loaded = {name: load_dataset(name, preset["samples"].get(name), seed) for name in datasets}
+    # The longest jobs first: the two multitask fits, then the widest networks.
+    jobs: List[tuple] = [("multitask", loaded, mode, preset, seed) for mode in ("biases", "masks")]
+    for width in sorted(preset["widths"], reverse=True):
+        for data in loaded.values():
+            jobs += [("sweep", data, width, mode, preset, seed) for mode in MODES]
+            if width <= preset["ntk_max_width"]:
+                jobs.append(("ntk", data, width, seed))
+    done: Dict[tuple, Any] = {}
+    # Spawned workers: a forked child would inherit the parent's OpenMP and BLAS thread pools in an unusable state.
+    with concurrent.futures.ProcessPoolExecutor(threads, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for key, value in pool.map(run_job, jobs):
+            done[key] = value
+            if progress:
+                label = " ".join(str(k) for k in key)
+                print(f"  {label}: {value['seconds']:.1f} s", flush=True)
+    profile: Dict[str, Dict[str, float]] = {}
     for name, data in loaded.items():
-        part = time.perf_counter()
         results["datasets"][name] = {"n_train": len(data.train), "n_test": len(data.test),
-                                     "n_features": data.x.shape[1],
-                                     "widths": width_study(data, preset, seed, threads, progress),
-                                     "seconds": time.perf_counter() - part}
-    part = time.perf_counter()
-    results["multitask"] = multitask_study(loaded, preset, seed, threads, progress)
-    results["multitask"]["seconds"] = time.perf_counter() - part
+                                     "n_features": data.x.shape[1], "widths": width_rows(data, preset, done)}
+        profile[f"(a) {name}"] = {key: sum(v[key] for k, v in done.items() if k[0] in ("sweep", "ntk")
+                                           and k[1] == name) for key in ("seconds", "cpu_seconds")}
+    part, cpu = time.perf_counter(), time.process_time()
+    parts = {mode: done[("multitask", mode)] for mode in ("biases", "masks")}
+    results["multitask"] = multitask_summary(loaded, parts, preset, seed)
+    for mode, p in parts.items():
+        profile[f"(b) {mode} fits"] = {key: p[key] for key in ("seconds", "cpu_seconds")}
+    profile["(b) clusters and correlations"] = {"seconds": time.perf_counter() - part,
+                                                "cpu_seconds": time.process_time() - cpu}
+    results["multitask"]["seconds"] = sum(profile[k]["seconds"] for k in profile if k.startswith("(b)"))
+    results["profile"] = profile
     results["seconds"] = time.perf_counter() - start
+    results["cpu_seconds"] = sum(p["cpu_seconds"] for p in profile.values())
     return results
 
 
@@ -353,7 +439,7 @@ def markdown(results: dict, plot_file: str) -> str:
     for name, entry in results["datasets"].items():
         lines.append(f"- {name}: {entry['n_features']} features, {entry['n_train']} training points "
                      f"({1 - s['validation']:.0%} fitted, {s['validation']:.0%} validation) and {entry['n_test']} test "
-                     f"points; (a) {entry['seconds']:.0f} s")
+                     f"points")
     lines += ["", f"(a) {s['epochs']} epochs. Trained parameters of width n: biases n + 10, masks n (one score per "
               "unit), readout 10 n + 10, both 11 n + 10; 'full, matched': a network of round(n / (d + 11)) units "
               "trained on every parameter, about as many as the biases. Each mode's learning rate is the best on "
@@ -373,8 +459,10 @@ def markdown(results: dict, plot_file: str) -> str:
               f"Each mode's first task's test logits are bitwise unchanged after the other tasks were trained: "
               f"{'yes' if results['multitask']['first_task_unchanged'] else 'NO'}.", "",
               *tables(results), f"![biases]({plot_file})", "",
-              f"{results['seconds']:.0f} s in all on {s['threads']} threads ((b): "
-              f"{results['multitask']['seconds']:.0f} s).", ""]
+              f"{results['seconds']:.0f} s in all, {s['threads']} jobs side by side on one engine thread each, "
+              f"{results['cpu_seconds']:.0f} s of processor time; per part, the processor time (and the wall time) "
+              "of its jobs: " + ", ".join(f"{part} {p['cpu_seconds']:.0f} s ({p['seconds']:.0f} s)"
+                                          for part, p in results["profile"].items()) + ".", ""]
     return "\n".join(lines)
 
 
@@ -429,7 +517,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="nnpk demo biases", description=__doc__.split("\n\n")[0])
     add_datasets_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="split, network and minibatch order")
-    parser.add_argument("--threads", type=int, default=None, help="default: all physical cores")
+    parser.add_argument("--threads", type=int, default=None, help="default: all physical cores; the demo runs this "
+                        "many trainings side by side, each on one engine thread")
     parser.add_argument("--out", default=os.path.join("nnpk-report", "biases"), help="report folder")
     parser.add_argument("--quick", action="store_true", help="seconds, not minutes: narrow networks, few points "
                         "and epochs")

@@ -48,9 +48,9 @@ class BiasLearner(NetworkLearner):
         Adam (beta1 0.9, beta2 0.999, eps 1e-8) or plain gradient descent.
     lr : float, "ntk" or None
         Learning rate (step size). None: the default of the optimizer and trained
-        parameters (``nnpk.learn.DEFAULT_LEARNING_RATES``: Adam 1e-1 for "biases", 1e-2
-        with the readout; SGD "ntk", a
-        fraction of the stability bound from the tangent kernel, as ``nnpk.NetworkLearner``).
+        parameters (``nnpk.learn.DEFAULT_LEARNING_RATES``: Adam 1e-1 for "biases" and
+        "masks", 1e-2 with the readout; SGD "ntk", a fraction of the stability bound from
+        the tangent kernel, as ``nnpk.NetworkLearner``, and 100 for "masks").
     epochs : int
         Passes over the training set.
     batch_size : int or None

@@ -253,10 +253,12 @@ class NetworkLearner(BaseEstimator):
         Learning rate (step size), > 0: the peak of the schedule. "ntk" (SGD only): a
         fraction 1/2 of SGD's stability bound ``2 (1 + momentum) / lambda`` at the sampled
         network, lambda the largest curvature of a minibatch's loss from the empirical NTK
-        of the trained parameters (``nnpk.learn.ntk_learning_rate``), computed once per task.
+        of the trained parameters and the loss's Hessian in the logits there
+        (``nnpk.learn.ntk_learning_rate``), computed once per task.
         None: the default of the optimizer and trained parameters
         (``nnpk.learn.DEFAULT_LEARNING_RATES``): Adam 1e-3 when weights of hidden layers
-        train, 1e-1 for "biases", 1e-2 for "readout" and "biases+readout"; SGD "ntk". The
+        train, 1e-1 for "biases" and "masks", 1e-2 for "readout" and "biases+readout"; SGD
+        "ntk" (masks: 100). The
         value used is ``lr_`` (and each task's ``lr``). A loss that stops being finite raises
         ``nnpk.learn.DivergenceError``, the task kept as after its last finite epoch.
     lr_schedule : "constant", "linear" or "cosine"
