@@ -44,6 +44,46 @@ def test_eigenvectors_equal_numpy_eigh_of_the_empirical_ntk(method):
     assert np.all(residuals <= 1e-8 * values[0])
 
 
+@pytest.mark.parametrize("float32_products", [True, False])
+def test_krylov_solver_with_locking_equals_numpy_eigh(float32_products):
+    x = np.random.default_rng(4).standard_normal((300, 5))
+    theta, values, vectors = reference_eigenpairs(x, SMALL, 24, seed=1)
+    got_values, got_vectors, residuals = nnpk.tasks.ntk_eigenvectors(
+        x, SMALL, 24, seed=1, method="krylov", tol=1e-10, block_size=30, depth=3, float32_products=float32_products,
+        return_residuals=True)
+    np.testing.assert_allclose(got_values, values, rtol=1e-9)
+    assert_same_vectors(got_vectors, vectors, 1e-6)
+    np.testing.assert_allclose(residuals, np.linalg.norm(theta @ got_vectors - got_vectors * got_values, axis=0),
+                               atol=1e-9 * values[0])
+    assert np.all(residuals <= 1e-10 * got_values + 64 * np.finfo(float).eps * np.sqrt(300) * values[0])
+
+
+def test_block_krylov_eigensolver_on_a_known_spectrum():
+    """A matrix with eigenvalues i^-2 (spread as a kernel's) and random eigenvectors: the solver's float32 restarts,
+    then float64 restarts with locking, give the eigenpairs to the tolerance, the residuals recomputed."""
+    from nnpk.tasks._eigensolver import top_eigenpairs
+
+    n, k = 600, 60
+    rng = np.random.default_rng(5)
+    basis, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    spectrum = np.arange(1, n + 1, dtype=float) ** -2.0
+    matrix = (basis * spectrum) @ basis.T
+    matrix32 = matrix.astype(np.float32)
+    lines = []
+    result = top_eigenpairs(lambda v: matrix @ v, n, k, tol=1e-9, max_restarts=40, block_size=72, depth=3, seed=0,
+                            what="the test matrix", log=lines.append,
+                            fast_matmul=lambda v: (matrix32 @ v.astype(np.float32)).astype(np.float64))
+    assert result.converged
+    assert "fast products" in lines[0] and "exact products" in lines[-1]
+    assert any(" 0 locked" not in line for line in lines)
+    np.testing.assert_allclose(result.values, spectrum[:k], rtol=1e-8)
+    assert_same_vectors(result.vectors, basis[:, :k], 1e-6)
+    np.testing.assert_allclose(result.residuals, np.linalg.norm(matrix @ result.vectors - result.vectors
+                                                                * result.values, axis=0), atol=1e-13)
+    assert np.all(result.residuals <= 1e-9 * result.values + 64 * np.finfo(float).eps * np.sqrt(n))
+    np.testing.assert_allclose(result.vectors.T @ result.vectors, np.eye(k), atol=1e-12)
+
+
 def test_eigenvectors_of_given_params_and_of_a_conv_net():
     arch = nnpk.Network([nnpk.Conv(4, 3, b_std=0.1), "relu", nnpk.AvgPool(2), nnpk.Flatten(), nnpk.Dense(1)])
     x = np.random.default_rng(1).standard_normal((60, 8, 2))
@@ -240,6 +280,7 @@ def test_study_networks_draw_the_same_weights_wherever_built():
     (lambda: nnpk.tasks.ntk_eigenvectors(X, SMALL, 2, tol=0), ValueError, "tol"),
     (lambda: nnpk.tasks.ntk_eigenvectors(X, SMALL, 2, depth=1), ValueError, "depth"),
     (lambda: nnpk.tasks.ntk_eigenvectors(X, SMALL, 4, block_size=3), ValueError, "block_size"),
+    (lambda: nnpk.tasks.ntk_eigenvectors(X, SMALL, 4, float32_products=1), TypeError, "float32_products"),
     (lambda: nnpk.tasks.ntk_eigenvectors(X, SMALL, 2, seed=-1), ValueError, "seed"),
     (lambda: nnpk.tasks.ntk_eigenvectors(X, SMALL, 2, index=-1), ValueError, "index"),
     (lambda: nnpk.tasks.ntk_eigenvectors(X[:, :3], SMALL, 2, params=nnpk.sample_params(SMALL, 5, 0, 0)),
