@@ -104,8 +104,13 @@ def test_nnpk_info_prints_the_build(capsys):
     got = json.loads(capsys.readouterr().out)
     products = got.pop("products")
     assert got == json.loads(json.dumps(INFO))
+    # The packed products' kernel: this session's own AVX-512 tiles where the level has AVX-512, else Eigen's.
+    own = "AVX512F" in INFO["simd"] or "AVX-512" in INFO["simd"] or "AVX512" in INFO["simd"]
     assert products["engine"] == {"library": f"Eigen {INFO['eigen']}", "isa_level": INFO["isa_level"],
-                                  "simd": INFO["simd"]}
+                                  "simd": INFO["simd"], "float32": nnpk._core.product_kernel("float32"),
+                                  "float64": "Eigen's GEBP kernel on packed panels"}
+    assert products["engine"]["float32"].startswith("nnpk's AVX-512" if own else "Eigen's GEBP")
+    assert f"packed f32    {products['engine']['float32']}" in out
     assert products["numpy"] and all(lib["user_api"] == "blas" for lib in products["numpy"])
     assert set(products["environment"]) == {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}
 

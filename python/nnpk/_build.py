@@ -166,7 +166,9 @@ def build_info() -> dict:
 def product_kernels() -> dict:
     """The matrix-product kernels in this process: the engine's own and those of the BLAS numpy calls.
 
-    ``engine``: Eigen's kernels, compiled at the loaded instruction-set level (``isa_level``, ``simd``).
+    ``engine``: the engine's kernels, compiled at the loaded instruction-set level (``isa_level``, ``simd``):
+    ``float32`` and ``float64`` name what computes its products of packed factors (layer products, recurrent
+    steps) of each dtype; other products are Eigen's (``library``).
     ``numpy``: one entry per BLAS library numpy loaded, as threadpoolctl describes it (``internal_api``,
     ``version``, ``architecture``: the kernel OpenBLAS chose for this CPU, ``threading_layer``,
     ``num_threads``, ``filepath``), and ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` as this process's
@@ -175,6 +177,8 @@ def product_kernels() -> dict:
     import numpy
     from threadpoolctl import threadpool_info
 
+    from . import _core
+
     info = build_info()
     blas = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
     # numpy's own (a wheel's numpy.libs/ or inside numpy/), not scipy's beside it; all where none is numpy's.
@@ -182,7 +186,8 @@ def product_kernels() -> dict:
     own = [lib for lib in blas if os.path.abspath(lib.get("filepath", "")).startswith(
         (os.path.join(root, "numpy.libs"), os.path.join(root, "numpy") + os.sep))]
     return {
-        "engine": {"library": f"Eigen {info['eigen']}", "isa_level": info["isa_level"], "simd": info["simd"]},
+        "engine": {"library": f"Eigen {info['eigen']}", "isa_level": info["isa_level"], "simd": info["simd"],
+                   "float32": _core.product_kernel("float32"), "float64": _core.product_kernel("float64")},
         "numpy": own or blas,
         "environment": {name: os.environ.get(name) for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
     }

@@ -27,6 +27,7 @@ __all__: list[str] = [
     "analytic_network_kernels",
     "compiler",
     "eigen_version",
+    "product_kernel",
     "gaussian_stream",
     "has_openmp",
     "isa_level",
@@ -508,6 +509,11 @@ def compiler() -> str:
     """
 
 def eigen_version() -> str: ...
+def product_kernel(dtype: str = "float32") -> str: ...
+def _packed_product_float32(a: numpy.typing.NDArray[numpy.float32], b: numpy.typing.NDArray[numpy.float32], alpha: float, row_block: int,
+                            col_block: int, threads: int) -> numpy.typing.NDArray[numpy.float32]: ...
+def _packed_product_float64(a: numpy.typing.NDArray[numpy.float64], b: numpy.typing.NDArray[numpy.float64], alpha: float, row_block: int,
+                            col_block: int, threads: int) -> numpy.typing.NDArray[numpy.float64]: ...
 def gaussian_stream(
     seed: typing.SupportsInt | typing.SupportsIndex,
     network: typing.SupportsInt | typing.SupportsIndex,

@@ -83,7 +83,9 @@ def _info(args) -> int:
           f"eigen         {info['eigen']} ({info['simd']})\n"
           f"extension     {info['extension']}\n"
           f"products      {products['engine']['library']}'s kernels at {products['engine']['isa_level']} "
-          "(the engine's own)")
+          "(the engine's own)\n"
+          f"packed f32    {products['engine']['float32']}\n"
+          f"packed f64    {products['engine']['float64']}")
     overrides = ", ".join(f"{k}={v}" for k, v in products["environment"].items() if v is not None)
     for lib in products["numpy"] or [{}]:
         if not lib:

@@ -112,7 +112,7 @@ void recurrent_backward(const SeqNode& node, const LayerScales& input_scales, co
       continue;
     }
     packs.states.pack(dz, P * C, m, m, false, step_threads);
-    sequential_detail::for_column_blocks<T>(m, step_threads, [&](std::int64_t j0, std::int64_t nj) {
+    sequential_detail::for_column_ranges<T>(m, step_threads, [&](std::int64_t j0, std::int64_t nj, auto&&) {
       for (std::int64_t r = 0; r < P * C; ++r) {
         T* h = carry.data() + r * m + j0;
         if (node.leak == 1.0) {

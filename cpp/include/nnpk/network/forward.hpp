@@ -208,6 +208,28 @@ void for_column_blocks(std::int64_t width, int threads, Body&& body) {
   });
 }
 
+// range(j0, nj, blocks) once per thread over the thread's contiguous columns (the same fixed blocks of
+// packed_block_cols() as for_column_blocks, all of them on one call with threads 0), where
+// blocks(f) runs f(j0, nj) over those blocks: a packed product over the whole range (the left tile stays
+// in cache across the range's panels) and the blockwise work around it.
+template <class T, class Range>
+void for_column_ranges(std::int64_t width, int threads, Range&& range) {
+  if (threads <= 0) {
+    return range(std::int64_t(0), width, [&](auto&& f) { f(std::int64_t(0), width); });
+  }
+  constexpr std::int64_t cols = packed_block_cols<T>();
+  const std::int64_t blocks = (width + cols - 1) / cols;
+  const int n = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, blocks)));
+  parallel_ranges(n, n, [&](std::int64_t t) {
+    const std::int64_t b0 = t * blocks / n, b1 = (t + 1) * blocks / n;
+    if (b0 == b1) return;
+    const std::int64_t j0 = b0 * cols, j1 = std::min(width, b1 * cols);
+    range(j0, j1 - j0, [&](auto&& f) {
+      for (std::int64_t j = j0; j < j1; j += cols) f(j, std::min(cols, j1 - j));
+    });
+  });
+}
+
 template <class T>
 void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
                        const T* U, const T* bias, const T* W, const RowMatrix<T>& in, std::int64_t points,
@@ -245,32 +267,32 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
     // h_0 = 0 adds nothing through W.
     const bool recur = t > 1 || initial;
     if (recur && packed) packs.states.pack(previous.data(), P, m, m, false, step_threads);
-    for_column_blocks<T>(m, step_threads, [&](std::int64_t j0, std::int64_t nj) {
-      auto zb = z.middleCols(j0, nj);
-      zb.noalias() = u_forward * (step_inputs.middleRows((t - 1) * P, P) * Um.middleCols(j0, nj));
-      if (bias)
+    for_column_ranges<T>(m, step_threads, [&](std::int64_t jr, std::int64_t njr, auto&& blocks) {
+      blocks([&](std::int64_t j0, std::int64_t nj) {
+        z.middleCols(j0, nj).noalias() = u_forward * (step_inputs.middleRows((t - 1) * P, P) * Um.middleCols(j0, nj));
+        if (bias)
+          for (std::int64_t r = 0; r < P; ++r) {
+            T* zr = z.data() + r * m + j0;
+            for (std::int64_t j = 0; j < nj; ++j) zr[j] += b_scale * bias[j0 + j];
+          }
+      });
+      if (recur && packed) packed_product(packs.states, packs.weights, z.data(), m, w_forward, 0, P, jr, njr);
+      blocks([&](std::int64_t j0, std::int64_t nj) {
+        if (recur && !packed) z.middleCols(j0, nj).noalias() += w_forward * (previous * Wm.middleCols(j0, nj));
         for (std::int64_t r = 0; r < P; ++r) {
           T* zr = z.data() + r * m + j0;
-          for (std::int64_t j = 0; j < nj; ++j) zr[j] += b_scale * bias[j0 + j];
+          activate_entries(node.activation, zr, nj, zr, dr ? dr + r * m + j0 : nullptr);
+          if (node.leak != 1.0) {
+            const T* hp = previous.data() + r * m + j0;
+            for (std::int64_t j = 0; j < nj; ++j) zr[j] = keep * hp[j] + a * zr[j];
+          }
         }
-      if (recur && packed) {
-        packed_product(packs.states, packs.weights, z.data(), m, w_forward, 0, P, j0, nj);
-      } else if (recur) {
-        zb.noalias() += w_forward * (previous * Wm.middleCols(j0, nj));
-      }
-      for (std::int64_t r = 0; r < P; ++r) {
-        T* zr = z.data() + r * m + j0;
-        activate_entries(node.activation, zr, nj, zr, dr ? dr + r * m + j0 : nullptr);
-        if (node.leak != 1.0) {
-          const T* hp = previous.data() + r * m + j0;
-          for (std::int64_t j = 0; j < nj; ++j) zr[j] = keep * hp[j] + a * zr[j];
-        }
-      }
-      // The node's output: every h_t (rows (point, step)) or h_T, these columns.
-      if (node.return_sequences || t == steps)
-        for (std::int64_t p = 0; p < points; ++p)
-          std::copy(z.data() + p * m + j0, z.data() + p * m + j0 + nj,
-                    out.data() + (node.return_sequences ? p * steps + t - 1 : p) * m + j0);
+        // The node's output: every h_t (rows (point, step)) or h_T, these columns.
+        if (node.return_sequences || t == steps)
+          for (std::int64_t p = 0; p < points; ++p)
+            std::copy(z.data() + p * m + j0, z.data() + p * m + j0 + nj,
+                      out.data() + (node.return_sequences ? p * steps + t - 1 : p) * m + j0);
+      });
     });
   }
 }
