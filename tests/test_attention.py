@@ -9,7 +9,9 @@ import pytest
 
 import nnpk
 from nnpk import Dense, Flatten, GlobalAvgPool, Network, Residual, SelfAttention, _core
-from nnpk.architectures._params import check_network_params
+from nnpk.architectures._params import check_network_params, prepare_network_points
+from nnpk.kernels._plans import node_sums
+from nnpk.kernels._plans import tangent_sums as network_tangent_sums
 from reference import ntk_from_jacobians
 from reference_networks import apply
 
@@ -302,3 +304,25 @@ def test_refusals_name_the_reason():
         SelfAttention(1, 2, 2, W_out_std=-1.0)
     with pytest.raises(ValueError, match=r"SelfAttention.*no torch state_dict layout"):
         nnpk.params_from_state_dict(untied, {}, input_shape=(3, 2))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tangent_sums_are_bitwise_equal_across_threads_and_tiles(dtype):
+    net = Network([SelfAttention(2, 3, 2, width=4, b_std=0.1), "relu",
+                   SelfAttention(2, 2, 3, linear_scaling=False, attention_mechanism="abs"), Flatten(), Dense(3)])
+    compiled, x1, x2 = prepare_network_points(points(131, (3, 2), 14), points(101, (3, 2), 15), net, dtype)
+    n = len(compiled.params)
+    q = nnpk._core.ROW_QUANTUM
+    for xb in (None, x2):
+        runs = [network_tangent_sums(x1, xb, compiled, seed=2, start=0, stop=2, nngp=True, weights=[True] * n,
+                                     biases=[True] * n, per_layer=True, per_logit=False, n_threads=t,
+                                     tile_rows=tr, gram_tile=gt, panel_cols=pc)
+                for t, tr, gt, pc in [(1, q, q, 5), (2, 2 * q, 4 * q, 128), (2, 3 * q, 2 * q, 1000)]]
+        for other in runs[1:]:
+            for a, b in zip(runs[0], other):
+                assert np.array_equal(a, b)
+        nodes = list(compiled.layer_nodes)
+        sums = [node_sums(x1, xb, compiled, nodes, seed=2, start=0, stop=2, n_threads=t, tile_rows=r, gram_tile=g,
+                          panel_cols=p) for t, r, g, p in [(1, q, 16, 3), (2, 3 * q, 256, 128)]]
+        for a, b in zip(*sums):
+            assert np.array_equal(a, b)
