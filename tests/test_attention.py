@@ -326,3 +326,32 @@ def test_tangent_sums_are_bitwise_equal_across_threads_and_tiles(dtype):
                           panel_cols=p) for t, r, g, p in [(1, q, 16, 3), (2, 3 * q, 256, 128)]]
         for a, b in zip(*sums):
             assert np.array_equal(a, b)
+
+
+def test_sklearn_estimator_takes_attention():
+    from nnpk.sklearn import NNPKRegressor
+
+    x = points(20, (3, 2), 16).reshape(20, -1)
+    y = x.sum(axis=1)
+    arch = limit_network()
+    model = NNPKRegressor(arch=arch, input_shape=(3, 2), method="analytic", ridge=1e-3).fit(x[:15], y[:15])
+    k_train = nnpk.analytic(x[:15].reshape(15, 3, 2), arch=arch)
+    k_test = nnpk.analytic(x[15:].reshape(5, 3, 2), x[:15].reshape(15, 3, 2), arch=arch)
+    np.testing.assert_allclose(model.predict(x[15:]), nnpk.kernel_ridge(k_train, y[:15], k_test, 1e-3), rtol=1e-8)
+
+
+def test_layer_kernels_of_every_layer():
+    """layers="all": the attention layer's kernel is its features' kernel averaged over positions, the mean of
+    the position covariances (here the first layer's ov2 G Sigma G'^T + b2 of the numpy limit)."""
+    x = points(3, (4, 3), 17)
+    c = 3
+    flat = x.reshape(3, -1, c)
+    sigma = [[a @ b.T / c for b in flat] for a in flat]
+    G = [_softmax_rows(1.08 * sigma[i][i]) for i in range(3)]
+    first = np.array([[np.mean((1.1 * 0.8) ** 2 * G[i] @ sigma[i][j] @ G[j].T + 0.09) for j in range(3)]
+                      for i in range(3)])
+    kernels = nnpk.analytic(x, arch=limit_network(), layers="all")
+    np.testing.assert_allclose(kernels[0], first, rtol=1e-12)
+    np.testing.assert_allclose(kernels[-1], nnpk.analytic(x, arch=limit_network()), rtol=1e-13)
+    estimates = nnpk.monte_carlo(x, arch=limit_network(2, 64, 32, 64), n_networks=4, layers="all")
+    assert len(estimates) == len(kernels) == 5
