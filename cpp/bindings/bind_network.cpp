@@ -270,7 +270,8 @@ void bind_network(py::module_& m) {
       .value("activation", NodeKind::activation)
       .value("residual", NodeKind::residual)
       .value("batch_norm", NodeKind::batch_norm)
-      .value("recurrent", NodeKind::recurrent);
+      .value("recurrent", NodeKind::recurrent)
+      .value("attention", NodeKind::attention);
 
   py::enum_<Init>(m, "Init")
       .value("gaussian", Init::gaussian)
@@ -286,6 +287,35 @@ void bind_network(py::module_& m) {
            py::arg("scale") = 1.0, py::arg("eps") = 1e-5, py::arg("momentum") = 0.1, py::arg("u_std") = 1.0,
            py::arg("leak") = 1.0, py::arg("return_sequences") = false, py::arg("init") = -1, py::arg("degree") = 1,
            py::arg("gamma") = 1.0, py::arg("coefficients") = std::vector<double>{}, py::arg("pool_sum") = false);
+
+  m.def(
+      "attention_node",
+      [](std::int64_t input, std::int64_t width, std::int64_t heads, std::int64_t key_width, std::int64_t value_width,
+         bool tied, int mechanism, double k_std, double q_std, double v_std, double w_std, std::optional<double> b_std,
+         int init) {
+        SeqNode node;
+        node.kind = NodeKind::attention;
+        node.input = input;
+        node.width = width;
+        node.heads = heads;
+        node.key_width = key_width;
+        node.value_width = value_width;
+        node.tied = tied;
+        node.mechanism = mechanism;
+        node.k_std = k_std;
+        node.q_std = q_std;
+        node.v_std = v_std;
+        node.w_std = w_std;
+        node.has_bias = b_std.has_value();
+        node.b_std = b_std.value_or(0.0);
+        node.init = init;
+        return node;
+      },
+      py::arg("input"), py::arg("width"), py::arg("heads"), py::arg("key_width"), py::arg("value_width"),
+      py::arg("tied"), py::arg("mechanism"), py::arg("k_std"), py::arg("q_std"), py::arg("v_std"), py::arg("w_std"),
+      py::arg("b_std") = py::none(), py::arg("init") = -1,
+      "A self-attention node (nnpk.SelfAttention): parameters K, Q (untied only), V, O with O's bias; mechanism\n"
+      "0 softmax, 1 identity, 2 abs, 3 relu");
 
   py::class_<SequentialSpec>(m, "SequentialSpec", "A sequential network as the engine sees it (built by nnpk.Network)")
       .def(py::init(&make_spec), py::arg("input_shape"), py::arg("nodes"), py::arg("parameterization"),

@@ -183,10 +183,13 @@ class NodeKind:
       batch_norm
 
       recurrent
+
+      attention
     """
 
     __members__: typing.ClassVar[dict[str, NodeKind]]
     activation: typing.ClassVar[NodeKind]
+    attention: typing.ClassVar[NodeKind]
     avg_pool: typing.ClassVar[NodeKind]
     batch_norm: typing.ClassVar[NodeKind]
     recurrent: typing.ClassVar[NodeKind]
@@ -573,6 +576,26 @@ def sequential_conditional_sums(
     the output adds up to networks_per_pass networks (their features held at once); the sums do not
     depend on it. controls: per pair None, or the unit_second_moment flag of the first hidden layer's
     activation, which the pair's dense node reads: its sums then take the control variate
+    """
+
+def attention_node(
+    input: typing.SupportsInt | typing.SupportsIndex,
+    width: typing.SupportsInt | typing.SupportsIndex,
+    heads: typing.SupportsInt | typing.SupportsIndex,
+    key_width: typing.SupportsInt | typing.SupportsIndex,
+    value_width: typing.SupportsInt | typing.SupportsIndex,
+    tied: bool,
+    mechanism: typing.SupportsInt | typing.SupportsIndex,
+    k_std: typing.SupportsFloat | typing.SupportsIndex,
+    q_std: typing.SupportsFloat | typing.SupportsIndex,
+    v_std: typing.SupportsFloat | typing.SupportsIndex,
+    w_std: typing.SupportsFloat | typing.SupportsIndex,
+    b_std: typing.SupportsFloat | typing.SupportsIndex | None = None,
+    init: typing.SupportsInt | typing.SupportsIndex = -1,
+) -> SeqNode:
+    """
+    A self-attention node (nnpk.SelfAttention): parameters K, Q (untied only), V, O with O's bias; mechanism
+    0 softmax, 1 identity, 2 abs, 3 relu
     """
 
 def sequential_draw(

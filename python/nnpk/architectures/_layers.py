@@ -1,5 +1,5 @@
 """The layers of a network: dense and convolutional layers, pooling, flattening, activations, residual blocks,
-batch normalisation, recurrent layers.
+batch normalisation, recurrent layers, self-attention.
 
 Each layer checks its own settings when it is made; the rules that depend on the points' shape are
 checked when a ``Network`` is compiled for them (``_network.py``).
@@ -18,7 +18,9 @@ from .. import _core
 from ._activations import activation_normalization, check_activation, check_activation_parameters
 
 __all__ = ["Activation", "AvgPool", "BatchNorm", "Conv", "Dense", "Flatten", "GlobalAvgPool", "GlobalSumPool",
-           "LAYER_TYPES", "Layer", "MaxPool", "Recurrent", "Residual", "SumPool"]
+           "LAYER_TYPES", "Layer", "MaxPool", "Recurrent", "Residual", "SelfAttention", "SumPool"]
+
+ATTENTION_MECHANISMS = ("softmax", "identity", "abs", "relu")
 
 INITS = ("gaussian", "uniform", "truncated_normal", "orthogonal")
 
@@ -392,6 +394,93 @@ class Recurrent:
         return f"Recurrent {self.width} {self.phi.name}{leak}{seq}"
 
 
+@dataclass(frozen=True)
+class SelfAttention:
+    """Global self-attention over the positions of ``(length, channels)`` or ``(height, width, channels)``
+    points (a 2-D point's positions taken together, row by row): every position attends to every other.
+
+    With a point's positions as the rows of X (P x c) and heads h = 1..H, under the "ntk"
+    parameterization (stored weights unit-variance draws)::
+
+        K_h = (W_key_std / sqrt(c)) X Wk_h,   Q_h = (W_query_std / sqrt(c)) X Wq_h,
+        V_h = (W_value_std / sqrt(c)) X Wv_h,
+        A_h = m(Q_h K_h^T / key_width)         (linear_scaling=True: Wq = Wk, tied)
+        A_h = m(Q_h K_h^T / sqrt(key_width))   (linear_scaling=False: Wq, Wk independent)
+        out = (W_out_std / sqrt(heads value_width)) [A_1 V_1, ..., A_H V_H] Wo + b_std b
+
+    where m is the softmax over each row (the key positions) or, elementwise, the identity, abs or
+    relu. The output keeps the positions, with ``width`` channels (None: the input's). Under the
+    "standard" parameterization the same scales are in the stored weights. This is neural-tangents'
+    ``GlobalSelfAttention`` with ``n_chan_out = width``, ``n_chan_key = key_width``,
+    ``n_chan_val = value_width``, ``n_heads = heads`` and no positional embeddings.
+
+    Its parameters (``nnpk.sample_params``) are, in order, ``Wk`` (c, heads key_width) (tied: the one
+    matrix of keys and queries, with std ``sqrt(W_key_std W_query_std)``), ``Wq`` (untied only), ``Wv``
+    (c, heads value_width), all without bias, and ``(Wo, b)`` (heads value_width, width), head h's
+    columns being block h of each.
+
+    Parameters
+    ----------
+    heads, key_width, value_width : int
+        Heads H and the widths of each head's keys (and queries) and values.
+    width : int or None
+        Output channels; None: the input's channel count (the shape is kept, for a residual block).
+    linear_scaling : bool
+        True: tied key and query weights, logits divided by key_width (their infinite-width limit is
+        deterministic: nnpk.analytic has its kernels); False: independent key and query weights,
+        logits divided by sqrt(key_width), the usual attention.
+    W_key_std, W_query_std, W_value_std, W_out_std : float
+        Scales (>= 0) of the four weight matrices.
+    b_std : float or None
+        Scale of the output bias; None: no bias parameter.
+    attention_mechanism : "softmax", "identity", "abs" or "relu"
+        m above.
+    init : None or one of ``nnpk.INITS``
+        How the weights are drawn; None: the network's ``init``.
+    """
+
+    heads: int
+    key_width: int
+    value_width: int
+    width: Optional[int] = None
+    linear_scaling: bool = True
+    W_key_std: float = 1.0
+    W_query_std: float = 1.0
+    W_value_std: float = 1.0
+    W_out_std: float = 1.0
+    b_std: Optional[float] = None
+    attention_mechanism: str = "softmax"
+    init: Optional[str] = None
+
+    def __post_init__(self):
+        for name in ("heads", "key_width", "value_width"):
+            object.__setattr__(self, name, _positive_int(getattr(self, name), name))
+        if self.width is not None:
+            object.__setattr__(self, "width", _positive_int(self.width, "width"))
+        if not isinstance(self.linear_scaling, (bool, np.bool_)):
+            raise TypeError(f"linear_scaling must be True or False, got {self.linear_scaling!r}")
+        object.__setattr__(self, "linear_scaling", bool(self.linear_scaling))
+        for name in ("W_key_std", "W_query_std", "W_value_std", "W_out_std"):
+            object.__setattr__(self, name, _std(getattr(self, name), name, False))
+        object.__setattr__(self, "b_std", _std(self.b_std, "b_std", True))
+        mech = self.attention_mechanism
+        if not isinstance(mech, str) or mech.lower() not in ATTENTION_MECHANISMS:
+            raise ValueError(f"attention_mechanism must be one of {', '.join(ATTENTION_MECHANISMS)}, got {mech!r}")
+        object.__setattr__(self, "attention_mechanism", mech.lower())
+        if self.init is not None and self.init not in INITS:
+            raise ValueError(f"init must be None or one of {', '.join(INITS)}, got {self.init!r}")
+
+    @property
+    def roles(self) -> Tuple[str, ...]:
+        """Its parameter entries in order: "key" (tied: keys and queries), "query" (untied only), "value", "out"."""
+        return ("key", "value", "out") if self.linear_scaling else ("key", "query", "value", "out")
+
+    def describe(self) -> str:
+        scaling = "linear scaling" if self.linear_scaling else "sqrt scaling"
+        return (f"SelfAttention {self.heads} heads, key_width {self.key_width}, value_width {self.value_width}, "
+                f"{self.attention_mechanism}, {scaling}")
+
+
 def _layers(layers, name: str) -> tuple:
     if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)):
         raise TypeError(f"{name} must be a sequence of layers, got {layers!r}")
@@ -403,8 +492,8 @@ def _layers(layers, name: str) -> tuple:
             layer = Activation(layer)
         if not isinstance(layer, LAYER_TYPES):
             raise TypeError(f"{name}[{i}] must be a layer (Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, "
-                            f"GlobalSumPool, Flatten, Activation, Residual, BatchNorm, Recurrent) or an activation "
-                            f"name, got {layer!r}")
+                            f"GlobalSumPool, Flatten, Activation, Residual, BatchNorm, Recurrent, SelfAttention) or an "
+                            f"activation name, got {layer!r}")
         out.append(layer)
     return tuple(out)
 
@@ -429,6 +518,6 @@ class Residual:
 
 
 LAYER_TYPES = (Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten, Activation, Residual,
-               BatchNorm, Recurrent)
+               BatchNorm, Recurrent, SelfAttention)
 Layer = Union[Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten, Activation, Residual,
-              BatchNorm, Recurrent]
+              BatchNorm, Recurrent, SelfAttention]

@@ -28,6 +28,7 @@ from ._layers import (
     MaxPool,
     Recurrent,
     Residual,
+    SelfAttention,
     SumPool,
     _layers,
     _Pool,
@@ -46,24 +47,31 @@ class ParamLayer:
     point go in, `positions` output positions (1 for Dense) come out."""
 
     label: str
-    layer: Union[Dense, Conv, Recurrent]
+    layer: Union[Dense, Conv, Recurrent, SelfAttention]
     weight_shape: Tuple[int, ...]
     fan_in: int
     fan_out: int
     input_size: int
     positions: int
     recurrent_weights: bool = False  # a Recurrent layer's W entry (its bias goes with U)
+    role: str = ""  # a SelfAttention layer's entry: "key", "query", "value" or "out" (SelfAttention.roles)
 
     @property
     def has_bias(self) -> bool:
-        return self.layer.b_std is not None and not self.recurrent_weights
+        return self.layer.b_std is not None and not self.recurrent_weights and self.role in ("", "out")
 
     @property
     def w_std(self) -> float:
-        """The scale of these weights (a Recurrent layer's U entry: its U_std)."""
-        if isinstance(self.layer, Recurrent) and not self.recurrent_weights:
-            return self.layer.U_std
-        return self.layer.W_std
+        """The scale of these weights (a Recurrent layer's U entry: its U_std; a SelfAttention entry: its
+        matrix's std, sqrt(W_key_std W_query_std) for tied keys and queries)."""
+        layer = self.layer
+        if isinstance(layer, SelfAttention):
+            if self.role == "key":
+                return math.sqrt(layer.W_key_std * layer.W_query_std) if layer.linear_scaling else layer.W_key_std
+            return {"query": layer.W_query_std, "value": layer.W_value_std, "out": layer.W_out_std}[self.role]
+        if isinstance(layer, Recurrent) and not self.recurrent_weights:
+            return layer.U_std
+        return layer.W_std
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,8 @@ class _Builder:
         pad2 = lambda t: (t[0], t[1] if len(t) == 2 else 1)
         if isinstance(layer, Recurrent):
             return self.recurrent(layer, shape, node, label)
+        if isinstance(layer, SelfAttention):
+            return self.attention(layer, shape, node, label)
         if isinstance(layer, Dense) and node in self.sequences:
             # The same dense map at every step: a convolution of kernel size 1 to the engine.
             node = self.add(kind=_core.NodeKind.conv, input=node, width=layer.width, w_std=layer.W_std,
@@ -225,6 +235,29 @@ class _Builder:
         return (m,), node
 
 
+    def attention(self, layer: SelfAttention, shape: Shape, node: int, label: str):
+        if len(shape) == 1:
+            raise self.error(label, layer, f"needs (length, channels) or (height, width, channels) points, got "
+                             f"{_describe_shape(shape)}: attention mixes positions")
+        c, positions = shape[-1], math.prod(shape[:-1])
+        width = c if layer.width is None else layer.width
+        init = -1 if layer.init is None else int(getattr(_core.Init, layer.init))
+        mechanism = ("softmax", "identity", "abs", "relu").index(layer.attention_mechanism)
+        self.nodes.append(_core.attention_node(
+            input=node, width=width, heads=layer.heads, key_width=layer.key_width, value_width=layer.value_width,
+            tied=layer.linear_scaling, mechanism=mechanism, k_std=layer.W_key_std, q_std=layer.W_query_std,
+            v_std=layer.W_value_std, w_std=layer.W_out_std, b_std=layer.b_std, init=init))
+        new = self.per_step(node, len(self.nodes) - 1)
+        hk, hv = layer.heads * layer.key_width, layer.heads * layer.value_width
+        names = {"key": "(K=Q)" if layer.linear_scaling else "(K)", "query": "(Q)", "value": "(V)", "out": "(O, b)"}
+        for role in layer.roles:
+            fan_in, fan_out = (hv, width) if role == "out" else (c, hv if role == "value" else hk)
+            self.params.append(ParamLayer(f"{label} {names[role]}", layer, (fan_in, fan_out), fan_in, fan_out,
+                                          positions * fan_in, positions, role=role))
+            self.entries.append(self.params[-1])
+        return shape[:-1] + (width,), new
+
+
 def _activation_node(layer: Activation) -> dict:
     """The engine node's settings of an activation."""
     return layer.engine_settings
@@ -253,7 +286,7 @@ def check_differentiable(network: "Network", what: str) -> None:
                              f"erf")
 
 
-def _param_layers(layers, types=(Dense, Conv, Recurrent)) -> list:
+def _param_layers(layers, types=(Dense, Conv, Recurrent, SelfAttention)) -> list:
     out = []
     for layer in layers:
         if isinstance(layer, types):
@@ -261,6 +294,17 @@ def _param_layers(layers, types=(Dense, Conv, Recurrent)) -> list:
         elif isinstance(layer, Residual):
             out += _param_layers(layer.block, types)
     return out
+
+
+def _biases(layer) -> Tuple[bool, ...]:
+    """Whether each of a parametrised layer's entries in sample_params has a bias (a Recurrent layer has two
+    entries, a SelfAttention layer one per matrix, the output's last)."""
+    has = layer.b_std is not None
+    if isinstance(layer, Recurrent):
+        return (has, False)
+    if isinstance(layer, SelfAttention):
+        return (False,) * (len(layer.roles) - 1) + (has,)
+    return (has,)
 
 
 @dataclass(frozen=True)
@@ -271,7 +315,8 @@ class Network:
     ----------
     layers : sequence
         ``Dense``, ``Conv``, ``AvgPool``, ``SumPool``, ``MaxPool``, ``GlobalAvgPool``, ``GlobalSumPool``, ``Flatten``,
-        ``Activation`` (or an activation name), ``Residual``, ``BatchNorm`` and ``Recurrent`` layers.
+        ``Activation`` (or an activation name), ``Residual``, ``BatchNorm``, ``Recurrent`` and ``SelfAttention``
+        layers.
         The last layer's output, the logits, must be flat, or a sequence of steps (a ``Recurrent``
         layer returning sequences and layers acting on every step): its ``steps x C`` values are
         then the logits, in step order.
@@ -302,9 +347,9 @@ class Network:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
 
     @property
-    def param_layers(self) -> Tuple[Union[Dense, Conv, Recurrent], ...]:
-        """The Dense, Conv and Recurrent layers in order, residual blocks expanded (a Recurrent layer
-        has two entries in ``sample_params``)."""
+    def param_layers(self) -> Tuple[Union[Dense, Conv, Recurrent, SelfAttention], ...]:
+        """The Dense, Conv, Recurrent and SelfAttention layers in order, residual blocks expanded (a Recurrent
+        layer has two entries in ``sample_params``, a SelfAttention layer one per weight matrix)."""
         return tuple(_param_layers(self.layers))
 
     @property
@@ -315,9 +360,7 @@ class Network:
     @property
     def has_bias(self) -> Tuple[bool, ...]:
         """Whether each of ``param_layers`` has a bias parameter."""
-        return tuple(has for layer in self.param_layers
-                     for has in ((layer.b_std is not None, False) if isinstance(layer, Recurrent)
-                                 else (layer.b_std is not None,)))
+        return tuple(has for layer in self.param_layers for has in _biases(layer))
 
     @property
     def returns_sequences(self) -> bool:

@@ -99,6 +99,11 @@ def params_from_state_dict(network, state_dict, *, layout: str = "torch", input_
         raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
     shape = (input_shape,) if isinstance(input_shape, (int, np.integer)) else tuple(input_shape)
     compiled = network.compile(shape)
+    for p in compiled.entries:
+        if isinstance(p, ParamLayer) and p.role:
+            raise ValueError(f"layer {p.label} ({p.layer.describe()}): a SelfAttention layer's parameters have no "
+                             f"{layout} state_dict layout to convert from; pass them to the learner or the kernels as "
+                             "(W, b) pairs in nnpk.sample_params' order")
     groups = _groups(state_dict, layout)
     permutations = _flatten_permutations(network, compiled.input_shape) if layout == "torch" else {}
     params: list = []
@@ -278,7 +283,7 @@ def _convert(k: int, p: ParamLayer, group, layout: str, parameterization: str,
         if permutation is not None:
             W = W[permutation]
     if parameterization == "ntk":
-        W = _unscaled(W, p.layer.W_std / math.sqrt(p.fan_in), name, where, "W_std")
+        W = _unscaled(W, p.w_std / math.sqrt(p.fan_in), name, where, "W_std")
     if p.layer.b_std is None:
         return np.ascontiguousarray(W), None
     name_b, value_b = entries[bias_name]

@@ -22,6 +22,7 @@ from ..architectures import (
     Network,
     Recurrent,
     Residual,
+    SelfAttention,
     SumPool,
     check_arch,
     check_differentiable,
@@ -100,6 +101,8 @@ class _NetworkRecursion:
     def layer(self, layer, shape, node: int, law: str, label: str):
         if isinstance(layer, Recurrent):
             return self.recurrent(layer, shape, node, label)
+        if isinstance(layer, SelfAttention):
+            return self.attention(layer, shape, node, law, label)
         if isinstance(layer, Dense):
             return (layer.width,), self.add(kind=_core.AnalyticNodeKind.dense, input=node, fan_in=math.prod(shape),
                                             w_std=layer.W_std, b_std=layer.b_std), "gaussian"
@@ -120,7 +123,7 @@ class _NetworkRecursion:
             return (math.prod(shape),), self.add(kind=_core.AnalyticNodeKind.identity, input=node), law
         if isinstance(layer, Residual):
             last = layer.block[-1]
-            if not isinstance(last, (Dense, Conv)):
+            if not isinstance(last, (Dense, Conv, SelfAttention)):
                 raise self.refuse(label, layer, f"has a block ending with {last.describe()}, not with a Dense or "
                                   "Conv layer: its output is then correlated with the skip path (E[x . f(x')] != 0), "
                                   "and the kernel is not the sum of the two paths' kernels")
@@ -135,6 +138,16 @@ class _NetworkRecursion:
         return shape, self.add(kind=_core.AnalyticNodeKind.activation, input=node, **layer.engine_settings,
                                unit_second_moment=layer.unit_second_moment), "other"
 
+
+    def attention(self, layer: SelfAttention, shape, node: int, law: str, label: str):
+        if not layer.linear_scaling and layer.attention_mechanism != "identity":
+            raise self.refuse(label, layer, "has linear_scaling=False: its logits Q K^T / sqrt(key_width) stay "
+                              "random (Gaussian) at infinite width, and the kernel through a "
+                              f"{layer.attention_mechanism} of them is an integral with no known closed form "
+                              "(neural-tangents refuses it too); linear_scaling=True has one, as does "
+                              "attention_mechanism='identity'")
+        # Its output is a zero-mean linear map (Wo) of the heads: jointly Gaussian at infinite width.
+        return shape, self.spatial_layer(node), "gaussian"
 
     def recurrent(self, layer: Recurrent, shape, node: int, label: str):
         # The compiled network has checked that the points are (steps, features) sequences.
@@ -204,6 +217,14 @@ def analytic_kernels(x1, x2, network: Network, *, kernels: Sequence[str], layers
     output = 8 * a1.shape[0] * n2 * n_out
     what = f"the output ({n_out} x {a1.shape[0]} x {n2} float64)"
     nngp, ntk = "nngp" in kernels, "ntk" in kernels
+    if ntk and network.parameterization == "standard":
+        for i, layer in enumerate(network.layers):
+            inner = layer.block if isinstance(layer, Residual) else (layer,)
+            if any(isinstance(a, SelfAttention) for a in inner):
+                raise ValueError(f"nnpk.analytic cannot compute this network's NTK: layer {i} ({layer.describe()}) "
+                                 "has self-attention, whose infinite-width NTK is defined (as in neural-tangents) "
+                                 "in the 'ntk' parameterization only; its NNGP is the same in both, and "
+                                 "nnpk.monte_carlo estimates the 'standard' NTK")
     if not recursion.spatial:
         # A recurrent layer's per-point step variances.
         variances = 8 * recursion.steps * (a1.shape[0] + (0 if a2 is None else a2.shape[0]))
@@ -264,7 +285,9 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         elementwise activations of Gaussian pre-activations (a Dense or Conv output, an average
         or sum pooling or a residual sum of them) and residual blocks ending with a Dense or Conv layer (NNGP
         ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
-        from ``(K_x, Theta_x)``), and a Recurrent layer as the first layer, returning its last
+        from ``(K_x, Theta_x)``; a block may also end with SelfAttention), SelfAttention with
+        ``linear_scaling=True`` or the identity mechanism (docs: "Self-attention at infinite width";
+        its NTK in the "ntk" parameterization), and a Recurrent layer as the first layer, returning its last
         state (any leak; docs: "Recurrent networks": T dual maps per pair of sequences of T
         steps at leak 1, T^2 below); anything else (MaxPool, an activation of non-Gaussian
         features, a residual block ending otherwise, a Recurrent layer after others or with

@@ -29,11 +29,12 @@ from ..architectures import (
     Conv,
     Dense,
     Recurrent,
+    SelfAttention,
     check_arch,
     check_differentiable,
     sample_params,
 )
-from ..architectures._network import NormLayer, _param_layers
+from ..architectures._network import NormLayer, _biases, _param_layers
 from ..architectures._params import check_network_params, check_points
 from ..diagnostics import kernel_target_alignment
 from ._divergence import Checkpoint, DivergenceError, all_finite
@@ -187,13 +188,11 @@ def _entries(arch) -> List[Tuple[str, bool]]:
     """("param" or "norm", whether it has a bias or beta) per entry of sample_params' layout (a Recurrent layer
     has two: (U, b) and (W, None))."""
     out: List[Tuple[str, bool]] = []
-    for layer in _param_layers(arch.layers, (Dense, Conv, BatchNorm, Recurrent)):
+    for layer in _param_layers(arch.layers, (Dense, Conv, BatchNorm, Recurrent, SelfAttention)):
         if isinstance(layer, BatchNorm):
             out.append(("norm", True))
-        elif isinstance(layer, Recurrent):
-            out += [("param", layer.b_std is not None), ("param", False)]
         else:
-            out.append(("param", layer.b_std is not None))
+            out += [("param", has) for has in _biases(layer)]
     return out
 
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "nnpk/kernels/analytic.hpp"
+#include "nnpk/kernels/analytic_attention.hpp"
 #include "nnpk/kernels/dual.hpp"
 #include "nnpk/kernels/gram.hpp"
 #include "nnpk/network/spec.hpp"
@@ -152,11 +153,16 @@ struct Node {
   std::int64_t slot = -1;  // state buffer
   bool variances = false;  // read by an activation: per-point variances kept
   std::int64_t diagonal_copy = -1;  // a full node read by a diagonal one: its diagonal's buffer
+  // attention (analytic_attention.hpp): mechanism, linear scaling (per-point weights G), qk, ov2
+  int mechanism = 0;
+  bool gates = false;
+  double qk = 1.0, ov2 = 1.0;
 
   std::int64_t positions() const { return height * width; }
   // Whether the node reads its input's P x P matrix (else the diagonal): pooling reads what its
   // input carries (the full matrix unless it has one position).
   bool reads_full(const Node& in) const {
+    if (kind == NodeKind::attention) return in.full;
     return kind == NodeKind::avg_pool || kind == NodeKind::global_avg_pool ? in.full : full && kind != NodeKind::dense;
   }
   // Doubles per lane of the node's state.
@@ -237,6 +243,19 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
         break;
       case NodeKind::max_pool:
         throw std::invalid_argument("max pooling has no analytic kernel");
+      case NodeKind::attention: {
+        if (!s.tied && s.mechanism != 1)
+          throw std::invalid_argument("attention with square-root scaling has an analytic kernel for the identity "
+                                      "mechanism only");
+        const DenseLayer& o = spec.params[static_cast<std::size_t>(s.param + s.n_layers() - 1)];
+        node.mechanism = s.mechanism;
+        node.gates = s.tied;
+        node.qk = s.k_std * s.q_std;
+        node.ov2 = (s.v_std * s.w_std) * (s.v_std * s.w_std);
+        node.b_std = o.b_std;
+        node.has_bias = o.has_bias;
+        break;
+      }
       default: break;
     }
   }
@@ -249,10 +268,13 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
   }
   for (std::int64_t k = n; k >= 0; --k) {
     Node& node = plan.nodes[static_cast<std::size_t>(k)];
-    if (node.kind == NodeKind::avg_pool || (want[static_cast<std::size_t>(k)] && node.spatial)) node.full = true;
+    if (node.kind == NodeKind::avg_pool || node.kind == NodeKind::attention ||
+        (want[static_cast<std::size_t>(k)] && node.spatial))
+      node.full = true;
     if (node.positions() == 1) node.full = false;
     if (k == 0) break;
-    const bool pools = node.kind == NodeKind::avg_pool || node.kind == NodeKind::global_avg_pool;
+    const bool pools = node.kind == NodeKind::avg_pool || node.kind == NodeKind::global_avg_pool ||
+                       node.kind == NodeKind::attention;
     const bool passes = node.full && node.kind != NodeKind::dense;
     for (std::int64_t r : {node.input, node.kind == NodeKind::residual ? node.skip : -1}) {
       if (r < 0) continue;
@@ -303,6 +325,7 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
       plan.temp_entries = std::max(plan.temp_entries, node.reads_full(in) ? p * p : p);
     }
     if (node.kind == NodeKind::activation) plan.row_entries = std::max(plan.row_entries, in.full ? in.positions() : 1);
+    if (node.kind == NodeKind::attention) plan.temp_entries = std::max(plan.temp_entries, 2 * node.entries());
   }
   return plan;
 }
@@ -314,6 +337,10 @@ struct Workspace {
   std::vector<std::vector<double>> sigma, theta;
   std::vector<double> diag_sigma, diag_theta, temp_sigma, temp_theta, dot;
   std::vector<std::vector<double>> lane_variances;
+  // Per attention node with weights: the lanes' G (entry (a, b) of lane l at [(a P + b) kLanes + l])
+  // and point i's (P x P).
+  std::vector<std::vector<double>> lane_gates;
+  std::vector<const double*> point_gates;
 
   Workspace(const Plan& plan, bool ntk) {
     for (std::int64_t e : plan.slot_entries) {
@@ -325,8 +352,11 @@ struct Workspace {
     temp_sigma.resize(static_cast<std::size_t>(plan.temp_entries * kLanes));
     temp_theta.resize(ntk ? temp_sigma.size() : 0);
     dot.resize(static_cast<std::size_t>(plan.row_entries * kLanes));
-    for (const Node& node : plan.nodes)
+    for (const Node& node : plan.nodes) {
       lane_variances.emplace_back(node.variances ? static_cast<std::size_t>(node.positions() * kLanes) : 0);
+      lane_gates.emplace_back(node.gates ? static_cast<std::size_t>(node.entries() * kLanes) : 0);
+    }
+    point_gates.assign(plan.nodes.size(), nullptr);
   }
 };
 
@@ -473,9 +503,44 @@ struct Engine {
           std::copy(src, src + size, kernel == 1 ? t_out : s_out);
         }
         break;
+      case NodeKind::attention: attention_step(ws, node, ntk); break;
       case NodeKind::max_pool: break;  // refused by make_plan
     }
     if (node.diagonal_copy >= 0) copy_diagonal(ws, node, ntk);
+  }
+
+  // analytic_attention.hpp's maps; the input is full (make_plan).
+  void attention_step(Workspace& ws, const Node& node, bool ntk) const {
+    namespace aa = attention_analytic;
+    const std::int64_t P = node.positions(), size = node.entries() * kLanes;
+    const double* s_in = state(ws, node.input, false, true);
+    const double* t_in = ntk ? state(ws, node.input, true, true) : nullptr;
+    double* s_out = own(ws, node, false);
+    double* t_out = ntk ? own(ws, node, true) : nullptr;
+    const double b2 = node.has_bias ? node.b_std * node.b_std : 0.0;
+    if (node.gates) {
+      const std::size_t k = static_cast<std::size_t>(&node - plan.nodes.data());
+      const double* Gi = ws.point_gates[k];
+      const double* Gl = ws.lane_gates[k].data();
+      double* temp = ws.temp_sigma.data();
+      if (ntk) {  // Theta + 2 Sigma first: the output's Sigma may share the input's slot
+        double* sum = temp + size;
+        for (std::int64_t e = 0; e < size; ++e) sum[e] = t_in[e] + 2.0 * s_in[e];
+        aa::sandwich<kLanes>(Gi, Gl, sum, P, node.ov2, b2, temp, t_out);
+      }
+      aa::sandwich<kLanes>(Gi, Gl, s_in, P, node.ov2, b2, temp, s_out);
+      return;
+    }
+    double s[kLanes], t[kLanes];
+    aa::entry_dot<kLanes>(s_in, s_in, P, s);
+    if (ntk) aa::entry_dot<kLanes>(s_in, t_in, P, t);
+    const double c = node.qk * node.qk * node.ov2;
+    for (std::int64_t e = 0; e < size; e += kLanes)
+      for (std::int64_t l = 0; l < kLanes; ++l) {
+        const double sig = s_in[e + l];
+        if (ntk) t_out[e + l] = c * (2.0 * t[l] * sig + s[l] * (t_in[e + l] + 4.0 * sig)) + b2;
+        s_out[e + l] = c * s[l] * sig + b2;
+      }
   }
 
   void copy_diagonal(Workspace& ws, const Node& node, bool ntk) const {
@@ -515,12 +580,28 @@ struct Engine {
     for (std::int64_t l = 0; l < kLanes; ++l) out[l] *= 1.0 / static_cast<double>(positions);
   }
 
+  // ws.lane_gates[k] from lane l's G (P x P) at point(l).
+  template <class Point>
+  void set_lane_gates(Workspace& ws, std::int64_t k, Point&& point) const {
+    const std::int64_t entries = plan.nodes[static_cast<std::size_t>(k)].entries();
+    double* dst = ws.lane_gates[static_cast<std::size_t>(k)].data();
+    for (std::int64_t l = 0; l < kLanes; ++l) {
+      const double* G = point(l);
+      for (std::int64_t e = 0; e < entries; ++e) dst[e * kLanes + l] = G[e];
+    }
+  }
+
   // Point k's variances at each node that keeps them (var[node][point * positions + p]), from the
   // recursion of the pair (x_k, x_k).
-  void variances(const double* x, std::int64_t n, std::int64_t d, int n_threads,
-                 std::vector<std::vector<double>>& var) const {
+  // With the attention weights G(x_k) of each attention node with weights (gates[node][point * P^2 + entry]).
+  void variances(const double* x, std::int64_t n, std::int64_t d, int n_threads, std::vector<std::vector<double>>& var,
+                 std::vector<std::vector<double>>& gates) const {
     const auto n_nodes = static_cast<std::int64_t>(plan.nodes.size());
     var.assign(static_cast<std::size_t>(n_nodes), {});
+    gates.assign(static_cast<std::size_t>(n_nodes), {});
+    for (std::int64_t k = 0; k < n_nodes; ++k)
+      if (plan.nodes[static_cast<std::size_t>(k)].gates)
+        gates[static_cast<std::size_t>(k)].resize(static_cast<std::size_t>(n * plan.nodes[static_cast<std::size_t>(k)].entries()));
     for (std::int64_t k = 0; k < n_nodes; ++k)
       if (plan.nodes[static_cast<std::size_t>(k)].variances)
         var[static_cast<std::size_t>(k)].resize(
@@ -534,11 +615,18 @@ struct Engine {
       std::vector<const double*> lanes(static_cast<std::size_t>(kLanes), xi);
       std::vector<const double*> q1(static_cast<std::size_t>(n_nodes), nullptr);
       for (std::int64_t k = 0; k < n_nodes; ++k) {
+        const Node& node = plan.nodes[static_cast<std::size_t>(k)];
+        if (node.gates) {  // G(x_i) from the input's covariance (x_i, x_i), for point i and every lane
+          const std::int64_t P = node.positions();
+          double* G = gates[static_cast<std::size_t>(k)].data() + i * P * P;
+          attention_analytic::gates<kLanes>(node.mechanism, node.qk, state(ws, node.input, false, true), P, G);
+          set_lane_gates(ws, k, [&](std::int64_t) { return G; });
+          ws.point_gates[static_cast<std::size_t>(k)] = G;
+        }
         if (k == 0)
           input_kernel(ws, xi, lanes.data(), false);
         else
           node_step(ws, k, q1, false);
-        const Node& node = plan.nodes[static_cast<std::size_t>(k)];
         if (!node.variances) continue;
         const double* s = own(ws, node, false);
         const std::int64_t positions = node.positions(), stride = node.full ? positions + 1 : 1;
@@ -581,6 +669,10 @@ inline void analytic_conv_kernels(const SequentialSpec& spec, const std::vector<
     throw std::invalid_argument("one unit_second_moment flag per node is needed");
   if (opt.tile < 1) throw std::invalid_argument("tile must be positive");
   const Plan plan = make_plan(spec, opt.layers);
+  if (opt.ntk && opt.parameterization == Parameterization::standard)
+    for (const Node& node : plan.nodes)
+      if (node.kind == NodeKind::attention)
+        throw std::invalid_argument("the analytic NTK of attention is defined in the ntk parameterization only");
   Engine engine{plan, {}, opt.parameterization == Parameterization::standard};
   engine.duals.emplace_back(Activation{}, true, opt.quadrature_order, false);
   for (std::int64_t k = 0; k < n_spec; ++k)
@@ -592,10 +684,11 @@ inline void analytic_conv_kernels(const SequentialSpec& spec, const std::vector<
     x2 = x1;
     n2 = n1;
   }
-  std::vector<std::vector<double>> var1, var2;
-  engine.variances(x1, n1, d, opt.n_threads, var1);
-  if (!symmetric) engine.variances(x2, n2, d, opt.n_threads, var2);
+  std::vector<std::vector<double>> var1, var2, gates1, gates2;
+  engine.variances(x1, n1, d, opt.n_threads, var1, gates1);
+  if (!symmetric) engine.variances(x2, n2, d, opt.n_threads, var2, gates2);
   const std::vector<std::vector<double>>& lanes_var = symmetric ? var1 : var2;
+  const std::vector<std::vector<double>>& lanes_gates = symmetric ? gates1 : gates2;
   const auto n_nodes = static_cast<std::int64_t>(plan.nodes.size());
   std::vector<std::int64_t> slot(static_cast<std::size_t>(n_nodes), -1);
   for (std::size_t k = 0; k < opt.layers.size(); ++k)
@@ -625,13 +718,24 @@ inline void analytic_conv_kernels(const SequentialSpec& spec, const std::vector<
             q[p * kLanes + l] = lanes_var[static_cast<std::size_t>(k)][static_cast<std::size_t>(
                 (jb + std::min(l, width - 1)) * positions + p)];
       }
+      for (std::int64_t k = 0; k < n_nodes; ++k) {
+        const Node& node = plan.nodes[static_cast<std::size_t>(k)];
+        if (!node.gates) continue;
+        const std::int64_t entries = node.entries();
+        engine.set_lane_gates(ws, k, [&](std::int64_t l) {
+          return lanes_gates[static_cast<std::size_t>(k)].data() + (jb + std::min(l, width - 1)) * entries;
+        });
+      }
       // Symmetric: rows up to the block's last column (the rest is mirrored).
       const std::int64_t i_end = symmetric ? std::min(i0 + ni, jb + width) : i0 + ni;
       for (std::int64_t i = i0; i < i_end; ++i) {
-        for (std::int64_t k = 0; k < n_nodes; ++k)
-          if (plan.nodes[static_cast<std::size_t>(k)].variances)
-            q1[static_cast<std::size_t>(k)] =
-                var1[static_cast<std::size_t>(k)].data() + i * plan.nodes[static_cast<std::size_t>(k)].positions();
+        for (std::int64_t k = 0; k < n_nodes; ++k) {
+          const Node& node = plan.nodes[static_cast<std::size_t>(k)];
+          if (node.variances)
+            q1[static_cast<std::size_t>(k)] = var1[static_cast<std::size_t>(k)].data() + i * node.positions();
+          if (node.gates)
+            ws.point_gates[static_cast<std::size_t>(k)] = gates1[static_cast<std::size_t>(k)].data() + i * node.entries();
+        }
         engine.input_kernel(ws, x1 + i * d, lanes.data(), opt.ntk);
         for (std::int64_t k = 1; k < n_nodes; ++k) {
           engine.node_step(ws, k, q1, opt.ntk);

@@ -298,12 +298,14 @@ class SequentialTangent : public TangentStream {
           f.deltas[l].setZero(padded, shortcut_[l] ? node.out.channels : C_ * node.out.channels);
         continue;
       }
+      const std::int64_t fan_out = spec_.params[l].fan_out;
       if (wants_weights(li)) {
-        const std::int64_t in_cols = node.kind == NodeKind::recurrent ? spec_.params[l].fan_in : node.in.channels;
+        const bool own = node.kind == NodeKind::recurrent || node.kind == NodeKind::attention;
+        const std::int64_t in_cols = own ? spec_.params[l].fan_in : node.in.channels;
         f.inputs[l].setZero(padded * (spec_.param_input_size(l) / in_cols), in_cols);
-        f.deltas[l].setZero(padded * spec_.param_positions(l), C_ * node.out.channels);
+        f.deltas[l].setZero(padded * spec_.param_positions(l), C_ * fan_out);
       }
-      if (wants_biases(static_cast<std::int64_t>(l))) f.delta_sums[l].setZero(padded, C_ * node.out.channels);
+      if (wants_biases(static_cast<std::int64_t>(l))) f.delta_sums[l].setZero(padded, C_ * fan_out);
     }
     return f;
   }
@@ -329,11 +331,13 @@ class SequentialTangent : public TangentStream {
       const SeqNode& node = node_of(static_cast<std::int64_t>(l));
       const auto k = static_cast<std::size_t>(param_node_[l]);
       const bool recurrent = node.kind == NodeKind::recurrent;
-      const std::int64_t P = spec_.param_positions(l), cols = C_ * node.out.channels;
+      const std::int64_t P = spec_.param_positions(l), cols = C_ * spec_.params[l].fan_out;
       const std::int64_t padded = step_rows(rows);  // a recurrent node's rows per step
+      // An attention node's layer: its errors (attention.hpp), the output's cotangent for O.
+      const RowMatrix<T>& errors = node.kind == NodeKind::attention ? attention_errors(l, ws) : ws.cot[k];
       // Point r's delta at position q: a recurrent node's d/dz_q, time-major, else the output cotangent.
       const auto delta_row = [&](std::int64_t r, std::int64_t q) -> const T* {
-        return recurrent ? ws.pre[k].data() + (q * padded + r) * cols : ws.cot[k].data() + (r * P + q) * cols;
+        return recurrent ? ws.pre[k].data() + (q * padded + r) * cols : errors.data() + (r * P + q) * cols;
       };
       if (wants_weights(static_cast<std::int64_t>(l))) {
         const std::int64_t in_size = spec_.param_input_size(l);
@@ -346,7 +350,7 @@ class SequentialTangent : public TangentStream {
               std::copy(src, src + m, dst + (r * P + q) * m);
             }
         } else {
-          const T* in = ws.forward.output(node.input).data();
+          const T* in = attention_input(l, ws).data();
           std::copy(in, in + rows * in_size, dst);
         }
         T* deltas = feats.deltas[l].data() + tile.row0 * P * cols;
@@ -364,6 +368,24 @@ class SequentialTangent : public TangentStream {
         }
       }
     }
+  }
+
+  // Layer l's input rows: its node's input, or an attention node's heads for its output layer O.
+  const RowMatrix<T>& attention_input(std::size_t l, const Workspace& ws) const {
+    const auto k = static_cast<std::size_t>(param_node_[l]);
+    const SeqNode& node = spec_.nodes[k];
+    if (node.kind == NodeKind::attention && static_cast<std::int64_t>(l) == node.param + node.n_layers() - 1)
+      return ws.forward.attention[k].heads;
+    return ws.forward.output(node.input);
+  }
+  // An attention node's layer l's errors: K's, Q's (untied), V's, or O's (the output's cotangent).
+  const RowMatrix<T>& attention_errors(std::size_t l, const Workspace& ws) const {
+    const auto k = static_cast<std::size_t>(param_node_[l]);
+    const SeqNode& node = spec_.nodes[k];
+    std::int64_t j = static_cast<std::int64_t>(l) - node.param;
+    if (j == node.n_layers() - 1) return ws.cot[k];
+    if (node.tied && j == 1) j = 2;  // V
+    return ws.forward.attention[k].errors[j];
   }
 
   // A dense layer's rows: its input (if its weights are wanted) and its delta (the readout's is

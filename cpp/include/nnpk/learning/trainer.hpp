@@ -310,6 +310,13 @@ ParamRows<T> param_rows(const SequentialSpec& spec, std::size_t l, std::int64_t 
     const RowMatrix<T>& a = spec.recurrent_weights(l) ? ws.forward.states[ku] : ws.forward.step_inputs[ku];
     return {a.data(), a.cols(), &ws.pre[ku], rows};
   }
+  if (node.kind == NodeKind::attention) {  // K, Q, V read the input, O the heads; their errors (attention.hpp)
+    const std::int64_t j = static_cast<std::int64_t>(l) - node.param, last = node.n_layers() - 1;
+    const AttentionCache<T>& cache = ws.forward.attention[ku];
+    const RowMatrix<T>& a = j == last ? cache.heads : ws.forward.output(node.input);
+    const RowMatrix<T>* errors = j == last ? &ws.cot[ku] : &cache.errors[node.tied && j == 1 ? 2 : j];
+    return {a.data(), a.cols(), errors, points * node.out.positions()};
+  }
   const RowMatrix<T>& in = ws.forward.output(node.input);
   if (!node.pointwise()) sequential_detail::im2col(node, in.data(), points, patches);
   const RowMatrix<T>& a = node.pointwise() ? in : patches;
@@ -347,7 +354,7 @@ class SequentialBackprop {
       }
       if (node.param < 0) continue;
       const std::size_t first = static_cast<std::size_t>(node.param);
-      for (std::size_t l = first; l <= first + (node.kind == NodeKind::recurrent ? 1 : 0); ++l) {
+      for (std::size_t l = first; l < first + static_cast<std::size_t>(node.n_layers()); ++l) {
         if (trainable_.biases[l] && !spec_.params[l].has_bias)
           throw std::invalid_argument("parametrised layer " + std::to_string(l) + " has no bias to train");
         if (trainable_.weights[l] || trainable_.biases[l]) lowest_ = k;
@@ -738,7 +745,7 @@ class SequentialBackprop {
     for (std::int64_t k = hi; k >= lo; --k) {
       const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
       if (skipped_[static_cast<std::size_t>(k)]) continue;
-      if (node.kind == NodeKind::recurrent) {  // its errors d loss / d z_t come from its backward step
+      if (node.kind == NodeKind::recurrent || node.kind == NodeKind::attention) {  // its errors come from its backward step
         backward_node(spec_, scales_, net, ws.forward, k, points, 1, lowest_, ws.cot, ws.back,
                       &ws.pre[static_cast<std::size_t>(k)]);
         add_param_gradients(k, points, ws, out, weights);
@@ -787,7 +794,7 @@ class SequentialBackprop {
                            ParamGradients& out, bool weights = true) const {
     const SeqNode& node = spec_.nodes[static_cast<std::size_t>(k)];
     const auto first = static_cast<std::size_t>(node.param);
-    for (std::size_t l = first; l <= first + (node.kind == NodeKind::recurrent ? 1 : 0); ++l) {
+    for (std::size_t l = first; l < first + static_cast<std::size_t>(node.n_layers()); ++l) {
       const bool want_weights = weights && trainable_.weights[l];
       if (!trainable_.biases[l] && !want_weights) continue;
       const trainer_detail::ParamRows<T> rows = trainer_detail::param_rows(spec_, l, k, points, ws, ws.forward.patches);
@@ -853,7 +860,8 @@ class SequentialBackprop {
   bool needs_derivatives() const {
     const auto n_nodes = static_cast<std::int64_t>(spec_.nodes.size());
     return direction_ || lowest_ < n_nodes - 1 ||
-           (lowest_ < n_nodes && spec_.nodes[static_cast<std::size_t>(lowest_)].kind == NodeKind::recurrent);
+           (lowest_ < n_nodes && (spec_.nodes[static_cast<std::size_t>(lowest_)].kind == NodeKind::recurrent ||
+                                  spec_.nodes[static_cast<std::size_t>(lowest_)].kind == NodeKind::attention));
   }
 
   static constexpr std::int64_t kGroup = 4;         // chunks whose errors are kept at once in step()

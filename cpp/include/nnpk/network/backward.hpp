@@ -164,6 +164,11 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
                                         target(node.input), carry, back, fwd.packs, fwd.step_threads);
     return;
   }
+  if (node.kind == NodeKind::attention) {  // its errors go to fwd.attention[k] whether or not its input's is needed
+    attention_backward(node, scales, net, fwd.attention[static_cast<std::size_t>(k)], g, points, C, target(node.input),
+                       back);
+    return;
+  }
   if (node.kind == NodeKind::residual) {
     if (RowMatrix<T>* skip = target(node.skip)) backward_detail::add_scaled(*skip, g, T(1));
     if (RowMatrix<T>* in = target(node.input)) backward_detail::add_scaled(*in, g, static_cast<T>(node.scale));
@@ -258,7 +263,8 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
       break;
     }
     case NodeKind::residual:
-    case NodeKind::recurrent: break;
+    case NodeKind::recurrent:
+    case NodeKind::attention: break;
   }
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "nnpk/network/attention.hpp"
 #include "nnpk/network/conv.hpp"
 #include "nnpk/network/layers.hpp"
 #include "nnpk/network/spec.hpp"
@@ -39,6 +40,8 @@ struct SequentialWorkspace {
   // Recurrent nodes' packed factors (packed.hpp), reused node after node; the backward pass of the
   // same points uses them too.
   mutable RecurrentPacks<T> packs;
+  // Attention nodes' intermediate values (attention.hpp); their backward step writes its errors here.
+  mutable std::vector<AttentionCache<T>> attention;
   RowMatrix<T> patches;
   std::vector<float> zeros;  // a zero input row for the direct convolution's padding
   std::int64_t points = 0;
@@ -330,6 +333,7 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
     ws.derivatives.resize(keep_derivatives ? spec.nodes.size() : 0);
     ws.states.resize(spec.nodes.size());
     ws.step_inputs.resize(spec.nodes.size());
+    ws.attention.resize(spec.nodes.size());
   }
   for (std::size_t k = first; k < n_nodes; ++k) {
     const SeqNode& node = spec.nodes[k];
@@ -428,6 +432,7 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
                           out, ws.packs, ws.step_threads);
         break;
       }
+      case NodeKind::attention: attention_forward(node, scales, net, in, points, ws.attention[k], out); break;
     }
   }
 }

@@ -252,6 +252,17 @@ void sequential_jvp(const SequentialSpec& spec, const std::vector<LayerScales>& 
                                       tan.patch_tangents, tan.state, out);
         break;
       }
+      case NodeKind::attention: {
+        bool any = input_live;
+        for (std::int64_t j = 0; j < node.n_layers(); ++j) {
+          const auto l = static_cast<std::size_t>(node.param + j);
+          any = any || dir.weights[l] || dir.biases[l];
+        }
+        if (!any) break;
+        tan.live[k] = 1;
+        attention_tangent(node, scales, net, dir, fwd.attention[k], fwd.output(node.input), din, points, out);
+        break;
+      }
     }
   }
 }

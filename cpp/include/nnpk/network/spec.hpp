@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -25,7 +26,8 @@ enum class NodeKind : int {
   activation,
   residual,
   batch_norm,
-  recurrent
+  recurrent,
+  attention
 };
 
 // One point's features after a node: height x width positions of `channels` values each,
@@ -62,6 +64,14 @@ struct SeqNode {
   double u_std = 1.0, leak = 1.0;
   bool return_sequences = false;  // recurrent: output every step's h_t (steps x width), else h_T
   int init = -1;                  // a parametrised node's own init scheme (an Init), -1: the network's
+  // attention (attention.hpp): heads, key/query and value widths per head, tied key and query weights
+  // (linear scaling, logits / key_width) or separate ones (logits / sqrt(key_width)), the map of the
+  // logits (an AttentionMechanism), and the stds of the key, query, value and output weights (w_std:
+  // the output's). Its parameters are the layers K, Q (untied only), V, O (with the bias) from `param`.
+  std::int64_t heads = 1, key_width = 1, value_width = 1;
+  bool tied = true;
+  int mechanism = 0;
+  double k_std = 1.0, q_std = 1.0, v_std = 1.0;
 
   // Derived by SequentialSpec::build.
   Shape in, out;
@@ -77,6 +87,13 @@ struct SeqNode {
   }
   // Steps of a recurrent node's input sequence.
   std::int64_t steps() const { return in.height; }
+  // Parametrised layers this node owns from `param` (0 for none).
+  std::int64_t n_layers() const {
+    if (param < 0) return 0;
+    if (kind == NodeKind::recurrent) return 2;
+    if (kind == NodeKind::attention) return tied ? 3 : 4;
+    return 1;
+  }
 };
 
 // One entry of the parameter list in network order (sample_params' layout): a dense or
@@ -121,6 +138,7 @@ struct SequentialSpec {
   // layer its steps' patches (x_t or h_{t-1}) one after the other.
   std::int64_t param_input_size(std::size_t l) const {
     const SeqNode& node = param_node(l);
+    if (node.kind == NodeKind::attention) return node.in.positions() * params[l].fan_in;
     return node.kind == NodeKind::recurrent ? node.steps() * params[l].fan_in : node.in.size();
   }
   bool recurrent_weights(std::size_t l) const {
@@ -199,6 +217,26 @@ struct SequentialSpec {
           add_param(node, node.width, node.width, node.w_std, false);
           node.param = static_cast<std::int64_t>(params.size()) - 2;
           break;
+        case NodeKind::attention: {
+          if (!node.in.spatial) throw fail("attention needs spatial features (positions, channels)");
+          if (node.width < 1 || node.heads < 1 || node.key_width < 1 || node.value_width < 1)
+            throw fail("non-positive width, heads, key_width or value_width");
+          if (node.mechanism < 0 || node.mechanism > 3) throw fail("unknown attention mechanism");
+          if (!(node.k_std >= 0) || !(node.q_std >= 0) || !(node.v_std >= 0)) throw fail("negative or NaN std");
+          node.out = Shape{node.in.height, node.in.width, node.width, true};
+          const std::int64_t c = node.in.channels, hk = node.heads * node.key_width, hv = node.heads * node.value_width;
+          const bool bias = node.has_bias;
+          node.has_bias = false;
+          // Tied: one matrix W with keys and queries scaled by k_std and q_std, which enter only
+          // through their product: W's std is sqrt(k_std q_std).
+          add_param(node, c, hk, node.tied ? std::sqrt(node.k_std * node.q_std) : node.k_std, false);
+          if (!node.tied) add_param(node, c, hk, node.q_std, false);
+          add_param(node, c, hv, node.v_std, false);
+          node.has_bias = bias;
+          add_param(node, hv, node.width, node.w_std, bias);
+          node.param = static_cast<std::int64_t>(params.size()) - node.n_layers();
+          break;
+        }
       }
     }
     if (nodes.back().out.spatial) throw std::invalid_argument("the network's output must be flat");
@@ -208,7 +246,8 @@ struct SequentialSpec {
       const SeqNode& node = nodes[k];
       if (node.param < 0) continue;
       param_nodes[static_cast<std::size_t>(node.param)] = static_cast<std::int64_t>(k);
-      if (node.kind == NodeKind::recurrent) param_nodes[static_cast<std::size_t>(node.param) + 1] = static_cast<std::int64_t>(k);
+      for (std::int64_t j = 1; j < node.n_layers(); ++j)
+        param_nodes[static_cast<std::size_t>(node.param + j)] = static_cast<std::int64_t>(k);
     }
     for (const SeqNode& node : nodes) {
       if (node.input >= 0) ++nodes[static_cast<std::size_t>(node.input)].readers;

@@ -1,0 +1,84 @@
+// Infinite-width kernels of a self-attention node (docs/definitions.rst, "Self-attention at infinite
+// width"), on the P x P position covariances of the convolutional engine (analytic_conv.hpp), whose
+// lanes (points paired with point i) are innermost: entry (a, b) of lane l at [(a P + b) Lanes + l].
+//
+// Linear scaling (tied keys and queries, logits / key_width): the logits converge to
+// qk Sigma(x, x), so point x's attention weights are the deterministic G(x) = m(qk Sigma(x, x)) (m
+// the softmax over each row, or elementwise), and
+//   Sigma' = ov2 G(x) Sigma G(x')^T + b2,   Theta' = ov2 G(x) (Theta + 2 Sigma) G(x')^T + b2
+// with qk = W_key_std W_query_std, ov2 = (W_value_std W_out_std)^2, b2 = b_std^2 (ntk).
+// Identity mechanism with square-root scaling (independent keys and queries): with
+// s = sum_{a,b} Sigma_{ab}^2 and t = sum_{a,b} Sigma_{ab} Theta_{ab},
+//   Sigma' = qk^2 ov2 s Sigma + b2,   Theta' = qk^2 ov2 (2 t Sigma + s (Theta + 4 Sigma)) + b2.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+namespace nnpk {
+namespace attention_analytic {
+
+// G = m(qk Sigma) of one point from lane 0 of its P x P covariance `sigma` (Lanes doubles per entry).
+template <std::int64_t Lanes>
+void gates(int mechanism, double qk, const double* sigma, std::int64_t P, double* G) {
+  for (std::int64_t a = 0; a < P; ++a) {
+    double* row = G + a * P;
+    for (std::int64_t b = 0; b < P; ++b) row[b] = qk * sigma[(a * P + b) * Lanes];
+    switch (mechanism) {
+      case 0: {  // softmax over the row
+        double top = row[0];
+        for (std::int64_t b = 1; b < P; ++b) top = std::max(top, row[b]);
+        double sum = 0.0;
+        for (std::int64_t b = 0; b < P; ++b) sum += (row[b] = std::exp(row[b] - top));
+        for (std::int64_t b = 0; b < P; ++b) row[b] /= sum;
+        break;
+      }
+      case 2:
+        for (std::int64_t b = 0; b < P; ++b) row[b] = std::abs(row[b]);
+        break;
+      case 3:
+        for (std::int64_t b = 0; b < P; ++b) row[b] = std::max(row[b], 0.0);
+        break;
+      default: break;
+    }
+  }
+}
+
+// out = ov2 Gi in G_l^T + b2 per lane: Gi (P x P) point i's weights, Gl the lanes' (entry (b, b') of
+// lane l at [(b P + b') Lanes + l]); temp holds P x P lanes.
+template <std::int64_t Lanes>
+void sandwich(const double* Gi, const double* Gl, const double* in, std::int64_t P, double ov2, double b2, double* temp,
+              double* out) {
+  // temp[a, b'] = sum_a' Gi[a, a'] in[a', b']
+  std::fill(temp, temp + P * P * Lanes, 0.0);
+  for (std::int64_t a = 0; a < P; ++a)
+    for (std::int64_t a2 = 0; a2 < P; ++a2) {
+      const double g = Gi[a * P + a2];
+      double* t = temp + a * P * Lanes;
+      const double* s = in + a2 * P * Lanes;
+      for (std::int64_t e = 0; e < P * Lanes; ++e) t[e] += g * s[e];
+    }
+  // out[a, b] = sum_b' temp[a, b'] Gl[b, b']
+  for (std::int64_t a = 0; a < P; ++a)
+    for (std::int64_t b = 0; b < P; ++b) {
+      double acc[Lanes] = {};
+      const double* t = temp + a * P * Lanes;
+      const double* g = Gl + b * P * Lanes;
+      for (std::int64_t b2i = 0; b2i < P; ++b2i)
+        for (std::int64_t l = 0; l < Lanes; ++l) acc[l] += t[b2i * Lanes + l] * g[b2i * Lanes + l];
+      double* o = out + (a * P + b) * Lanes;
+      for (std::int64_t l = 0; l < Lanes; ++l) o[l] = ov2 * acc[l] + b2;
+    }
+}
+
+// sum over the P x P entries of x * y per lane.
+template <std::int64_t Lanes>
+void entry_dot(const double* x, const double* y, std::int64_t P, double* out) {
+  std::fill(out, out + Lanes, 0.0);
+  for (std::int64_t e = 0; e < P * P; ++e)
+    for (std::int64_t l = 0; l < Lanes; ++l) out[l] += x[e * Lanes + l] * y[e * Lanes + l];
+}
+
+}  // namespace attention_analytic
+}  // namespace nnpk

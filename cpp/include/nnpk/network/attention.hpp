@@ -1,0 +1,281 @@
+// Global self-attention over the positions of spatial features (docs/definitions.rst), one node of a
+// sequential network: its forward pass, its backward pass for C cotangents per point and its
+// forward-mode tangent, as batched matrix products per point and head.
+//
+// For one point with positions as rows, X (P x c), heads h = 1..H:
+//   keys K = fK X Wk, queries Q = fQ X Wq (tied: Q = K), values V = fV X Wv   (P x H dk, P x H dv)
+//   S_h = Q_h K_h^T / dk (tied) or / sqrt(dk) (untied),  A_h = m(S_h),  heads_h = A_h V_h,
+//   out = fO [heads_1 .. heads_H] Wo + bO b
+// with m the softmax over each row (key positions) or an elementwise identity, abs or relu, and f
+// each layer's forward scale (LayerScales). Its parametrised layers are K, Q (untied only), V, O
+// from node.param; the bias is O's.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "nnpk/network/layers.hpp"
+#include "nnpk/network/spec.hpp"
+
+namespace nnpk {
+
+enum class AttentionMechanism : int { softmax = 0, identity = 1, abs = 2, relu = 3 };
+
+// One attention node's intermediate values for a pass's points, rows (point, position) padded to
+// whole kRowQuantum (zero there): keys, queries (untied), values, heads (H dv columns); the
+// attention weights A and logits S (elementwise mechanisms only), rows (point, head, query
+// position), P columns; after a backward pass, the errors of K, Q (untied), V, rows (point,
+// position, cotangent), their layer's fan_out columns (a tied key matrix's error sums both roles).
+template <class T>
+struct AttentionCache {
+  RowMatrix<T> keys, queries, values, heads, weights, logits;
+  RowMatrix<T> errors[3];
+};
+
+namespace attention_detail {
+
+template <class T>
+using Strided = Eigen::Map<RowMatrix<T>, 0, Eigen::OuterStride<>>;
+template <class T>
+using ConstStrided = Eigen::Map<const RowMatrix<T>, 0, Eigen::OuterStride<>>;
+
+template <class T>
+void zero_rows(RowMatrix<T>& m, std::int64_t valid, std::int64_t cols) {
+  m.resize(round_up(valid, kRowQuantum), cols);
+  m.bottomRows(m.rows() - valid).setZero();
+}
+
+// Layer indices of the node's K, Q, V, O (Q == K when tied).
+struct Layers {
+  std::size_t k, q, v, o;
+  explicit Layers(const SeqNode& node) {
+    k = static_cast<std::size_t>(node.param);
+    q = node.tied ? k : k + 1;
+    v = q + 1;
+    o = v + 1;
+  }
+};
+
+inline double logit_scale(const SeqNode& node) {
+  return node.tied ? 1.0 / static_cast<double>(node.key_width) : 1.0 / std::sqrt(static_cast<double>(node.key_width));
+}
+
+// dst = scale * a * W over `rows` rows (whole quanta).
+template <class T>
+void project(const RowMatrix<T>& a, std::int64_t rows, const T* W, std::int64_t fan_in, std::int64_t fan_out, T scale,
+             RowMatrix<T>& dst) {
+  dst.resize(rows, fan_out);
+  dst.noalias() = scale * (a.topRows(rows) * Eigen::Map<const RowMatrix<T>>(W, fan_in, fan_out));
+}
+
+// The mechanism on one P x P block of logits, in place.
+template <class T>
+void apply_mechanism(AttentionMechanism m, Eigen::Ref<RowMatrix<T>> s) {
+  const std::int64_t P = s.rows();
+  switch (m) {
+    case AttentionMechanism::softmax:
+      for (std::int64_t i = 0; i < P; ++i) {
+        T* row = s.data() + i * s.outerStride();
+        T top = row[0];
+        for (std::int64_t j = 1; j < P; ++j) top = std::max(top, row[j]);
+        T sum = 0;
+        for (std::int64_t j = 0; j < P; ++j) sum += (row[j] = std::exp(row[j] - top));
+        const T inv = T(1) / sum;
+        for (std::int64_t j = 0; j < P; ++j) row[j] *= inv;
+      }
+      break;
+    case AttentionMechanism::identity: break;
+    case AttentionMechanism::abs: s = s.cwiseAbs(); break;
+    case AttentionMechanism::relu: s = s.cwiseMax(T(0)); break;
+  }
+}
+
+// d (attention weights) -> d (logits) in place on one P x P block: the softmax's Jacobian
+// A o (dA - rowsum(A o dA)), or m'(S) dA elementwise.
+template <class T>
+void mechanism_backward(AttentionMechanism m, const T* A, const T* S, Eigen::Ref<RowMatrix<T>> d) {
+  const std::int64_t P = d.rows();
+  for (std::int64_t i = 0; i < P; ++i) {
+    T* row = d.data() + i * d.outerStride();
+    const T* a = A + i * P;
+    switch (m) {
+      case AttentionMechanism::softmax: {
+        T dot = 0;
+        for (std::int64_t j = 0; j < P; ++j) dot += a[j] * row[j];
+        for (std::int64_t j = 0; j < P; ++j) row[j] = a[j] * (row[j] - dot);
+        break;
+      }
+      case AttentionMechanism::identity: break;
+      case AttentionMechanism::abs:
+        for (std::int64_t j = 0; j < P; ++j) row[j] *= S[i * P + j] > T(0) ? T(1) : (S[i * P + j] < T(0) ? T(-1) : T(0));
+        break;
+      case AttentionMechanism::relu:
+        for (std::int64_t j = 0; j < P; ++j) row[j] *= S[i * P + j] > T(0) ? T(1) : T(0);
+        break;
+    }
+  }
+}
+
+}  // namespace attention_detail
+
+// The forward pass of attention node `node` over `points` points of `in` (rows (point, position));
+// fills `cache` and writes the node's output to `out`.
+template <class T>
+void attention_forward(const SeqNode& node, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
+                       const RowMatrix<T>& in, std::int64_t points, AttentionCache<T>& cache, RowMatrix<T>& out) {
+  using namespace attention_detail;
+  const Layers L(node);
+  const std::int64_t P = node.in.positions(), c = node.in.channels, H = node.heads, dk = node.key_width,
+                     dv = node.value_width, hk = H * dk, hv = H * dv;
+  const std::int64_t valid = points * P, rows = round_up(valid, kRowQuantum);
+  const auto mech = static_cast<AttentionMechanism>(node.mechanism);
+  project(in, rows, net.weights[L.k], c, hk, static_cast<T>(scales[L.k].forward), cache.keys);
+  if (!node.tied) project(in, rows, net.weights[L.q], c, hk, static_cast<T>(scales[L.q].forward), cache.queries);
+  project(in, rows, net.weights[L.v], c, hv, static_cast<T>(scales[L.v].forward), cache.values);
+  const RowMatrix<T>& queries = node.tied ? cache.keys : cache.queries;
+  cache.weights.resize(points * H * P, P);
+  if (mech == AttentionMechanism::abs || mech == AttentionMechanism::relu) cache.logits.resize(points * H * P, P);
+  cache.heads.setZero(rows, hv);
+  const T alpha = static_cast<T>(logit_scale(node));
+  for (std::int64_t p = 0; p < points; ++p)
+    for (std::int64_t h = 0; h < H; ++h) {
+      const auto Q = queries.block(p * P, h * dk, P, dk);
+      const auto K = cache.keys.block(p * P, h * dk, P, dk);
+      auto A = cache.weights.middleRows((p * H + h) * P, P);
+      A.noalias() = alpha * (Q * K.transpose());
+      if (cache.logits.rows()) cache.logits.middleRows((p * H + h) * P, P) = A;
+      apply_mechanism<T>(mech, A);
+      cache.heads.block(p * P, h * dv, P, dv).noalias() = A * cache.values.block(p * P, h * dv, P, dv);
+    }
+  const T fo = static_cast<T>(scales[L.o].forward), bo = static_cast<T>(scales[L.o].bias);
+  project(cache.heads, rows, net.weights[L.o], hv, node.width, fo, out);
+  if (const T* b = net.biases[L.o])
+    for (std::int64_t r = 0; r < valid; ++r)
+      for (std::int64_t j = 0; j < node.width; ++j) out(r, j) += bo * b[j];
+  out.bottomRows(rows - valid).setZero();
+}
+
+// The backward pass of attention node `node` for C cotangents per point: from its output cotangent
+// g (rows (point, position), columns (c, width)) to the errors of K, Q, V in `cache` (see
+// AttentionCache) and, if `in` is not null, adds the input's cotangent (rows (point, position),
+// columns (c, channel)) to it. `back` is a buffer.
+template <class T>
+void attention_backward(const SeqNode& node, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
+                        AttentionCache<T>& cache, const RowMatrix<T>& g, std::int64_t points, std::int64_t C,
+                        RowMatrix<T>* in, RowMatrix<T>& back) {
+  using namespace attention_detail;
+  const Layers L(node);
+  const std::int64_t P = node.in.positions(), c = node.in.channels, H = node.heads, dk = node.key_width,
+                     dv = node.value_width, hk = H * dk, hv = H * dv;
+  const std::int64_t valid = points * P * C, rows = round_up(points * P, kRowQuantum) * C;
+  const auto mech = static_cast<AttentionMechanism>(node.mechanism);
+  // d heads = fO g Wo^T, rows (point, position, c).
+  RowMatrix<T> dheads(valid, hv);
+  dheads.noalias() = static_cast<T>(scales[L.o].forward) *
+                     (Eigen::Map<const RowMatrix<T>>(g.data(), valid, node.width) *
+                      Eigen::Map<const RowMatrix<T>>(net.weights[L.o], hv, node.width).transpose());
+  RowMatrix<T>& dK = cache.errors[0];
+  RowMatrix<T>& dQ = cache.errors[1];
+  RowMatrix<T>& dV = cache.errors[2];
+  dK.setZero(rows, hk);
+  if (!node.tied) dQ.setZero(rows, hk);
+  dV.setZero(rows, hv);
+  RowMatrix<T>& dQref = node.tied ? dK : dQ;
+  const RowMatrix<T>& queries = node.tied ? cache.keys : cache.queries;
+  const T alpha = static_cast<T>(logit_scale(node));
+  RowMatrix<T> dA(P, P);
+  const std::int64_t stride_v = C * hv, stride_k = C * hk;
+  for (std::int64_t p = 0; p < points; ++p)
+    for (std::int64_t h = 0; h < H; ++h) {
+      const auto A = cache.weights.middleRows((p * H + h) * P, P);
+      const T* S = cache.logits.rows() ? cache.logits.data() + (p * H + h) * P * P : nullptr;
+      const auto V = cache.values.block(p * P, h * dv, P, dv);
+      const auto K = cache.keys.block(p * P, h * dk, P, dk);
+      const auto Q = queries.block(p * P, h * dk, P, dk);
+      for (std::int64_t cc = 0; cc < C; ++cc) {
+        const std::int64_t row0 = p * P * C + cc;
+        const ConstStrided<T> G(dheads.data() + row0 * hv + h * dv, P, dv, Eigen::OuterStride<>(stride_v));
+        Strided<T> dVh(dV.data() + row0 * hv + h * dv, P, dv, Eigen::OuterStride<>(stride_v));
+        dVh.noalias() += A.transpose() * G;
+        dA.noalias() = G * V.transpose();
+        mechanism_backward<T>(mech, A.data(), S, dA);
+        dA *= alpha;
+        Strided<T> dQh(dQref.data() + row0 * hk + h * dk, P, dk, Eigen::OuterStride<>(stride_k));
+        dQh.noalias() += dA * K;
+        Strided<T> dKh(dK.data() + row0 * hk + h * dk, P, dk, Eigen::OuterStride<>(stride_k));
+        dKh.noalias() += dA.transpose() * Q;
+      }
+    }
+  if (!in) return;
+  Eigen::Map<RowMatrix<T>> dx(in->data(), valid, c);
+  back.resize(valid, c);
+  back.noalias() = static_cast<T>(scales[L.k].forward) *
+                   (dK.topRows(valid) * Eigen::Map<const RowMatrix<T>>(net.weights[L.k], c, hk).transpose());
+  dx += back;
+  if (!node.tied) {
+    back.noalias() = static_cast<T>(scales[L.q].forward) *
+                     (dQ.topRows(valid) * Eigen::Map<const RowMatrix<T>>(net.weights[L.q], c, hk).transpose());
+    dx += back;
+  }
+  back.noalias() = static_cast<T>(scales[L.v].forward) *
+                   (dV.topRows(valid) * Eigen::Map<const RowMatrix<T>>(net.weights[L.v], c, hv).transpose());
+  dx += back;
+}
+
+// The forward-mode tangent of attention node `node` (see jvp.hpp): from its input's tangent dx (or
+// null) and the direction's dW of its layers (null where zero) to `out`, from the forward pass's
+// `cache` and input `x`.
+template <class T>
+void attention_tangent(const SeqNode& node, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
+                       const NetworkView<T>& dir, const AttentionCache<T>& cache, const RowMatrix<T>& x,
+                       const RowMatrix<T>* dx, std::int64_t points, RowMatrix<T>& out) {
+  using namespace attention_detail;
+  const Layers L(node);
+  const std::int64_t P = node.in.positions(), c = node.in.channels, H = node.heads, dk = node.key_width,
+                     dv = node.value_width, hk = H * dk, hv = H * dv;
+  const std::int64_t valid = points * P, rows = round_up(valid, kRowQuantum);
+  const auto mech = static_cast<AttentionMechanism>(node.mechanism);
+  // d (x W) scaled: f (dx W + x dW), zero if both are.
+  const auto tangent = [&](std::size_t l, std::int64_t cols, RowMatrix<T>& d) {
+    d.setZero(rows, cols);
+    const T f = static_cast<T>(scales[l].forward);
+    if (dx) d.noalias() += f * (dx->topRows(rows) * Eigen::Map<const RowMatrix<T>>(net.weights[l], c, cols));
+    if (dir.weights[l]) d.noalias() += f * (x.topRows(rows) * Eigen::Map<const RowMatrix<T>>(dir.weights[l], c, cols));
+  };
+  RowMatrix<T> dK, dQ, dV, dheads, dS(P, P);
+  tangent(L.k, hk, dK);
+  if (!node.tied) tangent(L.q, hk, dQ);
+  tangent(L.v, hv, dV);
+  const RowMatrix<T>& queries = node.tied ? cache.keys : cache.queries;
+  const RowMatrix<T>& dQref = node.tied ? dK : dQ;
+  const T alpha = static_cast<T>(logit_scale(node));
+  dheads.setZero(rows, hv);
+  for (std::int64_t p = 0; p < points; ++p)
+    for (std::int64_t h = 0; h < H; ++h) {
+      const auto A = cache.weights.middleRows((p * H + h) * P, P);
+      const T* S = cache.logits.rows() ? cache.logits.data() + (p * H + h) * P * P : nullptr;
+      const auto K = cache.keys.block(p * P, h * dk, P, dk);
+      const auto Q = queries.block(p * P, h * dk, P, dk);
+      dS.noalias() = alpha * (dQref.block(p * P, h * dk, P, dk) * K.transpose());
+      dS.noalias() += alpha * (Q * dK.block(p * P, h * dk, P, dk).transpose());
+      mechanism_backward<T>(mech, A.data(), S, dS);  // the Jacobian is symmetric: the same map
+      auto out_h = dheads.block(p * P, h * dv, P, dv);
+      out_h.noalias() = dS * cache.values.block(p * P, h * dv, P, dv);
+      out_h.noalias() += A * dV.block(p * P, h * dv, P, dv);
+    }
+  const T fo = static_cast<T>(scales[L.o].forward);
+  out.setZero(rows, node.width);
+  out.noalias() += fo * (dheads * Eigen::Map<const RowMatrix<T>>(net.weights[L.o], hv, node.width));
+  if (dir.weights[L.o])
+    out.noalias() += fo * (cache.heads.topRows(rows) * Eigen::Map<const RowMatrix<T>>(dir.weights[L.o], hv, node.width));
+  if (const T* db = dir.biases[L.o]) {
+    const T bo = static_cast<T>(scales[L.o].bias);
+    for (std::int64_t r = 0; r < valid; ++r)
+      for (std::int64_t j = 0; j < node.width; ++j) out(r, j) += bo * db[j];
+  }
+}
+
+}  // namespace nnpk

@@ -1,0 +1,357 @@
+"""SelfAttention: global self-attention over positions, in every kernel, training and stores, against a numpy
+forward pass written here (neural-tangents' GlobalSelfAttention, as docs/definitions.rst states it), gradients
+and Jacobians by finite differences, a numpy computation of the infinite-width limit, and Monte Carlo."""
+
+import math
+
+import numpy as np
+import pytest
+
+import nnpk
+from nnpk import Dense, Flatten, GlobalAvgPool, Network, Residual, SelfAttention, _core
+from nnpk.architectures._params import check_network_params, prepare_network_points
+from nnpk.kernels._plans import node_sums
+from nnpk.kernels._plans import tangent_sums as network_tangent_sums
+from reference import ntk_from_jacobians
+from reference_networks import apply
+
+
+def points(n, shape, seed=0):
+    return np.random.default_rng(seed).standard_normal((n,) + shape)
+
+
+def rel(a, b):
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+def _mechanism(name, s):
+    if name == "softmax":
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    return {"identity": lambda v: v, "abs": np.abs, "relu": lambda v: np.maximum(v, 0.0)}[name](s)
+
+
+def attention(layer, h, params, parameterization):
+    """neural-tangents' GlobalSelfAttention apply_fn, per head, on (n, *spatial, c) inputs, weights in
+    sample_params' layout (heads as column blocks)."""
+    n, spatial, c = h.shape[0], h.shape[1:-1], h.shape[-1]
+    x = h.reshape(n, -1, c)
+    ntk = parameterization == "ntk"
+    H, dk, dv = layer.heads, layer.key_width, layer.value_width
+    Wk, _ = next(params)
+    Wq = Wk if layer.linear_scaling else next(params)[0]
+    Wv, _ = next(params)
+    Wo, b = next(params)
+    if layer.linear_scaling:
+        sk = sq = math.sqrt(layer.W_key_std * layer.W_query_std)
+    else:
+        sk, sq = layer.W_key_std, layer.W_query_std
+    fk, fq = (sk / math.sqrt(c), sq / math.sqrt(c)) if ntk else (1.0, 1.0)
+    fv = layer.W_value_std / math.sqrt(c) if ntk else 1.0
+    fo = layer.W_out_std / math.sqrt(H * dv) if ntk else 1.0
+    heads = []
+    for i in range(H):
+        K = fk * x @ Wk[:, i * dk:(i + 1) * dk]
+        Q = fq * x @ Wq[:, i * dk:(i + 1) * dk]
+        V = fv * x @ Wv[:, i * dv:(i + 1) * dv]
+        S = Q @ np.swapaxes(K, 1, 2) / (dk if layer.linear_scaling else math.sqrt(dk))
+        heads.append(_mechanism(layer.attention_mechanism, S) @ V)
+    out = fo * np.concatenate(heads, axis=-1) @ Wo
+    if b is not None:
+        out = out + (layer.b_std if ntk else 1.0) * b
+    return out.reshape((n,) + spatial + (Wo.shape[1],))
+
+
+def run(layers, h, params, parameterization):
+    for layer in layers:
+        if isinstance(layer, SelfAttention):
+            h = attention(layer, h, params, parameterization)
+        elif isinstance(layer, Residual):
+            h = h + layer.scale * run(layer.block, h, params, parameterization)
+        else:
+            h = apply(layer, h, params, parameterization)
+    return h
+
+
+def numpy_forward(net, params, x):
+    return run(net.layers, np.asarray(x, dtype=np.float64), iter(params), net.parameterization)
+
+
+def fd_jacobian(net, params, x, h=1e-6):
+    """(n, C, n_params) by central differences of numpy_forward, parameters in sample_params' order."""
+    flat = [(k, j) for k, (W, b) in enumerate(params) for j in range(2) if (W, b)[j] is not None]
+    cols = []
+    for k, j in flat:
+        base = params[k][j]
+        for i in range(base.size):
+            out = []
+            for step in (h, -h):
+                trial = [list(p) for p in params]
+                changed = base.copy().reshape(-1)
+                changed[i] += step
+                trial[k][j] = changed.reshape(base.shape)
+                out.append(numpy_forward(net, [tuple(p) for p in trial], x))
+            cols.append((out[0] - out[1]) / (2 * h))
+    return np.stack(cols, axis=-1)
+
+
+CASES = {
+    "1d_tied_softmax": ([SelfAttention(2, 3, 2, width=4, b_std=0.3), "relu", Flatten(), Dense(2)], (4, 3)),
+    "2d_untied_softmax": ([SelfAttention(2, 2, 3, linear_scaling=False, W_key_std=1.3, W_value_std=0.7),
+                           "tanh", GlobalAvgPool(), Dense(2, b_std=0.1)], (2, 2, 3)),
+    "residual_relu": ([Residual([SelfAttention(1, 3, 2, attention_mechanism="relu", W_query_std=0.8)]), "erf",
+                       Flatten(), Dense(1)], (3, 2)),
+    "abs_identity": ([SelfAttention(2, 2, 2, width=3, attention_mechanism="abs", b_std=0.2), "erf",
+                      SelfAttention(1, 2, 2, attention_mechanism="identity", linear_scaling=False), Flatten(),
+                      Dense(2)], (3, 2)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_logits_and_tangent_kernel_equal_numpy(case, parameterization):
+    """The engine's forward pass against the numpy forward pass of the same parameters, and its empirical NTK
+    (the backward pass through the softmax and the products) against finite-difference Jacobians of it."""
+    layers, shape = CASES[case]
+    net = Network(layers, parameterization=parameterization)
+    x = points(3, shape)
+    params = nnpk.sample_params(net, shape, seed=2, index=1)
+    assert rel(nnpk.initial_outputs(x, net, seed=2, index=1), numpy_forward(net, params, x)) < 1e-12
+    j = fd_jacobian(net, params, x)
+    ntk = nnpk.empirical(x, arch=net, params=params, get="ntk")
+    assert rel(ntk, ntk_from_jacobians(j, j)) < 1e-6
+    x2 = points(2, shape, 5)
+    j2 = fd_jacobian(net, params, x2)
+    assert rel(nnpk.empirical(x, x2, arch=net, params=params, get="ntk"), ntk_from_jacobians(j, j2)) < 1e-6
+
+
+def test_parameter_layout():
+    net = Network([SelfAttention(3, 4, 5, width=6, b_std=0.1), Flatten(), Dense(1)])
+    shapes = [(W.shape, None if b is None else b.shape) for W, b in nnpk.sample_params(net, (7, 2), 0, 0)]
+    assert shapes == [((2, 12), None), ((2, 15), None), ((15, 6), (6,)), ((42, 1), None)]
+    untied = Network([SelfAttention(3, 4, 5, linear_scaling=False), Flatten(), Dense(1)])
+    assert len(nnpk.sample_params(untied, (7, 2), 0, 0)) == 5
+    assert net.has_bias == (False, False, True, False)
+    assert untied.has_bias == (False, False, False, False, False)
+
+
+@pytest.mark.parametrize("case", ["1d_tied_softmax", "2d_untied_softmax", "abs_identity"])
+def test_loss_gradients_equal_finite_differences(case):
+    """The trainer's gradients of the squared loss (the backward pass through the softmax and the products)
+    against central differences of the numpy loss."""
+    layers, shape = CASES[case]
+    net = Network(layers, parameterization="standard")
+    compiled = net.compile(shape)
+    x = points(4, shape, 3)
+    y = np.random.default_rng(4).standard_normal((4, compiled.out))
+    params = nnpk.sample_params(net, shape, seed=1, index=0)
+    j = fd_jacobian(net, params, x)  # (n, C, n_params)
+    residual = numpy_forward(net, params, x) - y
+    want = np.einsum("nc,ncp->p", residual, j) / len(x)  # d/d theta of sum ||f - y||^2 / (2 n)
+    n = len(params)
+    trainer = _core.SequentialTrainer(compiled.spec, [True] * n, list(net.has_bias), 2, "float64")
+    loss, gw, gb = trainer.gradients(x.reshape(len(x), -1), check_network_params(params, compiled, np.float64),
+                                     "squared", compiled.out, y)
+    assert loss == pytest.approx(0.5 * (residual ** 2).sum() / len(x), rel=1e-12)
+    got = np.concatenate([np.concatenate([np.ravel(gw[k])] + ([np.ravel(gb[k])] if net.has_bias[k] else []))
+                          for k in range(n)])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+
+
+def _relu_dual(q1, q2, c):
+    """E[relu(u) relu(v)] and E[relu'(u) relu'(v)] entry by entry (arc-cosine kernels)."""
+    y = np.sqrt(np.maximum(np.outer(q1, q2) - c * c, 0.0))
+    theta = np.arctan2(y, c)
+    return (y + (np.pi - theta) * c) / (2 * np.pi), (np.pi - theta) / (2 * np.pi)
+
+
+def _softmax_rows(s):
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def numpy_limit(x, qk, ov2, b2, qk2, ov22):
+    """The infinite-width NNGP and NTK of [SelfAttention (linear scaling, softmax, bias b2), relu,
+    SelfAttention (linear scaling, softmax, no bias), GlobalAvgPool, Dense(1)] by neural-tangents' rules: each
+    point's weights G(x) = softmax(qk Sigma(x, x)), Sigma' = ov2 G Sigma G'^T + b2, Theta' = ov2 G (Theta +
+    2 Sigma) G'^T + b2; relu entry by entry; the pooling's mean over all pairs of positions; Dense(1) with
+    W_std = 1 and no bias."""
+    n, c = len(x), x.shape[-1]
+    flat = x.reshape(n, -1, c)
+    sigma = [[a @ b.T / c for b in flat] for a in flat]
+    G1 = [_softmax_rows(qk * sigma[i][i]) for i in range(n)]
+    s1 = [[ov2 * G1[i] @ sigma[i][j] @ G1[j].T + b2 for j in range(n)] for i in range(n)]
+    t1 = [[ov2 * G1[i] @ (2 * sigma[i][j]) @ G1[j].T + b2 for j in range(n)] for i in range(n)]
+    q = [np.diag(s1[i][i]) for i in range(n)]
+    duals = [[_relu_dual(q[i], q[j], s1[i][j]) for j in range(n)] for i in range(n)]
+    s2 = [[duals[i][j][0] for j in range(n)] for i in range(n)]
+    t2 = [[t1[i][j] * duals[i][j][1] for j in range(n)] for i in range(n)]
+    G2 = [_softmax_rows(qk2 * s2[i][i]) for i in range(n)]
+    s3 = np.array([[np.mean(ov22 * G2[i] @ s2[i][j] @ G2[j].T) for j in range(n)] for i in range(n)])
+    t3 = np.array([[np.mean(ov22 * G2[i] @ (t2[i][j] + 2 * s2[i][j]) @ G2[j].T) for j in range(n)]
+                   for i in range(n)])
+    return s3, s3 + t3
+
+
+def limit_network(heads=1, key_width=1, value_width=1, width=None):
+    return Network([SelfAttention(heads, key_width, value_width, width=width, W_key_std=1.2, W_query_std=0.9,
+                                  W_value_std=1.1, W_out_std=0.8, b_std=0.3), "relu",
+                    SelfAttention(heads, key_width, value_width, width=width, W_key_std=0.7, W_value_std=1.3),
+                    GlobalAvgPool(), Dense(1)])
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2, 3, 2)])
+def test_analytic_against_a_numpy_limit(shape):
+    x = points(4, shape, 6)
+    x2 = points(3, shape, 7)
+    nngp, ntk = numpy_limit(np.concatenate([x, x2]), 1.2 * 0.9, (1.1 * 0.8) ** 2, 0.09, 0.7, 1.3**2)
+    got = nnpk.analytic(x, arch=limit_network(), get=("nngp", "ntk"))
+    np.testing.assert_allclose(got["nngp"], nngp[:4, :4], rtol=1e-12)
+    np.testing.assert_allclose(got["ntk"], ntk[:4, :4], rtol=1e-12)
+    cross = nnpk.analytic(x, x2, arch=limit_network(), get="ntk")
+    np.testing.assert_allclose(cross, ntk[:4, 4:], rtol=1e-12)
+    # the NNGP does not depend on the parameterization
+    standard = Network(limit_network().layers, parameterization="standard")
+    np.testing.assert_allclose(nnpk.analytic(x, arch=standard), nngp[:4, :4], rtol=1e-12)
+
+
+def test_analytic_identity_square_root_scaling():
+    """neural-tangents' closed form for identity attention with independent keys and queries: with s = sum of
+    Sigma_ab^2 and t = sum of Sigma_ab Theta_ab over pairs of positions, Sigma' = qk^2 ov2 s Sigma and Theta' =
+    qk^2 ov2 (2 t Sigma + s (Theta + 4 Sigma)); here after a Conv of kernel size 1 (Theta = Sigma)."""
+    x = points(3, (3, 2), 8)
+    arch = Network([nnpk.Conv(4, 1, W_std=1.1), SelfAttention(2, 2, 2, linear_scaling=False,
+                                                                attention_mechanism="identity", W_key_std=0.9),
+                    Flatten(), Dense(1)])
+    sigma = [[1.21 * a @ b.T / 2 for b in x] for a in x]
+    c = 0.81
+    nngp = np.array([[c * np.sum(sigma[i][j] ** 2) * np.trace(sigma[i][j]) / 3 for j in range(3)] for i in range(3)])
+    ntk = np.array([[c * (2 * np.sum(sigma[i][j] ** 2) + 5 * np.sum(sigma[i][j] ** 2)) * np.trace(sigma[i][j]) / 3
+                     for j in range(3)] for i in range(3)])
+    got = nnpk.analytic(x, arch=arch, get=("nngp", "ntk"))
+    np.testing.assert_allclose(got["nngp"], nngp, rtol=1e-12)
+    np.testing.assert_allclose(got["ntk"], nngp + ntk, rtol=1e-12)
+
+
+@pytest.mark.parametrize("get", ["nngp", "ntk"])
+def test_monte_carlo_approaches_the_analytic_kernel(get):
+    """Linear scaling: the logits' fluctuations shrink as key_width grows, the heads' as heads x value_width
+    does; the Monte Carlo error falls with width and ends within a few standard errors plus O(1/width)."""
+    x = points(4, (3, 2), 9) * 0.7
+    exact = nnpk.analytic(x, arch=limit_network(), get=get)
+    errors = []
+    for width in (8, 128):
+        estimate, info = nnpk.monte_carlo(x, arch=limit_network(2, width, width // 2, width), n_networks=24,
+                                          seed=3, get=get, return_standard_error=True)
+        errors.append(np.linalg.norm(estimate - exact) / np.linalg.norm(exact))
+    assert errors[1] < errors[0]
+    assert errors[1] < 4 * info["standard_error"] + 8 / 128
+
+
+@pytest.mark.parametrize("kernel", ["nngp", "ntk"])
+def test_threads_and_tiles_are_bitwise_equal(kernel):
+    layers, shape = CASES["2d_untied_softmax"]
+    net = Network(layers)
+    x = points(30, shape, 10)
+    one = nnpk.monte_carlo(x, arch=net, n_networks=3, get=kernel, n_threads=1)
+    two = nnpk.monte_carlo(x, arch=net, n_networks=3, get=kernel, n_threads=2)
+    assert np.array_equal(one, two)
+    params = nnpk.sample_params(net, shape, seed=0, index=0)
+    assert np.array_equal(nnpk.empirical(x, arch=net, params=params, get=kernel, n_threads=1),
+                          nnpk.empirical(x, arch=net, params=params, get=kernel, n_threads=2))
+    assert np.array_equal(nnpk.analytic(x, arch=limit_network(), get=kernel, n_threads=1),
+                          nnpk.analytic(x, arch=limit_network(), get=kernel, n_threads=2))
+
+
+def test_training_lowers_the_loss():
+    x = points(32, (4, 2), 11)
+    y = x[:, :, 0].mean(axis=1) * x[:, :, 1].max(axis=1)
+    arch = Network([SelfAttention(2, 4, 4, width=8, b_std=0.1), "relu", Flatten(), Dense(1)],
+                   parameterization="standard")
+    learner = nnpk.NetworkLearner(arch, loss="squared", optimizer="adam", lr=3e-3, epochs=40, batch_size=16,
+                                  n_threads=2, random_state=0).fit(x, y)
+    loss = learner.history_["loss"]
+    assert loss[-1] < 0.5 * loss[0]
+    single = nnpk.NetworkLearner(arch, loss="squared", optimizer="adam", lr=3e-3, epochs=40, batch_size=16,
+                                 n_threads=1, random_state=0).fit(x, y)
+    assert single.history_["loss"] == loss
+
+
+def test_store_round_trip(tmp_path):
+    x = points(6, (3, 2), 12)
+    arch = limit_network()
+    store = nnpk.compute_to_store(tmp_path / "k", x, arch=arch, kernel="analytic_nngp", tile_size=96)
+    assert store.arch == arch
+    np.testing.assert_allclose(store.to_numpy(), nnpk.analytic(x, arch=arch), rtol=1e-15)
+    assert store.spec["arch"]["layers"][0]["type"] == "SelfAttention"
+
+
+def test_refusals_name_the_reason():
+    x = points(3, (3, 2), 13)
+    untied = Network([SelfAttention(1, 2, 2, linear_scaling=False), Flatten(), Dense(1)])
+    with pytest.raises(ValueError, match=r"layer 0 \(SelfAttention.*linear_scaling=False.*no known closed form"):
+        nnpk.analytic(x, arch=untied)
+    standard = Network(limit_network().layers, parameterization="standard")
+    with pytest.raises(ValueError, match=r"layer 0 \(SelfAttention.*'ntk' parameterization only"):
+        nnpk.analytic(x, arch=standard, get="ntk")
+    with pytest.raises(ValueError, match=r"layer 0 \(SelfAttention.*needs \(length, channels\)"):
+        Network([SelfAttention(1, 2, 2), Dense(1)]).compile((4,))
+    with pytest.raises(ValueError, match="attention_mechanism must be one of softmax, identity, abs, relu"):
+        SelfAttention(1, 2, 2, attention_mechanism="sigmoid")
+    with pytest.raises(ValueError, match="key_width must be positive"):
+        SelfAttention(1, 0, 2)
+    with pytest.raises(ValueError, match="W_out_std must be finite and >= 0"):
+        SelfAttention(1, 2, 2, W_out_std=-1.0)
+    with pytest.raises(ValueError, match=r"SelfAttention.*no torch state_dict layout"):
+        nnpk.params_from_state_dict(untied, {}, input_shape=(3, 2))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tangent_sums_are_bitwise_equal_across_threads_and_tiles(dtype):
+    net = Network([SelfAttention(2, 3, 2, width=4, b_std=0.1), "relu",
+                   SelfAttention(2, 2, 3, linear_scaling=False, attention_mechanism="abs"), Flatten(), Dense(3)])
+    compiled, x1, x2 = prepare_network_points(points(131, (3, 2), 14), points(101, (3, 2), 15), net, dtype)
+    n = len(compiled.params)
+    q = nnpk._core.ROW_QUANTUM
+    for xb in (None, x2):
+        runs = [network_tangent_sums(x1, xb, compiled, seed=2, start=0, stop=2, nngp=True, weights=[True] * n,
+                                     biases=[True] * n, per_layer=True, per_logit=False, n_threads=t,
+                                     tile_rows=tr, gram_tile=gt, panel_cols=pc)
+                for t, tr, gt, pc in [(1, q, q, 5), (2, 2 * q, 4 * q, 128), (2, 3 * q, 2 * q, 1000)]]
+        for other in runs[1:]:
+            for a, b in zip(runs[0], other):
+                assert np.array_equal(a, b)
+        nodes = list(compiled.layer_nodes)
+        sums = [node_sums(x1, xb, compiled, nodes, seed=2, start=0, stop=2, n_threads=t, tile_rows=r, gram_tile=g,
+                          panel_cols=p) for t, r, g, p in [(1, q, 16, 3), (2, 3 * q, 256, 128)]]
+        for a, b in zip(*sums):
+            assert np.array_equal(a, b)
+
+
+def test_sklearn_estimator_takes_attention():
+    from nnpk.sklearn import NNPKRegressor
+
+    x = points(20, (3, 2), 16).reshape(20, -1)
+    y = x.sum(axis=1)
+    arch = limit_network()
+    model = NNPKRegressor(arch=arch, input_shape=(3, 2), method="analytic", ridge=1e-3).fit(x[:15], y[:15])
+    k_train = nnpk.analytic(x[:15].reshape(15, 3, 2), arch=arch)
+    k_test = nnpk.analytic(x[15:].reshape(5, 3, 2), x[:15].reshape(15, 3, 2), arch=arch)
+    np.testing.assert_allclose(model.predict(x[15:]), nnpk.kernel_ridge(k_train, y[:15], k_test, 1e-3), rtol=1e-8)
+
+
+def test_layer_kernels_of_every_layer():
+    """layers="all": the attention layer's kernel is its features' kernel averaged over positions, the mean of
+    the position covariances (here the first layer's ov2 G Sigma G'^T + b2 of the numpy limit)."""
+    x = points(3, (4, 3), 17)
+    c = 3
+    flat = x.reshape(3, -1, c)
+    sigma = [[a @ b.T / c for b in flat] for a in flat]
+    G = [_softmax_rows(1.08 * sigma[i][i]) for i in range(3)]
+    first = np.array([[np.mean((1.1 * 0.8) ** 2 * G[i] @ sigma[i][j] @ G[j].T + 0.09) for j in range(3)]
+                      for i in range(3)])
+    kernels = nnpk.analytic(x, arch=limit_network(), layers="all")
+    np.testing.assert_allclose(kernels[0], first, rtol=1e-12)
+    np.testing.assert_allclose(kernels[-1], nnpk.analytic(x, arch=limit_network()), rtol=1e-13)
+    estimates = nnpk.monte_carlo(x, arch=limit_network(2, 64, 32, 64), n_networks=4, layers="all")
+    assert len(estimates) == len(kernels) == 5
