@@ -182,6 +182,8 @@ class NodeKind:
       batch_norm
 
       recurrent
+
+      layer_norm
     """
 
     __members__: typing.ClassVar[dict[str, NodeKind]]
@@ -193,6 +195,7 @@ class NodeKind:
     dense: typing.ClassVar[NodeKind]
     flatten: typing.ClassVar[NodeKind]
     global_avg_pool: typing.ClassVar[NodeKind]
+    layer_norm: typing.ClassVar[NodeKind]
     max_pool: typing.ClassVar[NodeKind]
     residual: typing.ClassVar[NodeKind]
     @typing.overload
@@ -285,6 +288,7 @@ class SeqNode:
         gamma: typing.SupportsFloat | typing.SupportsIndex = 1.0,
         coefficients: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
         pool_sum: bool = False,
+        norm_axes: tuple[bool, bool, bool] = (False, False, True),
     ) -> None: ...
 
 class SequentialSpec:
@@ -314,12 +318,15 @@ class AnalyticNodeKind:
       identity
 
       recurrent
+
+      layer_norm
     """
 
     __members__: typing.ClassVar[dict[str, AnalyticNodeKind]]
     activation: typing.ClassVar[AnalyticNodeKind]
     dense: typing.ClassVar[AnalyticNodeKind]
     identity: typing.ClassVar[AnalyticNodeKind]
+    layer_norm: typing.ClassVar[AnalyticNodeKind]
     recurrent: typing.ClassVar[AnalyticNodeKind]
     residual: typing.ClassVar[AnalyticNodeKind]
     @typing.overload
@@ -369,6 +376,7 @@ class AnalyticNode:
         degree: typing.SupportsInt | typing.SupportsIndex = 1,
         gamma: typing.SupportsFloat | typing.SupportsIndex = 1.0,
         coefficients: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
+        eps: typing.SupportsFloat | typing.SupportsIndex = 1e-12,
     ) -> None: ...
 
 class SequentialTrainer:
