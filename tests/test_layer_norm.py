@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 import nnpk
-from nnpk import _core
-from nnpk import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, LayerNorm, Network, Residual
+from nnpk import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, LayerNorm, Network, Residual, _core
 from nnpk.architectures._params import check_network_params
 from nnpk.sklearn import NNPKRegressor
 from reference import ntk_from_jacobians
@@ -235,12 +234,15 @@ def _conv_recursion(x, w, b, eps, axes):
         scale = 1 / np.sqrt(np.outer(v[key[0]], v[key[1]]))
         sigma[key], theta[key] = sigma[key] * scale, theta[key] * scale
     diag = {i: np.diag(sigma[i, i]) for i in range(n)}
+    # The LayerNorm layer's own kernels: its features averaged over positions.
+    K_norm = np.array([[sigma[i, j].mean() for j in range(n)] for i in range(n)])
+    T_norm = np.array([[theta[i, j].mean() for j in range(n)] for i in range(n)])
     K, T = np.empty((n, n)), np.empty((n, n))
     for (i, j), s in sigma.items():
         s2, dot = _relu(diag[i], diag[j], s)
         K[i, j] = w * w * s2.mean()
         T[i, j] = K[i, j] + w * w * (theta[i, j] * dot).mean()
-    return K, T
+    return K, T, K_norm, T_norm
 
 
 @pytest.mark.parametrize("axes", ["channels", "all"])
@@ -250,10 +252,12 @@ def test_conv_analytic_kernels_equal_a_numpy_recursion(axes):
     axis = -1 if axes == "channels" else (-2, -1)
     arch = Network([Conv(6, 1, W_std=w, b_std=b), LayerNorm(axis=axis, eps=eps), "relu", GlobalAvgPool(),
                     Dense(1, W_std=w)])
-    got = nnpk.analytic(x, arch=arch, get=("nngp", "ntk"))
-    K, T = _conv_recursion(x, w, b, eps, axes)
-    np.testing.assert_allclose(got["nngp"], K, rtol=1e-12)
-    np.testing.assert_allclose(got["ntk"], T, rtol=1e-12)
+    got = nnpk.analytic(x, arch=arch, get=("nngp", "ntk"), layers="all")
+    K, T, K_norm, T_norm = _conv_recursion(x, w, b, eps, axes)
+    np.testing.assert_allclose(got["nngp"][-1], K, rtol=1e-12)
+    np.testing.assert_allclose(got["ntk"][-1], T, rtol=1e-12)
+    np.testing.assert_allclose(got["nngp"][1], K_norm, rtol=1e-12)
+    np.testing.assert_allclose(got["ntk"][1], T_norm, rtol=1e-12)
 
 
 def test_analytic_layer_norm_of_flattened_features_uses_the_mean_variance():
@@ -316,8 +320,8 @@ def test_conditional_estimator_reads_layer_norm_features():
 @pytest.mark.parametrize("kernel", ["mc", "empirical", "analytic"])
 def test_two_threads_equal_one(kernel):
     layers, shape = CASES["2d"] if kernel != "analytic" else (
-        [Conv(3, (2, 2), b_std=0.2), LayerNorm(axis=(0, 2)), "relu", Conv(3, (2, 2)), AvgPool((2, 2), stride=1), Flatten(), LayerNorm(),
-         Dense(2)], (4, 3, 2))
+        [Conv(3, (2, 2), b_std=0.2), LayerNorm(axis=(0, 2)), "relu", Conv(3, (2, 2)), AvgPool((2, 2), stride=1),
+         Flatten(), LayerNorm(), Dense(2)], (4, 3, 2))
     net = Network(layers)
     x = points(200, shape, 13)
     if kernel == "mc":
