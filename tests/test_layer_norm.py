@@ -25,6 +25,9 @@ CASES = {
     # 2-D points: over the positions only (per channel), and over height and channels (per column)
     "2d": ([Conv(3, (2, 2), b_std=0.2), LayerNorm(axis=(0, 1), eps=EPS), "erf", Conv(3, (2, 2)),
             LayerNorm(axis=(0, 2)), GlobalAvgPool(), Dense(2)], (4, 3, 2)),
+    # after activations: the engine keeps their outputs, which the backward step reads
+    "after_activation": ([Dense(6, b_std=0.3), "relu", LayerNorm(), Dense(4), "tanh", LayerNorm(eps=EPS), Dense(2)],
+                         (3,)),
     # the features of a flattened 2-D point, and a residual block with a LayerNorm inside
     "flatten_residual": ([Conv(2, (2, 2)), Flatten(), LayerNorm(eps=EPS),
                           Residual([Dense(24), LayerNorm(), "tanh", Dense(24)], scale=0.5), Dense(1)], (3, 4, 2)),
