@@ -293,7 +293,7 @@ def test_monte_carlo_converges_to_the_analytic_kernel(get, spatial):
     if spatial:
         x = points(5, (4, 4, 1), 12)
         arch = lambda ch: Network([Conv(ch, (2, 2), b_std=0.2), LayerNorm(axis=(0, 1, 2)), "relu",  # noqa: E731
-                                   AvgPool((2, 2), stride=1), Conv(ch, (2, 2)), LayerNorm(), "erf",
+                                   AvgPool((2, 2), stride=1), Conv(ch, (2, 2)), LayerNorm(axis=(0, 2)), "erf",
                                    GlobalAvgPool(), Dense(1, b_std=0.1)])
         width = 128
     else:
