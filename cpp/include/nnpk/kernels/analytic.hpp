@@ -122,7 +122,9 @@ inline std::int64_t recurrent_node(const std::vector<AnalyticNode>& nodes) {
 // Layer normalisation of Gaussian features at infinite width: a kernel entry divided by
 // sqrt((eps + q1)(eps + q2)), q1 and q2 the two points' variances (the mean over the features
 // vanishes). The same expression on the diagonal and off it, so that the two agree to the bit.
-inline double layer_norm_factor(double eps, double q1, double q2) { return 1.0 / std::sqrt((eps + q1) * (eps + q2)); }
+inline double layer_norm_factor(double eps, double q1, double q2) {
+  return 1.0 / std::sqrt((eps + q1) * (eps + q2));
+}
 
 // One dense node's affine step on a row of n entries.
 inline void dense_row(const AnalyticNode& node, bool standard, bool ntk, const double* s_in, const double* t_in,

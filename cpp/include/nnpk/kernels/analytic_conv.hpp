@@ -15,6 +15,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -242,7 +243,8 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
       case NodeKind::max_pool:
         throw std::invalid_argument("max pooling has no analytic kernel");
       case NodeKind::layer_norm:
-        if (!s.norm_channels) throw std::invalid_argument("a layer normalisation not over the channels has no analytic kernel");
+        if (!s.norm_channels)
+          throw std::invalid_argument("a layer normalisation not over the channels has no analytic kernel");
         node.eps = s.eps;
         // A flattened input's positions are all one point's features: normalised together.
         node.norm_h = s.norm_height || !s.in.spatial;
@@ -487,23 +489,26 @@ struct Engine {
           std::copy(src, src + size, kernel == 1 ? t_out : s_out);
         }
         break;
-      case NodeKind::layer_norm: layer_norm_step(ws, node, q1[static_cast<std::size_t>(node.input)], ntk, s_out, t_out); break;
+      case NodeKind::layer_norm:
+        layer_norm_step(ws, node, q1[static_cast<std::size_t>(node.input)], ntk, s_out, t_out);
+        break;
       case NodeKind::max_pool: break;  // refused by make_plan
     }
     if (node.diagonal_copy >= 0) copy_diagonal(ws, node, ntk);
   }
 
-  // Layer normalisation over the channels (and the positions of each group): entry (a, b) divided by
-  // sqrt((eps + v_a)(eps + v'_b)), v_a point i's variance at position a averaged over a's group, v'_b
-  // the lane's. qi: point i's variances of the input node.
+  // Layer normalisation over the channels (and the positions of each group): entry (a, b) times
+  // r_a r'_b, r_a = 1 / sqrt(eps + v_a), v_a point i's variance at position a averaged over a's group,
+  // r'_b the lane's (the product r_a r'_b formed first, so that the pair (x', x) gives the same bits).
+  // qi: point i's variances of the input node.
   void layer_norm_step(Workspace& ws, const Node& node, const double* qi, bool ntk, double* s_out,
                        double* t_out) const {
     const std::int64_t positions = node.positions();
-    double* v1 = ws.norm.data();
-    double* v2 = v1 + positions;
-    double* sums = v2 + positions * kLanes;
-    group_means(node, qi, 1, sums, v1);
-    group_means(node, ws.lane_variances[static_cast<std::size_t>(node.input)].data(), kLanes, sums, v2);
+    double* r1 = ws.norm.data();
+    double* r2 = r1 + positions;
+    double* sums = r2 + positions * kLanes;
+    inverse_deviations(node, qi, 1, sums, r1);
+    inverse_deviations(node, ws.lane_variances[static_cast<std::size_t>(node.input)].data(), kLanes, sums, r2);
     for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel) {
       const double* src = state(ws, node.input, kernel == 1, node.full);
       double* dst = kernel == 1 ? t_out : s_out;
@@ -511,16 +516,15 @@ struct Engine {
         const std::int64_t b0 = node.full ? 0 : a, b1 = node.full ? positions : a + 1;
         for (std::int64_t b = b0; b < b1; ++b) {
           const std::int64_t at = (node.full ? a * positions + b : a) * kLanes;
-          for (std::int64_t l = 0; l < kLanes; ++l)
-            dst[at + l] = src[at + l] * analytic_detail::layer_norm_factor(node.eps, v1[a], v2[b * kLanes + l]);
+          for (std::int64_t l = 0; l < kLanes; ++l) dst[at + l] = src[at + l] * (r1[a] * r2[b * kLanes + l]);
         }
       }
     }
   }
 
-  // out[p * lanes + l] = the mean of q[. * lanes + l] over the positions of p's group (positions summed
-  // in ascending order into `sums`), for a layer normalisation node.
-  static void group_means(const Node& node, const double* q, std::int64_t lanes, double* sums, double* out) {
+  // out[p * lanes + l] = 1 / sqrt(eps + the mean of q[. * lanes + l] over the positions of p's group),
+  // the positions summed in ascending order into `sums`, for a layer normalisation node.
+  static void inverse_deviations(const Node& node, const double* q, std::int64_t lanes, double* sums, double* out) {
     const std::int64_t gw = node.norm_w ? 1 : node.width;
     const std::int64_t groups = (node.norm_h ? 1 : node.height) * gw;
     const std::int64_t positions = node.positions(), count = positions / groups;
@@ -531,8 +535,9 @@ struct Engine {
     for (std::int64_t p = 0; p < positions; ++p)
       for (std::int64_t l = 0; l < lanes; ++l) sums[group(p) * lanes + l] += q[p * lanes + l];
     const double inv = 1.0 / static_cast<double>(count);
+    for (std::int64_t k = 0; k < groups * lanes; ++k) sums[k] = 1.0 / std::sqrt(node.eps + sums[k] * inv);
     for (std::int64_t p = 0; p < positions; ++p)
-      for (std::int64_t l = 0; l < lanes; ++l) out[p * lanes + l] = sums[group(p) * lanes + l] * inv;
+      for (std::int64_t l = 0; l < lanes; ++l) out[p * lanes + l] = sums[group(p) * lanes + l];
   }
 
   void copy_diagonal(Workspace& ws, const Node& node, bool ntk) const {
