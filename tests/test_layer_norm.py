@@ -49,22 +49,23 @@ def layer_norm(h, layer):
     return centred / np.sqrt((centred**2).mean(axis=axes, keepdims=True) + layer.eps)
 
 
-def layer(layer, h, params, parameterization):
-    if isinstance(layer, LayerNorm):
-        return layer_norm(h, layer)
-    if isinstance(layer, Residual):
+def apply_layer(item, h, params, parameterization):
+    """One layer's output, LayerNorm here, the others by reference_networks (residual blocks recursively)."""
+    if isinstance(item, LayerNorm):
+        return layer_norm(h, item)
+    if isinstance(item, Residual):
         block = h
-        for inner in layer.block:
-            block = globals()["layer"](inner, block, params, parameterization)
-        return h + layer.scale * block
-    return apply(layer, h, params, parameterization)
+        for inner in item.block:
+            block = apply_layer(inner, block, params, parameterization)
+        return h + item.scale * block
+    return apply(item, h, params, parameterization)
 
 
 def forward(net, params, x):
     it = iter(params)
     h = np.asarray(x, dtype=np.float64)
     for item in net.layers:
-        h = layer(item, h, it, net.parameterization)
+        h = apply_layer(item, h, it, net.parameterization)
     return h
 
 
