@@ -74,14 +74,15 @@ void bind_analytic(py::module_& m) {
       .value("activation", AnalyticNodeKind::activation)
       .value("residual", AnalyticNodeKind::residual)
       .value("identity", AnalyticNodeKind::identity)
-      .value("recurrent", AnalyticNodeKind::recurrent);
+      .value("recurrent", AnalyticNodeKind::recurrent)
+      .value("layer_norm", AnalyticNodeKind::layer_norm);
 
   py::class_<AnalyticNode>(m, "AnalyticNode", "One node of a network's analytic recursion (built by nnpk.analytic)")
       .def(py::init([](AnalyticNodeKind kind, std::int64_t input, std::int64_t skip, std::int64_t fan_in, double w_std,
                        std::optional<double> b_std, ActivationKind activation, double slope, double shift,
                        double activation_scale, bool unit_second_moment, double scale, std::int64_t steps,
                        std::int64_t width, double u_std, double leak, int degree, double gamma,
-                       const std::vector<double>& coefficients) {
+                       const std::vector<double>& coefficients, double eps) {
              AnalyticNode node;
              node.kind = kind;
              node.input = input;
@@ -97,6 +98,7 @@ void bind_analytic(py::module_& m) {
              node.width = width;
              node.u_std = u_std;
              node.leak = leak;
+             node.eps = eps;
              return node;
            }),
            py::kw_only(), py::arg("kind"), py::arg("input"), py::arg("skip") = -1, py::arg("fan_in") = 1,
@@ -104,7 +106,7 @@ void bind_analytic(py::module_& m) {
            py::arg("slope") = 0.0, py::arg("shift") = 0.0, py::arg("activation_scale") = 1.0,
            py::arg("unit_second_moment") = false, py::arg("scale") = 1.0, py::arg("steps") = 1, py::arg("width") = 1,
            py::arg("u_std") = 1.0, py::arg("leak") = 1.0, py::arg("degree") = 1, py::arg("gamma") = 1.0,
-           py::arg("coefficients") = std::vector<double>{});
+           py::arg("coefficients") = std::vector<double>{}, py::arg("eps") = 1e-12);
 
   m.def(
       "analytic_network_kernels",

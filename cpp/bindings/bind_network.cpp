@@ -1,6 +1,8 @@
 #include <pybind11/eigen.h>
 #include <pybind11/stl.h>
 
+#include <tuple>
+
 #include "bindings.hpp"
 #include <Eigen/Core>
 
@@ -20,7 +22,8 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
                          Pair stride, bool same, double w_std, std::optional<double> b_std, ActivationKind activation,
                          double slope, double shift, double activation_scale, double scale, double eps,
                          double momentum, double u_std, double leak, bool return_sequences, int init, int degree,
-                         double gamma, const std::vector<double>& coefficients, bool pool_sum) {
+                         double gamma, const std::vector<double>& coefficients, bool pool_sum,
+                         std::tuple<bool, bool, bool> norm_axes) {
   SeqNode node;
   node.kind = kind;
   node.input = input;
@@ -41,6 +44,7 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
   node.leak = leak;
   node.return_sequences = return_sequences;
   node.init = init;
+  std::tie(node.norm_height, node.norm_width, node.norm_channels) = norm_axes;
   return node;
 }
 
@@ -271,7 +275,8 @@ void bind_network(py::module_& m) {
       .value("residual", NodeKind::residual)
       .value("batch_norm", NodeKind::batch_norm)
       .value("recurrent", NodeKind::recurrent)
-      .value("attention", NodeKind::attention);
+      .value("attention", NodeKind::attention)
+      .value("layer_norm", NodeKind::layer_norm);
 
   py::enum_<Init>(m, "Init")
       .value("gaussian", Init::gaussian)
@@ -286,7 +291,8 @@ void bind_network(py::module_& m) {
            py::arg("slope") = 0.01, py::arg("shift") = 0.0, py::arg("activation_scale") = 1.0,
            py::arg("scale") = 1.0, py::arg("eps") = 1e-5, py::arg("momentum") = 0.1, py::arg("u_std") = 1.0,
            py::arg("leak") = 1.0, py::arg("return_sequences") = false, py::arg("init") = -1, py::arg("degree") = 1,
-           py::arg("gamma") = 1.0, py::arg("coefficients") = std::vector<double>{}, py::arg("pool_sum") = false);
+           py::arg("gamma") = 1.0, py::arg("coefficients") = std::vector<double>{}, py::arg("pool_sum") = false,
+           py::arg("norm_axes") = std::make_tuple(false, false, true));
 
   m.def(
       "attention_node",

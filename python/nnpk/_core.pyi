@@ -185,6 +185,7 @@ class NodeKind:
       recurrent
 
       attention
+      layer_norm
     """
 
     __members__: typing.ClassVar[dict[str, NodeKind]]
@@ -197,6 +198,7 @@ class NodeKind:
     dense: typing.ClassVar[NodeKind]
     flatten: typing.ClassVar[NodeKind]
     global_avg_pool: typing.ClassVar[NodeKind]
+    layer_norm: typing.ClassVar[NodeKind]
     max_pool: typing.ClassVar[NodeKind]
     residual: typing.ClassVar[NodeKind]
     @typing.overload
@@ -289,6 +291,7 @@ class SeqNode:
         gamma: typing.SupportsFloat | typing.SupportsIndex = 1.0,
         coefficients: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
         pool_sum: bool = False,
+        norm_axes: tuple[bool, bool, bool] = (False, False, True),
     ) -> None: ...
 
 class SequentialSpec:
@@ -318,12 +321,15 @@ class AnalyticNodeKind:
       identity
 
       recurrent
+
+      layer_norm
     """
 
     __members__: typing.ClassVar[dict[str, AnalyticNodeKind]]
     activation: typing.ClassVar[AnalyticNodeKind]
     dense: typing.ClassVar[AnalyticNodeKind]
     identity: typing.ClassVar[AnalyticNodeKind]
+    layer_norm: typing.ClassVar[AnalyticNodeKind]
     recurrent: typing.ClassVar[AnalyticNodeKind]
     residual: typing.ClassVar[AnalyticNodeKind]
     @typing.overload
@@ -373,6 +379,7 @@ class AnalyticNode:
         degree: typing.SupportsInt | typing.SupportsIndex = 1,
         gamma: typing.SupportsFloat | typing.SupportsIndex = 1.0,
         coefficients: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
+        eps: typing.SupportsFloat | typing.SupportsIndex = 1e-12,
     ) -> None: ...
 
 class SequentialTrainer:

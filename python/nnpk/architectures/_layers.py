@@ -1,5 +1,5 @@
 """The layers of a network: dense and convolutional layers, pooling, flattening, activations, residual blocks,
-batch normalisation, recurrent layers, self-attention.
+batch and layer normalisation, recurrent layers, self-attention.
 
 Each layer checks its own settings when it is made; the rules that depend on the points' shape are
 checked when a ``Network`` is compiled for them (``_network.py``).
@@ -18,7 +18,7 @@ from .. import _core
 from ._activations import activation_normalization, check_activation, check_activation_parameters
 
 __all__ = ["Activation", "AvgPool", "BatchNorm", "Conv", "Dense", "Flatten", "GlobalAvgPool", "GlobalSumPool",
-           "LAYER_TYPES", "Layer", "MaxPool", "Recurrent", "Residual", "SelfAttention", "SumPool"]
+           "LAYER_TYPES", "Layer", "LayerNorm", "MaxPool", "Recurrent", "Residual", "SelfAttention", "SumPool"]
 
 ATTENTION_MECHANISMS = ("softmax", "identity", "abs", "relu")
 
@@ -310,6 +310,74 @@ class BatchNorm:
 
 
 @dataclass(frozen=True)
+class LayerNorm:
+    """Layer normalisation: each point normalised on its own, ``y = (x - mean) / sqrt(var + eps)``, the mean
+    and the (biased) variance taken over the axes ``axis`` of the point, separately for every index of its
+    other axes. No parameters (no learned scale or shift).
+
+    Axes count within one point, channels last: ``-1`` (the default) is the features of flat points and the
+    channels of ``(length, channels)`` or ``(height, width, channels)`` points, each position normalised
+    on its own; ``(-2, -1)`` on 1-D points (or ``(-3, -2, -1)`` on 2-D points) normalises all of a point's
+    values together; the axis of the batch is not one of them. The axes are checked against the points'
+    shape when the network is compiled.
+
+    At infinite width (``nnpk.analytic``) the normalised axes must include the channels and the layer must
+    read Gaussian features (the output of a Dense or Conv layer, or pooling or residual sums of them): the
+    kernel is then the input's divided by the square roots of ``eps`` plus the two points' variances
+    (averaged over the normalised positions); other settings are refused, saying why.
+
+    Parameters
+    ----------
+    axis : int or tuple of ints
+        The point's axes to normalise over (negative counts from the last).
+    eps : float
+        Added to the variance; positive. The default 1e-12 only guards against a zero variance.
+    """
+
+    axis: Union[int, Tuple[int, ...]] = -1
+    eps: float = 1e-12
+
+    def __post_init__(self):
+        axes = self.axis if isinstance(self.axis, (tuple, list)) else (self.axis,)
+        if not axes:
+            raise ValueError("axis must name at least one axis, got ()")
+        for a in axes:
+            if isinstance(a, bool) or not isinstance(a, (numbers.Integral, np.integer)):
+                raise TypeError(f"axis must be an int or a tuple of ints, got {self.axis!r}")
+        axes = tuple(int(a) for a in axes)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"axis has repeated entries: {self.axis!r}")
+        object.__setattr__(self, "axis", axes if isinstance(self.axis, (tuple, list)) else axes[0])
+        eps = self.eps
+        if isinstance(eps, bool) or not isinstance(eps, (numbers.Real, np.floating, np.integer)):
+            raise TypeError(f"eps must be a number, got {eps!r}")
+        if not (math.isfinite(float(eps)) and float(eps) > 0):
+            raise ValueError(f"eps must be finite and > 0, got {eps}")
+        object.__setattr__(self, "eps", float(eps))
+
+    @property
+    def axes(self) -> Tuple[int, ...]:
+        """``axis`` as a tuple."""
+        return self.axis if isinstance(self.axis, tuple) else (self.axis,)
+
+    def normalized_axes(self, ndim: int) -> Tuple[int, ...]:
+        """The axes as non-negative indices into a point of `ndim` axes, sorted; ValueError if one is out of
+        range or two name the same axis."""
+        out = []
+        for a in self.axes:
+            if not -ndim <= a < ndim:
+                raise ValueError(f"axis {a} is out of range for points of {ndim} axis{'es' if ndim > 1 else ''}")
+            out.append(a % ndim)
+        if len(set(out)) != len(out):
+            raise ValueError(f"axis {self.axis!r} names the same axis twice for points of {ndim} axes")
+        return tuple(sorted(out))
+
+    def describe(self) -> str:
+        axis = self.axis if isinstance(self.axis, int) else tuple(self.axis)
+        return f"LayerNorm axis {axis}, eps {self.eps:g}"
+
+
+@dataclass(frozen=True)
 class Recurrent:
     """A recurrent layer over sequences: points are ``(steps, features)`` arrays.
 
@@ -492,7 +560,7 @@ def _layers(layers, name: str) -> tuple:
             layer = Activation(layer)
         if not isinstance(layer, LAYER_TYPES):
             raise TypeError(f"{name}[{i}] must be a layer (Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, "
-                            f"GlobalSumPool, Flatten, Activation, Residual, BatchNorm, Recurrent, SelfAttention) or an "
+                            f"GlobalSumPool, Flatten, Activation, Residual, BatchNorm, LayerNorm, Recurrent, SelfAttention) or an "
                             f"activation name, got {layer!r}")
         out.append(layer)
     return tuple(out)
@@ -518,6 +586,6 @@ class Residual:
 
 
 LAYER_TYPES = (Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten, Activation, Residual,
-               BatchNorm, Recurrent, SelfAttention)
+               BatchNorm, LayerNorm, Recurrent, SelfAttention)
 Layer = Union[Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten, Activation, Residual,
-              BatchNorm, Recurrent, SelfAttention]
+              BatchNorm, LayerNorm, Recurrent, SelfAttention]

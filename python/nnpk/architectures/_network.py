@@ -25,6 +25,7 @@ from ._layers import (
     Flatten,
     GlobalAvgPool,
     GlobalSumPool,
+    LayerNorm,
     MaxPool,
     Recurrent,
     Residual,
@@ -200,6 +201,9 @@ class _Builder:
             self.entries.append(NormLayer(label, layer, shape[-1]))
             return shape, self.per_step(node, self.add(kind=_core.NodeKind.batch_norm, input=node, eps=layer.eps,
                                                        momentum=layer.momentum))
+        if isinstance(layer, LayerNorm):
+            return shape, self.per_step(node, self.add(kind=_core.NodeKind.layer_norm, input=node, eps=layer.eps,
+                                                       norm_axes=self.norm_axes(label, layer, shape)))
         if isinstance(layer, Activation):
             return shape, self.per_step(node, self.add(kind=_core.NodeKind.activation, input=node,
                                                        **_activation_node(layer)))
@@ -209,6 +213,16 @@ class _Builder:
                              "must keep the shape")
         residual = self.add(kind=_core.NodeKind.residual, input=nodes[-1], skip=node, scale=layer.scale)
         return shape, (self.per_step(nodes[-1], residual) if node in self.sequences else residual)
+
+    def norm_axes(self, label: str, layer: LayerNorm, shape: Shape) -> Tuple[bool, bool, bool]:
+        """The engine's (height, width, channels) flags of the axes a LayerNorm normalises points of `shape` over
+        (a 1-D point's length is the engine's height)."""
+        try:
+            axes = layer.normalized_axes(len(shape))
+        except ValueError as err:
+            raise self.error(label, layer, f"{err}; points here have shape {shape}") from None
+        ndim = len(shape)
+        return (0 in axes and ndim > 1, 1 in axes and ndim == 3, ndim - 1 in axes)
 
     def per_step(self, read: int, node: int) -> int:
         """`node`, marked as a sequence of steps if the node it reads is one."""
@@ -315,8 +329,8 @@ class Network:
     ----------
     layers : sequence
         ``Dense``, ``Conv``, ``AvgPool``, ``SumPool``, ``MaxPool``, ``GlobalAvgPool``, ``GlobalSumPool``, ``Flatten``,
-        ``Activation`` (or an activation name), ``Residual``, ``BatchNorm``, ``Recurrent`` and ``SelfAttention``
-        layers.
+        ``Activation`` (or an activation name), ``Residual``, ``BatchNorm``, ``LayerNorm``, ``Recurrent`` and
+        ``SelfAttention`` layers.
         The last layer's output, the logits, must be flat, or a sequence of steps (a ``Recurrent``
         layer returning sequences and layers acting on every step): its ``steps x C`` values are
         then the logits, in step order.

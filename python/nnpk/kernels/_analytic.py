@@ -18,6 +18,7 @@ from ..architectures import (
     Flatten,
     GlobalAvgPool,
     GlobalSumPool,
+    LayerNorm,
     MaxPool,
     Network,
     Recurrent,
@@ -53,7 +54,9 @@ class _NetworkRecursion:
 
     Exact here: dense and convolutional layers; elementwise activations of Gaussian
     pre-activations (the output of a Dense or Conv layer, average pooling of such outputs, or a
-    residual sum of them); average and global average pooling; Flatten; residual blocks ending
+    residual sum of them); average and global average pooling; Flatten; layer normalisation over the
+    channels of such Gaussian features (their mean over the channels vanishes, their variance is the
+    kernel's diagonal, and the output is Gaussian again); residual blocks ending
     with a Dense or Conv layer. That last layer's weights and bias have zero mean and are
     independent of everything before, so the block's output is uncorrelated with the skip path
     (E[x . f(x')] = 0) and the NNGP of x + s f(x) is K_x + s^2 K_f. For the NTK the skip
@@ -121,6 +124,8 @@ class _NetworkRecursion:
             # Spatial features keep their positions (an activation after Flatten acts on each); the
             # Dense layer reading them averages the same-position covariances.
             return (math.prod(shape),), self.add(kind=_core.AnalyticNodeKind.identity, input=node), law
+        if isinstance(layer, LayerNorm):
+            return shape, self.layer_norm(layer, shape, node, law, label), law
         if isinstance(layer, Residual):
             last = layer.block[-1]
             if not isinstance(last, (Dense, Conv, SelfAttention)):
@@ -148,6 +153,27 @@ class _NetworkRecursion:
                               "attention_mechanism='identity'")
         # Its output is a zero-mean linear map (Wo) of the heads: jointly Gaussian at infinite width.
         return shape, self.spatial_layer(node), "gaussian"
+
+    def layer_norm(self, layer: LayerNorm, shape, node: int, law: str, label: str) -> int:
+        """A layer normalisation's node: over the channels (and maybe positions) of Gaussian features, whose
+        mean over the channels vanishes at infinite width and whose variance is the kernel's diagonal."""
+        if len(shape) - 1 not in layer.normalized_axes(len(shape)):  # the compiled network checked the axes
+            raise self.refuse(label, layer, "normalises over positions only, not over the channels: the channels "
+                              "become infinitely many, but each channel's mean and variance over the finitely many "
+                              "positions stay random, so the kernel has no infinite-width limit; include the "
+                              "channels (axis -1)")
+        if law == "input":
+            raise self.refuse(label, layer, "reads the network's input, whose finitely many features have a mean "
+                              "that does not vanish: the infinite-width rule (the covariance rescaled by the "
+                              "variances) holds for Gaussian features only; normalise the points themselves instead, "
+                              "or put the LayerNorm after a Dense or Conv layer")
+        if law != "gaussian":
+            raise self.refuse(label, layer, "reads features that are not Gaussian pre-activations (the output of an "
+                              "activation, say): their mean over the channels (relu's is E[max(z, 0)] > 0) does not "
+                              "vanish at infinite width, so the kernel is not the covariance rescaled by the "
+                              "variances; put the LayerNorm after a Dense or Conv layer (or an average pooling or "
+                              "residual sum of them)")
+        return self.add(kind=_core.AnalyticNodeKind.layer_norm, input=node, eps=layer.eps)
 
     def recurrent(self, layer: Recurrent, shape, node: int, label: str):
         # The compiled network has checked that the points are (steps, features) sequences.
@@ -283,7 +309,10 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         only for the "standard" NTK. A Network may hold Dense and Conv layers (1-D or 2-D, any
         stride, "same" or "valid"), AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Flatten,
         elementwise activations of Gaussian pre-activations (a Dense or Conv output, an average
-        or sum pooling or a residual sum of them) and residual blocks ending with a Dense or Conv layer (NNGP
+        or sum pooling or a residual sum of them), LayerNorm layers over the channels (and any positions) of
+        such Gaussian features (the kernels divided by ``sqrt((eps + q) (eps + q'))``, q and q' the two
+        points' variances averaged over the normalised positions; docs: "Layer normalisation"), residual
+        blocks ending with a Dense or Conv layer (NNGP
         ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
         from ``(K_x, Theta_x)``; a block may also end with SelfAttention), SelfAttention with
         ``linear_scaling=True`` or the identity mechanism (docs: "Self-attention at infinite width";
@@ -291,7 +320,8 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         state (any leak; docs: "Recurrent networks": T dual maps per pair of sequences of T
         steps at leak 1, T^2 below); anything else (MaxPool, an activation of non-Gaussian
         features, a residual block ending otherwise, a Recurrent layer after others or with
-        return_sequences=True) raises ValueError naming the layer. The
+        return_sequences=True, a LayerNorm of other features or not over the channels) raises ValueError
+        naming the layer. The
         kernels are those of every ``init`` scheme (all have zero-mean, unit-variance weights;
         the limit is the same). With ``layers="all"`` the list holds the kernels of each layer
         of ``arch.kernel_layers()`` (an MLP's hidden layers, then the output; every top-level

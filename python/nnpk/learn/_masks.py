@@ -24,6 +24,7 @@ from ..architectures import (
     Flatten,
     GlobalAvgPool,
     GlobalSumPool,
+    LayerNorm,
     MaxPool,
     Recurrent,
     Residual,
@@ -71,6 +72,9 @@ def mask_sites(arch) -> List[MaskSite]:
         if isinstance(layers[j], BatchNorm):
             raise ValueError(f"train='masks': layer {j} ({layers[j].describe()}) normalises the units of layer {i} "
                              "per channel, which would undo their masks")
+        if isinstance(layers[j], LayerNorm):
+            raise ValueError(f"train='masks': layer {j} ({layers[j].describe()}) normalises the units of layer {i} "
+                             "together, which would rescale the units the masks keep by the ones they remove")
         if not isinstance(layers[j], (Dense, Conv)):
             continue
         entry = entries[j]

@@ -1,13 +1,15 @@
 // Infinite-width kernels (docs/definitions.rst) of sequential networks made of dense layers,
 // elementwise activations and residual blocks: the layer recursion of the NNGP and the NTK over
 // a graph of nodes, tiled over the output (an MLP is a chain of dense and activation nodes), with a residual node adding its skip path's kernels to scale^2 times its
-// block's. A recurrent node reads the input sequences (analytic_recurrent.hpp). The Python layer
+// block's, and a layer normalisation dividing a kernel by the square roots of eps plus the two points'
+// variances. A recurrent node reads the input sequences (analytic_recurrent.hpp). The Python layer
 // admits only networks where this is exact (a residual block ends with a dense layer, so its
-// output is uncorrelated with the skip path; an activation reads Gaussian pre-activations; a
-// recurrent layer reads the input and returns its last state) and names the layer it refuses.
+// output is uncorrelated with the skip path; an activation or a layer normalisation reads Gaussian
+// pre-activations; a recurrent layer reads the input and returns its last state) and names the layer it refuses.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <stdexcept>
@@ -63,7 +65,7 @@ inline void input_kernel_tile(const double* x1, std::int64_t i0, std::int64_t ni
 
 }  // namespace analytic_detail
 
-enum class AnalyticNodeKind : int { dense = 0, activation, residual, identity, recurrent };
+enum class AnalyticNodeKind : int { dense = 0, activation, residual, identity, recurrent, layer_norm };
 
 struct AnalyticNode {
   AnalyticNodeKind kind = AnalyticNodeKind::dense;
@@ -81,6 +83,8 @@ struct AnalyticNode {
   // recurrent: reads the input as `steps` steps of fan_in features, `width` units
   std::int64_t steps = 1, width = 1;
   double u_std = 1.0, leak = 1.0;
+  // layer_norm: added to the variances
+  double eps = 1e-12;
 
   RecurrentCell cell() const { return RecurrentCell{steps, fan_in, width, w_std, u_std, b_std, leak, has_bias}; }
 };
@@ -96,6 +100,8 @@ inline void check_nodes(const std::vector<AnalyticNode>& nodes) {
       throw std::invalid_argument("node " + std::to_string(k) + " must read earlier nodes");
     if (node.kind == AnalyticNodeKind::dense && (node.fan_in < 1 || !(node.w_std >= 0) || !(node.b_std >= 0)))
       throw std::invalid_argument("node " + std::to_string(k) + " has a non-positive fan-in or a negative std");
+    if (node.kind == AnalyticNodeKind::layer_norm && !(node.eps > 0))
+      throw std::invalid_argument("node " + std::to_string(k) + " has a non-positive eps");
     if (node.kind == AnalyticNodeKind::recurrent &&
         (node.input != -1 || node.fan_in < 1 || node.steps < 1 || node.width < 1 || !(node.w_std >= 0) ||
          !(node.u_std >= 0) || !(node.b_std >= 0) || !(node.leak > 0 && node.leak <= 1)))
@@ -111,6 +117,13 @@ inline std::int64_t recurrent_node(const std::vector<AnalyticNode>& nodes) {
   for (std::size_t k = 0; k < nodes.size(); ++k)
     if (nodes[k].kind == AnalyticNodeKind::recurrent) return static_cast<std::int64_t>(k);
   return -1;
+}
+
+// Layer normalisation of Gaussian features at infinite width: a kernel entry divided by
+// sqrt((eps + q1)(eps + q2)), q1 and q2 the two points' variances (the mean over the features
+// vanishes). The same expression on the diagonal and off it, so that the two agree to the bit.
+inline double layer_norm_factor(double eps, double q1, double q2) {
+  return 1.0 / std::sqrt((eps + q1) * (eps + q2));
 }
 
 // One dense node's affine step on a row of n entries.
@@ -154,6 +167,7 @@ inline std::vector<double> node_variances(const std::vector<AnalyticNode>& nodes
           case AnalyticNodeKind::activation: out = duals[static_cast<std::size_t>(k)](in, in, in).sigma; break;
           case AnalyticNodeKind::residual: out = madd(node.scale * node.scale, in, at(node.skip)); break;
           case AnalyticNodeKind::identity: out = in; break;
+          case AnalyticNodeKind::layer_norm: out = in * layer_norm_factor(node.eps, in, in); break;
           case AnalyticNodeKind::recurrent:
             out = recurrent_analytic::point_variances(node.cell(), duals[static_cast<std::size_t>(k)], x + i * d,
                                                       step_q.data() + i, n, buffers);
@@ -260,6 +274,16 @@ inline void analytic_network_kernels(const std::vector<AnalyticNode>& nodes, std
             std::copy(s_in, s_in + nj, s_out);
             std::copy(t_in, t_in + nj, t_out);
             break;
+          case AnalyticNodeKind::layer_norm: {
+            const double qi = q1[static_cast<std::size_t>((node.input + 1) * n1 + i0 + i)];
+            const double* qj = q2.data() + (node.input + 1) * n2 + j0;
+            for (std::int64_t j = 0; j < nj; ++j) {
+              const double f = analytic_detail::layer_norm_factor(node.eps, qi, qj[j]);
+              s_out[j] = s_in[j] * f;
+              t_out[j] = t_in[j] * f;
+            }
+            break;
+          }
           case AnalyticNodeKind::recurrent: {
             const recurrent_analytic::StepVariances q{step_q1.data() + i0 + i, n1, step_q2.data() + j0, n2};
             recurrent_analytic::kernel_row(node.cell(), duals[static_cast<std::size_t>(k)], standard, opt.ntk,

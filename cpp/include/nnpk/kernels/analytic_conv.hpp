@@ -1,6 +1,6 @@
 // Infinite-width kernels (docs/definitions.rst, "Convolutional networks at infinite width") of
 // sequential networks with convolutions, average pooling, global average pooling, flattening,
-// dense layers, elementwise activations and residual blocks.
+// dense layers, elementwise activations, layer normalisation and residual blocks.
 //
 // For a pair of points (x, x') a node carries the covariances Sigma_{ab} between position a of
 // x and position b of x' (and Theta_{ab}). A convolution and an activation map same-position
@@ -15,6 +15,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -157,6 +158,9 @@ struct Node {
   int mechanism = 0;
   bool gates = false;
   double qk = 1.0, ov2 = 1.0;
+  // layer_norm: eps, and whether positions along each axis share their normalisation (channels always do)
+  double eps = 0.0;
+  bool norm_h = false, norm_w = false;
 
   std::int64_t positions() const { return height * width; }
   // Whether the node reads its input's P x P matrix (else the diagonal): pooling reads what its
@@ -176,6 +180,7 @@ struct Plan {
   std::int64_t diagonal_entries = 0;       // doubles per lane of all diagonal copies
   std::int64_t temp_entries = 2;           // doubles per lane of the between-axes buffer (a dense node's two means)
   std::int64_t row_entries = 1;            // doubles per lane of a dual map's row
+  std::int64_t norm_entries = 0;           // positions of the largest layer normalisation
   std::int64_t input_channels = 1;
 
   // Doubles of one thread's workspace.
@@ -185,7 +190,7 @@ struct Plan {
     std::int64_t q = 0;
     for (const Node& node : nodes)
       if (node.variances) q += node.positions();
-    return kLanes * ((ntk ? 2 : 1) * states + row_entries + q);
+    return kLanes * ((ntk ? 2 : 1) * states + row_entries + q) + norm_entries * (1 + 2 * kLanes);
   }
 };
 
@@ -256,6 +261,14 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
         node.has_bias = o.has_bias;
         break;
       }
+      case NodeKind::layer_norm:
+        if (!s.norm_channels)
+          throw std::invalid_argument("a layer normalisation not over the channels has no analytic kernel");
+        node.eps = s.eps;
+        // A flattened input's positions are all one point's features: normalised together.
+        node.norm_h = s.norm_height || !s.in.spatial;
+        node.norm_w = s.norm_width || !s.in.spatial;
+        break;
       default: break;
     }
   }
@@ -285,7 +298,8 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
   // Variances of the nodes activations read; diagonal copies of full nodes read by diagonal ones.
   for (std::int64_t k = 1; k <= n; ++k) {
     Node& node = plan.nodes[static_cast<std::size_t>(k)];
-    if (node.kind == NodeKind::activation) plan.nodes[static_cast<std::size_t>(node.input)].variances = true;
+    if (node.kind == NodeKind::activation || node.kind == NodeKind::layer_norm)
+      plan.nodes[static_cast<std::size_t>(node.input)].variances = true;
     for (std::int64_t r : {node.input, node.kind == NodeKind::residual ? node.skip : -1}) {
       if (r < 0) continue;
       Node& read = plan.nodes[static_cast<std::size_t>(r)];
@@ -326,16 +340,17 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
     }
     if (node.kind == NodeKind::activation) plan.row_entries = std::max(plan.row_entries, in.full ? in.positions() : 1);
     if (node.kind == NodeKind::attention) plan.temp_entries = std::max(plan.temp_entries, 2 * node.entries());
+    if (node.kind == NodeKind::layer_norm) plan.norm_entries = std::max(plan.norm_entries, node.positions());
   }
   return plan;
 }
 
 // One thread's buffers: every slot's Sigma and Theta, the diagonal copies, the between-axes
-// buffer, a row of Sigma_dot, and per node read by an activation the lanes' variances
-// (position-major: q[p * kLanes + lane]).
+// buffer, a row of Sigma_dot, per node read by an activation or a layer normalisation the lanes'
+// variances (position-major: q[p * kLanes + lane]), and a layer normalisation's variances.
 struct Workspace {
   std::vector<std::vector<double>> sigma, theta;
-  std::vector<double> diag_sigma, diag_theta, temp_sigma, temp_theta, dot;
+  std::vector<double> diag_sigma, diag_theta, temp_sigma, temp_theta, dot, norm;
   std::vector<std::vector<double>> lane_variances;
   // Per attention node with weights: the lanes' G (entry (a, b) of lane l at [(a P + b) kLanes + l])
   // and point i's (P x P).
@@ -352,6 +367,7 @@ struct Workspace {
     temp_sigma.resize(static_cast<std::size_t>(plan.temp_entries * kLanes));
     temp_theta.resize(ntk ? temp_sigma.size() : 0);
     dot.resize(static_cast<std::size_t>(plan.row_entries * kLanes));
+    norm.resize(static_cast<std::size_t>(plan.norm_entries * (1 + 2 * kLanes)));
     for (const Node& node : plan.nodes) {
       lane_variances.emplace_back(node.variances ? static_cast<std::size_t>(node.positions() * kLanes) : 0);
       lane_gates.emplace_back(node.gates ? static_cast<std::size_t>(node.entries() * kLanes) : 0);
@@ -504,6 +520,9 @@ struct Engine {
         }
         break;
       case NodeKind::attention: attention_step(ws, node, ntk); break;
+      case NodeKind::layer_norm:
+        layer_norm_step(ws, node, q1[static_cast<std::size_t>(node.input)], ntk, s_out, t_out);
+        break;
       case NodeKind::max_pool: break;  // refused by make_plan
     }
     if (node.diagonal_copy >= 0) copy_diagonal(ws, node, ntk);
@@ -541,6 +560,49 @@ struct Engine {
         if (ntk) t_out[e + l] = c * (2.0 * t[l] * sig + s[l] * (t_in[e + l] + 4.0 * sig)) + b2;
         s_out[e + l] = c * s[l] * sig + b2;
       }
+  }
+
+  // Layer normalisation over the channels (and the positions of each group): entry (a, b) times
+  // r_a r'_b, r_a = 1 / sqrt(eps + v_a), v_a point i's variance at position a averaged over a's group,
+  // r'_b the lane's (the product r_a r'_b formed first, so that the pair (x', x) gives the same bits).
+  // qi: point i's variances of the input node.
+  void layer_norm_step(Workspace& ws, const Node& node, const double* qi, bool ntk, double* s_out,
+                       double* t_out) const {
+    const std::int64_t positions = node.positions();
+    double* r1 = ws.norm.data();
+    double* r2 = r1 + positions;
+    double* sums = r2 + positions * kLanes;
+    inverse_deviations(node, qi, 1, sums, r1);
+    inverse_deviations(node, ws.lane_variances[static_cast<std::size_t>(node.input)].data(), kLanes, sums, r2);
+    for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel) {
+      const double* src = state(ws, node.input, kernel == 1, node.full);
+      double* dst = kernel == 1 ? t_out : s_out;
+      for (std::int64_t a = 0; a < positions; ++a) {
+        const std::int64_t b0 = node.full ? 0 : a, b1 = node.full ? positions : a + 1;
+        for (std::int64_t b = b0; b < b1; ++b) {
+          const std::int64_t at = (node.full ? a * positions + b : a) * kLanes;
+          for (std::int64_t l = 0; l < kLanes; ++l) dst[at + l] = src[at + l] * (r1[a] * r2[b * kLanes + l]);
+        }
+      }
+    }
+  }
+
+  // out[p * lanes + l] = 1 / sqrt(eps + the mean of q[. * lanes + l] over the positions of p's group),
+  // the positions summed in ascending order into `sums`, for a layer normalisation node.
+  static void inverse_deviations(const Node& node, const double* q, std::int64_t lanes, double* sums, double* out) {
+    const std::int64_t gw = node.norm_w ? 1 : node.width;
+    const std::int64_t groups = (node.norm_h ? 1 : node.height) * gw;
+    const std::int64_t positions = node.positions(), count = positions / groups;
+    const auto group = [&](std::int64_t p) {
+      return (node.norm_h ? 0 : p / node.width) * gw + (node.norm_w ? 0 : p % node.width);
+    };
+    std::fill(sums, sums + groups * lanes, 0.0);
+    for (std::int64_t p = 0; p < positions; ++p)
+      for (std::int64_t l = 0; l < lanes; ++l) sums[group(p) * lanes + l] += q[p * lanes + l];
+    const double inv = 1.0 / static_cast<double>(count);
+    for (std::int64_t k = 0; k < groups * lanes; ++k) sums[k] = 1.0 / std::sqrt(node.eps + sums[k] * inv);
+    for (std::int64_t p = 0; p < positions; ++p)
+      for (std::int64_t l = 0; l < lanes; ++l) out[p * lanes + l] = sums[group(p) * lanes + l];
   }
 
   void copy_diagonal(Workspace& ws, const Node& node, bool ntk) const {

@@ -262,6 +262,9 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
           for (std::int64_t ch = 0; ch < ci; ++ch) in(r, c * ci + ch) += g(r, c * ci + ch) * (bn.gamma[ch] * bn.inv_std[ch]);
       break;
     }
+    case NodeKind::layer_norm:
+      layer_norm_add_jacobian(node, fwd.output(node.input).data(), g.data(), points, C, in.data());
+      break;
     case NodeKind::residual:
     case NodeKind::recurrent:
     case NodeKind::attention: break;

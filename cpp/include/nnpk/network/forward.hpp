@@ -11,6 +11,7 @@
 
 #include "nnpk/network/attention.hpp"
 #include "nnpk/network/conv.hpp"
+#include "nnpk/network/layer_norm.hpp"
 #include "nnpk/network/layers.hpp"
 #include "nnpk/network/spec.hpp"
 #include "nnpk/packed.hpp"
@@ -424,6 +425,10 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
         break;
       }
       case NodeKind::batch_norm: normalize(net.norms.at(static_cast<std::size_t>(node.norm)), in, rows, out); break;
+      case NodeKind::layer_norm:
+        shape_rows(out, rows, node.out.channels);
+        layer_norm_forward(node, in.data(), points, out.data());
+        break;
       case NodeKind::recurrent: {
         const auto l = static_cast<std::size_t>(node.param);
         const T* initial = k < ws.initial_states.size() ? ws.initial_states[k] : nullptr;

@@ -8,6 +8,7 @@
 //   activation: dh = phi'(z) dz; pooling, flattening, residual sums: the same linear map;
 //   max pooling: the tangent of the maximum the forward pass kept;
 //   batch normalisation by fixed statistics: dy = gamma inv_std dx + d gamma (x - mean) inv_std + d beta;
+//   layer normalisation: its Jacobian (network/layer_norm.hpp) times dx;
 //   recurrent: dz_t = forward_U (dx_t U + x_t dU) + bias db + forward_W (dh_{t-1} W + h_{t-1} dW),
 //              dh_t = (1 - a) dh_{t-1} + a phi'(z_t) dz_t.
 // Nodes whose tangent is zero (no direction below them) are skipped. Products see whole row quanta,
@@ -242,6 +243,12 @@ void sequential_jvp(const SequentialSpec& spec, const std::vector<LayerScales>& 
           }
         break;
       }
+      case NodeKind::layer_norm:
+        if (!input_live) break;
+        tan.live[k] = 1;
+        out.setZero(round_up(rows, kRowQuantum), node.out.channels);
+        layer_norm_add_jacobian(node, fwd.output(node.input).data(), din->data(), points, 1, out.data());
+        break;
       case NodeKind::recurrent: {
         const auto l = static_cast<std::size_t>(node.param);
         const T *dU = dir.weights[l], *db = dir.biases[l], *dW = dir.weights[l + 1];

@@ -27,7 +27,8 @@ enum class NodeKind : int {
   residual,
   batch_norm,
   recurrent,
-  attention
+  attention,
+  layer_norm
 };
 
 // One point's features after a node: height x width positions of `channels` values each,
@@ -63,6 +64,9 @@ struct SeqNode {
   // parameters are two layers: (U, b) at `param`, (W, no bias) at `param + 1`.
   double u_std = 1.0, leak = 1.0;
   bool return_sequences = false;  // recurrent: output every step's h_t (steps x width), else h_T
+  // layer_norm: the axes of a point its mean and variance run over (the others index separate groups);
+  // eps is added to the variance.
+  bool norm_height = false, norm_width = false, norm_channels = true;
   int init = -1;                  // a parametrised node's own init scheme (an Init), -1: the network's
   // attention (attention.hpp): heads, key/query and value widths per head, tied key and query weights
   // (linear scaling, logits / key_width) or separate ones (logits / sqrt(key_width)), the map of the
@@ -207,6 +211,10 @@ struct SequentialSpec {
           node.norm = static_cast<std::int64_t>(norms.size());
           norms.push_back(index);
           entries.push_back({true, node.norm});
+          break;
+        case NodeKind::layer_norm:
+          if (!(node.eps > 0)) throw fail("eps must be positive");
+          if (!node.norm_height && !node.norm_width && !node.norm_channels) throw fail("no axis to normalise over");
           break;
         case NodeKind::recurrent:
           if (!node.in.spatial || node.in.width != 1) throw fail("needs (steps, features) sequences");
