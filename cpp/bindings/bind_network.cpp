@@ -1,5 +1,7 @@
 #include <pybind11/stl.h>
 
+#include <cmath>
+
 #include "bindings.hpp"
 #include <Eigen/Core>
 
@@ -18,7 +20,8 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
                          Pair stride, bool same, double w_std, std::optional<double> b_std, ActivationKind activation,
                          double slope, double shift, double activation_scale, double scale, double eps,
                          double momentum, double u_std, double leak, bool return_sequences, int init, int degree,
-                         double gamma, const std::vector<double>& coefficients, bool pool_sum) {
+                         double gamma, const std::vector<double>& coefficients, bool pool_sum,
+                         bool transposed, const std::vector<double>& pattern) {
   SeqNode node;
   node.kind = kind;
   node.input = input;
@@ -28,6 +31,10 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
   std::tie(node.stride_h, node.stride_w) = stride;
   node.same = same;
   node.pool_sum = pool_sum;
+  node.transposed = transposed;
+  for (double w : pattern)
+    if (!std::isfinite(w)) throw py::value_error("pattern must be finite");
+  node.pattern = pattern;
   node.w_std = w_std;
   node.has_bias = b_std.has_value();
   node.b_std = b_std.value_or(0.0);
@@ -228,7 +235,8 @@ void bind_network(py::module_& m) {
       .value("activation", NodeKind::activation)
       .value("residual", NodeKind::residual)
       .value("batch_norm", NodeKind::batch_norm)
-      .value("recurrent", NodeKind::recurrent);
+      .value("recurrent", NodeKind::recurrent)
+      .value("aggregate", NodeKind::aggregate);
 
   py::enum_<Init>(m, "Init")
       .value("gaussian", Init::gaussian)
@@ -243,7 +251,8 @@ void bind_network(py::module_& m) {
            py::arg("slope") = 0.01, py::arg("shift") = 0.0, py::arg("activation_scale") = 1.0,
            py::arg("scale") = 1.0, py::arg("eps") = 1e-5, py::arg("momentum") = 0.1, py::arg("u_std") = 1.0,
            py::arg("leak") = 1.0, py::arg("return_sequences") = false, py::arg("init") = -1, py::arg("degree") = 1,
-           py::arg("gamma") = 1.0, py::arg("coefficients") = std::vector<double>{}, py::arg("pool_sum") = false);
+           py::arg("gamma") = 1.0, py::arg("coefficients") = std::vector<double>{}, py::arg("pool_sum") = false,
+           py::arg("transposed") = false, py::arg("pattern") = std::vector<double>{});
 
   py::class_<SequentialSpec>(m, "SequentialSpec", "A sequential network as the engine sees it (built by nnpk.Network)")
       .def(py::init(&make_spec), py::arg("input_shape"), py::arg("nodes"), py::arg("parameterization"),

@@ -186,6 +186,7 @@ class NodeKind:
 
     __members__: typing.ClassVar[dict[str, NodeKind]]
     activation: typing.ClassVar[NodeKind]
+    aggregate: typing.ClassVar[NodeKind]
     avg_pool: typing.ClassVar[NodeKind]
     batch_norm: typing.ClassVar[NodeKind]
     recurrent: typing.ClassVar[NodeKind]
@@ -285,6 +286,8 @@ class SeqNode:
         gamma: typing.SupportsFloat | typing.SupportsIndex = 1.0,
         coefficients: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
         pool_sum: bool = False,
+        transposed: bool = False,
+        pattern: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
     ) -> None: ...
 
 class SequentialSpec:

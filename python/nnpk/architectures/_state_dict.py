@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._layers import BatchNorm, Conv, Dense, Flatten, Recurrent, Residual
+from ._layers import BatchNorm, Conv, ConvTranspose, Dense, Flatten, Recurrent, Residual
 from ._network import Network, NormLayer, ParamLayer, _param_layers
 from ._params import check_arch
 
@@ -99,6 +99,11 @@ def params_from_state_dict(network, state_dict, *, layout: str = "torch", input_
         raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
     shape = (input_shape,) if isinstance(input_shape, (int, np.integer)) else tuple(input_shape)
     compiled = network.compile(shape)
+    for p in compiled.params:
+        if isinstance(p.layer, ConvTranspose):
+            raise ValueError(f"layer {p.label} ({p.layer.describe()}): transposed convolutions are not converted "
+                             "from a state dict (PyTorch stores them (in, out, k) and flips the kernel); pass "
+                             "params directly")
     groups = _groups(state_dict, layout)
     permutations = _flatten_permutations(network, compiled.input_shape) if layout == "torch" else {}
     params: list = []

@@ -12,6 +12,7 @@ from .._threads import resolve_n_threads
 from .._validate import check_int, check_memory
 from ..architectures import (
     Activation,
+    Aggregate,
     AvgPool,
     Conv,
     Dense,
@@ -111,8 +112,9 @@ class _NetworkRecursion:
                               "law of all 2m pooled values (m = window size), depending on every covariance among "
                               "them, not a function of one 2 x 2 covariance as an activation's dual map is; use "
                               "AvgPool")
-        if isinstance(layer, (AvgPool, SumPool, GlobalAvgPool, GlobalSumPool)):
-            # A mean (or sum) of jointly Gaussian pre-activations is Gaussian; of anything else it is not.
+        if isinstance(layer, (AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Aggregate)):
+            # A mean (or sum, or a graph's weighted sums) of jointly Gaussian pre-activations is Gaussian; of
+            # anything else it is not.
             return shape, self.spatial_layer(node), law
         if isinstance(layer, Flatten):
             # Spatial features keep their positions (an activation after Flatten acts on each); the

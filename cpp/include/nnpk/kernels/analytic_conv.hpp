@@ -38,6 +38,12 @@ struct AxisMap {
   std::int64_t n_in = 1, n_out = 1, window = 1, stride = 1, pad = 0;
   bool pool = false;  // average over the window (else: a convolution's taps)
   bool sum = false;   // pool: the sum over the window, not the mean
+  bool transposed = false;  // a transposed convolution's taps: the stride dilates the input
+
+  // The input position tap d of output o reads (-1: none, it reads a zero).
+  std::int64_t source(std::int64_t o, std::int64_t d) const {
+    return SeqNode::tap_source(o, d, stride, pad, n_in, transposed);
+  }
 
   bool identity() const { return n_in == n_out && window == 1 && stride == 1 && pad == 0; }
   // Input positions [lo, hi) of output o's window, inside the input.
@@ -70,7 +76,19 @@ inline void full_axis_pass(const AxisMap& ax, std::int64_t outer, std::int64_t m
         double* row = out + ((o * n_out + oa) * mid + m) * n_out * inner;
         const double* base = in + o * n_in * mid * n_in * inner + m * n_in * inner;
         const std::int64_t ld_u = mid * n_in * inner;  // one step of u
-        if (!ax.pool) {
+        if (!ax.pool && ax.transposed) {
+          // Tap d pairs output oa's input source(oa, d) with output ob's source(ob, d).
+          std::fill(row, row + n_out * inner, 0.0);
+          for (std::int64_t d = 0; d < ax.window; ++d) {
+            const std::int64_t u = ax.source(oa, d);
+            if (u < 0) continue;
+            const double* src = base + u * ld_u;
+            for (std::int64_t ob = 0; ob < n_out; ++ob) {
+              const std::int64_t v = ax.source(ob, d);
+              if (v >= 0) add_lanes(row + ob * inner, src + v * inner, inner);
+            }
+          }
+        } else if (!ax.pool) {
           std::fill(row, row + n_out * inner, 0.0);
           for (std::int64_t d = 0; d < ax.window; ++d) {
             const std::int64_t u = oa * ax.stride + d - ax.pad;
@@ -132,8 +150,8 @@ inline void diagonal_axis_pass(const AxisMap& ax, std::int64_t outer, std::int64
       double* t = out + (o * ax.n_out + oa) * inner;
       std::fill(t, t + inner, 0.0);
       for (std::int64_t d = 0; d < ax.window; ++d) {
-        const std::int64_t u = oa * ax.stride + d - ax.pad;
-        if (u >= 0 && u < ax.n_in) add_lanes(t, in + (o * ax.n_in + u) * inner, inner);
+        const std::int64_t u = ax.source(oa, d);
+        if (u >= 0) add_lanes(t, in + (o * ax.n_in + u) * inner, inner);
       }
     }
 }
@@ -152,12 +170,15 @@ struct Node {
   std::int64_t slot = -1;  // state buffer
   bool variances = false;  // read by an activation: per-point variances kept
   std::int64_t diagonal_copy = -1;  // a full node read by a diagonal one: its diagonal's buffer
+  const std::vector<double>* pattern = nullptr;  // aggregate: the spec node's (P x P) edge weights
 
   std::int64_t positions() const { return height * width; }
   // Whether the node reads its input's P x P matrix (else the diagonal): pooling reads what its
   // input carries (the full matrix unless it has one position).
   bool reads_full(const Node& in) const {
-    return kind == NodeKind::avg_pool || kind == NodeKind::global_avg_pool ? in.full : full && kind != NodeKind::dense;
+    return kind == NodeKind::avg_pool || kind == NodeKind::global_avg_pool || kind == NodeKind::aggregate
+               ? in.full
+               : full && kind != NodeKind::dense;
   }
   // Doubles per lane of the node's state.
   std::int64_t entries() const { return full ? positions() * positions() : positions(); }
@@ -184,8 +205,8 @@ struct Plan {
 };
 
 inline AxisMap axis(std::int64_t n_in, std::int64_t n_out, std::int64_t window, std::int64_t stride, std::int64_t pad,
-                    bool pool, bool sum = false) {
-  return AxisMap{n_in, n_out, window, stride, pad, pool, sum};
+                    bool pool, bool sum = false, bool transposed = false) {
+  return AxisMap{n_in, n_out, window, stride, pad, pool, sum, transposed};
 }
 
 // `requested`: spec node indices whose kernels are written.
@@ -226,10 +247,11 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
         node.height = s.out.height;
         node.width = s.out.width;
         node.axis_h = axis(in.height, s.out.height, s.window_h, s.stride_h, s.pad_h, s.kind == NodeKind::avg_pool,
-                           s.pool_sum);
+                           s.pool_sum, s.transposed);
         node.axis_w = axis(in.width, s.out.width, s.window_w, s.stride_w, s.pad_w, s.kind == NodeKind::avg_pool,
-                           s.pool_sum);
+                           s.pool_sum, s.transposed);
         break;
+      case NodeKind::aggregate: node.pattern = &s.pattern; break;
       case NodeKind::global_avg_pool:
         node.height = node.width = 1;
         node.axis_h = axis(in.height, 1, in.height, 1, 0, true, s.pool_sum);
@@ -249,10 +271,13 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
   }
   for (std::int64_t k = n; k >= 0; --k) {
     Node& node = plan.nodes[static_cast<std::size_t>(k)];
-    if (node.kind == NodeKind::avg_pool || (want[static_cast<std::size_t>(k)] && node.spatial)) node.full = true;
+    if (node.kind == NodeKind::avg_pool || node.kind == NodeKind::aggregate ||
+        (want[static_cast<std::size_t>(k)] && node.spatial))
+      node.full = true;
     if (node.positions() == 1) node.full = false;
     if (k == 0) break;
-    const bool pools = node.kind == NodeKind::avg_pool || node.kind == NodeKind::global_avg_pool;
+    const bool pools = node.kind == NodeKind::avg_pool || node.kind == NodeKind::global_avg_pool ||
+                       node.kind == NodeKind::aggregate;
     const bool passes = node.full && node.kind != NodeKind::dense;
     for (std::int64_t r : {node.input, node.kind == NodeKind::residual ? node.skip : -1}) {
       if (r < 0) continue;
@@ -302,6 +327,7 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
       const std::int64_t p = node.axis_h.n_out * in.width;
       plan.temp_entries = std::max(plan.temp_entries, node.reads_full(in) ? p * p : p);
     }
+    if (node.kind == NodeKind::aggregate) plan.temp_entries = std::max(plan.temp_entries, in.entries());
     if (node.kind == NodeKind::activation) plan.row_entries = std::max(plan.row_entries, in.full ? in.positions() : 1);
   }
   return plan;
@@ -467,6 +493,11 @@ struct Engine {
         }
         break;
       }
+      case NodeKind::aggregate:
+        for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel)
+          aggregate_pass(node, state(ws, node.input, kernel == 1, node.reads_full(in)),
+                         (kernel == 1 ? ws.temp_theta : ws.temp_sigma).data(), kernel == 1 ? t_out : s_out);
+        break;
       case NodeKind::flatten:
         for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel) {
           const double* src = state(ws, node.input, kernel == 1, node.full);
@@ -476,6 +507,35 @@ struct Engine {
       case NodeKind::max_pool: break;  // refused by make_plan
     }
     if (node.diagonal_copy >= 0) copy_diagonal(ws, node, ntk);
+  }
+
+  // An aggregation's covariances (P x P x lanes, position a of x, b of x'):
+  // out[a][b] = sum_v (sum_u pattern[u][a] in[u][v]) pattern[v][b], through temp, zero weights skipped.
+  // One position (P = 1) is the same with a 1 x 1 pattern.
+  void aggregate_pass(const Node& node, const double* in, double* temp, double* out) const {
+    const std::int64_t P = node.positions(), row = P * kLanes;
+    const double* A = node.pattern->data();
+    for (std::int64_t a = 0; a < P; ++a) {
+      double* t = temp + a * row;
+      std::fill(t, t + row, 0.0);
+      for (std::int64_t u = 0; u < P; ++u) {
+        const double w = A[u * P + a];
+        if (w == 0.0) continue;
+        const double* src = in + u * row;
+        for (std::int64_t e = 0; e < row; ++e) t[e] += w * src[e];
+      }
+    }
+    for (std::int64_t a = 0; a < P; ++a)
+      for (std::int64_t b = 0; b < P; ++b) {
+        double* o = out + (a * P + b) * kLanes;
+        std::fill(o, o + kLanes, 0.0);
+        for (std::int64_t v = 0; v < P; ++v) {
+          const double w = A[v * P + b];
+          if (w == 0.0) continue;
+          const double* src = temp + (a * P + v) * kLanes;
+          for (std::int64_t l = 0; l < kLanes; ++l) o[l] += w * src[l];
+        }
+      }
   }
 
   void copy_diagonal(Workspace& ws, const Node& node, bool ntk) const {
