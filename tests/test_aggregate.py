@@ -246,3 +246,17 @@ def test_a_2d_pattern_runs_over_positions_in_row_major_order():
     moved = np.roll(x.reshape(3, 6, 2), 1, axis=1).reshape(3, -1)
     np.testing.assert_allclose(nnpk.initial_outputs(x, arch, seed=0)[:, 0], moved @ W[:, 0] / np.sqrt(12),
                                rtol=1e-12)
+
+
+def test_every_layers_monte_carlo_nngp_near_the_analytic_one():
+    """layers="all": each layer's kernel (spatial layers' features averaged over positions) near the analytic one
+    at 256 channels (seeded: deterministic)."""
+    x = points(4, (3, 3, 1), 14) * 0.7
+    pattern = graph(9, 14)
+    arch = lambda ch: Network([Conv(ch, (2, 2), b_std=0.2), "relu", Aggregate(pattern, reduction="mean"),  # noqa
+                               Conv(ch, (1, 1)), "erf", Aggregate(pattern), GlobalAvgPool(), Dense(1)])
+    exact = nnpk.analytic(x, arch=arch(1), layers="all")
+    estimate = nnpk.monte_carlo(x, arch=arch(256), n_networks=12, seed=1, layers="all")
+    assert len(exact) == len(estimate) == 8
+    for a, b in zip(exact, estimate):
+        assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.06

@@ -224,3 +224,16 @@ def test_refusals_name_the_argument():
         ConvTranspose(2, 3, stride=(1, 2))
     with pytest.raises(ValueError, match=r"layer 0 \(ConvTranspose.*\): transposed convolutions are not converted"):
         nnpk.params_from_state_dict(Network([ConvTranspose(1, 2), Flatten(), Dense(1)]), {}, input_shape=(3, 1))
+
+
+def test_every_layers_monte_carlo_nngp_near_the_analytic_one():
+    """layers="all": each layer's kernel (spatial layers' features averaged over positions) near the analytic one
+    at 256 channels (seeded: deterministic)."""
+    x = points(4, (3, 2), 11)
+    arch = lambda ch: Network([ConvTranspose(ch, 3, stride=2, b_std=0.2), "relu",  # noqa: E731
+                               ConvTranspose(ch, 2, stride=3, padding="valid"), "erf", Flatten(), Dense(1)])
+    exact = nnpk.analytic(x, arch=arch(1), layers="all")
+    estimate = nnpk.monte_carlo(x, arch=arch(256), n_networks=12, seed=1, layers="all")
+    assert len(exact) == len(estimate) == 6
+    for a, b in zip(exact, estimate):
+        assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.06
