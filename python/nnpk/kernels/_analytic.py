@@ -51,9 +51,10 @@ def _check_get(get) -> Tuple[str, ...]:
 class _NetworkRecursion:
     """A Network as the analytic engines' nodes, refusing the layers without an exact recursion.
 
-    Exact here: dense and convolutional layers; elementwise activations of Gaussian
-    pre-activations (the output of a Dense or Conv layer, average pooling of such outputs, or a
-    residual sum of them); average and global average pooling; Flatten; residual blocks ending
+    Exact here: dense, convolutional and transposed convolutional layers; elementwise activations of
+    Gaussian pre-activations (the output of a Dense or Conv layer, average or sum pooling or graph
+    aggregation of such outputs, or a residual sum of them); average, sum and global pooling; graph
+    aggregation; Flatten; residual blocks ending
     with a Dense or Conv layer. That last layer's weights and bias have zero mean and are
     independent of everything before, so the block's output is uncorrelated with the skip path
     (E[x . f(x')] = 0) and the NNGP of x + s f(x) is K_x + s^2 K_f. For the NTK the skip
@@ -261,11 +262,11 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         with a Recurrent layer, (n, steps, features) sequences, x2's of x1's length.
     arch : nnpk.Network (an nnpk.MLP is one)
         Only the depth, activation, stds and parameterization matter, and the hidden widths
-        only for the "standard" NTK. A Network may hold Dense and Conv layers (1-D or 2-D, any
-        stride, "same" or "valid"), AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Flatten,
-        elementwise activations of Gaussian pre-activations (a Dense or Conv output, an average
-        or sum pooling or a residual sum of them) and residual blocks ending with a Dense or Conv layer (NNGP
-        ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
+        only for the "standard" NTK. A Network may hold Dense, Conv and ConvTranspose layers (1-D or
+        2-D, any stride, "same" or "valid"), AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Aggregate,
+        Flatten, elementwise activations of Gaussian pre-activations (a Dense or Conv output, an average
+        or sum pooling, a graph aggregation or a residual sum of them) and residual blocks ending with a
+        Dense or Conv layer (NNGP ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
         from ``(K_x, Theta_x)``), and a Recurrent layer as the first layer, returning its last
         state (any leak; docs: "Recurrent networks": T dual maps per pair of sequences of T
         steps at leak 1, T^2 below); anything else (MaxPool, an activation of non-Gaussian

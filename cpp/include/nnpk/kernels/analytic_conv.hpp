@@ -1,6 +1,6 @@
 // Infinite-width kernels (docs/definitions.rst, "Convolutional networks at infinite width") of
-// sequential networks with convolutions, average pooling, global average pooling, flattening,
-// dense layers, elementwise activations and residual blocks.
+// sequential networks with convolutions (transposed ones too), average and sum pooling, global pooling,
+// graph aggregation, flattening, dense layers, elementwise activations and residual blocks.
 //
 // For a pair of points (x, x') a node carries the covariances Sigma_{ab} between position a of
 // x and position b of x' (and Theta_{ab}). A convolution and an activation map same-position

@@ -1,6 +1,6 @@
-// Sequential networks as the engine sees them: dense and convolutional layers, pooling,
-// flattening, elementwise activations, residual blocks, batch normalisation and recurrent layers, as a list of nodes in execution
-// order, each node's shapes and parameters derived from the input's shape.
+// Sequential networks as the engine sees them: dense and convolutional (also transposed) layers, pooling,
+// graph aggregation, flattening, elementwise activations, residual blocks, batch normalisation and recurrent
+// layers, as a list of nodes in execution order, each node's shapes and parameters derived from the input's shape.
 #pragma once
 
 #include <algorithm>
