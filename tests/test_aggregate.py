@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nnpk
-from nnpk import Aggregate, Conv, Dense, Flatten, GlobalAvgPool, GlobalSumPool, Network, SumPool
+from nnpk import Aggregate, Conv, Dense, Flatten, GlobalAvgPool, GlobalSumPool, Network, Residual, SumPool
 from nnpk.sklearn import NNPKRegressor
 from reference import ntk_from_jacobians
 from reference_networks import forward, jacobian
@@ -260,3 +260,26 @@ def test_every_layers_monte_carlo_nngp_near_the_analytic_one():
     assert len(exact) == len(estimate) == 8
     for a, b in zip(exact, estimate):
         assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.06
+
+
+def test_2d_points_are_their_positions_in_row_major_order_in_every_kernel():
+    """A (height, width, channels) point under 1 x 1 convolutions and Aggregate is the (height x width, channels)
+    point of its positions in row-major order: the same logits and kernels, a residual block included."""
+    x = points(4, (2, 3, 2), 15)
+    pattern = graph(6, 15, weighted=True)
+    layers = lambda k: [Conv(3, k, b_std=0.1), "relu", Aggregate(pattern),  # noqa: E731
+                        Residual([Conv(3, k), "erf", Aggregate(pattern, reduction="mean"), Conv(3, k)], scale=0.5),
+                        "tanh", GlobalSumPool(), Dense(1)]
+    two, one = Network(layers((1, 1))), Network(layers(1))
+    flat = x.reshape(4, 6, 2)
+    np.testing.assert_allclose(nnpk.initial_outputs(x, two, seed=1), nnpk.initial_outputs(flat, one, seed=1),
+                               rtol=1e-13)
+    params2, params1 = nnpk.sample_params(two, (2, 3, 2), seed=1, index=0), nnpk.sample_params(one, (6, 2), seed=1,
+                                                                                                  index=0)
+    np.testing.assert_allclose(nnpk.empirical(x, arch=two, params=params2),
+                               nnpk.empirical(flat, arch=one, params=params1), rtol=1e-12)
+    nngp_ntk = Network(layers((1, 1))[:4] + [GlobalSumPool(), Dense(1)]), Network(layers(1)[:4] + [GlobalSumPool(),
+                                                                                                   Dense(1)])
+    for get in ("nngp", "ntk"):
+        np.testing.assert_allclose(nnpk.analytic(x, arch=nngp_ntk[0], get=get),
+                                   nnpk.analytic(flat, arch=nngp_ntk[1], get=get), rtol=1e-13)
