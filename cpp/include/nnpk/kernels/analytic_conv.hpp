@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nnpk/kernels/analytic.hpp"
@@ -170,7 +171,9 @@ struct Node {
   std::int64_t slot = -1;  // state buffer
   bool variances = false;  // read by an activation: per-point variances kept
   std::int64_t diagonal_copy = -1;  // a full node read by a diagonal one: its diagonal's buffer
-  const std::vector<double>* pattern = nullptr;  // aggregate: the spec node's (P x P) edge weights
+  // aggregate: the edge weights A (P x P) without the zeros, as lists of (index, weight) in ascending index:
+  // into[a] the edges u -> a (A[u][a]), from[v] the edges v -> b (A[v][b]).
+  std::vector<std::vector<std::pair<std::int64_t, double>>> into, from;
 
   std::int64_t positions() const { return height * width; }
   // Whether the node reads its input's P x P matrix (else the diagonal): pooling reads what its
@@ -251,7 +254,19 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
         node.axis_w = axis(in.width, s.out.width, s.window_w, s.stride_w, s.pad_w, s.kind == NodeKind::avg_pool,
                            s.pool_sum, s.transposed);
         break;
-      case NodeKind::aggregate: node.pattern = &s.pattern; break;
+      case NodeKind::aggregate: {
+        const std::int64_t P = s.in.positions();
+        node.into.assign(static_cast<std::size_t>(P), {});
+        node.from.assign(static_cast<std::size_t>(P), {});
+        for (std::int64_t u = 0; u < P; ++u)
+          for (std::int64_t v = 0; v < P; ++v) {
+            const double w = s.pattern[static_cast<std::size_t>(u * P + v)];
+            if (w == 0.0) continue;
+            node.into[static_cast<std::size_t>(v)].emplace_back(u, w);
+            node.from[static_cast<std::size_t>(u)].emplace_back(v, w);
+          }
+        break;
+      }
       case NodeKind::global_avg_pool:
         node.height = node.width = 1;
         node.axis_h = axis(in.height, 1, in.height, 1, 0, true, s.pool_sum);
@@ -510,31 +525,26 @@ struct Engine {
   }
 
   // An aggregation's covariances (P x P x lanes, position a of x, b of x'):
-  // out[a][b] = sum_v (sum_u pattern[u][a] in[u][v]) pattern[v][b], through temp, zero weights skipped.
-  // One position (P = 1) is the same with a 1 x 1 pattern.
+  // out[a][b] = sum_v (sum_u A[u][a] in[u][v]) A[v][b], the zero weights skipped, each sum in ascending u
+  // (or v). Both passes add whole contiguous rows: temp[a] += A[u][a] in[u] (P lanes vectors), then
+  // out[a][b] += A[v][b] temp[a][v] over the edges from v. One position (P = 1) is a 1 x 1 pattern.
   void aggregate_pass(const Node& node, const double* in, double* temp, double* out) const {
     const std::int64_t P = node.positions(), row = P * kLanes;
-    const double* A = node.pattern->data();
     for (std::int64_t a = 0; a < P; ++a) {
       double* t = temp + a * row;
       std::fill(t, t + row, 0.0);
-      for (std::int64_t u = 0; u < P; ++u) {
-        const double w = A[u * P + a];
-        if (w == 0.0) continue;
+      for (const auto& [u, w] : node.into[static_cast<std::size_t>(a)]) {
         const double* src = in + u * row;
         for (std::int64_t e = 0; e < row; ++e) t[e] += w * src[e];
       }
     }
+    std::fill(out, out + P * row, 0.0);
     for (std::int64_t a = 0; a < P; ++a)
-      for (std::int64_t b = 0; b < P; ++b) {
-        double* o = out + (a * P + b) * kLanes;
-        std::fill(o, o + kLanes, 0.0);
-        for (std::int64_t v = 0; v < P; ++v) {
-          const double w = A[v * P + b];
-          if (w == 0.0) continue;
-          const double* src = temp + (a * P + v) * kLanes;
-          for (std::int64_t l = 0; l < kLanes; ++l) o[l] += w * src[l];
-        }
+      for (std::int64_t v = 0; v < P; ++v) {
+        const double* src = temp + (a * P + v) * kLanes;
+        double* o = out + a * row;
+        for (const auto& [b, w] : node.from[static_cast<std::size_t>(v)])
+          for (std::int64_t l = 0; l < kLanes; ++l) o[b * kLanes + l] += w * src[l];
       }
   }
 
