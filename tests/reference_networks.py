@@ -44,6 +44,40 @@ def conv(x, W, stride, padding):
     return sum(w @ W[offset] for w, offset in zip(windows, np.ndindex(*W.shape[:dims])))
 
 
+def _transposed_padding(k, s, padding):
+    """Zeros before the stride-dilated input of XLA's conv_transpose along one axis."""
+    if padding == "valid":
+        return k - 1
+    return k - 1 if s > k - 1 else math.ceil((k + s - 2) / 2)
+
+
+def conv_transpose(x, W, stride, padding):
+    """XLA's conv_transpose (the kernel not flipped), written as a scatter: input position i and kernel offset t
+    add x_i W_t to output s i + (k - 1 - t) - (k - 1 - pad), pad the zeros before the dilated input; outputs
+    n s ("same") or n s + max(k - s, 0) ("valid") positions."""
+    dims = W.ndim - 2
+    stride = _tuple(stride, dims)
+    ks = W.shape[:dims]
+    sizes = tuple(n * s if padding == "same" else n * s + max(k - s, 0) for n, k, s in zip(x.shape[1:-1], ks, stride))
+    shift = [_transposed_padding(k, s, padding) for k, s in zip(ks, stride)]
+    y = np.zeros((x.shape[0],) + sizes + (W.shape[-1],))
+    for i in np.ndindex(*x.shape[1:-1]):
+        for t in np.ndindex(*ks):
+            o = tuple(s * a + sh - b for a, b, s, sh in zip(i, t, stride, shift))
+            if all(0 <= a < n for a, n in zip(o, sizes)):
+                y[(slice(None),) + o] += x[(slice(None),) + i] @ W[t]
+    return y
+
+
+def aggregate(h, layer):
+    """Output node v = sum_u pattern[u][v] h_u ("mean": divided by sum_u pattern[u][v], 0 without edges)."""
+    a = np.array(layer.pattern, dtype=np.float64)
+    if layer.reduction == "mean":
+        a = a / np.where(a.sum(axis=0) > 0, a.sum(axis=0), np.inf)
+    flat = h.reshape(h.shape[0], -1, h.shape[-1])
+    return np.einsum("nuc,uv->nvc", flat, a).reshape(h.shape)
+
+
 def pool(x, window, stride, padding, kind):
     dims = x.ndim - 2
     window = _tuple(window, dims)
@@ -51,6 +85,15 @@ def pool(x, window, stride, padding, kind):
     windows = _windows(x, window, stride, padding, np.nan)
     reduce = {"AvgPool": np.nanmean, "SumPool": np.nansum, "MaxPool": np.nanmax}[kind]
     return reduce(windows, axis=0)
+
+
+def _linear(kind, layer):
+    """(h, W) -> the layer's linear map of h."""
+    if kind == "Dense":
+        return lambda a, w: a @ w
+    if kind == "Conv":
+        return lambda a, w: conv(a, w, layer.stride, layer.padding)
+    return lambda a, w: conv_transpose(a, w, layer.stride, layer.padding)
 
 
 def _phi(layer):
@@ -72,10 +115,10 @@ def _affine_scales(layer, W, parameterization):
 def apply(layer, h, params, parameterization):
     """One layer's output; `params` is an iterator over (W, b) in sample_params order."""
     kind = type(layer).__name__
-    if kind in ("Dense", "Conv"):
+    if kind in ("Dense", "Conv", "ConvTranspose"):
         W, b = next(params)
         s, bs = _affine_scales(layer, W, parameterization)
-        lin = h @ W if kind == "Dense" else conv(h, W, layer.stride, layer.padding)
+        lin = _linear(kind, layer)(h, W)
         out = s * lin + (0.0 if b is None else bs * b)
         return out
     if kind in ("AvgPool", "SumPool", "MaxPool"):
@@ -86,6 +129,8 @@ def apply(layer, h, params, parameterization):
         out = h.sum(axis=tuple(range(1, h.ndim - 1)))
     elif kind == "Flatten":
         out = h.reshape(h.shape[0], -1)
+    elif kind == "Aggregate":
+        out = aggregate(h, layer)
     elif kind == "Activation":
         out = _phi(layer)[0](h)
     else:  # Residual
@@ -132,10 +177,10 @@ def _fold(op, dh):
 def _tangent(layer, h, dh, params, offset, parameterization):
     """Forward-mode step: the layer's output and its derivative along each parameter direction."""
     kind = type(layer).__name__
-    if kind in ("Dense", "Conv"):
+    if kind in ("Dense", "Conv", "ConvTranspose"):
         W, b = next(params)
         s, bs = _affine_scales(layer, W, parameterization)
-        lin = (lambda a, w: a @ w) if kind == "Dense" else (lambda a, w: conv(a, w, layer.stride, layer.padding))
+        lin = _linear(kind, layer)
         z = s * lin(h, W) + (0.0 if b is None else bs * b)
         dz = s * _fold(lambda a: lin(a, W), dh)
         for k, index in enumerate(np.ndindex(*W.shape)):
@@ -165,7 +210,7 @@ def _tangent(layer, h, dh, params, offset, parameterization):
         for inner in layer.block:
             block, dblock, offset = _tangent(inner, block, dblock, params, offset, parameterization)
         return h + layer.scale * block, dh + layer.scale * dblock, offset
-    # AvgPool, SumPool, GlobalAvgPool, GlobalSumPool and Flatten are linear in their input.
+    # AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Aggregate and Flatten are linear in their input.
     op = lambda a: apply(layer, a, iter(()), parameterization)
     return op(h), _fold(op, dh), offset
 

@@ -2,6 +2,7 @@
 #include <pybind11/stl.h>
 
 #include <tuple>
+#include <cmath>
 
 #include "bindings.hpp"
 #include <Eigen/Core>
@@ -23,7 +24,8 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
                          double slope, double shift, double activation_scale, double scale, double eps,
                          double momentum, double u_std, double leak, bool return_sequences, int init, int degree,
                          double gamma, const std::vector<double>& coefficients, bool pool_sum,
-                         std::tuple<bool, bool, bool> norm_axes) {
+                         std::tuple<bool, bool, bool> norm_axes, bool transposed,
+                         const std::vector<double>& pattern) {
   SeqNode node;
   node.kind = kind;
   node.input = input;
@@ -33,6 +35,10 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
   std::tie(node.stride_h, node.stride_w) = stride;
   node.same = same;
   node.pool_sum = pool_sum;
+  node.transposed = transposed;
+  for (double w : pattern)
+    if (!std::isfinite(w)) throw py::value_error("pattern must be finite");
+  node.pattern = pattern;
   node.w_std = w_std;
   node.has_bias = b_std.has_value();
   node.b_std = b_std.value_or(0.0);
@@ -276,7 +282,8 @@ void bind_network(py::module_& m) {
       .value("batch_norm", NodeKind::batch_norm)
       .value("recurrent", NodeKind::recurrent)
       .value("attention", NodeKind::attention)
-      .value("layer_norm", NodeKind::layer_norm);
+      .value("layer_norm", NodeKind::layer_norm)
+      .value("aggregate", NodeKind::aggregate);
 
   py::enum_<Init>(m, "Init")
       .value("gaussian", Init::gaussian)
@@ -292,7 +299,8 @@ void bind_network(py::module_& m) {
            py::arg("scale") = 1.0, py::arg("eps") = 1e-5, py::arg("momentum") = 0.1, py::arg("u_std") = 1.0,
            py::arg("leak") = 1.0, py::arg("return_sequences") = false, py::arg("init") = -1, py::arg("degree") = 1,
            py::arg("gamma") = 1.0, py::arg("coefficients") = std::vector<double>{}, py::arg("pool_sum") = false,
-           py::arg("norm_axes") = std::make_tuple(false, false, true));
+           py::arg("norm_axes") = std::make_tuple(false, false, true),
+           py::arg("transposed") = false, py::arg("pattern") = std::vector<double>{});
 
   m.def(
       "attention_node",

@@ -191,6 +191,7 @@ class NodeKind:
     __members__: typing.ClassVar[dict[str, NodeKind]]
     activation: typing.ClassVar[NodeKind]
     attention: typing.ClassVar[NodeKind]
+    aggregate: typing.ClassVar[NodeKind]
     avg_pool: typing.ClassVar[NodeKind]
     batch_norm: typing.ClassVar[NodeKind]
     recurrent: typing.ClassVar[NodeKind]
@@ -292,6 +293,8 @@ class SeqNode:
         coefficients: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
         pool_sum: bool = False,
         norm_axes: tuple[bool, bool, bool] = (False, False, True),
+        transposed: bool = False,
+        pattern: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
     ) -> None: ...
 
 class SequentialSpec:

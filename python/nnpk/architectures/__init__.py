@@ -4,9 +4,11 @@ from ._activations import ACTIVATIONS, CLOSED_FORM_DUALS, MAX_DEGREE, PARAMETERI
 from ._layers import (
     LAYER_TYPES,
     Activation,
+    Aggregate,
     AvgPool,
     BatchNorm,
     Conv,
+    ConvTranspose,
     Dense,
     Flatten,
     GlobalAvgPool,
@@ -24,8 +26,9 @@ from ._params import SEED_MAX, check_arch, sample_params
 from ._state_dict import LAYOUTS, params_from_state_dict
 from ._study import HE_W_STD, STUDY_B_STD, lenet, mlp_100, resnet18
 
-__all__ = ["ACTIVATIONS", "Activation", "AvgPool", "BatchNorm", "CLOSED_FORM_DUALS", "Compiled", "Conv", "Dense",
-           "Flatten", "GlobalAvgPool", "GlobalSumPool", "HE_W_STD", "INITS", "LAYER_TYPES", "LAYOUTS", "LayerNorm",
-           "MAX_DEGREE", "MLP", "MaxPool", "Network", "NormLayer", "PARAMETERIZATIONS", "ParamLayer", "Recurrent",
-           "Residual", "SEED_MAX", "STUDY_B_STD", "SelfAttention", "SumPool", "check_arch", "check_differentiable", "lenet", "mlp_100",
+__all__ = ["ACTIVATIONS", "Activation", "Aggregate", "AvgPool", "BatchNorm", "CLOSED_FORM_DUALS", "Compiled", "Conv",
+           "ConvTranspose", "Dense",
+           "Flatten", "GlobalAvgPool", "GlobalSumPool", "HE_W_STD", "INITS", "LAYER_TYPES", "LAYOUTS", "LayerNorm", "MAX_DEGREE",
+           "MLP", "MaxPool", "Network", "NormLayer", "PARAMETERIZATIONS", "ParamLayer", "Recurrent", "Residual",
+           "SEED_MAX", "STUDY_B_STD", "SelfAttention", "SumPool", "check_arch", "check_differentiable", "lenet", "mlp_100",
            "params_from_state_dict", "resnet18", "sample_params"]

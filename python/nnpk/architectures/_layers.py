@@ -1,5 +1,6 @@
-"""The layers of a network: dense and convolutional layers, pooling, flattening, activations, residual blocks,
-batch and layer normalisation, recurrent layers, self-attention.
+"""The layers of a network: dense, convolutional and transposed convolutional layers, pooling, graph
+aggregation, flattening, activations, residual blocks, batch and layer normalisation, recurrent layers,
+self-attention.
 
 Each layer checks its own settings when it is made; the rules that depend on the points' shape are
 checked when a ``Network`` is compiled for them (``_network.py``).
@@ -17,10 +18,13 @@ import numpy as np
 from .. import _core
 from ._activations import activation_normalization, check_activation, check_activation_parameters
 
-__all__ = ["Activation", "AvgPool", "BatchNorm", "Conv", "Dense", "Flatten", "GlobalAvgPool", "GlobalSumPool",
-           "LAYER_TYPES", "Layer", "LayerNorm", "MaxPool", "Recurrent", "Residual", "SelfAttention", "SumPool"]
+__all__ = ["Activation", "Aggregate", "AvgPool", "BatchNorm", "Conv", "ConvTranspose", "Dense", "Flatten",
+           "GlobalAvgPool", "GlobalSumPool", "LAYER_TYPES", "Layer", "LayerNorm", "MaxPool", "Recurrent", "Residual",
+           "SelfAttention", "SumPool"]
 
 ATTENTION_MECHANISMS = ("softmax", "identity", "abs", "relu")
+
+REDUCTIONS = ("sum", "mean")
 
 INITS = ("gaussian", "uniform", "truncated_normal", "orthogonal")
 
@@ -131,6 +135,80 @@ class Conv:
     def describe(self) -> str:
         stride = "" if set(self.strides) == {1} else f", stride {_text(self.strides)}"
         return f"Conv kernel {_text(self.window)}{stride}, padding '{self.padding}'"
+
+
+@dataclass(frozen=True)
+class ConvTranspose(Conv):
+    """A transposed convolution with ``channels`` output channels, 1-D (``kernel_size`` an int, on
+    (length, channels) points) or 2-D (a pair, on (height, width, channels) points): the input is
+    spread out by the stride (``stride - 1`` zeros between consecutive positions) and then convolved
+    with stride 1, so each input position adds its window's worth of outputs (neural-tangents'
+    ``ConvTranspose``, XLA's ``conv_transpose`` with the kernel not flipped).
+
+    Output length along an axis of n positions: ``n * stride`` with padding "same", ``n * stride +
+    max(kernel_size - stride, 0)`` with "valid" (the full transposed convolution). Weights, fan-in
+    (kernel size x input channels) and both parameterizations are as for ``Conv``; it is a ``Conv``
+    for everything that counts parametrised layers."""
+
+    def describe(self) -> str:
+        stride = "" if set(self.strides) == {1} else f", stride {_text(self.strides)}"
+        return f"ConvTranspose kernel {_text(self.window)}{stride}, padding '{self.padding}'"
+
+
+def _pattern(value) -> Tuple[Tuple[float, ...], ...]:
+    """A square matrix of finite numbers as a tuple of tuples of floats (hashable)."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"pattern must be a square (nodes, nodes) array of numbers, got {value!r}") from err
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 1:
+        raise ValueError(f"pattern must be a square (nodes, nodes) array, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("pattern must be finite")
+    return tuple(tuple(float(v) for v in row) for row in a)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Graph aggregation: a point's positions are the nodes of one graph, ``pattern[u][v]`` the weight
+    of the edge from node u to node v (0: no edge), and output node v is, per channel,
+
+        reduction "sum":  out_v = sum_u pattern[u][v] x_u
+        reduction "mean": out_v = sum_u pattern[u][v] x_u / sum_u pattern[u][v]   (0 without edges into v)
+
+    (neural-tangents' ``Aggregate`` with a dense pattern; add self-loops, ``pattern + I``, for a node to keep
+    its own features). Points are ``(nodes, channels)`` arrays, or ``(height, width, channels)`` with the
+    nodes the positions in row-major order. The pattern is the layer's: one graph shared by all points
+    (the kernels between points on different graphs are not computed here). "mean" needs non-negative
+    weights. No parameters."""
+
+    pattern: tuple
+    reduction: str = "sum"
+
+    def __post_init__(self):
+        object.__setattr__(self, "pattern", _pattern(self.pattern))
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
+        if self.reduction == "mean" and min(min(row) for row in self.pattern) < 0:
+            raise ValueError("reduction='mean' needs non-negative pattern weights (the mean over the edges into a "
+                             "node is weighted by them)")
+
+    @property
+    def nodes(self) -> int:
+        return len(self.pattern)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The (nodes, nodes) weights the engine applies: the pattern, for "mean" each column divided by its sum."""
+        a = np.array(self.pattern, dtype=np.float64)
+        if self.reduction == "mean":
+            totals = a.sum(axis=0)
+            a = np.divide(a, totals, out=np.zeros_like(a), where=totals > 0)
+        return a
+
+    def describe(self) -> str:
+        edges = sum(v != 0 for row in self.pattern for v in row)
+        return f"Aggregate {self.nodes} nodes, {edges} edges, reduction '{self.reduction}'"
 
 
 @dataclass(frozen=True)
@@ -559,9 +637,9 @@ def _layers(layers, name: str) -> tuple:
         if isinstance(layer, str):
             layer = Activation(layer)
         if not isinstance(layer, LAYER_TYPES):
-            raise TypeError(f"{name}[{i}] must be a layer (Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, "
-                            f"GlobalSumPool, Flatten, Activation, Residual, BatchNorm, LayerNorm, Recurrent, SelfAttention) or an "
-                            f"activation name, got {layer!r}")
+            raise TypeError(f"{name}[{i}] must be a layer (Dense, Conv, ConvTranspose, AvgPool, SumPool, MaxPool, "
+                            f"GlobalAvgPool, GlobalSumPool, Aggregate, Flatten, Activation, Residual, BatchNorm, "
+                            f"LayerNorm, Recurrent, SelfAttention) or an activation name, got {layer!r}")
         out.append(layer)
     return tuple(out)
 
@@ -586,6 +664,6 @@ class Residual:
 
 
 LAYER_TYPES = (Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten, Activation, Residual,
-               BatchNorm, LayerNorm, Recurrent, SelfAttention)
+               BatchNorm, LayerNorm, Recurrent, SelfAttention, Aggregate, ConvTranspose)
 Layer = Union[Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten, Activation, Residual,
-              BatchNorm, LayerNorm, Recurrent, SelfAttention]
+              BatchNorm, LayerNorm, Recurrent, SelfAttention, Aggregate, ConvTranspose]

@@ -19,8 +19,10 @@ from ._activations import DELTA_DERIVATIVES, PARAMETERIZATIONS
 from ._layers import (
     INITS,
     Activation,
+    Aggregate,
     BatchNorm,
     Conv,
+    ConvTranspose,
     Dense,
     Flatten,
     GlobalAvgPool,
@@ -132,7 +134,9 @@ class _Builder:
             nodes.append(node)
         return shapes, nodes
 
-    def window(self, label, layer, shape: Shape, window, strides, padding, what: str) -> Shape:
+    def window(self, label, layer, shape: Shape, window, strides, padding, what: str, transposed=False) -> Shape:
+        """Output positions of a window over `shape`; a transposed convolution's are n stride ("same") or
+        n stride + max(window - stride, 0) ("valid")."""
         dims = len(window)
         if len(shape) != dims + 1:
             need = "(length, channels)" if dims == 1 else "(height, width, channels)"
@@ -140,6 +144,9 @@ class _Builder:
             raise self.error(label, layer, f"a {dims}-D {what} needs {need} points, got {_describe_shape(shape)}{hint}")
         out = []
         for axis, (n, k, s) in enumerate(zip(shape[:-1], window, strides)):
+            if transposed:
+                out.append(n * s if padding == "same" else n * s + max(k - s, 0))
+                continue
             if padding == "valid" and n < k:
                 name = "length" if dims == 1 else ("height", "width")[axis]
                 raise self.error(label, layer, f"input {name} {n} is shorter than the {what} ({_text(window)})")
@@ -172,6 +179,26 @@ class _Builder:
             self.params.append(ParamLayer(label, layer, (shape[0], layer.width), shape[0], layer.width, shape[0], 1))
             self.entries.append(self.params[-1])
             return out, node
+        if isinstance(layer, ConvTranspose):
+            spatial = self.window(label, layer, shape, layer.window, layer.strides, layer.padding, "kernel", True)
+            fan_in = math.prod(layer.window) * shape[-1]
+            node = self.add(kind=_core.NodeKind.conv, input=node, width=layer.channels, window=pad2(layer.window),
+                            stride=pad2(layer.strides), same=layer.padding == "same", w_std=layer.W_std,
+                            b_std=layer.b_std, transposed=True)
+            self.params.append(ParamLayer(label, layer, layer.window + (shape[-1], layer.channels), fan_in,
+                                          layer.channels, math.prod(shape), math.prod(spatial)))
+            self.entries.append(self.params[-1])
+            return spatial + (layer.channels,), node
+        if isinstance(layer, Aggregate):
+            if len(shape) == 1:
+                raise self.error(label, layer, f"needs (nodes, channels) or (height, width, channels) points, got "
+                                 f"{_describe_shape(shape)}")
+            positions = math.prod(shape[:-1])
+            if positions != layer.nodes:
+                raise self.error(label, layer, f"its pattern has {layer.nodes} nodes, the points have {positions} "
+                                 f"positions (shape {shape})")
+            return shape, self.per_step(node, self.add(kind=_core.NodeKind.aggregate, input=node,
+                                                       pattern=layer.weights.reshape(-1).tolist()))
         if isinstance(layer, Conv):
             spatial = self.window(label, layer, shape, layer.window, layer.strides, layer.padding, "kernel")
             fan_in = math.prod(layer.window) * shape[-1]
@@ -328,9 +355,9 @@ class Network:
     Parameters
     ----------
     layers : sequence
-        ``Dense``, ``Conv``, ``AvgPool``, ``SumPool``, ``MaxPool``, ``GlobalAvgPool``, ``GlobalSumPool``, ``Flatten``,
-        ``Activation`` (or an activation name), ``Residual``, ``BatchNorm``, ``LayerNorm``, ``Recurrent`` and
-        ``SelfAttention`` layers.
+        ``Dense``, ``Conv``, ``ConvTranspose``, ``AvgPool``, ``SumPool``, ``MaxPool``, ``GlobalAvgPool``,
+        ``GlobalSumPool``, ``Aggregate``, ``Flatten``, ``Activation`` (or an activation name), ``Residual``,
+        ``BatchNorm``, ``LayerNorm``, ``Recurrent`` and ``SelfAttention`` layers.
         The last layer's output, the logits, must be flat, or a sequence of steps (a ``Recurrent``
         layer returning sequences and layers acting on every step): its ``steps x C`` values are
         then the logits, in step order.

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._layers import BatchNorm, Conv, Dense, Flatten, Recurrent, Residual
+from ._layers import BatchNorm, Conv, ConvTranspose, Dense, Flatten, Recurrent, Residual
 from ._network import Network, NormLayer, ParamLayer, _param_layers
 from ._params import check_arch
 
@@ -104,6 +104,11 @@ def params_from_state_dict(network, state_dict, *, layout: str = "torch", input_
             raise ValueError(f"layer {p.label} ({p.layer.describe()}): a SelfAttention layer's parameters have no "
                              f"{layout} state_dict layout to convert from; pass them to the learner or the kernels as "
                              "(W, b) pairs in nnpk.sample_params' order")
+    for p in compiled.params:
+        if isinstance(p.layer, ConvTranspose):
+            raise ValueError(f"layer {p.label} ({p.layer.describe()}): transposed convolutions are not converted "
+                             "from a state dict (PyTorch stores them (in, out, k) and flips the kernel); pass "
+                             "params directly")
     groups = _groups(state_dict, layout)
     permutations = _flatten_permutations(network, compiled.input_shape) if layout == "torch" else {}
     params: list = []

@@ -12,6 +12,7 @@ from .._threads import resolve_n_threads
 from .._validate import check_int, check_memory
 from ..architectures import (
     Activation,
+    Aggregate,
     AvgPool,
     Conv,
     Dense,
@@ -52,11 +53,12 @@ def _check_get(get) -> Tuple[str, ...]:
 class _NetworkRecursion:
     """A Network as the analytic engines' nodes, refusing the layers without an exact recursion.
 
-    Exact here: dense and convolutional layers; elementwise activations of Gaussian
-    pre-activations (the output of a Dense or Conv layer, average pooling of such outputs, or a
-    residual sum of them); average and global average pooling; Flatten; layer normalisation over the
-    channels of such Gaussian features (their mean over the channels vanishes, their variance is the
-    kernel's diagonal, and the output is Gaussian again); residual blocks ending
+    Exact here: dense, convolutional and transposed convolutional layers; elementwise activations of
+    Gaussian pre-activations (the output of a Dense or Conv layer, average or sum pooling or graph
+    aggregation of such outputs, or a residual sum of them); average, sum and global pooling; graph
+    aggregation; Flatten; layer normalisation over the channels of such Gaussian features (their mean over
+    the channels vanishes, their variance is the kernel's diagonal, and the output is Gaussian again); residual
+    blocks ending
     with a Dense or Conv layer. That last layer's weights and bias have zero mean and are
     independent of everything before, so the block's output is uncorrelated with the skip path
     (E[x . f(x')] = 0) and the NNGP of x + s f(x) is K_x + s^2 K_f. For the NTK the skip
@@ -117,8 +119,9 @@ class _NetworkRecursion:
                               "law of all 2m pooled values (m = window size), depending on every covariance among "
                               "them, not a function of one 2 x 2 covariance as an activation's dual map is; use "
                               "AvgPool")
-        if isinstance(layer, (AvgPool, SumPool, GlobalAvgPool, GlobalSumPool)):
-            # A mean (or sum) of jointly Gaussian pre-activations is Gaussian; of anything else it is not.
+        if isinstance(layer, (AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Aggregate)):
+            # A mean (or sum, or a graph's weighted sums) of jointly Gaussian pre-activations is Gaussian; of
+            # anything else it is not.
             return shape, self.spatial_layer(node), law
         if isinstance(layer, Flatten):
             # Spatial features keep their positions (an activation after Flatten acts on each); the
@@ -306,10 +309,10 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         with a Recurrent layer, (n, steps, features) sequences, x2's of x1's length.
     arch : nnpk.Network (an nnpk.MLP is one)
         Only the depth, activation, stds and parameterization matter, and the hidden widths
-        only for the "standard" NTK. A Network may hold Dense and Conv layers (1-D or 2-D, any
-        stride, "same" or "valid"), AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Flatten,
+        only for the "standard" NTK. A Network may hold Dense, Conv and ConvTranspose layers (1-D or 2-D, any
+        stride, "same" or "valid"), AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Aggregate, Flatten,
         elementwise activations of Gaussian pre-activations (a Dense or Conv output, an average
-        or sum pooling or a residual sum of them), LayerNorm layers over the channels (and any positions) of
+        or sum pooling, a graph aggregation or a residual sum of them), LayerNorm layers over the channels (and any positions) of
         such Gaussian features (the kernels divided by ``sqrt((eps + q) (eps + q'))``, q and q' the two
         points' variances averaged over the normalised positions; docs: "Layer normalisation"), residual
         blocks ending with a Dense or Conv layer (NNGP

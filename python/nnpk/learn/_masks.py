@@ -17,6 +17,7 @@ import numpy as np
 
 from ..architectures import (
     Activation,
+    Aggregate,
     AvgPool,
     BatchNorm,
     Conv,
@@ -35,7 +36,7 @@ __all__ = ["MaskSite", "apply_masks", "mask_gradients", "mask_sites", "mask_slop
 
 # Layers between a masked activation and the layer that reads it: each keeps channels apart (and commutes with a
 # nonnegative per-channel factor).
-_PASS_THROUGH = (AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten)
+_PASS_THROUGH = (AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten, Aggregate)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ def _layer_spec(layer) -> Union[dict, str]:
             value = [_layer_spec(inner) for inner in value]
         elif isinstance(value, Activation):  # a Recurrent layer's activation
             value = _layer_spec(value)
-        out[field.name] = list(value) if isinstance(value, tuple) else value
+        if isinstance(value, tuple):  # an Aggregate's pattern is a tuple of tuples: nested lists
+            value = [list(v) if isinstance(v, tuple) else v for v in value]
+        out[field.name] = value
     return out
 
 

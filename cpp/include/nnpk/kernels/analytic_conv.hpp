@@ -1,6 +1,7 @@
 // Infinite-width kernels (docs/definitions.rst, "Convolutional networks at infinite width") of
-// sequential networks with convolutions, average pooling, global average pooling, flattening,
-// dense layers, elementwise activations, layer normalisation and residual blocks.
+// sequential networks with convolutions (transposed ones too), average and sum pooling, global pooling,
+// graph aggregation, flattening, dense layers, elementwise activations, layer normalisation,
+// self-attention and residual blocks.
 //
 // For a pair of points (x, x') a node carries the covariances Sigma_{ab} between position a of
 // x and position b of x' (and Theta_{ab}). A convolution and an activation map same-position
@@ -19,6 +20,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nnpk/kernels/analytic.hpp"
@@ -40,6 +42,12 @@ struct AxisMap {
   std::int64_t n_in = 1, n_out = 1, window = 1, stride = 1, pad = 0;
   bool pool = false;  // average over the window (else: a convolution's taps)
   bool sum = false;   // pool: the sum over the window, not the mean
+  bool transposed = false;  // a transposed convolution's taps: the stride dilates the input
+
+  // The input position tap d of output o reads (-1: none, it reads a zero).
+  std::int64_t source(std::int64_t o, std::int64_t d) const {
+    return SeqNode::tap_source(o, d, stride, pad, n_in, transposed);
+  }
 
   bool identity() const { return n_in == n_out && window == 1 && stride == 1 && pad == 0; }
   // Input positions [lo, hi) of output o's window, inside the input.
@@ -72,7 +80,19 @@ inline void full_axis_pass(const AxisMap& ax, std::int64_t outer, std::int64_t m
         double* row = out + ((o * n_out + oa) * mid + m) * n_out * inner;
         const double* base = in + o * n_in * mid * n_in * inner + m * n_in * inner;
         const std::int64_t ld_u = mid * n_in * inner;  // one step of u
-        if (!ax.pool) {
+        if (!ax.pool && ax.transposed) {
+          // Tap d pairs output oa's input source(oa, d) with output ob's source(ob, d).
+          std::fill(row, row + n_out * inner, 0.0);
+          for (std::int64_t d = 0; d < ax.window; ++d) {
+            const std::int64_t u = ax.source(oa, d);
+            if (u < 0) continue;
+            const double* src = base + u * ld_u;
+            for (std::int64_t ob = 0; ob < n_out; ++ob) {
+              const std::int64_t v = ax.source(ob, d);
+              if (v >= 0) add_lanes(row + ob * inner, src + v * inner, inner);
+            }
+          }
+        } else if (!ax.pool) {
           std::fill(row, row + n_out * inner, 0.0);
           for (std::int64_t d = 0; d < ax.window; ++d) {
             const std::int64_t u = oa * ax.stride + d - ax.pad;
@@ -134,8 +154,8 @@ inline void diagonal_axis_pass(const AxisMap& ax, std::int64_t outer, std::int64
       double* t = out + (o * ax.n_out + oa) * inner;
       std::fill(t, t + inner, 0.0);
       for (std::int64_t d = 0; d < ax.window; ++d) {
-        const std::int64_t u = oa * ax.stride + d - ax.pad;
-        if (u >= 0 && u < ax.n_in) add_lanes(t, in + (o * ax.n_in + u) * inner, inner);
+        const std::int64_t u = ax.source(oa, d);
+        if (u >= 0) add_lanes(t, in + (o * ax.n_in + u) * inner, inner);
       }
     }
 }
@@ -161,13 +181,18 @@ struct Node {
   // layer_norm: eps, and whether positions along each axis share their normalisation (channels always do)
   double eps = 0.0;
   bool norm_h = false, norm_w = false;
+  // aggregate: the edge weights A (P x P) without the zeros, as lists of (index, weight) in ascending index:
+  // into[a] the edges u -> a (A[u][a]), from[v] the edges v -> b (A[v][b]).
+  std::vector<std::vector<std::pair<std::int64_t, double>>> into, from;
 
   std::int64_t positions() const { return height * width; }
   // Whether the node reads its input's P x P matrix (else the diagonal): pooling reads what its
   // input carries (the full matrix unless it has one position).
   bool reads_full(const Node& in) const {
     if (kind == NodeKind::attention) return in.full;
-    return kind == NodeKind::avg_pool || kind == NodeKind::global_avg_pool ? in.full : full && kind != NodeKind::dense;
+    return kind == NodeKind::avg_pool || kind == NodeKind::global_avg_pool || kind == NodeKind::aggregate
+               ? in.full
+               : full && kind != NodeKind::dense;
   }
   // Doubles per lane of the node's state.
   std::int64_t entries() const { return full ? positions() * positions() : positions(); }
@@ -195,8 +220,8 @@ struct Plan {
 };
 
 inline AxisMap axis(std::int64_t n_in, std::int64_t n_out, std::int64_t window, std::int64_t stride, std::int64_t pad,
-                    bool pool, bool sum = false) {
-  return AxisMap{n_in, n_out, window, stride, pad, pool, sum};
+                    bool pool, bool sum = false, bool transposed = false) {
+  return AxisMap{n_in, n_out, window, stride, pad, pool, sum, transposed};
 }
 
 // `requested`: spec node indices whose kernels are written.
@@ -237,10 +262,23 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
         node.height = s.out.height;
         node.width = s.out.width;
         node.axis_h = axis(in.height, s.out.height, s.window_h, s.stride_h, s.pad_h, s.kind == NodeKind::avg_pool,
-                           s.pool_sum);
+                           s.pool_sum, s.transposed);
         node.axis_w = axis(in.width, s.out.width, s.window_w, s.stride_w, s.pad_w, s.kind == NodeKind::avg_pool,
-                           s.pool_sum);
+                           s.pool_sum, s.transposed);
         break;
+      case NodeKind::aggregate: {
+        const std::int64_t P = s.in.positions();
+        node.into.assign(static_cast<std::size_t>(P), {});
+        node.from.assign(static_cast<std::size_t>(P), {});
+        for (std::int64_t u = 0; u < P; ++u)
+          for (std::int64_t v = 0; v < P; ++v) {
+            const double w = s.pattern[static_cast<std::size_t>(u * P + v)];
+            if (w == 0.0) continue;
+            node.into[static_cast<std::size_t>(v)].emplace_back(u, w);
+            node.from[static_cast<std::size_t>(u)].emplace_back(v, w);
+          }
+        break;
+      }
       case NodeKind::global_avg_pool:
         node.height = node.width = 1;
         node.axis_h = axis(in.height, 1, in.height, 1, 0, true, s.pool_sum);
@@ -281,13 +319,13 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
   }
   for (std::int64_t k = n; k >= 0; --k) {
     Node& node = plan.nodes[static_cast<std::size_t>(k)];
-    if (node.kind == NodeKind::avg_pool || node.kind == NodeKind::attention ||
+    if (node.kind == NodeKind::avg_pool || node.kind == NodeKind::attention || node.kind == NodeKind::aggregate ||
         (want[static_cast<std::size_t>(k)] && node.spatial))
       node.full = true;
     if (node.positions() == 1) node.full = false;
     if (k == 0) break;
     const bool pools = node.kind == NodeKind::avg_pool || node.kind == NodeKind::global_avg_pool ||
-                       node.kind == NodeKind::attention;
+                       node.kind == NodeKind::attention || node.kind == NodeKind::aggregate;
     const bool passes = node.full && node.kind != NodeKind::dense;
     for (std::int64_t r : {node.input, node.kind == NodeKind::residual ? node.skip : -1}) {
       if (r < 0) continue;
@@ -338,6 +376,7 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
       const std::int64_t p = node.axis_h.n_out * in.width;
       plan.temp_entries = std::max(plan.temp_entries, node.reads_full(in) ? p * p : p);
     }
+    if (node.kind == NodeKind::aggregate) plan.temp_entries = std::max(plan.temp_entries, in.entries());
     if (node.kind == NodeKind::activation) plan.row_entries = std::max(plan.row_entries, in.full ? in.positions() : 1);
     if (node.kind == NodeKind::attention) plan.temp_entries = std::max(plan.temp_entries, 2 * node.entries());
     if (node.kind == NodeKind::layer_norm) plan.norm_entries = std::max(plan.norm_entries, node.positions());
@@ -513,6 +552,11 @@ struct Engine {
         }
         break;
       }
+      case NodeKind::aggregate:
+        for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel)
+          aggregate_pass(node, state(ws, node.input, kernel == 1, node.reads_full(in)),
+                         (kernel == 1 ? ws.temp_theta : ws.temp_sigma).data(), kernel == 1 ? t_out : s_out);
+        break;
       case NodeKind::flatten:
         for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel) {
           const double* src = state(ws, node.input, kernel == 1, node.full);
@@ -603,6 +647,30 @@ struct Engine {
     for (std::int64_t k = 0; k < groups * lanes; ++k) sums[k] = 1.0 / std::sqrt(node.eps + sums[k] * inv);
     for (std::int64_t p = 0; p < positions; ++p)
       for (std::int64_t l = 0; l < lanes; ++l) out[p * lanes + l] = sums[group(p) * lanes + l];
+  }
+
+  // An aggregation's covariances (P x P x lanes, position a of x, b of x'):
+  // out[a][b] = sum_v (sum_u A[u][a] in[u][v]) A[v][b], the zero weights skipped, each sum in ascending u
+  // (or v). Both passes add whole contiguous rows: temp[a] += A[u][a] in[u] (P lanes vectors), then
+  // out[a][b] += A[v][b] temp[a][v] over the edges from v. One position (P = 1) is a 1 x 1 pattern.
+  void aggregate_pass(const Node& node, const double* in, double* temp, double* out) const {
+    const std::int64_t P = node.positions(), row = P * kLanes;
+    for (std::int64_t a = 0; a < P; ++a) {
+      double* t = temp + a * row;
+      std::fill(t, t + row, 0.0);
+      for (const auto& [u, w] : node.into[static_cast<std::size_t>(a)]) {
+        const double* src = in + u * row;
+        for (std::int64_t e = 0; e < row; ++e) t[e] += w * src[e];
+      }
+    }
+    std::fill(out, out + P * row, 0.0);
+    for (std::int64_t a = 0; a < P; ++a)
+      for (std::int64_t v = 0; v < P; ++v) {
+        const double* src = temp + (a * P + v) * kLanes;
+        double* o = out + a * row;
+        for (const auto& [b, w] : node.from[static_cast<std::size_t>(v)])
+          for (std::int64_t l = 0; l < kLanes; ++l) o[b * kLanes + l] += w * src[l];
+      }
   }
 
   void copy_diagonal(Workspace& ws, const Node& node, bool ntk) const {

@@ -212,11 +212,11 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
             for (std::int64_t c = 0; c < C; ++c) {
               const T* src = back.data() + (((p * so.height + oh) * so.width + ow) * C + c) * layer.fan_in;
               for (std::int64_t i = 0; i < node.window_h; ++i) {
-                const std::int64_t ih = oh * node.stride_h + i - node.pad_h;
-                if (ih < 0 || ih >= si.height) continue;
+                const std::int64_t ih = node.source_h(oh, i);
+                if (ih < 0) continue;
                 for (std::int64_t j = 0; j < node.window_w; ++j) {
-                  const std::int64_t iw = ow * node.stride_w + j - node.pad_w;
-                  if (iw < 0 || iw >= si.width) continue;
+                  const std::int64_t iw = node.source_w(ow, j);
+                  if (iw < 0) continue;
                   T* dst = in.data() + ((p * si.height + ih) * si.width + iw) * C * ci + c * ci;
                   const T* s = src + (i * node.window_w + j) * ci;
                   for (std::int64_t ch = 0; ch < ci; ++ch) dst[ch] += forward * s[ch];
@@ -235,6 +235,7 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
           for (std::int64_t j = 0; j < cols; ++j) in(p * P + q, j) += inv * g(p, j);
       break;
     }
+    case NodeKind::aggregate: aggregate_rows(node, g.data(), points, C * ci, in.data(), true); break;
     case NodeKind::flatten: {
       // Output column (c, q, ch) of a point is input row (point, q), column (c, ch).
       const std::int64_t P = si.positions();

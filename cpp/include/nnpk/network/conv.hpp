@@ -104,10 +104,10 @@ inline void direct_conv(const SeqNode& node, const float* in, std::int64_t point
     const int nr = static_cast<int>(std::min<std::int64_t>(kRows, rows - g0));
     for (int r = 0; r < nr; ++r) {
       for (std::int64_t i = 0, t = 0; i < node.window_h; ++i) {
-        const std::int64_t ih = oh * node.stride_h + i - node.pad_h;
+        const std::int64_t ih = node.source_h(oh, i);
         for (std::int64_t j = 0; j < node.window_w; ++j, ++t) {
-          const std::int64_t iw = ow * node.stride_w + j - node.pad_w;
-          const bool inside = ih >= 0 && ih < s.height && iw >= 0 && iw < s.width;
+          const std::int64_t iw = node.source_w(ow, j);
+          const bool inside = ih >= 0 && iw >= 0;
           table[r * taps + t] = inside ? in + ((p * s.height + ih) * s.width + iw) * c_in : zeros.data();
         }
       }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nnpk/network/attention.hpp"
+#include "nnpk/network/aggregate.hpp"
 #include "nnpk/network/conv.hpp"
 #include "nnpk/network/layer_norm.hpp"
 #include "nnpk/network/layers.hpp"
@@ -74,10 +75,10 @@ void im2col(const SeqNode& node, const T* in, std::int64_t points, RowMatrix<T>&
       for (std::int64_t ow = 0; ow < o.width; ++ow) {
         T* dst = patches.data() + ((p * o.height + oh) * o.width + ow) * patches.cols();
         for (std::int64_t i = 0; i < kh; ++i) {
-          const std::int64_t ih = oh * node.stride_h + i - node.pad_h;
+          const std::int64_t ih = node.source_h(oh, i);
           for (std::int64_t j = 0; j < kw; ++j, dst += c) {
-            const std::int64_t iw = ow * node.stride_w + j - node.pad_w;
-            if (ih < 0 || ih >= s.height || iw < 0 || iw >= s.width) {
+            const std::int64_t iw = node.source_w(ow, j);
+            if (ih < 0 || iw < 0) {
               std::fill(dst, dst + c, T(0));
             } else {
               const T* src = in + ((p * s.height + ih) * s.width + iw) * c;
@@ -409,6 +410,10 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
       case NodeKind::avg_pool:
       case NodeKind::max_pool: pool(node, in, points, out); break;
       case NodeKind::global_avg_pool: global_average(node, in, points, out); break;
+      case NodeKind::aggregate:
+        shape_rows(out, rows, node.out.channels);
+        aggregate_rows(node, in.data(), points, node.out.channels, out.data(), false);
+        break;
       case NodeKind::flatten:
         shape_rows(out, points, node.out.channels);
         std::copy(in.data(), in.data() + points * node.out.channels, out.data());

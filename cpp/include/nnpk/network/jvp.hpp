@@ -201,6 +201,12 @@ void sequential_jvp(const SequentialSpec& spec, const std::vector<LayerScales>& 
         tan.live[k] = 1;
         global_average(node, *din, points, out);
         break;
+      case NodeKind::aggregate:
+        if (!input_live) break;
+        tan.live[k] = 1;
+        shape_rows(out, rows, node.out.channels);
+        aggregate_rows(node, din->data(), points, node.out.channels, out.data(), false);
+        break;
       case NodeKind::flatten:
         if (!input_live) break;
         tan.live[k] = 1;

@@ -1,6 +1,6 @@
-// Sequential networks as the engine sees them: dense and convolutional layers, pooling,
-// flattening, elementwise activations, residual blocks, batch normalisation and recurrent layers, as a list of nodes in execution
-// order, each node's shapes and parameters derived from the input's shape.
+// Sequential networks as the engine sees them: dense and convolutional (also transposed) layers, pooling,
+// graph aggregation, flattening, elementwise activations, residual blocks, batch normalisation and recurrent
+// layers, as a list of nodes in execution order, each node's shapes and parameters derived from the input's shape.
 #pragma once
 
 #include <algorithm>
@@ -28,7 +28,8 @@ enum class NodeKind : int {
   batch_norm,
   recurrent,
   attention,
-  layer_norm
+  layer_norm,
+  aggregate  // a graph aggregation: output node v = sum_u pattern[u][v] input node u (positions are the nodes)
 };
 
 // One point's features after a node: height x width positions of `channels` values each,
@@ -54,6 +55,12 @@ struct SeqNode {
   std::int64_t window_h = 1, window_w = 1, stride_h = 1, stride_w = 1;  // conv kernel or pooling window
   bool same = false;                                                     // padding "same", else "valid"
   bool pool_sum = false;  // avg_pool, global_avg_pool: the sum over the window (SumPool), not the mean
+  // conv: a transposed convolution (ConvTranspose): the stride dilates the input (stride - 1 zeros
+  // between its positions) and the window then moves by one position.
+  bool transposed = false;
+  // aggregate: the (positions x positions) weights, row-major: pattern[u * P + v] is the weight of the edge
+  // from position u to position v.
+  std::vector<double> pattern;
   double w_std = 1.0, b_std = 0.0;
   bool has_bias = false;
   Activation activation;
@@ -88,6 +95,24 @@ struct SeqNode {
   bool pointwise() const {
     return kind == NodeKind::dense || kind == NodeKind::recurrent ||
            (window_h == 1 && window_w == 1 && stride_h == 1 && stride_w == 1);
+  }
+  // The input position along one axis that output position o reads at tap i of a convolution's
+  // window (-1: padding, or for a transposed convolution one of the zeros between dilated inputs).
+  static std::int64_t tap_source(std::int64_t o, std::int64_t i, std::int64_t stride, std::int64_t pad,
+                                 std::int64_t n, bool transposed) {
+    if (!transposed) {
+      const std::int64_t u = o * stride + i - pad;
+      return u >= 0 && u < n ? u : -1;
+    }
+    const std::int64_t u = o + i - pad;  // on the dilated input
+    if (u < 0 || u % stride != 0 || u / stride >= n) return -1;
+    return u / stride;
+  }
+  std::int64_t source_h(std::int64_t o, std::int64_t i) const {
+    return tap_source(o, i, stride_h, pad_h, in.height, transposed);
+  }
+  std::int64_t source_w(std::int64_t o, std::int64_t i) const {
+    return tap_source(o, i, stride_w, pad_w, in.width, transposed);
   }
   // Steps of a recurrent node's input sequence.
   std::int64_t steps() const { return in.height; }
@@ -184,7 +209,11 @@ struct SequentialSpec {
           if (node.window_h < 1 || node.window_w < 1 || node.stride_h < 1 || node.stride_w < 1)
             throw fail("non-positive window or stride");
           std::int64_t out_h, out_w;
-          if (!geometry(node.in.height, node.window_h, node.stride_h, node.same, out_h, node.pad_h) ||
+          if (node.transposed) {
+            if (node.kind != NodeKind::conv) throw fail("only convolutions can be transposed");
+            transposed_geometry(node.in.height, node.window_h, node.stride_h, node.same, out_h, node.pad_h);
+            transposed_geometry(node.in.width, node.window_w, node.stride_w, node.same, out_w, node.pad_w);
+          } else if (!geometry(node.in.height, node.window_h, node.stride_h, node.same, out_h, node.pad_h) ||
               !geometry(node.in.width, node.window_w, node.stride_w, node.same, out_w, node.pad_w))
             throw fail("the window is larger than the input");
           node.out = Shape{out_h, out_w, node.in.channels, true};
@@ -215,6 +244,11 @@ struct SequentialSpec {
         case NodeKind::layer_norm:
           if (!(node.eps > 0)) throw fail("eps must be positive");
           if (!node.norm_height && !node.norm_width && !node.norm_channels) throw fail("no axis to normalise over");
+          break;
+        case NodeKind::aggregate:
+          if (!node.in.spatial) throw fail("needs spatial features (the graph's nodes are positions)");
+          if (static_cast<std::int64_t>(node.pattern.size()) != node.in.positions() * node.in.positions())
+            throw fail("the pattern must be positions x positions");
           break;
         case NodeKind::recurrent:
           if (!node.in.spatial || node.in.width != 1) throw fail("needs (steps, features) sequences");
@@ -277,6 +311,20 @@ struct SequentialSpec {
     out = (n - window) / stride + 1;
     pad = 0;
     return true;
+  }
+
+  // A transposed convolution's axis (neural-tangents' ConvTranspose, XLA's conv_transpose): the input
+  // dilated by the stride, padded by `pad` before, then a window moving by one; out = n stride ("same")
+  // or n stride + max(window - stride, 0) ("valid").
+  static void transposed_geometry(std::int64_t n, std::int64_t window, std::int64_t stride, bool same,
+                                  std::int64_t& out, std::int64_t& pad) {
+    if (same) {
+      out = n * stride;
+      pad = stride > window - 1 ? window - 1 : (window + stride - 2 + 1) / 2;
+    } else {
+      out = n * stride + std::max<std::int64_t>(window - stride, 0);
+      pad = window - 1;
+    }
   }
 
   // One parametrised layer of `node`: (fan_in, fan_out) weights scaled by w_std, a bias if has_bias.

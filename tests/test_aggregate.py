@@ -1,0 +1,285 @@
+"""Aggregate (graph aggregation over a fixed pattern) in every kernel, training, stores and the scikit-learn
+estimators: against numpy forward passes and forward-mode Jacobians (reference_networks), a numpy recursion of
+the infinite-width NNGP and NTK written here (K' = A^T K A per pair of points), the identity pattern, Monte
+Carlo, and determinism across thread counts."""
+
+import numpy as np
+import pytest
+
+import nnpk
+from nnpk import Aggregate, Conv, Dense, Flatten, GlobalAvgPool, GlobalSumPool, Network, Residual, SumPool
+from nnpk.sklearn import NNPKRegressor
+from reference import ntk_from_jacobians
+from reference_networks import forward, jacobian
+
+
+def graph(nodes, seed=0, density=0.4, weighted=False):
+    """A random directed graph's pattern with self-loops (weights in [0.5, 1.5] if weighted)."""
+    rng = np.random.default_rng(seed)
+    a = (rng.random((nodes, nodes)) < density).astype(float)
+    if weighted:
+        a *= rng.uniform(0.5, 1.5, a.shape)
+    return a + np.eye(nodes)
+
+
+RING = np.roll(np.eye(6), 1, axis=1) + np.roll(np.eye(6), -1, axis=1)  # each node's two neighbours
+
+CASES = {
+    "1d_sum": ([Conv(3, 1, b_std=0.1), "relu", Aggregate(graph(6, 1)), Conv(2, 2), "tanh", Flatten(), Dense(2)],
+               (6, 2)),
+    "1d_mean_ring": ([Aggregate(RING, reduction="mean"), Conv(3, 1), "erf", Aggregate(RING + np.eye(6)),
+                      GlobalSumPool(), Dense(1, b_std=0.2)], (6, 3)),
+    "2d_weighted": ([Conv(3, (2, 2), b_std=0.1), "relu", Aggregate(graph(12, 2, weighted=True), reduction="mean"),
+                     SumPool((2, 2)), Flatten(), Dense(2)], (4, 3, 1)),
+}
+
+
+def points(n, shape, seed=0):
+    return np.random.default_rng(seed).standard_normal((n,) + shape)
+
+
+def rel(a, b):
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_logits_and_tangent_kernel_equal_numpy(case, parameterization):
+    """The engine's forward pass and its empirical NTK (backward pass) against numpy's forward pass and
+    forward-mode Jacobian of the same parameters; the linearised network's outputs (the forward-mode tangent)
+    against the Jacobian times a direction."""
+    layers, shape = CASES[case]
+    net = Network(layers, parameterization=parameterization)
+    x = points(5, shape)
+    params = nnpk.sample_params(net, shape, seed=2, index=1)
+    assert rel(nnpk.initial_outputs(x, net, seed=2, index=1), forward(net, params, x)[-1]) < 1e-12
+    ntk = nnpk.empirical(x, arch=net, params=params, get="ntk")
+    j = jacobian(net, params, x)
+    assert rel(ntk, ntk_from_jacobians(j, j)) < 1e-11
+
+
+def test_gradients_against_finite_differences():
+    """The logit's gradient in the first layer's weights, back-propagated through Aggregate by the engine, against
+    central differences of the numpy forward pass: the per-layer empirical NTK is g g^T."""
+    nodes, c = 5, 2
+    pattern = graph(nodes, 3, weighted=True)
+    net = Network([Conv(3, 1), "tanh", Aggregate(pattern), Flatten(), Dense(1)])
+    x = points(3, (nodes, c), 3)
+    params = nnpk.sample_params(net, (nodes, c), seed=1, index=0)
+    f = lambda p: forward(net, p, x)[-1][:, 0]  # noqa: E731
+    # Jacobian in the first layer's weights by central differences, against the engine's per-layer NTK.
+    W, b = params[0]
+    eps = 1e-6
+    grads = []
+    for index in np.ndindex(*W.shape):
+        up, down = W.copy(), W.copy()
+        up[index] += eps
+        down[index] -= eps
+        grads.append((f([(up, b)] + list(params[1:])) - f([(down, b)] + list(params[1:]))) / (2 * eps))
+    g = np.stack(grads, axis=1)  # (n, parameters of layer 0)
+    got = nnpk.empirical(x, arch=net, params=params, get="ntk", wrt=[0])
+    np.testing.assert_allclose(got, g @ g.T, rtol=1e-7, atol=1e-10)
+
+
+def test_identity_pattern_changes_nothing():
+    """Aggregate(I) is the identity map: the same logits and kernels as the network without it."""
+    shape = (5, 2)
+    body = [Conv(3, 2, b_std=0.2), "relu"]
+    with_it = Network(body + [Aggregate(np.eye(5)), Flatten(), Dense(2)])
+    without = Network(body + [Flatten(), Dense(2)])
+    x = points(4, shape, 4)
+    np.testing.assert_array_equal(nnpk.initial_outputs(x, with_it, seed=3), nnpk.initial_outputs(x, without, seed=3))
+    for get in ("nngp", "ntk"):
+        np.testing.assert_allclose(nnpk.analytic(x, arch=with_it, get=get), nnpk.analytic(x, arch=without, get=get),
+                                   rtol=1e-14)
+        np.testing.assert_allclose(nnpk.monte_carlo(x, arch=with_it, n_networks=2, get=get),
+                                   nnpk.monte_carlo(x, arch=without, n_networks=2, get=get), rtol=1e-12)
+
+
+def _relu_duals(q1, q2, c):
+    """E[relu(u) relu(v)] and E[relu'(u) relu'(v)] for variances q1, q2 (per position) and covariances c."""
+    y = np.sqrt(np.maximum(np.outer(q1, q2) - c * c, 0.0))
+    theta = np.arctan2(y, c)
+    return (y + (np.pi - theta) * c) / (2 * np.pi), (np.pi - theta) / (2 * np.pi)
+
+
+def _numpy_kernels(x, pattern, w1, b1, w2, b2, standard, c_hidden):
+    """NNGP and NTK of Conv(1 x 1, w1, b1) -> relu -> Aggregate(pattern) -> Flatten -> Dense(w2, b2): per pair
+    of points, position covariances Sigma = w1^2 x x'^T / c + b1^2, the relu duals entry by entry, A^T Sigma A,
+    then the mean of the diagonal through the readout."""
+    n, P, c = x.shape
+    A = pattern
+    nngp, ntk = np.empty((n, n)), np.empty((n, n))
+    pre = lambda i, j: w1**2 * x[i] @ x[j].T / c + b1**2  # noqa: E731
+    for i in range(n):
+        for j in range(n):
+            s, dot = _relu_duals(np.diag(pre(i, i)), np.diag(pre(j, j)), pre(i, j))
+            if standard:  # Theta of the first layer: fan_in-scaled input covariance + 1 (bias)
+                t1 = c * (x[i] @ x[j].T / c) + 1.0
+            else:
+                t1 = pre(i, j)
+            s_agg, t_agg = A.T @ s @ A, A.T @ (t1 * dot) @ A
+            mean_s, mean_t = np.mean(np.diag(s_agg)), np.mean(np.diag(t_agg))
+            nngp[i, j] = w2**2 * mean_s + b2**2
+            if standard:
+                ntk[i, j] = c_hidden * P * mean_s + w2**2 * mean_t + 1.0
+            else:
+                ntk[i, j] = nngp[i, j] + w2**2 * mean_t
+    return nngp, ntk
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_analytic_against_a_numpy_recursion(parameterization):
+    nodes, c, hidden = 6, 3, 4
+    pattern = graph(nodes, 5, weighted=True)
+    x = points(4, (nodes, c), 5)
+    w1, b1, w2, b2 = 1.3, 0.4, 0.9, 0.2
+    arch = Network([Conv(hidden, 1, W_std=w1, b_std=b1), "relu", Aggregate(pattern), Flatten(),
+                    Dense(1, W_std=w2, b_std=b2)], parameterization=parameterization)
+    kernels = nnpk.analytic(x, arch=arch, get=("nngp", "ntk"))
+    nngp, ntk = kernels["nngp"], kernels["ntk"]
+    want_nngp, want_ntk = _numpy_kernels(x, pattern, w1, b1, w2, b2, parameterization == "standard", hidden)
+    np.testing.assert_allclose(nngp, want_nngp, rtol=1e-11)
+    np.testing.assert_allclose(ntk, want_ntk, rtol=1e-11)
+    # Between two sets of points, and the "mean" reduction as its column-normalised pattern.
+    x2 = points(3, (nodes, c), 6)
+    cross = nnpk.analytic(x, x2, arch=arch)
+    both = nnpk.analytic(np.concatenate([x, x2]), arch=arch)
+    np.testing.assert_allclose(cross, both[:4, 4:], rtol=1e-13)
+    mean = Network([Conv(hidden, 1, W_std=w1, b_std=b1), "relu", Aggregate(pattern, reduction="mean"), Flatten(),
+                    Dense(1, W_std=w2, b_std=b2)], parameterization=parameterization)
+    normalised = pattern / pattern.sum(axis=0)
+    want, _ = _numpy_kernels(x, normalised, w1, b1, w2, b2, parameterization == "standard", hidden)
+    np.testing.assert_allclose(nnpk.analytic(x, arch=mean), want, rtol=1e-11)
+
+
+@pytest.mark.parametrize("get", ["nngp", "ntk"])
+def test_monte_carlo_converges_to_the_analytic_kernel(get):
+    x = points(5, (3, 3, 1), 7) * 0.7
+    pattern = graph(9, 8)
+    arch = lambda ch: Network([Conv(ch, (2, 2), b_std=0.2), "relu", Aggregate(pattern, reduction="mean"),  # noqa
+                               Conv(ch, (2, 2)), "erf", Aggregate(pattern), GlobalAvgPool(), Dense(1, b_std=0.1)])
+    exact = nnpk.analytic(x, arch=arch(1), get=get)
+    channels = 256
+    estimate, info = nnpk.monte_carlo(x, arch=arch(channels), n_networks=24, seed=4, get=get,
+                                      return_standard_error=True)
+    error = np.linalg.norm(estimate - exact) / np.linalg.norm(exact)
+    tolerance = 4 * info["standard_error"] + 4 / channels  # the standard error is relative
+    assert error < tolerance < 0.15
+
+
+def test_threads_do_not_change_any_bit():
+    x = points(40, (6, 2), 9)
+    arch = Network([Conv(8, 2, b_std=0.1), "relu", Aggregate(graph(6, 9)), Flatten(), Dense(2)])
+    params = nnpk.sample_params(arch, (6, 2), seed=1, index=0)
+    for kernel in (lambda t: nnpk.monte_carlo(x, arch=arch, n_networks=3, get="ntk", n_threads=t),
+                   lambda t: nnpk.empirical(x, arch=arch, params=params, get="ntk", n_threads=t),
+                   lambda t: nnpk.analytic(x, arch=arch, get="ntk", n_threads=t),
+                   lambda t: nnpk.analytic(x, arch=arch, n_threads=t)):
+        np.testing.assert_array_equal(kernel(1), kernel(2))
+
+
+def test_training_takes_aggregation():
+    """A few Adam steps through Aggregate lower the loss (its backward pass carries the gradients)."""
+    x = points(24, (6, 1), 10)
+    y = (RING @ x[..., 0].T).T.sum(axis=1) / 4
+    arch = Network([Conv(4, 1), "relu", Aggregate(RING), Flatten(), Dense(1)], parameterization="standard")
+    learner = nnpk.NetworkLearner(arch, loss="squared", optimizer="adam", lr=1e-2, epochs=30, batch_size=24)
+    learner.fit(x, y)
+    loss = learner.history_["loss"]
+    assert loss[-1] < 0.2 * loss[0]
+
+
+def test_store_round_trip(tmp_path):
+    x = points(6, (6, 2), 11)
+    arch = Network([Conv(2, 1), "relu", Aggregate(graph(6, 11, weighted=True), reduction="mean"), Flatten(),
+                    Dense(1)])
+    store = nnpk.compute_to_store(tmp_path / "k", x, arch=arch, kernel="analytic_ntk", tile_size=96)
+    assert store.arch == arch
+    np.testing.assert_allclose(store.to_numpy(), nnpk.analytic(x, arch=arch, get="ntk"), rtol=1e-15)
+    assert store.spec["arch"]["layers"][2]["type"] == "Aggregate"
+    reopened = nnpk.open_store(tmp_path / "k")
+    assert reopened.arch == arch
+
+
+def test_sklearn_estimator_takes_aggregation():
+    x = points(20, (6, 1), 12).reshape(20, -1)
+    y = x.sum(axis=1)
+    arch = Network([Conv(2, 1), "relu", Aggregate(RING), Flatten(), Dense(1)])
+    model = NNPKRegressor(arch=arch, input_shape=(6, 1), method="analytic", ridge=1e-3).fit(x[:15], y[:15])
+    k_train = nnpk.analytic(x[:15].reshape(15, 6, 1), arch=arch)
+    k_test = nnpk.analytic(x[15:].reshape(5, 6, 1), x[:15].reshape(15, 6, 1), arch=arch)
+    np.testing.assert_allclose(model.predict(x[15:]), nnpk.kernel_ridge(k_train, y[:15], k_test, 1e-3), rtol=1e-8)
+
+
+def test_refusals_name_the_argument():
+    with pytest.raises(ValueError, match=r"pattern must be a square \(nodes, nodes\) array, got shape \(2, 3\)"):
+        Aggregate(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"pattern must be a square \(nodes, nodes\) array, got shape \(2, 2, 2\)"):
+        Aggregate(np.ones((2, 2, 2)))
+    with pytest.raises(ValueError, match="pattern must be finite"):
+        Aggregate([[1.0, np.nan], [0.0, 1.0]])
+    with pytest.raises(TypeError, match="pattern must be a square"):
+        Aggregate([["a", "b"], ["c", "d"]])
+    with pytest.raises(ValueError, match="reduction must be 'sum' or 'mean', got 'max'"):
+        Aggregate(np.eye(2), reduction="max")
+    with pytest.raises(ValueError, match="reduction='mean' needs non-negative pattern weights"):
+        Aggregate([[1.0, -1.0], [0.0, 1.0]], reduction="mean")
+    with pytest.raises(ValueError, match=r"layer 1 \(Aggregate 4 nodes, 4 edges, reduction 'sum'\): its pattern "
+                                         r"has 4 nodes, the points have 5 positions"):
+        Network([Conv(2, 1), Aggregate(np.eye(4)), Flatten(), Dense(1)]).compile((5, 2))
+    with pytest.raises(ValueError, match=r"layer 1 \(Aggregate.*\): needs \(nodes, channels\)"):
+        Network([Dense(4), Aggregate(np.eye(4)), Dense(1)]).compile((3,))
+    # An activation reading the aggregated input itself has no Gaussian pre-activation: refused by analytic.
+    with pytest.raises(ValueError, match=r"layer 1 \(Activation relu\) reads the network's input"):
+        nnpk.analytic(points(2, (4, 1)), arch=Network([Aggregate(np.eye(4)), "relu", Flatten(), Dense(1)]))
+
+
+def test_a_2d_pattern_runs_over_positions_in_row_major_order():
+    """On (height, width, channels) points the nodes are the positions in row-major order: the pattern that
+    sends each position to the next one in that order shifts the flattened features by one position."""
+    x = points(3, (2, 3, 2), 13)
+    shift = np.roll(np.eye(6), 1, axis=1)  # edge u -> u + 1 (mod 6)
+    arch = Network([Aggregate(shift), Flatten(), Dense(1, W_std=1.0)])
+    params = nnpk.sample_params(arch, (2, 3, 2), seed=0, index=0)
+    W = params[0][0]
+    moved = np.roll(x.reshape(3, 6, 2), 1, axis=1).reshape(3, -1)
+    np.testing.assert_allclose(nnpk.initial_outputs(x, arch, seed=0)[:, 0], moved @ W[:, 0] / np.sqrt(12),
+                               rtol=1e-12)
+
+
+def test_every_layers_monte_carlo_nngp_near_the_analytic_one():
+    """layers="all": each layer's kernel (spatial layers' features averaged over positions) near the analytic one
+    at 256 channels (seeded: deterministic)."""
+    x = points(4, (3, 3, 1), 14) * 0.7
+    pattern = graph(9, 14)
+    arch = lambda ch: Network([Conv(ch, (2, 2), b_std=0.2), "relu", Aggregate(pattern, reduction="mean"),  # noqa
+                               Conv(ch, (1, 1)), "erf", Aggregate(pattern), GlobalAvgPool(), Dense(1)])
+    exact = nnpk.analytic(x, arch=arch(1), layers="all")
+    estimate = nnpk.monte_carlo(x, arch=arch(256), n_networks=12, seed=1, layers="all")
+    assert len(exact) == len(estimate) == 8
+    for a, b in zip(exact, estimate):
+        assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.06
+
+
+def test_2d_points_are_their_positions_in_row_major_order_in_every_kernel():
+    """A (height, width, channels) point under 1 x 1 convolutions and Aggregate is the (height x width, channels)
+    point of its positions in row-major order: the same logits and kernels, a residual block included."""
+    x = points(4, (2, 3, 2), 15)
+    pattern = graph(6, 15, weighted=True)
+    layers = lambda k: [Conv(3, k, b_std=0.1), "relu", Aggregate(pattern),  # noqa: E731
+                        Residual([Conv(3, k), "erf", Aggregate(pattern, reduction="mean"), Conv(3, k)], scale=0.5),
+                        "tanh", GlobalSumPool(), Dense(1)]
+    two, one = Network(layers((1, 1))), Network(layers(1))
+    flat = x.reshape(4, 6, 2)
+    np.testing.assert_allclose(nnpk.initial_outputs(x, two, seed=1), nnpk.initial_outputs(flat, one, seed=1),
+                               rtol=1e-13)
+    params2, params1 = nnpk.sample_params(two, (2, 3, 2), seed=1, index=0), nnpk.sample_params(one, (6, 2), seed=1,
+                                                                                                  index=0)
+    np.testing.assert_allclose(nnpk.empirical(x, arch=two, params=params2),
+                               nnpk.empirical(flat, arch=one, params=params1), rtol=1e-12)
+    nngp_ntk = Network(layers((1, 1))[:4] + [GlobalSumPool(), Dense(1)]), Network(layers(1)[:4] + [GlobalSumPool(),
+                                                                                                   Dense(1)])
+    for get in ("nngp", "ntk"):
+        np.testing.assert_allclose(nnpk.analytic(x, arch=nngp_ntk[0], get=get),
+                                   nnpk.analytic(flat, arch=nngp_ntk[1], get=get), rtol=1e-13)
