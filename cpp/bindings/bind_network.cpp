@@ -228,7 +228,9 @@ void bind_network(py::module_& m) {
       .value("activation", NodeKind::activation)
       .value("residual", NodeKind::residual)
       .value("batch_norm", NodeKind::batch_norm)
-      .value("recurrent", NodeKind::recurrent);
+      .value("recurrent", NodeKind::recurrent)
+      .value("fan_in_prod", NodeKind::fan_in_prod)
+      .value("fan_in_concat", NodeKind::fan_in_concat);
 
   py::enum_<Init>(m, "Init")
       .value("gaussian", Init::gaussian)

@@ -182,6 +182,10 @@ class NodeKind:
       batch_norm
 
       recurrent
+
+      fan_in_prod
+
+      fan_in_concat
     """
 
     __members__: typing.ClassVar[dict[str, NodeKind]]
@@ -191,6 +195,8 @@ class NodeKind:
     recurrent: typing.ClassVar[NodeKind]
     conv: typing.ClassVar[NodeKind]
     dense: typing.ClassVar[NodeKind]
+    fan_in_concat: typing.ClassVar[NodeKind]
+    fan_in_prod: typing.ClassVar[NodeKind]
     flatten: typing.ClassVar[NodeKind]
     global_avg_pool: typing.ClassVar[NodeKind]
     max_pool: typing.ClassVar[NodeKind]
@@ -314,11 +320,17 @@ class AnalyticNodeKind:
       identity
 
       recurrent
+
+      fan_in_prod
+
+      fan_in_concat
     """
 
     __members__: typing.ClassVar[dict[str, AnalyticNodeKind]]
     activation: typing.ClassVar[AnalyticNodeKind]
     dense: typing.ClassVar[AnalyticNodeKind]
+    fan_in_concat: typing.ClassVar[AnalyticNodeKind]
+    fan_in_prod: typing.ClassVar[AnalyticNodeKind]
     identity: typing.ClassVar[AnalyticNodeKind]
     recurrent: typing.ClassVar[AnalyticNodeKind]
     residual: typing.ClassVar[AnalyticNodeKind]

@@ -8,10 +8,14 @@ from ._layers import (
     BatchNorm,
     Conv,
     Dense,
+    FanInConcat,
+    FanInProd,
+    FanInSum,
     Flatten,
     GlobalAvgPool,
     GlobalSumPool,
     MaxPool,
+    Parallel,
     Recurrent,
     Residual,
     SumPool,
@@ -23,7 +27,8 @@ from ._state_dict import LAYOUTS, params_from_state_dict
 from ._study import HE_W_STD, STUDY_B_STD, lenet, mlp_100, resnet18
 
 __all__ = ["ACTIVATIONS", "Activation", "AvgPool", "BatchNorm", "CLOSED_FORM_DUALS", "Compiled", "Conv", "Dense",
-           "Flatten", "GlobalAvgPool", "GlobalSumPool", "HE_W_STD", "INITS", "LAYER_TYPES", "LAYOUTS", "MAX_DEGREE",
-           "MLP", "MaxPool", "Network", "NormLayer", "PARAMETERIZATIONS", "ParamLayer", "Recurrent", "Residual",
-           "SEED_MAX", "STUDY_B_STD", "SumPool", "check_arch", "check_differentiable", "lenet", "mlp_100",
+           "FanInConcat", "FanInProd", "FanInSum", "Flatten", "GlobalAvgPool", "GlobalSumPool", "HE_W_STD", "INITS",
+           "LAYER_TYPES", "LAYOUTS", "MAX_DEGREE", "MLP", "MaxPool", "Network", "NormLayer", "PARAMETERIZATIONS",
+           "ParamLayer", "Parallel", "Recurrent", "Residual", "SEED_MAX", "STUDY_B_STD", "SumPool", "check_arch",
+           "check_differentiable", "lenet", "mlp_100",
            "params_from_state_dict", "resnet18", "sample_params"]

@@ -15,11 +15,15 @@ from ..architectures import (
     AvgPool,
     Conv,
     Dense,
+    FanInConcat,
+    FanInProd,
+    FanInSum,
     Flatten,
     GlobalAvgPool,
     GlobalSumPool,
     MaxPool,
     Network,
+    Parallel,
     Recurrent,
     Residual,
     SumPool,
@@ -53,7 +57,7 @@ class _NetworkRecursion:
     Exact here: dense and convolutional layers; elementwise activations of Gaussian
     pre-activations (the output of a Dense or Conv layer, average pooling of such outputs, or a
     residual sum of them); average and global average pooling; Flatten; residual blocks ending
-    with a Dense or Conv layer. That last layer's weights and bias have zero mean and are
+    with a Dense or Conv layer, and Parallel branches (see ``parallel``). That last layer's weights and bias have zero mean and are
     independent of everything before, so the block's output is uncorrelated with the skip path
     (E[x . f(x')] = 0) and the NNGP of x + s f(x) is K_x + s^2 K_f. For the NTK the skip
     parameters' share adds s times the average diagonal of the block's Jacobian df/dx times
@@ -86,12 +90,56 @@ class _NetworkRecursion:
 
     def sequence(self, layers, shape, node: int, law: str, prefix: str):
         """(shape, node, law) after each layer; law: "input" (the network's input, maybe flattened
-        or pooled), "gaussian" (jointly Gaussian pre-activations) or "other"."""
+        or pooled), "gaussian" (jointly Gaussian pre-activations) or "other". A Parallel's entry is its
+        merge's."""
         out = []
         for i, layer in enumerate(layers):
-            shape, node, law = self.layer(layer, shape, node, law, f"{prefix}{i}")
+            if isinstance(layer, Parallel):
+                shape, node, law = self.parallel(layer, layers[i + 1], shape, node, law, f"{prefix}{i}",
+                                                 f"{prefix}{i + 1}")
+            elif not isinstance(layer, (FanInSum, FanInProd, FanInConcat)):  # a merge: done with its Parallel
+                shape, node, law = self.layer(layer, shape, node, law, f"{prefix}{i}")
             out.append((shape, node, law))
         return out
+
+    def parallel(self, layer: Parallel, merge, shape, node: int, law: str, label: str, merge_label: str):
+        """Branches merged as the compiled network's chain of two-input nodes. A sum or product of branches
+        is exact when their outputs are independent at infinite width: each branch but at most one must be
+        fresh (its last parametrised layer a Dense or Conv layer, followed by pooling or flattening only, or
+        a sum or concatenation of fresh branches), whose zero-mean weights are independent of every other
+        branch. Sum: NNGP and NTK add. Product: the NNGPs multiply, and the NTK is sum_i Theta_i prod_{j != i}
+        K_j. A concatenation of channels needs no independence: its kernels are the branches' kernels averaged
+        with weights their channel counts; its output is not Gaussian (an activation may not follow it)."""
+        outs = []
+        for b, branch in enumerate(layer.branches):
+            if branch:
+                last = self.sequence(branch, shape, node, law, f"{label}.{b}.")[-1]
+                outs.append(last + (_fresh(branch),))
+            else:
+                outs.append((shape, node, law, False))
+        if not isinstance(merge, FanInConcat):
+            stale = [b for b, out in enumerate(outs) if not out[3]]
+            if len(stale) > 1:
+                raise self.refuse(merge_label, merge, f"merges branches {stale[0]} and {stale[1]}, neither of which "
+                                  "ends with a Dense or Conv layer (then pooling or flattening only): their outputs "
+                                  "may be correlated, and the kernel of their "
+                                  f"{'sum' if isinstance(merge, FanInSum) else 'product'} is not a function of "
+                                  "the branches' kernels")
+        acc_shape, acc, acc_law, _ = outs[0]
+        for out_shape, out_node, out_law, _ in outs[1:]:
+            if isinstance(merge, FanInSum):
+                acc = self.add(kind=_core.AnalyticNodeKind.residual, input=out_node, skip=acc, scale=1.0)
+                acc_law = "gaussian" if acc_law == out_law == "gaussian" else "other"
+            elif isinstance(merge, FanInProd):
+                acc = self.add(kind=_core.AnalyticNodeKind.fan_in_prod, input=acc, skip=out_node)
+                acc_law = "other"
+            else:
+                channels = acc_shape[-1] + out_shape[-1]
+                acc = self.add(kind=_core.AnalyticNodeKind.fan_in_concat, input=acc, skip=out_node,
+                               scale=acc_shape[-1] / channels)
+                acc_shape = acc_shape[:-1] + (channels,)
+                acc_law = "other"
+        return acc_shape, acc, acc_law
 
     def spatial_layer(self, node: int) -> int:
         self.spatial = True
@@ -152,6 +200,24 @@ class _NetworkRecursion:
                                         steps=steps, width=layer.width, w_std=layer.W_std, u_std=layer.U_std,
                                         b_std=layer.b_std, leak=layer.leak, **act.engine_settings,
                                         unit_second_moment=act.unit_second_moment), "other"
+
+
+def _fresh(layers) -> bool:
+    """Whether the output of `layers` is a fresh Gaussian: that of a Dense or Conv layer, then only pooling or
+    flattening (or a sum or concatenation of fresh branches); its zero-mean weights are independent of any
+    other branch."""
+    fresh = False
+    for i, layer in enumerate(layers):
+        if isinstance(layer, (Dense, Conv)):
+            fresh = True
+        elif isinstance(layer, Parallel):
+            merge = layers[i + 1]
+            fresh = not isinstance(merge, FanInProd) and all(branch and _fresh(branch) for branch in layer.branches)
+        elif isinstance(layer, (FanInSum, FanInProd, FanInConcat)):
+            continue  # decided with its Parallel
+        elif not isinstance(layer, (AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Flatten)):
+            fresh = False
+    return fresh
 
 
 def _check_sequence_lengths(x1, x2, network: Network) -> None:
@@ -264,8 +330,11 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         elementwise activations of Gaussian pre-activations (a Dense or Conv output, an average
         or sum pooling or a residual sum of them) and residual blocks ending with a Dense or Conv layer (NNGP
         ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
-        from ``(K_x, Theta_x)``), and a Recurrent layer as the first layer, returning its last
-        state (any leak; docs: "Recurrent networks": T dual maps per pair of sequences of T
+        from ``(K_x, Theta_x)``), Parallel branches merged by FanInSum (kernels add), FanInProd (NNGPs
+        multiply, NTK ``sum_i Theta_i prod_{j != i} K_j``), both with every branch but one ending with a
+        Dense or Conv layer (then pooling or flattening only), or FanInConcat (the branches' kernels
+        averaged with their channel counts as weights; docs: "Parallel branches"), and a Recurrent layer
+        as the first layer, returning its last state (any leak; docs: "Recurrent networks": T dual maps per pair of sequences of T
         steps at leak 1, T^2 below); anything else (MaxPool, an activation of non-Gaussian
         features, a residual block ending otherwise, a Recurrent layer after others or with
         return_sequences=True) raises ValueError naming the layer. The

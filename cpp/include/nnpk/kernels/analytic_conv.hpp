@@ -154,6 +154,9 @@ struct Node {
   std::int64_t diagonal_copy = -1;  // a full node read by a diagonal one: its diagonal's buffer
 
   std::int64_t positions() const { return height * width; }
+  bool merges() const {
+    return kind == NodeKind::residual || kind == NodeKind::fan_in_prod || kind == NodeKind::fan_in_concat;
+  }
   // Whether the node reads its input's P x P matrix (else the diagonal): pooling reads what its
   // input carries (the full matrix unless it has one position).
   bool reads_full(const Node& in) const {
@@ -207,6 +210,8 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
     node.skip = s.skip + 1;
     node.spatial = s.out.spatial;
     node.scale = s.scale;
+    if (s.kind == NodeKind::fan_in_concat)  // the input's share of the channels
+      node.scale = static_cast<double>(s.in.channels) / static_cast<double>(s.out.channels);
     node.height = in.height;
     node.width = in.width;
     switch (s.kind) {
@@ -254,7 +259,7 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
     if (k == 0) break;
     const bool pools = node.kind == NodeKind::avg_pool || node.kind == NodeKind::global_avg_pool;
     const bool passes = node.full && node.kind != NodeKind::dense;
-    for (std::int64_t r : {node.input, node.kind == NodeKind::residual ? node.skip : -1}) {
+    for (std::int64_t r : {node.input, node.merges() ? node.skip : -1}) {
       if (r < 0) continue;
       Node& read = plan.nodes[static_cast<std::size_t>(r)];
       if ((pools || passes) && read.positions() > 1) read.full = true;
@@ -264,7 +269,7 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
   for (std::int64_t k = 1; k <= n; ++k) {
     Node& node = plan.nodes[static_cast<std::size_t>(k)];
     if (node.kind == NodeKind::activation) plan.nodes[static_cast<std::size_t>(node.input)].variances = true;
-    for (std::int64_t r : {node.input, node.kind == NodeKind::residual ? node.skip : -1}) {
+    for (std::int64_t r : {node.input, node.merges() ? node.skip : -1}) {
       if (r < 0) continue;
       Node& read = plan.nodes[static_cast<std::size_t>(r)];
       if (read.full && !node.reads_full(read) && read.diagonal_copy < 0) {
@@ -278,7 +283,7 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
   for (std::int64_t k = 1; k <= n; ++k) {
     const Node& node = plan.nodes[static_cast<std::size_t>(k)];
     last_use[static_cast<std::size_t>(node.input)] = k;
-    if (node.kind == NodeKind::residual) last_use[static_cast<std::size_t>(node.skip)] = k;
+    if (node.merges()) last_use[static_cast<std::size_t>(node.skip)] = k;
   }
   std::vector<std::int64_t> owner;  // per slot: the node holding it
   for (std::int64_t k = 0; k <= n; ++k) {
@@ -465,6 +470,28 @@ struct Engine {
           double* dst = kernel == 1 ? t_out : s_out;
           for (std::int64_t e = 0; e < size; ++e) dst[e] = madd(scale2, block[e], skip[e]);
         }
+        break;
+      }
+      case NodeKind::fan_in_prod:
+      case NodeKind::fan_in_concat: {
+        const double* s_a = state(ws, node.input, false, node.full);
+        const double* s_b = state(ws, node.skip, false, node.full);
+        const double w = node.scale, rest = 1.0 - node.scale;
+        if (node.kind == NodeKind::fan_in_prod) {
+          if (ntk) {
+            const double* t_a = state(ws, node.input, true, node.full);
+            const double* t_b = state(ws, node.skip, true, node.full);
+            for (std::int64_t e = 0; e < size; ++e) t_out[e] = madd(t_a[e], s_b[e], s_a[e] * t_b[e]);
+          }
+          for (std::int64_t e = 0; e < size; ++e) s_out[e] = s_a[e] * s_b[e];
+          break;
+        }
+        if (ntk) {
+          const double* t_a = state(ws, node.input, true, node.full);
+          const double* t_b = state(ws, node.skip, true, node.full);
+          for (std::int64_t e = 0; e < size; ++e) t_out[e] = madd(w, t_a[e], rest * t_b[e]);
+        }
+        for (std::int64_t e = 0; e < size; ++e) s_out[e] = madd(w, s_a[e], rest * s_b[e]);
         break;
       }
       case NodeKind::flatten:

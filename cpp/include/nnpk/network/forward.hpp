@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nnpk/network/conv.hpp"
+#include "nnpk/network/fan_in.hpp"
 #include "nnpk/network/layers.hpp"
 #include "nnpk/network/spec.hpp"
 #include "nnpk/packed.hpp"
@@ -398,6 +399,11 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
         break;
       }
       case NodeKind::batch_norm: normalize(net.norms.at(static_cast<std::size_t>(node.norm)), in, rows, out); break;
+      case NodeKind::fan_in_prod:
+      case NodeKind::fan_in_concat:
+        shape_rows(out, rows, node.out.channels);
+        fan_in::forward(node, in.data(), ws.output(node.skip).data(), rows, out.data());
+        break;
       case NodeKind::recurrent: {
         const auto l = static_cast<std::size_t>(node.param);
         const T* initial = k < ws.initial_states.size() ? ws.initial_states[k] : nullptr;

@@ -25,7 +25,9 @@ enum class NodeKind : int {
   activation,
   residual,
   batch_norm,
-  recurrent
+  recurrent,
+  fan_in_prod,    // branches merged by their elementwise product: input * skip
+  fan_in_concat   // branches merged by concatenating channels: (input's channels, then skip's)
 };
 
 // One point's features after a node: height x width positions of `channels` values each,
@@ -46,7 +48,7 @@ struct Shape {
 struct SeqNode {
   NodeKind kind = NodeKind::dense;
   std::int64_t input = -1;  // the node whose output this node reads (-1: the network's input)
-  std::int64_t skip = -1;   // residual: the node whose output is added unchanged (-1: the input)
+  std::int64_t skip = -1;   // residual, fan_in_*: the second node read (residual: added unchanged; -1: the input)
   std::int64_t width = 0;   // dense: output features; conv: output channels
   std::int64_t window_h = 1, window_w = 1, stride_h = 1, stride_w = 1;  // conv kernel or pooling window
   bool same = false;                                                     // padding "same", else "valid"
@@ -70,6 +72,10 @@ struct SeqNode {
   std::int64_t norm = -1;             // batch_norm: index among the batch normalisations
   std::int64_t readers = 0;           // how many nodes read this node's output (as input or skip)
 
+  // Whether the node reads `skip` as well as `input` (a residual sum or a branches' merge).
+  bool merges() const {
+    return kind == NodeKind::residual || kind == NodeKind::fan_in_prod || kind == NodeKind::fan_in_concat;
+  }
   // A dense layer or a 1 x 1 convolution of stride 1: the input rows are the layer's patches.
   bool pointwise() const {
     return kind == NodeKind::dense || kind == NodeKind::recurrent ||
@@ -199,6 +205,19 @@ struct SequentialSpec {
           add_param(node, node.width, node.width, node.w_std, false);
           node.param = static_cast<std::int64_t>(params.size()) - 2;
           break;
+        case NodeKind::fan_in_prod:
+        case NodeKind::fan_in_concat: {
+          if (node.skip < -1 || node.skip >= index) throw fail("skip must be an earlier node");
+          const Shape& other = shape_of(node.skip);
+          if (node.kind == NodeKind::fan_in_prod && !(other == node.in))
+            throw fail("a product of branches needs branches of one shape");
+          if (node.kind == NodeKind::fan_in_concat) {
+            if (other.height != node.in.height || other.width != node.in.width || other.spatial != node.in.spatial)
+              throw fail("a concatenation of channels needs branches of the same positions");
+            node.out.channels = node.in.channels + other.channels;
+          }
+          break;
+        }
       }
     }
     if (nodes.back().out.spatial) throw std::invalid_argument("the network's output must be flat");
@@ -212,7 +231,7 @@ struct SequentialSpec {
     }
     for (const SeqNode& node : nodes) {
       if (node.input >= 0) ++nodes[static_cast<std::size_t>(node.input)].readers;
-      if (node.kind == NodeKind::residual && node.skip >= 0) ++nodes[static_cast<std::size_t>(node.skip)].readers;
+      if (node.merges() && node.skip >= 0) ++nodes[static_cast<std::size_t>(node.skip)].readers;
     }
   }
 
