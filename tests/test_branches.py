@@ -24,9 +24,16 @@ from nnpk.architectures._params import check_network_params
 from nnpk.sklearn import NNPKRegressor
 from reference_networks import apply
 
-MERGES = {"FanInSum": lambda outs: sum(outs[1:], outs[0]),
-          "FanInProd": lambda outs: np.prod(np.stack(outs), axis=0),
-          "FanInConcat": lambda outs: np.concatenate(outs, axis=-1)}
+
+def merged(merge, outs):
+    """The numpy merge of the branches' outputs (n, ...): sum, product or concatenation (the axis of a point's
+    shape, so one more for the batch)."""
+    if isinstance(merge, FanInSum):
+        return sum(outs[1:], outs[0])
+    if isinstance(merge, FanInProd):
+        return np.prod(np.stack(outs), axis=0)
+    return np.concatenate(outs, axis=merge.axis if merge.axis < 0 else merge.axis + 1)
+
 
 CASES = {
     # a sum with an identity branch and a branch of three layers
@@ -42,6 +49,11 @@ CASES = {
                                                        Conv(2, 1)]), FanInConcat(-1), Flatten(), Dense(2)], (5, 2)),
     "conv2d_prod": ([Conv(3, (2, 2)), Parallel([Conv(3, (2, 2), b_std=0.2), ["tanh", Conv(3, (1, 1))]]), FanInProd(),
                      GlobalAvgPool(), Dense(2)], (3, 4, 2)),
+    # positions concatenated: a 1-D signal's length (unequal lengths), a 2-D point's width
+    "length": ([Conv(3, 2, b_std=0.1), Parallel([[Conv(3, 3), "erf"], [AvgPool(2)], Conv(3, 2, padding="valid")]),
+                FanInConcat(0), "tanh", Conv(2, 3, stride=2), Flatten(), Dense(2)], (6, 2)),
+    "width": ([Conv(2, (2, 2)), Parallel([[Conv(2, (1, 2), padding="valid"), "relu"], Conv(2, (2, 2))]),
+               FanInConcat(-2), AvgPool((2, 3), stride=1), Flatten(), Dense(2)], (3, 4, 1)),
 }
 
 
@@ -60,7 +72,7 @@ def run(layers, h, params, parameterization):
         layer = layers[i]
         if isinstance(layer, Parallel):
             outs = [run(branch, h, params, parameterization) for branch in layer.branches]
-            h = MERGES[type(layers[i + 1]).__name__](outs)
+            h = merged(layers[i + 1], outs)
             i += 2
         else:
             h = apply(layer, h, params, parameterization)
@@ -108,7 +120,7 @@ def test_forward_and_tangent_kernel_against_numpy(case, parameterization):
     assert rel(nngp, f @ f.T / f.shape[1]) < 1e-12
 
 
-@pytest.mark.parametrize("case", ["sum", "prod", "concat", "conv"])
+@pytest.mark.parametrize("case", ["sum", "prod", "concat", "conv", "length", "width"])
 def test_tangent_pass_matches_finite_differences(case):
     """The forward-mode tangent (the linearised network) through merges, against differences of the logits."""
     layers, shape = CASES[case]
@@ -289,6 +301,38 @@ def test_monte_carlo_converges_to_the_spatial_analytic_kernel(get):
     assert error < 4 * info["standard_error"] + 8 / channels
 
 
+@pytest.mark.parametrize("get", ["nngp", "ntk"])
+def test_monte_carlo_converges_to_the_analytic_kernel_of_concatenated_positions(get):
+    """Pooling and a convolution across the border of two branches' positions (unequal lengths), then an
+    activation of the concatenated (Gaussian) positions."""
+    x = points(4, (5, 2), 14)
+    arch = lambda ch: Network([Conv(ch, 2, b_std=0.1), "relu",  # noqa: E731
+                               Parallel([Conv(ch, 3, padding="valid"), [Conv(ch, 2), AvgPool(2, stride=1)], []]),
+                               FanInConcat(0), AvgPool(3, stride=2, padding="same"), Conv(ch, 2), "erf",
+                               GlobalAvgPool(), Dense(8)])
+    exact = nnpk.analytic(x, arch=arch(1), get=get)
+    channels = 128
+    estimate, info = nnpk.monte_carlo(x, arch=arch(channels), n_networks=24 if get == "nngp" else 12, seed=3,
+                                      get=get, return_standard_error=True)
+    error = np.linalg.norm(estimate - exact) / np.linalg.norm(exact)
+    assert info["standard_error"] < 0.06
+    assert error < 4 * info["standard_error"] + 8 / channels
+
+
+@pytest.mark.parametrize("get", ["nngp", "ntk"])
+def test_concatenated_positions_read_by_flatten_average_the_branches(get):
+    """Flatten then Dense averages the same-position covariances: over concatenated positions, the branches'
+    flattened kernels weighted by their numbers of positions."""
+    x = points(5, (4, 3, 2), 15)
+    head = [Conv(3, (2, 2), b_std=0.2), "relu"]
+    a, b = [Conv(3, (3, 2), padding="valid"), "erf"], [Conv(3, (1, 1)), AvgPool((2, 2), stride=1)]
+    both = nnpk.analytic(x, arch=Network(head + [Parallel([a, b]), FanInConcat(0), Flatten(), Dense(1)]), get=get)
+    ka = nnpk.analytic(x, arch=Network(head + a + [Flatten(), Dense(1)]), get=get)
+    kb = nnpk.analytic(x, arch=Network(head + b + [Flatten(), Dense(1)]), get=get)
+    # branch a keeps 2 x 2 positions, branch b 3 x 2
+    np.testing.assert_allclose(both, (4 * ka + 6 * kb) / 10, rtol=1e-12)
+
+
 def test_layers_all_skips_the_parallel_and_matches_the_recursion():
     net = Network(ANALYTIC["concat"])
     assert net.kernel_layers() == (0, 1, 3, 4)
@@ -367,12 +411,12 @@ def test_bad_branches_are_refused_with_named_errors():
     with pytest.raises(ValueError, match=r"layer 1 \(FanInProd\): branch 1 gives .* needs branches of one shape"):
         Network([Parallel([Dense(2), []]), FanInProd(), Dense(1)]).compile((4,))
     with pytest.raises(ValueError, match=r"layer 2 \(FanInConcat axis -1\): branch 1 gives points of shape \(3, 2\) "
-                       r"and branch 0 points of shape \(5, 2\): concatenated channels need the same positions"):
+                       r"and branch 0 points of shape \(5, 2\): a concatenation along axis -1 needs branches that "
+                       r"agree on every other axis"):
         Network([Conv(2, 3), Parallel([[], Conv(2, 3, padding="valid")]), FanInConcat(), Flatten(),
                  Dense(1)]).compile((5, 1))
-    with pytest.raises(ValueError, match=r"layer 2 \(FanInConcat axis 0\): axis 0 is a spatial axis .* only the "
-                       r"channels \(axis=-1\)"):
-        Network([Conv(2, 3), Parallel([[], Conv(2, 3)]), FanInConcat(0), Flatten(), Dense(1)]).compile((5, 1))
+    with pytest.raises(ValueError, match=r"layer 2 \(FanInConcat axis 0\): branch 1 gives points of shape \(5, 3\)"):
+        Network([Conv(2, 3), Parallel([[], Conv(3, 3)]), FanInConcat(0), Flatten(), Dense(1)]).compile((5, 1))
     with pytest.raises(ValueError, match=r"layer 2 \(FanInConcat axis 2\): axis 2 is out of range"):
         Network([Conv(2, 3), Parallel([[], Conv(2, 3)]), FanInConcat(2), Flatten(), Dense(1)]).compile((5, 1))
     # Shape errors inside a branch name the branch's layer.
@@ -387,6 +431,10 @@ def test_analytic_refuses_merges_without_an_exact_kernel():
         nnpk.analytic(x, arch=Network([Dense(4), Parallel([["relu"], ["erf"]]), FanInSum(), Dense(1)]))
     with pytest.raises(ValueError, match=r"layer 2 \(FanInProd\) merges branches 0 and 2"):
         nnpk.analytic(x, arch=Network([Dense(4), Parallel([[], Dense(4), ["erf"]]), FanInProd(), Dense(1)]))
+    with pytest.raises(ValueError, match=r"layer 2 \(FanInConcat axis 0\) merges branches 0 and 1, .* their "
+                       r"concatenation of positions"):
+        nnpk.analytic(points(4, (5, 2), 13), arch=Network([Conv(2, 2), Parallel([["relu"], ["erf"]]),
+                                                           FanInConcat(0), Flatten(), Dense(1)]))
     with pytest.raises(ValueError, match=r"layer 3 \(Activation relu\) reads features that are not Gaussian"):
         nnpk.analytic(x, arch=Network([Dense(4), Parallel([Dense(4), Dense(2)]), FanInConcat(), "relu", Dense(1)]))
     # Monte Carlo takes them.

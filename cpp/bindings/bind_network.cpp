@@ -18,7 +18,7 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
                          Pair stride, bool same, double w_std, std::optional<double> b_std, ActivationKind activation,
                          double slope, double shift, double activation_scale, double scale, double eps,
                          double momentum, double u_std, double leak, bool return_sequences, int init, int degree,
-                         double gamma, const std::vector<double>& coefficients, bool pool_sum) {
+                         double gamma, const std::vector<double>& coefficients, bool pool_sum, int concat_axis) {
   SeqNode node;
   node.kind = kind;
   node.input = input;
@@ -39,6 +39,7 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
   node.leak = leak;
   node.return_sequences = return_sequences;
   node.init = init;
+  node.concat_axis = concat_axis;
   return node;
 }
 
@@ -245,7 +246,8 @@ void bind_network(py::module_& m) {
            py::arg("slope") = 0.01, py::arg("shift") = 0.0, py::arg("activation_scale") = 1.0,
            py::arg("scale") = 1.0, py::arg("eps") = 1e-5, py::arg("momentum") = 0.1, py::arg("u_std") = 1.0,
            py::arg("leak") = 1.0, py::arg("return_sequences") = false, py::arg("init") = -1, py::arg("degree") = 1,
-           py::arg("gamma") = 1.0, py::arg("coefficients") = std::vector<double>{}, py::arg("pool_sum") = false);
+           py::arg("gamma") = 1.0, py::arg("coefficients") = std::vector<double>{}, py::arg("pool_sum") = false,
+           py::arg("concat_axis") = 2);
 
   py::class_<SequentialSpec>(m, "SequentialSpec", "A sequential network as the engine sees it (built by nnpk.Network)")
       .def(py::init(&make_spec), py::arg("input_shape"), py::arg("nodes"), py::arg("parameterization"),

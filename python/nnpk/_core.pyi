@@ -291,6 +291,7 @@ class SeqNode:
         gamma: typing.SupportsFloat | typing.SupportsIndex = 1.0,
         coefficients: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
         pool_sum: bool = False,
+        concat_axis: typing.SupportsInt | typing.SupportsIndex = 2,
     ) -> None: ...
 
 class SequentialSpec:

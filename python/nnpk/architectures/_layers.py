@@ -490,9 +490,10 @@ class FanInProd:
 
 @dataclass(frozen=True)
 class FanInConcat:
-    """The branches of the Parallel before it concatenated along ``axis`` of a point's shape: -1 (the default),
-    the channels (the features of flat points). The branches must agree on every other axis. Concatenating
-    positions (a spatial axis) is not supported."""
+    """The branches of the Parallel before it concatenated along ``axis`` of a point's shape (negative: from
+    the end): -1 (the default), the channels (the features of flat points), or a spatial axis (0 the length of
+    1-D points or the height of 2-D points, 1 the width of 2-D points), which puts the positions of branch 0
+    first. The branches must agree on every other axis."""
 
     axis: int = -1
 

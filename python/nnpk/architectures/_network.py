@@ -143,19 +143,18 @@ class _Builder:
             else:
                 outs.append((shape, node))
         first = outs[0][0]
+        axis = -1
         if isinstance(merge, FanInConcat):
             axis = merge.axis + len(first) if merge.axis < 0 else merge.axis
             if not 0 <= axis < len(first):
                 raise self.error(merge_label, merge, f"axis {merge.axis} is out of range for the branches' "
                                  f"{_describe_shape(first)}")
-            if axis != len(first) - 1:
-                raise self.error(merge_label, merge, f"axis {merge.axis} is a spatial axis of the branches' "
-                                 f"{_describe_shape(first)}: only the channels (axis=-1) can be concatenated")
         for b, (out, _) in enumerate(outs[1:], 1):
             if isinstance(merge, FanInConcat):
-                if len(out) != len(first) or out[:-1] != first[:-1]:
+                if len(out) != len(first) or out[:axis] + out[axis + 1:] != first[:axis] + first[axis + 1:]:
                     raise self.error(merge_label, merge, f"branch {b} gives {_describe_shape(out)} and branch 0 "
-                                     f"{_describe_shape(first)}: concatenated channels need the same positions")
+                                     f"{_describe_shape(first)}: a concatenation along axis {merge.axis} needs "
+                                     "branches that agree on every other axis")
             elif out != first:
                 raise self.error(merge_label, merge, f"branch {b} gives {_describe_shape(out)} and branch 0 "
                                  f"{_describe_shape(first)}: {merge.describe()} needs branches of one shape")
@@ -163,11 +162,14 @@ class _Builder:
         for out, branch_node in outs[1:]:
             if isinstance(merge, FanInSum):
                 acc = self.add(kind=_core.NodeKind.residual, input=branch_node, skip=acc, scale=1.0)
+            elif isinstance(merge, FanInProd):
+                acc = self.add(kind=_core.NodeKind.fan_in_prod, input=acc, skip=branch_node)
             else:
-                kind = _core.NodeKind.fan_in_prod if isinstance(merge, FanInProd) else _core.NodeKind.fan_in_concat
-                acc = self.add(kind=kind, input=acc, skip=branch_node)
-            if isinstance(merge, FanInConcat):
-                acc_shape = acc_shape[:-1] + (acc_shape[-1] + out[-1],)
+                # The engine's axes: 0 the height (a 1-D signal's length), 1 the width, 2 the channels.
+                engine_axis = 2 if axis == len(first) - 1 else axis
+                acc = self.add(kind=_core.NodeKind.fan_in_concat, input=acc, skip=branch_node,
+                               concat_axis=engine_axis)
+                acc_shape = acc_shape[:axis] + (acc_shape[axis] + out[axis],) + acc_shape[axis + 1:]
         if all(n in self.sequences for _, n in outs):
             self.sequences.add(acc)
         return acc_shape, acc

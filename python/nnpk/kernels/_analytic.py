@@ -56,18 +56,18 @@ class _NetworkRecursion:
 
     Exact here: dense and convolutional layers; elementwise activations of Gaussian
     pre-activations (the output of a Dense or Conv layer, average pooling of such outputs, or a
-    residual sum of them); average and global average pooling; Flatten; residual blocks ending
-    with a Dense or Conv layer, and Parallel branches (see ``parallel``). That last layer's weights and bias have zero mean and are
-    independent of everything before, so the block's output is uncorrelated with the skip path
-    (E[x . f(x')] = 0) and the NNGP of x + s f(x) is K_x + s^2 K_f. For the NTK the skip
-    parameters' share adds s times the average diagonal of the block's Jacobian df/dx times
-    Theta_x, which is linear in the same zero-mean weights and vanishes at infinite width:
-    Theta = Theta_x + s^2 Theta_f (Theta_f the block's recursion started from (K_x, Theta_x)). A
-    block ending with an activation is refused: its output has a non-zero mean, so with a
-    non-centred skip path (after a relu, say) the cross covariance does not vanish.
+    residual sum of them); average and global average pooling; Flatten; Parallel branches (see
+    ``parallel``); residual blocks ending with a Dense or Conv layer. That last layer's weights and
+    bias have zero mean and are independent of everything before, so the block's output is uncorrelated
+    with the skip path (E[x . f(x')] = 0) and the NNGP of x + s f(x) is K_x + s^2 K_f. For the NTK the
+    skip parameters' share adds s times the average diagonal of the block's Jacobian df/dx times
+    Theta_x, which is linear in the same zero-mean weights and vanishes at infinite width: Theta =
+    Theta_x + s^2 Theta_f (Theta_f the block's recursion started from (K_x, Theta_x)). A block ending
+    with an activation is refused: its output has a non-zero mean, so with a non-centred skip path
+    (after a relu, say) the cross covariance does not vanish.
 
-    ``nodes`` are the dense engine's (one per engine node of the compiled network; a convolution
-    or pooling layer holds an identity node there and sets ``spatial``: such networks go to the
+    ``nodes`` are the dense engine's (one per engine node of the compiled network; a convolution or
+    pooling layer holds an identity node there and sets ``spatial``: such networks go to the
     convolutional engine, which reads the compiled network itself); ``units`` says per engine node
     whether it is an activation with a unit second moment.
     """
@@ -109,7 +109,9 @@ class _NetworkRecursion:
         a sum or concatenation of fresh branches), whose zero-mean weights are independent of every other
         branch. Sum: NNGP and NTK add. Product: the NNGPs multiply, and the NTK is sum_i Theta_i prod_{j != i}
         K_j. A concatenation of channels needs no independence: its kernels are the branches' kernels averaged
-        with weights their channel counts; its output is not Gaussian (an activation may not follow it)."""
+        with weights their channel counts; its output is not Gaussian (an activation may not follow it). A
+        concatenation of positions keeps each branch's covariances between its own positions and has none
+        across branches, so it needs independent branches as the sum does."""
         outs = []
         for b, branch in enumerate(layer.branches):
             if branch:
@@ -117,14 +119,16 @@ class _NetworkRecursion:
                 outs.append(last + (_fresh(branch),))
             else:
                 outs.append((shape, node, law, False))
-        if not isinstance(merge, FanInConcat):
+        channels = isinstance(merge, FanInConcat) and merge.axis in (-1, len(shape) - 1)
+        if not channels:
             stale = [b for b, out in enumerate(outs) if not out[3]]
+            what = ("sum" if isinstance(merge, FanInSum) else "product" if isinstance(merge, FanInProd) else
+                    "concatenation of positions (whose covariances across the branches must vanish)")
             if len(stale) > 1:
                 raise self.refuse(merge_label, merge, f"merges branches {stale[0]} and {stale[1]}, neither of which "
                                   "ends with a Dense or Conv layer (then pooling or flattening only): their outputs "
-                                  "may be correlated, and the kernel of their "
-                                  f"{'sum' if isinstance(merge, FanInSum) else 'product'} is not a function of "
-                                  "the branches' kernels")
+                                  f"may be correlated, and the kernel of their {what} is not a function of the "
+                                  "branches' kernels")
         acc_shape, acc, acc_law, _ = outs[0]
         for out_shape, out_node, out_law, _ in outs[1:]:
             if isinstance(merge, FanInSum):
@@ -133,12 +137,17 @@ class _NetworkRecursion:
             elif isinstance(merge, FanInProd):
                 acc = self.add(kind=_core.AnalyticNodeKind.fan_in_prod, input=acc, skip=out_node)
                 acc_law = "other"
-            else:
-                channels = acc_shape[-1] + out_shape[-1]
+            elif channels:
+                width = acc_shape[-1] + out_shape[-1]
                 acc = self.add(kind=_core.AnalyticNodeKind.fan_in_concat, input=acc, skip=out_node,
-                               scale=acc_shape[-1] / channels)
-                acc_shape = acc_shape[:-1] + (channels,)
+                               scale=acc_shape[-1] / width)
+                acc_shape = acc_shape[:-1] + (width,)
                 acc_law = "other"
+            else:  # positions: the convolutional engine's
+                axis = merge.axis % len(shape)
+                acc = self.spatial_layer(acc)
+                acc_shape = acc_shape[:axis] + (acc_shape[axis] + out_shape[axis],) + acc_shape[axis + 1:]
+                acc_law = "gaussian" if acc_law == out_law == "gaussian" else "other"
         return acc_shape, acc, acc_law
 
     def spatial_layer(self, node: int) -> int:
@@ -332,16 +341,17 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
         from ``(K_x, Theta_x)``), Parallel branches merged by FanInSum (kernels add), FanInProd (NNGPs
         multiply, NTK ``sum_i Theta_i prod_{j != i} K_j``), both with every branch but one ending with a
-        Dense or Conv layer (then pooling or flattening only), or FanInConcat (the branches' kernels
-        averaged with their channel counts as weights; docs: "Parallel branches"), and a Recurrent layer
-        as the first layer, returning its last state (any leak; docs: "Recurrent networks": T dual maps per pair of sequences of T
-        steps at leak 1, T^2 below); anything else (MaxPool, an activation of non-Gaussian
-        features, a residual block ending otherwise, a Recurrent layer after others or with
-        return_sequences=True) raises ValueError naming the layer. The
-        kernels are those of every ``init`` scheme (all have zero-mean, unit-variance weights;
-        the limit is the same). With ``layers="all"`` the list holds the kernels of each layer
-        of ``arch.kernel_layers()`` (an MLP's hidden layers, then the output; every top-level
-        layer of another Network, a spatial layer's features averaged over positions).
+        Dense or Conv layer (then pooling or flattening only), or FanInConcat (channels: the branches'
+        kernels averaged with their channel counts as weights; positions, for branches as independent
+        as a sum's: their covariances as diagonal blocks; docs: "Parallel branches"), and a Recurrent
+        layer as the first layer, returning its last state (any leak; docs: "Recurrent networks": T
+        dual maps per pair of sequences of T steps at leak 1, T^2 below); anything else (MaxPool, an
+        activation of non-Gaussian features, a residual block ending otherwise, a Recurrent layer after
+        others or with return_sequences=True) raises ValueError naming the layer. The kernels are those
+        of every ``init`` scheme (all have zero-mean, unit-variance weights; the limit is the same).
+        With ``layers="all"`` the list holds the kernels of each layer of ``arch.kernel_layers()`` (an
+        MLP's hidden layers, then the output; every top-level layer of another Network, a spatial
+        layer's features averaged over positions).
 
         For points with positions the recursion carries, per pair of points, the covariances
         between their positions (docs: "Convolutional networks"). Without pooling, a Flatten

@@ -23,6 +23,7 @@
 #include "nnpk/kernels/analytic.hpp"
 #include "nnpk/kernels/dual.hpp"
 #include "nnpk/kernels/gram.hpp"
+#include "nnpk/network/fan_in.hpp"
 #include "nnpk/network/spec.hpp"
 #include "nnpk/parallel.hpp"
 
@@ -148,6 +149,7 @@ struct Node {
   AxisMap axis_h, axis_w;              // conv, avg_pool, global_avg_pool
   double w_std = 1.0, b_std = 0.0, scale = 1.0;
   bool has_bias = false;
+  const SeqNode* merge = nullptr;  // fan_in_concat along a spatial axis: its spec node
   std::int64_t fan_in = 1;
   std::int64_t slot = -1;  // state buffer
   bool variances = false;  // read by an activation: per-point variances kept
@@ -212,6 +214,12 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
     node.scale = s.scale;
     if (s.kind == NodeKind::fan_in_concat)  // the input's share of the channels
       node.scale = static_cast<double>(s.in.channels) / static_cast<double>(s.out.channels);
+    if (s.kind == NodeKind::fan_in_concat && s.concat_axis != 2) {
+      node.merge = &s;
+      node.height = s.out.height;
+      node.width = s.out.width;
+      continue;
+    }
     node.height = in.height;
     node.width = in.width;
     switch (s.kind) {
@@ -474,6 +482,10 @@ struct Engine {
       }
       case NodeKind::fan_in_prod:
       case NodeKind::fan_in_concat: {
+        if (node.merge) {
+          concat_positions(ws, node, ntk);
+          break;
+        }
         const double* s_a = state(ws, node.input, false, node.full);
         const double* s_b = state(ws, node.skip, false, node.full);
         const double w = node.scale, rest = 1.0 - node.scale;
@@ -503,6 +515,46 @@ struct Engine {
       case NodeKind::max_pool: break;  // refused by make_plan
     }
     if (node.diagonal_copy >= 0) copy_diagonal(ws, node, ntk);
+  }
+
+  // A concatenation along a spatial axis: each output position is a position of one branch; pairs of
+  // positions of one branch keep that branch's covariance, pairs across branches have none (the
+  // branches are independent).
+  void concat_positions(Workspace& ws, const Node& node, bool ntk) const {
+    const SeqNode& s = *node.merge;
+    const std::int64_t P = node.positions();
+    const std::int64_t Pa = plan.nodes[static_cast<std::size_t>(node.input)].positions();
+    const std::int64_t Pb = plan.nodes[static_cast<std::size_t>(node.skip)].positions();
+    std::vector<std::int64_t> src(static_cast<std::size_t>(P));
+    std::vector<char> from_b(static_cast<std::size_t>(P));
+    for (std::int64_t p = 0; p < P; ++p) {
+      bool b;
+      fan_in::position_source(s, p, b, src[static_cast<std::size_t>(p)]);
+      from_b[static_cast<std::size_t>(p)] = b;
+    }
+    for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel) {
+      const double* a = state(ws, node.input, kernel == 1, node.full);
+      const double* b = state(ws, node.skip, kernel == 1, node.full);
+      double* dst = own(ws, node, kernel == 1);
+      for (std::int64_t p = 0; p < P; ++p) {
+        const bool pb = from_b[static_cast<std::size_t>(p)];
+        const std::int64_t sp = src[static_cast<std::size_t>(p)], n = pb ? Pb : Pa;
+        const double* branch = pb ? b : a;
+        if (!node.full) {
+          std::copy(branch + sp * kLanes, branch + (sp + 1) * kLanes, dst + p * kLanes);
+          continue;
+        }
+        for (std::int64_t q = 0; q < P; ++q) {
+          double* t = dst + (p * P + q) * kLanes;
+          if (from_b[static_cast<std::size_t>(q)] != pb) {
+            std::fill(t, t + kLanes, 0.0);
+            continue;
+          }
+          const double* f = branch + (sp * n + src[static_cast<std::size_t>(q)]) * kLanes;
+          std::copy(f, f + kLanes, t);
+        }
+      }
+    }
   }
 
   void copy_diagonal(Workspace& ws, const Node& node, bool ntk) const {

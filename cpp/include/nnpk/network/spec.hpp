@@ -27,7 +27,7 @@ enum class NodeKind : int {
   batch_norm,
   recurrent,
   fan_in_prod,    // branches merged by their elementwise product: input * skip
-  fan_in_concat   // branches merged by concatenating channels: (input's channels, then skip's)
+  fan_in_concat   // branches merged by concatenating an axis (concat_axis): the input's entries, then the skip's
 };
 
 // One point's features after a node: height x width positions of `channels` values each,
@@ -63,6 +63,7 @@ struct SeqNode {
   // parameters are two layers: (U, b) at `param`, (W, no bias) at `param + 1`.
   double u_std = 1.0, leak = 1.0;
   bool return_sequences = false;  // recurrent: output every step's h_t (steps x width), else h_T
+  int concat_axis = 2;            // fan_in_concat: 0 the height (a 1-D signal's length), 1 the width, 2 channels
   int init = -1;                  // a parametrised node's own init scheme (an Init), -1: the network's
 
   // Derived by SequentialSpec::build.
@@ -212,9 +213,14 @@ struct SequentialSpec {
           if (node.kind == NodeKind::fan_in_prod && !(other == node.in))
             throw fail("a product of branches needs branches of one shape");
           if (node.kind == NodeKind::fan_in_concat) {
-            if (other.height != node.in.height || other.width != node.in.width || other.spatial != node.in.spatial)
-              throw fail("a concatenation of channels needs branches of the same positions");
-            node.out.channels = node.in.channels + other.channels;
+            const int a = node.concat_axis;
+            if (a < 0 || a > 2 || (a < 2 && !node.in.spatial)) throw fail("concat_axis must be 0 or 1 (spatial) or 2");
+            if (other.spatial != node.in.spatial || (a != 0 && other.height != node.in.height) ||
+                (a != 1 && other.width != node.in.width) || (a != 2 && other.channels != node.in.channels))
+              throw fail("a concatenation needs branches that agree on every other axis");
+            if (a == 0) node.out.height += other.height;
+            if (a == 1) node.out.width += other.width;
+            if (a == 2) node.out.channels += other.channels;
           }
           break;
         }
