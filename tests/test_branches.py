@@ -120,6 +120,27 @@ def test_forward_and_tangent_kernel_against_numpy(case, parameterization):
     assert rel(nngp, f @ f.T / f.shape[1]) < 1e-12
 
 
+@pytest.mark.parametrize("case", ["nested", "length"])
+def test_each_branch_layers_tangent_kernel_against_finite_differences(case):
+    """Per layer (weights and biases apart): every branch's parameters get their own cotangents."""
+    layers, shape = CASES[case]
+    net = Network(layers)
+    x = points(4, shape, 16)
+    params = [(np.array(W, np.float64), None if b is None else np.array(b, np.float64))
+              for W, b in nnpk.sample_params(net, shape, seed=5, index=0)]
+    j = finite_difference_jacobian(net, params, x)
+    parts = nnpk.empirical(x, arch=net, params=params, get="ntk", per_layer=True)
+    start = 0
+    for layer, (W, b) in enumerate(params):
+        for name, size in (("weights", W.size), ("biases", 0 if b is None else b.size)):
+            if not size:
+                continue
+            cols = j[..., start:start + size]
+            start += size
+            want = np.einsum("icp,jcp->ij", cols, cols) / j.shape[1]
+            assert rel(parts[name][layer], want) < 1e-6, (layer, name)
+
+
 @pytest.mark.parametrize("case", ["sum", "prod", "concat", "conv", "length", "width"])
 def test_tangent_pass_matches_finite_differences(case):
     """The forward-mode tangent (the linearised network) through merges, against differences of the logits."""
