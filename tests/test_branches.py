@@ -380,6 +380,11 @@ def test_bitwise_the_same_on_one_and_two_threads():
     y = points(40, (3,), 9)
     np.testing.assert_array_equal(nnpk.analytic(y, arch=analytic, get="ntk", n_threads=1),
                                   nnpk.analytic(y, arch=analytic, get="ntk", n_threads=2))
+    spatial = Network([Conv(2, 2), Parallel([Conv(2, 3), [AvgPool(2)]]), FanInConcat(0), AvgPool(3, stride=2),
+                       Flatten(), Dense(1)])
+    z = points(20, (5, 2), 10)
+    np.testing.assert_array_equal(nnpk.analytic(z, arch=spatial, get="ntk", n_threads=1),
+                                  nnpk.analytic(z, arch=spatial, get="ntk", n_threads=2))
 
 
 def test_training_goes_through_branches():
