@@ -75,7 +75,9 @@ void bind_analytic(py::module_& m) {
       .value("residual", AnalyticNodeKind::residual)
       .value("identity", AnalyticNodeKind::identity)
       .value("recurrent", AnalyticNodeKind::recurrent)
-      .value("layer_norm", AnalyticNodeKind::layer_norm);
+      .value("layer_norm", AnalyticNodeKind::layer_norm)
+      .value("fan_in_prod", AnalyticNodeKind::fan_in_prod)
+      .value("fan_in_concat", AnalyticNodeKind::fan_in_concat);
 
   py::class_<AnalyticNode>(m, "AnalyticNode", "One node of a network's analytic recursion (built by nnpk.analytic)")
       .def(py::init([](AnalyticNodeKind kind, std::int64_t input, std::int64_t skip, std::int64_t fan_in, double w_std,

@@ -25,7 +25,7 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
                          double momentum, double u_std, double leak, bool return_sequences, int init, int degree,
                          double gamma, const std::vector<double>& coefficients, bool pool_sum,
                          std::tuple<bool, bool, bool> norm_axes, bool transposed,
-                         const std::vector<double>& pattern) {
+                         const std::vector<double>& pattern, int concat_axis) {
   SeqNode node;
   node.kind = kind;
   node.input = input;
@@ -51,6 +51,7 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
   node.return_sequences = return_sequences;
   node.init = init;
   std::tie(node.norm_height, node.norm_width, node.norm_channels) = norm_axes;
+  node.concat_axis = concat_axis;
   return node;
 }
 
@@ -283,7 +284,9 @@ void bind_network(py::module_& m) {
       .value("recurrent", NodeKind::recurrent)
       .value("attention", NodeKind::attention)
       .value("layer_norm", NodeKind::layer_norm)
-      .value("aggregate", NodeKind::aggregate);
+      .value("aggregate", NodeKind::aggregate)
+      .value("fan_in_prod", NodeKind::fan_in_prod)
+      .value("fan_in_concat", NodeKind::fan_in_concat);
 
   py::enum_<Init>(m, "Init")
       .value("gaussian", Init::gaussian)
@@ -300,7 +303,8 @@ void bind_network(py::module_& m) {
            py::arg("leak") = 1.0, py::arg("return_sequences") = false, py::arg("init") = -1, py::arg("degree") = 1,
            py::arg("gamma") = 1.0, py::arg("coefficients") = std::vector<double>{}, py::arg("pool_sum") = false,
            py::arg("norm_axes") = std::make_tuple(false, false, true),
-           py::arg("transposed") = false, py::arg("pattern") = std::vector<double>{});
+           py::arg("transposed") = false, py::arg("pattern") = std::vector<double>{},
+           py::arg("concat_axis") = 2);
 
   m.def(
       "attention_node",

@@ -186,6 +186,10 @@ class NodeKind:
 
       attention
       layer_norm
+
+      fan_in_prod
+
+      fan_in_concat
     """
 
     __members__: typing.ClassVar[dict[str, NodeKind]]
@@ -197,6 +201,8 @@ class NodeKind:
     recurrent: typing.ClassVar[NodeKind]
     conv: typing.ClassVar[NodeKind]
     dense: typing.ClassVar[NodeKind]
+    fan_in_concat: typing.ClassVar[NodeKind]
+    fan_in_prod: typing.ClassVar[NodeKind]
     flatten: typing.ClassVar[NodeKind]
     global_avg_pool: typing.ClassVar[NodeKind]
     layer_norm: typing.ClassVar[NodeKind]
@@ -295,6 +301,7 @@ class SeqNode:
         norm_axes: tuple[bool, bool, bool] = (False, False, True),
         transposed: bool = False,
         pattern: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
+        concat_axis: typing.SupportsInt | typing.SupportsIndex = 2,
     ) -> None: ...
 
 class SequentialSpec:
@@ -326,11 +333,17 @@ class AnalyticNodeKind:
       recurrent
 
       layer_norm
+
+      fan_in_prod
+
+      fan_in_concat
     """
 
     __members__: typing.ClassVar[dict[str, AnalyticNodeKind]]
     activation: typing.ClassVar[AnalyticNodeKind]
     dense: typing.ClassVar[AnalyticNodeKind]
+    fan_in_concat: typing.ClassVar[AnalyticNodeKind]
+    fan_in_prod: typing.ClassVar[AnalyticNodeKind]
     identity: typing.ClassVar[AnalyticNodeKind]
     layer_norm: typing.ClassVar[AnalyticNodeKind]
     recurrent: typing.ClassVar[AnalyticNodeKind]

@@ -1,6 +1,6 @@
 """The layers of a network: dense, convolutional and transposed convolutional layers, pooling, graph
 aggregation, flattening, activations, residual blocks, batch and layer normalisation, recurrent layers,
-self-attention.
+self-attention, parallel branches and their merges.
 
 Each layer checks its own settings when it is made; the rules that depend on the points' shape are
 checked when a ``Network`` is compiled for them (``_network.py``).
@@ -18,9 +18,9 @@ import numpy as np
 from .. import _core
 from ._activations import activation_normalization, check_activation, check_activation_parameters
 
-__all__ = ["Activation", "Aggregate", "AvgPool", "BatchNorm", "Conv", "ConvTranspose", "Dense", "Flatten",
-           "GlobalAvgPool", "GlobalSumPool", "LAYER_TYPES", "Layer", "LayerNorm", "MaxPool", "Recurrent", "Residual",
-           "SelfAttention", "SumPool"]
+__all__ = ["Activation", "Aggregate", "AvgPool", "BatchNorm", "Conv", "ConvTranspose", "Dense", "FanInConcat",
+           "FanInProd", "FanInSum", "Flatten", "GlobalAvgPool", "GlobalSumPool", "LAYER_TYPES", "Layer", "LayerNorm",
+           "MERGE_TYPES", "MaxPool", "Parallel", "Recurrent", "Residual", "SelfAttention", "SumPool"]
 
 ATTENTION_MECHANISMS = ("softmax", "identity", "abs", "relu")
 
@@ -627,10 +627,10 @@ class SelfAttention:
                 f"{self.attention_mechanism}, {scaling}")
 
 
-def _layers(layers, name: str) -> tuple:
+def _layers(layers, name: str, allow_empty: bool = False) -> tuple:
     if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)):
         raise TypeError(f"{name} must be a sequence of layers, got {layers!r}")
-    if not layers:
+    if not layers and not allow_empty:
         raise ValueError(f"{name} is empty")
     out = []
     for i, layer in enumerate(layers):
@@ -639,9 +639,23 @@ def _layers(layers, name: str) -> tuple:
         if not isinstance(layer, LAYER_TYPES):
             raise TypeError(f"{name}[{i}] must be a layer (Dense, Conv, ConvTranspose, AvgPool, SumPool, MaxPool, "
                             f"GlobalAvgPool, GlobalSumPool, Aggregate, Flatten, Activation, Residual, BatchNorm, "
-                            f"LayerNorm, Recurrent, SelfAttention) or an activation name, got {layer!r}")
+                            f"LayerNorm, Recurrent, SelfAttention, Parallel, FanInSum, FanInProd, FanInConcat) or an "
+                            f"activation name, got {layer!r}")
         out.append(layer)
+    _check_merges(out, name)
     return tuple(out)
+
+
+def _check_merges(layers, name: str) -> None:
+    """ValueError unless every Parallel in `layers` is followed by a merge and every merge follows a Parallel."""
+    for i, layer in enumerate(layers):
+        merge = isinstance(layer, MERGE_TYPES)
+        after_parallel = i > 0 and isinstance(layers[i - 1], Parallel)
+        if isinstance(layer, Parallel) and (i + 1 == len(layers) or not isinstance(layers[i + 1], MERGE_TYPES)):
+            raise ValueError(f"{name}[{i}] (Parallel) must be followed by a merge of its branches: FanInSum(), "
+                             "FanInProd() or FanInConcat()")
+        if merge and not after_parallel:
+            raise ValueError(f"{name}[{i}] ({layer.describe()}) merges branches, so it must follow a Parallel")
 
 
 @dataclass(frozen=True)
@@ -663,7 +677,74 @@ class Residual:
         return f"Residual, scale {self.scale:g}"
 
 
+@dataclass(frozen=True)
+class Parallel:
+    """Branches reading the same input, each a sequence of layers (a single layer is a branch of one layer, an
+    empty list the identity); the next layer must merge their outputs (``FanInSum``, ``FanInProd`` or
+    ``FanInConcat``). With branches and merges any directed acyclic graph of layers can be written: a residual
+    block is ``Parallel([block, []])`` followed by ``FanInSum()``. The branches' parameters come in
+    ``sample_params`` in branch order."""
+
+    branches: tuple
+
+    def __post_init__(self):
+        branches = self.branches
+        if isinstance(branches, (str, bytes)) or not isinstance(branches, (list, tuple)):
+            raise TypeError(f"branches must be a list of branches (each a list of layers or one layer), got "
+                            f"{branches!r}")
+        if len(branches) < 2:
+            raise ValueError(f"branches must hold at least two branches, got {len(branches)}")
+        out = []
+        for b, branch in enumerate(branches):
+            if isinstance(branch, (list, tuple)):
+                out.append(_layers(branch, f"branches[{b}]", allow_empty=True))
+            else:
+                out.append(_layers((branch,), f"branches[{b}]"))
+        object.__setattr__(self, "branches", tuple(out))
+
+    def describe(self) -> str:
+        return f"Parallel of {len(self.branches)} branches"
+
+
+@dataclass(frozen=True)
+class FanInSum:
+    """The sum of the branches of the Parallel before it, which must all give points of one shape."""
+
+    def describe(self) -> str:
+        return "FanInSum"
+
+
+@dataclass(frozen=True)
+class FanInProd:
+    """The elementwise product of the branches of the Parallel before it, which must all give points of one
+    shape."""
+
+    def describe(self) -> str:
+        return "FanInProd"
+
+
+@dataclass(frozen=True)
+class FanInConcat:
+    """The branches of the Parallel before it concatenated along ``axis`` of a point's shape (negative: from
+    the end): -1 (the default), the channels (the features of flat points), or a spatial axis (0 the length of
+    1-D points or the height of 2-D points, 1 the width of 2-D points), which puts the positions of branch 0
+    first. The branches must agree on every other axis."""
+
+    axis: int = -1
+
+    def __post_init__(self):
+        if isinstance(self.axis, bool) or not isinstance(self.axis, (numbers.Integral, np.integer)):
+            raise TypeError(f"axis must be an integer, got {self.axis!r}")
+        object.__setattr__(self, "axis", int(self.axis))
+
+    def describe(self) -> str:
+        return f"FanInConcat axis {self.axis}"
+
+
+MERGE_TYPES = (FanInSum, FanInProd, FanInConcat)
 LAYER_TYPES = (Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten, Activation, Residual,
-               BatchNorm, LayerNorm, Recurrent, SelfAttention, Aggregate, ConvTranspose)
+               BatchNorm, LayerNorm, Recurrent, SelfAttention, Aggregate, ConvTranspose, Parallel, FanInSum, FanInProd,
+               FanInConcat)
 Layer = Union[Dense, Conv, AvgPool, SumPool, MaxPool, GlobalAvgPool, GlobalSumPool, Flatten, Activation, Residual,
-              BatchNorm, LayerNorm, Recurrent, SelfAttention, Aggregate, ConvTranspose]
+              BatchNorm, LayerNorm, Recurrent, SelfAttention, Aggregate, ConvTranspose, Parallel, FanInSum, FanInProd,
+              FanInConcat]

@@ -4,7 +4,8 @@ A ``Network`` is a sequence of layers applied in order. Inputs are ``(n, feature
 ``(n, length, channels)`` or ``(n, height, width, channels)`` arrays (channels last; a sequence is
 ``(n, steps, features)``); a layer's
 shape rules are checked against the input's shape before anything is computed, and an error
-names the layer (``layer 3.1`` is layer 1 of the residual block at position 3).
+names the layer (``layer 3.1`` is layer 1 of the residual block at position 3, ``layer 3.1.0`` layer 0 of
+branch 1 of the Parallel at position 3).
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ from ._layers import (
     Conv,
     ConvTranspose,
     Dense,
+    FanInConcat,
+    FanInProd,
+    FanInSum,
     Flatten,
     GlobalAvgPool,
     GlobalSumPool,
     LayerNorm,
     MaxPool,
+    Parallel,
     Recurrent,
     Residual,
     SelfAttention,
@@ -126,13 +131,59 @@ class _Builder:
         return len(self.nodes) - 1
 
     def sequence(self, layers, shape: Shape, node: int, prefix: str):
-        """(shapes, nodes) after each layer of `layers`, starting from `shape` at `node`."""
+        """(shapes, nodes) after each layer of `layers`, starting from `shape` at `node` (a Parallel's entry
+        is its merge's: the layer after it)."""
         shapes, nodes = [], []
         for i, layer in enumerate(layers):
-            shape, node = self.layer(layer, shape, node, f"{prefix}{i}")
+            if isinstance(layer, Parallel):
+                shape, node = self.parallel(layer, layers[i + 1], shape, node, f"{prefix}{i}", f"{prefix}{i + 1}")
+            elif not isinstance(layer, (FanInSum, FanInProd, FanInConcat)):  # a merge: done with its Parallel
+                shape, node = self.layer(layer, shape, node, f"{prefix}{i}")
             shapes.append(shape)
             nodes.append(node)
         return shapes, nodes
+
+    def parallel(self, layer: Parallel, merge, shape: Shape, node: int, label: str, merge_label: str):
+        """(shape, node) of the branches of `layer` merged by `merge`: a chain of two-input nodes (the
+        running merge as input, the next branch as skip; a sum is the engine's residual node of scale 1)."""
+        outs = []
+        for b, branch in enumerate(layer.branches):
+            if branch:
+                shapes, nodes = self.sequence(branch, shape, node, f"{label}.{b}.")
+                outs.append((shapes[-1], nodes[-1]))
+            else:
+                outs.append((shape, node))
+        first = outs[0][0]
+        axis = -1
+        if isinstance(merge, FanInConcat):
+            axis = merge.axis + len(first) if merge.axis < 0 else merge.axis
+            if not 0 <= axis < len(first):
+                raise self.error(merge_label, merge, f"axis {merge.axis} is out of range for the branches' "
+                                 f"{_describe_shape(first)}")
+        for b, (out, _) in enumerate(outs[1:], 1):
+            if isinstance(merge, FanInConcat):
+                if len(out) != len(first) or out[:axis] + out[axis + 1:] != first[:axis] + first[axis + 1:]:
+                    raise self.error(merge_label, merge, f"branch {b} gives {_describe_shape(out)} and branch 0 "
+                                     f"{_describe_shape(first)}: a concatenation along axis {merge.axis} needs "
+                                     "branches that agree on every other axis")
+            elif out != first:
+                raise self.error(merge_label, merge, f"branch {b} gives {_describe_shape(out)} and branch 0 "
+                                 f"{_describe_shape(first)}: {merge.describe()} needs branches of one shape")
+        acc_shape, acc = outs[0]
+        for out, branch_node in outs[1:]:
+            if isinstance(merge, FanInSum):
+                acc = self.add(kind=_core.NodeKind.residual, input=branch_node, skip=acc, scale=1.0)
+            elif isinstance(merge, FanInProd):
+                acc = self.add(kind=_core.NodeKind.fan_in_prod, input=acc, skip=branch_node)
+            else:
+                # The engine's axes: 0 the height (a 1-D signal's length), 1 the width, 2 the channels.
+                engine_axis = 2 if axis == len(first) - 1 else axis
+                acc = self.add(kind=_core.NodeKind.fan_in_concat, input=acc, skip=branch_node,
+                               concat_axis=engine_axis)
+                acc_shape = acc_shape[:axis] + (acc_shape[axis] + out[axis],) + acc_shape[axis + 1:]
+        if all(n in self.sequences for _, n in outs):
+            self.sequences.add(acc)
+        return acc_shape, acc
 
     def window(self, label, layer, shape: Shape, window, strides, padding, what: str, transposed=False) -> Shape:
         """Output positions of a window over `shape`; a transposed convolution's are n stride ("same") or
@@ -313,6 +364,9 @@ def _activations(layers, prefix: str = ""):
             yield f"{prefix}{i}", layer.phi
         elif isinstance(layer, Residual):
             yield from _activations(layer.block, f"{prefix}{i}.")
+        elif isinstance(layer, Parallel):
+            for b, branch in enumerate(layer.branches):
+                yield from _activations(branch, f"{prefix}{i}.{b}.")
 
 
 def check_differentiable(network: "Network", what: str) -> None:
@@ -334,6 +388,9 @@ def _param_layers(layers, types=(Dense, Conv, Recurrent, SelfAttention)) -> list
             out.append(layer)
         elif isinstance(layer, Residual):
             out += _param_layers(layer.block, types)
+        elif isinstance(layer, Parallel):
+            for branch in layer.branches:
+                out += _param_layers(branch, types)
     return out
 
 
@@ -357,7 +414,8 @@ class Network:
     layers : sequence
         ``Dense``, ``Conv``, ``ConvTranspose``, ``AvgPool``, ``SumPool``, ``MaxPool``, ``GlobalAvgPool``,
         ``GlobalSumPool``, ``Aggregate``, ``Flatten``, ``Activation`` (or an activation name), ``Residual``,
-        ``BatchNorm``, ``LayerNorm``, ``Recurrent`` and ``SelfAttention`` layers.
+        ``BatchNorm``, ``LayerNorm``, ``Recurrent`` and ``SelfAttention`` layers, and ``Parallel`` branches, each
+        followed by its merge (``FanInSum``, ``FanInProd`` or ``FanInConcat``).
         The last layer's output, the logits, must be flat, or a sequence of steps (a ``Recurrent``
         layer returning sequences and layers acting on every step): its ``steps x C`` values are
         then the logits, in step order.
@@ -421,8 +479,9 @@ class Network:
         return bool(_param_layers(self.layers, Recurrent))
 
     def kernel_layers(self) -> Tuple[int, ...]:
-        """The layers whose kernels ``layers="all"`` returns (indices into ``layers``): every layer."""
-        return tuple(range(len(self.layers)))
+        """The layers whose kernels ``layers="all"`` returns (indices into ``layers``): every layer but a
+        ``Parallel`` (whose branches' outputs are the next layer's, the merge's, input)."""
+        return tuple(i for i, layer in enumerate(self.layers) if not isinstance(layer, Parallel))
 
     def shapes(self, input_shape) -> Tuple[Shape, ...]:
         """Each layer's output shape for one point of shape `input_shape`, checking every layer."""

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._layers import BatchNorm, Conv, ConvTranspose, Dense, Flatten, Recurrent, Residual
+from ._layers import BatchNorm, Conv, ConvTranspose, Dense, Flatten, Parallel, Recurrent, Residual
 from ._network import Network, NormLayer, ParamLayer, _param_layers
 from ._params import check_arch
 
@@ -191,8 +191,8 @@ def _flatten_permutations(network: Network, input_shape) -> Dict[int, np.ndarray
         if isinstance(layer, Flatten) and len(before) > 1:
             channel_major = np.arange(math.prod(before)).reshape((before[-1],) + tuple(before[:-1]))
             pending = np.moveaxis(channel_major, 0, -1).reshape(-1)
-        elif isinstance(layer, Residual):
-            n_inside = len(_param_layers(layer.block, (Dense, Conv, BatchNorm)))
+        elif isinstance(layer, (Residual, Parallel)):
+            n_inside = len(_param_layers([layer], (Dense, Conv, BatchNorm)))
             if pending is not None and n_inside:
                 raise ValueError(f"layer {i} ({layer.describe()}) sits between a Flatten of spatial points and the "
                                  "next Dense: its parameters cannot be converted from PyTorch's channel-major order")

@@ -16,12 +16,16 @@ from ..architectures import (
     AvgPool,
     Conv,
     Dense,
+    FanInConcat,
+    FanInProd,
+    FanInSum,
     Flatten,
     GlobalAvgPool,
     GlobalSumPool,
     LayerNorm,
     MaxPool,
     Network,
+    Parallel,
     Recurrent,
     Residual,
     SelfAttention,
@@ -56,7 +60,7 @@ class _NetworkRecursion:
     Exact here: dense, convolutional and transposed convolutional layers; elementwise activations of
     Gaussian pre-activations (the output of a Dense or Conv layer, average or sum pooling or graph
     aggregation of such outputs, or a residual sum of them); average, sum and global pooling; graph
-    aggregation; Flatten; layer normalisation over the channels of such Gaussian features (their mean over
+    aggregation; Flatten; Parallel branches (see ``parallel``); layer normalisation over the channels of such Gaussian features (their mean over
     the channels vanishes, their variance is the kernel's diagonal, and the output is Gaussian again); residual
     blocks ending
     with a Dense or Conv layer. That last layer's weights and bias have zero mean and are
@@ -68,8 +72,8 @@ class _NetworkRecursion:
     block ending with an activation is refused: its output has a non-zero mean, so with a
     non-centred skip path (after a relu, say) the cross covariance does not vanish.
 
-    ``nodes`` are the dense engine's (one per engine node of the compiled network; a convolution
-    or pooling layer holds an identity node there and sets ``spatial``: such networks go to the
+    ``nodes`` are the dense engine's (one per engine node of the compiled network; a convolution or
+    pooling layer holds an identity node there and sets ``spatial``: such networks go to the
     convolutional engine, which reads the compiled network itself); ``units`` says per engine node
     whether it is an activation with a unit second moment.
     """
@@ -92,12 +96,65 @@ class _NetworkRecursion:
 
     def sequence(self, layers, shape, node: int, law: str, prefix: str):
         """(shape, node, law) after each layer; law: "input" (the network's input, maybe flattened
-        or pooled), "gaussian" (jointly Gaussian pre-activations) or "other"."""
+        or pooled), "gaussian" (jointly Gaussian pre-activations) or "other". A Parallel's entry is its
+        merge's."""
         out = []
         for i, layer in enumerate(layers):
-            shape, node, law = self.layer(layer, shape, node, law, f"{prefix}{i}")
+            if isinstance(layer, Parallel):
+                shape, node, law = self.parallel(layer, layers[i + 1], shape, node, law, f"{prefix}{i}",
+                                                 f"{prefix}{i + 1}")
+            elif not isinstance(layer, (FanInSum, FanInProd, FanInConcat)):  # a merge: done with its Parallel
+                shape, node, law = self.layer(layer, shape, node, law, f"{prefix}{i}")
             out.append((shape, node, law))
         return out
+
+    def parallel(self, layer: Parallel, merge, shape, node: int, law: str, label: str, merge_label: str):
+        """Branches merged as the compiled network's chain of two-input nodes. A sum or product of branches
+        is exact when their outputs are independent at infinite width: each branch but at most one must be
+        fresh (its last parametrised layer a Dense or Conv layer, followed by pooling or flattening only, or
+        a sum or concatenation of fresh branches), whose zero-mean weights are independent of every other
+        branch. Sum: NNGP and NTK add. Product: the NNGPs multiply, and the NTK is sum_i Theta_i prod_{j != i}
+        K_j. A concatenation of channels needs no independence: its kernels are the branches' kernels averaged
+        with weights their channel counts; its output is not Gaussian (an activation may not follow it). A
+        concatenation of positions keeps each branch's covariances between its own positions and has none
+        across branches, so it needs independent branches as the sum does."""
+        outs = []
+        for b, branch in enumerate(layer.branches):
+            if branch:
+                last = self.sequence(branch, shape, node, law, f"{label}.{b}.")[-1]
+                outs.append(last + (_fresh(branch),))
+            else:
+                outs.append((shape, node, law, False))
+        channels = isinstance(merge, FanInConcat) and merge.axis in (-1, len(shape) - 1)
+        if not channels:
+            stale = [b for b, out in enumerate(outs) if not out[3]]
+            what = ("sum" if isinstance(merge, FanInSum) else "product" if isinstance(merge, FanInProd) else
+                    "concatenation of positions (whose covariances across the branches must vanish)")
+            if len(stale) > 1:
+                raise self.refuse(merge_label, merge, f"merges branches {stale[0]} and {stale[1]}, neither of which "
+                                  "ends with a Dense or Conv layer (then pooling or flattening only): their outputs "
+                                  f"may be correlated, and the kernel of their {what} is not a function of the "
+                                  "branches' kernels")
+        acc_shape, acc, acc_law, _ = outs[0]
+        for out_shape, out_node, out_law, _ in outs[1:]:
+            if isinstance(merge, FanInSum):
+                acc = self.add(kind=_core.AnalyticNodeKind.residual, input=out_node, skip=acc, scale=1.0)
+                acc_law = "gaussian" if acc_law == out_law == "gaussian" else "other"
+            elif isinstance(merge, FanInProd):
+                acc = self.add(kind=_core.AnalyticNodeKind.fan_in_prod, input=acc, skip=out_node)
+                acc_law = "other"
+            elif channels:
+                width = acc_shape[-1] + out_shape[-1]
+                acc = self.add(kind=_core.AnalyticNodeKind.fan_in_concat, input=acc, skip=out_node,
+                               scale=acc_shape[-1] / width)
+                acc_shape = acc_shape[:-1] + (width,)
+                acc_law = "other"
+            else:  # positions: the convolutional engine's
+                axis = merge.axis % len(shape)
+                acc = self.spatial_layer(acc)
+                acc_shape = acc_shape[:axis] + (acc_shape[axis] + out_shape[axis],) + acc_shape[axis + 1:]
+                acc_law = "gaussian" if acc_law == out_law == "gaussian" else "other"
+        return acc_shape, acc, acc_law
 
     def spatial_layer(self, node: int) -> int:
         self.spatial = True
@@ -194,6 +251,24 @@ class _NetworkRecursion:
                                         steps=steps, width=layer.width, w_std=layer.W_std, u_std=layer.U_std,
                                         b_std=layer.b_std, leak=layer.leak, **act.engine_settings,
                                         unit_second_moment=act.unit_second_moment), "other"
+
+
+def _fresh(layers) -> bool:
+    """Whether the output of `layers` is a fresh Gaussian: that of a Dense or Conv layer, then only pooling or
+    flattening (or a sum or concatenation of fresh branches); its zero-mean weights are independent of any
+    other branch."""
+    fresh = False
+    for i, layer in enumerate(layers):
+        if isinstance(layer, (Dense, Conv)):
+            fresh = True
+        elif isinstance(layer, Parallel):
+            merge = layers[i + 1]
+            fresh = not isinstance(merge, FanInProd) and all(branch and _fresh(branch) for branch in layer.branches)
+        elif isinstance(layer, (FanInSum, FanInProd, FanInConcat)):
+            continue  # decided with its Parallel
+        elif not isinstance(layer, (AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Flatten)):
+            fresh = False
+    return fresh
 
 
 def _check_sequence_lengths(x1, x2, network: Network) -> None:
@@ -319,7 +394,11 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
         from ``(K_x, Theta_x)``; a block may also end with SelfAttention), SelfAttention with
         ``linear_scaling=True`` or the identity mechanism (docs: "Self-attention at infinite width";
-        its NTK in the "ntk" parameterization), and a Recurrent layer as the first layer, returning its last
+        its NTK in the "ntk" parameterization), Parallel branches merged by FanInSum (kernels add), FanInProd (NNGPs
+        multiply, NTK ``sum_i Theta_i prod_{j != i} K_j``), both with every branch but one ending with a
+        Dense or Conv layer (then pooling or flattening only), or FanInConcat (channels: the branches'
+        kernels averaged with their channel counts as weights; positions, for branches as independent
+        as a sum's: their covariances as diagonal blocks; docs: "Parallel branches"), and a Recurrent layer as the first layer, returning its last
         state (any leak; docs: "Recurrent networks": T dual maps per pair of sequences of T
         steps at leak 1, T^2 below); anything else (MaxPool, an activation of non-Gaussian
         features, a residual block ending otherwise, a Recurrent layer after others or with

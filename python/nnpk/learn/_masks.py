@@ -27,6 +27,7 @@ from ..architectures import (
     GlobalSumPool,
     LayerNorm,
     MaxPool,
+    Parallel,
     Recurrent,
     Residual,
     SumPool,
@@ -56,7 +57,7 @@ def mask_sites(arch) -> List[MaskSite]:
     entries = []  # the first sample_params entry of each layer (None for layers without parameters)
     count = 0
     for i, layer in enumerate(layers):
-        if isinstance(layer, (Residual, Recurrent)):
+        if isinstance(layer, (Residual, Recurrent, Parallel)):
             raise ValueError(f"train='masks' masks the units of sequential layers; layer {i} ({layer.describe()}) "
                              "is not supported")
         entries.append(count if isinstance(layer, (Dense, Conv, BatchNorm)) else None)

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
 from .._threads import resolve_n_threads
-from ..architectures import Activation, BatchNorm, Conv, Dense, Network, Recurrent, Residual, check_arch
+from ..architectures import Activation, BatchNorm, Conv, Dense, Network, Parallel, Recurrent, Residual, check_arch
 from ..architectures._params import check_points
 
 __all__ = ["task_variance", "unit_clusters"]
@@ -24,9 +24,9 @@ def _hidden_layer(arch: Network, layer: Optional[int]) -> int:
         return activations[-1]
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < len(layers) - 1:
         raise ValueError(f"layer must be the index of a hidden layer (0 to {len(layers) - 2}), got {layer!r}")
-    if any(isinstance(l, (Residual, Recurrent)) for l in layers[: layer + 1]):
-        raise ValueError("task_variance reads hidden units of sequential layers (no Residual or Recurrent layer up "
-                         f"to layer {layer})")
+    if any(isinstance(l, (Residual, Recurrent, Parallel)) for l in layers[: layer + 1]):
+        raise ValueError("task_variance reads hidden units of sequential layers (no Residual, Recurrent or Parallel "
+                         f"layer up to layer {layer})")
     return int(layer)
 
 

@@ -12,7 +12,17 @@ import numpy as np
 from .. import _core
 from .._validate import check_int, compute_dtype
 from .._version import __version__
-from ..architectures import LAYER_TYPES, MLP, SEED_MAX, Activation, Network, Residual, check_arch, check_differentiable
+from ..architectures import (
+    LAYER_TYPES,
+    MLP,
+    SEED_MAX,
+    Activation,
+    Network,
+    Parallel,
+    Residual,
+    check_arch,
+    check_differentiable,
+)
 from ..architectures._params import DRAW_SCHEME, prepare_network_points
 from ..kernels._analytic import DEFAULT_QUADRATURE_ORDER, check_analytic_network
 from ..kernels._plans import CONDITIONAL_SCHEME, check_estimator, check_tangent_network, default_estimator
@@ -32,6 +42,8 @@ def _layer_spec(layer) -> Union[dict, str]:
             continue  # not this activation's parameter: left out, as in stores made before there were any
         if isinstance(layer, Residual) and field.name == "block":
             value = [_layer_spec(inner) for inner in value]
+        elif isinstance(layer, Parallel) and field.name == "branches":
+            value = [[_layer_spec(inner) for inner in branch] for branch in value]
         elif isinstance(value, Activation):  # a Recurrent layer's activation
             value = _layer_spec(value)
         if isinstance(value, tuple):  # an Aggregate's pattern is a tuple of tuples: nested lists
@@ -55,6 +67,9 @@ def _layer_from_spec(spec):
         kwargs["activation"] = _layer_from_spec(kwargs["activation"])
     if spec["type"] == "Residual" and isinstance(spec.get("block"), list):
         kwargs["block"] = tuple(_layer_from_spec(inner) for inner in spec["block"])
+    if spec["type"] == "Parallel" and isinstance(spec.get("branches"), list):
+        kwargs["branches"] = tuple(tuple(_layer_from_spec(inner) for inner in branch) if isinstance(branch, list)
+                                   else _layer_from_spec(branch) for branch in spec["branches"])
     return _LAYERS[spec["type"]](**kwargs)
 
 

@@ -65,7 +65,12 @@ inline void input_kernel_tile(const double* x1, std::int64_t i0, std::int64_t ni
 
 }  // namespace analytic_detail
 
-enum class AnalyticNodeKind : int { dense = 0, activation, residual, identity, recurrent, layer_norm };
+// fan_in_prod, fan_in_concat: branches merged (input and skip), as the network's nodes of those kinds:
+// the product's kernels are Sigma_in Sigma_skip and Theta_in Sigma_skip + Sigma_in Theta_skip (the
+// branches independent); the concatenation's the mean scale K_in + (1 - scale) K_skip, scale the
+// input's share of the channels.
+enum class AnalyticNodeKind : int { dense = 0, activation, residual, identity, recurrent, layer_norm, fan_in_prod,
+                                    fan_in_concat };
 
 struct AnalyticNode {
   AnalyticNodeKind kind = AnalyticNodeKind::dense;
@@ -78,8 +83,13 @@ struct AnalyticNode {
   // activation (and recurrent: its phi)
   Activation activation;
   bool unit_second_moment = false;
-  // residual: skip + scale * block
+  // residual: skip + scale * block; fan_in_concat: the input's share of the channels
   double scale = 1.0;
+
+  bool merges() const {
+    return kind == AnalyticNodeKind::residual || kind == AnalyticNodeKind::fan_in_prod ||
+           kind == AnalyticNodeKind::fan_in_concat;
+  }
   // recurrent: reads the input as `steps` steps of fan_in features, `width` units
   std::int64_t steps = 1, width = 1;
   double u_std = 1.0, leak = 1.0;
@@ -166,6 +176,8 @@ inline std::vector<double> node_variances(const std::vector<AnalyticNode>& nodes
           case AnalyticNodeKind::dense: dense_row(node, false, false, &in, &unused, 1, &out, &unused); break;
           case AnalyticNodeKind::activation: out = duals[static_cast<std::size_t>(k)](in, in, in).sigma; break;
           case AnalyticNodeKind::residual: out = madd(node.scale * node.scale, in, at(node.skip)); break;
+          case AnalyticNodeKind::fan_in_prod: out = in * at(node.skip); break;
+          case AnalyticNodeKind::fan_in_concat: out = madd(node.scale, in, (1.0 - node.scale) * at(node.skip)); break;
           case AnalyticNodeKind::identity: out = in; break;
           case AnalyticNodeKind::layer_norm: out = in * layer_norm_factor(node.eps, in, in); break;
           case AnalyticNodeKind::recurrent:
@@ -203,7 +215,7 @@ inline void analytic_network_kernels(const std::vector<AnalyticNode>& nodes, std
     throw std::invalid_argument("the recurrent node's steps x features differ from the points' size");
   // Whether a node other than a recurrent one reads the input's kernel Sigma^0.
   const bool reads_input = std::any_of(nodes.begin(), nodes.end(), [](const AnalyticNode& n) {
-    return n.kind != AnalyticNodeKind::recurrent && (n.input == -1 || (n.kind == AnalyticNodeKind::residual && n.skip == -1));
+    return n.kind != AnalyticNodeKind::recurrent && (n.input == -1 || (n.merges() && n.skip == -1));
   });
   const bool symmetric = x2 == nullptr;
   if (symmetric) {
@@ -267,6 +279,19 @@ inline void analytic_network_kernels(const std::vector<AnalyticNode>& nodes, std
             for (std::int64_t j = 0; j < nj; ++j) {
               s_out[j] = madd(scale2, s_in[j], s_skip[j]);
               t_out[j] = madd(scale2, t_in[j], t_skip[j]);
+            }
+            break;
+          }
+          case AnalyticNodeKind::fan_in_prod:
+          case AnalyticNodeKind::fan_in_concat: {
+            const double* s_skip = sigma(node.skip) + i * nj;
+            const double* t_skip = theta(node.skip) + i * nj;
+            const double w = node.scale, rest = 1.0 - node.scale;
+            const bool prod = node.kind == AnalyticNodeKind::fan_in_prod;
+            for (std::int64_t j = 0; j < nj; ++j) {
+              const double s = prod ? s_in[j] * s_skip[j] : madd(w, s_in[j], rest * s_skip[j]);
+              if (opt.ntk) t_out[j] = prod ? madd(t_in[j], s_skip[j], s_in[j] * t_skip[j]) : madd(w, t_in[j], rest * t_skip[j]);
+              s_out[j] = s;
             }
             break;
           }

@@ -27,6 +27,7 @@
 #include "nnpk/kernels/analytic_attention.hpp"
 #include "nnpk/kernels/dual.hpp"
 #include "nnpk/kernels/gram.hpp"
+#include "nnpk/network/fan_in.hpp"
 #include "nnpk/network/spec.hpp"
 #include "nnpk/parallel.hpp"
 
@@ -170,6 +171,7 @@ struct Node {
   AxisMap axis_h, axis_w;              // conv, avg_pool, global_avg_pool
   double w_std = 1.0, b_std = 0.0, scale = 1.0;
   bool has_bias = false;
+  const SeqNode* merge = nullptr;  // fan_in_concat along a spatial axis: its spec node
   std::int64_t fan_in = 1;
   std::int64_t slot = -1;  // state buffer
   bool variances = false;  // read by an activation: per-point variances kept
@@ -186,6 +188,9 @@ struct Node {
   std::vector<std::vector<std::pair<std::int64_t, double>>> into, from;
 
   std::int64_t positions() const { return height * width; }
+  bool merges() const {
+    return kind == NodeKind::residual || kind == NodeKind::fan_in_prod || kind == NodeKind::fan_in_concat;
+  }
   // Whether the node reads its input's P x P matrix (else the diagonal): pooling reads what its
   // input carries (the full matrix unless it has one position).
   bool reads_full(const Node& in) const {
@@ -243,6 +248,14 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
     node.skip = s.skip + 1;
     node.spatial = s.out.spatial;
     node.scale = s.scale;
+    if (s.kind == NodeKind::fan_in_concat)  // the input's share of the channels
+      node.scale = static_cast<double>(s.in.channels) / static_cast<double>(s.out.channels);
+    if (s.kind == NodeKind::fan_in_concat && s.concat_axis != 2) {
+      node.merge = &s;
+      node.height = s.out.height;
+      node.width = s.out.width;
+      continue;
+    }
     node.height = in.height;
     node.width = in.width;
     switch (s.kind) {
@@ -327,7 +340,7 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
     const bool pools = node.kind == NodeKind::avg_pool || node.kind == NodeKind::global_avg_pool ||
                        node.kind == NodeKind::attention || node.kind == NodeKind::aggregate;
     const bool passes = node.full && node.kind != NodeKind::dense;
-    for (std::int64_t r : {node.input, node.kind == NodeKind::residual ? node.skip : -1}) {
+    for (std::int64_t r : {node.input, node.merges() ? node.skip : -1}) {
       if (r < 0) continue;
       Node& read = plan.nodes[static_cast<std::size_t>(r)];
       if ((pools || passes) && read.positions() > 1) read.full = true;
@@ -338,7 +351,7 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
     Node& node = plan.nodes[static_cast<std::size_t>(k)];
     if (node.kind == NodeKind::activation || node.kind == NodeKind::layer_norm)
       plan.nodes[static_cast<std::size_t>(node.input)].variances = true;
-    for (std::int64_t r : {node.input, node.kind == NodeKind::residual ? node.skip : -1}) {
+    for (std::int64_t r : {node.input, node.merges() ? node.skip : -1}) {
       if (r < 0) continue;
       Node& read = plan.nodes[static_cast<std::size_t>(r)];
       if (read.full && !node.reads_full(read) && read.diagonal_copy < 0) {
@@ -352,7 +365,7 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
   for (std::int64_t k = 1; k <= n; ++k) {
     const Node& node = plan.nodes[static_cast<std::size_t>(k)];
     last_use[static_cast<std::size_t>(node.input)] = k;
-    if (node.kind == NodeKind::residual) last_use[static_cast<std::size_t>(node.skip)] = k;
+    if (node.merges()) last_use[static_cast<std::size_t>(node.skip)] = k;
   }
   std::vector<std::int64_t> owner;  // per slot: the node holding it
   for (std::int64_t k = 0; k <= n; ++k) {
@@ -557,6 +570,32 @@ struct Engine {
           aggregate_pass(node, state(ws, node.input, kernel == 1, node.reads_full(in)),
                          (kernel == 1 ? ws.temp_theta : ws.temp_sigma).data(), kernel == 1 ? t_out : s_out);
         break;
+      case NodeKind::fan_in_prod:
+      case NodeKind::fan_in_concat: {
+        if (node.merge) {
+          concat_positions(ws, node, ntk);
+          break;
+        }
+        const double* s_a = state(ws, node.input, false, node.full);
+        const double* s_b = state(ws, node.skip, false, node.full);
+        const double w = node.scale, rest = 1.0 - node.scale;
+        if (node.kind == NodeKind::fan_in_prod) {
+          if (ntk) {
+            const double* t_a = state(ws, node.input, true, node.full);
+            const double* t_b = state(ws, node.skip, true, node.full);
+            for (std::int64_t e = 0; e < size; ++e) t_out[e] = madd(t_a[e], s_b[e], s_a[e] * t_b[e]);
+          }
+          for (std::int64_t e = 0; e < size; ++e) s_out[e] = s_a[e] * s_b[e];
+          break;
+        }
+        if (ntk) {
+          const double* t_a = state(ws, node.input, true, node.full);
+          const double* t_b = state(ws, node.skip, true, node.full);
+          for (std::int64_t e = 0; e < size; ++e) t_out[e] = madd(w, t_a[e], rest * t_b[e]);
+        }
+        for (std::int64_t e = 0; e < size; ++e) s_out[e] = madd(w, s_a[e], rest * s_b[e]);
+        break;
+      }
       case NodeKind::flatten:
         for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel) {
           const double* src = state(ws, node.input, kernel == 1, node.full);
@@ -570,6 +609,46 @@ struct Engine {
       case NodeKind::max_pool: break;  // refused by make_plan
     }
     if (node.diagonal_copy >= 0) copy_diagonal(ws, node, ntk);
+  }
+
+  // A concatenation along a spatial axis: each output position is a position of one branch; pairs of
+  // positions of one branch keep that branch's covariance, pairs across branches have none (the
+  // branches are independent).
+  void concat_positions(Workspace& ws, const Node& node, bool ntk) const {
+    const SeqNode& s = *node.merge;
+    const std::int64_t P = node.positions();
+    const std::int64_t Pa = plan.nodes[static_cast<std::size_t>(node.input)].positions();
+    const std::int64_t Pb = plan.nodes[static_cast<std::size_t>(node.skip)].positions();
+    std::vector<std::int64_t> src(static_cast<std::size_t>(P));
+    std::vector<char> from_b(static_cast<std::size_t>(P));
+    for (std::int64_t p = 0; p < P; ++p) {
+      bool b;
+      fan_in::position_source(s, p, b, src[static_cast<std::size_t>(p)]);
+      from_b[static_cast<std::size_t>(p)] = b;
+    }
+    for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel) {
+      const double* a = state(ws, node.input, kernel == 1, node.full);
+      const double* b = state(ws, node.skip, kernel == 1, node.full);
+      double* dst = own(ws, node, kernel == 1);
+      for (std::int64_t p = 0; p < P; ++p) {
+        const bool pb = from_b[static_cast<std::size_t>(p)];
+        const std::int64_t sp = src[static_cast<std::size_t>(p)], n = pb ? Pb : Pa;
+        const double* branch = pb ? b : a;
+        if (!node.full) {
+          std::copy(branch + sp * kLanes, branch + (sp + 1) * kLanes, dst + p * kLanes);
+          continue;
+        }
+        for (std::int64_t q = 0; q < P; ++q) {
+          double* t = dst + (p * P + q) * kLanes;
+          if (from_b[static_cast<std::size_t>(q)] != pb) {
+            std::fill(t, t + kLanes, 0.0);
+            continue;
+          }
+          const double* f = branch + (sp * n + src[static_cast<std::size_t>(q)]) * kLanes;
+          std::copy(f, f + kLanes, t);
+        }
+      }
+    }
   }
 
   // analytic_attention.hpp's maps; the input is full (make_plan).

@@ -174,6 +174,13 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
     if (RowMatrix<T>* in = target(node.input)) backward_detail::add_scaled(*in, g, static_cast<T>(node.scale));
     return;
   }
+  if (node.kind == NodeKind::fan_in_prod || node.kind == NodeKind::fan_in_concat) {
+    RowMatrix<T>* a = target(node.input);
+    RowMatrix<T>* b = target(node.skip);
+    fan_in::backward(node, g.data(), fwd.output(node.input).data(), fwd.output(node.skip).data(),
+                     points * node.out.positions(), C, a ? a->data() : nullptr, b ? b->data() : nullptr);
+    return;
+  }
   RowMatrix<T>* in_ptr = target(node.input);
   if (!in_ptr) return;
   RowMatrix<T>& in = *in_ptr;
@@ -267,6 +274,8 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
       layer_norm_add_jacobian(node, fwd.output(node.input).data(), g.data(), points, C, in.data());
       break;
     case NodeKind::residual:
+    case NodeKind::fan_in_prod:
+    case NodeKind::fan_in_concat:
     case NodeKind::recurrent:
     case NodeKind::attention: break;
   }

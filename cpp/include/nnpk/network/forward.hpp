@@ -13,6 +13,7 @@
 #include "nnpk/network/aggregate.hpp"
 #include "nnpk/network/conv.hpp"
 #include "nnpk/network/layer_norm.hpp"
+#include "nnpk/network/fan_in.hpp"
 #include "nnpk/network/layers.hpp"
 #include "nnpk/network/spec.hpp"
 #include "nnpk/packed.hpp"
@@ -433,6 +434,11 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
       case NodeKind::layer_norm:
         shape_rows(out, rows, node.out.channels);
         layer_norm_forward(node, in.data(), points, out.data());
+        break;
+      case NodeKind::fan_in_prod:
+      case NodeKind::fan_in_concat:
+        shape_rows(out, rows, node.out.channels);
+        fan_in::forward(node, in.data(), ws.output(node.skip).data(), rows, out.data());
         break;
       case NodeKind::recurrent: {
         const auto l = static_cast<std::size_t>(node.param);

@@ -228,6 +228,17 @@ void sequential_jvp(const SequentialSpec& spec, const std::vector<LayerScales>& 
           for (std::int64_t i = 0; i < n; ++i) out.data()[i] += scale * din->data()[i];
         break;
       }
+      case NodeKind::fan_in_prod:
+      case NodeKind::fan_in_concat: {
+        const bool skip_live = live(node.skip);
+        if (!input_live && !skip_live) break;
+        tan.live[k] = 1;
+        shape_rows(out, rows, node.out.channels);
+        fan_in::tangent(node, fwd.output(node.input).data(), fwd.output(node.skip).data(),
+                        input_live ? din->data() : nullptr,
+                        skip_live ? tan.outputs[static_cast<std::size_t>(node.skip)].data() : nullptr, rows, out.data());
+        break;
+      }
       case NodeKind::batch_norm: {
         const auto b = static_cast<std::size_t>(node.norm);
         const BatchNormView<T>& bn = net.norms.at(b);

@@ -29,7 +29,9 @@ enum class NodeKind : int {
   recurrent,
   attention,
   layer_norm,
-  aggregate  // a graph aggregation: output node v = sum_u pattern[u][v] input node u (positions are the nodes)
+  aggregate,  // a graph aggregation: output node v = sum_u pattern[u][v] input node u (positions are the nodes)
+  fan_in_prod,    // branches merged by their elementwise product: input * skip
+  fan_in_concat   // branches merged by concatenating an axis (concat_axis): the input's entries, then the skip's
 };
 
 // One point's features after a node: height x width positions of `channels` values each,
@@ -50,7 +52,7 @@ struct Shape {
 struct SeqNode {
   NodeKind kind = NodeKind::dense;
   std::int64_t input = -1;  // the node whose output this node reads (-1: the network's input)
-  std::int64_t skip = -1;   // residual: the node whose output is added unchanged (-1: the input)
+  std::int64_t skip = -1;   // residual, fan_in_*: the second node read (residual: added unchanged; -1: the input)
   std::int64_t width = 0;   // dense: output features; conv: output channels
   std::int64_t window_h = 1, window_w = 1, stride_h = 1, stride_w = 1;  // conv kernel or pooling window
   bool same = false;                                                     // padding "same", else "valid"
@@ -74,6 +76,7 @@ struct SeqNode {
   // layer_norm: the axes of a point its mean and variance run over (the others index separate groups);
   // eps is added to the variance.
   bool norm_height = false, norm_width = false, norm_channels = true;
+  int concat_axis = 2;            // fan_in_concat: 0 the height (a 1-D signal's length), 1 the width, 2 channels
   int init = -1;                  // a parametrised node's own init scheme (an Init), -1: the network's
   // attention (attention.hpp): heads, key/query and value widths per head, tied key and query weights
   // (linear scaling, logits / key_width) or separate ones (logits / sqrt(key_width)), the map of the
@@ -91,6 +94,10 @@ struct SeqNode {
   std::int64_t norm = -1;             // batch_norm: index among the batch normalisations
   std::int64_t readers = 0;           // how many nodes read this node's output (as input or skip)
 
+  // Whether the node reads `skip` as well as `input` (a residual sum or a branches' merge).
+  bool merges() const {
+    return kind == NodeKind::residual || kind == NodeKind::fan_in_prod || kind == NodeKind::fan_in_concat;
+  }
   // A dense layer or a 1 x 1 convolution of stride 1: the input rows are the layer's patches.
   bool pointwise() const {
     return kind == NodeKind::dense || kind == NodeKind::recurrent ||
@@ -279,6 +286,24 @@ struct SequentialSpec {
           node.param = static_cast<std::int64_t>(params.size()) - node.n_layers();
           break;
         }
+        case NodeKind::fan_in_prod:
+        case NodeKind::fan_in_concat: {
+          if (node.skip < -1 || node.skip >= index) throw fail("skip must be an earlier node");
+          const Shape& other = shape_of(node.skip);
+          if (node.kind == NodeKind::fan_in_prod && !(other == node.in))
+            throw fail("a product of branches needs branches of one shape");
+          if (node.kind == NodeKind::fan_in_concat) {
+            const int a = node.concat_axis;
+            if (a < 0 || a > 2 || (a < 2 && !node.in.spatial)) throw fail("concat_axis must be 0 or 1 (spatial) or 2");
+            if (other.spatial != node.in.spatial || (a != 0 && other.height != node.in.height) ||
+                (a != 1 && other.width != node.in.width) || (a != 2 && other.channels != node.in.channels))
+              throw fail("a concatenation needs branches that agree on every other axis");
+            if (a == 0) node.out.height += other.height;
+            if (a == 1) node.out.width += other.width;
+            if (a == 2) node.out.channels += other.channels;
+          }
+          break;
+        }
       }
     }
     if (nodes.back().out.spatial) throw std::invalid_argument("the network's output must be flat");
@@ -293,7 +318,7 @@ struct SequentialSpec {
     }
     for (const SeqNode& node : nodes) {
       if (node.input >= 0) ++nodes[static_cast<std::size_t>(node.input)].readers;
-      if (node.kind == NodeKind::residual && node.skip >= 0) ++nodes[static_cast<std::size_t>(node.skip)].readers;
+      if (node.merges() && node.skip >= 0) ++nodes[static_cast<std::size_t>(node.skip)].readers;
     }
   }
 
