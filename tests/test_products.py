@@ -50,8 +50,9 @@ def test_packed_products_read_strided_and_transposed_views(dtype):
     c = big[10:92, :205].T       # a transposed view: (205, 82)
     for right in (b, c):
         got = product(dtype)(a, right, 1.0, 16, 96, 2)
+        single = dtype == "float32"
         np.testing.assert_allclose(got, a.astype(np.float64) @ right.astype(np.float64),
-                                   rtol=1e-4 if dtype == "float32" else 1e-12, atol=1e-3 if dtype == "float32" else 1e-11)
+                                   rtol=1e-4 if single else 1e-12, atol=1e-3 if single else 1e-11)
 
 
 def test_packed_products_refuse_misaligned_blocks():

@@ -31,8 +31,9 @@ from ._state_dict import LAYOUTS, params_from_state_dict
 from ._study import HE_W_STD, STUDY_B_STD, lenet, mlp_100, resnet18
 
 __all__ = ["ACTIVATIONS", "Activation", "Aggregate", "AvgPool", "BatchNorm", "CLOSED_FORM_DUALS", "Compiled", "Conv",
-           "ConvTranspose", "Dense", "FanInConcat", "FanInProd", "FanInSum", "Flatten", "GlobalAvgPool", "GlobalSumPool",
-           "HE_W_STD", "INITS", "LAYER_TYPES", "LAYOUTS", "LayerNorm", "MAX_DEGREE", "MLP", "MaxPool", "Network",
+           "ConvTranspose", "Dense", "FanInConcat", "FanInProd", "FanInSum", "Flatten", "GlobalAvgPool",
+           "GlobalSumPool", "HE_W_STD", "INITS", "LAYER_TYPES", "LAYOUTS", "LayerNorm", "MAX_DEGREE", "MLP", "MaxPool",
+           "Network",
            "NormLayer", "PARAMETERIZATIONS", "ParamLayer", "Parallel", "Recurrent", "Residual", "SEED_MAX",
            "STUDY_B_STD", "SelfAttention", "SumPool", "check_arch", "check_differentiable", "lenet", "mlp_100",
            "params_from_state_dict", "resnet18", "sample_params"]

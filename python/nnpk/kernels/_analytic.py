@@ -57,20 +57,18 @@ def _check_get(get) -> Tuple[str, ...]:
 class _NetworkRecursion:
     """A Network as the analytic engines' nodes, refusing the layers without an exact recursion.
 
-    Exact here: dense, convolutional and transposed convolutional layers; elementwise activations of
-    Gaussian pre-activations (the output of a Dense or Conv layer, average or sum pooling or graph
-    aggregation of such outputs, or a residual sum of them); average, sum and global pooling; graph
-    aggregation; Flatten; Parallel branches (see ``parallel``); layer normalisation over the channels of such Gaussian features (their mean over
+    Exact here: dense, convolutional and transposed convolutional layers; elementwise activations of Gaussian
+    pre-activations (the output of a Dense or Conv layer, average or sum pooling or graph aggregation of such
+    outputs, or a residual sum of them); average, sum and global pooling; graph aggregation; Flatten; Parallel
+    branches (see ``parallel``); layer normalisation over the channels of such Gaussian features (their mean over
     the channels vanishes, their variance is the kernel's diagonal, and the output is Gaussian again); residual
-    blocks ending
-    with a Dense or Conv layer. That last layer's weights and bias have zero mean and are
-    independent of everything before, so the block's output is uncorrelated with the skip path
-    (E[x . f(x')] = 0) and the NNGP of x + s f(x) is K_x + s^2 K_f. For the NTK the skip
-    parameters' share adds s times the average diagonal of the block's Jacobian df/dx times
-    Theta_x, which is linear in the same zero-mean weights and vanishes at infinite width:
-    Theta = Theta_x + s^2 Theta_f (Theta_f the block's recursion started from (K_x, Theta_x)). A
-    block ending with an activation is refused: its output has a non-zero mean, so with a
-    non-centred skip path (after a relu, say) the cross covariance does not vanish.
+    blocks ending with a Dense or Conv layer. That last layer's weights and bias have zero mean and are independent
+    of everything before, so the block's output is uncorrelated with the skip path (E[x . f(x')] = 0) and the NNGP
+    of x + s f(x) is K_x + s^2 K_f. For the NTK the skip parameters' share adds s times the average diagonal of the
+    block's Jacobian df/dx times Theta_x, which is linear in the same zero-mean weights and vanishes at infinite
+    width: Theta = Theta_x + s^2 Theta_f (Theta_f the block's recursion started from (K_x, Theta_x)). A block ending
+    with an activation is refused: its output has a non-zero mean, so with a non-centred skip path (after a relu,
+    say) the cross covariance does not vanish.
 
     ``nodes`` are the dense engine's (one per engine node of the compiled network; a convolution or
     pooling layer holds an identity node there and sets ``spatial``: such networks go to the
@@ -383,31 +381,28 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
         Defaults to x1 (then only one triangle is computed and mirrored). For a network starting
         with a Recurrent layer, (n, steps, features) sequences, x2's of x1's length.
     arch : nnpk.Network (an nnpk.MLP is one)
-        Only the depth, activation, stds and parameterization matter, and the hidden widths
-        only for the "standard" NTK. A Network may hold Dense, Conv and ConvTranspose layers (1-D or 2-D, any
-        stride, "same" or "valid"), AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Aggregate, Flatten,
-        elementwise activations of Gaussian pre-activations (a Dense or Conv output, an average
-        or sum pooling, a graph aggregation or a residual sum of them), LayerNorm layers over the channels (and any positions) of
-        such Gaussian features (the kernels divided by ``sqrt((eps + q) (eps + q'))``, q and q' the two
-        points' variances averaged over the normalised positions; docs: "Layer normalisation"), residual
-        blocks ending with a Dense or Conv layer (NNGP
-        ``K_x + scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion
-        from ``(K_x, Theta_x)``; a block may also end with SelfAttention), SelfAttention with
-        ``linear_scaling=True`` or the identity mechanism (docs: "Self-attention at infinite width";
-        its NTK in the "ntk" parameterization), Parallel branches merged by FanInSum (kernels add), FanInProd (NNGPs
-        multiply, NTK ``sum_i Theta_i prod_{j != i} K_j``), both with every branch but one ending with a
-        Dense or Conv layer (then pooling or flattening only), or FanInConcat (channels: the branches'
-        kernels averaged with their channel counts as weights; positions, for branches as independent
-        as a sum's: their covariances as diagonal blocks; docs: "Parallel branches"), and a Recurrent layer as the first layer, returning its last
-        state (any leak; docs: "Recurrent networks": T dual maps per pair of sequences of T
-        steps at leak 1, T^2 below); anything else (MaxPool, an activation of non-Gaussian
-        features, a residual block ending otherwise, a Recurrent layer after others or with
-        return_sequences=True, a LayerNorm of other features or not over the channels) raises ValueError
-        naming the layer. The
-        kernels are those of every ``init`` scheme (all have zero-mean, unit-variance weights;
-        the limit is the same). With ``layers="all"`` the list holds the kernels of each layer
-        of ``arch.kernel_layers()`` (an MLP's hidden layers, then the output; every top-level
-        layer of another Network, a spatial layer's features averaged over positions).
+        Only the depth, activation, stds and parameterization matter, and the hidden widths only for the "standard"
+        NTK. A Network may hold Dense, Conv and ConvTranspose layers (1-D or 2-D, any stride, "same" or "valid"),
+        AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Aggregate, Flatten, elementwise activations of Gaussian
+        pre-activations (a Dense or Conv output, an average or sum pooling, a graph aggregation or a residual sum of
+        them), LayerNorm layers over the channels (and any positions) of such Gaussian features (the kernels divided
+        by ``sqrt((eps + q) (eps + q'))``, q and q' the two points' variances averaged over the normalised
+        positions; docs: "Layer normalisation"), residual blocks ending with a Dense or Conv layer (NNGP ``K_x +
+        scale^2 K_f``, NTK ``Theta_x + scale^2 Theta_f``, ``f`` the block's recursion from ``(K_x, Theta_x)``; a
+        block may also end with SelfAttention), SelfAttention with ``linear_scaling=True`` or the identity mechanism
+        (docs: "Self-attention at infinite width"; its NTK in the "ntk" parameterization), Parallel branches merged
+        by FanInSum (kernels add), FanInProd (NNGPs multiply, NTK ``sum_i Theta_i prod_{j != i} K_j``), both with
+        every branch but one ending with a Dense or Conv layer (then pooling or flattening only), or FanInConcat
+        (channels: the branches' kernels averaged with their channel counts as weights; positions, for branches as
+        independent as a sum's: their covariances as diagonal blocks; docs: "Parallel branches"), and a Recurrent
+        layer as the first layer, returning its last state (any leak; docs: "Recurrent networks": T dual maps per
+        pair of sequences of T steps at leak 1, T^2 below); anything else (MaxPool, an activation of non-Gaussian
+        features, a residual block ending otherwise, a Recurrent layer after others or with return_sequences=True, a
+        LayerNorm of other features or not over the channels) raises ValueError naming the layer. The kernels are
+        those of every ``init`` scheme (all have zero-mean, unit-variance weights; the limit is the same). With
+        ``layers="all"`` the list holds the kernels of each layer of ``arch.kernel_layers()`` (an MLP's hidden
+        layers, then the output; every top-level layer of another Network, a spatial layer's features averaged over
+        positions).
 
         For points with positions the recursion carries, per pair of points, the covariances
         between their positions (docs: "Convolutional networks"). Without pooling, a Flatten
