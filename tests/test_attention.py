@@ -355,3 +355,16 @@ def test_layer_kernels_of_every_layer():
     np.testing.assert_allclose(kernels[-1], nnpk.analytic(x, arch=limit_network()), rtol=1e-13)
     estimates = nnpk.monte_carlo(x, arch=limit_network(2, 64, 32, 64), n_networks=4, layers="all")
     assert len(estimates) == len(kernels) == 5
+
+
+@pytest.mark.parametrize("mechanism,linear", [("softmax", True), ("identity", False)])
+def test_analytic_diagonal_and_full_attention_outputs_agree(mechanism, linear):
+    # Read by Flatten, the attention node carries only same-position covariances; asked for its own kernel
+    # (layers="all") it carries every pair of positions. The output kernels are the same bits.
+    x = np.random.default_rng(0).standard_normal((11, 6, 3))
+    attention = nnpk.SelfAttention(2, 4, 4, linear_scaling=linear, attention_mechanism=mechanism, b_std=0.3)
+    net = nnpk.Network([nnpk.Conv(8, 1), attention, "relu", nnpk.Flatten(), nnpk.Dense(3)])
+    out = nnpk.analytic(x, arch=net, get=("nngp", "ntk"))
+    every = nnpk.analytic(x, arch=net, get=("nngp", "ntk"), layers="all")
+    for k in ("nngp", "ntk"):
+        np.testing.assert_array_equal(out[k], every[k][-1])

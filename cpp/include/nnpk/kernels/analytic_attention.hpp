@@ -12,6 +12,7 @@
 //   Sigma' = qk^2 ov2 s Sigma + b2,   Theta' = qk^2 ov2 (2 t Sigma + s (Theta + 4 Sigma)) + b2.
 #pragma once
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -46,30 +47,42 @@ void gates(int mechanism, double qk, const double* sigma, std::int64_t P, double
 }
 
 // out = ov2 Gi in G_l^T + b2 per lane: Gi (P x P) point i's weights, Gl the lanes' (entry (b, b') of
-// lane l at [(b P + b') Lanes + l]); temp holds P x P lanes.
+// lane l at [(b P + b') Lanes + l]); temp holds P x P lanes. With `full` every entry (a, b) of out,
+// else the diagonal (a, a) only (P entries per lane). Both products are matrix products (the first
+// over all lanes at once, the second lane by lane on de-interleaved copies); the diagonal is summed
+// the same way in both cases, so a diagonal output is a full output's diagonal to the bit.
 template <std::int64_t Lanes>
 void sandwich(const double* Gi, const double* Gl, const double* in, std::int64_t P, double ov2, double b2, double* temp,
-              double* out) {
-  // temp[a, b'] = sum_a' Gi[a, a'] in[a', b']
-  std::fill(temp, temp + P * P * Lanes, 0.0);
-  for (std::int64_t a = 0; a < P; ++a)
-    for (std::int64_t a2 = 0; a2 < P; ++a2) {
-      const double g = Gi[a * P + a2];
-      double* t = temp + a * P * Lanes;
-      const double* s = in + a2 * P * Lanes;
-      for (std::int64_t e = 0; e < P * Lanes; ++e) t[e] += g * s[e];
+              double* out, bool full = true) {
+  using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  // temp[a, (b', l)] = sum_a' Gi[a, a'] in[a', (b', l)]
+  Eigen::Map<Matrix>(temp, P, P * Lanes).noalias() =
+      Eigen::Map<const Matrix>(Gi, P, P) * Eigen::Map<const Matrix>(in, P, P * Lanes);
+  const std::int64_t n = P * P;
+  if (full) {  // out[a, b] = sum_b' temp[a, b'] Gl[b, b'], lane by lane
+    thread_local Matrix t, g, o;
+    t.resize(P, P);
+    g.resize(P, P);
+    o.resize(P, P);
+    for (std::int64_t l = 0; l < Lanes; ++l) {
+      for (std::int64_t e = 0; e < n; ++e) {
+        t.data()[e] = temp[e * Lanes + l];
+        g.data()[e] = Gl[e * Lanes + l];
+      }
+      o.noalias() = t * g.transpose();
+      for (std::int64_t e = 0; e < n; ++e) out[e * Lanes + l] = ov2 * o.data()[e] + b2;
     }
-  // out[a, b] = sum_b' temp[a, b'] Gl[b, b']
-  for (std::int64_t a = 0; a < P; ++a)
-    for (std::int64_t b = 0; b < P; ++b) {
-      double acc[Lanes] = {};
-      const double* t = temp + a * P * Lanes;
-      const double* g = Gl + b * P * Lanes;
-      for (std::int64_t b2i = 0; b2i < P; ++b2i)
-        for (std::int64_t l = 0; l < Lanes; ++l) acc[l] += t[b2i * Lanes + l] * g[b2i * Lanes + l];
-      double* o = out + (a * P + b) * Lanes;
-      for (std::int64_t l = 0; l < Lanes; ++l) o[l] = ov2 * acc[l] + b2;
-    }
+  }
+  // The diagonal: out[a, a] = sum_b' temp[a, b'] Gl[a, b'], in ascending b'.
+  for (std::int64_t a = 0; a < P; ++a) {
+    double acc[Lanes] = {};
+    const double* t = temp + a * P * Lanes;
+    const double* g = Gl + a * P * Lanes;
+    for (std::int64_t b = 0; b < P; ++b)
+      for (std::int64_t l = 0; l < Lanes; ++l) acc[l] += t[b * Lanes + l] * g[b * Lanes + l];
+    double* o = out + (full ? a * P + a : a) * Lanes;
+    for (std::int64_t l = 0; l < Lanes; ++l) o[l] = ov2 * acc[l] + b2;
+  }
 }
 
 // sum over the P x P entries of x * y per lane.

@@ -201,6 +201,8 @@ struct Node {
   }
   // Doubles per lane of the node's state.
   std::int64_t entries() const { return full ? positions() * positions() : positions(); }
+  // An attention node's weights G: P x P per point, whether its output is full or not.
+  std::int64_t gate_entries() const { return positions() * positions(); }
 };
 
 // The recursion's nodes, modes and buffers for a spec.
@@ -332,7 +334,7 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
   }
   for (std::int64_t k = n; k >= 0; --k) {
     Node& node = plan.nodes[static_cast<std::size_t>(k)];
-    if (node.kind == NodeKind::avg_pool || node.kind == NodeKind::attention || node.kind == NodeKind::aggregate ||
+    if (node.kind == NodeKind::avg_pool || node.kind == NodeKind::aggregate ||
         (want[static_cast<std::size_t>(k)] && node.spatial))
       node.full = true;
     if (node.positions() == 1) node.full = false;
@@ -391,7 +393,8 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
     }
     if (node.kind == NodeKind::aggregate) plan.temp_entries = std::max(plan.temp_entries, in.entries());
     if (node.kind == NodeKind::activation) plan.row_entries = std::max(plan.row_entries, in.full ? in.positions() : 1);
-    if (node.kind == NodeKind::attention) plan.temp_entries = std::max(plan.temp_entries, 2 * node.entries());
+    if (node.kind == NodeKind::attention)  // the input's P x P products, and Theta + 2 Sigma of the input
+      plan.temp_entries = std::max(plan.temp_entries, 2 * node.positions() * node.positions());
     if (node.kind == NodeKind::layer_norm) plan.norm_entries = std::max(plan.norm_entries, node.positions());
   }
   return plan;
@@ -422,7 +425,7 @@ struct Workspace {
     norm.resize(static_cast<std::size_t>(plan.norm_entries * (1 + 2 * kLanes)));
     for (const Node& node : plan.nodes) {
       lane_variances.emplace_back(node.variances ? static_cast<std::size_t>(node.positions() * kLanes) : 0);
-      lane_gates.emplace_back(node.gates ? static_cast<std::size_t>(node.entries() * kLanes) : 0);
+      lane_gates.emplace_back(node.gates ? static_cast<std::size_t>(node.gate_entries() * kLanes) : 0);
     }
     point_gates.assign(plan.nodes.size(), nullptr);
   }
@@ -666,23 +669,27 @@ struct Engine {
       const double* Gl = ws.lane_gates[k].data();
       double* temp = ws.temp_sigma.data();
       if (ntk) {  // Theta + 2 Sigma first: the output's Sigma may share the input's slot
-        double* sum = temp + size;
-        for (std::int64_t e = 0; e < size; ++e) sum[e] = t_in[e] + 2.0 * s_in[e];
-        aa::sandwich<kLanes>(Gi, Gl, sum, P, node.ov2, b2, temp, t_out);
+        const std::int64_t in_size = P * P * kLanes;  // the input is full
+        double* sum = temp + in_size;
+        for (std::int64_t e = 0; e < in_size; ++e) sum[e] = t_in[e] + 2.0 * s_in[e];
+        aa::sandwich<kLanes>(Gi, Gl, sum, P, node.ov2, b2, temp, t_out, node.full);
       }
-      aa::sandwich<kLanes>(Gi, Gl, s_in, P, node.ov2, b2, temp, s_out);
+      aa::sandwich<kLanes>(Gi, Gl, s_in, P, node.ov2, b2, temp, s_out, node.full);
       return;
     }
     double s[kLanes], t[kLanes];
     aa::entry_dot<kLanes>(s_in, s_in, P, s);
     if (ntk) aa::entry_dot<kLanes>(s_in, t_in, P, t);
     const double c = node.qk * node.qk * node.ov2;
-    for (std::int64_t e = 0; e < size; e += kLanes)
+    // Output entry e reads the input's entry (a, b), or (a, a) for a diagonal output.
+    for (std::int64_t e = 0; e < size; e += kLanes) {
+      const std::int64_t from = node.full ? e : (e / kLanes) * (P + 1) * kLanes;
       for (std::int64_t l = 0; l < kLanes; ++l) {
-        const double sig = s_in[e + l];
-        if (ntk) t_out[e + l] = c * (2.0 * t[l] * sig + s[l] * (t_in[e + l] + 4.0 * sig)) + b2;
+        const double sig = s_in[from + l];
+        if (ntk) t_out[e + l] = c * (2.0 * t[l] * sig + s[l] * (t_in[from + l] + 4.0 * sig)) + b2;
         s_out[e + l] = c * s[l] * sig + b2;
       }
+    }
   }
 
   // Layer normalisation over the channels (and the positions of each group): entry (a, b) times
@@ -792,7 +799,7 @@ struct Engine {
   // ws.lane_gates[k] from lane l's G (P x P) at point(l).
   template <class Point>
   void set_lane_gates(Workspace& ws, std::int64_t k, Point&& point) const {
-    const std::int64_t entries = plan.nodes[static_cast<std::size_t>(k)].entries();
+    const std::int64_t entries = plan.nodes[static_cast<std::size_t>(k)].gate_entries();
     double* dst = ws.lane_gates[static_cast<std::size_t>(k)].data();
     for (std::int64_t l = 0; l < kLanes; ++l) {
       const double* G = point(l);
@@ -810,7 +817,8 @@ struct Engine {
     gates.assign(static_cast<std::size_t>(n_nodes), {});
     for (std::int64_t k = 0; k < n_nodes; ++k)
       if (plan.nodes[static_cast<std::size_t>(k)].gates)
-        gates[static_cast<std::size_t>(k)].resize(static_cast<std::size_t>(n * plan.nodes[static_cast<std::size_t>(k)].entries()));
+        gates[static_cast<std::size_t>(k)].resize(
+            static_cast<std::size_t>(n * plan.nodes[static_cast<std::size_t>(k)].gate_entries()));
     for (std::int64_t k = 0; k < n_nodes; ++k)
       if (plan.nodes[static_cast<std::size_t>(k)].variances)
         var[static_cast<std::size_t>(k)].resize(
@@ -930,7 +938,7 @@ inline void analytic_conv_kernels(const SequentialSpec& spec, const std::vector<
       for (std::int64_t k = 0; k < n_nodes; ++k) {
         const Node& node = plan.nodes[static_cast<std::size_t>(k)];
         if (!node.gates) continue;
-        const std::int64_t entries = node.entries();
+        const std::int64_t entries = node.gate_entries();
         engine.set_lane_gates(ws, k, [&](std::int64_t l) {
           return lanes_gates[static_cast<std::size_t>(k)].data() + (jb + std::min(l, width - 1)) * entries;
         });
@@ -943,7 +951,7 @@ inline void analytic_conv_kernels(const SequentialSpec& spec, const std::vector<
           if (node.variances)
             q1[static_cast<std::size_t>(k)] = var1[static_cast<std::size_t>(k)].data() + i * node.positions();
           if (node.gates)
-            ws.point_gates[static_cast<std::size_t>(k)] = gates1[static_cast<std::size_t>(k)].data() + i * node.entries();
+            ws.point_gates[static_cast<std::size_t>(k)] = gates1[static_cast<std::size_t>(k)].data() + i * node.gate_entries();
         }
         engine.input_kernel(ws, x1 + i * d, lanes.data(), opt.ntk);
         for (std::int64_t k = 1; k < n_nodes; ++k) {
