@@ -510,6 +510,21 @@ def test_positional_analytic_against_a_numpy_limit(pos, values, decay):
     np.testing.assert_allclose(nnpk.analytic(x, x2, arch=arch, get="ntk"), ntk[:3, 3:], rtol=1e-12)
 
 
+def test_positional_analytic_2d_decay_against_a_numpy_limit():
+    """2-D points: R from the decay of the L1 distances between (row, column) positions (pos_emb_p_norm=1)."""
+    x = points(3, (2, 3, 2), 33)
+    coords = np.array([(r, c) for r in range(2) for c in range(3)], dtype=float)
+    R = np.exp(-np.abs(coords[:, None, :] - coords[None, :, :]).sum(-1) / 2)
+    arch = Network([nnpk.Conv(4, (1, 1), W_std=1.1),
+                    SelfAttention(1, 1, 1, W_key_std=1.2, W_query_std=0.9, W_value_std=1.1, W_out_std=0.8, b_std=0.3,
+                                  pos_emb_type="concat", n_chan_pos_emb=2, val_pos_emb=True, W_pos_emb_std=0.7,
+                                  pos_emb_decay_fn=_decay, pos_emb_p_norm=1), "relu", GlobalAvgPool(), Dense(1)])
+    nngp, ntk = _positional_limit(x, 1.1, 1.2 * 0.9, (1.1 * 0.8) ** 2, 0.09, 4 / 6, 0.49 * 2 / 6, R, True)
+    got = nnpk.analytic(x, arch=arch, get=("nngp", "ntk"))
+    np.testing.assert_allclose(got["nngp"], nngp, rtol=1e-12)
+    np.testing.assert_allclose(got["ntk"], ntk, rtol=1e-12)
+
+
 @pytest.mark.parametrize("get", ["nngp", "ntk"])
 def test_positional_monte_carlo_approaches_the_analytic_kernel(get):
     """The embeddings' channels grow with the input's (n_chan_pos_emb=None): the Monte Carlo error falls with
