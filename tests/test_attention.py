@@ -605,3 +605,22 @@ def test_positional_refusals_name_the_argument():
                                     pos_emb_type="sum"), Flatten(), Dense(1)])
     with pytest.raises(ValueError, match=r"layer 0 \(SelfAttention.*positional embeddings.*linear_scaling=False"):
         nnpk.analytic(x, arch=untied)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_positional_tangent_sums_are_bitwise_equal_across_threads_and_tiles(dtype):
+    net = Network([SelfAttention(2, 3, 2, width=4, b_std=0.1, pos_emb_type="sum", val_pos_emb=True,
+                                 pos_emb_decay_fn=_decay), "relu",
+                   SelfAttention(2, 2, 3, linear_scaling=False, attention_mechanism="abs", pos_emb_type="concat",
+                                 n_chan_pos_emb=2), Flatten(), Dense(3)])
+    compiled, x1, x2 = prepare_network_points(points(131, (3, 2), 34), points(101, (3, 2), 35), net, dtype)
+    n = len(compiled.params)
+    q = nnpk._core.ROW_QUANTUM
+    for xb in (None, x2):
+        runs = [network_tangent_sums(x1, xb, compiled, seed=2, start=0, stop=2, nngp=True, weights=[True] * n,
+                                     biases=[True] * n, per_layer=True, per_logit=False, n_threads=t,
+                                     tile_rows=tr, gram_tile=gt, panel_cols=pc)
+                for t, tr, gt, pc in [(1, q, q, 5), (2, 2 * q, 4 * q, 128), (2, 3 * q, 2 * q, 1000)]]
+        for other in runs[1:]:
+            for a, b in zip(runs[0], other):
+                assert np.array_equal(a, b)
