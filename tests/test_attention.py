@@ -42,18 +42,31 @@ def attention(layer, h, params, parameterization):
     Wq = Wk if layer.linear_scaling else next(params)[0]
     Wv, _ = next(params)
     Wo, b = next(params)
+    u = xv = x
+    if layer.pos_emb_type != "none":  # the table E, mapped by the Cholesky factor of R, summed or concatenated
+        E, _ = next(params)
+        P = x.shape[1]
+        coords = np.indices(spatial).reshape(len(spatial), -1).T
+        R = np.eye(P)
+        if layer.pos_emb_decay_fn is not None:
+            dist = (np.abs(coords[:, None, :] - coords[None, :, :]) ** layer.pos_emb_p_norm).sum(-1)
+            R = np.vectorize(layer.pos_emb_decay_fn)(dist.astype(float))
+        Z = (layer.W_pos_emb_std if ntk else 1.0) * np.linalg.cholesky(R) @ E
+        u = x + Z if layer.pos_emb_type == "sum" else np.concatenate([x, np.broadcast_to(Z, (n,) + Z.shape)], -1)
+        xv = u if layer.val_pos_emb else x
+    ck, cv = u.shape[-1], xv.shape[-1]
     if layer.linear_scaling:
         sk = sq = math.sqrt(layer.W_key_std * layer.W_query_std)
     else:
         sk, sq = layer.W_key_std, layer.W_query_std
-    fk, fq = (sk / math.sqrt(c), sq / math.sqrt(c)) if ntk else (1.0, 1.0)
-    fv = layer.W_value_std / math.sqrt(c) if ntk else 1.0
+    fk, fq = (sk / math.sqrt(ck), sq / math.sqrt(ck)) if ntk else (1.0, 1.0)
+    fv = layer.W_value_std / math.sqrt(cv) if ntk else 1.0
     fo = layer.W_out_std / math.sqrt(H * dv) if ntk else 1.0
     heads = []
     for i in range(H):
-        K = fk * x @ Wk[:, i * dk:(i + 1) * dk]
-        Q = fq * x @ Wq[:, i * dk:(i + 1) * dk]
-        V = fv * x @ Wv[:, i * dv:(i + 1) * dv]
+        K = fk * u @ Wk[:, i * dk:(i + 1) * dk]
+        Q = fq * u @ Wq[:, i * dk:(i + 1) * dk]
+        V = fv * xv @ Wv[:, i * dv:(i + 1) * dv]
         S = Q @ np.swapaxes(K, 1, 2) / (dk if layer.linear_scaling else math.sqrt(dk))
         heads.append(_mechanism(layer.attention_mechanism, S) @ V)
     out = fo * np.concatenate(heads, axis=-1) @ Wo
@@ -368,3 +381,259 @@ def test_analytic_diagonal_and_full_attention_outputs_agree(mechanism, linear):
     every = nnpk.analytic(x, arch=net, get=("nngp", "ntk"), layers="all")
     for k in ("nngp", "ntk"):
         np.testing.assert_array_equal(out[k], every[k][-1])
+
+
+# Positional embeddings (neural-tangents' pos_emb_type, val_pos_emb, n_chan_pos_emb, W_pos_emb_std,
+# pos_emb_decay_fn, pos_emb_p_norm).
+
+
+def _decay(d):
+    return math.exp(-d / 2)
+
+
+POS_CASES = {
+    "sum_tied_softmax_values": ([SelfAttention(2, 3, 2, width=4, b_std=0.3, pos_emb_type="sum", val_pos_emb=True,
+                                               W_pos_emb_std=0.7), "relu", Flatten(), Dense(2)], (4, 3)),
+    "concat_untied_decay_2d": ([SelfAttention(2, 2, 3, linear_scaling=False, pos_emb_type="concat", n_chan_pos_emb=2,
+                                              pos_emb_decay_fn=_decay, pos_emb_p_norm=1, W_pos_emb_std=1.3), "tanh",
+                                GlobalAvgPool(), Dense(2, b_std=0.1)], (2, 2, 3)),
+    "residual_relu_concat_values": ([Residual([SelfAttention(1, 3, 2, attention_mechanism="relu", pos_emb_type="concat",
+                                                             val_pos_emb=True, n_chan_pos_emb=3)]), "erf", Flatten(),
+                                     Dense(1)], (3, 2)),
+    "stacked": ([SelfAttention(2, 2, 2, width=3, attention_mechanism="abs", pos_emb_type="sum",
+                               pos_emb_decay_fn=_decay), "erf",
+                 SelfAttention(1, 2, 2, attention_mechanism="identity", linear_scaling=False, pos_emb_type="concat",
+                               val_pos_emb=True), Flatten(), Dense(2)], (3, 2)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POS_CASES))
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_positional_embeddings_forward_and_tangent_kernel_equal_numpy(case, parameterization):
+    """With positional embeddings: the forward pass against numpy, the empirical NTK (the embedding table one
+    more parameter) and the forward-mode tangent against finite-difference Jacobians."""
+    layers, shape = POS_CASES[case]
+    net = Network(layers, parameterization=parameterization)
+    x = points(3, shape, 20)
+    params = nnpk.sample_params(net, shape, seed=4, index=2)
+    assert rel(nnpk.initial_outputs(x, net, seed=4, index=2), numpy_forward(net, params, x)) < 1e-12
+    j = fd_jacobian(net, params, x)
+    got = nnpk.empirical(x, arch=net, params=params, get=("nngp", "ntk"))
+    assert rel(got["ntk"], ntk_from_jacobians(j, j)) < 1e-6
+    f = numpy_forward(net, params, x).reshape(3, -1)
+    np.testing.assert_allclose(got["nngp"], f @ f.T / f.shape[1], rtol=1e-10)
+    x2 = points(2, shape, 21)
+    j2 = fd_jacobian(net, params, x2)
+    assert rel(nnpk.empirical(x, x2, arch=net, params=params, get="ntk"), ntk_from_jacobians(j, j2)) < 1e-6
+
+
+@pytest.mark.parametrize("case", ["sum_tied_softmax_values", "concat_untied_decay_2d", "stacked"])
+def test_positional_embeddings_loss_gradients_equal_finite_differences(case):
+    """The trainer's gradients, the embedding table's included, against central differences of the numpy loss."""
+    layers, shape = POS_CASES[case]
+    net = Network(layers, parameterization="standard")
+    compiled = net.compile(shape)
+    x = points(4, shape, 22)
+    y = np.random.default_rng(23).standard_normal((4, compiled.out))
+    params = nnpk.sample_params(net, shape, seed=5, index=0)
+    j = fd_jacobian(net, params, x)
+    residual = numpy_forward(net, params, x) - y
+    want = np.einsum("nc,ncp->p", residual, j) / len(x)
+    n = len(params)
+    trainer = _core.SequentialTrainer(compiled.spec, [True] * n, list(net.has_bias), 2, "float64")
+    _, gw, gb = trainer.gradients(x.reshape(len(x), -1), check_network_params(params, compiled, np.float64),
+                                  "squared", compiled.out, y)
+    got = np.concatenate([np.concatenate([np.ravel(gw[k])] + ([np.ravel(gb[k])] if net.has_bias[k] else []))
+                          for k in range(n)])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+
+
+def test_positional_embedding_parameters():
+    """The table E (positions, e) comes after (Wo, b), without bias; with "concat" the keys' (and, with
+    val_pos_emb, the values') weights have c + e rows; "standard" stores the same draws times W_pos_emb_std."""
+    layer = SelfAttention(3, 4, 5, width=6, b_std=0.1, pos_emb_type="concat", n_chan_pos_emb=3, W_pos_emb_std=0.6)
+    net = Network([layer, Flatten(), Dense(1)])
+    shapes = [(W.shape, None if b is None else b.shape) for W, b in nnpk.sample_params(net, (7, 2), 0, 0)]
+    assert shapes == [((5, 12), None), ((2, 15), None), ((15, 6), (6,)), ((7, 3), None), ((42, 1), None)]
+    assert net.has_bias == (False, False, True, False, False)
+    assert layer.roles == ("key", "value", "out", "pos_emb")
+    values = Network([SelfAttention(1, 2, 2, pos_emb_type="concat", val_pos_emb=True, linear_scaling=False),
+                      Flatten(), Dense(1)])
+    assert [W.shape for W, _ in nnpk.sample_params(values, (3, 2), 0, 0)][:5] == [(4, 2), (4, 2), (4, 2), (2, 2),
+                                                                                  (3, 2)]
+    ntk_E = nnpk.sample_params(net, (7, 2), 1, 3)[3][0]
+    std_E = nnpk.sample_params(Network(net.layers, parameterization="standard"), (7, 2), 1, 3)[3][0]
+    np.testing.assert_allclose(std_E, 0.6 * ntk_E, rtol=1e-15)
+
+
+def test_positional_embeddings_break_permutation_equivariance():
+    """Without embeddings, permuting a point's positions permutes the attention's output; with them it does not."""
+    x = points(1, (4, 2), 24)
+    perm = [2, 0, 3, 1]
+    for pos, equivariant in (("none", True), ("sum", False)):
+        net = Network([SelfAttention(2, 2, 2, pos_emb_type=pos), Flatten()])
+        out = nnpk.initial_outputs(x, net, seed=0, index=0).reshape(4, 2)
+        moved = nnpk.initial_outputs(x[:, perm], net, seed=0, index=0).reshape(4, 2)
+        assert np.allclose(moved, out[perm], rtol=1e-12) == equivariant
+
+
+def _positional_limit(x, w1, qk, ov2, b2, w_in, w_pe, R, values):
+    """The infinite-width NNGP and NTK of [Conv(kernel 1, W_std=w1), SelfAttention (linear scaling, softmax,
+    positional embeddings), relu, GlobalAvgPool, Dense(1)] by neural-tangents' rules: G(x) = softmax(qk (w_in
+    Sigma(x, x) + w_pe R)); the values' Sigma_v = w_in Sigma + w_pe R and Theta_v = w_in Theta + w_pe R if they read
+    the embeddings (else Sigma, Theta); Sigma' = ov2 G Sigma_v G'^T + b2, Theta' = ov2 G (Theta_v + 2 Sigma_v) G'^T
+    + b2."""
+    n, d = len(x), x.shape[-1]
+    flat = x.reshape(n, -1, d)
+    sigma = [[w1 ** 2 * a @ b.T / d for b in flat] for a in flat]
+    theta = sigma
+    G = [_softmax_rows(qk * (w_in * sigma[i][i] + w_pe * R)) for i in range(n)]
+    sv = [[w_in * sigma[i][j] + w_pe * R if values else sigma[i][j] for j in range(n)] for i in range(n)]
+    tv = [[w_in * theta[i][j] + w_pe * R if values else theta[i][j] for j in range(n)] for i in range(n)]
+    s1 = [[ov2 * G[i] @ sv[i][j] @ G[j].T + b2 for j in range(n)] for i in range(n)]
+    t1 = [[ov2 * G[i] @ (tv[i][j] + 2 * sv[i][j]) @ G[j].T + b2 for j in range(n)] for i in range(n)]
+    q = [np.diag(s1[i][i]) for i in range(n)]
+    duals = [[_relu_dual(q[i], q[j], s1[i][j]) for j in range(n)] for i in range(n)]
+    s2 = np.array([[np.mean(duals[i][j][0]) for j in range(n)] for i in range(n)])
+    t2 = np.array([[np.mean(t1[i][j] * duals[i][j][1]) for j in range(n)] for i in range(n)])
+    return s2, s2 + t2
+
+
+def positional_network(width=4, pos="concat", values=True, heads=1, key_width=1, value_width=1, decay=_decay):
+    return Network([nnpk.Conv(width, 1, W_std=1.1),
+                    SelfAttention(heads, key_width, value_width, width=width, W_key_std=1.2, W_query_std=0.9,
+                                  W_value_std=1.1, W_out_std=0.8, b_std=0.3, pos_emb_type=pos, val_pos_emb=values,
+                                  W_pos_emb_std=0.7, pos_emb_decay_fn=decay), "relu", GlobalAvgPool(), Dense(1)])
+
+
+@pytest.mark.parametrize("pos,values,decay", [("concat", True, _decay), ("sum", False, None), ("sum", True, None),
+                                              ("concat", False, _decay)])
+def test_positional_analytic_against_a_numpy_limit(pos, values, decay):
+    x = points(3, (4, 2), 25)
+    x2 = points(2, (4, 2), 26)
+    coords = np.arange(4.0)
+    R = np.exp(-np.abs(coords[:, None] - coords[None, :]) ** 2 / 2) if decay else np.eye(4)
+    w_in, w_pe = (0.5, 0.49 * 0.5) if pos == "concat" else (1.0, 0.49)
+    nngp, ntk = _positional_limit(np.concatenate([x, x2]), 1.1, 1.2 * 0.9, (1.1 * 0.8) ** 2, 0.09, w_in, w_pe, R,
+                                  values)
+    arch = positional_network(pos=pos, values=values, decay=decay)
+    got = nnpk.analytic(x, arch=arch, get=("nngp", "ntk"))
+    np.testing.assert_allclose(got["nngp"], nngp[:3, :3], rtol=1e-12)
+    np.testing.assert_allclose(got["ntk"], ntk[:3, :3], rtol=1e-12)
+    np.testing.assert_allclose(nnpk.analytic(x, x2, arch=arch, get="ntk"), ntk[:3, 3:], rtol=1e-12)
+
+
+def test_positional_analytic_2d_decay_against_a_numpy_limit():
+    """2-D points: R from the decay of the L1 distances between (row, column) positions (pos_emb_p_norm=1)."""
+    x = points(3, (2, 3, 2), 33)
+    coords = np.array([(r, c) for r in range(2) for c in range(3)], dtype=float)
+    R = np.exp(-np.abs(coords[:, None, :] - coords[None, :, :]).sum(-1) / 2)
+    arch = Network([nnpk.Conv(4, (1, 1), W_std=1.1),
+                    SelfAttention(1, 1, 1, W_key_std=1.2, W_query_std=0.9, W_value_std=1.1, W_out_std=0.8, b_std=0.3,
+                                  pos_emb_type="concat", n_chan_pos_emb=2, val_pos_emb=True, W_pos_emb_std=0.7,
+                                  pos_emb_decay_fn=_decay, pos_emb_p_norm=1), "relu", GlobalAvgPool(), Dense(1)])
+    nngp, ntk = _positional_limit(x, 1.1, 1.2 * 0.9, (1.1 * 0.8) ** 2, 0.09, 4 / 6, 0.49 * 2 / 6, R, True)
+    got = nnpk.analytic(x, arch=arch, get=("nngp", "ntk"))
+    np.testing.assert_allclose(got["nngp"], nngp, rtol=1e-12)
+    np.testing.assert_allclose(got["ntk"], ntk, rtol=1e-12)
+
+
+@pytest.mark.parametrize("get", ["nngp", "ntk"])
+def test_positional_monte_carlo_approaches_the_analytic_kernel(get):
+    """The embeddings' channels grow with the input's (n_chan_pos_emb=None): the Monte Carlo error falls with
+    width and ends within a few standard errors plus O(1/width)."""
+    x = points(4, (3, 2), 27) * 0.7
+    exact = nnpk.analytic(x, arch=positional_network(), get=get)
+    errors = []
+    for width in (8, 128):
+        estimate, info = nnpk.monte_carlo(x, arch=positional_network(width, heads=2, key_width=width,
+                                                                     value_width=width // 2),
+                                          n_networks=24, seed=3, get=get, return_standard_error=True)
+        errors.append(np.linalg.norm(estimate - exact) / np.linalg.norm(exact))
+    assert errors[1] < errors[0]
+    assert errors[1] < 4 * info["standard_error"] + 8 / 128
+
+
+@pytest.mark.parametrize("kernel", ["nngp", "ntk"])
+def test_positional_threads_are_bitwise_equal(kernel):
+    layers, shape = POS_CASES["concat_untied_decay_2d"]
+    net = Network(layers)
+    x = points(30, shape, 28)
+    assert np.array_equal(nnpk.monte_carlo(x, arch=net, n_networks=3, get=kernel, n_threads=1),
+                          nnpk.monte_carlo(x, arch=net, n_networks=3, get=kernel, n_threads=2))
+    params = nnpk.sample_params(net, shape, seed=0, index=0)
+    assert np.array_equal(nnpk.empirical(x, arch=net, params=params, get=kernel, n_threads=1),
+                          nnpk.empirical(x, arch=net, params=params, get=kernel, n_threads=2))
+    xa = points(20, (4, 2), 29)
+    assert np.array_equal(nnpk.analytic(xa, arch=positional_network(), get=kernel, n_threads=1),
+                          nnpk.analytic(xa, arch=positional_network(), get=kernel, n_threads=2))
+
+
+def test_positional_training_lowers_the_loss_and_moves_the_embeddings():
+    x = points(32, (4, 2), 30)
+    y = x[:, 0, 0] - x[:, 3, 1]  # depends on which position holds what
+    arch = Network([SelfAttention(2, 4, 4, width=8, b_std=0.1, pos_emb_type="concat", val_pos_emb=True), "relu",
+                    GlobalAvgPool(), Dense(1)], parameterization="standard")
+    kwargs = dict(loss="squared", optimizer="adam", lr=1e-2, epochs=40, batch_size=16, random_state=0)
+    learner = nnpk.NetworkLearner(arch, n_threads=2, **kwargs).fit(x, y)
+    loss = learner.history_["loss"]
+    assert loss[-1] < 0.25 * loss[0]
+    initial = nnpk.sample_params(arch, (4, 2), seed=0, index=0)
+    assert learner.params_[3][0].shape == initial[3][0].shape == (4, 2)  # the table E is trained
+    assert not np.allclose(learner.params_[3][0], initial[3][0])
+    assert nnpk.NetworkLearner(arch, n_threads=1, **kwargs).fit(x, y).history_["loss"] == loss
+
+
+def test_positional_store_round_trip(tmp_path):
+    x = points(6, (4, 2), 31)
+    arch = positional_network(decay=None)
+    store = nnpk.compute_to_store(tmp_path / "k", x, arch=arch, kernel="analytic_nngp", tile_size=96)
+    assert store.arch == arch
+    np.testing.assert_allclose(store.to_numpy(), nnpk.analytic(x, arch=arch), rtol=1e-15)
+    with pytest.raises(ValueError, match="pos_emb_decay_fn is a Python function"):
+        nnpk.compute_to_store(tmp_path / "d", x, arch=positional_network(), kernel="analytic_nngp", tile_size=96)
+
+
+def test_positional_refusals_name_the_argument():
+    x = points(3, (3, 2), 32)
+    with pytest.raises(ValueError, match="pos_emb_type must be one of none, sum, concat"):
+        SelfAttention(1, 2, 2, pos_emb_type="rotary")
+    with pytest.raises(ValueError, match="pos_emb_p_norm must be a finite number > 0"):
+        SelfAttention(1, 2, 2, pos_emb_type="sum", pos_emb_p_norm=0)
+    with pytest.raises(TypeError, match="pos_emb_decay_fn must be None or a function"):
+        SelfAttention(1, 2, 2, pos_emb_type="sum", pos_emb_decay_fn=0.5)
+    with pytest.raises(ValueError, match="n_chan_pos_emb must be positive"):
+        SelfAttention(1, 2, 2, pos_emb_type="concat", n_chan_pos_emb=0)
+    with pytest.raises(ValueError, match="W_pos_emb_std must be finite and >= 0"):
+        SelfAttention(1, 2, 2, pos_emb_type="sum", W_pos_emb_std=-1.0)
+    with pytest.raises(TypeError, match="val_pos_emb must be True or False"):
+        SelfAttention(1, 2, 2, pos_emb_type="sum", val_pos_emb="yes")
+    with pytest.raises(ValueError, match=r"layer 0 \(SelfAttention.*n_chan_pos_emb=3 differs from the input's 2"):
+        Network([SelfAttention(1, 2, 2, pos_emb_type="sum", n_chan_pos_emb=3), Flatten(), Dense(1)]).compile((3, 2))
+    not_pd = Network([SelfAttention(1, 2, 2, pos_emb_type="sum", pos_emb_decay_fn=lambda d: 1.0 if d < 2 else 0.0),
+                      Flatten(), Dense(1)])
+    with pytest.raises(ValueError, match=r"layer 0 \(SelfAttention.*pos_emb_decay_fn makes .* not positive definite"):
+        not_pd.compile((4, 2))
+    untied = Network([SelfAttention(1, 2, 2, linear_scaling=False, attention_mechanism="identity",
+                                    pos_emb_type="sum"), Flatten(), Dense(1)])
+    with pytest.raises(ValueError, match=r"layer 0 \(SelfAttention.*positional embeddings.*linear_scaling=False"):
+        nnpk.analytic(x, arch=untied)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_positional_tangent_sums_are_bitwise_equal_across_threads_and_tiles(dtype):
+    net = Network([SelfAttention(2, 3, 2, width=4, b_std=0.1, pos_emb_type="sum", val_pos_emb=True,
+                                 pos_emb_decay_fn=_decay), "relu",
+                   SelfAttention(2, 2, 3, linear_scaling=False, attention_mechanism="abs", pos_emb_type="concat",
+                                 n_chan_pos_emb=2), Flatten(), Dense(3)])
+    compiled, x1, x2 = prepare_network_points(points(131, (3, 2), 34), points(101, (3, 2), 35), net, dtype)
+    n = len(compiled.params)
+    q = nnpk._core.ROW_QUANTUM
+    for xb in (None, x2):
+        runs = [network_tangent_sums(x1, xb, compiled, seed=2, start=0, stop=2, nngp=True, weights=[True] * n,
+                                     biases=[True] * n, per_layer=True, per_logit=False, n_threads=t,
+                                     tile_rows=tr, gram_tile=gt, panel_cols=pc)
+                for t, tr, gt, pc in [(1, q, q, 5), (2, 2 * q, 4 * q, 128), (2, 3 * q, 2 * q, 1000)]]
+        for other in runs[1:]:
+            for a, b in zip(runs[0], other):
+                assert np.array_equal(a, b)

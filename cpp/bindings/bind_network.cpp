@@ -310,7 +310,7 @@ void bind_network(py::module_& m) {
       "attention_node",
       [](std::int64_t input, std::int64_t width, std::int64_t heads, std::int64_t key_width, std::int64_t value_width,
          bool tied, int mechanism, double k_std, double q_std, double v_std, double w_std, std::optional<double> b_std,
-         int init) {
+         int init, int pos_emb, std::int64_t pos_channels, bool val_pos_emb, double pe_std, std::vector<double> pos_basis) {
         SeqNode node;
         node.kind = NodeKind::attention;
         node.input = input;
@@ -327,13 +327,20 @@ void bind_network(py::module_& m) {
         node.has_bias = b_std.has_value();
         node.b_std = b_std.value_or(0.0);
         node.init = init;
+        node.pos_emb = pos_emb;
+        node.pos_channels = pos_channels;
+        node.val_pos_emb = val_pos_emb;
+        node.pe_std = pe_std;
+        node.pos_basis = std::move(pos_basis);
         return node;
       },
       py::arg("input"), py::arg("width"), py::arg("heads"), py::arg("key_width"), py::arg("value_width"),
       py::arg("tied"), py::arg("mechanism"), py::arg("k_std"), py::arg("q_std"), py::arg("v_std"), py::arg("w_std"),
-      py::arg("b_std") = py::none(), py::arg("init") = -1,
-      "A self-attention node (nnpk.SelfAttention): parameters K, Q (untied only), V, O with O's bias; mechanism\n"
-      "0 softmax, 1 identity, 2 abs, 3 relu");
+      py::arg("b_std") = py::none(), py::arg("init") = -1, py::arg("pos_emb") = 0, py::arg("pos_channels") = 0,
+      py::arg("val_pos_emb") = false, py::arg("pe_std") = 1.0, py::arg("pos_basis") = std::vector<double>{},
+      "A self-attention node (nnpk.SelfAttention): parameters K, Q (untied only), V, O with O's bias, then the\n"
+      "positional embedding E (pos_emb 1 summed, 2 concatenated; pos_basis positions x positions, empty: identity);\n"
+      "mechanism 0 softmax, 1 identity, 2 abs, 3 relu");
 
   py::class_<SequentialSpec>(m, "SequentialSpec", "A sequential network as the engine sees it (built by nnpk.Network)")
       .def(py::init(&make_spec), py::arg("input_shape"), py::arg("nodes"), py::arg("parameterization"),

@@ -617,6 +617,11 @@ def attention_node(
     w_std: typing.SupportsFloat | typing.SupportsIndex,
     b_std: typing.SupportsFloat | typing.SupportsIndex | None = None,
     init: typing.SupportsInt | typing.SupportsIndex = -1,
+    pos_emb: typing.SupportsInt | typing.SupportsIndex = 0,
+    pos_channels: typing.SupportsInt | typing.SupportsIndex = 0,
+    val_pos_emb: bool = False,
+    pe_std: typing.SupportsFloat | typing.SupportsIndex = 1.0,
+    pos_basis: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = ...,
 ) -> SeqNode:
     """
     A self-attention node (nnpk.SelfAttention): parameters K, Q (untied only), V, O with O's bias; mechanism

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 
@@ -23,6 +23,7 @@ __all__ = ["Activation", "Aggregate", "AvgPool", "BatchNorm", "Conv", "ConvTrans
            "MERGE_TYPES", "MaxPool", "Parallel", "Recurrent", "Residual", "SelfAttention", "SumPool"]
 
 ATTENTION_MECHANISMS = ("softmax", "identity", "abs", "relu")
+POS_EMB_TYPES = ("none", "sum", "concat")
 
 REDUCTIONS = ("sum", "mean")
 
@@ -558,12 +559,23 @@ class SelfAttention:
     relu. The output keeps the positions, with ``width`` channels (None: the input's). Under the
     "standard" parameterization the same scales are in the stored weights. This is neural-tangents'
     ``GlobalSelfAttention`` with ``n_chan_out = width``, ``n_chan_key = key_width``,
-    ``n_chan_val = value_width``, ``n_heads = heads`` and no positional embeddings.
+    ``n_chan_val = value_width``, ``n_heads = heads`` and the positional embeddings below.
+
+    Positional embeddings (``pos_emb_type`` "sum" or "concat") are a parameter: a table E of shape
+    (positions, e) of unit-variance draws (trained like the weights), turned into the embedding
+    ``Z = W_pos_emb_std B E`` with B the lower Cholesky factor of the positions' covariance R (the
+    identity when ``pos_emb_decay_fn`` is None). The keys and queries then read ``U = X + Z``
+    ("sum", e = c) or ``U = [X, Z]`` ("concat", c + e channels, the fan-in of Wk and Wq) instead of X;
+    the values read U too if ``val_pos_emb``, else X. Different positions' embeddings are independent
+    unless a decay function correlates them: ``R[p, q] = pos_emb_decay_fn(sum_a |p_a - q_a| **
+    pos_emb_p_norm)`` over the position's coordinates a (row, column of a 2-D point).
 
     Its parameters (``nnpk.sample_params``) are, in order, ``Wk`` (c, heads key_width) (tied: the one
     matrix of keys and queries, with std ``sqrt(W_key_std W_query_std)``), ``Wq`` (untied only), ``Wv``
-    (c, heads value_width), all without bias, and ``(Wo, b)`` (heads value_width, width), head h's
-    columns being block h of each.
+    (c, heads value_width), all without bias, ``(Wo, b)`` (heads value_width, width), head h's
+    columns being block h of each, and with positional embeddings ``E`` (positions, e) without bias
+    (always Gaussian draws, std ``W_pos_emb_std`` under "standard"). With "concat", Wk and Wq have
+    ``c + e`` rows (and Wv if ``val_pos_emb``), the embedding's rows last.
 
     Parameters
     ----------
@@ -583,6 +595,25 @@ class SelfAttention:
         m above.
     init : None or one of ``nnpk.INITS``
         How the weights are drawn; None: the network's ``init``.
+    pos_emb_type : "none", "sum" or "concat"
+        Positional embeddings: none, added to the inputs, or concatenated to them as more channels.
+    pos_emb_p_norm : float
+        p > 0 of the distances ``sum_a |p_a - q_a| ** p`` the decay function is evaluated on.
+    pos_emb_decay_fn : None or callable
+        A function of one distance (a float) giving the covariance of two positions' embeddings;
+        the matrix R it makes must be positive definite (a positive-definite function of the
+        distance, such as ``lambda d: math.exp(-d / 2)``). None: ``1`` at distance 0, else 0 (independent
+        embeddings). A callable is not JSON data: networks with one are not kept in ``nnpk.store``.
+    n_chan_pos_emb : int or None
+        Embedding channels e; None: the input's channel count (the only choice with "sum").
+    W_pos_emb_std : float
+        Scale (>= 0) of the embeddings.
+    val_pos_emb : bool
+        Whether the values read the embeddings too (else only keys and queries do).
+
+    ``nnpk.analytic`` has the kernels of positional embeddings for ``linear_scaling=True`` (the positions'
+    covariance R mixed into the keys' covariance, and the values' if ``val_pos_emb``); with
+    ``linear_scaling=False`` it refuses them naming the layer.
     """
 
     heads: int
@@ -597,6 +628,12 @@ class SelfAttention:
     b_std: Optional[float] = None
     attention_mechanism: str = "softmax"
     init: Optional[str] = None
+    pos_emb_type: str = "none"
+    pos_emb_p_norm: float = 2.0
+    pos_emb_decay_fn: Optional[Callable[[float], float]] = None
+    n_chan_pos_emb: Optional[int] = None
+    W_pos_emb_std: float = 1.0
+    val_pos_emb: bool = False
 
     def __post_init__(self):
         for name in ("heads", "key_width", "value_width"):
@@ -615,16 +652,73 @@ class SelfAttention:
         object.__setattr__(self, "attention_mechanism", mech.lower())
         if self.init is not None and self.init not in INITS:
             raise ValueError(f"init must be None or one of {', '.join(INITS)}, got {self.init!r}")
+        pe = self.pos_emb_type
+        if not isinstance(pe, str) or pe.lower() not in POS_EMB_TYPES:
+            raise ValueError(f"pos_emb_type must be one of {', '.join(POS_EMB_TYPES)}, got {pe!r}")
+        object.__setattr__(self, "pos_emb_type", pe.lower())
+        p = self.pos_emb_p_norm
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not math.isfinite(p) or p <= 0:
+            raise ValueError(f"pos_emb_p_norm must be a finite number > 0, got {p!r}")
+        object.__setattr__(self, "pos_emb_p_norm", float(p))
+        if self.pos_emb_decay_fn is not None and not callable(self.pos_emb_decay_fn):
+            raise TypeError(f"pos_emb_decay_fn must be None or a function of a distance, got "
+                            f"{self.pos_emb_decay_fn!r}")
+        if self.n_chan_pos_emb is not None:
+            object.__setattr__(self, "n_chan_pos_emb", _positive_int(self.n_chan_pos_emb, "n_chan_pos_emb"))
+        object.__setattr__(self, "W_pos_emb_std", _std(self.W_pos_emb_std, "W_pos_emb_std", False))
+        if not isinstance(self.val_pos_emb, (bool, np.bool_)):
+            raise TypeError(f"val_pos_emb must be True or False, got {self.val_pos_emb!r}")
+        object.__setattr__(self, "val_pos_emb", bool(self.val_pos_emb))
 
     @property
     def roles(self) -> Tuple[str, ...]:
-        """Its parameter entries in order: "key" (tied: keys and queries), "query" (untied only), "value", "out"."""
-        return ("key", "value", "out") if self.linear_scaling else ("key", "query", "value", "out")
+        """Its parameter entries in order: "key" (tied: keys and queries), "query" (untied only), "value", "out",
+        and "pos_emb" with positional embeddings."""
+        roles = ("key", "value", "out") if self.linear_scaling else ("key", "query", "value", "out")
+        return roles + (("pos_emb",) if self.pos_emb_type != "none" else ())
+
+    def pos_emb_channels(self, channels: int) -> int:
+        """The embedding channels e for inputs of `channels` channels (ValueError if "sum" and they differ)."""
+        e = channels if self.n_chan_pos_emb is None else self.n_chan_pos_emb
+        if self.pos_emb_type == "sum" and e != channels:
+            raise ValueError(f"n_chan_pos_emb={e} differs from the input's {channels} channels: summed "
+                             f"positional embeddings (pos_emb_type='sum') need as many channels as the input; "
+                             f"use None or pos_emb_type='concat'")
+        return e
+
+    def positional_covariance(self, spatial_shape: Tuple[int, ...]) -> np.ndarray:
+        """R (positions x positions, positions row by row) of points whose positions have `spatial_shape`:
+        the decay function of the distances, or the identity."""
+        coords = np.indices(spatial_shape).reshape(len(spatial_shape), -1).T.astype(np.float64)
+        n = coords.shape[0]
+        if self.pos_emb_decay_fn is None:
+            return np.eye(n)
+        dist = (np.abs(coords[:, None, :] - coords[None, :, :]) ** self.pos_emb_p_norm).sum(-1)
+        R = np.empty((n, n))
+        for i in range(n):
+            for j in range(n):
+                R[i, j] = float(self.pos_emb_decay_fn(float(dist[i, j])))
+        if not np.all(np.isfinite(R)):
+            raise ValueError("pos_emb_decay_fn returned a value that is not finite")
+        return R
+
+    def positional_basis(self, spatial_shape: Tuple[int, ...]) -> Optional[np.ndarray]:
+        """B, the lower Cholesky factor of R (None for the identity); ValueError if R is not positive definite."""
+        if self.pos_emb_decay_fn is None:
+            return None
+        R = self.positional_covariance(spatial_shape)
+        try:
+            return np.linalg.cholesky(R)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"pos_emb_decay_fn makes a positions' covariance that is not positive definite (smallest "
+                             f"eigenvalue {np.linalg.eigvalsh((R + R.T) / 2).min():.3g}); use a positive-definite "
+                             f"function of the distance such as exp(-d / l)") from None
 
     def describe(self) -> str:
         scaling = "linear scaling" if self.linear_scaling else "sqrt scaling"
+        pos = "" if self.pos_emb_type == "none" else f", {self.pos_emb_type} positional embeddings"
         return (f"SelfAttention {self.heads} heads, key_width {self.key_width}, value_width {self.value_width}, "
-                f"{self.attention_mechanism}, {scaling}")
+                f"{self.attention_mechanism}, {scaling}{pos}")
 
 
 def _layers(layers, name: str, allow_empty: bool = False) -> tuple:

@@ -62,7 +62,7 @@ class ParamLayer:
     input_size: int
     positions: int
     recurrent_weights: bool = False  # a Recurrent layer's W entry (its bias goes with U)
-    role: str = ""  # a SelfAttention layer's entry: "key", "query", "value" or "out" (SelfAttention.roles)
+    role: str = ""  # a SelfAttention layer's entry: "key", "query", "value", "out", "pos_emb" (SelfAttention.roles)
 
     @property
     def has_bias(self) -> bool:
@@ -76,6 +76,8 @@ class ParamLayer:
         if isinstance(layer, SelfAttention):
             if self.role == "key":
                 return math.sqrt(layer.W_key_std * layer.W_query_std) if layer.linear_scaling else layer.W_key_std
+            if self.role == "pos_emb":  # its fan-in is the positions: this std over sqrt(fan_in) is W_pos_emb_std
+                return layer.W_pos_emb_std * math.sqrt(self.fan_in)
             return {"query": layer.W_query_std, "value": layer.W_value_std, "out": layer.W_out_std}[self.role]
         if isinstance(layer, Recurrent) and not self.recurrent_weights:
             return layer.U_std
@@ -335,15 +337,28 @@ class _Builder:
         width = c if layer.width is None else layer.width
         init = -1 if layer.init is None else int(getattr(_core.Init, layer.init))
         mechanism = ("softmax", "identity", "abs", "relu").index(layer.attention_mechanism)
+        pos_emb = ("none", "sum", "concat").index(layer.pos_emb_type)
+        e, basis = 0, None
+        if pos_emb:
+            try:
+                e = layer.pos_emb_channels(c)
+                basis = layer.positional_basis(tuple(shape[:-1]))
+            except ValueError as err:
+                raise self.error(label, layer, str(err)) from None
         self.nodes.append(_core.attention_node(
             input=node, width=width, heads=layer.heads, key_width=layer.key_width, value_width=layer.value_width,
             tied=layer.linear_scaling, mechanism=mechanism, k_std=layer.W_key_std, q_std=layer.W_query_std,
-            v_std=layer.W_value_std, w_std=layer.W_out_std, b_std=layer.b_std, init=init))
+            v_std=layer.W_value_std, w_std=layer.W_out_std, b_std=layer.b_std, init=init, pos_emb=pos_emb,
+            pos_channels=e, val_pos_emb=layer.val_pos_emb, pe_std=layer.W_pos_emb_std,
+            pos_basis=[] if basis is None else basis.ravel().tolist()))
         new = self.per_step(node, len(self.nodes) - 1)
         hk, hv = layer.heads * layer.key_width, layer.heads * layer.value_width
-        names = {"key": "(K=Q)" if layer.linear_scaling else "(K)", "query": "(Q)", "value": "(V)", "out": "(O, b)"}
+        ck = c + (e if layer.pos_emb_type == "concat" else 0)
+        cv = ck if layer.val_pos_emb else c
+        names = {"key": "(K=Q)" if layer.linear_scaling else "(K)", "query": "(Q)", "value": "(V)", "out": "(O, b)",
+                 "pos_emb": "(E)"}
         for role in layer.roles:
-            fan_in, fan_out = (hv, width) if role == "out" else (c, hv if role == "value" else hk)
+            fan_in, fan_out = {"out": (hv, width), "value": (cv, hv), "pos_emb": (positions, e)}.get(role, (ck, hk))
             self.params.append(ParamLayer(f"{label} {names[role]}", layer, (fan_in, fan_out), fan_in, fan_out,
                                           positions * fan_in, positions, role=role))
             self.entries.append(self.params[-1])
@@ -401,7 +416,7 @@ def _biases(layer) -> Tuple[bool, ...]:
     if isinstance(layer, Recurrent):
         return (has, False)
     if isinstance(layer, SelfAttention):
-        return (False,) * (len(layer.roles) - 1) + (has,)
+        return tuple(has and role == "out" for role in layer.roles)
     return (has,)
 
 

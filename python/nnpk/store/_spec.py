@@ -48,6 +48,9 @@ def _layer_spec(layer) -> Union[dict, str]:
             value = _layer_spec(value)
         if isinstance(value, tuple):  # an Aggregate's pattern is a tuple of tuples: nested lists
             value = [list(v) if isinstance(v, tuple) else v for v in value]
+        if callable(value) and not isinstance(value, type):
+            raise ValueError(f"{layer.describe()}: its {field.name} is a Python function, which a store cannot keep "
+                             f"as JSON data (nor check on resume); use {field.name}=None to store it")
         out[field.name] = value
     return out
 

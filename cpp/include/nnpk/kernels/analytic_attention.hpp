@@ -7,6 +7,11 @@
 // the softmax over each row, or elementwise), and
 //   Sigma' = ov2 G(x) Sigma G(x')^T + b2,   Theta' = ov2 G(x) (Theta + 2 Sigma) G(x')^T + b2
 // with qk = W_key_std W_query_std, ov2 = (W_value_std W_out_std)^2, b2 = b_std^2 (ntk).
+// With positional embeddings (linear scaling only) the keys and queries read the mixture
+// w_in Sigma + w_pe R of the input's covariance and the positions' R (w_in = 1, w_pe = pe_std^2
+// summed; c / (c + e) and pe_std^2 e / (c + e) concatenated), so G(x) = m(qk (w_in Sigma(x, x) +
+// w_pe R)); if the values read them too, Sigma and Theta in the maps above become w_in Sigma +
+// w_pe R and w_in Theta + w_pe R (the embedding's own gradient adds R to the NTK).
 // Identity mechanism with square-root scaling (independent keys and queries): with
 // s = sum_{a,b} Sigma_{ab}^2 and t = sum_{a,b} Sigma_{ab} Theta_{ab},
 //   Sigma' = qk^2 ov2 s Sigma + b2,   Theta' = qk^2 ov2 (2 t Sigma + s (Theta + 4 Sigma)) + b2.
@@ -21,11 +26,14 @@ namespace nnpk {
 namespace attention_analytic {
 
 // G = m(qk Sigma) of one point from lane 0 of its P x P covariance `sigma` (Lanes doubles per entry).
+// With R (P x P, or null): G = m(qk (w_in Sigma + w_pe R)).
 template <std::int64_t Lanes>
-void gates(int mechanism, double qk, const double* sigma, std::int64_t P, double* G) {
+void gates(int mechanism, double qk, const double* sigma, std::int64_t P, double* G, const double* R = nullptr,
+           double w_in = 1.0, double w_pe = 0.0) {
   for (std::int64_t a = 0; a < P; ++a) {
     double* row = G + a * P;
-    for (std::int64_t b = 0; b < P; ++b) row[b] = qk * sigma[(a * P + b) * Lanes];
+    for (std::int64_t b = 0; b < P; ++b)
+      row[b] = R ? qk * (w_in * sigma[(a * P + b) * Lanes] + w_pe * R[a * P + b]) : qk * sigma[(a * P + b) * Lanes];
     switch (mechanism) {
       case 0: {  // softmax over the row
         double top = row[0];

@@ -180,6 +180,11 @@ struct Node {
   int mechanism = 0;
   bool gates = false;
   double qk = 1.0, ov2 = 1.0;
+  // attention with positional embeddings: the positions' covariance R (P x P, empty: none), the weights of
+  // the input's covariance and of R in the keys' (and, if val_pe, the values') input
+  std::vector<double> pos_cov;
+  double w_in = 1.0, w_pe = 0.0;
+  bool val_pe = false;
   // layer_norm: eps, and whether positions along each axis share their normalisation (channels always do)
   double eps = 0.0;
   bool norm_h = false, norm_w = false;
@@ -305,7 +310,29 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
         if (!s.tied && s.mechanism != 1)
           throw std::invalid_argument("attention with square-root scaling has an analytic kernel for the identity "
                                       "mechanism only");
-        const DenseLayer& o = spec.params[static_cast<std::size_t>(s.param + s.n_layers() - 1)];
+        if (s.pos_emb && !s.tied)
+          throw std::invalid_argument("attention with positional embeddings has an analytic kernel for linear "
+                                      "scaling only");
+        const DenseLayer& o = spec.params[static_cast<std::size_t>(s.param + (s.tied ? 2 : 3))];
+        if (s.pos_emb) {  // R = B B^T
+          const std::int64_t P = s.in.positions();
+          node.pos_cov.assign(static_cast<std::size_t>(P * P), 0.0);
+          for (std::int64_t a = 0; a < P; ++a)
+            for (std::int64_t b = 0; b < P; ++b) {
+              double r = 0.0;
+              if (s.pos_basis.empty())
+                r = a == b ? 1.0 : 0.0;
+              else
+                for (std::int64_t j = 0; j < P; ++j)
+                  r += s.pos_basis[static_cast<std::size_t>(a * P + j)] * s.pos_basis[static_cast<std::size_t>(b * P + j)];
+              node.pos_cov[static_cast<std::size_t>(a * P + b)] = r;
+            }
+          const double c = static_cast<double>(s.in.channels), e = static_cast<double>(s.pos_channels);
+          const double share = s.pos_emb == 2 ? e / (c + e) : 1.0;
+          node.w_in = s.pos_emb == 2 ? c / (c + e) : 1.0;
+          node.w_pe = s.pe_std * s.pe_std * share;
+          node.val_pe = s.val_pos_emb;
+        }
         node.mechanism = s.mechanism;
         node.gates = s.tied;
         node.qk = s.k_std * s.q_std;
@@ -393,8 +420,8 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
     }
     if (node.kind == NodeKind::aggregate) plan.temp_entries = std::max(plan.temp_entries, in.entries());
     if (node.kind == NodeKind::activation) plan.row_entries = std::max(plan.row_entries, in.full ? in.positions() : 1);
-    if (node.kind == NodeKind::attention)  // the input's P x P products, and Theta + 2 Sigma of the input
-      plan.temp_entries = std::max(plan.temp_entries, 2 * node.positions() * node.positions());
+    if (node.kind == NodeKind::attention)  // the input's P x P products, Theta + 2 Sigma and the values' Sigma
+      plan.temp_entries = std::max(plan.temp_entries, 3 * node.positions() * node.positions());
     if (node.kind == NodeKind::layer_norm) plan.norm_entries = std::max(plan.norm_entries, node.positions());
   }
   return plan;
@@ -668,13 +695,25 @@ struct Engine {
       const double* Gi = ws.point_gates[k];
       const double* Gl = ws.lane_gates[k].data();
       double* temp = ws.temp_sigma.data();
+      const double* sv = s_in;  // the values' input covariance
+      const std::int64_t in_size = P * P * kLanes;  // the input is full
+      const bool mix = node.val_pe && !node.pos_cov.empty();
+      if (mix) {  // w_in Sigma + w_pe R, before the output's Sigma may overwrite the input's slot
+        double* m = temp + 2 * in_size;
+        for (std::int64_t e = 0; e < in_size; ++e)
+          m[e] = node.w_in * s_in[e] + node.w_pe * node.pos_cov[static_cast<std::size_t>(e / kLanes)];
+        sv = m;
+      }
       if (ntk) {  // Theta + 2 Sigma first: the output's Sigma may share the input's slot
-        const std::int64_t in_size = P * P * kLanes;  // the input is full
         double* sum = temp + in_size;
-        for (std::int64_t e = 0; e < in_size; ++e) sum[e] = t_in[e] + 2.0 * s_in[e];
+        for (std::int64_t e = 0; e < in_size; ++e) {
+          const double t =
+              mix ? node.w_in * t_in[e] + node.w_pe * node.pos_cov[static_cast<std::size_t>(e / kLanes)] : t_in[e];
+          sum[e] = t + 2.0 * sv[e];
+        }
         aa::sandwich<kLanes>(Gi, Gl, sum, P, node.ov2, b2, temp, t_out, node.full);
       }
-      aa::sandwich<kLanes>(Gi, Gl, s_in, P, node.ov2, b2, temp, s_out, node.full);
+      aa::sandwich<kLanes>(Gi, Gl, sv, P, node.ov2, b2, temp, s_out, node.full);
       return;
     }
     double s[kLanes], t[kLanes];
@@ -836,7 +875,8 @@ struct Engine {
         if (node.gates) {  // G(x_i) from the input's covariance (x_i, x_i), for point i and every lane
           const std::int64_t P = node.positions();
           double* G = gates[static_cast<std::size_t>(k)].data() + i * P * P;
-          attention_analytic::gates<kLanes>(node.mechanism, node.qk, state(ws, node.input, false, true), P, G);
+          attention_analytic::gates<kLanes>(node.mechanism, node.qk, state(ws, node.input, false, true), P, G,
+                                            node.pos_cov.empty() ? nullptr : node.pos_cov.data(), node.w_in, node.w_pe);
           set_lane_gates(ws, k, [&](std::int64_t) { return G; });
           ws.point_gates[static_cast<std::size_t>(k)] = G;
         }

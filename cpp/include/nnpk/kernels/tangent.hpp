@@ -370,22 +370,20 @@ class SequentialTangent : public TangentStream {
     }
   }
 
-  // Layer l's input rows: its node's input, or an attention node's heads for its output layer O.
+  // Layer l's input rows: its node's input, or an attention node's layer's (attention.hpp).
   const RowMatrix<T>& attention_input(std::size_t l, const Workspace& ws) const {
     const auto k = static_cast<std::size_t>(param_node_[l]);
     const SeqNode& node = spec_.nodes[k];
-    if (node.kind == NodeKind::attention && static_cast<std::int64_t>(l) == node.param + node.n_layers() - 1)
-      return ws.forward.attention[k].heads;
+    if (node.kind == NodeKind::attention)
+      return attention_layer_input(node, static_cast<std::int64_t>(l), ws.forward.attention[k], ws.forward.output(node.input));
     return ws.forward.output(node.input);
   }
-  // An attention node's layer l's errors: K's, Q's (untied), V's, or O's (the output's cotangent).
+  // An attention node's layer l's errors: K's, Q's (untied), V's, E's, or O's (the output's cotangent).
   const RowMatrix<T>& attention_errors(std::size_t l, const Workspace& ws) const {
     const auto k = static_cast<std::size_t>(param_node_[l]);
     const SeqNode& node = spec_.nodes[k];
-    std::int64_t j = static_cast<std::int64_t>(l) - node.param;
-    if (j == node.n_layers() - 1) return ws.cot[k];
-    if (node.tied && j == 1) j = 2;  // V
-    return ws.forward.attention[k].errors[j];
+    if (attention_role(node, static_cast<std::int64_t>(l)) == AttentionRole::out) return ws.cot[k];
+    return attention_layer_errors(node, static_cast<std::int64_t>(l), ws.forward.attention[k]);
   }
 
   // A dense layer's rows: its input (if its weights are wanted) and its delta (the readout's is

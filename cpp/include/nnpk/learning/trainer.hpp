@@ -311,10 +311,11 @@ ParamRows<T> param_rows(const SequentialSpec& spec, std::size_t l, std::int64_t 
     return {a.data(), a.cols(), &ws.pre[ku], rows};
   }
   if (node.kind == NodeKind::attention) {  // K, Q, V read the input, O the heads; their errors (attention.hpp)
-    const std::int64_t j = static_cast<std::int64_t>(l) - node.param, last = node.n_layers() - 1;
+    const auto li = static_cast<std::int64_t>(l);
     const AttentionCache<T>& cache = ws.forward.attention[ku];
-    const RowMatrix<T>& a = j == last ? cache.heads : ws.forward.output(node.input);
-    const RowMatrix<T>* errors = j == last ? &ws.cot[ku] : &cache.errors[node.tied && j == 1 ? 2 : j];
+    const RowMatrix<T>& a = attention_layer_input(node, li, cache, ws.forward.output(node.input));
+    const RowMatrix<T>* errors =
+        attention_role(node, li) == AttentionRole::out ? &ws.cot[ku] : &attention_layer_errors(node, li, cache);
     return {a.data(), a.cols(), errors, points * node.out.positions()};
   }
   const RowMatrix<T>& in = ws.forward.output(node.input);

@@ -8,7 +8,10 @@
 //   out = fO [heads_1 .. heads_H] Wo + bO b
 // with m the softmax over each row (key positions) or an elementwise identity, abs or relu, and f
 // each layer's forward scale (LayerScales). Its parametrised layers are K, Q (untied only), V, O
-// from node.param; the bias is O's.
+// from node.param; the bias is O's. With positional embeddings (node.pos_emb) the keys and queries
+// (and the values if node.val_pos_emb) read U = X + fE B E (summed) or [X, fE B E] (concatenated)
+// instead of X, E (P x pos_channels) being the layer after O and B the node's positional basis
+// (identity when empty): the embedding is the layer "fE (B E)" whose input rows are B's rows.
 #pragma once
 
 #include <Eigen/Core>
@@ -29,11 +32,42 @@ enum class AttentionMechanism : int { softmax = 0, identity = 1, abs = 2, relu =
 // attention weights A and logits S (elementwise mechanisms only), rows (point, head, query
 // position), P columns; after a backward pass, the errors of K, Q (untied), V, rows (point,
 // position, cotangent), their layer's fan_out columns (a tied key matrix's error sums both roles).
+// With positional embeddings also: the keys' input U (rows (point, position), K's fan_in columns),
+// the embedding layer's input rows (B's rows per point, P columns) and, after a backward pass, its
+// errors errors[3] (rows (point, position, cotangent), pos_channels columns).
 template <class T>
 struct AttentionCache {
-  RowMatrix<T> keys, queries, values, heads, weights, logits;
-  RowMatrix<T> errors[3];
+  RowMatrix<T> keys, queries, values, heads, weights, logits, key_input, pos_input;
+  RowMatrix<T> errors[4];
 };
+
+// An attention node's parametrised layers in order (tied: no query).
+enum class AttentionRole : int { key = 0, query = 1, value = 2, out = 3, pos = 4 };
+
+inline AttentionRole attention_role(const SeqNode& node, std::int64_t l) {
+  std::int64_t j = l - node.param;
+  if (node.tied && j >= 1) ++j;
+  return static_cast<AttentionRole>(j);
+}
+
+// Layer l's input rows (l an attention node's layer): X, U, the heads or B's rows.
+template <class T>
+const RowMatrix<T>& attention_layer_input(const SeqNode& node, std::int64_t l, const AttentionCache<T>& cache,
+                                          const RowMatrix<T>& x) {
+  switch (attention_role(node, l)) {
+    case AttentionRole::out: return cache.heads;
+    case AttentionRole::pos: return cache.pos_input;
+    case AttentionRole::value: return node.pos_emb && node.val_pos_emb ? cache.key_input : x;
+    default: return node.pos_emb ? cache.key_input : x;
+  }
+}
+
+// Layer l's errors d f / d z (l not O, whose errors are the node's output cotangent).
+template <class T>
+const RowMatrix<T>& attention_layer_errors(const SeqNode& node, std::int64_t l, const AttentionCache<T>& cache) {
+  const auto r = attention_role(node, l);
+  return cache.errors[r == AttentionRole::pos ? 3 : static_cast<int>(r)];
+}
 
 namespace attention_detail {
 
@@ -48,16 +82,45 @@ void zero_rows(RowMatrix<T>& m, std::int64_t valid, std::int64_t cols) {
   m.bottomRows(m.rows() - valid).setZero();
 }
 
-// Layer indices of the node's K, Q, V, O (Q == K when tied).
+// Layer indices of the node's K, Q, V, O, E (Q == K when tied; E only with positional embeddings).
 struct Layers {
-  std::size_t k, q, v, o;
+  std::size_t k, q, v, o, e;
   explicit Layers(const SeqNode& node) {
     k = static_cast<std::size_t>(node.param);
     q = node.tied ? k : k + 1;
     v = q + 1;
     o = v + 1;
+    e = o + 1;
   }
 };
+
+// The embedding's rows: B's rows per point (pos_input) and U from x (key_input), rows padded with zeros.
+template <class T>
+void positional_inputs(const SeqNode& node, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
+                       const RowMatrix<T>& in, std::int64_t points, AttentionCache<T>& cache) {
+  const Layers L(node);
+  const std::int64_t P = node.in.positions(), c = node.in.channels, n = node.pos_channels;
+  const std::int64_t valid = points * P, rows = round_up(valid, kRowQuantum);
+  RowMatrix<T> basis(P, P);
+  if (node.pos_basis.empty())
+    basis.setIdentity();
+  else
+    for (std::int64_t i = 0; i < P * P; ++i) basis.data()[i] = static_cast<T>(node.pos_basis[static_cast<std::size_t>(i)]);
+  const RowMatrix<T> emb =
+      static_cast<T>(scales[L.e].forward) * (basis * Eigen::Map<const RowMatrix<T>>(net.weights[L.e], P, n));
+  cache.pos_input.setZero(rows, P);
+  const std::int64_t ck = node.pos_emb == 2 ? c + n : c;
+  cache.key_input.setZero(rows, ck);
+  for (std::int64_t p = 0; p < points; ++p) {
+    cache.pos_input.middleRows(p * P, P) = basis;
+    if (node.pos_emb == 1) {
+      cache.key_input.middleRows(p * P, P) = in.middleRows(p * P, P) + emb;
+    } else {
+      cache.key_input.block(p * P, 0, P, c) = in.middleRows(p * P, P);
+      cache.key_input.block(p * P, c, P, n) = emb;
+    }
+  }
+}
 
 inline double logit_scale(const SeqNode& node) {
   return node.tied ? 1.0 / static_cast<double>(node.key_width) : 1.0 / std::sqrt(static_cast<double>(node.key_width));
@@ -132,9 +195,14 @@ void attention_forward(const SeqNode& node, const std::vector<LayerScales>& scal
                      dv = node.value_width, hk = H * dk, hv = H * dv;
   const std::int64_t valid = points * P, rows = round_up(valid, kRowQuantum);
   const auto mech = static_cast<AttentionMechanism>(node.mechanism);
-  project(in, rows, net.weights[L.k], c, hk, static_cast<T>(scales[L.k].forward), cache.keys);
-  if (!node.tied) project(in, rows, net.weights[L.q], c, hk, static_cast<T>(scales[L.q].forward), cache.queries);
-  project(in, rows, net.weights[L.v], c, hv, static_cast<T>(scales[L.v].forward), cache.values);
+  if (node.pos_emb) positional_inputs(node, scales, net, in, points, cache);
+  const RowMatrix<T>& kin = node.pos_emb ? cache.key_input : in;
+  const RowMatrix<T>& vin = node.pos_emb && node.val_pos_emb ? cache.key_input : in;
+  const std::int64_t ck = kin.cols(), cv = vin.cols();
+  (void)c;
+  project(kin, rows, net.weights[L.k], ck, hk, static_cast<T>(scales[L.k].forward), cache.keys);
+  if (!node.tied) project(kin, rows, net.weights[L.q], ck, hk, static_cast<T>(scales[L.q].forward), cache.queries);
+  project(vin, rows, net.weights[L.v], cv, hv, static_cast<T>(scales[L.v].forward), cache.values);
   const RowMatrix<T>& queries = node.tied ? cache.keys : cache.queries;
   cache.weights.resize(points * H * P, P);
   if (mech == AttentionMechanism::abs || mech == AttentionMechanism::relu) cache.logits.resize(points * H * P, P);
@@ -209,20 +277,31 @@ void attention_backward(const SeqNode& node, const std::vector<LayerScales>& sca
         dKh.noalias() += dA.transpose() * Q;
       }
     }
+  const bool pe = node.pos_emb != 0;
+  const std::int64_t ck = pe && node.pos_emb == 2 ? c + node.pos_channels : c;
+  const std::int64_t cv = pe && node.val_pos_emb ? ck : c;
+  if (!in && !pe) return;
+  // The cotangents of the keys' input U (rows (point, position, c)) and of the values' input.
+  RowMatrix<T> du(valid, ck), dw(valid, cv);
+  du.noalias() = static_cast<T>(scales[L.k].forward) *
+                 (dK.topRows(valid) * Eigen::Map<const RowMatrix<T>>(net.weights[L.k], ck, hk).transpose());
+  if (!node.tied)
+    du.noalias() += static_cast<T>(scales[L.q].forward) *
+                    (dQ.topRows(valid) * Eigen::Map<const RowMatrix<T>>(net.weights[L.q], ck, hk).transpose());
+  dw.noalias() = static_cast<T>(scales[L.v].forward) *
+                 (dV.topRows(valid) * Eigen::Map<const RowMatrix<T>>(net.weights[L.v], cv, hv).transpose());
+  if (pe) {  // the embedding's errors: U's (and the values' input's) embedding part
+    RowMatrix<T>& dE = cache.errors[3];
+    const std::int64_t n = node.pos_channels, off = node.pos_emb == 2 ? c : 0;
+    dE.setZero(rows, n);
+    dE.topRows(valid) = du.block(0, off, valid, n);
+    if (node.val_pos_emb) dE.topRows(valid) += dw.block(0, off, valid, n);
+  }
   if (!in) return;
   Eigen::Map<RowMatrix<T>> dx(in->data(), valid, c);
-  back.resize(valid, c);
-  back.noalias() = static_cast<T>(scales[L.k].forward) *
-                   (dK.topRows(valid) * Eigen::Map<const RowMatrix<T>>(net.weights[L.k], c, hk).transpose());
-  dx += back;
-  if (!node.tied) {
-    back.noalias() = static_cast<T>(scales[L.q].forward) *
-                     (dQ.topRows(valid) * Eigen::Map<const RowMatrix<T>>(net.weights[L.q], c, hk).transpose());
-    dx += back;
-  }
-  back.noalias() = static_cast<T>(scales[L.v].forward) *
-                   (dV.topRows(valid) * Eigen::Map<const RowMatrix<T>>(net.weights[L.v], c, hv).transpose());
-  dx += back;
+  dx += du.leftCols(c);
+  dx += dw.leftCols(c);
+  (void)back;
 }
 
 // The forward-mode tangent of attention node `node` (see jvp.hpp): from its input's tangent dx (or
@@ -238,17 +317,40 @@ void attention_tangent(const SeqNode& node, const std::vector<LayerScales>& scal
                      dv = node.value_width, hk = H * dk, hv = H * dv;
   const std::int64_t valid = points * P, rows = round_up(valid, kRowQuantum);
   const auto mech = static_cast<AttentionMechanism>(node.mechanism);
-  // d (x W) scaled: f (dx W + x dW), zero if both are.
-  const auto tangent = [&](std::size_t l, std::int64_t cols, RowMatrix<T>& d) {
+  // U's tangent: dx and the embedding's f_E B dE in their columns (null if both are zero).
+  const bool pe = node.pos_emb != 0;
+  RowMatrix<T> dU;
+  const RowMatrix<T>* dkin = dx;
+  if (pe && (dx || dir.weights[L.e])) {
+    const std::int64_t n = node.pos_channels, off = node.pos_emb == 2 ? c : 0;
+    dU.setZero(rows, cache.key_input.cols());
+    if (dx) dU.leftCols(c) = dx->topRows(rows);
+    if (dir.weights[L.e]) {
+      const RowMatrix<T> demb = static_cast<T>(scales[L.e].forward) *
+                                (cache.pos_input.topRows(P) * Eigen::Map<const RowMatrix<T>>(dir.weights[L.e], P, n));
+      for (std::int64_t p = 0; p < points; ++p) dU.block(p * P, off, P, n) += demb;
+    }
+    dkin = &dU;
+  } else if (pe) {
+    dkin = nullptr;
+  }
+  const RowMatrix<T>& kin = pe ? cache.key_input : x;
+  const RowMatrix<T>& vin = pe && node.val_pos_emb ? cache.key_input : x;
+  const RowMatrix<T>* dvin = pe && node.val_pos_emb ? dkin : dx;
+  // d (a W) scaled: f (da W + a dW), zero if both are.
+  const auto tangent = [&](std::size_t l, const RowMatrix<T>& a, const RowMatrix<T>* da, std::int64_t cols,
+                           RowMatrix<T>& d) {
     d.setZero(rows, cols);
     const T f = static_cast<T>(scales[l].forward);
-    if (dx) d.noalias() += f * (dx->topRows(rows) * Eigen::Map<const RowMatrix<T>>(net.weights[l], c, cols));
-    if (dir.weights[l]) d.noalias() += f * (x.topRows(rows) * Eigen::Map<const RowMatrix<T>>(dir.weights[l], c, cols));
+    const std::int64_t fan_in = a.cols();
+    if (da) d.noalias() += f * (da->topRows(rows) * Eigen::Map<const RowMatrix<T>>(net.weights[l], fan_in, cols));
+    if (dir.weights[l])
+      d.noalias() += f * (a.topRows(rows) * Eigen::Map<const RowMatrix<T>>(dir.weights[l], fan_in, cols));
   };
   RowMatrix<T> dK, dQ, dV, dheads, dS(P, P);
-  tangent(L.k, hk, dK);
-  if (!node.tied) tangent(L.q, hk, dQ);
-  tangent(L.v, hv, dV);
+  tangent(L.k, kin, dkin, hk, dK);
+  if (!node.tied) tangent(L.q, kin, dkin, hk, dQ);
+  tangent(L.v, vin, dvin, hv, dV);
   const RowMatrix<T>& queries = node.tied ? cache.keys : cache.queries;
   const RowMatrix<T>& dQref = node.tied ? dK : dQ;
   const T alpha = static_cast<T>(logit_scale(node));

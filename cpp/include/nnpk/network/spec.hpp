@@ -86,6 +86,15 @@ struct SeqNode {
   bool tied = true;
   int mechanism = 0;
   double k_std = 1.0, q_std = 1.0, v_std = 1.0;
+  // attention's positional embeddings (0 none, 1 summed with, 2 concatenated to the inputs of the keys
+  // and queries, and of the values if val_pos_emb): a table E (positions x pos_channels) scaled by
+  // pe_std and mapped by pos_basis (positions x positions, row-major; empty: the identity), the layer
+  // after O (fan_in positions, no bias, Gaussian draws).
+  int pos_emb = 0;
+  std::int64_t pos_channels = 0;
+  bool val_pos_emb = false;
+  double pe_std = 1.0;
+  std::vector<double> pos_basis;
 
   // Derived by SequentialSpec::build.
   Shape in, out;
@@ -127,7 +136,7 @@ struct SeqNode {
   std::int64_t n_layers() const {
     if (param < 0) return 0;
     if (kind == NodeKind::recurrent) return 2;
-    if (kind == NodeKind::attention) return tied ? 3 : 4;
+    if (kind == NodeKind::attention) return (tied ? 3 : 4) + (pos_emb ? 1 : 0);
     return 1;
   }
 };
@@ -278,11 +287,28 @@ struct SequentialSpec {
           node.has_bias = false;
           // Tied: one matrix W with keys and queries scaled by k_std and q_std, which enter only
           // through their product: W's std is sqrt(k_std q_std).
-          add_param(node, c, hk, node.tied ? std::sqrt(node.k_std * node.q_std) : node.k_std, false);
-          if (!node.tied) add_param(node, c, hk, node.q_std, false);
-          add_param(node, c, hv, node.v_std, false);
+          const std::int64_t P = node.in.positions();
+          if (node.pos_emb < 0 || node.pos_emb > 2) throw fail("unknown positional embedding");
+          if (node.pos_emb) {
+            if (node.pos_channels < 1 || (node.pos_emb == 1 && node.pos_channels != c))
+              throw fail("positional embeddings need pos_channels >= 1 (the input's channels when summed)");
+            if (!(node.pe_std >= 0)) throw fail("negative or NaN std");
+            if (!node.pos_basis.empty() && static_cast<std::int64_t>(node.pos_basis.size()) != P * P)
+              throw fail("the positional basis must be positions x positions");
+          }
+          const std::int64_t extra = node.pos_emb == 2 ? node.pos_channels : 0;
+          const std::int64_t ck = c + extra, cv = c + (node.val_pos_emb ? extra : 0);
+          add_param(node, ck, hk, node.tied ? std::sqrt(node.k_std * node.q_std) : node.k_std, false);
+          if (!node.tied) add_param(node, ck, hk, node.q_std, false);
+          add_param(node, cv, hv, node.v_std, false);
           node.has_bias = bias;
           add_param(node, hv, node.width, node.w_std, bias);
+          if (node.pos_emb) {  // scale pe_std: w_std / sqrt(fan_in) with fan_in = P
+            node.has_bias = false;
+            add_param(node, P, node.pos_channels, node.pe_std * std::sqrt(static_cast<double>(P)), false);
+            params.back().init = Init::gaussian;
+            node.has_bias = bias;
+          }
           node.param = static_cast<std::int64_t>(params.size()) - node.n_layers();
           break;
         }
