@@ -35,8 +35,16 @@ _ACTIVATION_PARAMETERS = ("degree", "gamma", "coefficients")
 
 def _layer_spec(layer) -> Union[dict, str]:
     """A layer as JSON-able data: its type and fields (tuples as lists), blocks recursively."""
+    if isinstance(layer, Activation) and layer.name == "elementwise":
+        raise ValueError("a store or job file cannot record Activation('elementwise', fn=...): its fn is a Python "
+                         "function, not data; compute its kernels with nnpk.analytic / monte_carlo / empirical "
+                         "instead")
     out: Dict[str, Any] = {"type": type(layer).__name__}
     for field in dataclasses.fields(layer):
+        if not field.init:
+            continue  # derived (an elementwise activation's table)
+        if isinstance(layer, Activation) and field.name in ("fn", "fn_derivative"):
+            continue  # None: only elementwise takes them
         value = getattr(layer, field.name)
         if isinstance(layer, Activation) and field.name in _ACTIVATION_PARAMETERS and value is None:
             continue  # not this activation's parameter: left out, as in stores made before there were any
