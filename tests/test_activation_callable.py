@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import special
 
 import nnpk
 from conftest import assert_analytic_bits_invariant
@@ -52,7 +53,7 @@ def test_table_interpolates_the_function_and_its_derivative():
     for fn, dfn in ((np.sin, np.cos), (rational, rational_derivative), (np.tanh, lambda z: 1 - np.tanh(z) ** 2)):
         for given in (None, dfn):
             net = nnpk.Activation("elementwise", fn=fn, fn_derivative=given)
-            np.testing.assert_allclose(net.evaluate(z), fn(z), rtol=0, atol=1e-10 * (1 + np.abs(fn(z))))
+            assert np.all(np.abs(net.evaluate(z) - fn(z)) <= 1e-10 * (1 + np.abs(fn(z))))
             np.testing.assert_allclose(net.evaluate(z, derivative=True), dfn(z), rtol=0, atol=1e-8)
     net = nnpk.Activation("elementwise", fn=rational)
     far = np.array([-40.0, -16.5, 16.0, 17.0, 100.0])
@@ -133,11 +134,11 @@ def test_training_lowers_the_loss():
 
 # ------------------------------------------------------------------------ analytic kernels
 
-@pytest.mark.parametrize("fn, name", [(np.sin, "sin"), (np.tanh, "tanh"), (np.cos, "cos"), (np.exp, "exp")])
+@pytest.mark.parametrize("fn, name", [(np.sin, "sin"), (np.tanh, "tanh"), (np.cos, "cos"), (special.erf, "erf")])
 @pytest.mark.parametrize("normalize", [False, True])
 def test_analytic_against_the_builtin_activation(fn, name, normalize):
     """The quadrature of the tabulated f against the built-in activation's dual map (closed forms for sin,
-    cos and exp; the same quadrature of the exact tanh)."""
+    cos and erf; the same quadrature of the exact tanh)."""
     x = np.random.default_rng(3).normal(size=(5, 3)) * 0.7
     mine = network(nnpk.Activation("elementwise", fn=fn, normalize=normalize), out=1)
     builtin = network(nnpk.Activation(name, normalize=normalize), out=1)
@@ -147,9 +148,10 @@ def test_analytic_against_the_builtin_activation(fn, name, normalize):
         np.testing.assert_allclose(a[kernel], b[kernel], rtol=1e-7, atol=1e-9 * np.abs(b[kernel]).max())
 
 
-def numpy_duals(phi, dphi, q1, q2, c, order=120):
+def numpy_duals(phi, dphi, q1, q2, c, order=300):
     """E[phi(u) phi(v)] and E[phi'(u) phi'(v)], (u, v) ~ N(0, [[q1, c], [c, q2]]), by a tensor
-    Gauss-Hermite rule in the Cholesky coordinates."""
+    Gauss-Hermite rule in the Cholesky coordinates (order 300: the rational test function has poles at
+    +-i, which slow Gauss-Hermite down)."""
     z, w = np.polynomial.hermite_e.hermegauss(order)
     w = w / math.sqrt(2 * math.pi)
     a = math.sqrt(q1)
@@ -215,7 +217,7 @@ def test_same_bits_on_any_thread_count():
     (dict(fn=np.log), ValueError, r"fn\(z\) must be finite"),
     (dict(fn=lambda z: 1.0 / z), ValueError, r"fn\(z\) must be finite"),
     (dict(fn=math.sin), ValueError, "fn must be a numpy-vectorised function"),
-    (dict(fn=np.sin, fn_derivative=lambda z: np.exp(z**2)), ValueError, r"fn_derivative\(z\) must be finite"),
+    (dict(fn=np.sin, fn_derivative=lambda z: np.exp(z**3)), ValueError, r"fn_derivative\(z\) must be finite"),
     (dict(fn=lambda z: 0 * z + 1.0, normalize=True), ValueError, "not constant"),
     (dict(fn=np.sin, degree=2), ValueError, "degree does not apply"),
 ])
