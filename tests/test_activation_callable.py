@@ -5,6 +5,7 @@ empirical NTK against central finite differences of the engine's outputs, the an
 the built-in closed forms (f = np.sin, np.cos, ...) and against a numpy Gauss-Hermite evaluation of the
 one-hidden-layer recursion, and Monte Carlo against analytic."""
 
+import functools
 import math
 
 import numpy as np
@@ -148,12 +149,18 @@ def test_analytic_against_the_builtin_activation(fn, name, normalize):
         np.testing.assert_allclose(a[kernel], b[kernel], rtol=1e-7, atol=1e-9 * np.abs(b[kernel]).max())
 
 
+@functools.lru_cache(maxsize=None)
+def _hermite_rule(order):
+    """Nodes and weights of E f(g), g ~ N(0, 1)."""
+    z, w = np.polynomial.hermite_e.hermegauss(order)
+    return z, w / math.sqrt(2 * math.pi)
+
+
 def numpy_duals(phi, dphi, q1, q2, c, order=300):
     """E[phi(u) phi(v)] and E[phi'(u) phi'(v)], (u, v) ~ N(0, [[q1, c], [c, q2]]), by a tensor
     Gauss-Hermite rule in the Cholesky coordinates (order 300: the rational test function has poles at
     +-i, which slow Gauss-Hermite down)."""
-    z, w = np.polynomial.hermite_e.hermegauss(order)
-    w = w / math.sqrt(2 * math.pi)
+    z, w = _hermite_rule(order)
     a = math.sqrt(q1)
     b = c / a
     s = math.sqrt(max(q2 - b * b, 0.0))
@@ -238,6 +245,38 @@ def test_stores_refuse_it(tmp_path):
     with pytest.raises(ValueError, match="cannot record Activation\\('elementwise'"):
         nnpk.compute_to_store(tmp_path / "k", X, arch=net, kernel="analytic_nngp")
     assert not (tmp_path / "k").exists()
+
+
+def test_job_files_refuse_it(tmp_path):
+    from nnpk.store._jobs import JobError, load_job
+
+    np.save(tmp_path / "x.npy", X)
+    (tmp_path / "job.toml").write_text('store = "s"\nx1 = "x.npy"\n[arch]\ntype = "Network"\n'
+                                       'layers = [{type = "Dense", width = 4}, {type = "Activation", '
+                                       'name = "elementwise", fn = "numpy.sin"}, {type = "Dense", width = 1}]\n')
+    with pytest.raises(JobError, match="cannot describe Activation\\('elementwise'"):
+        load_job(str(tmp_path / "job.toml"))
+
+
+def test_convolutional_and_recurrent_networks_and_estimators_take_it():
+    """Spatial and recurrent analytic recursions: np.sin / np.tanh tabulated against the built-ins; a
+    scikit-learn estimator (cloned) fits with it."""
+    images = np.random.default_rng(0).normal(size=(4, 4, 4, 1))
+    conv = lambda a: nnpk.Network([nnpk.Conv(4, (2, 2), b_std=0.1), a, nnpk.GlobalAvgPool(),  # noqa: E731
+                                   nnpk.Dense(1)])
+    sequences = np.random.default_rng(1).normal(size=(4, 3, 2))
+    recurrent = lambda a: nnpk.Network([nnpk.Recurrent(4, activation=a), nnpk.Dense(1)])  # noqa: E731
+    for arch, fn, name, points in ((conv, np.sin, "sin", images), (recurrent, np.tanh, "tanh", sequences)):
+        mine = nnpk.analytic(points, arch=arch(nnpk.Activation("elementwise", fn=fn)), get=("nngp", "ntk"))
+        theirs = nnpk.analytic(points, arch=arch(name), get=("nngp", "ntk"))
+        for kernel in ("nngp", "ntk"):
+            np.testing.assert_allclose(mine[kernel], theirs[kernel], rtol=1e-7, atol=1e-9)
+    from sklearn.base import clone
+
+    x = np.random.default_rng(2).normal(size=(20, 3))
+    net = nnpk.Network([nnpk.Dense(8), nnpk.Activation("elementwise", fn=np.sin), nnpk.Dense(1)])
+    estimator = clone(nnpk.sklearn.NNPKRegressor(arch=net, kernel="ntk", method="analytic"))
+    assert estimator.fit(x, np.sin(x[:, 0])).score(x, np.sin(x[:, 0])) > 0.99
 
 
 def test_describe_names_the_function():

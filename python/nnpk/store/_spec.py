@@ -70,6 +70,9 @@ def _layer_from_spec(spec):
     if not isinstance(spec, dict) or spec.get("type") not in _LAYERS:
         raise ValueError(f"a layer must be an activation name or a table with type = one of "
                          f"{', '.join(_LAYERS)}, got {spec!r}")
+    if spec["type"] == "Activation" and (spec.get("name") == "elementwise" or "fn" in spec or "fn_derivative" in spec):
+        raise ValueError("a store or job file cannot describe Activation('elementwise', fn=...): its fn is a Python "
+                         "function, not data; build the nnpk.Network in Python instead")
     kwargs = {key: tuple(value) if isinstance(value, list) else value for key, value in spec.items() if key != "type"}
     if isinstance(kwargs.get("activation"), dict):  # a Recurrent layer's activation
         kwargs["activation"] = _layer_from_spec(kwargs["activation"])
