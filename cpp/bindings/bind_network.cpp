@@ -190,7 +190,8 @@ void bind_network(py::module_& m) {
       .value("sign", ActivationKind::sign)
       .value("monomial", ActivationKind::monomial)
       .value("rectified_monomial", ActivationKind::rectified_monomial)
-      .value("polynomial", ActivationKind::polynomial);
+      .value("polynomial", ActivationKind::polynomial)
+      .value("elementwise", ActivationKind::elementwise);
 
   m.def("product_kernel", [](const std::string& dtype) {
     return std::string(dtype == "float64" ? packed_kernel<double>() : packed_kernel<float>());

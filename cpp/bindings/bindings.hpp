@@ -64,6 +64,20 @@ inline Activation make_activation(ActivationKind kind, double slope, double shif
   Activation act{kind, slope, shift, scale};
   act.gamma = gamma;
   if (!(gamma > 0) || !std::isfinite(gamma)) throw py::value_error("gamma must be finite and > 0");
+  if (kind == ActivationKind::elementwise) {
+    // The table travels as coefficients = (lo, hi, values..., derivatives...).
+    if (coefficients.size() < 6 || coefficients.size() % 2 != 0)
+      throw py::value_error("elementwise: coefficients must be (lo, hi, n values, n derivatives), n >= 2");
+    const std::size_t n = (coefficients.size() - 2) / 2;
+    for (double v : coefficients)
+      if (!std::isfinite(v)) throw py::value_error("elementwise: the table must be finite");
+    if (!(coefficients[1] > coefficients[0])) throw py::value_error("elementwise: the table needs lo < hi");
+    act.table = std::make_shared<const ActivationTable>(
+        coefficients[0], coefficients[1], std::vector<double>(coefficients.begin() + 2, coefficients.begin() + 2 + n),
+        std::vector<double>(coefficients.begin() + 2 + n, coefficients.end()));
+    act.degree = 1;
+    return act;
+  }
   if (coefficients.size() > act.coefficients.size())
     throw py::value_error("polynomial: at most " + std::to_string(kMaxActivationDegree + 1) +
                           " Hermite coefficients (degree " + std::to_string(kMaxActivationDegree) + "), got " +

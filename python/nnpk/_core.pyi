@@ -84,11 +84,14 @@ class ActivationKind:
       rectified_monomial
 
       polynomial
+
+      elementwise
     """
 
     __members__: typing.ClassVar[dict[str, ActivationKind]]
     abs: typing.ClassVar[ActivationKind]
     cos: typing.ClassVar[ActivationKind]
+    elementwise: typing.ClassVar[ActivationKind]
     erf: typing.ClassVar[ActivationKind]
     exp: typing.ClassVar[ActivationKind]
     gaussian: typing.ClassVar[ActivationKind]

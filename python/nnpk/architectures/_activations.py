@@ -170,6 +170,9 @@ def check_activation_parameters(activation: str, degree, gamma, coefficients):
 
 def check_activation(activation, normalize, slope) -> float:
     """Checks an activation's settings; returns the slope as a float."""
+    if activation == "elementwise":
+        raise ValueError("activation 'elementwise' takes a function: use nnpk.Activation('elementwise', fn=f) in a "
+                         "nnpk.Network's layers")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
     if not isinstance(normalize, (bool, np.bool_)):

@@ -35,8 +35,16 @@ _ACTIVATION_PARAMETERS = ("degree", "gamma", "coefficients")
 
 def _layer_spec(layer) -> Union[dict, str]:
     """A layer as JSON-able data: its type and fields (tuples as lists), blocks recursively."""
+    if isinstance(layer, Activation) and layer.name == "elementwise":
+        raise ValueError("a store or job file cannot record Activation('elementwise', fn=...): its fn is a Python "
+                         "function, not data; compute its kernels with nnpk.analytic / monte_carlo / empirical "
+                         "instead")
     out: Dict[str, Any] = {"type": type(layer).__name__}
     for field in dataclasses.fields(layer):
+        if not field.init:
+            continue  # derived (an elementwise activation's table)
+        if isinstance(layer, Activation) and field.name in ("fn", "fn_derivative"):
+            continue  # None: only elementwise takes them
         value = getattr(layer, field.name)
         if isinstance(layer, Activation) and field.name in _ACTIVATION_PARAMETERS and value is None:
             continue  # not this activation's parameter: left out, as in stores made before there were any
@@ -65,6 +73,9 @@ def _layer_from_spec(spec):
     if not isinstance(spec, dict) or spec.get("type") not in _LAYERS:
         raise ValueError(f"a layer must be an activation name or a table with type = one of "
                          f"{', '.join(_LAYERS)}, got {spec!r}")
+    if spec["type"] == "Activation" and (spec.get("name") == "elementwise" or "fn" in spec or "fn_derivative" in spec):
+        raise ValueError("a store or job file cannot describe Activation('elementwise', fn=...): its fn is a Python "
+                         "function, not data; build the nnpk.Network in Python instead")
     kwargs = {key: tuple(value) if isinstance(value, list) else value for key, value in spec.items() if key != "type"}
     if isinstance(kwargs.get("activation"), dict):  # a Recurrent layer's activation
         kwargs["activation"] = _layer_from_spec(kwargs["activation"])

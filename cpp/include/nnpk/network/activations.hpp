@@ -3,8 +3,11 @@
 
 #include <array>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace nnpk {
 
@@ -28,6 +31,44 @@ enum class ActivationKind : int {
   monomial,
   rectified_monomial,
   polynomial,
+  elementwise,  // a user's function, tabulated (values and derivatives) on a uniform grid
+};
+
+// The table of an elementwise activation: phi and phi' at n >= 2 uniform nodes lo, lo + step, ..., hi.
+// Between nodes phi is the cubic Hermite interpolant of the values and derivatives (continuously
+// differentiable), beyond the grid the tangent line at its end; the derivative is the interpolant's own,
+// so gradients are exact for the function the engine evaluates.
+struct ActivationTable {
+  double lo = 0.0, hi = 0.0, step = 1.0;
+  std::vector<double> values, derivatives;
+
+  ActivationTable(double lo_, double hi_, std::vector<double> values_, std::vector<double> derivatives_)
+      : lo(lo_), hi(hi_), values(std::move(values_)), derivatives(std::move(derivatives_)) {
+    if (values.size() < 2 || values.size() != derivatives.size() || !(hi > lo))
+      throw std::invalid_argument("an activation table needs lo < hi and as many (>= 2) derivatives as values");
+    step = (hi - lo) / static_cast<double>(values.size() - 1);
+  }
+
+  // phi(z) (derivative false) or phi'(z) (derivative true).
+  double operator()(double z, bool derivative) const {
+    const std::size_t last = values.size() - 1;
+    if (!(z > lo)) return derivative ? derivatives[0] : values[0] + derivatives[0] * (z - lo);
+    if (!(z < hi)) return derivative ? derivatives[last] : values[last] + derivatives[last] * (z - hi);
+    const double x = (z - lo) / step;
+    std::size_t i = static_cast<std::size_t>(x);
+    if (i >= last) i = last - 1;
+    const double t = x - static_cast<double>(i);
+    const double y0 = values[i], y1 = values[i + 1];
+    const double m0 = derivatives[i] * step, m1 = derivatives[i + 1] * step;  // slopes in t
+    if (derivative) {
+      // d/dt of the Hermite cubic, divided by step.
+      const double t2 = t * t;
+      const double dy = (6 * t2 - 6 * t) * (y0 - y1) + (3 * t2 - 4 * t + 1) * m0 + (3 * t2 - 2 * t) * m1;
+      return dy / step;
+    }
+    const double t2 = t * t, t3 = t2 * t;
+    return (2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + t) * m0 + (-2 * t3 + 3 * t2) * y1 + (t3 - t2) * m1;
+  }
 };
 
 // The highest degree of monomial, rectified_monomial and polynomial (Hermite coefficients a_0..a_16).
@@ -61,6 +102,8 @@ struct Activation {
   // polynomial: sum_k coefficients[k] He_k(z), He_k the probabilists' Hermite polynomials
   // (He_0 = 1, He_1 = z, He_{k+1} = z He_k - k He_{k-1}), k <= degree.
   std::array<double, kMaxActivationDegree + 1> coefficients{};
+  // elementwise: the tabulated function (shared by every copy of this activation).
+  std::shared_ptr<const ActivationTable> table;
 
   // phi before the normalisation.
   template <class T>
@@ -87,6 +130,7 @@ struct Activation {
       case ActivationKind::monomial: return detail::integer_power(z, degree);
       case ActivationKind::rectified_monomial: return z > T(0) ? detail::integer_power(z, degree) : T(0);
       case ActivationKind::polynomial: return hermite_series(z, false);
+      case ActivationKind::elementwise: return T((*table)(static_cast<double>(z), false));
     }
     return z;
   }
@@ -127,6 +171,7 @@ struct Activation {
       case ActivationKind::rectified_monomial:
         return z > T(0) ? T(degree) * detail::integer_power(z, degree - 1) : T(0);
       case ActivationKind::polynomial: return hermite_series(z, true);
+      case ActivationKind::elementwise: return T((*table)(static_cast<double>(z), true));
     }
     return T(1);
   }
