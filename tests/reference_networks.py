@@ -238,3 +238,27 @@ def parameter_slices(params):
             out[(l, "biases")] = slice(pos, pos + np.size(b))
             pos += np.size(b)
     return out
+
+
+def points(n, shape, seed=0):
+    """n standard normal points of the given shape."""
+    return np.random.default_rng(seed).standard_normal((n,) + shape)
+
+
+def rel(a, b):
+    """The largest entry of |a - b| relative to the largest of |b|."""
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+def check_logits_and_tangent_kernel(net, shape, n):
+    """The engine's forward pass and its empirical NTK (its backward pass) on n points against this module's
+    forward pass and forward-mode Jacobian of the same parameters."""
+    import nnpk
+    from reference import ntk_from_jacobians
+
+    x = points(n, shape)
+    params = nnpk.sample_params(net, shape, seed=2, index=1)
+    assert rel(nnpk.initial_outputs(x, net, seed=2, index=1), forward(net, params, x)[-1]) < 1e-12
+    ntk = nnpk.empirical(x, arch=net, params=params, get="ntk")
+    j = jacobian(net, params, x)
+    assert rel(ntk, ntk_from_jacobians(j, j)) < 1e-11

@@ -9,8 +9,7 @@ import pytest
 import nnpk
 from nnpk import Conv, ConvTranspose, Dense, Flatten, GlobalAvgPool, Network
 from nnpk.sklearn import NNPKRegressor
-from reference import ntk_from_jacobians
-from reference_networks import _transposed_padding, forward, jacobian
+from reference_networks import _transposed_padding, check_logits_and_tangent_kernel, forward, points, rel
 
 CASES = {
     "1d_same_s2": ([ConvTranspose(3, 3, stride=2, b_std=0.1), "relu", Flatten(), Dense(2)], (4, 2)),
@@ -25,13 +24,6 @@ CASES = {
 }
 
 
-def points(n, shape, seed=0):
-    return np.random.default_rng(seed).standard_normal((n,) + shape)
-
-
-def rel(a, b):
-    return np.abs(a - b).max() / np.abs(b).max()
-
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("parameterization", ["ntk", "standard"])
@@ -39,13 +31,7 @@ def test_logits_and_tangent_kernel_equal_numpy(case, parameterization):
     """The engine's forward pass and its empirical NTK (backward pass) against numpy's forward pass and
     forward-mode Jacobian of the same parameters."""
     layers, shape = CASES[case]
-    net = Network(layers, parameterization=parameterization)
-    x = points(4, shape)
-    params = nnpk.sample_params(net, shape, seed=2, index=1)
-    assert rel(nnpk.initial_outputs(x, net, seed=2, index=1), forward(net, params, x)[-1]) < 1e-12
-    ntk = nnpk.empirical(x, arch=net, params=params, get="ntk")
-    j = jacobian(net, params, x)
-    assert rel(ntk, ntk_from_jacobians(j, j)) < 1e-11
+    check_logits_and_tangent_kernel(Network(layers, parameterization=parameterization), shape, 4)
 
 
 def test_float32_forward_pass():

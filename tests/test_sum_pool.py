@@ -11,8 +11,7 @@ import pytest
 import nnpk
 from nnpk import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, GlobalSumPool, Network, SumPool
 from nnpk.sklearn import NNPKRegressor
-from reference import ntk_from_jacobians
-from reference_networks import forward, jacobian
+from reference_networks import check_logits_and_tangent_kernel, points
 
 CASES = {
     "2d_same": ([Conv(3, (2, 2), b_std=0.1), "relu", SumPool((3, 3), stride=1, padding="same"), Flatten(),
@@ -24,13 +23,6 @@ CASES = {
 }
 
 
-def points(n, shape, seed=0):
-    return np.random.default_rng(seed).standard_normal((n,) + shape)
-
-
-def rel(a, b):
-    return np.abs(a - b).max() / np.abs(b).max()
-
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("parameterization", ["ntk", "standard"])
@@ -38,13 +30,7 @@ def test_logits_and_tangent_kernel_equal_numpy(case, parameterization):
     """The engine's forward pass and its empirical NTK (the backward pass) against numpy's forward pass and
     forward-mode Jacobian of the same parameters."""
     layers, shape = CASES[case]
-    net = Network(layers, parameterization=parameterization)
-    x = points(6, shape)
-    params = nnpk.sample_params(net, shape, seed=2, index=1)
-    assert rel(nnpk.initial_outputs(x, net, seed=2, index=1), forward(net, params, x)[-1]) < 1e-12
-    ntk = nnpk.empirical(x, arch=net, params=params, get="ntk")
-    j = jacobian(net, params, x)
-    assert rel(ntk, ntk_from_jacobians(j, j)) < 1e-11
+    check_logits_and_tangent_kernel(Network(layers, parameterization=parameterization), shape, 6)
 
 
 def test_global_sum_pool_is_the_positions_times_global_avg_pool():
