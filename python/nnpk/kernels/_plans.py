@@ -52,14 +52,26 @@ def _panel_cols(n1: int, n2: int, symmetric: bool) -> int:
 
 
 def _recurrent_tile_rows(compiled: Compiled, rows: int, n_threads: int, bytes_per_row: int) -> int:
-    """Row tiles for a network with recurrent layers: each step's product multiplies a tile's states by the whole
-    recurrent matrix, packed anew for every product, so the larger the tile the less that costs; as large as
-    splits the rows evenly over the threads, at most 12 quanta and `bytes_per_row` within 256 MiB a tile."""
+    """Row tiles for a network with recurrent layers. Each step multiplies a tile's states by the recurrent
+    weights, packed once per network, so a tile needs only be large enough to amortise its own per-step work:
+    tiles of 2 to 4 quanta keep a step's states and products in the core's cache (at width 1024 they ran
+    8-15% faster than tiles of 1 or 11 quanta). Of those, the size that splits the rows most evenly over the
+    threads (which take the tiles in turn), with `bytes_per_row` within 256 MiB a tile."""
     if not any(p.recurrent_weights for p in compiled.params):
         return _DEFAULT_TILE_ROWS
-    quanta = -(-rows // (max(1, n_threads) * _core.ROW_QUANTUM))
-    by_memory = max(1, (256 * 2**20) // max(1, bytes_per_row * _core.ROW_QUANTUM))
-    return _core.ROW_QUANTUM * max(1, min(quanta, 12, by_memory))
+    quantum, threads = _core.ROW_QUANTUM, max(1, n_threads)
+    by_memory = max(1, (256 * 2**20) // max(1, bytes_per_row * quantum))
+
+    def balance(quanta: int) -> float:
+        tile, loads = quanta * quantum, [0] * threads
+        for start in range(0, rows, tile):
+            loads[loads.index(min(loads))] += min(tile, rows - start)
+        return rows / (threads * max(loads))
+
+    # Relative speed of a tile's rows by its size in quanta (measured, see above).
+    speed = {1: 0.92, 2: 0.98, 3: 1.0, 4: 0.98}
+    candidates = [q for q in speed if q <= by_memory] or [1]
+    return quantum * max(candidates, key=lambda q: (balance(q) * speed[q], -q))
 
 
 def _state_values(compiled: Compiled, blocks: Optional[int], logits: int = 0) -> int:

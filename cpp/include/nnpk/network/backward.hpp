@@ -76,10 +76,9 @@ void recurrent_backward(const SeqNode& node, const LayerScales& input_scales, co
   if (!node.return_sequences)
     for (std::int64_t p = 0; p < points; ++p) std::copy(g.data() + p * cols, g.data() + (p + 1) * cols, carry.data() + p * cols);
   pre.resize(steps * P * C, m);
-  // Split over threads, W^T packed once (b(k, n) = W[n][k]) and each step's errors once; on one
-  // thread, plain products.
-  const bool packed = step_threads > 0;
-  if (packed && steps > 1) packs.weights.pack(W, m, m, m, true, step_threads);
+  // W^T packed once for the pass (b(k, n) = W[n][k]) and each step's errors once: the same packed
+  // product on any number of threads (a plain product would pack W again at every step).
+  if (steps > 1) packs.weights.pack(W, m, m, m, true, step_threads);
   for (std::int64_t t = steps; t >= 1; --t) {
     T* dz = pre.data() + (t - 1) * P * cols;
     // delta_h += the output's own cotangent of h_t; dz_t = a phi'(z_t) delta_h, by blocks of units.
@@ -99,18 +98,6 @@ void recurrent_backward(const SeqNode& node, const LayerScales& input_scales, co
     });
     if (t == 1) break;
     // delta_h of h_{t-1} = (1 - a) delta_h + forward_W dz_t W^T, rows (point, c).
-    if (!packed) {
-      back.resize(P * C, m);
-      back.noalias() =
-          Eigen::Map<const RowMatrix<T>>(dz, P * C, m) * Eigen::Map<const RowMatrix<T>>(W, m, m).transpose();
-      const std::int64_t n = P * cols;
-      if (node.leak == 1.0) {
-        for (std::int64_t i = 0; i < n; ++i) carry.data()[i] = w_forward * back.data()[i];
-      } else {
-        for (std::int64_t i = 0; i < n; ++i) carry.data()[i] = keep * carry.data()[i] + w_forward * back.data()[i];
-      }
-      continue;
-    }
     packs.states.pack(dz, P * C, m, m, false, step_threads);
     sequential_detail::for_column_ranges<T>(m, step_threads, [&](std::int64_t j0, std::int64_t nj, auto&&) {
       for (std::int64_t r = 0; r < P * C; ++r) {

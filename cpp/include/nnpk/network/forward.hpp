@@ -240,7 +240,8 @@ template <class T>
 void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
                        const T* U, const T* bias, const T* W, const RowMatrix<T>& in, std::int64_t points,
                        const T* initial, RowMatrix<T>& step_inputs, RowMatrix<T>& states, RowMatrix<T>* derivative,
-                       RowMatrix<T>& out, RecurrentPacks<T>& packs, int step_threads = 0) {
+                       RowMatrix<T>& out, RecurrentPacks<T>& packs, int step_threads = 0,
+                       const PackedRight<T>* packed_W = nullptr) {
   const std::int64_t steps = node.steps(), d = node.in.channels, m = node.width;
   const std::int64_t P = step_rows(points);
   step_inputs.setZero(steps * P, d);
@@ -261,18 +262,22 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
   } else {
     shape_rows(out, points, m);
   }
-  const Eigen::Map<const RowMatrix<T>> Um(U, d, m), Wm(W, m, m);
-  // Split over threads, each step's recurrent product runs on W packed once for the pass (a plain
-  // product per block would pack it again per block and step); on one thread, a plain product.
-  const bool packed = step_threads > 0;
-  if (packed && (steps > 1 || initial)) packs.weights.pack(W, m, m, m, false, step_threads);
+  const Eigen::Map<const RowMatrix<T>> Um(U, d, m);
+  // Every step's recurrent product runs on W packed once: per network by the caller (packed_W, shared
+  // by every tile's pass), else here once for the pass (a plain product would pack it again at every
+  // step and block). The same packed product whatever the threads, tile or caller.
+  const PackedRight<T>* Wp = packed_W;
+  if (!Wp && (steps > 1 || initial)) {
+    packs.weights.pack(W, m, m, m, false, step_threads);
+    Wp = &packs.weights;
+  }
   for (std::int64_t t = 1; t <= steps; ++t) {
     auto previous = block(t - 1);
     auto z = block(t);
     T* dr = derivative ? derivative->data() + (t - 1) * P * m : nullptr;
     // h_0 = 0 adds nothing through W.
     const bool recur = t > 1 || initial;
-    if (recur && packed) packs.states.pack(previous.data(), P, m, m, false, step_threads);
+    if (recur) packs.states.pack(previous.data(), P, m, m, false, step_threads);
     for_column_ranges<T>(m, step_threads, [&](std::int64_t jr, std::int64_t njr, auto&& blocks) {
       blocks([&](std::int64_t j0, std::int64_t nj) {
         z.middleCols(j0, nj).noalias() = u_forward * (step_inputs.middleRows((t - 1) * P, P) * Um.middleCols(j0, nj));
@@ -282,9 +287,8 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
             for (std::int64_t j = 0; j < nj; ++j) zr[j] += b_scale * bias[j0 + j];
           }
       });
-      if (recur && packed) packed_product(packs.states, packs.weights, z.data(), m, w_forward, 0, P, jr, njr);
+      if (recur) packed_product(packs.states, *Wp, z.data(), m, w_forward, 0, P, jr, njr);
       blocks([&](std::int64_t j0, std::int64_t nj) {
-        if (recur && !packed) z.middleCols(j0, nj).noalias() += w_forward * (previous * Wm.middleCols(j0, nj));
         for (std::int64_t r = 0; r < P; ++r) {
           T* zr = z.data() + r * m + j0;
           activate_entries(node.activation, zr, nj, zr, dr ? dr + r * m + j0 : nullptr);
@@ -445,7 +449,7 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
         const T* initial = k < ws.initial_states.size() ? ws.initial_states[k] : nullptr;
         recurrent_forward(node, scales[l], scales[l + 1], net.weights[l], net.biases[l], net.weights[l + 1], in, points,
                           initial, ws.step_inputs[k], ws.states[k], keep_derivatives ? &ws.derivatives[k] : nullptr,
-                          out, ws.packs, ws.step_threads);
+                          out, ws.packs, ws.step_threads, l + 1 < net.packed.size() ? net.packed[l + 1] : nullptr);
         break;
       }
       case NodeKind::attention: attention_forward(node, scales, net, in, points, ws.attention[k], out); break;
