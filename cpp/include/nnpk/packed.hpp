@@ -117,8 +117,7 @@ class PackedLeft {
     K_ = K;
     pack_slices(data_, K, M, threads, [&](T* dst, std::int64_t k0, std::int64_t depth) {
       if (transposed) {
-        Eigen::internal::gemm_pack_rhs<T, Index, Mapper<T, Eigen::RowMajor>, Traits<T>::nr, Eigen::RowMajor> pack_rhs;
-        pack_rhs(dst, Mapper<T, Eigen::RowMajor>(a, ld).getSubMapper(k0, 0), depth, M);
+        pack_transposed(a + k0 * ld, M, depth, ld, dst);
       } else {
         Eigen::internal::gemm_pack_rhs<T, Index, Mapper<T, Eigen::ColMajor>, Traits<T>::nr, Eigen::ColMajor> pack_rhs;
         pack_rhs(dst, Mapper<T, Eigen::ColMajor>(a, ld).getSubMapper(k0, 0), depth, M);
@@ -128,6 +127,26 @@ class PackedLeft {
 
   std::int64_t rows() const { return M_; }
   std::int64_t depth() const { return K_; }
+
+  // One slice of a transposed A, a(m, k) = src[k * ld + m] for k < depth, in the layout of Eigen's packed
+  // right-hand factor: whole panels of kPanel rows m, each `depth` steps of kPanel values, then the rows past
+  // the last whole panel one after the other, `depth` values each. By blocks of 16 steps, so that every cache
+  // line read (16 source rows) and written (16 steps of a panel) is used whole; a plain copy, the same values.
+  static void pack_transposed(const T* src, std::int64_t M, std::int64_t depth, std::int64_t ld, T* dst) {
+    constexpr std::int64_t nr = kPanel, kBlock = 16;
+    const std::int64_t whole = M / nr * nr;
+    for (std::int64_t k0 = 0; k0 < depth; k0 += kBlock) {
+      const std::int64_t kn = std::min(kBlock, depth - k0);
+      for (std::int64_t j = 0; j < whole; j += nr) {
+        T* d = dst + j * depth + k0 * nr;
+        for (std::int64_t k = 0; k < kn; ++k)
+          for (std::int64_t i = 0; i < nr; ++i) d[k * nr + i] = src[(k0 + k) * ld + j + i];
+      }
+      for (std::int64_t j = whole; j < M; ++j)
+        for (std::int64_t k = 0; k < kn; ++k) dst[j * depth + k0 + k] = src[(k0 + k) * ld + j];
+    }
+  }
+
   // Slice s from row i0 (a multiple of kPanel).
   const T* at(std::int64_t s, std::int64_t i0) const {
     return data_.data() + s * kPackDepth * M_ + i0 * packed_detail::slice_depth(K_, s);
@@ -172,6 +191,33 @@ inline void tile48(const float* pb, const float* pa, std::int64_t panel, std::in
     }
 }
 
+// The same for the last 16 V columns (V = 1, 2: the panel Eigen's packing leaves at the right edge of B when
+// its columns are 16 or 32 past the last whole 48-column panel, V vectors a step).
+template <int R, int V>
+inline void tile_narrow(const float* pb, const float* pa, std::int64_t panel, std::int64_t depth, float* C,
+                        std::int64_t ldc, float alpha) {
+  __m512 c[4 * R][V];
+#pragma GCC unroll 8
+  for (int r = 0; r < 4 * R; ++r)
+    for (int v = 0; v < V; ++v) c[r][v] = _mm512_setzero_ps();
+  for (std::int64_t k = 0; k < depth; ++k, pb += 16 * V) {
+    __m512 b[V];
+    for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(pb + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < 4 * R; ++r) {
+      const __m512 a = _mm512_set1_ps(pa[(r / 4) * panel + 4 * k + r % 4]);
+      for (int v = 0; v < V; ++v) c[r][v] = _mm512_fmadd_ps(b[v], a, c[r][v]);
+    }
+  }
+  const __m512 scale = _mm512_set1_ps(alpha);
+#pragma GCC unroll 8
+  for (int r = 0; r < 4 * R; ++r)
+    for (int v = 0; v < V; ++v) {
+      float* cr = C + r * ldc + 16 * v;
+      _mm512_storeu_ps(cr, _mm512_fmadd_ps(c[r][v], scale, _mm512_loadu_ps(cr)));
+    }
+}
+
 }  // namespace packed_detail
 #endif
 
@@ -195,8 +241,8 @@ void packed_product(const PackedLeft<T>& a, const PackedRight<T>& b, T* C, std::
 #if defined(__AVX512F__)
   if constexpr (std::is_same<T, float>::value && Traits<T>::mr == 48 && Traits<T>::nr == 4) {
     // Whole 48-column panels by tile48, 8 rows at a time (the left tile stays in the L1 cache while the
-    // right panels stream from L2), then a last 4-row panel; rows past the last whole 4-row panel and
-    // columns past the last whole 48-column panel by Eigen's kernel.
+    // right panels stream from L2), then a last 4-row panel; rows past the last whole 4-row panel by
+    // Eigen's kernel, and columns past the last whole 48-column panel as below.
     const std::int64_t wide = nj / 48 * 48, tall = mi / 4 * 4;
     for (std::int64_t r0 = i0; r0 < i0 + mi; r0 += kRows) {
       const std::int64_t rows = std::min(kRows, i0 + mi - r0), full = std::min(rows, i0 + tall - r0);
@@ -209,8 +255,22 @@ void packed_product(const PackedLeft<T>& a, const PackedRight<T>& b, T* C, std::
           for (std::int64_t j = j0; j < j0 + wide; j += 48) tile48<1>(b.at(s, j), a.at(s, i), panel, d, C + i * ldc + j, ldc, alpha);
         if (i < r0 + rows && wide > 0)
           gebp(ResMapper<T>(C + i * ldc + j0, ldc), b.at(s, j0), a.at(s, i), wide, d, r0 + rows - i, alpha);
-        if (wide < nj)
-          gebp(ResMapper<T>(C + r0 * ldc + j0 + wide, ldc), b.at(s, j0 + wide), a.at(s, r0), nj - wide, d, rows, alpha);
+        if (wide < nj) {
+          // The right edge: 16 or 32 columns by tile_narrow on whole row panels, anything else by Eigen's kernel.
+          const std::int64_t rest = nj - wide, j = j0 + wide;
+          std::int64_t e = r0;
+          if (rest == 16 || rest == 32) {
+            for (; e + 8 <= r0 + full; e += 8) {
+              if (rest == 16) tile_narrow<2, 1>(b.at(s, j), a.at(s, e), panel, d, C + e * ldc + j, ldc, alpha);
+              else tile_narrow<2, 2>(b.at(s, j), a.at(s, e), panel, d, C + e * ldc + j, ldc, alpha);
+            }
+            for (; e + 4 <= r0 + full; e += 4) {
+              if (rest == 16) tile_narrow<1, 1>(b.at(s, j), a.at(s, e), panel, d, C + e * ldc + j, ldc, alpha);
+              else tile_narrow<1, 2>(b.at(s, j), a.at(s, e), panel, d, C + e * ldc + j, ldc, alpha);
+            }
+          }
+          if (e < r0 + rows) gebp(ResMapper<T>(C + e * ldc + j, ldc), b.at(s, j), a.at(s, e), rest, d, r0 + rows - e, alpha);
+        }
       }
     }
     return;
