@@ -490,8 +490,8 @@ struct Engine {
   }
 
   // Sigma^0 of point xi against the lanes' points loaded by load_lanes (and Theta^0 = 0): each entry the
-  // sum over the channels in ascending order of the products, times 1 / c. All lanes at once, A x B
-  // entries per pass over the channels.
+  // sum over the channels in ascending order of the products, times 1 / c. All lanes at once, 4 x 4
+  // entries per pass over the channels (16 vector accumulators).
   void input_kernel(Workspace& ws, const double* xi, bool ntk) const {
     const Node& node = plan.nodes[0];
     const std::int64_t positions = node.positions(), c = plan.input_channels;
@@ -504,7 +504,7 @@ struct Engine {
     } else {
       const std::int64_t ld = positions * kLanes;  // one row a of the output
       std::int64_t a = 0;
-      for (; a + 2 <= positions; a += 2) input_row<2>(xi + a * c, xl, positions, c, inv_c, ld, out + a * ld);
+      for (; a + 4 <= positions; a += 4) input_row<4>(xi + a * c, xl, positions, c, inv_c, ld, out + a * ld);
       for (; a < positions; ++a) input_row<1>(xi + a * c, xl, positions, c, inv_c, ld, out + a * ld);
     }
     if (ntk) std::fill(own(ws, node, true), own(ws, node, true) + node.entries() * kLanes, 0.0);
@@ -698,14 +698,21 @@ struct Engine {
                       double* s_out, double* t_out) const {
     const double w2 = node.w_std * node.w_std, b2 = node.has_bias ? node.b_std * node.b_std : 0.0;
     const double fan_in = static_cast<double>(node.fan_in), bias_share = node.has_bias ? 1.0 : 0.0;
-    for (std::int64_t e = 0; e < size; ++e) {
-      const double sum = 0.0 + s_in[e];
-      const double pre = w2 * sum + b2;
+    // Whole lane vectors (size is a multiple of kLanes), per lane the scalar operations.
+    for (std::int64_t e = 0; e < size; e += kLanes) {
+      LaneVector sum, t = {};
+      std::memcpy(&sum, s_in + e, sizeof(LaneVector));
+      sum = 0.0 + sum;
+      const LaneVector pre = w2 * sum + b2;
       if (ntk) {
-        const double t = t_in ? 0.0 + t_in[e] : 0.0;
-        t_out[e] = standard ? fan_in * sum + w2 * t + bias_share : pre + w2 * t;
+        if (t_in) {
+          std::memcpy(&t, t_in + e, sizeof(LaneVector));
+          t = 0.0 + t;
+        }
+        const LaneVector theta = standard ? fan_in * sum + w2 * t + bias_share : pre + w2 * t;
+        std::memcpy(t_out + e, &theta, sizeof(LaneVector));
       }
-      s_out[e] = pre;
+      std::memcpy(s_out + e, &pre, sizeof(LaneVector));
     }
   }
 
@@ -816,9 +823,14 @@ struct Engine {
       double* dst = kernel == 1 ? t_out : s_out;
       for (std::int64_t a = 0; a < positions; ++a) {
         const std::int64_t b0 = node.full ? 0 : a, b1 = node.full ? positions : a + 1;
-        for (std::int64_t b = b0; b < b1; ++b) {
+        const double ra = r1[a];
+        for (std::int64_t b = b0; b < b1; ++b) {  // whole lane vectors: per lane src * (r1[a] r2[b])
           const std::int64_t at = (node.full ? a * positions + b : a) * kLanes;
-          for (std::int64_t l = 0; l < kLanes; ++l) dst[at + l] = src[at + l] * (r1[a] * r2[b * kLanes + l]);
+          LaneVector x, r;
+          std::memcpy(&x, src + at, sizeof(LaneVector));
+          std::memcpy(&r, r2 + b * kLanes, sizeof(LaneVector));
+          x *= ra * r;
+          std::memcpy(dst + at, &x, sizeof(LaneVector));
         }
       }
     }
