@@ -275,6 +275,23 @@ def test_one_by_one_convolutions_are_dense_at_each_position():
         np.testing.assert_allclose(got[name], np.mean([k[name] for k in per_position], axis=0), rtol=1e-13)
 
 
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_one_by_one_convolutions_pooled_are_dense_over_pairs_of_positions(parameterization):
+    # Pooled, every node carries the covariances of all pairs of positions (the input's too): the kernel is the
+    # mean over pairs (p, q) of the dense network's between position p of x1 and position q of x2. 15
+    # positions and 3 channels: the input's covariances in whole blocks of positions and in the rest.
+    x1, x2 = RNG.normal(size=(4, 3, 5, 3)), RNG.normal(size=(3, 3, 5, 3))
+    conv = Network([Conv(4, (1, 1), W_std=1.3, b_std=0.2), "erf", Conv(4, (1, 1), W_std=0.8, b_std=0.1), "relu",
+                    GlobalAvgPool(), Dense(1, W_std=0.9, b_std=0.3)], parameterization=parameterization)
+    dense = Network([Dense(4, W_std=1.3, b_std=0.2), "erf", Dense(4, W_std=0.8, b_std=0.1), "relu",
+                     Dense(1, W_std=0.9, b_std=0.3)], parameterization=parameterization)
+    got = nnpk.analytic(x1, x2, arch=conv, get=("nngp", "ntk"))
+    p1, p2 = x1.reshape(4, 15, 3), x2.reshape(3, 15, 3)
+    pairs = [nnpk.analytic(p1[:, p], p2[:, q], arch=dense, get=("nngp", "ntk")) for p in range(15) for q in range(15)]
+    for name in ("nngp", "ntk"):
+        np.testing.assert_allclose(got[name], np.mean([k[name] for k in pairs], axis=0), rtol=1e-12)
+
+
 def test_global_pooling_of_one_position_changes_nothing():
     x = RNG.normal(size=(5, 3, 3, 2))
     covering = [Conv(3, (3, 3), padding="valid", b_std=0.2), "relu"]

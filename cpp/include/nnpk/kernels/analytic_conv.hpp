@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -37,6 +38,9 @@ namespace conv_analytic {
 
 // Points paired with point i in one pass: one AVX-512 vector of doubles.
 constexpr std::int64_t kLanes = 8;
+// The kLanes doubles of one entry as one vector (GCC and Clang vector extensions): its arithmetic is each
+// lane's scalar operation, so a loop over lane vectors gives the bits of the loop over lanes.
+typedef double LaneVector __attribute__((vector_size(kLanes * sizeof(double))));
 
 // One spatial axis of a convolution's or pooling layer's window.
 struct AxisMap {
@@ -227,7 +231,8 @@ struct Plan {
     std::int64_t q = 0;
     for (const Node& node : nodes)
       if (node.variances) q += node.positions();
-    return kLanes * ((ntk ? 2 : 1) * states + row_entries + q) + norm_entries * (1 + 2 * kLanes);
+    return kLanes * ((ntk ? 2 : 1) * states + row_entries + q + nodes[0].positions() * input_channels) +
+           norm_entries * (1 + 2 * kLanes);
   }
 };
 
@@ -433,6 +438,7 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
 struct Workspace {
   std::vector<std::vector<double>> sigma, theta;
   std::vector<double> diag_sigma, diag_theta, temp_sigma, temp_theta, dot, norm;
+  std::vector<double> lane_inputs;  // the lanes' input points, lane innermost
   std::vector<std::vector<double>> lane_variances;
   // Per attention node with weights: the lanes' G (entry (a, b) of lane l at [(a P + b) kLanes + l])
   // and point i's (P x P).
@@ -450,6 +456,7 @@ struct Workspace {
     temp_theta.resize(ntk ? temp_sigma.size() : 0);
     dot.resize(static_cast<std::size_t>(plan.row_entries * kLanes));
     norm.resize(static_cast<std::size_t>(plan.norm_entries * (1 + 2 * kLanes)));
+    lane_inputs.resize(static_cast<std::size_t>(plan.nodes[0].positions() * plan.input_channels * kLanes));
     for (const Node& node : plan.nodes) {
       lane_variances.emplace_back(node.variances ? static_cast<std::size_t>(node.positions() * kLanes) : 0);
       lane_gates.emplace_back(node.gates ? static_cast<std::size_t>(node.gate_entries() * kLanes) : 0);
@@ -474,24 +481,61 @@ struct Engine {
     return (theta ? ws.theta : ws.sigma)[static_cast<std::size_t>(node.slot)].data();
   }
 
-  // Sigma^0 of point xi against the lanes' points (and Theta^0 = 0).
-  void input_kernel(Workspace& ws, const double* xi, const double* const* lanes, bool ntk) const {
+  // The lanes' inputs for input_kernel, transposed: ws.lane_inputs[(p c + ch) kLanes + l] = lanes[l][p c + ch].
+  void load_lanes(Workspace& ws, const double* const* lanes) const {
+    const std::int64_t d = plan.nodes[0].positions() * plan.input_channels;
+    double* dst = ws.lane_inputs.data();
+    for (std::int64_t e = 0; e < d; ++e)
+      for (std::int64_t l = 0; l < kLanes; ++l) dst[e * kLanes + l] = lanes[l][e];
+  }
+
+  // Sigma^0 of point xi against the lanes' points loaded by load_lanes (and Theta^0 = 0): each entry the
+  // sum over the channels in ascending order of the products, times 1 / c. All lanes at once, 4 x 4
+  // entries per pass over the channels (16 vector accumulators).
+  void input_kernel(Workspace& ws, const double* xi, bool ntk) const {
     const Node& node = plan.nodes[0];
     const std::int64_t positions = node.positions(), c = plan.input_channels;
     const double inv_c = 1.0 / static_cast<double>(c);
+    const double* xl = ws.lane_inputs.data();
     double* out = own(ws, node, false);
-    for (std::int64_t a = 0; a < positions; ++a) {
-      const std::int64_t b0 = node.full ? 0 : a, b1 = node.full ? positions : a + 1;
-      for (std::int64_t b = b0; b < b1; ++b) {
-        double* t = out + ((node.full ? a * positions : 0) + b) * kLanes;
-        for (std::int64_t l = 0; l < kLanes; ++l) {
-          double sum = 0.0;
-          for (std::int64_t ch = 0; ch < c; ++ch) sum += xi[a * c + ch] * lanes[l][b * c + ch];
-          t[l] = sum * inv_c;
-        }
-      }
+    if (!node.full) {
+      for (std::int64_t a = 0; a < positions; ++a) input_block<1, 1>(xi + a * c, xl + a * c * kLanes, c, inv_c, 0,
+                                                                     out + a * kLanes);
+    } else {
+      const std::int64_t ld = positions * kLanes;  // one row a of the output
+      std::int64_t a = 0;
+      for (; a + 4 <= positions; a += 4) input_row<4>(xi + a * c, xl, positions, c, inv_c, ld, out + a * ld);
+      for (; a < positions; ++a) input_row<1>(xi + a * c, xl, positions, c, inv_c, ld, out + a * ld);
     }
     if (ntk) std::fill(own(ws, node, true), own(ws, node, true) + node.entries() * kLanes, 0.0);
+  }
+  // Rows [a, a + A) of a full input kernel: xa point i's rows, out row a's first entry.
+  template <int A>
+  static void input_row(const double* xa, const double* xl, std::int64_t positions, std::int64_t c, double inv_c,
+                        std::int64_t ld, double* out) {
+    std::int64_t b = 0;
+    for (; b + 4 <= positions; b += 4) input_block<A, 4>(xa, xl + b * c * kLanes, c, inv_c, ld, out + b * kLanes);
+    for (; b < positions; ++b) input_block<A, 1>(xa, xl + b * c * kLanes, c, inv_c, ld, out + b * kLanes);
+  }
+  // Entries (a, b) for a < A, b < B: sum_ch xa[a c + ch] * xl[(b c + ch) kLanes + lane], in ascending ch, times
+  // inv_c, at out[a ld + b kLanes + lane]. Whole lane vectors (per lane the scalar operations, in order).
+  template <int A, int B>
+  static void input_block(const double* xa, const double* xl, std::int64_t c, double inv_c, std::int64_t ld,
+                          double* out) {
+    LaneVector acc[A][B] = {};
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+      LaneVector y[B];
+      for (int b = 0; b < B; ++b) std::memcpy(&y[b], xl + (b * c + ch) * kLanes, sizeof(LaneVector));
+      for (int a = 0; a < A; ++a) {
+        const double x = xa[a * c + ch];
+        for (int b = 0; b < B; ++b) acc[a][b] += x * y[b];
+      }
+    }
+    for (int a = 0; a < A; ++a)
+      for (int b = 0; b < B; ++b) {
+        const LaneVector v = acc[a][b] * inv_c;
+        std::memcpy(out + a * ld + b * kLanes, &v, sizeof(LaneVector));
+      }
   }
 
   // The two axes of a convolution or pooling node: in -> temp (height), then temp -> out
@@ -527,6 +571,12 @@ struct Engine {
         // Both kernels' height passes, then per output row both width passes and the
         // convolution's scaling while the row is in cache.
         const bool full = node.reads_full(in), theta = ntk && node.input != 0;
+        if (node.kind == NodeKind::conv && node.axis_h.identity() && node.axis_w.identity() &&
+            !node.axis_h.transposed && !node.axis_w.transposed) {
+          pointwise_conv(node, state(ws, node.input, false, full), theta ? state(ws, node.input, true, full) : nullptr,
+                         size, ntk, s_out, t_out);
+          break;
+        }
         height_pass(node, in, state(ws, node.input, false, full), ws.temp_sigma.data());
         if (theta) height_pass(node, in, state(ws, node.input, true, full), ws.temp_theta.data());
         if (ntk && !theta) std::fill(t_out, t_out + size, 0.0);  // Theta^0 = 0
@@ -641,6 +691,31 @@ struct Engine {
     if (node.diagonal_copy >= 0) copy_diagonal(ws, node, ntk);
   }
 
+  // A convolution with one tap per axis, stride 1 and no padding: each output entry its input entry, with the
+  // arithmetic of the passes above (a sum of one tap from 0, then the scaling), without the passes.
+  // t_in: null when Theta^0 = 0.
+  void pointwise_conv(const Node& node, const double* s_in, const double* t_in, std::int64_t size, bool ntk,
+                      double* s_out, double* t_out) const {
+    const double w2 = node.w_std * node.w_std, b2 = node.has_bias ? node.b_std * node.b_std : 0.0;
+    const double fan_in = static_cast<double>(node.fan_in), bias_share = node.has_bias ? 1.0 : 0.0;
+    // Whole lane vectors (size is a multiple of kLanes), per lane the scalar operations.
+    for (std::int64_t e = 0; e < size; e += kLanes) {
+      LaneVector sum, t = {};
+      std::memcpy(&sum, s_in + e, sizeof(LaneVector));
+      sum = 0.0 + sum;
+      const LaneVector pre = w2 * sum + b2;
+      if (ntk) {
+        if (t_in) {
+          std::memcpy(&t, t_in + e, sizeof(LaneVector));
+          t = 0.0 + t;
+        }
+        const LaneVector theta = standard ? fan_in * sum + w2 * t + bias_share : pre + w2 * t;
+        std::memcpy(t_out + e, &theta, sizeof(LaneVector));
+      }
+      std::memcpy(s_out + e, &pre, sizeof(LaneVector));
+    }
+  }
+
   // A concatenation along a spatial axis: each output position is a position of one branch; pairs of
   // positions of one branch keep that branch's covariance, pairs across branches have none (the
   // branches are independent).
@@ -748,9 +823,14 @@ struct Engine {
       double* dst = kernel == 1 ? t_out : s_out;
       for (std::int64_t a = 0; a < positions; ++a) {
         const std::int64_t b0 = node.full ? 0 : a, b1 = node.full ? positions : a + 1;
-        for (std::int64_t b = b0; b < b1; ++b) {
+        const double ra = r1[a];
+        for (std::int64_t b = b0; b < b1; ++b) {  // whole lane vectors: per lane src * (r1[a] r2[b])
           const std::int64_t at = (node.full ? a * positions + b : a) * kLanes;
-          for (std::int64_t l = 0; l < kLanes; ++l) dst[at + l] = src[at + l] * (r1[a] * r2[b * kLanes + l]);
+          LaneVector x, r;
+          std::memcpy(&x, src + at, sizeof(LaneVector));
+          std::memcpy(&r, r2 + b * kLanes, sizeof(LaneVector));
+          x *= ra * r;
+          std::memcpy(dst + at, &x, sizeof(LaneVector));
         }
       }
     }
@@ -869,6 +949,7 @@ struct Engine {
       Workspace& ws = spaces[static_cast<std::size_t>(thread)];
       const double* xi = x + i * d;
       std::vector<const double*> lanes(static_cast<std::size_t>(kLanes), xi);
+      load_lanes(ws, lanes.data());
       std::vector<const double*> q1(static_cast<std::size_t>(n_nodes), nullptr);
       for (std::int64_t k = 0; k < n_nodes; ++k) {
         const Node& node = plan.nodes[static_cast<std::size_t>(k)];
@@ -881,7 +962,7 @@ struct Engine {
           ws.point_gates[static_cast<std::size_t>(k)] = G;
         }
         if (k == 0)
-          input_kernel(ws, xi, lanes.data(), false);
+          input_kernel(ws, xi, false);
         else
           node_step(ws, k, q1, false);
         if (!node.variances) continue;
@@ -965,6 +1046,7 @@ inline void analytic_conv_kernels(const SequentialSpec& spec, const std::vector<
       const std::int64_t width = std::min(kLanes, j0 + nj - jb);
       // Lanes past the tile repeat its last point; their results are not written.
       for (std::int64_t l = 0; l < kLanes; ++l) lanes[static_cast<std::size_t>(l)] = x2 + (jb + std::min(l, width - 1)) * d;
+      engine.load_lanes(ws, lanes.data());
       for (std::int64_t k = 0; k < n_nodes; ++k) {
         const Node& node = plan.nodes[static_cast<std::size_t>(k)];
         if (!node.variances) continue;
@@ -993,7 +1075,7 @@ inline void analytic_conv_kernels(const SequentialSpec& spec, const std::vector<
           if (node.gates)
             ws.point_gates[static_cast<std::size_t>(k)] = gates1[static_cast<std::size_t>(k)].data() + i * node.gate_entries();
         }
-        engine.input_kernel(ws, x1 + i * d, lanes.data(), opt.ntk);
+        engine.input_kernel(ws, x1 + i * d, opt.ntk);
         for (std::int64_t k = 1; k < n_nodes; ++k) {
           engine.node_step(ws, k, q1, opt.ntk);
           const std::int64_t out = slot[static_cast<std::size_t>(k)];
