@@ -285,9 +285,9 @@ def _check_sequence_lengths(x1, x2, network: Network) -> None:
 
 
 def _recursion(network: Network, input_shape) -> _NetworkRecursion:
-    network.compile(input_shape)  # shape errors first, with the builder's messages
+    compiled = network.compile(input_shape)  # shape errors first, with the builder's messages
     recursion = _NetworkRecursion()
-    recursion.sequence(network.layers, tuple(input_shape), -1, "input", "")
+    recursion.sequence(network.layers, compiled.features_shape, -1, "input", "")
     return recursion
 
 

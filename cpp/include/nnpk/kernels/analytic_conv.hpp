@@ -27,6 +27,7 @@
 #include "nnpk/kernels/analytic_attention.hpp"
 #include "nnpk/kernels/dual.hpp"
 #include "nnpk/kernels/gram.hpp"
+#include "nnpk/network/aggregate.hpp"
 #include "nnpk/network/fan_in.hpp"
 #include "nnpk/network/spec.hpp"
 #include "nnpk/parallel.hpp"
@@ -191,6 +192,8 @@ struct Node {
   // aggregate: the edge weights A (P x P) without the zeros, as lists of (index, weight) in ascending index:
   // into[a] the edges u -> a (A[u][a]), from[v] the edges v -> b (A[v][b]).
   std::vector<std::vector<std::pair<std::int64_t, double>>> into, from;
+  // aggregate over each point's own graph (the adjacencies in the points' rows), its columns normalised if mean
+  bool per_point = false, mean = false;
 
   std::int64_t positions() const { return height * width; }
   bool merges() const {
@@ -218,7 +221,8 @@ struct Plan {
   std::int64_t temp_entries = 2;           // doubles per lane of the between-axes buffer (a dense node's two means)
   std::int64_t row_entries = 1;            // doubles per lane of a dual map's row
   std::int64_t norm_entries = 0;           // positions of the largest layer normalisation
-  std::int64_t input_channels = 1;
+  std::int64_t input_channels = 1;  // the features of a position
+  std::int64_t input_stride = 1;    // the values of a position in a point's row (graph points: and its adjacency's row)
 
   // Doubles of one thread's workspace.
   std::int64_t workspace_doubles(bool ntk) const {
@@ -245,7 +249,8 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
   input.height = spec.input.height;
   input.width = spec.input.width;
   input.spatial = spec.input.spatial;
-  plan.input_channels = spec.input.channels;
+  plan.input_channels = spec.features().channels;
+  plan.input_stride = spec.input.channels;
   for (std::int64_t k = 0; k < n; ++k) {
     const SeqNode& s = spec.nodes[static_cast<std::size_t>(k)];
     Node& node = plan.nodes[static_cast<std::size_t>(k + 1)];
@@ -288,6 +293,9 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
         break;
       case NodeKind::aggregate: {
         const std::int64_t P = s.in.positions();
+        node.per_point = s.per_point;
+        node.mean = s.mean;
+        if (s.per_point) break;
         node.into.assign(static_cast<std::size_t>(P), {});
         node.from.assign(static_cast<std::size_t>(P), {});
         for (std::int64_t u = 0; u < P; ++u)
@@ -438,6 +446,11 @@ struct Workspace {
   // and point i's (P x P).
   std::vector<std::vector<double>> lane_gates;
   std::vector<const double*> point_gates;
+  // The input rows of point i and of the lanes' points (input_kernel), and per-point aggregations' weights:
+  // point i's (P x P) and the lanes' ((v P + b) kLanes + l).
+  const double* point_x = nullptr;
+  const double* lane_x[kLanes] = {};
+  std::vector<double> point_graph, lane_graph, graph_scratch;
 
   Workspace(const Plan& plan, bool ntk) {
     for (std::int64_t e : plan.slot_entries) {
@@ -477,8 +490,10 @@ struct Engine {
   // Sigma^0 of point xi against the lanes' points (and Theta^0 = 0).
   void input_kernel(Workspace& ws, const double* xi, const double* const* lanes, bool ntk) const {
     const Node& node = plan.nodes[0];
-    const std::int64_t positions = node.positions(), c = plan.input_channels;
+    const std::int64_t positions = node.positions(), c = plan.input_channels, stride = plan.input_stride;
     const double inv_c = 1.0 / static_cast<double>(c);
+    ws.point_x = xi;
+    for (std::int64_t l = 0; l < kLanes; ++l) ws.lane_x[l] = lanes[l];
     double* out = own(ws, node, false);
     for (std::int64_t a = 0; a < positions; ++a) {
       const std::int64_t b0 = node.full ? 0 : a, b1 = node.full ? positions : a + 1;
@@ -486,7 +501,7 @@ struct Engine {
         double* t = out + ((node.full ? a * positions : 0) + b) * kLanes;
         for (std::int64_t l = 0; l < kLanes; ++l) {
           double sum = 0.0;
-          for (std::int64_t ch = 0; ch < c; ++ch) sum += xi[a * c + ch] * lanes[l][b * c + ch];
+          for (std::int64_t ch = 0; ch < c; ++ch) sum += xi[a * stride + ch] * lanes[l][b * stride + ch];
           t[l] = sum * inv_c;
         }
       }
@@ -596,9 +611,14 @@ struct Engine {
         break;
       }
       case NodeKind::aggregate:
+        if (node.per_point) point_graphs(ws, node);
         for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel)
-          aggregate_pass(node, state(ws, node.input, kernel == 1, node.reads_full(in)),
-                         (kernel == 1 ? ws.temp_theta : ws.temp_sigma).data(), kernel == 1 ? t_out : s_out);
+          if (node.per_point)
+            point_aggregate_pass(ws, node, state(ws, node.input, kernel == 1, node.reads_full(in)),
+                                 (kernel == 1 ? ws.temp_theta : ws.temp_sigma).data(), kernel == 1 ? t_out : s_out);
+          else
+            aggregate_pass(node, state(ws, node.input, kernel == 1, node.reads_full(in)),
+                           (kernel == 1 ? ws.temp_theta : ws.temp_sigma).data(), kernel == 1 ? t_out : s_out);
         break;
       case NodeKind::fan_in_prod:
       case NodeKind::fan_in_concat: {
@@ -778,6 +798,53 @@ struct Engine {
   // out[a][b] = sum_v (sum_u A[u][a] in[u][v]) A[v][b], the zero weights skipped, each sum in ascending u
   // (or v). Both passes add whole contiguous rows: temp[a] += A[u][a] in[u] (P lanes vectors), then
   // out[a][b] += A[v][b] temp[a][v] over the edges from v. One position (P = 1) is a 1 x 1 pattern.
+  // A per-point aggregation's weights of point i and of the lanes' points, from their input rows.
+  void point_graphs(Workspace& ws, const Node& node) const {
+    const std::int64_t P = node.positions();
+    ws.point_graph.resize(static_cast<std::size_t>(P * P));
+    ws.lane_graph.resize(static_cast<std::size_t>(P * P * kLanes));
+    ws.graph_scratch.resize(static_cast<std::size_t>(P * P));
+    graph_adjacency(ws.point_x, P, plan.input_stride, ws.graph_scratch.data());
+    graph_weights(ws.graph_scratch.data(), P, node.mean, ws.point_graph.data());
+    std::vector<double> w(static_cast<std::size_t>(P * P));
+    for (std::int64_t l = 0; l < kLanes; ++l) {
+      graph_adjacency(ws.lane_x[l], P, plan.input_stride, ws.graph_scratch.data());
+      graph_weights(ws.graph_scratch.data(), P, node.mean, w.data());
+      for (std::int64_t e = 0; e < P * P; ++e) ws.lane_graph[static_cast<std::size_t>(e * kLanes + l)] = w[static_cast<std::size_t>(e)];
+    }
+  }
+
+  // A per-point aggregation: out[a][b] = sum_v (sum_u A_i[u][a] in[u][v]) A_l[v][b], A_i point i's weights and
+  // A_l lane l's, each sum in ascending u (or v), an edge absent from every lane skipped.
+  void point_aggregate_pass(const Workspace& ws, const Node& node, const double* in, double* temp, double* out) const {
+    const std::int64_t P = node.positions(), row = P * kLanes;
+    const double* Ai = ws.point_graph.data();
+    const double* Al = ws.lane_graph.data();
+    for (std::int64_t a = 0; a < P; ++a) {
+      double* t = temp + a * row;
+      std::fill(t, t + row, 0.0);
+      for (std::int64_t u = 0; u < P; ++u) {
+        const double w = Ai[u * P + a];
+        if (w == 0.0) continue;
+        const double* src = in + u * row;
+        for (std::int64_t e = 0; e < row; ++e) t[e] += w * src[e];
+      }
+    }
+    std::fill(out, out + P * row, 0.0);
+    for (std::int64_t a = 0; a < P; ++a)
+      for (std::int64_t v = 0; v < P; ++v) {
+        const double* src = temp + (a * P + v) * kLanes;
+        double* o = out + a * row;
+        for (std::int64_t b = 0; b < P; ++b) {
+          const double* w = Al + (v * P + b) * kLanes;
+          bool any = false;
+          for (std::int64_t l = 0; l < kLanes; ++l) any = any || w[l] != 0.0;
+          if (!any) continue;
+          for (std::int64_t l = 0; l < kLanes; ++l) o[b * kLanes + l] += w[l] * src[l];
+        }
+      }
+  }
+
   void aggregate_pass(const Node& node, const double* in, double* temp, double* out) const {
     const std::int64_t P = node.positions(), row = P * kLanes;
     for (std::int64_t a = 0; a < P; ++a) {
