@@ -352,6 +352,14 @@ def test_per_point_graphs_are_the_fixed_pattern_point_by_point():
                                    rtol=1e-13)
         np.testing.assert_allclose(nnpk.monte_carlo(x, arch=net, n_networks=2, get=get),
                                    nnpk.monte_carlo(features, arch=same, n_networks=2, get=get), rtol=1e-12)
+    for a, b in zip(nnpk.analytic(x, arch=net, get="ntk", layers="all"),
+                    nnpk.analytic(features, arch=same, get="ntk", layers="all")):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+    # The conditional estimator (a network ending Dense -> activation -> Dense) reads graph points too.
+    deep = Network(layers[:-1] + [Dense(8), "relu", Dense(1)])
+    np.testing.assert_allclose(nnpk.monte_carlo(x, arch=deep, n_networks=3, estimator="conditional"),
+                               nnpk.monte_carlo(features, arch=fixed(deep, pattern), n_networks=3,
+                                                estimator="conditional"), rtol=1e-12)
 
 
 def _relu_layer(S, T, qi, qj):
@@ -474,6 +482,11 @@ def test_per_point_graphs_training_gradient_equals_numpy(reduction):
     before = np.concatenate([np.concatenate([W.ravel(), b.ravel()]) for W, b in params])
     after = np.concatenate([np.concatenate([W.ravel(), b.ravel()]) for W, b in learner.params_])
     np.testing.assert_allclose((before - after) / lr, gradient, rtol=1e-9, atol=1e-12)
+    # The linearised network (its tangent pass) has the same gradient at the start.
+    linear = nnpk.NetworkLearner(arch, seed=3, optimizer="sgd", lr=lr, epochs=1, batch_size=None, loss="squared",
+                                 n_threads=1, linearize=True).fit(x, y)
+    moved = np.concatenate([np.concatenate([W.ravel(), b.ravel()]) for W, b in linear.params_])
+    np.testing.assert_allclose((before - moved) / lr, gradient, rtol=1e-9, atol=1e-12)
     # and training continues to lower the loss
     longer = nnpk.NetworkLearner(arch, seed=3, optimizer="adam", lr=3e-2, epochs=40, batch_size=None,
                                  loss="squared").fit(x, y)

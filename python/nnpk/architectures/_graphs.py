@@ -30,6 +30,18 @@ def graph_points(features, adjacency) -> np.ndarray:
         Node u of point i holds its features, then its row ``adjacency[i, u, :]``: the points every kernel
         (``monte_carlo``, ``empirical``, ``analytic``), ``NetworkLearner`` and the stores take for such a
         network, split again by the engine (the layers read the features, each ``Aggregate()`` the adjacency).
+
+    Examples
+    --------
+    Two points of three nodes, one without edges but self-loops, one fully connected:
+
+    >>> import numpy as np, nnpk
+    >>> x = nnpk.graph_points(np.ones((2, 3, 1)), np.stack([np.eye(3), np.ones((3, 3))]))
+    >>> x.shape
+    (2, 3, 4)
+    >>> net = nnpk.Network([nnpk.Conv(8, 1), "relu", nnpk.Aggregate(), nnpk.GlobalSumPool(), nnpk.Dense(1)])
+    >>> nnpk.analytic(x, arch=net).shape
+    (2, 2)
     """
     f = _real_array(features, "features")
     a = _real_array(adjacency, "adjacency")

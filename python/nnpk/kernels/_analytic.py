@@ -388,7 +388,8 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
     arch : nnpk.Network (an nnpk.MLP is one)
         Only the depth, activation, stds and parameterization matter, and the hidden widths only for the "standard"
         NTK. A Network may hold Dense, Conv and ConvTranspose layers (1-D or 2-D, any stride, "same" or "valid"),
-        AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Aggregate, Flatten, elementwise activations of Gaussian
+        AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Aggregate (a fixed pattern, or each point's own graph:
+        graph points, ``nnpk.graph_points``), Flatten, elementwise activations of Gaussian
         pre-activations (a Dense or Conv output, an average or sum pooling, a graph aggregation or a residual sum of
         them), LayerNorm layers over the channels (and any positions) of such Gaussian features (the kernels divided
         by ``sqrt((eps + q) (eps + q'))``, q and q' the two points' variances averaged over the normalised

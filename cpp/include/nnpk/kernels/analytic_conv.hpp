@@ -447,10 +447,13 @@ struct Workspace {
   std::vector<std::vector<double>> lane_gates;
   std::vector<const double*> point_gates;
   // The input rows of point i and of the lanes' points (input_kernel), and per-point aggregations' weights:
-  // point i's (P x P) and the lanes' ((v P + b) kLanes + l).
+  // point i's (P x P) and, per aggregation node, the lanes' ((v P + b) kLanes + l) with the rows they
+  // were computed from (kept while the lanes stay).
   const double* point_x = nullptr;
   const double* lane_x[kLanes] = {};
-  std::vector<double> point_graph, lane_graph, graph_scratch;
+  std::vector<double> point_graph, graph_scratch, graph_weights;
+  std::vector<std::vector<double>> lane_graphs;
+  std::vector<std::vector<const double*>> lane_graph_rows;
 
   Workspace(const Plan& plan, bool ntk) {
     for (std::int64_t e : plan.slot_entries) {
@@ -468,6 +471,8 @@ struct Workspace {
       lane_gates.emplace_back(node.gates ? static_cast<std::size_t>(node.gate_entries() * kLanes) : 0);
     }
     point_gates.assign(plan.nodes.size(), nullptr);
+    lane_graphs.resize(plan.nodes.size());
+    lane_graph_rows.resize(plan.nodes.size());
   }
 };
 
@@ -801,16 +806,22 @@ struct Engine {
   // A per-point aggregation's weights of point i and of the lanes' points, from their input rows.
   void point_graphs(Workspace& ws, const Node& node) const {
     const std::int64_t P = node.positions();
+    const auto k = static_cast<std::size_t>(&node - plan.nodes.data());
     ws.point_graph.resize(static_cast<std::size_t>(P * P));
-    ws.lane_graph.resize(static_cast<std::size_t>(P * P * kLanes));
     ws.graph_scratch.resize(static_cast<std::size_t>(P * P));
+    ws.graph_weights.resize(static_cast<std::size_t>(P * P));
     graph_adjacency(ws.point_x, P, plan.input_stride, ws.graph_scratch.data());
     graph_weights(ws.graph_scratch.data(), P, node.mean, ws.point_graph.data());
-    std::vector<double> w(static_cast<std::size_t>(P * P));
+    std::vector<const double*>& rows = ws.lane_graph_rows[k];
+    if (rows.size() == static_cast<std::size_t>(kLanes) && std::equal(rows.begin(), rows.end(), ws.lane_x)) return;
+    rows.assign(ws.lane_x, ws.lane_x + kLanes);
+    std::vector<double>& lanes = ws.lane_graphs[k];
+    lanes.resize(static_cast<std::size_t>(P * P * kLanes));
     for (std::int64_t l = 0; l < kLanes; ++l) {
       graph_adjacency(ws.lane_x[l], P, plan.input_stride, ws.graph_scratch.data());
-      graph_weights(ws.graph_scratch.data(), P, node.mean, w.data());
-      for (std::int64_t e = 0; e < P * P; ++e) ws.lane_graph[static_cast<std::size_t>(e * kLanes + l)] = w[static_cast<std::size_t>(e)];
+      graph_weights(ws.graph_scratch.data(), P, node.mean, ws.graph_weights.data());
+      for (std::int64_t e = 0; e < P * P; ++e)
+        lanes[static_cast<std::size_t>(e * kLanes + l)] = ws.graph_weights[static_cast<std::size_t>(e)];
     }
   }
 
@@ -819,7 +830,7 @@ struct Engine {
   void point_aggregate_pass(const Workspace& ws, const Node& node, const double* in, double* temp, double* out) const {
     const std::int64_t P = node.positions(), row = P * kLanes;
     const double* Ai = ws.point_graph.data();
-    const double* Al = ws.lane_graph.data();
+    const double* Al = ws.lane_graphs[static_cast<std::size_t>(&node - plan.nodes.data())].data();
     for (std::int64_t a = 0; a < P; ++a) {
       double* t = temp + a * row;
       std::fill(t, t + row, 0.0);
