@@ -454,6 +454,10 @@ struct Workspace {
   std::vector<double> point_graph, graph_scratch, graph_weights;
   std::vector<std::vector<double>> lane_graphs;
   std::vector<std::vector<const double*>> lane_graph_rows;
+  // Point i's edges into each node a ((u, A_i[u][a]), ascending u); per aggregation node, the lanes' edges from
+  // each node v (b ascending, with an edge v -> b in some lane).
+  std::vector<std::vector<std::pair<std::int64_t, double>>> point_into;
+  std::vector<std::vector<std::vector<std::int64_t>>> lane_from;
 
   Workspace(const Plan& plan, bool ntk) {
     for (std::int64_t e : plan.slot_entries) {
@@ -473,6 +477,7 @@ struct Workspace {
     point_gates.assign(plan.nodes.size(), nullptr);
     lane_graphs.resize(plan.nodes.size());
     lane_graph_rows.resize(plan.nodes.size());
+    lane_from.resize(plan.nodes.size());
   }
 };
 
@@ -812,6 +817,15 @@ struct Engine {
     ws.graph_weights.resize(static_cast<std::size_t>(P * P));
     graph_adjacency(ws.point_x, P, plan.input_stride, ws.graph_scratch.data());
     graph_weights(ws.graph_scratch.data(), P, node.mean, ws.point_graph.data());
+    ws.point_into.resize(static_cast<std::size_t>(P));
+    for (std::int64_t a = 0; a < P; ++a) {
+      auto& into = ws.point_into[static_cast<std::size_t>(a)];
+      into.clear();
+      for (std::int64_t u = 0; u < P; ++u) {
+        const double w = ws.point_graph[static_cast<std::size_t>(u * P + a)];
+        if (w != 0.0) into.emplace_back(u, w);
+      }
+    }
     std::vector<const double*>& rows = ws.lane_graph_rows[k];
     if (rows.size() == static_cast<std::size_t>(kLanes) && std::equal(rows.begin(), rows.end(), ws.lane_x)) return;
     rows.assign(ws.lane_x, ws.lane_x + kLanes);
@@ -823,20 +837,26 @@ struct Engine {
       for (std::int64_t e = 0; e < P * P; ++e)
         lanes[static_cast<std::size_t>(e * kLanes + l)] = ws.graph_weights[static_cast<std::size_t>(e)];
     }
+    auto& from = ws.lane_from[k];
+    from.assign(static_cast<std::size_t>(P), {});
+    for (std::int64_t v = 0; v < P; ++v)
+      for (std::int64_t b = 0; b < P; ++b) {
+        const double* w = lanes.data() + (v * P + b) * kLanes;
+        if (std::any_of(w, w + kLanes, [](double x) { return x != 0.0; }))
+          from[static_cast<std::size_t>(v)].push_back(b);
+      }
   }
 
   // A per-point aggregation: out[a][b] = sum_v (sum_u A_i[u][a] in[u][v]) A_l[v][b], A_i point i's weights and
   // A_l lane l's, each sum in ascending u (or v), an edge absent from every lane skipped.
   void point_aggregate_pass(const Workspace& ws, const Node& node, const double* in, double* temp, double* out) const {
     const std::int64_t P = node.positions(), row = P * kLanes;
-    const double* Ai = ws.point_graph.data();
-    const double* Al = ws.lane_graphs[static_cast<std::size_t>(&node - plan.nodes.data())].data();
+    const auto k = static_cast<std::size_t>(&node - plan.nodes.data());
+    const double* Al = ws.lane_graphs[k].data();
     for (std::int64_t a = 0; a < P; ++a) {
       double* t = temp + a * row;
       std::fill(t, t + row, 0.0);
-      for (std::int64_t u = 0; u < P; ++u) {
-        const double w = Ai[u * P + a];
-        if (w == 0.0) continue;
+      for (const auto& [u, w] : ws.point_into[static_cast<std::size_t>(a)]) {
         const double* src = in + u * row;
         for (std::int64_t e = 0; e < row; ++e) t[e] += w * src[e];
       }
@@ -846,11 +866,8 @@ struct Engine {
       for (std::int64_t v = 0; v < P; ++v) {
         const double* src = temp + (a * P + v) * kLanes;
         double* o = out + a * row;
-        for (std::int64_t b = 0; b < P; ++b) {
+        for (std::int64_t b : ws.lane_from[k][static_cast<std::size_t>(v)]) {
           const double* w = Al + (v * P + b) * kLanes;
-          bool any = false;
-          for (std::int64_t l = 0; l < kLanes; ++l) any = any || w[l] != 0.0;
-          if (!any) continue;
           for (std::int64_t l = 0; l < kLanes; ++l) o[b * kLanes + l] += w[l] * src[l];
         }
       }
