@@ -494,8 +494,9 @@ def test_per_point_graphs_training_gradient_equals_numpy(reduction):
 
 
 def test_per_point_graphs_store_round_trip(tmp_path):
+    """Stores of graph points, in tiles of 96 rows (two per side here), equal the kernels computed at once."""
     nodes = 5
-    x = nnpk.graph_points(points(6, (nodes, 2), 26), graphs(6, nodes, 26))
+    x = nnpk.graph_points(points(100, (nodes, 2), 26), graphs(100, nodes, 26))
     arch = Network([Conv(2, 1), "relu", Aggregate(reduction="mean"), Flatten(), Dense(1)])
     store = nnpk.compute_to_store(tmp_path / "k", x, arch=arch, kernel="analytic_ntk", tile_size=96)
     assert store.arch == arch
