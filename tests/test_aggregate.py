@@ -338,8 +338,8 @@ def test_per_point_graphs_logits_and_tangent_kernel_equal_numpy(case, parameteri
 
 
 def test_per_point_graphs_are_the_fixed_pattern_point_by_point():
-    """Every point's kernels against a point of another graph: the entry of the engine's per-point network equals,
-    for a single shared graph, the fixed-pattern network's (Monte Carlo, empirical, analytic)."""
+    """Points that all carry the same graph: the per-point network's kernels equal the fixed-pattern network's on
+    the bare features (analytic NNGP and NTK, layers="all", Monte Carlo, the conditional estimator)."""
     shape, nodes = (6, 2), 6
     layers = [Conv(4, 1, b_std=0.1), "relu", Aggregate(reduction="mean"), Conv(4, 2), "erf", Aggregate(),
               GlobalAvgPool(), Dense(1)]
