@@ -25,7 +25,7 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
                          double momentum, double u_std, double leak, bool return_sequences, int init, int degree,
                          double gamma, const std::vector<double>& coefficients, bool pool_sum,
                          std::tuple<bool, bool, bool> norm_axes, bool transposed,
-                         const std::vector<double>& pattern, int concat_axis) {
+                         const std::vector<double>& pattern, int concat_axis, bool per_point, bool mean) {
   SeqNode node;
   node.kind = kind;
   node.input = input;
@@ -39,6 +39,8 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
   for (double w : pattern)
     if (!std::isfinite(w)) throw py::value_error("pattern must be finite");
   node.pattern = pattern;
+  node.per_point = per_point;
+  node.mean = mean;
   node.w_std = w_std;
   node.has_bias = b_std.has_value();
   node.b_std = b_std.value_or(0.0);
@@ -57,8 +59,9 @@ static SeqNode make_node(NodeKind kind, std::int64_t input, std::int64_t skip, s
 
 // input_shape is one point's shape: (features,), (length, channels) or (height, width, channels).
 static SequentialSpec make_spec(const std::vector<std::int64_t>& input_shape, std::vector<SeqNode> nodes,
-                                Parameterization parameterization, Init init) {
+                                Parameterization parameterization, Init init, bool graph) {
   SequentialSpec spec;
+  spec.graph = graph;
   switch (input_shape.size()) {
     case 1: spec.input = Shape{1, 1, input_shape[0], false}; break;
     case 2: spec.input = Shape{input_shape[0], 1, input_shape[1], true}; break;
@@ -305,7 +308,7 @@ void bind_network(py::module_& m) {
            py::arg("gamma") = 1.0, py::arg("coefficients") = std::vector<double>{}, py::arg("pool_sum") = false,
            py::arg("norm_axes") = std::make_tuple(false, false, true),
            py::arg("transposed") = false, py::arg("pattern") = std::vector<double>{},
-           py::arg("concat_axis") = 2);
+           py::arg("concat_axis") = 2, py::arg("per_point") = false, py::arg("mean") = false);
 
   m.def(
       "attention_node",
@@ -345,7 +348,8 @@ void bind_network(py::module_& m) {
 
   py::class_<SequentialSpec>(m, "SequentialSpec", "A sequential network as the engine sees it (built by nnpk.Network)")
       .def(py::init(&make_spec), py::arg("input_shape"), py::arg("nodes"), py::arg("parameterization"),
-           py::arg("init"))
+           py::arg("init"), py::arg("graph") = false,
+           "graph: the points are graphs, each position's features followed by its row of the point's adjacency")
       .def_property_readonly("param_shapes", [](const SequentialSpec& s) {
         std::vector<Pair> out;
         for (const DenseLayer& l : s.params) out.emplace_back(l.fan_in, l.fan_out);

@@ -305,6 +305,8 @@ class SeqNode:
         transposed: bool = False,
         pattern: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] = [],
         concat_axis: typing.SupportsInt | typing.SupportsIndex = 2,
+        per_point: bool = False,
+        mean: bool = False,
     ) -> None: ...
 
 class SequentialSpec:
@@ -317,6 +319,7 @@ class SequentialSpec:
         nodes: collections.abc.Sequence[SeqNode],
         parameterization: Parameterization,
         init: Init,
+        graph: bool = False,
     ) -> None: ...
     @property
     def param_shapes(self) -> list[tuple[int, int]]: ...

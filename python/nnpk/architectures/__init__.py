@@ -1,6 +1,7 @@
 """Architectures: layers, networks (an MLP is one), and the random parameters of network ``m`` of a seed."""
 
 from ._activations import ACTIVATIONS, CLOSED_FORM_DUALS, MAX_DEGREE, PARAMETERIZATIONS
+from ._graphs import graph_points
 from ._layers import (
     LAYER_TYPES,
     Activation,
@@ -35,5 +36,5 @@ __all__ = ["ACTIVATIONS", "Activation", "Aggregate", "AvgPool", "BatchNorm", "CL
            "GlobalSumPool", "HE_W_STD", "INITS", "LAYER_TYPES", "LAYOUTS", "LayerNorm", "MAX_DEGREE", "MLP", "MaxPool",
            "Network",
            "NormLayer", "PARAMETERIZATIONS", "ParamLayer", "Parallel", "Recurrent", "Residual", "SEED_MAX",
-           "STUDY_B_STD", "SelfAttention", "SumPool", "check_arch", "check_differentiable", "lenet", "mlp_100",
-           "params_from_state_dict", "resnet18", "sample_params"]
+           "STUDY_B_STD", "SelfAttention", "SumPool", "check_arch", "check_differentiable", "graph_points", "lenet",
+           "mlp_100", "params_from_state_dict", "resnet18", "sample_params"]

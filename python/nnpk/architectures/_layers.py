@@ -172,7 +172,7 @@ def _pattern(value) -> Tuple[Tuple[float, ...], ...]:
 
 @dataclass(frozen=True)
 class Aggregate:
-    """Graph aggregation: a point's positions are the nodes of one graph, ``pattern[u][v]`` the weight
+    """Graph aggregation: a point's positions are the nodes of a graph, ``pattern[u][v]`` the weight
     of the edge from node u to node v (0: no edge), and output node v is, per channel,
 
         reduction "sum":  out_v = sum_u pattern[u][v] x_u
@@ -180,37 +180,59 @@ class Aggregate:
 
     (neural-tangents' ``Aggregate`` with a dense pattern; add self-loops, ``pattern + I``, for a node to keep
     its own features). Points are ``(nodes, channels)`` arrays, or ``(height, width, channels)`` with the
-    nodes the positions in row-major order. The pattern is the layer's: one graph shared by all points
-    (the kernels between points on different graphs are not computed here). "mean" needs non-negative
-    weights. No parameters."""
+    nodes the positions in row-major order. "mean" needs non-negative weights. No parameters.
 
-    pattern: tuple
+    ``pattern`` given: one graph shared by all points. ``pattern=None`` (the default): each point's own
+    graph, carried by the point itself -- the network then takes graph points, ``(nodes, features + nodes)``
+    arrays whose node u holds its features, then its row ``A[u, :]`` of the point's adjacency (build them with
+    ``nnpk.graph_points(features, adjacency)``); the first layers read the features, and every
+    ``Aggregate()`` the point's adjacency, so that points with different graphs (molecules, say) share one
+    network and one kernel matrix. Such an aggregation must see the input's positions (no pooling or strided
+    convolution before it)."""
+
+    pattern: Optional[tuple] = None
     reduction: str = "sum"
 
     def __post_init__(self):
-        object.__setattr__(self, "pattern", _pattern(self.pattern))
+        if self.pattern is not None:
+            object.__setattr__(self, "pattern", _pattern(self.pattern))
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
-        if self.reduction == "mean" and min(min(row) for row in self.pattern) < 0:
+        if self.pattern is not None and self.reduction == "mean" and min(min(row) for row in self.pattern) < 0:
             raise ValueError("reduction='mean' needs non-negative pattern weights (the mean over the edges into a "
                              "node is weighted by them)")
 
     @property
-    def nodes(self) -> int:
-        return len(self.pattern)
+    def per_point(self) -> bool:
+        """Whether each point brings its own graph (``pattern=None``)."""
+        return self.pattern is None
+
+    @property
+    def nodes(self) -> Optional[int]:
+        """The pattern's nodes (None: each point's graph)."""
+        return None if self.pattern is None else len(self.pattern)
 
     @property
     def weights(self) -> np.ndarray:
         """The (nodes, nodes) weights the engine applies: the pattern, for "mean" each column divided by its sum."""
-        a = np.array(self.pattern, dtype=np.float64)
-        if self.reduction == "mean":
-            totals = a.sum(axis=0)
-            a = np.divide(a, totals, out=np.zeros_like(a), where=totals > 0)
-        return a
+        if self.pattern is None:
+            raise ValueError("Aggregate() aggregates over each point's own graph: its weights come with the points")
+        return graph_weights(np.array(self.pattern, dtype=np.float64), self.reduction)
 
     def describe(self) -> str:
+        if self.pattern is None:
+            return f"Aggregate over each point's graph, reduction '{self.reduction}'"
         edges = sum(v != 0 for row in self.pattern for v in row)
         return f"Aggregate {self.nodes} nodes, {edges} edges, reduction '{self.reduction}'"
+
+
+def graph_weights(a: np.ndarray, reduction: str) -> np.ndarray:
+    """The weights an aggregation applies for the adjacency a (..., nodes, nodes): a itself for "sum", each
+    column divided by its sum for "mean" (a column without edges stays 0)."""
+    if reduction == "mean":
+        totals = a.sum(axis=-2, keepdims=True)
+        a = np.divide(a, totals, out=np.zeros_like(a), where=totals > 0)
+    return a
 
 
 @dataclass(frozen=True)

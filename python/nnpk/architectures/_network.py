@@ -110,6 +110,16 @@ class Compiled:
     # Recurrent layer returning sequences, then layers acting on every step); the engine reads the
     # steps' outputs as steps x C flat logits.
     out_shape: Tuple[int, ...] = ()
+    # Graph points (a network with Aggregate()): the nodes of each point's graph, whose adjacency follows each
+    # node's features in its row of x (input_shape's last axis is features + nodes); 0 for other points.
+    graph_nodes: int = 0
+
+    @property
+    def features_shape(self) -> Shape:
+        """The shape the first layers read per point: input_shape without a graph point's adjacency."""
+        if not self.graph_nodes:
+            return self.input_shape
+        return self.input_shape[:-1] + (self.input_shape[-1] - self.graph_nodes,)
 
 
 def _describe_shape(shape: Shape) -> str:
@@ -119,7 +129,8 @@ def _describe_shape(shape: Shape) -> str:
 class _Builder:
     """Walks the layers over a point shape, checking each and emitting the engine's nodes."""
 
-    def __init__(self) -> None:
+    def __init__(self, graph_nodes: int = 0) -> None:
+        self.graph_nodes = graph_nodes  # graph points: the nodes of each point's graph
         self.nodes: List["_core.SeqNode"] = []
         self.params: List[ParamLayer] = []
         self.entries: List[Union[ParamLayer, NormLayer]] = []
@@ -247,6 +258,14 @@ class _Builder:
                 raise self.error(label, layer, f"needs (nodes, channels) or (height, width, channels) points, got "
                                  f"{_describe_shape(shape)}")
             positions = math.prod(shape[:-1])
+            if layer.per_point:
+                if positions != self.graph_nodes:
+                    raise self.error(label, layer, f"aggregates over each point's graph of {self.graph_nodes} nodes, "
+                                     f"but its input has {positions} positions (shape {shape}): put it where the "
+                                     "positions are still the graph's nodes (before any pooling or strided or "
+                                     "'valid' convolution)")
+                return shape, self.per_step(node, self.add(kind=_core.NodeKind.aggregate, input=node, per_point=True,
+                                                           mean=layer.reduction == "mean"))
             if positions != layer.nodes:
                 raise self.error(label, layer, f"its pattern has {layer.nodes} nodes, the points have {positions} "
                                  f"positions (shape {shape})")
@@ -489,6 +508,12 @@ class Network:
         return sequence
 
     @property
+    def reads_graphs(self) -> bool:
+        """Whether the network takes graph points: an ``Aggregate()`` over each point's own graph is in it
+        (residual blocks and branches included)."""
+        return any(layer.per_point for layer in _param_layers(self.layers, Aggregate))
+
+    @property
     def has_recurrent(self) -> bool:
         """Whether a ``Recurrent`` layer is in the network (residual blocks included)."""
         return bool(_param_layers(self.layers, Recurrent))
@@ -512,8 +537,19 @@ def _compile(network: Network, input_shape: Shape) -> Compiled:
     if not 1 <= len(input_shape) <= 3 or min(input_shape) < 1:
         raise ValueError(f"points must have shape (features,), (length, channels) or (height, width, channels) "
                          f"with positive sizes, got {input_shape}")
-    builder = _Builder()
-    shapes, nodes = builder.sequence(network.layers, input_shape, -1, "")
+    graph_nodes, features_shape = 0, input_shape
+    if network.reads_graphs:
+        graph_nodes = math.prod(input_shape[:-1])
+        if len(input_shape) == 1 or input_shape[-1] <= graph_nodes:
+            raise ValueError(f"the network aggregates over each point's own graph (Aggregate()), so its points are "
+                             f"graph points, (nodes, features + nodes) arrays: each node's features, then its row "
+                             f"of the point's adjacency (nnpk.graph_points(features, adjacency) builds them); got "
+                             f"{_describe_shape(input_shape)}, which has no room for "
+                             + ("an adjacency" if len(input_shape) == 1 else
+                                f"a {graph_nodes} x {graph_nodes} adjacency and at least one feature"))
+        features_shape = input_shape[:-1] + (input_shape[-1] - graph_nodes,)
+    builder = _Builder(graph_nodes)
+    shapes, nodes = builder.sequence(network.layers, features_shape, -1, "")
     out_shape = shapes[-1]
     if len(out_shape) == 2 and nodes[-1] in builder.sequences:
         # The logits are every step's outputs, flattened: the last layer's node is the flattening.
@@ -522,6 +558,8 @@ def _compile(network: Network, input_shape: Shape) -> Compiled:
         raise ValueError(f"the network's output has shape {shapes[-1]} per point; logits must be flat: end with "
                          "Flatten() or GlobalAvgPool() and a Dense readout")
     spec = _core.SequentialSpec(list(input_shape), builder.nodes, getattr(_core.Parameterization,
-                                network.parameterization), getattr(_core.Init, network.init))
+                                network.parameterization), getattr(_core.Init, network.init),
+                                graph=bool(graph_nodes))
     return Compiled(spec, input_shape, tuple(shapes), tuple(nodes), tuple(builder.params), math.prod(out_shape),
-                    tuple(builder.entries), tuple(e for e in builder.entries if isinstance(e, NormLayer)), out_shape)
+                    tuple(builder.entries), tuple(e for e in builder.entries if isinstance(e, NormLayer)), out_shape,
+                    graph_nodes)

@@ -45,7 +45,12 @@ def check_points(x, name: str, network: Network, dtype, *, point_shape=None, oth
     if isinstance(network.layers[0], Dense):  # flat points only
         n_features = None if point_shape is None else point_shape[0]
         return as_points(x, name, dt, n_features=n_features, other=other)
-    return as_shaped_points(x, name, dt, point_shape=point_shape, other=other)
+    points = as_shaped_points(x, name, dt, point_shape=point_shape, other=other)
+    if network.reads_graphs:
+        from ._graphs import check_graph_points
+
+        check_graph_points(points, name, network)
+    return points
 
 
 def prepare_network_points(x1, x2, network: Network, dtype, *, names=("x1", "x2")):

@@ -187,7 +187,7 @@ def _flatten_permutations(network: Network, input_shape) -> Dict[int, np.ndarray
     pending: Optional[np.ndarray] = None
     k = 0
     for i, layer in enumerate(network.layers):
-        before = compiled.input_shape if i == 0 else compiled.shapes[i - 1]
+        before = compiled.features_shape if i == 0 else compiled.shapes[i - 1]
         if isinstance(layer, Flatten) and len(before) > 1:
             channel_major = np.arange(math.prod(before)).reshape((before[-1],) + tuple(before[:-1]))
             pending = np.moveaxis(channel_major, 0, -1).reshape(-1)

@@ -285,9 +285,9 @@ def _check_sequence_lengths(x1, x2, network: Network) -> None:
 
 
 def _recursion(network: Network, input_shape) -> _NetworkRecursion:
-    network.compile(input_shape)  # shape errors first, with the builder's messages
+    compiled = network.compile(input_shape)  # shape errors first, with the builder's messages
     recursion = _NetworkRecursion()
-    recursion.sequence(network.layers, tuple(input_shape), -1, "input", "")
+    recursion.sequence(network.layers, compiled.features_shape, -1, "input", "")
     return recursion
 
 
@@ -388,7 +388,8 @@ def analytic(x1, x2=None, *, arch, get: Union[str, Sequence[str]] = "nngp", laye
     arch : nnpk.Network (an nnpk.MLP is one)
         Only the depth, activation, stds and parameterization matter, and the hidden widths only for the "standard"
         NTK. A Network may hold Dense, Conv and ConvTranspose layers (1-D or 2-D, any stride, "same" or "valid"),
-        AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Aggregate, Flatten, elementwise activations of Gaussian
+        AvgPool, SumPool, GlobalAvgPool, GlobalSumPool, Aggregate (a fixed pattern, or each point's own graph:
+        graph points, ``nnpk.graph_points``), Flatten, elementwise activations of Gaussian
         pre-activations (a Dense or Conv output, an average or sum pooling, a graph aggregation or a residual sum of
         them), LayerNorm layers over the channels (and any positions) of such Gaussian features (the kernels divided
         by ``sqrt((eps + q) (eps + q'))``, q and q' the two points' variances averaged over the normalised

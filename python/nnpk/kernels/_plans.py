@@ -184,7 +184,7 @@ def conditional_sums(a1, a2, compiled: Compiled, network: Network, layers: Seque
     sums are bitwise the same whatever it is."""
     n1 = a1.shape[0]
     n2 = n1 if a2 is None else a2.shape[0]
-    inputs = [math.prod(compiled.input_shape if l == 1 else compiled.shapes[l - 2]) for l in layers]
+    inputs = [math.prod(compiled.features_shape if l == 1 else compiled.shapes[l - 2]) for l in layers]
     features = sum(inputs) * (_padded(n1) + (0 if a2 is None else _padded(n2))) * a1.itemsize
     if networks_per_pass is None:
         networks_per_pass = max(1, min(_CONDITIONAL_NETWORKS_PER_PASS, stop - start,

@@ -28,6 +28,7 @@
 #include "nnpk/kernels/analytic_attention.hpp"
 #include "nnpk/kernels/dual.hpp"
 #include "nnpk/kernels/gram.hpp"
+#include "nnpk/network/aggregate.hpp"
 #include "nnpk/network/fan_in.hpp"
 #include "nnpk/network/spec.hpp"
 #include "nnpk/parallel.hpp"
@@ -195,6 +196,8 @@ struct Node {
   // aggregate: the edge weights A (P x P) without the zeros, as lists of (index, weight) in ascending index:
   // into[a] the edges u -> a (A[u][a]), from[v] the edges v -> b (A[v][b]).
   std::vector<std::vector<std::pair<std::int64_t, double>>> into, from;
+  // aggregate over each point's own graph (the adjacencies in the points' rows), its columns normalised if mean
+  bool per_point = false, mean = false;
 
   std::int64_t positions() const { return height * width; }
   bool merges() const {
@@ -222,7 +225,8 @@ struct Plan {
   std::int64_t temp_entries = 2;           // doubles per lane of the between-axes buffer (a dense node's two means)
   std::int64_t row_entries = 1;            // doubles per lane of a dual map's row
   std::int64_t norm_entries = 0;           // positions of the largest layer normalisation
-  std::int64_t input_channels = 1;
+  std::int64_t input_channels = 1;  // the features of a position
+  std::int64_t input_stride = 1;    // the values of a position in a point's row (graph points: and its adjacency's row)
 
   // Doubles of one thread's workspace.
   std::int64_t workspace_doubles(bool ntk) const {
@@ -250,7 +254,8 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
   input.height = spec.input.height;
   input.width = spec.input.width;
   input.spatial = spec.input.spatial;
-  plan.input_channels = spec.input.channels;
+  plan.input_channels = spec.features().channels;
+  plan.input_stride = spec.input.channels;
   for (std::int64_t k = 0; k < n; ++k) {
     const SeqNode& s = spec.nodes[static_cast<std::size_t>(k)];
     Node& node = plan.nodes[static_cast<std::size_t>(k + 1)];
@@ -293,6 +298,9 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
         break;
       case NodeKind::aggregate: {
         const std::int64_t P = s.in.positions();
+        node.per_point = s.per_point;
+        node.mean = s.mean;
+        if (s.per_point) break;
         node.into.assign(static_cast<std::size_t>(P), {});
         node.from.assign(static_cast<std::size_t>(P), {});
         for (std::int64_t u = 0; u < P; ++u)
@@ -444,6 +452,18 @@ struct Workspace {
   // and point i's (P x P).
   std::vector<std::vector<double>> lane_gates;
   std::vector<const double*> point_gates;
+  // The input rows of point i and of the lanes' points (input_kernel), and per-point aggregations' weights:
+  // point i's (P x P) and, per aggregation node, the lanes' ((v P + b) kLanes + l) with the rows they
+  // were computed from (kept while the lanes stay).
+  const double* point_x = nullptr;
+  const double* lane_x[kLanes] = {};
+  std::vector<double> point_graph, graph_scratch, graph_weights;
+  std::vector<std::vector<double>> lane_graphs;
+  std::vector<std::vector<const double*>> lane_graph_rows;
+  // Point i's edges into each node a ((u, A_i[u][a]), ascending u); per aggregation node, the lanes' edges from
+  // each node v (b ascending, with an edge v -> b in some lane).
+  std::vector<std::vector<std::pair<std::int64_t, double>>> point_into;
+  std::vector<std::vector<std::vector<std::int64_t>>> lane_from;
 
   Workspace(const Plan& plan, bool ntk) {
     for (std::int64_t e : plan.slot_entries) {
@@ -462,6 +482,9 @@ struct Workspace {
       lane_gates.emplace_back(node.gates ? static_cast<std::size_t>(node.gate_entries() * kLanes) : 0);
     }
     point_gates.assign(plan.nodes.size(), nullptr);
+    lane_graphs.resize(plan.nodes.size());
+    lane_graph_rows.resize(plan.nodes.size());
+    lane_from.resize(plan.nodes.size());
   }
 };
 
@@ -481,12 +504,15 @@ struct Engine {
     return (theta ? ws.theta : ws.sigma)[static_cast<std::size_t>(node.slot)].data();
   }
 
-  // The lanes' inputs for input_kernel, transposed: ws.lane_inputs[(p c + ch) kLanes + l] = lanes[l][p c + ch].
+  // The lanes' inputs for input_kernel, transposed: ws.lane_inputs[(p c + ch) kLanes + l] = channel ch of position p of lane l.
+  // (A graph point's row of a position holds its channels, then its adjacency row: plan.input_stride values.)
   void load_lanes(Workspace& ws, const double* const* lanes) const {
-    const std::int64_t d = plan.nodes[0].positions() * plan.input_channels;
+    const std::int64_t positions = plan.nodes[0].positions(), c = plan.input_channels, stride = plan.input_stride;
     double* dst = ws.lane_inputs.data();
-    for (std::int64_t e = 0; e < d; ++e)
-      for (std::int64_t l = 0; l < kLanes; ++l) dst[e * kLanes + l] = lanes[l][e];
+    for (std::int64_t p = 0; p < positions; ++p)
+      for (std::int64_t ch = 0; ch < c; ++ch)
+        for (std::int64_t l = 0; l < kLanes; ++l) dst[(p * c + ch) * kLanes + l] = lanes[l][p * stride + ch];
+    for (std::int64_t l = 0; l < kLanes; ++l) ws.lane_x[l] = lanes[l];
   }
 
   // Sigma^0 of point xi against the lanes' points loaded by load_lanes (and Theta^0 = 0): each entry the
@@ -494,40 +520,41 @@ struct Engine {
   // entries per pass over the channels (16 vector accumulators).
   void input_kernel(Workspace& ws, const double* xi, bool ntk) const {
     const Node& node = plan.nodes[0];
-    const std::int64_t positions = node.positions(), c = plan.input_channels;
+    const std::int64_t positions = node.positions(), c = plan.input_channels, stride = plan.input_stride;
     const double inv_c = 1.0 / static_cast<double>(c);
+    ws.point_x = xi;
     const double* xl = ws.lane_inputs.data();
     double* out = own(ws, node, false);
     if (!node.full) {
-      for (std::int64_t a = 0; a < positions; ++a) input_block<1, 1>(xi + a * c, xl + a * c * kLanes, c, inv_c, 0,
-                                                                     out + a * kLanes);
+      for (std::int64_t a = 0; a < positions; ++a)
+        input_block<1, 1>(xi + a * stride, stride, xl + a * c * kLanes, c, inv_c, 0, out + a * kLanes);
     } else {
       const std::int64_t ld = positions * kLanes;  // one row a of the output
       std::int64_t a = 0;
-      for (; a + 4 <= positions; a += 4) input_row<4>(xi + a * c, xl, positions, c, inv_c, ld, out + a * ld);
-      for (; a < positions; ++a) input_row<1>(xi + a * c, xl, positions, c, inv_c, ld, out + a * ld);
+      for (; a + 4 <= positions; a += 4) input_row<4>(xi + a * stride, stride, xl, positions, c, inv_c, ld, out + a * ld);
+      for (; a < positions; ++a) input_row<1>(xi + a * stride, stride, xl, positions, c, inv_c, ld, out + a * ld);
     }
     if (ntk) std::fill(own(ws, node, true), own(ws, node, true) + node.entries() * kLanes, 0.0);
   }
-  // Rows [a, a + A) of a full input kernel: xa point i's rows, out row a's first entry.
+  // Rows [a, a + A) of a full input kernel: xa point i's rows (sx values apart), out row a's first entry.
   template <int A>
-  static void input_row(const double* xa, const double* xl, std::int64_t positions, std::int64_t c, double inv_c,
-                        std::int64_t ld, double* out) {
+  static void input_row(const double* xa, std::int64_t sx, const double* xl, std::int64_t positions, std::int64_t c,
+                        double inv_c, std::int64_t ld, double* out) {
     std::int64_t b = 0;
-    for (; b + 4 <= positions; b += 4) input_block<A, 4>(xa, xl + b * c * kLanes, c, inv_c, ld, out + b * kLanes);
-    for (; b < positions; ++b) input_block<A, 1>(xa, xl + b * c * kLanes, c, inv_c, ld, out + b * kLanes);
+    for (; b + 4 <= positions; b += 4) input_block<A, 4>(xa, sx, xl + b * c * kLanes, c, inv_c, ld, out + b * kLanes);
+    for (; b < positions; ++b) input_block<A, 1>(xa, sx, xl + b * c * kLanes, c, inv_c, ld, out + b * kLanes);
   }
-  // Entries (a, b) for a < A, b < B: sum_ch xa[a c + ch] * xl[(b c + ch) kLanes + lane], in ascending ch, times
+  // Entries (a, b) for a < A, b < B: sum_ch xa[a sx + ch] * xl[(b c + ch) kLanes + lane], in ascending ch, times
   // inv_c, at out[a ld + b kLanes + lane]. Whole lane vectors (per lane the scalar operations, in order).
   template <int A, int B>
-  static void input_block(const double* xa, const double* xl, std::int64_t c, double inv_c, std::int64_t ld,
-                          double* out) {
+  static void input_block(const double* xa, std::int64_t sx, const double* xl, std::int64_t c, double inv_c,
+                          std::int64_t ld, double* out) {
     LaneVector acc[A][B] = {};
     for (std::int64_t ch = 0; ch < c; ++ch) {
       LaneVector y[B];
       for (int b = 0; b < B; ++b) std::memcpy(&y[b], xl + (b * c + ch) * kLanes, sizeof(LaneVector));
       for (int a = 0; a < A; ++a) {
-        const double x = xa[a * c + ch];
+        const double x = xa[a * sx + ch];
         for (int b = 0; b < B; ++b) acc[a][b] += x * y[b];
       }
     }
@@ -646,9 +673,14 @@ struct Engine {
         break;
       }
       case NodeKind::aggregate:
+        if (node.per_point) point_graphs(ws, node);
         for (int kernel = 0; kernel < (ntk ? 2 : 1); ++kernel)
-          aggregate_pass(node, state(ws, node.input, kernel == 1, node.reads_full(in)),
-                         (kernel == 1 ? ws.temp_theta : ws.temp_sigma).data(), kernel == 1 ? t_out : s_out);
+          if (node.per_point)
+            point_aggregate_pass(ws, node, state(ws, node.input, kernel == 1, node.reads_full(in)),
+                                 (kernel == 1 ? ws.temp_theta : ws.temp_sigma).data(), kernel == 1 ? t_out : s_out);
+          else
+            aggregate_pass(node, state(ws, node.input, kernel == 1, node.reads_full(in)),
+                           (kernel == 1 ? ws.temp_theta : ws.temp_sigma).data(), kernel == 1 ? t_out : s_out);
         break;
       case NodeKind::fan_in_prod:
       case NodeKind::fan_in_concat: {
@@ -858,6 +890,71 @@ struct Engine {
   // out[a][b] = sum_v (sum_u A[u][a] in[u][v]) A[v][b], the zero weights skipped, each sum in ascending u
   // (or v). Both passes add whole contiguous rows: temp[a] += A[u][a] in[u] (P lanes vectors), then
   // out[a][b] += A[v][b] temp[a][v] over the edges from v. One position (P = 1) is a 1 x 1 pattern.
+  // A per-point aggregation's weights of point i and of the lanes' points, from their input rows.
+  void point_graphs(Workspace& ws, const Node& node) const {
+    const std::int64_t P = node.positions();
+    const auto k = static_cast<std::size_t>(&node - plan.nodes.data());
+    ws.point_graph.resize(static_cast<std::size_t>(P * P));
+    ws.graph_scratch.resize(static_cast<std::size_t>(P * P));
+    ws.graph_weights.resize(static_cast<std::size_t>(P * P));
+    graph_adjacency(ws.point_x, P, plan.input_stride, ws.graph_scratch.data());
+    graph_weights(ws.graph_scratch.data(), P, node.mean, ws.point_graph.data());
+    ws.point_into.resize(static_cast<std::size_t>(P));
+    for (std::int64_t a = 0; a < P; ++a) {
+      auto& into = ws.point_into[static_cast<std::size_t>(a)];
+      into.clear();
+      for (std::int64_t u = 0; u < P; ++u) {
+        const double w = ws.point_graph[static_cast<std::size_t>(u * P + a)];
+        if (w != 0.0) into.emplace_back(u, w);
+      }
+    }
+    std::vector<const double*>& rows = ws.lane_graph_rows[k];
+    if (rows.size() == static_cast<std::size_t>(kLanes) && std::equal(rows.begin(), rows.end(), ws.lane_x)) return;
+    rows.assign(ws.lane_x, ws.lane_x + kLanes);
+    std::vector<double>& lanes = ws.lane_graphs[k];
+    lanes.resize(static_cast<std::size_t>(P * P * kLanes));
+    for (std::int64_t l = 0; l < kLanes; ++l) {
+      graph_adjacency(ws.lane_x[l], P, plan.input_stride, ws.graph_scratch.data());
+      graph_weights(ws.graph_scratch.data(), P, node.mean, ws.graph_weights.data());
+      for (std::int64_t e = 0; e < P * P; ++e)
+        lanes[static_cast<std::size_t>(e * kLanes + l)] = ws.graph_weights[static_cast<std::size_t>(e)];
+    }
+    auto& from = ws.lane_from[k];
+    from.assign(static_cast<std::size_t>(P), {});
+    for (std::int64_t v = 0; v < P; ++v)
+      for (std::int64_t b = 0; b < P; ++b) {
+        const double* w = lanes.data() + (v * P + b) * kLanes;
+        if (std::any_of(w, w + kLanes, [](double x) { return x != 0.0; }))
+          from[static_cast<std::size_t>(v)].push_back(b);
+      }
+  }
+
+  // A per-point aggregation: out[a][b] = sum_v (sum_u A_i[u][a] in[u][v]) A_l[v][b], A_i point i's weights and
+  // A_l lane l's, each sum in ascending u (or v), an edge absent from every lane skipped.
+  void point_aggregate_pass(const Workspace& ws, const Node& node, const double* in, double* temp, double* out) const {
+    const std::int64_t P = node.positions(), row = P * kLanes;
+    const auto k = static_cast<std::size_t>(&node - plan.nodes.data());
+    const double* Al = ws.lane_graphs[k].data();
+    for (std::int64_t a = 0; a < P; ++a) {
+      double* t = temp + a * row;
+      std::fill(t, t + row, 0.0);
+      for (const auto& [u, w] : ws.point_into[static_cast<std::size_t>(a)]) {
+        const double* src = in + u * row;
+        for (std::int64_t e = 0; e < row; ++e) t[e] += w * src[e];
+      }
+    }
+    std::fill(out, out + P * row, 0.0);
+    for (std::int64_t a = 0; a < P; ++a)
+      for (std::int64_t v = 0; v < P; ++v) {
+        const double* src = temp + (a * P + v) * kLanes;
+        double* o = out + a * row;
+        for (std::int64_t b : ws.lane_from[k][static_cast<std::size_t>(v)]) {
+          const double* w = Al + (v * P + b) * kLanes;
+          for (std::int64_t l = 0; l < kLanes; ++l) o[b * kLanes + l] += w[l] * src[l];
+        }
+      }
+  }
+
   void aggregate_pass(const Node& node, const double* in, double* temp, double* out) const {
     const std::int64_t P = node.positions(), row = P * kLanes;
     for (std::int64_t a = 0; a < P; ++a) {

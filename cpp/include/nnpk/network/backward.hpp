@@ -229,7 +229,7 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
           for (std::int64_t j = 0; j < cols; ++j) in(p * P + q, j) += inv * g(p, j);
       break;
     }
-    case NodeKind::aggregate: aggregate_rows(node, g.data(), points, C * ci, in.data(), true); break;
+    case NodeKind::aggregate: aggregate_rows(node, g.data(), points, C * ci, in.data(), true, fwd.graphs.data()); break;
     case NodeKind::flatten: {
       // Output column (c, q, ch) of a point is input row (point, q), column (c, ch).
       const std::int64_t P = si.positions();

@@ -46,6 +46,8 @@ struct SequentialWorkspace {
   // Attention nodes' intermediate values (attention.hpp); their backward step writes its errors here.
   mutable std::vector<AttentionCache<T>> attention;
   RowMatrix<T> patches;
+  // Graph points (SequentialSpec::graph): the pass's adjacencies, P x P per point (aggregate.hpp).
+  std::vector<double> graphs;
   std::vector<float> zeros;  // a zero input row for the direct convolution's padding
   std::int64_t points = 0;
 
@@ -334,8 +336,19 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
   const std::size_t n_nodes = std::min(depth, spec.nodes.size());
   if (first == 0) {
     ws.points = points;
-    shape_rows(ws.input, points * spec.input.positions(), spec.input.channels);
-    std::copy(x, x + points * spec.input.size(), ws.input.data());
+    const Shape features = spec.features();
+    shape_rows(ws.input, points * features.positions(), features.channels);
+    if (spec.graph) {  // the features to the input, the adjacencies apart
+      const std::int64_t P = features.positions(), c = spec.input.channels, f = features.channels;
+      ws.graphs.resize(static_cast<std::size_t>(points * P * P));
+      for (std::int64_t p = 0; p < points; ++p) {
+        const T* row = x + p * spec.input.size();
+        for (std::int64_t u = 0; u < P; ++u) std::copy(row + u * c, row + u * c + f, ws.input.data() + (p * P + u) * f);
+        graph_adjacency(row, P, c, ws.graphs.data() + p * P * P);
+      }
+    } else {
+      std::copy(x, x + points * spec.input.size(), ws.input.data());
+    }
     ws.outputs.resize(spec.nodes.size());
     ws.derivatives.resize(keep_derivatives ? spec.nodes.size() : 0);
     ws.states.resize(spec.nodes.size());
@@ -417,7 +430,7 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
       case NodeKind::global_avg_pool: global_average(node, in, points, out); break;
       case NodeKind::aggregate:
         shape_rows(out, rows, node.out.channels);
-        aggregate_rows(node, in.data(), points, node.out.channels, out.data(), false);
+        aggregate_rows(node, in.data(), points, node.out.channels, out.data(), false, ws.graphs.data());
         break;
       case NodeKind::flatten:
         shape_rows(out, points, node.out.channels);

@@ -205,7 +205,7 @@ void sequential_jvp(const SequentialSpec& spec, const std::vector<LayerScales>& 
         if (!input_live) break;
         tan.live[k] = 1;
         shape_rows(out, rows, node.out.channels);
-        aggregate_rows(node, din->data(), points, node.out.channels, out.data(), false);
+        aggregate_rows(node, din->data(), points, node.out.channels, out.data(), false, fwd.graphs.data());
         break;
       case NodeKind::flatten:
         if (!input_live) break;

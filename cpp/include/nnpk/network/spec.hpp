@@ -61,8 +61,10 @@ struct SeqNode {
   // between its positions) and the window then moves by one position.
   bool transposed = false;
   // aggregate: the (positions x positions) weights, row-major: pattern[u * P + v] is the weight of the edge
-  // from position u to position v.
+  // from position u to position v. Empty with per_point: each point's own graph (SequentialSpec::graph),
+  // its adjacency's columns divided by their sums if mean.
   std::vector<double> pattern;
+  bool per_point = false, mean = false;
   double w_std = 1.0, b_std = 0.0;
   bool has_bias = false;
   Activation activation;
@@ -163,8 +165,20 @@ struct SequentialSpec {
   // Derived by build(): each parametrised layer's node (a recurrent node owns two layers).
   std::vector<std::int64_t> param_nodes;
 
+  // Graph points: each position of a point (a node of its graph) holds its features, then its row of the
+  // point's adjacency (positions() values: A[u][v] at channel features + v of position u). The layers
+  // read the features only (features()); per-point aggregations read the adjacency.
+  bool graph = false;
+  Shape features_;  // features(), set by build()
+
+  // The shape the first layers read: the input, without the adjacency's channels of graph points.
+  Shape features() const {
+    Shape s = input;
+    if (graph) s.channels -= input.positions();
+    return s;
+  }
   const Shape& shape_of(std::int64_t node) const {
-    return node < 0 ? input : nodes[static_cast<std::size_t>(node)].out;
+    return node < 0 ? features_ : nodes[static_cast<std::size_t>(node)].out;
   }
   std::int64_t input_dim() const { return input.size(); }
   std::int64_t n_outputs() const { return nodes.back().out.size(); }
@@ -199,6 +213,9 @@ struct SequentialSpec {
   void build() {
     if (nodes.empty()) throw std::invalid_argument("the network has no layers");
     if (input.height < 1 || input.width < 1 || input.channels < 1) throw std::invalid_argument("empty input shape");
+    if (graph && (!input.spatial || input.channels <= input.positions()))
+      throw std::invalid_argument("graph points need (nodes, features + nodes) values: features, then the adjacency");
+    features_ = features();
     params.clear();
     norms.clear();
     entries.clear();
@@ -263,7 +280,10 @@ struct SequentialSpec {
           break;
         case NodeKind::aggregate:
           if (!node.in.spatial) throw fail("needs spatial features (the graph's nodes are positions)");
-          if (static_cast<std::int64_t>(node.pattern.size()) != node.in.positions() * node.in.positions())
+          if (node.per_point) {
+            if (!graph || node.in.positions() != input.positions())
+              throw fail("a per-point aggregation needs graph points with as many nodes as positions");
+          } else if (static_cast<std::int64_t>(node.pattern.size()) != node.in.positions() * node.in.positions())
             throw fail("the pattern must be positions x positions");
           break;
         case NodeKind::recurrent:
