@@ -262,3 +262,16 @@ def check_logits_and_tangent_kernel(net, shape, n):
     ntk = nnpk.empirical(x, arch=net, params=params, get="ntk")
     j = jacobian(net, params, x)
     assert rel(ntk, ntk_from_jacobians(j, j)) < 1e-11
+
+
+def check_monte_carlo_near_analytic(x, arch, get, n_networks=24, channels=256):
+    """Monte Carlo at `channels` channels within 4 standard errors (relative) plus the finite-width term 4 / channels
+    of the infinite-width kernel; arch(ch) builds the network at ch channels (analytic: arch(1))."""
+    import nnpk
+
+    exact = nnpk.analytic(x, arch=arch(1), get=get)
+    estimate, info = nnpk.monte_carlo(x, arch=arch(channels), n_networks=n_networks, seed=4, get=get,
+                                      return_standard_error=True)
+    error = np.linalg.norm(estimate - exact) / np.linalg.norm(exact)
+    tolerance = 4 * info["standard_error"] + 4 / channels  # the standard error is relative
+    assert error < tolerance < 0.15

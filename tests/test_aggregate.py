@@ -10,7 +10,13 @@ import pytest
 import nnpk
 from nnpk import Aggregate, Conv, Dense, Flatten, GlobalAvgPool, GlobalSumPool, Network, Residual, SumPool
 from nnpk.sklearn import NNPKRegressor
-from reference_networks import check_logits_and_tangent_kernel, forward, jacobian, points
+from reference_networks import (
+    check_logits_and_tangent_kernel,
+    check_monte_carlo_near_analytic,
+    forward,
+    jacobian,
+    points,
+)
 
 
 def graph(nodes, seed=0, density=0.4, weighted=False):
@@ -145,13 +151,7 @@ def test_monte_carlo_converges_to_the_analytic_kernel(get):
     pattern = graph(9, 8)
     arch = lambda ch: Network([Conv(ch, (2, 2), b_std=0.2), "relu", Aggregate(pattern, reduction="mean"),  # noqa
                                Conv(ch, (2, 2)), "erf", Aggregate(pattern), GlobalAvgPool(), Dense(1, b_std=0.1)])
-    exact = nnpk.analytic(x, arch=arch(1), get=get)
-    channels = 256
-    estimate, info = nnpk.monte_carlo(x, arch=arch(channels), n_networks=24, seed=4, get=get,
-                                      return_standard_error=True)
-    error = np.linalg.norm(estimate - exact) / np.linalg.norm(exact)
-    tolerance = 4 * info["standard_error"] + 4 / channels  # the standard error is relative
-    assert error < tolerance < 0.15
+    check_monte_carlo_near_analytic(x, arch, get, n_networks=24)
 
 
 def test_threads_do_not_change_any_bit():
@@ -443,13 +443,7 @@ def test_per_point_graphs_monte_carlo_converges_to_the_analytic_kernel(get):
     arch = lambda ch: Network([Conv(ch, 1, b_std=0.2), "relu", Aggregate(reduction="mean"),  # noqa: E731
                                Conv(ch, 3, padding="same"), "erf", Aggregate(), GlobalAvgPool(),
                                Dense(1, b_std=0.1)])
-    exact = nnpk.analytic(x, arch=arch(1), get=get)
-    channels = 256
-    estimate, info = nnpk.monte_carlo(x, arch=arch(channels), n_networks=24, seed=4, get=get,
-                                      return_standard_error=True)
-    error = np.linalg.norm(estimate - exact) / np.linalg.norm(exact)
-    tolerance = 4 * info["standard_error"] + 4 / channels  # the standard error is relative
-    assert error < tolerance < 0.15
+    check_monte_carlo_near_analytic(x, arch, get, n_networks=24)
 
 
 def test_per_point_graphs_threads_do_not_change_any_bit():

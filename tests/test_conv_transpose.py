@@ -9,7 +9,14 @@ import pytest
 import nnpk
 from nnpk import Conv, ConvTranspose, Dense, Flatten, GlobalAvgPool, Network
 from nnpk.sklearn import NNPKRegressor
-from reference_networks import _transposed_padding, check_logits_and_tangent_kernel, forward, points, rel
+from reference_networks import (
+    _transposed_padding,
+    check_logits_and_tangent_kernel,
+    check_monte_carlo_near_analytic,
+    forward,
+    points,
+    rel,
+)
 
 CASES = {
     "1d_same_s2": ([ConvTranspose(3, 3, stride=2, b_std=0.1), "relu", Flatten(), Dense(2)], (4, 2)),
@@ -147,13 +154,7 @@ def test_monte_carlo_converges_to_the_analytic_kernel(get):
     arch = lambda ch: Network([ConvTranspose(ch, (2, 3), stride=2, b_std=0.2), "relu",  # noqa: E731
                                ConvTranspose(ch, (1, 3), stride=(1, 2), padding="valid"), "erf", GlobalAvgPool(),
                                Dense(1, b_std=0.1)])
-    exact = nnpk.analytic(x, arch=arch(1), get=get)
-    channels = 256
-    estimate, info = nnpk.monte_carlo(x, arch=arch(channels), n_networks=16, seed=4, get=get,
-                                      return_standard_error=True)
-    error = np.linalg.norm(estimate - exact) / np.linalg.norm(exact)
-    tolerance = 4 * info["standard_error"] + 4 / channels  # the standard error is relative
-    assert error < tolerance < 0.15
+    check_monte_carlo_near_analytic(x, arch, get, n_networks=16)
 
 
 def test_threads_do_not_change_any_bit():

@@ -11,7 +11,7 @@ import pytest
 import nnpk
 from nnpk import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, GlobalSumPool, Network, SumPool
 from nnpk.sklearn import NNPKRegressor
-from reference_networks import check_logits_and_tangent_kernel, points
+from reference_networks import check_logits_and_tangent_kernel, check_monte_carlo_near_analytic, points
 
 CASES = {
     "2d_same": ([Conv(3, (2, 2), b_std=0.1), "relu", SumPool((3, 3), stride=1, padding="same"), Flatten(),
@@ -98,13 +98,7 @@ def test_monte_carlo_converges_to_the_analytic_kernel(get):
     x = points(5, (5, 5, 1), 5) * 0.5
     arch = lambda ch: Network([Conv(ch, (2, 2), b_std=0.2), "relu", SumPool((2, 2), stride=1, padding="same"),  # noqa
                                Conv(ch, (2, 2), stride=2), "erf", GlobalSumPool(), Dense(1, b_std=0.1)])
-    exact = nnpk.analytic(x, arch=arch(1), get=get)
-    channels = 256
-    estimate, info = nnpk.monte_carlo(x, arch=arch(channels), n_networks=24, seed=4, get=get,
-                                      return_standard_error=True)
-    error = np.linalg.norm(estimate - exact) / np.linalg.norm(exact)
-    tolerance = 4 * info["standard_error"] + 4 / channels  # the standard error is relative
-    assert error < tolerance < 0.15
+    check_monte_carlo_near_analytic(x, arch, get, n_networks=24)
 
 
 def test_training_takes_sum_pooling():

@@ -935,14 +935,7 @@ struct Engine {
     const std::int64_t P = node.positions(), row = P * kLanes;
     const auto k = static_cast<std::size_t>(&node - plan.nodes.data());
     const double* Al = ws.lane_graphs[k].data();
-    for (std::int64_t a = 0; a < P; ++a) {
-      double* t = temp + a * row;
-      std::fill(t, t + row, 0.0);
-      for (const auto& [u, w] : ws.point_into[static_cast<std::size_t>(a)]) {
-        const double* src = in + u * row;
-        for (std::int64_t e = 0; e < row; ++e) t[e] += w * src[e];
-      }
-    }
+    aggregate_rows_pass(ws.point_into, P, in, temp);
     std::fill(out, out + P * row, 0.0);
     for (std::int64_t a = 0; a < P; ++a)
       for (std::int64_t v = 0; v < P; ++v) {
@@ -955,16 +948,24 @@ struct Engine {
       }
   }
 
-  void aggregate_pass(const Node& node, const double* in, double* temp, double* out) const {
-    const std::int64_t P = node.positions(), row = P * kLanes;
+  // The first half of both aggregation passes: temp[a] = sum over the edges (u, w) into node a of w in[u], whole
+  // rows of P lane vectors, in ascending u.
+  template <class Edges>
+  static void aggregate_rows_pass(const Edges& into, std::int64_t P, const double* in, double* temp) {
+    const std::int64_t row = P * kLanes;
     for (std::int64_t a = 0; a < P; ++a) {
       double* t = temp + a * row;
       std::fill(t, t + row, 0.0);
-      for (const auto& [u, w] : node.into[static_cast<std::size_t>(a)]) {
+      for (const auto& [u, w] : into[static_cast<std::size_t>(a)]) {
         const double* src = in + u * row;
         for (std::int64_t e = 0; e < row; ++e) t[e] += w * src[e];
       }
     }
+  }
+
+  void aggregate_pass(const Node& node, const double* in, double* temp, double* out) const {
+    const std::int64_t P = node.positions(), row = P * kLanes;
+    aggregate_rows_pass(node.into, P, in, temp);
     std::fill(out, out + P * row, 0.0);
     for (std::int64_t a = 0; a < P; ++a)
       for (std::int64_t v = 0; v < P; ++v) {
