@@ -225,9 +225,11 @@ inline void tile_narrow(const float* pb, const float* pa, std::int64_t panel, st
 // dimension ldc. i0 is a multiple of PackedLeft::kPanel, j0 of PackedRight::kPanel, and a block
 // ends at a panel boundary or at the edge of C. Which arithmetic an entry of C gets depends on its
 // place in C only (whole panels of 48 columns and 4 rows, or the edges), never on the block.
+// packed_block is the same with Cb pointing at C's entry (i0, j0), the block alone in memory (a buffer of
+// mi rows, leading dimension ldc).
 template <class T>
-void packed_product(const PackedLeft<T>& a, const PackedRight<T>& b, T* C, std::int64_t ldc, T alpha, std::int64_t i0,
-                    std::int64_t mi, std::int64_t j0, std::int64_t nj) {
+void packed_block(const PackedLeft<T>& a, const PackedRight<T>& b, T* Cb, std::int64_t ldc, T alpha, std::int64_t i0,
+                  std::int64_t mi, std::int64_t j0, std::int64_t nj) {
   using namespace packed_detail;
   if (a.depth() != b.depth()) throw std::logic_error("packed_product: the factors' depths differ");
   if (i0 % PackedLeft<T>::kPanel != 0 || j0 % PackedRight<T>::kPanel != 0)
@@ -250,26 +252,26 @@ void packed_product(const PackedLeft<T>& a, const PackedRight<T>& b, T* C, std::
         const std::int64_t d = slice_depth(a.depth(), s), panel = 4 * d;
         std::int64_t i = r0;
         for (; i + 8 <= r0 + full; i += 8)
-          for (std::int64_t j = j0; j < j0 + wide; j += 48) tile48<2>(b.at(s, j), a.at(s, i), panel, d, C + i * ldc + j, ldc, alpha);
+          for (std::int64_t j = j0; j < j0 + wide; j += 48) tile48<2>(b.at(s, j), a.at(s, i), panel, d, Cb + (i - i0) * ldc + (j - j0), ldc, alpha);
         for (; i + 4 <= r0 + full; i += 4)
-          for (std::int64_t j = j0; j < j0 + wide; j += 48) tile48<1>(b.at(s, j), a.at(s, i), panel, d, C + i * ldc + j, ldc, alpha);
+          for (std::int64_t j = j0; j < j0 + wide; j += 48) tile48<1>(b.at(s, j), a.at(s, i), panel, d, Cb + (i - i0) * ldc + (j - j0), ldc, alpha);
         if (i < r0 + rows && wide > 0)
-          gebp(ResMapper<T>(C + i * ldc + j0, ldc), b.at(s, j0), a.at(s, i), wide, d, r0 + rows - i, alpha);
+          gebp(ResMapper<T>(Cb + (i - i0) * ldc, ldc), b.at(s, j0), a.at(s, i), wide, d, r0 + rows - i, alpha);
         if (wide < nj) {
           // The right edge: 16 or 32 columns by tile_narrow on whole row panels, anything else by Eigen's kernel.
           const std::int64_t rest = nj - wide, j = j0 + wide;
           std::int64_t e = r0;
           if (rest == 16 || rest == 32) {
             for (; e + 8 <= r0 + full; e += 8) {
-              if (rest == 16) tile_narrow<2, 1>(b.at(s, j), a.at(s, e), panel, d, C + e * ldc + j, ldc, alpha);
-              else tile_narrow<2, 2>(b.at(s, j), a.at(s, e), panel, d, C + e * ldc + j, ldc, alpha);
+              if (rest == 16) tile_narrow<2, 1>(b.at(s, j), a.at(s, e), panel, d, Cb + (e - i0) * ldc + (j - j0), ldc, alpha);
+              else tile_narrow<2, 2>(b.at(s, j), a.at(s, e), panel, d, Cb + (e - i0) * ldc + (j - j0), ldc, alpha);
             }
             for (; e + 4 <= r0 + full; e += 4) {
-              if (rest == 16) tile_narrow<1, 1>(b.at(s, j), a.at(s, e), panel, d, C + e * ldc + j, ldc, alpha);
-              else tile_narrow<1, 2>(b.at(s, j), a.at(s, e), panel, d, C + e * ldc + j, ldc, alpha);
+              if (rest == 16) tile_narrow<1, 1>(b.at(s, j), a.at(s, e), panel, d, Cb + (e - i0) * ldc + (j - j0), ldc, alpha);
+              else tile_narrow<1, 2>(b.at(s, j), a.at(s, e), panel, d, Cb + (e - i0) * ldc + (j - j0), ldc, alpha);
             }
           }
-          if (e < r0 + rows) gebp(ResMapper<T>(C + e * ldc + j, ldc), b.at(s, j), a.at(s, e), rest, d, r0 + rows - e, alpha);
+          if (e < r0 + rows) gebp(ResMapper<T>(Cb + (e - i0) * ldc + (j - j0), ldc), b.at(s, j), a.at(s, e), rest, d, r0 + rows - e, alpha);
         }
       }
     }
@@ -278,10 +280,16 @@ void packed_product(const PackedLeft<T>& a, const PackedRight<T>& b, T* C, std::
 #endif
   for (std::int64_t r0 = i0; r0 < i0 + mi; r0 += kRows) {
     const std::int64_t rows = std::min(kRows, i0 + mi - r0);
-    const ResMapper<T> res(C + r0 * ldc + j0, ldc);
+    const ResMapper<T> res(Cb + (r0 - i0) * ldc, ldc);
     for (std::int64_t s = 0; s < n_slices; ++s)
       gebp(res, b.at(s, j0), a.at(s, r0), nj, slice_depth(a.depth(), s), rows, alpha);
   }
+}
+
+template <class T>
+void packed_product(const PackedLeft<T>& a, const PackedRight<T>& b, T* C, std::int64_t ldc, T alpha, std::int64_t i0,
+                    std::int64_t mi, std::int64_t j0, std::int64_t nj) {
+  packed_block(a, b, C + i0 * ldc + j0, ldc, alpha, i0, mi, j0, nj);
 }
 
 // What computes packed products of T in this build (`nnpk info`).

@@ -12,6 +12,7 @@
 #include <functional>
 #include <vector>
 
+#include "nnpk/packed.hpp"
 #include "nnpk/parallel.hpp"
 
 namespace nnpk {
@@ -54,12 +55,16 @@ inline void micro_tile(const double* a, const double* b, std::int64_t kn, double
 
 // Features of n rows, kcap columns at most, packed in blocks of kPack rows:
 // element (i, k) at data[((i / kPack) * kcap + k) * kPack + i % kPack].
+// With `single`, the features are float32 and kept as they are, row-major (element (i, k) at
+// floats()[i * kcap + k]), for a float32 Gram (PanelStream).
 class Panel {
  public:
   Panel() = default;
-  Panel(std::int64_t rows, std::int64_t kcap)
-      : rows_(rows), kcap_(kcap), blocks_((rows + gram_kernel::kPack - 1) / gram_kernel::kPack),
-        data_(static_cast<std::size_t>(blocks_ * kcap * gram_kernel::kPack), 0.0) {}
+  Panel(std::int64_t rows, std::int64_t kcap, bool single = false)
+      : rows_(rows), kcap_(kcap), blocks_((rows + gram_kernel::kPack - 1) / gram_kernel::kPack), single_(single),
+        data_(single ? 0 : static_cast<std::size_t>(blocks_ * kcap * gram_kernel::kPack), 0.0),
+        floats_(single ? static_cast<std::size_t>(rows * kcap) : 0, 0.0f) {}
+  const float* floats() const { return floats_.data(); }
 
   std::int64_t rows() const { return rows_; }
   std::int64_t capacity() const { return kcap_; }
@@ -73,6 +78,12 @@ class Panel {
   template <class T>
   void write(std::int64_t row0, std::int64_t nrows, std::int64_t cols, const T* features, std::int64_t ld) {
     using gram_kernel::kPack;
+    if (single_) {
+      for (std::int64_t i = 0; i < nrows; ++i)
+        for (std::int64_t k = 0; k < cols; ++k)
+          floats_[static_cast<std::size_t>((row0 + i) * kcap_ + used_ + k)] = static_cast<float>(features[i * ld + k]);
+      return;
+    }
     for (std::int64_t i = 0; i < nrows; ++i) {
       const std::int64_t row = row0 + i;
       double* dst = data_.data() + ((row / kPack) * kcap_ + used_) * kPack + row % kPack;
@@ -86,7 +97,9 @@ class Panel {
 
  private:
   std::int64_t rows_ = 0, kcap_ = 0, blocks_ = 0, used_ = 0;
+  bool single_ = false;
   std::vector<double> data_;
+  std::vector<float> floats_;
 };
 
 struct GramOptions {
@@ -147,14 +160,23 @@ inline void mirror_upper(double* K, std::int64_t n, int n_threads) {
 // One kernel's streaming sum: features of x1 (and x2) are gathered network by
 // network into panels holding a whole number of networks, and flushed into `sum`
 // when the next network does not fit.
+//
+// With `single` (float32 features, at least kSingleGramWidth of them a network), each network's Gram is
+// instead one float32 product of its features on the packed-product kernel, added to the sum in
+// float64: K(i, j) += G_m(i, j) network by network. G_m(i, j)'s arithmetic depends only on (i, j) and the
+// width (packed.hpp), so the sum is still bitwise independent of tiles, panels and threads, and a saved
+// partial sum still resumes exactly; each G_m carries float32 rounding, about 1e-7 sqrt(width) of
+// |h_i| |h_j|, far below the Monte Carlo error of a network's kernel.
+constexpr std::int64_t kSingleGramWidth = 128;
+
 class PanelStream {
  public:
   PanelStream(std::int64_t n1, std::int64_t n2, bool symmetric, std::int64_t width, std::int64_t panel_cols,
-              double* sum)
-      : symmetric_(symmetric), width_(width), sum_(sum), ld_(n2) {
-    const std::int64_t kcap = std::max<std::int64_t>(1, panel_cols / width) * width;
-    first_ = Panel(n1, kcap);
-    if (!symmetric) second_ = Panel(n2, kcap);
+              double* sum, bool single = false)
+      : symmetric_(symmetric), single_(single), width_(width), sum_(sum), ld_(n2) {
+    const std::int64_t kcap = single ? width : std::max<std::int64_t>(1, panel_cols / width) * width;
+    first_ = Panel(n1, kcap, single);
+    if (!symmetric) second_ = Panel(n2, kcap, single);
   }
 
   // Makes room for one more network's features.
@@ -175,16 +197,46 @@ class PanelStream {
 
  private:
   void flush(const GramOptions& opt) {
-    gram_accumulate(first_, symmetric_ ? first_ : second_, symmetric_, sum_, ld_, opt);
+    if (single_) {
+      single_gram(opt);
+    } else {
+      gram_accumulate(first_, symmetric_ ? first_ : second_, symmetric_, sum_, ld_, opt);
+    }
     first_.clear();
     if (!symmetric_) second_.clear();
   }
 
-  bool symmetric_;
+  // sum += F1 F2^T of one network's float32 features, by output tiles of kTile (a multiple of both
+  // panels of the packed product), each product in a float32 buffer of the thread's, then added.
+  void single_gram(const GramOptions& opt) {
+    if (first_.used() == 0) return;
+    constexpr std::int64_t kTile = 192;
+    const Panel& second = symmetric_ ? first_ : second_;
+    const std::int64_t n1 = first_.rows(), n2 = second.rows(), w = width_;
+    left_.pack(first_.floats(), n1, w, w, false, opt.n_threads);
+    right_.pack(second.floats(), w, n2, w, true, opt.n_threads);  // b(k, j) = F2[j][k]
+    buffers_.resize(static_cast<std::size_t>(std::max(1, opt.n_threads)));
+    for_each_output_tile(n1, n2, kTile, symmetric_, opt.n_threads, opt.poll,
+                         [&](std::int64_t i0, std::int64_t ni, std::int64_t j0, std::int64_t nj, int thread) {
+                           std::vector<float>& c = buffers_[static_cast<std::size_t>(thread)];
+                           c.assign(static_cast<std::size_t>(ni * nj), 0.0f);
+                           packed_block(left_, right_, c.data(), nj, 1.0f, i0, ni, j0, nj);
+                           for (std::int64_t r = 0; r < ni; ++r) {
+                             double* k = sum_ + (i0 + r) * ld_ + j0;
+                             const float* g = c.data() + r * nj;
+                             for (std::int64_t j = 0; j < nj; ++j) k[j] += static_cast<double>(g[j]);
+                           }
+                         });
+  }
+
+  bool symmetric_, single_;
   std::int64_t width_;
   double* sum_;
   std::int64_t ld_;
   Panel first_, second_;
+  PackedLeft<float> left_;
+  PackedRight<float> right_;
+  std::vector<std::vector<float>> buffers_;
 };
 
 }  // namespace nnpk

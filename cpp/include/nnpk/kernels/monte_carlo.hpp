@@ -6,6 +6,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "nnpk/kernels/gram.hpp"
@@ -33,15 +34,18 @@ struct MonteCarloOptions {
 // The streaming loop of every network kind: for each network m in [start, stop), draw(m),
 // then features(tile, thread, panel) for every row tile, which writes kernel k's features of
 // the tile's rows into panel(k); sums[k] (n1 x n2 row-major) += their Gram, of width widths[k]
-// per network. With `symmetric` only the upper triangle is accumulated, then mirrored.
+// per network. With `symmetric` only the upper triangle is accumulated, then mirrored. single[k]:
+// kernel k's features are float32, its Grams float32 products (PanelStream).
 template <class T, class Draw, class Features>
 void stream_networks(std::int64_t n1, std::int64_t n2, bool symmetric, const std::vector<std::int64_t>& widths,
                      const std::vector<RowTile<T>>& tiles, const MonteCarloOptions& opt,
-                     const std::vector<double*>& sums, Draw&& draw, Features&& features) {
+                     const std::vector<double*>& sums, Draw&& draw, Features&& features,
+                     const std::vector<char>& single = {}) {
   if (sums.size() != widths.size()) throw std::invalid_argument("one output sum per kernel is needed");
   std::vector<PanelStream> streams;
   for (std::size_t k = 0; k < widths.size(); ++k)
-    streams.emplace_back(n1, n2, symmetric, widths[k], opt.panel_cols, sums[k]);
+    streams.emplace_back(n1, n2, symmetric, widths[k], opt.panel_cols, sums[k],
+                         k < single.size() && single[k] != 0);
 
   GramOptions gopt;
   gopt.tile = opt.gram_tile;
@@ -93,9 +97,11 @@ void sequential_monte_carlo(const SequentialSpec& spec, const T* x1, std::int64_
   const std::int64_t n_nodes = static_cast<std::int64_t>(spec.nodes.size());
   const std::vector<std::int64_t> nodes = opt.layers.empty() ? std::vector<std::int64_t>{n_nodes - 1} : opt.layers;
   std::vector<std::int64_t> widths;
+  std::vector<char> single;  // float32 flat features of kSingleGramWidth or more: float32 Grams
   for (const std::int64_t k : nodes) {
     if (k < 0 || k >= n_nodes) throw std::invalid_argument("kernel node " + std::to_string(k) + " is out of range");
     widths.push_back(spec.shape_of(k).channels);
+    single.push_back(std::is_same<T, float>::value && !spec.shape_of(k).spatial && widths.back() >= kSingleGramWidth);
   }
   const std::vector<RowTile<T>> tiles = row_tiles(x1, n1, x2, n2, opt.tile_rows);
   const std::int64_t d = spec.input.size();
@@ -117,7 +123,8 @@ void sequential_monte_carlo(const SequentialSpec& spec, const T* x1, std::int64_
         sequential_forward(spec, scales, net, tile.x + tile.row0 * d, tile.rows, false, ws, spec.nodes.size(), nodes);
         for (std::size_t k = 0; k < nodes.size(); ++k)
           write_node_features(spec, ws, nodes[k], tile, pooled[static_cast<std::size_t>(thread)], panel(k));
-      });
+      },
+      single);
 }
 
 }  // namespace nnpk
