@@ -275,8 +275,10 @@ void attention_forward(const SeqNode& node, const std::vector<LayerScales>& scal
   const T fo = static_cast<T>(scales[L.o].forward), bo = static_cast<T>(scales[L.o].bias);
   project(net, L.o, cache.heads, rows, node.width, fo, out, pack, packed);
   if (const T* b = net.biases[L.o])
-    for (std::int64_t r = 0; r < valid; ++r)
-      for (std::int64_t j = 0; j < node.width; ++j) out(r, j) += bo * b[j];
+    for (std::int64_t r = 0; r < valid; ++r) {
+      T* row = out.data() + r * node.width;
+      for (std::int64_t j = 0; j < node.width; ++j) row[j] += bo * b[j];
+    }
   out.bottomRows(rows - valid).setZero();
 }
 

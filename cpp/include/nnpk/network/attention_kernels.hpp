@@ -35,7 +35,12 @@ void softmax_row(T* x, std::int64_t n) {
   constexpr std::int64_t L = unpacket_traits<Packet>::size;
   const std::int64_t whole = n / L * L;
   T top = x[0];
-  for (std::int64_t j = 1; j < n; ++j) top = std::max(top, x[j]);
+  if (whole > 0) {  // the maximum is exact in any order: by packets, then the tail
+    Packet m = ploadu<Packet>(x);
+    for (std::int64_t j = L; j < whole; j += L) m = pmax(m, ploadu<Packet>(x + j));
+    top = predux_max(m);
+  }
+  for (std::int64_t j = whole; j < n; ++j) top = std::max(top, x[j]);
   const Packet shift = pset1<Packet>(top);
   Packet acc = pset1<Packet>(T(0));
   for (std::int64_t j = 0; j < whole; j += L) {
