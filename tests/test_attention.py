@@ -276,6 +276,18 @@ def test_threads_and_tiles_are_bitwise_equal(kernel):
                           nnpk.analytic(x, arch=limit_network(), get=kernel, n_threads=2))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_monte_carlo_spatial_tiles_are_bitwise_equal(dtype):
+    """Points of many positions run in tiles of a few points (64 positions: 24 points a tile): a point's kernel
+    entries are the same bits wherever its tile boundaries fall and whatever the threads."""
+    net = Network([SelfAttention(2, 5, 3, width=8, b_std=0.1), "relu", SelfAttention(2, 4, 5, linear_scaling=False),
+                   GlobalAvgPool(), Dense(3)])
+    x = points(60, (8, 8, 3), 21)
+    whole = nnpk.monte_carlo(x, arch=net, n_networks=2, dtype=dtype, n_threads=2)
+    part = nnpk.monte_carlo(x[5:55], arch=net, n_networks=2, dtype=dtype, n_threads=1)
+    assert np.array_equal(whole[5:55, 5:55], part)
+
+
 def test_training_lowers_the_loss():
     x = points(32, (4, 2), 11)
     y = x[:, :, 0].mean(axis=1) * x[:, :, 1].max(axis=1)

@@ -163,8 +163,9 @@ namespace packed_detail {
 // C[4 R rows, 48 columns] += alpha sum_k a(r, k) b(k, :) over one depth slice: R panels of PackedLeft (4
 // rows each, `panel` values apart) against one panel of PackedRight. 12 R accumulators of 16 lanes stay in
 // registers (Eigen's kernel keeps 12 at most: a 4-row panel). Every entry of C gets the same arithmetic
-// whatever R: a product summed by fused multiply-adds in the order of k from zero, then C + alpha sum.
-template <int R>
+// whatever R: a product summed by fused multiply-adds in the order of k from zero, then C + alpha sum (Add) or
+// 0 + alpha sum (not Add: C is only written, the same values as on a zero C).
+template <int R, bool Add = true>
 inline void tile48(const float* pb, const float* pa, std::int64_t panel, std::int64_t depth, float* C, std::int64_t ldc,
                    float alpha) {
   __m512 c[4 * R][3];
@@ -187,13 +188,13 @@ inline void tile48(const float* pb, const float* pa, std::int64_t panel, std::in
 #pragma GCC unroll 3
     for (int u = 0; u < 3; ++u) {
       float* cr = C + r * ldc + 16 * u;
-      _mm512_storeu_ps(cr, _mm512_fmadd_ps(c[r][u], scale, _mm512_loadu_ps(cr)));
+      _mm512_storeu_ps(cr, _mm512_fmadd_ps(c[r][u], scale, Add ? _mm512_loadu_ps(cr) : _mm512_setzero_ps()));
     }
 }
 
 // The same for the last 16 V columns (V = 1, 2: the panel Eigen's packing leaves at the right edge of B when
 // its columns are 16 or 32 past the last whole 48-column panel, V vectors a step).
-template <int R, int V>
+template <int R, int V, bool Add = true>
 inline void tile_narrow(const float* pb, const float* pa, std::int64_t panel, std::int64_t depth, float* C,
                         std::int64_t ldc, float alpha) {
   __m512 c[4 * R][V];
@@ -214,7 +215,7 @@ inline void tile_narrow(const float* pb, const float* pa, std::int64_t panel, st
   for (int r = 0; r < 4 * R; ++r)
     for (int v = 0; v < V; ++v) {
       float* cr = C + r * ldc + 16 * v;
-      _mm512_storeu_ps(cr, _mm512_fmadd_ps(c[r][v], scale, _mm512_loadu_ps(cr)));
+      _mm512_storeu_ps(cr, _mm512_fmadd_ps(c[r][v], scale, Add ? _mm512_loadu_ps(cr) : _mm512_setzero_ps()));
     }
 }
 
@@ -224,12 +225,14 @@ inline void tile_narrow(const float* pb, const float* pa, std::int64_t panel, st
 // C[i0 : i0 + mi, j0 : j0 + nj] += alpha (A B) over the same block, C row-major with leading
 // dimension ldc. i0 is a multiple of PackedLeft::kPanel, j0 of PackedRight::kPanel, and a block
 // ends at a panel boundary or at the edge of C. Which arithmetic an entry of C gets depends on its
-// place in C only (whole panels of 48 columns and 4 rows, or the edges), never on the block.
+// place in C only (whole panels of 48 columns and 4 rows, or the edges), never on the block. With
+// `overwrite` the block is set to alpha (A B) instead, bit for bit what it would be added to a zero block,
+// without a pass that zeroes it first: the first depth slice writes where the others add.
 // packed_block is the same with Cb pointing at C's entry (i0, j0), the block alone in memory (a buffer of
 // mi rows, leading dimension ldc).
 template <class T>
 void packed_block(const PackedLeft<T>& a, const PackedRight<T>& b, T* Cb, std::int64_t ldc, T alpha, std::int64_t i0,
-                  std::int64_t mi, std::int64_t j0, std::int64_t nj) {
+                  std::int64_t mi, std::int64_t j0, std::int64_t nj, bool overwrite = false) {
   using namespace packed_detail;
   if (a.depth() != b.depth()) throw std::logic_error("packed_product: the factors' depths differ");
   if (i0 % PackedLeft<T>::kPanel != 0 || j0 % PackedRight<T>::kPanel != 0)
@@ -240,6 +243,15 @@ void packed_block(const PackedLeft<T>& a, const PackedRight<T>& b, T* Cb, std::i
   static_assert(kRows % 16 == 0, "whole panels");
   Eigen::internal::gebp_kernel<T, T, Index, ResMapper<T>, Traits<T>::mr, Traits<T>::nr, false, false> gebp;
   const std::int64_t n_slices = slices(a.depth());
+  // Zeroes C's block [r0, r0 + rows) x [c0, c0 + cols) before Eigen's kernel adds to it (overwrite, first slice).
+  const auto clear = [&](std::int64_t s, std::int64_t r0, std::int64_t rows, std::int64_t c0, std::int64_t cols) {
+    if (!overwrite || s != 0) return;
+    for (std::int64_t r = r0; r < r0 + rows; ++r) std::fill(Cb + (r - i0) * ldc + (c0 - j0), Cb + (r - i0) * ldc + (c0 + cols - j0), T(0));
+  };
+  if (n_slices == 0) {  // no depth: a zero product
+    for (std::int64_t r = i0; overwrite && r < i0 + mi; ++r) std::fill(Cb + (r - i0) * ldc, Cb + (r - i0) * ldc + (j0 + nj - j0), T(0));
+    return;
+  }
 #if defined(__AVX512F__)
   if constexpr (std::is_same<T, float>::value && Traits<T>::mr == 48 && Traits<T>::nr == 4) {
     // Whole 48-column panels by tile48, 8 rows at a time (the left tile stays in the L1 cache while the
@@ -250,28 +262,52 @@ void packed_block(const PackedLeft<T>& a, const PackedRight<T>& b, T* Cb, std::i
       const std::int64_t rows = std::min(kRows, i0 + mi - r0), full = std::min(rows, i0 + tall - r0);
       for (std::int64_t s = 0; s < n_slices; ++s) {
         const std::int64_t d = slice_depth(a.depth(), s), panel = 4 * d;
+        const bool add = !overwrite || s > 0;
         std::int64_t i = r0;
         for (; i + 8 <= r0 + full; i += 8)
-          for (std::int64_t j = j0; j < j0 + wide; j += 48) tile48<2>(b.at(s, j), a.at(s, i), panel, d, Cb + (i - i0) * ldc + (j - j0), ldc, alpha);
+          for (std::int64_t j = j0; j < j0 + wide; j += 48) {
+            if (add) tile48<2>(b.at(s, j), a.at(s, i), panel, d, Cb + (i - i0) * ldc + (j - j0), ldc, alpha);
+            else tile48<2, false>(b.at(s, j), a.at(s, i), panel, d, Cb + (i - i0) * ldc + (j - j0), ldc, alpha);
+          }
         for (; i + 4 <= r0 + full; i += 4)
-          for (std::int64_t j = j0; j < j0 + wide; j += 48) tile48<1>(b.at(s, j), a.at(s, i), panel, d, Cb + (i - i0) * ldc + (j - j0), ldc, alpha);
-        if (i < r0 + rows && wide > 0)
+          for (std::int64_t j = j0; j < j0 + wide; j += 48) {
+            if (add) tile48<1>(b.at(s, j), a.at(s, i), panel, d, Cb + (i - i0) * ldc + (j - j0), ldc, alpha);
+            else tile48<1, false>(b.at(s, j), a.at(s, i), panel, d, Cb + (i - i0) * ldc + (j - j0), ldc, alpha);
+          }
+        if (i < r0 + rows && wide > 0) {
+          clear(s, i, r0 + rows - i, j0, wide);
           gebp(ResMapper<T>(Cb + (i - i0) * ldc, ldc), b.at(s, j0), a.at(s, i), wide, d, r0 + rows - i, alpha);
+        }
         if (wide < nj) {
           // The right edge: 16 or 32 columns by tile_narrow on whole row panels, anything else by Eigen's kernel.
           const std::int64_t rest = nj - wide, j = j0 + wide;
           std::int64_t e = r0;
           if (rest == 16 || rest == 32) {
             for (; e + 8 <= r0 + full; e += 8) {
-              if (rest == 16) tile_narrow<2, 1>(b.at(s, j), a.at(s, e), panel, d, Cb + (e - i0) * ldc + (j - j0), ldc, alpha);
-              else tile_narrow<2, 2>(b.at(s, j), a.at(s, e), panel, d, Cb + (e - i0) * ldc + (j - j0), ldc, alpha);
+              float* ce = Cb + (e - i0) * ldc + (j - j0);
+              if (rest == 16) {
+                if (add) tile_narrow<2, 1>(b.at(s, j), a.at(s, e), panel, d, ce, ldc, alpha);
+                else tile_narrow<2, 1, false>(b.at(s, j), a.at(s, e), panel, d, ce, ldc, alpha);
+              } else {
+                if (add) tile_narrow<2, 2>(b.at(s, j), a.at(s, e), panel, d, ce, ldc, alpha);
+                else tile_narrow<2, 2, false>(b.at(s, j), a.at(s, e), panel, d, ce, ldc, alpha);
+              }
             }
             for (; e + 4 <= r0 + full; e += 4) {
-              if (rest == 16) tile_narrow<1, 1>(b.at(s, j), a.at(s, e), panel, d, Cb + (e - i0) * ldc + (j - j0), ldc, alpha);
-              else tile_narrow<1, 2>(b.at(s, j), a.at(s, e), panel, d, Cb + (e - i0) * ldc + (j - j0), ldc, alpha);
+              float* ce = Cb + (e - i0) * ldc + (j - j0);
+              if (rest == 16) {
+                if (add) tile_narrow<1, 1>(b.at(s, j), a.at(s, e), panel, d, ce, ldc, alpha);
+                else tile_narrow<1, 1, false>(b.at(s, j), a.at(s, e), panel, d, ce, ldc, alpha);
+              } else {
+                if (add) tile_narrow<1, 2>(b.at(s, j), a.at(s, e), panel, d, ce, ldc, alpha);
+                else tile_narrow<1, 2, false>(b.at(s, j), a.at(s, e), panel, d, ce, ldc, alpha);
+              }
             }
           }
-          if (e < r0 + rows) gebp(ResMapper<T>(Cb + (e - i0) * ldc + (j - j0), ldc), b.at(s, j), a.at(s, e), rest, d, r0 + rows - e, alpha);
+          if (e < r0 + rows) {
+            clear(s, e, r0 + rows - e, j, rest);
+            gebp(ResMapper<T>(Cb + (e - i0) * ldc + (j - j0), ldc), b.at(s, j), a.at(s, e), rest, d, r0 + rows - e, alpha);
+          }
         }
       }
     }
@@ -281,15 +317,17 @@ void packed_block(const PackedLeft<T>& a, const PackedRight<T>& b, T* Cb, std::i
   for (std::int64_t r0 = i0; r0 < i0 + mi; r0 += kRows) {
     const std::int64_t rows = std::min(kRows, i0 + mi - r0);
     const ResMapper<T> res(Cb + (r0 - i0) * ldc, ldc);
-    for (std::int64_t s = 0; s < n_slices; ++s)
+    for (std::int64_t s = 0; s < n_slices; ++s) {
+      clear(s, r0, rows, j0, nj);
       gebp(res, b.at(s, j0), a.at(s, r0), nj, slice_depth(a.depth(), s), rows, alpha);
+    }
   }
 }
 
 template <class T>
 void packed_product(const PackedLeft<T>& a, const PackedRight<T>& b, T* C, std::int64_t ldc, T alpha, std::int64_t i0,
-                    std::int64_t mi, std::int64_t j0, std::int64_t nj) {
-  packed_block(a, b, C + i0 * ldc + j0, ldc, alpha, i0, mi, j0, nj);
+                    std::int64_t mi, std::int64_t j0, std::int64_t nj, bool overwrite = false) {
+  packed_block(a, b, C + i0 * ldc + j0, ldc, alpha, i0, mi, j0, nj, overwrite);
 }
 
 // What computes packed products of T in this build (`nnpk info`).

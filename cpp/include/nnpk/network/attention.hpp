@@ -20,8 +20,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "nnpk/network/attention_kernels.hpp"
 #include "nnpk/network/layers.hpp"
 #include "nnpk/network/spec.hpp"
+#include "nnpk/packed.hpp"
 
 namespace nnpk {
 
@@ -35,10 +37,13 @@ enum class AttentionMechanism : int { softmax = 0, identity = 1, abs = 2, relu =
 // With positional embeddings also: the keys' input U (rows (point, position), K's fan_in columns),
 // the embedding layer's input rows (B's rows per point, P columns) and, after a backward pass, its
 // errors errors[3] (rows (point, position, cotangent), pos_channels columns).
+// A forward pass that keeps no weights (no backward pass or tangent follows) leaves weights and logits
+// as they were; `scratch` holds one point and head's work.
 template <class T>
 struct AttentionCache {
   RowMatrix<T> keys, queries, values, heads, weights, logits, key_input, pos_input;
   RowMatrix<T> errors[4];
+  std::vector<T, Eigen::aligned_allocator<T>> scratch;
 };
 
 // An attention node's parametrised layers in order (tied: no query).
@@ -134,26 +139,40 @@ void project(const RowMatrix<T>& a, std::int64_t rows, const T* W, std::int64_t 
   dst.noalias() = scale * (a.topRows(rows) * Eigen::Map<const RowMatrix<T>>(W, fan_in, fan_out));
 }
 
-// The mechanism on one P x P block of logits, in place.
+// The mechanism on `rows` rows of P logits (leading dimension ld), in place; the softmax by
+// attention_kernels::softmax_row.
 template <class T>
-void apply_mechanism(AttentionMechanism m, Eigen::Ref<RowMatrix<T>> s) {
-  const std::int64_t P = s.rows();
-  switch (m) {
-    case AttentionMechanism::softmax:
-      for (std::int64_t i = 0; i < P; ++i) {
-        T* row = s.data() + i * s.outerStride();
-        T top = row[0];
-        for (std::int64_t j = 1; j < P; ++j) top = std::max(top, row[j]);
-        T sum = 0;
-        for (std::int64_t j = 0; j < P; ++j) sum += (row[j] = std::exp(row[j] - top));
-        const T inv = T(1) / sum;
-        for (std::int64_t j = 0; j < P; ++j) row[j] *= inv;
-      }
-      break;
-    case AttentionMechanism::identity: break;
-    case AttentionMechanism::abs: s = s.cwiseAbs(); break;
-    case AttentionMechanism::relu: s = s.cwiseMax(T(0)); break;
+void apply_mechanism(AttentionMechanism m, T* s, std::int64_t rows, std::int64_t P, std::int64_t ld) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    T* row = s + i * ld;
+    switch (m) {
+      case AttentionMechanism::softmax: attention_kernels::softmax_row(row, P); break;
+      case AttentionMechanism::identity: break;
+      case AttentionMechanism::abs:
+        for (std::int64_t j = 0; j < P; ++j) row[j] = std::abs(row[j]);
+        break;
+      case AttentionMechanism::relu:
+        for (std::int64_t j = 0; j < P; ++j) row[j] = std::max(row[j], T(0));
+        break;
+    }
   }
+}
+
+// dst (rows x fan_out) = scale a W for layer l's weights W (fan_in x fan_out) and the first `rows` rows of a
+// (whole quanta): on the network's packed weights when it has them (net.packed, layers.hpp), with a packed
+// into `pack` (unless `packed` already says a.data(): the layers reading one input pack it once), else by
+// Eigen's product.
+template <class T>
+void project(const NetworkView<T>& net, std::size_t l, const RowMatrix<T>& a, std::int64_t rows, std::int64_t fan_out,
+             T scale, RowMatrix<T>& dst, PackedLeft<T>* pack, const T*& packed) {
+  const PackedRight<T>* w = l < net.packed.size() ? net.packed[l] : nullptr;
+  if (!w || !pack) return project(a, rows, net.weights[l], a.cols(), fan_out, scale, dst);
+  if (packed != a.data()) {
+    pack->pack(a.data(), rows, a.cols(), a.cols(), false);
+    packed = a.data();
+  }
+  dst.resize(rows, fan_out);
+  packed_product(*pack, *w, dst.data(), fan_out, scale, 0, rows, 0, fan_out, true);
 }
 
 // d (attention weights) -> d (logits) in place on one P x P block: the softmax's Jacobian
@@ -185,44 +204,81 @@ void mechanism_backward(AttentionMechanism m, const T* A, const T* S, Eigen::Ref
 }  // namespace attention_detail
 
 // The forward pass of attention node `node` over `points` points of `in` (rows (point, position));
-// fills `cache` and writes the node's output to `out`.
+// fills `cache` and writes the node's output to `out`. With keep_weights the attention weights (and
+// the logits of elementwise mechanisms) are kept in the cache for a backward pass or a tangent. The
+// projections run on the network's packed weights when it has them, with `pack` (if not null) holding
+// their left factors in turn.
 template <class T>
 void attention_forward(const SeqNode& node, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
-                       const RowMatrix<T>& in, std::int64_t points, AttentionCache<T>& cache, RowMatrix<T>& out) {
+                       const RowMatrix<T>& in, std::int64_t points, AttentionCache<T>& cache, RowMatrix<T>& out,
+                       bool keep_weights = true, PackedLeft<T>* pack = nullptr) {
   using namespace attention_detail;
   const Layers L(node);
-  const std::int64_t P = node.in.positions(), c = node.in.channels, H = node.heads, dk = node.key_width,
-                     dv = node.value_width, hk = H * dk, hv = H * dv;
+  const std::int64_t P = node.in.positions(), H = node.heads, dk = node.key_width, dv = node.value_width,
+                     hk = H * dk, hv = H * dv;
   const std::int64_t valid = points * P, rows = round_up(valid, kRowQuantum);
   const auto mech = static_cast<AttentionMechanism>(node.mechanism);
   if (node.pos_emb) positional_inputs(node, scales, net, in, points, cache);
   const RowMatrix<T>& kin = node.pos_emb ? cache.key_input : in;
   const RowMatrix<T>& vin = node.pos_emb && node.val_pos_emb ? cache.key_input : in;
-  const std::int64_t ck = kin.cols(), cv = vin.cols();
-  (void)c;
-  project(kin, rows, net.weights[L.k], ck, hk, static_cast<T>(scales[L.k].forward), cache.keys);
-  if (!node.tied) project(kin, rows, net.weights[L.q], ck, hk, static_cast<T>(scales[L.q].forward), cache.queries);
-  project(vin, rows, net.weights[L.v], cv, hv, static_cast<T>(scales[L.v].forward), cache.values);
+  const T* packed = nullptr;  // which input `pack` holds
+  project(net, L.k, kin, rows, hk, static_cast<T>(scales[L.k].forward), cache.keys, pack, packed);
+  if (!node.tied) project(net, L.q, kin, rows, hk, static_cast<T>(scales[L.q].forward), cache.queries, pack, packed);
+  project(net, L.v, vin, rows, hv, static_cast<T>(scales[L.v].forward), cache.values, pack, packed);
   const RowMatrix<T>& queries = node.tied ? cache.keys : cache.queries;
-  cache.weights.resize(points * H * P, P);
-  if (mech == AttentionMechanism::abs || mech == AttentionMechanism::relu) cache.logits.resize(points * H * P, P);
-  cache.heads.setZero(rows, hv);
+  const bool keep_logits = keep_weights && (mech == AttentionMechanism::abs || mech == AttentionMechanism::relu);
+  if (keep_weights) cache.weights.resize(points * H * P, P);
+  if (keep_logits) cache.logits.resize(points * H * P, P);
+  if (!keep_weights) cache.logits.resize(0, 0);
+  zero_rows(cache.heads, valid, hv);
   const T alpha = static_cast<T>(logit_scale(node));
-  for (std::int64_t p = 0; p < points; ++p)
-    for (std::int64_t h = 0; h < H; ++h) {
-      const auto Q = queries.block(p * P, h * dk, P, dk);
-      const auto K = cache.keys.block(p * P, h * dk, P, dk);
-      auto A = cache.weights.middleRows((p * H + h) * P, P);
-      A.noalias() = alpha * (Q * K.transpose());
-      if (cache.logits.rows()) cache.logits.middleRows((p * H + h) * P, P) = A;
-      apply_mechanism<T>(mech, A);
-      cache.heads.block(p * P, h * dv, P, dv).noalias() = A * cache.values.block(p * P, h * dv, P, dv);
-    }
+  bool own = false;
+  if constexpr (std::is_same<T, float>::value && attention_kernels::kOwnProducts) {
+#if defined(__AVX512F__)
+    // Per point and head: K_h^T (kt), then S = alpha Q_h K_h^T, the mechanism, heads_h = A V_h (s holds
+    // S, then A; see attention_kernels.hpp).
+    own = true;
+    const std::int64_t ldt = attention_kernels::padded_positions(P), dkp = round_up(dk, 16);
+    cache.scratch.resize(static_cast<std::size_t>((dkp + P) * ldt));
+    float* kt = cache.scratch.data();
+    float* s = kt + dkp * ldt;
+    for (std::int64_t p = 0; p < points; ++p)
+      for (std::int64_t h = 0; h < H; ++h) {
+        const std::int64_t block = (p * H + h) * P;
+        attention_kernels::transpose_keys(cache.keys.data() + p * P * hk + h * dk, hk, P, dk, kt, ldt);
+        attention_kernels::product(queries.data() + p * P * hk + h * dk, hk, kt, ldt, P, P, dk, alpha, s, ldt);
+        if (keep_logits)
+          for (std::int64_t i = 0; i < P; ++i) std::copy(s + i * ldt, s + i * ldt + P, cache.logits.row(block + i).data());
+        apply_mechanism<float>(mech, s, P, P, ldt);
+        if (keep_weights)
+          for (std::int64_t i = 0; i < P; ++i) std::copy(s + i * ldt, s + i * ldt + P, cache.weights.row(block + i).data());
+        attention_kernels::product(s, ldt, cache.values.data() + p * P * hv + h * dv, hv, P, dv, P, 1.0f,
+                                   cache.heads.data() + p * P * hv + h * dv, hv);
+      }
+#endif
+  }
+  if (!own) {
+    // Eigen's products, on the cache's weights or one block of scratch.
+    if (!keep_weights) cache.scratch.resize(static_cast<std::size_t>(P * P));
+    for (std::int64_t p = 0; p < points; ++p)
+      for (std::int64_t h = 0; h < H; ++h) {
+        const std::int64_t block = (p * H + h) * P;
+        const auto Q = queries.block(p * P, h * dk, P, dk);
+        const auto K = cache.keys.block(p * P, h * dk, P, dk);
+        Eigen::Map<RowMatrix<T>> A(keep_weights ? cache.weights.row(block).data() : cache.scratch.data(), P, P);
+        A.noalias() = alpha * (Q * K.transpose());
+        if (keep_logits) cache.logits.middleRows(block, P) = A;
+        apply_mechanism<T>(mech, A.data(), P, P, P);
+        cache.heads.block(p * P, h * dv, P, dv).noalias() = A * cache.values.block(p * P, h * dv, P, dv);
+      }
+  }
   const T fo = static_cast<T>(scales[L.o].forward), bo = static_cast<T>(scales[L.o].bias);
-  project(cache.heads, rows, net.weights[L.o], hv, node.width, fo, out);
+  project(net, L.o, cache.heads, rows, node.width, fo, out, pack, packed);
   if (const T* b = net.biases[L.o])
-    for (std::int64_t r = 0; r < valid; ++r)
-      for (std::int64_t j = 0; j < node.width; ++j) out(r, j) += bo * b[j];
+    for (std::int64_t r = 0; r < valid; ++r) {
+      T* row = out.data() + r * node.width;
+      for (std::int64_t j = 0; j < node.width; ++j) row[j] += bo * b[j];
+    }
   out.bottomRows(rows - valid).setZero();
 }
 

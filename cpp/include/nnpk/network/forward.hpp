@@ -390,9 +390,9 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
           const auto l = static_cast<std::size_t>(node.param);
           const PackedRight<T>* packed = l < net.packed.size() ? net.packed[l] : nullptr;
           if (packed) {  // the weights packed once per network (layers.hpp), the tile's rows here
-            z.setZero(a.rows(), layer.fan_out);
+            z.resize(a.rows(), layer.fan_out);
             ws.packs.states.pack(a.data(), a.rows(), layer.fan_in, layer.fan_in, false);
-            packed_product(ws.packs.states, *packed, z.data(), layer.fan_out, T(1), 0, a.rows(), 0, layer.fan_out);
+            packed_product(ws.packs.states, *packed, z.data(), layer.fan_out, T(1), 0, a.rows(), 0, layer.fan_out, true);
           } else if (ws.step_threads > 0) {  // by fixed blocks of rows on the threads (see step_threads)
             z.resize(a.rows(), layer.fan_out);
             const std::int64_t block = 4 * kRowQuantum, blocks = (a.rows() + block - 1) / block;
@@ -465,7 +465,8 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
                           out, ws.packs, ws.step_threads, l + 1 < net.packed.size() ? net.packed[l + 1] : nullptr);
         break;
       }
-      case NodeKind::attention: attention_forward(node, scales, net, in, points, ws.attention[k], out); break;
+      case NodeKind::attention: attention_forward(node, scales, net, in, points, ws.attention[k], out, keep_derivatives, &ws.packs.states);
+        break;
     }
   }
 }
