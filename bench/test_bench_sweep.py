@@ -1,12 +1,12 @@
 """Monte Carlo NNGP across sizes: a few hundred points as often as tens of thousands.
 
-Config (issue 15): relu MLP [512, 512] on 784 features, 10 logits, every layer sampled
+Config (issues 15 and 26): relu MLP [512, 512] on 784 features, 10 logits, every layer sampled
 (estimator="sampled"), float32, 2 threads; n = 512 .. 8192 points with the networks of the issue's
 table (8192: 32 networks). Printed: a table of seconds, effective GFLOP/s (the forward products and
 one triangle of the Gram update, as in test_bench_monte_carlo) and the ratio to the reference, numpy's
 float32 matrix product in a child process (bench/conftest.py), the better of the session's measurement
-and one right after the sweep; beside issue 15's targets (>= 0.85 at n = 512, >= 0.95 from n = 1024
-on). Each result's top-left block is checked against a numpy forward pass.
+and one right after the sweep; beside issue 26's targets against that reference (>= 0.85 at n = 512,
+>= 0.90 from n = 1024 on). Each result's top-left block is checked against a numpy forward pass.
 """
 
 import numpy as np
@@ -36,11 +36,11 @@ def test_monte_carlo_sweep(sgemm_reference):
         seconds = best_time(run, repeats=2)
         check_against_numpy(points, result["K"], networks=m)
         rate = flops(n, m) / seconds / 1e9
-        rows.append((n, m, seconds, rate, 0.85 if n == 512 else 0.95))
+        rows.append((n, m, seconds, rate, 0.85 if n == 512 else 0.90))
     # The sweep runs for minutes on a shared machine: the reference is measured again after it.
     ref = best_reference(sgemm_reference, reference_gflops("float32"))
     print(f"\nnumpy sgemm {ref.gflops:.0f} GFLOP/s (kernel {ref.kernel})\n"
-          "| n | networks | seconds | GFLOP/s | ratio | issue 15 target |")
+          "| n | networks | seconds | GFLOP/s | ratio | issue 26 target |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for n, m, seconds, rate, target in rows:
         print(f"| {n} | {m} | {seconds:.3f} | {rate:.0f} | {rate / ref.gflops:.2f} | {target:.2f} |")
