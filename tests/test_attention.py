@@ -250,12 +250,18 @@ def test_analytic_identity_square_root_scaling():
 def test_monte_carlo_approaches_the_analytic_kernel(get):
     """Linear scaling: the logits' fluctuations shrink as key_width grows, the heads' as heads x value_width
     does; the Monte Carlo error falls with width and ends within a few standard errors plus O(1/width)."""
-    x = points(4, (3, 2), 9) * 0.7
-    exact = nnpk.analytic(x, arch=limit_network(), get=get)
+    check_error_falls_with_width(points(4, (3, 2), 9) * 0.7, limit_network(),
+                                 lambda width: limit_network(2, width, width // 2, width), get)
+
+
+def check_error_falls_with_width(x, infinite, at_width, get):
+    """Monte Carlo of at_width(8) and at_width(128) against the analytic kernel of `infinite`: the error falls
+    with width and ends within 4 standard errors plus 8 / 128."""
+    exact = nnpk.analytic(x, arch=infinite, get=get)
     errors = []
     for width in (8, 128):
-        estimate, info = nnpk.monte_carlo(x, arch=limit_network(2, width, width // 2, width), n_networks=24,
-                                          seed=3, get=get, return_standard_error=True)
+        estimate, info = nnpk.monte_carlo(x, arch=at_width(width), n_networks=24, seed=3, get=get,
+                                          return_standard_error=True)
         errors.append(np.linalg.norm(estimate - exact) / np.linalg.norm(exact))
     assert errors[1] < errors[0]
     assert errors[1] < 4 * info["standard_error"] + 8 / 128
@@ -563,16 +569,9 @@ def test_positional_analytic_2d_decay_against_a_numpy_limit():
 def test_positional_monte_carlo_approaches_the_analytic_kernel(get):
     """The embeddings' channels grow with the input's (n_chan_pos_emb=None): the Monte Carlo error falls with
     width and ends within a few standard errors plus O(1/width)."""
-    x = points(4, (3, 2), 27) * 0.7
-    exact = nnpk.analytic(x, arch=positional_network(), get=get)
-    errors = []
-    for width in (8, 128):
-        estimate, info = nnpk.monte_carlo(x, arch=positional_network(width, heads=2, key_width=width,
-                                                                     value_width=width // 2),
-                                          n_networks=24, seed=3, get=get, return_standard_error=True)
-        errors.append(np.linalg.norm(estimate - exact) / np.linalg.norm(exact))
-    assert errors[1] < errors[0]
-    assert errors[1] < 4 * info["standard_error"] + 8 / 128
+    check_error_falls_with_width(
+        points(4, (3, 2), 27) * 0.7, positional_network(),
+        lambda width: positional_network(width, heads=2, key_width=width, value_width=width // 2), get)
 
 
 @pytest.mark.parametrize("kernel", ["nngp", "ntk"])
