@@ -275,3 +275,17 @@ def check_monte_carlo_near_analytic(x, arch, get, n_networks=24, channels=256):
     error = np.linalg.norm(estimate - exact) / np.linalg.norm(exact)
     tolerance = 4 * info["standard_error"] + 4 / channels  # the standard error is relative
     assert error < tolerance < 0.15
+
+
+def check_dense_activation_near_analytic(x, act, width, n_networks):
+    """Dense -> act -> Dense: Monte Carlo NNGP (readout estimator) and NTK at `width` within 5 standard errors
+    (relative) plus 8 / width of the analytic kernels."""
+    import nnpk
+
+    arch = lambda w: nnpk.Network([nnpk.Dense(w, b_std=0.2), act, nnpk.Dense(2)])  # noqa: E731
+    exact = nnpk.analytic(x, arch=arch(1), get=("nngp", "ntk"))
+    for name, options in (("nngp", dict(estimator="readout")), ("ntk", {})):
+        estimate, info = nnpk.monte_carlo(x, arch=arch(width), n_networks=n_networks, seed=3, get=name,
+                                          return_standard_error=True, **options)
+        error = np.linalg.norm(estimate - exact[name]) / np.linalg.norm(exact[name])
+        assert error < 5 * info["standard_error"] + 8 / width < 0.2, (name, error)

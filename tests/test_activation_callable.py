@@ -14,6 +14,7 @@ from scipy import special
 
 import nnpk
 from conftest import assert_analytic_bits_invariant
+from reference_networks import check_dense_activation_near_analytic
 
 
 def rational(z):
@@ -192,15 +193,7 @@ def test_normalize_gives_unit_second_moment():
 
 def test_monte_carlo_converges_to_analytic():
     x = np.random.default_rng(5).normal(size=(4, 3)) * 0.7
-    act = nnpk.Activation("elementwise", fn=rational)
-    arch = lambda width: nnpk.Network([nnpk.Dense(width, b_std=0.2), act, nnpk.Dense(2)])  # noqa: E731
-    exact = nnpk.analytic(x, arch=arch(1), get=("nngp", "ntk"))
-    width = 512
-    for name, options in (("nngp", dict(estimator="readout")), ("ntk", {})):
-        estimate, info = nnpk.monte_carlo(x, arch=arch(width), n_networks=16, seed=3, get=name,
-                                          return_standard_error=True, **options)
-        error = np.linalg.norm(estimate - exact[name]) / np.linalg.norm(exact[name])
-        assert error < 5 * info["standard_error"] + 8 / width < 0.2, (name, error)
+    check_dense_activation_near_analytic(x, nnpk.Activation("elementwise", fn=rational), width=512, n_networks=16)
 
 
 def test_same_bits_on_any_thread_count():

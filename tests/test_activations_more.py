@@ -14,6 +14,7 @@ from scipy import integrate
 
 import nnpk
 from conftest import assert_analytic_bits_invariant
+from reference_networks import check_dense_activation_near_analytic
 
 # A degree-8 Hermite series whose terms are of one size on unit-variance inputs (a_k^2 k! about 1).
 HIGH = [(-1) ** k * 0.8 / math.sqrt(math.factorial(k)) for k in range(9)]
@@ -219,15 +220,7 @@ def test_monte_carlo_converges_to_analytic(case):
     network (engine forward and backward passes) are within a few standard errors plus O(1/width) of the
     infinite-width kernels (standard errors are relative, in Frobenius norm)."""
     x = np.random.default_rng(5).normal(size=(5, 3)) * 0.7
-    act = activation(case)
-    arch = lambda width: nnpk.Network([nnpk.Dense(width, b_std=0.2), act, nnpk.Dense(2)])  # noqa: E731
-    exact = nnpk.analytic(x, arch=arch(1), get=("nngp", "ntk"))
-    width = 1024
-    for name, options in (("nngp", dict(estimator="readout")), ("ntk", {})):
-        estimate, info = nnpk.monte_carlo(x, arch=arch(width), n_networks=32, seed=3, get=name,
-                                          return_standard_error=True, **options)
-        error = np.linalg.norm(estimate - exact[name]) / np.linalg.norm(exact[name])
-        assert error < 5 * info["standard_error"] + 8 / width < 0.2, (name, error)
+    check_dense_activation_near_analytic(x, activation(case), width=1024, n_networks=32)
 
 
 def test_sign_nngp_by_monte_carlo():
