@@ -16,13 +16,16 @@ def product(dtype):
     return {"float32": _core._packed_product_float32, "float64": _core._packed_product_float64}[dtype]
 
 
+@pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("m,k,n", SHAPES)
-def test_packed_products_match_numpy(dtype, m, k, n):
+@pytest.mark.parametrize("m,k,n", SHAPES + [(1024, 300, 48), (37, 1100, 5), (16, 16, 16), (19, 18, 3)])
+def test_packed_products_match_numpy(dtype, m, k, n, transposed):
+    # transposed: both factors packed from their transposes (the layout of weight gradients' factors,
+    # packed in float32 by vector transposes of 16 steps by 16 rows, the edges by scalars).
     rng = np.random.default_rng(m * 1000 + k + n)
     a = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal((k, n)).astype(dtype)
-    got = product(dtype)(a, b, 0.5, 256, 480, 1)
+    got = product(dtype)(a, b, 0.5, 256, 480, 1, transposed)
     exact = 0.5 * (a.astype(np.float64) @ b.astype(np.float64))
     scale = 0.5 * np.sqrt(k) * (1 + 0 * exact)  # entries of a and b are unit Gaussians
     tol = {"float32": 1e-5, "float64": 1e-13}[dtype]

@@ -200,13 +200,14 @@ void bind_network(py::module_& m) {
     return std::string(dtype == "float64" ? packed_kernel<double>() : packed_kernel<float>());
   }, py::arg("dtype") = "float32", "What computes the engine's packed products of `dtype` in this build");
   // Tests only: C = alpha a b by the engine's packed products, in blocks of row_block rows (a multiple of
-  // 4) and col_block columns (a multiple of the packed panel, 48 or 24), the blocks spread over `threads`.
+  // 4) and col_block columns (a multiple of the packed panel, 48 or 24), the blocks spread over `threads`;
+  // with `transposed`, each factor packed from its transpose stored row-major (as weight gradients are).
   const auto packed = [](auto tag) {
     using T = decltype(tag);
     using M = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
     return [](const Array& a_in, const Array& b_in, T alpha, std::int64_t row_block, std::int64_t col_block,
-              int threads) {
+              int threads, bool transposed) {
       if (a_in.ndim() != 2 || b_in.ndim() != 2) throw std::invalid_argument("a and b must be matrices");
       const Eigen::Map<const M> a(a_in.data(), a_in.shape(0), a_in.shape(1)), b(b_in.data(), b_in.shape(0), b_in.shape(1));
       if (a.cols() != b.rows()) throw std::invalid_argument("a's columns and b's rows differ");
@@ -220,8 +221,14 @@ void bind_network(py::module_& m) {
         py::gil_scoped_release release;
         PackedLeft<T> pa;
         PackedRight<T> pb;
-        pa.pack(A.data(), A.rows(), A.cols(), A.cols(), false, threads);
-        pb.pack(B.data(), B.rows(), B.cols(), B.cols(), false, threads);
+        if (transposed) {
+          const M At = A.transpose(), Bt = B.transpose();
+          pa.pack(At.data(), A.rows(), A.cols(), A.rows(), true, threads);
+          pb.pack(Bt.data(), B.rows(), B.cols(), B.rows(), true, threads);
+        } else {
+          pa.pack(A.data(), A.rows(), A.cols(), A.cols(), false, threads);
+          pb.pack(B.data(), B.rows(), B.cols(), B.cols(), false, threads);
+        }
         const std::int64_t rb = (A.rows() + row_block - 1) / row_block, cb = (B.cols() + col_block - 1) / col_block;
         parallel_for(rb * cb, threads, [&](std::int64_t blk, int) {
           const std::int64_t i0 = blk / cb * row_block, j0 = blk % cb * col_block;
@@ -233,9 +240,9 @@ void bind_network(py::module_& m) {
     };
   };
   m.def("_packed_product_float32", packed(float{}), py::arg("a"), py::arg("b"), py::arg("alpha"),
-        py::arg("row_block"), py::arg("col_block"), py::arg("threads"));
+        py::arg("row_block"), py::arg("col_block"), py::arg("threads"), py::arg("transposed") = false);
   m.def("_packed_product_float64", packed(double{}), py::arg("a"), py::arg("b"), py::arg("alpha"),
-        py::arg("row_block"), py::arg("col_block"), py::arg("threads"));
+        py::arg("row_block"), py::arg("col_block"), py::arg("threads"), py::arg("transposed") = false);
   m.def("has_openmp", &has_openmp, "Whether the engine was built with OpenMP");
   m.def("simd_instruction_sets", [] { return std::string(Eigen::SimdInstructionSetsInUse()); });
   m.def("eigen_version", [] {

@@ -131,11 +131,44 @@ class PackedLeft {
   // One slice of a transposed A, a(m, k) = src[k * ld + m] for k < depth, in the layout of Eigen's packed
   // right-hand factor: whole panels of kPanel rows m, each `depth` steps of kPanel values, then the rows past
   // the last whole panel one after the other, `depth` values each. By blocks of 16 steps, so that every cache
-  // line read (16 source rows) and written (16 steps of a panel) is used whole; a plain copy, the same values.
+  // line read (16 source rows) and written (16 steps of a panel) is used whole (in float with AVX-512: by
+  // 4 x 16 register transposes); a plain copy, the same values.
   static void pack_transposed(const T* src, std::int64_t M, std::int64_t depth, std::int64_t ld, T* dst) {
     constexpr std::int64_t nr = kPanel, kBlock = 16;
     const std::int64_t whole = M / nr * nr;
-    for (std::int64_t k0 = 0; k0 < depth; k0 += kBlock) {
+    std::int64_t first = 0;  // the steps packed by vectors below
+#if defined(__AVX512F__)
+    if constexpr (std::is_same<T, float>::value && nr == 4) {
+      // Blocks of 16 steps by 16 rows m, by groups of 4 steps: 4 source vectors (16 m of one step each),
+      // transposed by their 128-bit lanes into 4 vectors, each the 4 steps of one panel (4 m). A block
+      // writes 256 contiguous bytes of each of its 4 panels: few pages touched per source line read.
+      const std::int64_t wide = M / 16 * 16;
+      first = wide > 0 ? depth / kBlock * kBlock : 0;
+      for (std::int64_t k0 = 0; k0 < first; k0 += kBlock) {
+        for (std::int64_t j = 0; j < wide; j += 16)
+          for (std::int64_t q = k0; q < k0 + kBlock; q += 4) {
+            const float* r0 = src + q * ld + j;
+            const __m512 a = _mm512_loadu_ps(r0), b = _mm512_loadu_ps(r0 + ld);
+            const __m512 c = _mm512_loadu_ps(r0 + 2 * ld), d = _mm512_loadu_ps(r0 + 3 * ld);
+            const __m512 ab_lo = _mm512_shuffle_f32x4(a, b, 0x44), ab_hi = _mm512_shuffle_f32x4(a, b, 0xEE);
+            const __m512 cd_lo = _mm512_shuffle_f32x4(c, d, 0x44), cd_hi = _mm512_shuffle_f32x4(c, d, 0xEE);
+            float* out = dst + j * depth + q * nr;
+            _mm512_storeu_ps(out, _mm512_shuffle_f32x4(ab_lo, cd_lo, 0x88));
+            _mm512_storeu_ps(out + nr * depth, _mm512_shuffle_f32x4(ab_lo, cd_lo, 0xDD));
+            _mm512_storeu_ps(out + 2 * nr * depth, _mm512_shuffle_f32x4(ab_hi, cd_hi, 0x88));
+            _mm512_storeu_ps(out + 3 * nr * depth, _mm512_shuffle_f32x4(ab_hi, cd_hi, 0xDD));
+          }
+        for (std::int64_t j = wide; j < whole; j += nr) {
+          T* out = dst + j * depth + k0 * nr;
+          for (std::int64_t k = 0; k < kBlock; ++k)
+            for (std::int64_t i = 0; i < nr; ++i) out[k * nr + i] = src[(k0 + k) * ld + j + i];
+        }
+        for (std::int64_t j = whole; j < M; ++j)
+          for (std::int64_t k = 0; k < kBlock; ++k) dst[j * depth + k0 + k] = src[(k0 + k) * ld + j];
+      }
+    }
+#endif
+    for (std::int64_t k0 = first; k0 < depth; k0 += kBlock) {
       const std::int64_t kn = std::min(kBlock, depth - k0);
       for (std::int64_t j = 0; j < whole; j += nr) {
         T* d = dst + j * depth + k0 * nr;
@@ -348,11 +381,14 @@ constexpr std::int64_t packed_block_cols() {
 }
 
 // A recurrent node's packed factors for one pass: its recurrent weights (W forward, W^T backward)
-// and the step's left factor (h_{t-1} forward, d/dz_t backward).
+// and the step's left factor (h_{t-1} forward, d/dz_t backward); forward, its input weights U and the
+// step's inputs x_t. Other nodes of the same pass use them as scratch (one node at a time).
 template <class T>
 struct RecurrentPacks {
   PackedRight<T> weights;
   PackedLeft<T> states;
+  PackedRight<T> input_weights;
+  PackedLeft<T> inputs;
 };
 
 }  // namespace nnpk

@@ -813,12 +813,14 @@ class SequentialBackprop {
     }
   }
 
-  // A chunk's recurrent weight layers (their weights trained): their input rows h_{t-1}, packed once
-  // for all the blocks of their gradient (a plain product would pack them once per block).
+  // A chunk's layers whose weights are trained (in a recurrent network: its chunks run one after the
+  // other, their rows many): their input rows (h_{t-1} for recurrent weights, x_t for a recurrent
+  // layer's input weights, a readout's every h_t), packed once for all the blocks of their gradient
+  // (a plain product would pack them once per block).
   void pack_recurrent_inputs(std::int64_t points, trainer_detail::Workspace<T>& ws) const {
     ws.inputs.resize(spec_.params.size());
     for (std::size_t l = 0; l < spec_.params.size(); ++l) {
-      if (!trainable_.weights[l] || !spec_.recurrent_weights(l)) continue;
+      if (!trainable_.weights[l]) continue;
       const trainer_detail::ParamRows<T> rows =
           trainer_detail::param_rows(spec_, l, spec_.param_nodes[l], points, ws, ws.forward.patches);
       ws.inputs[l].pack(rows.patches, rows.patch_cols, rows.rows, rows.patch_cols, true, n_threads_);
@@ -837,8 +839,9 @@ class SequentialBackprop {
     const std::int64_t valid = rows.rows;  // the padding rows would add zeros
     if (l < ws.inputs.size() && ws.inputs[l].depth() == valid) {  // packed by pack_recurrent_inputs
       scratch.errors.pack(g.data() + j0, valid, cols, g.cols(), false);
-      scratch.product.setZero(rows.patch_cols, cols);
-      packed_product(ws.inputs[l], scratch.errors, scratch.product.data(), cols, T(1), 0, rows.patch_cols, 0, cols);
+      scratch.product.resize(rows.patch_cols, cols);
+      packed_product(ws.inputs[l], scratch.errors, scratch.product.data(), cols, T(1), 0, rows.patch_cols, 0, cols,
+                     true);
     } else {
       scratch.product.noalias() =
           Eigen::Map<const RowMatrix<T>>(rows.patches, valid, rows.patch_cols).transpose() * g.block(0, j0, valid, cols);

@@ -81,8 +81,9 @@ void recurrent_backward(const SeqNode& node, const LayerScales& input_scales, co
   if (steps > 1) packs.weights.pack(W, m, m, m, true, step_threads);
   for (std::int64_t t = steps; t >= 1; --t) {
     T* dz = pre.data() + (t - 1) * P * cols;
-    // delta_h += the output's own cotangent of h_t; dz_t = a phi'(z_t) delta_h, by blocks of units.
-    sequential_detail::for_column_blocks<T>(m, step_threads, [&](std::int64_t j0, std::int64_t nj) {
+    // delta_h += the output's own cotangent of h_t; dz_t = a phi'(z_t) delta_h, each thread the units
+    // whose delta_h its product computed (long runs of each row).
+    sequential_detail::for_column_ranges<T>(m, step_threads, [&](std::int64_t j0, std::int64_t nj) {
       for (std::int64_t p = 0; p < P; ++p) {
         const T* phi = derivative.data() + ((t - 1) * P + p) * m + j0;
         for (std::int64_t c = 0; c < C; ++c) {
@@ -99,16 +100,14 @@ void recurrent_backward(const SeqNode& node, const LayerScales& input_scales, co
     if (t == 1) break;
     // delta_h of h_{t-1} = (1 - a) delta_h + forward_W dz_t W^T, rows (point, c).
     packs.states.pack(dz, P * C, m, m, false, step_threads);
-    sequential_detail::for_column_ranges<T>(m, step_threads, [&](std::int64_t j0, std::int64_t nj, auto&&) {
-      for (std::int64_t r = 0; r < P * C; ++r) {
+    // With leak 1 the product overwrites delta_h (no pass zeroing it first).
+    const bool overwrite = node.leak == 1.0;
+    sequential_detail::for_column_ranges<T>(m, step_threads, [&](std::int64_t j0, std::int64_t nj) {
+      for (std::int64_t r = 0; !overwrite && r < P * C; ++r) {
         T* h = carry.data() + r * m + j0;
-        if (node.leak == 1.0) {
-          std::fill(h, h + nj, T(0));
-        } else {
-          for (std::int64_t j = 0; j < nj; ++j) h[j] *= keep;
-        }
+        for (std::int64_t j = 0; j < nj; ++j) h[j] *= keep;
       }
-      packed_product(packs.states, packs.weights, carry.data(), m, w_forward, 0, P * C, j0, nj);
+      packed_product(packs.states, packs.weights, carry.data(), m, w_forward, 0, P * C, j0, nj, overwrite);
     });
   }
   if (!in) return;
@@ -182,15 +181,17 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
       // Rows (point, position, cotangent) of the cotangent times W^T: the cotangent of each patch.
       back.resize(g.rows() * C, layer.fan_in);
       const T forward = static_cast<T>(scales[static_cast<std::size_t>(node.param)].forward);
-      if (node.pointwise() && fwd.step_threads > 0) {  // by fixed blocks of rows on the threads
+      if (node.pointwise() && fwd.step_threads > 0) {
+        // By fixed blocks of rows on the threads, packed products added straight into the input's
+        // cotangent: the cotangent's rows and W^T packed once (the pass's scratch packs).
         const std::int64_t valid = points * so.positions() * C, block = 4 * kRowQuantum;
-        const Eigen::Map<const RowMatrix<T>> rows(g.data(), g.rows() * C, co);
+        PackedLeft<T>& rows = fwd.packs.inputs;
+        PackedRight<T>& Wt = fwd.packs.input_weights;
+        rows.pack(g.data(), valid, co, co, false, fwd.step_threads);
+        Wt.pack(W.data(), co, layer.fan_in, co, true);
         parallel_ranges((valid + block - 1) / block, fwd.step_threads, [&](std::int64_t b) {
           const std::int64_t r0 = b * block, nr = std::min(block, valid - r0);
-          back.middleRows(r0, nr).noalias() = rows.middleRows(r0, nr) * W.transpose();
-          T* dst = in.data() + r0 * layer.fan_in;
-          const T* src = back.data() + r0 * layer.fan_in;
-          for (std::int64_t i = 0; i < nr * layer.fan_in; ++i) dst[i] += forward * src[i];
+          packed_product(rows, Wt, in.data(), layer.fan_in, forward, r0, nr, 0, layer.fan_in);
         });
         break;
       }

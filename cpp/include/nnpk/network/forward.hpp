@@ -194,6 +194,24 @@ void normalize(const BatchNormView<T>& bn, const RowMatrix<T>& in, std::int64_t 
   }
 }
 
+// range(j0, nj) once per thread over the thread's contiguous columns: whole blocks of
+// packed_block_cols(), the same columns on every call (what a thread computes at one step stays in its
+// cache for the next), all of them on one call with threads 0. A packed product over the range keeps
+// its left tile in cache across the range's panels; row-wise work over the range reads long runs.
+template <class T, class Range>
+void for_column_ranges(std::int64_t width, int threads, Range&& range) {
+  if (threads <= 0) return range(std::int64_t(0), width);
+  constexpr std::int64_t cols = packed_block_cols<T>();
+  const std::int64_t blocks = (width + cols - 1) / cols;
+  const int n = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, blocks)));
+  parallel_ranges(n, n, [&](std::int64_t t) {
+    const std::int64_t b0 = t * blocks / n, b1 = (t + 1) * blocks / n;
+    if (b0 == b1) return;
+    const std::int64_t j0 = b0 * cols, j1 = std::min(width, b1 * cols);
+    range(j0, j1 - j0);
+  });
+}
+
 // Recurrent node `node` over `points` sequences, rows (point, step) of `in`: with P = step_rows(points),
 // step_inputs = x time-major, z_t = forward_U x_t U + bias b + forward_W h_{t-1} W, h_t = (1 - a)
 // h_{t-1} + a phi(z_t), and `out` the node's output: h_T (rows point) or every h_t (rows (point,
@@ -202,48 +220,12 @@ void normalize(const BatchNormView<T>& bn, const RowMatrix<T>& in, std::int64_t 
 // of P rows used in turn (h_t in block t % 2), small enough to stay in cache. Each step's products
 // run over whole panels of rows (and, split over threads, fixed blocks of columns): rows do not
 // depend on the tile, nor on the number of threads.
-// body(j0, nj) over the column blocks of `width` columns: one call for all of them (threads 0) or fixed
-// blocks of packed_block_cols() on `threads` threads (the same arithmetic either way), each thread the
-// same blocks at every step (its part of the packed weights stays in its cache).
-template <class T, class Body>
-void for_column_blocks(std::int64_t width, int threads, Body&& body) {
-  if (threads <= 0) return body(std::int64_t(0), width);
-  constexpr std::int64_t cols = packed_block_cols<T>();
-  const std::int64_t blocks = (width + cols - 1) / cols;
-  parallel_ranges(blocks, threads, [&](std::int64_t b) {
-    const std::int64_t j0 = b * cols;
-    body(j0, std::min(cols, width - j0));
-  });
-}
-
-// range(j0, nj, blocks) once per thread over the thread's contiguous columns (the same fixed blocks of
-// packed_block_cols() as for_column_blocks, all of them on one call with threads 0), where
-// blocks(f) runs f(j0, nj) over those blocks: a packed product over the whole range (the left tile stays
-// in cache across the range's panels) and the blockwise work around it.
-template <class T, class Range>
-void for_column_ranges(std::int64_t width, int threads, Range&& range) {
-  if (threads <= 0) {
-    return range(std::int64_t(0), width, [&](auto&& f) { f(std::int64_t(0), width); });
-  }
-  constexpr std::int64_t cols = packed_block_cols<T>();
-  const std::int64_t blocks = (width + cols - 1) / cols;
-  const int n = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, blocks)));
-  parallel_ranges(n, n, [&](std::int64_t t) {
-    const std::int64_t b0 = t * blocks / n, b1 = (t + 1) * blocks / n;
-    if (b0 == b1) return;
-    const std::int64_t j0 = b0 * cols, j1 = std::min(width, b1 * cols);
-    range(j0, j1 - j0, [&](auto&& f) {
-      for (std::int64_t j = j0; j < j1; j += cols) f(j, std::min(cols, j1 - j));
-    });
-  });
-}
-
 template <class T>
 void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, const LayerScales& recurrent_scales,
                        const T* U, const T* bias, const T* W, const RowMatrix<T>& in, std::int64_t points,
                        const T* initial, RowMatrix<T>& step_inputs, RowMatrix<T>& states, RowMatrix<T>* derivative,
                        RowMatrix<T>& out, RecurrentPacks<T>& packs, int step_threads = 0,
-                       const PackedRight<T>* packed_W = nullptr) {
+                       const PackedRight<T>* packed_U = nullptr, const PackedRight<T>* packed_W = nullptr) {
   const std::int64_t steps = node.steps(), d = node.in.channels, m = node.width;
   const std::int64_t P = step_rows(points);
   step_inputs.setZero(steps * P, d);
@@ -264,10 +246,14 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
   } else {
     shape_rows(out, points, m);
   }
-  const Eigen::Map<const RowMatrix<T>> Um(U, d, m);
-  // Every step's recurrent product runs on W packed once: per network by the caller (packed_W, shared
-  // by every tile's pass), else here once for the pass (a plain product would pack it again at every
-  // step and block). The same packed product whatever the threads, tile or caller.
+  // Every step's products run on U and W packed once: per network by the caller (packed_U, packed_W,
+  // shared by every tile's pass), else here once for the pass (a plain product would pack them again
+  // at every step and block). The same packed products whatever the threads, tile or caller.
+  const PackedRight<T>* Up = packed_U;
+  if (!Up) {
+    packs.input_weights.pack(U, d, m, m, false, step_threads);
+    Up = &packs.input_weights;
+  }
   const PackedRight<T>* Wp = packed_W;
   if (!Wp && (steps > 1 || initial)) {
     packs.weights.pack(W, m, m, m, false, step_threads);
@@ -279,32 +265,27 @@ void recurrent_forward(const SeqNode& node, const LayerScales& input_scales, con
     T* dr = derivative ? derivative->data() + (t - 1) * P * m : nullptr;
     // h_0 = 0 adds nothing through W.
     const bool recur = t > 1 || initial;
+    packs.inputs.pack(step_inputs.data() + (t - 1) * P * d, P, d, d, false);
     if (recur) packs.states.pack(previous.data(), P, m, m, false, step_threads);
-    for_column_ranges<T>(m, step_threads, [&](std::int64_t jr, std::int64_t njr, auto&& blocks) {
-      blocks([&](std::int64_t j0, std::int64_t nj) {
-        z.middleCols(j0, nj).noalias() = u_forward * (step_inputs.middleRows((t - 1) * P, P) * Um.middleCols(j0, nj));
-        if (bias)
-          for (std::int64_t r = 0; r < P; ++r) {
-            T* zr = z.data() + r * m + j0;
-            for (std::int64_t j = 0; j < nj; ++j) zr[j] += b_scale * bias[j0 + j];
-          }
-      });
+    // z_t = forward_U x_t U (written), + forward_W h_{t-1} W, + the bias in the pass that activates it.
+    for_column_ranges<T>(m, step_threads, [&](std::int64_t jr, std::int64_t njr) {
+      packed_product(packs.inputs, *Up, z.data(), m, u_forward, 0, P, jr, njr, true);
       if (recur) packed_product(packs.states, *Wp, z.data(), m, w_forward, 0, P, jr, njr);
-      blocks([&](std::int64_t j0, std::int64_t nj) {
-        for (std::int64_t r = 0; r < P; ++r) {
-          T* zr = z.data() + r * m + j0;
-          activate_entries(node.activation, zr, nj, zr, dr ? dr + r * m + j0 : nullptr);
-          if (node.leak != 1.0) {
-            const T* hp = previous.data() + r * m + j0;
-            for (std::int64_t j = 0; j < nj; ++j) zr[j] = keep * hp[j] + a * zr[j];
-          }
+      // The thread's columns row by row (long runs): bias, activation, leak, and the node's output
+      // (every h_t, rows (point, step), or h_T).
+      const bool output = node.return_sequences || t == steps;
+      for (std::int64_t r = 0; r < P; ++r) {
+        T* zr = z.data() + r * m + jr;
+        if (bias)
+          for (std::int64_t j = 0; j < njr; ++j) zr[j] += b_scale * bias[jr + j];
+        activate_entries(node.activation, zr, njr, zr, dr ? dr + r * m + jr : nullptr);
+        if (node.leak != 1.0) {
+          const T* hp = previous.data() + r * m + jr;
+          for (std::int64_t j = 0; j < njr; ++j) zr[j] = keep * hp[j] + a * zr[j];
         }
-        // The node's output: every h_t (rows (point, step)) or h_T, these columns.
-        if (node.return_sequences || t == steps)
-          for (std::int64_t p = 0; p < points; ++p)
-            std::copy(z.data() + p * m + j0, z.data() + p * m + j0 + nj,
-                      out.data() + (node.return_sequences ? p * steps + t - 1 : p) * m + j0);
-      });
+        if (output && r < points)
+          std::copy(zr, zr + njr, out.data() + (node.return_sequences ? r * steps + t - 1 : r) * m + jr);
+      }
     });
   }
 }
@@ -393,13 +374,17 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
             z.resize(a.rows(), layer.fan_out);
             ws.packs.states.pack(a.data(), a.rows(), layer.fan_in, layer.fan_in, false);
             packed_product(ws.packs.states, *packed, z.data(), layer.fan_out, T(1), 0, a.rows(), 0, layer.fan_out, true);
-          } else if (ws.step_threads > 0) {  // by fixed blocks of rows on the threads (see step_threads)
+          } else if (ws.step_threads > 0) {
+            // By fixed blocks of rows on the threads (see step_threads): the rows and the weights packed
+            // once (the pass's scratch packs), each block's packed product written.
             z.resize(a.rows(), layer.fan_out);
+            ws.packs.inputs.pack(a.data(), a.rows(), layer.fan_in, layer.fan_in, false, ws.step_threads);
+            ws.packs.input_weights.pack(weights, layer.fan_in, layer.fan_out, layer.fan_out, false);
             const std::int64_t block = 4 * kRowQuantum, blocks = (a.rows() + block - 1) / block;
             parallel_ranges(blocks, ws.step_threads, [&](std::int64_t b) {
               const std::int64_t r0 = b * block, nr = std::min(block, a.rows() - r0);
-              z.middleRows(r0, nr).noalias() =
-                  a.middleRows(r0, nr) * Eigen::Map<const RowMatrix<T>>(weights, layer.fan_in, layer.fan_out);
+              packed_product(ws.packs.inputs, ws.packs.input_weights, z.data(), layer.fan_out, T(1), r0, nr, 0,
+                             layer.fan_out, true);
             });
           } else {
             z.resize(a.rows(), layer.fan_out);
@@ -462,7 +447,8 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
         const T* initial = k < ws.initial_states.size() ? ws.initial_states[k] : nullptr;
         recurrent_forward(node, scales[l], scales[l + 1], net.weights[l], net.biases[l], net.weights[l + 1], in, points,
                           initial, ws.step_inputs[k], ws.states[k], keep_derivatives ? &ws.derivatives[k] : nullptr,
-                          out, ws.packs, ws.step_threads, l + 1 < net.packed.size() ? net.packed[l + 1] : nullptr);
+                          out, ws.packs, ws.step_threads, l < net.packed.size() ? net.packed[l] : nullptr,
+                          l + 1 < net.packed.size() ? net.packed[l + 1] : nullptr);
         break;
       }
       case NodeKind::attention: attention_forward(node, scales, net, in, points, ws.attention[k], out, keep_derivatives, &ws.packs.states);
