@@ -193,9 +193,10 @@ def test_every_train_mode_steps_by_the_numpy_gradient(train):
 
 def test_wide_step_over_several_chunks_and_column_blocks_matches_numpy_and_any_thread_count():
     """A minibatch of several chunks (400 sequences) through a layer wider than one block of a step's products
-    (150 units: blocks of whole panels and a partial one): one SGD step moves every array by numpy's gradient,
-    and the float32 steps are bitwise the same on 1, 2 and 3 threads."""
-    net, x, params, ref = _setup("tanh", 0.7, True, "standard", True, n=400, T=4, m=150)
+    and of its weight gradients (300 units: blocks of whole panels and a partial one; the readout's gradient by
+    blocks of its 300 input units): one SGD step moves every array by numpy's gradient, and the float32 steps
+    are bitwise the same on 1, 2 and 3 threads."""
+    net, x, params, ref = _setup("tanh", 0.7, True, "standard", True, n=400, T=4, m=300)
     y = np.random.default_rng(10).standard_normal((len(x), 4, 2))
     learner = nnpk.NetworkLearner(net, seed=3, index=1, train="all", optimizer="sgd", lr=0.05, epochs=1,
                                   batch_size=None, dtype="float64", n_threads=2).fit(x, y)

@@ -454,11 +454,11 @@ class SequentialBackprop {
     for (std::int64_t c = 0; c < n_chunks; ++c) bias_sums_[static_cast<std::size_t>(c)].zero();
     if (weight_sums_.weights.empty()) weight_sums_ = ParamGradients(spec_.params, TrainableParams{trainable_.weights,
                                                                                            std::vector<char>(n_params, 0)});
-    // The weight blocks: (layer, first column), in layer order.
+    // The weight blocks: (layer, first column -- first row if by_inputs), in layer order.
     std::vector<std::pair<std::size_t, std::int64_t>> blocks;
     for (std::size_t l = 0; l < n_params; ++l)
       if (trainable_.weights[l])
-        for (std::int64_t j = 0; j < spec_.params[l].fan_out; j += kBlockCols) blocks.emplace_back(l, j);
+        for (std::int64_t j = 0; j < block_extent(l); j += kBlockCols) blocks.emplace_back(l, j);
     const double factor = 1.0 / static_cast<double>(rows);
     const std::int64_t group = std::min<std::int64_t>(kGroup, n_chunks);
     while (static_cast<std::int64_t>(chunk_workspaces_.size()) < group) chunk_workspaces_.emplace_back();
@@ -509,16 +509,21 @@ class SequentialBackprop {
             if (!wait(ready[std::size_t(i)], 1) || !wait(done[std::size_t(b)], i)) return;
             const auto [l, j0] = blocks[static_cast<std::size_t>(b)];
             const DenseLayer& layer = spec_.params[l];
-            const std::int64_t cols = std::min(kBlockCols, layer.fan_out - j0);
+            const std::int64_t cols = std::min(kBlockCols, block_extent(l) - j0);
             std::vector<double>& sums = weight_sums_.weights[l];
             add_weight_block(l, j0, cols, chunks[static_cast<std::size_t>(c0 + i)].rows,
                              chunk_workspaces_[static_cast<std::size_t>(i)], workspaces_[static_cast<std::size_t>(thread)],
                              c0 + i == 0, sums);
             if (last && i == n_first - 1) {
               const std::vector<const double*> parts{sums.data()};
-              for (std::int64_t r = 0; r < layer.fan_in; ++r)
-                trainer_detail::update_range(s, t, *weight_array[l], parts, factor, r * layer.fan_out + j0,
-                                             r * layer.fan_out + j0 + cols);
+              if (by_inputs(l)) {  // the block's rows of W, whole
+                trainer_detail::update_range(s, t, *weight_array[l], parts, factor, j0 * layer.fan_out,
+                                             (j0 + cols) * layer.fan_out);
+              } else {
+                for (std::int64_t r = 0; r < layer.fan_in; ++r)
+                  trainer_detail::update_range(s, t, *weight_array[l], parts, factor, r * layer.fan_out + j0,
+                                               r * layer.fan_out + j0 + cols);
+              }
             }
             done[std::size_t(b)].store(i + 1, std::memory_order_release);
           }
@@ -817,19 +822,35 @@ class SequentialBackprop {
   // other, their rows many): their input rows (h_{t-1} for recurrent weights, x_t for a recurrent
   // layer's input weights, a readout's every h_t), packed once for all the blocks of their gradient
   // (a plain product would pack them once per block).
+  // A layer narrowing its input (a readout) has its errors packed instead (see by_inputs).
   void pack_recurrent_inputs(std::int64_t points, trainer_detail::Workspace<T>& ws) const {
     ws.inputs.resize(spec_.params.size());
     for (std::size_t l = 0; l < spec_.params.size(); ++l) {
       if (!trainable_.weights[l]) continue;
       const trainer_detail::ParamRows<T> rows =
           trainer_detail::param_rows(spec_, l, spec_.param_nodes[l], points, ws, ws.forward.patches);
-      ws.inputs[l].pack(rows.patches, rows.patch_cols, rows.rows, rows.patch_cols, true, n_threads_);
+      if (by_inputs(l)) {
+        const RowMatrix<T>& g = *rows.errors;
+        ws.inputs[l].pack(g.data(), g.cols(), rows.rows, g.cols(), true, n_threads_);
+      } else {
+        ws.inputs[l].pack(rows.patches, rows.patch_cols, rows.rows, rows.patch_cols, true, n_threads_);
+      }
     }
   }
 
-  // Columns [j0, j0 + cols) of layer l's weight gradient sums from one chunk of `points` points whose
-  // forward pass and errors are in `ws`: sums (+)= forward * (input patches)^T (errors), written
-  // when `first`. `scratch` holds the patches and the product.
+  // Whether step() splits layer l's weight gradient into blocks of its input units (rows of W), each
+  // block errors^T (inputs' block) with the errors packed once, rather than blocks of its output units
+  // with the inputs packed once: for a layer whose inputs outnumber its outputs, in a recurrent network
+  // (many rows: a block packs its inputs' columns in order, rather than all the inputs transposed).
+  bool by_inputs(std::size_t l) const { return recurrent_ && spec_.params[l].fan_in > spec_.params[l].fan_out; }
+  // The units step()'s weight-gradient blocks of layer l split (see by_inputs).
+  std::int64_t block_extent(std::size_t l) const {
+    return by_inputs(l) ? spec_.params[l].fan_in : spec_.params[l].fan_out;
+  }
+
+  // Columns [j0, j0 + cols) of layer l's weight gradient sums (rows, if by_inputs(l)) from one chunk of
+  // `points` points whose forward pass and errors are in `ws`: sums (+)= forward * (input patches)^T
+  // (errors), written when `first`. `scratch` holds the patches and the product.
   void add_weight_block(std::size_t l, std::int64_t j0, std::int64_t cols, std::int64_t points,
                         const trainer_detail::Workspace<T>& ws, trainer_detail::Workspace<T>& scratch, bool first,
                         std::vector<double>& sums) const {
@@ -837,6 +858,21 @@ class SequentialBackprop {
         trainer_detail::param_rows(spec_, l, spec_.param_nodes[l], points, ws, scratch.forward.patches);
     const RowMatrix<T>& g = *rows.errors;
     const std::int64_t valid = rows.rows;  // the padding rows would add zeros
+    const std::int64_t fan_out = spec_.params[l].fan_out;
+    const double forward = scales_[l].forward;
+    if (by_inputs(l)) {  // rows [j0, j0 + cols) of W: (errors^T packed) times these input columns
+      scratch.errors.pack(rows.patches + j0, valid, cols, rows.patch_cols, false);
+      scratch.product.resize(fan_out, cols);
+      packed_product(ws.inputs[l], scratch.errors, scratch.product.data(), cols, T(1), 0, fan_out, 0, cols, true);
+      for (std::int64_t r = 0; r < cols; ++r) {
+        double* dst = sums.data() + (j0 + r) * fan_out;
+        for (std::int64_t j = 0; j < fan_out; ++j) {
+          const double v = forward * double(scratch.product(j, r));
+          dst[j] = first ? v : dst[j] + v;
+        }
+      }
+      return;
+    }
     if (l < ws.inputs.size() && ws.inputs[l].depth() == valid) {  // packed by pack_recurrent_inputs
       scratch.errors.pack(g.data() + j0, valid, cols, g.cols(), false);
       scratch.product.resize(rows.patch_cols, cols);
@@ -846,8 +882,6 @@ class SequentialBackprop {
       scratch.product.noalias() =
           Eigen::Map<const RowMatrix<T>>(rows.patches, valid, rows.patch_cols).transpose() * g.block(0, j0, valid, cols);
     }
-    const double forward = scales_[l].forward;
-    const std::int64_t fan_out = spec_.params[l].fan_out;
     for (std::int64_t r = 0; r < rows.patch_cols; ++r) {
       const T* p = scratch.product.data() + r * cols;
       double* dst = sums.data() + r * fan_out + j0;
