@@ -370,6 +370,17 @@ class SequentialBackprop {
     workspaces_.resize(static_cast<std::size_t>(n_threads_));
     total_ = ParamGradients(spec_.params, trainable_, norm_channels_);
     recurrent_ = spec_.has_recurrent();
+    // In a recurrent network (products by row blocks on the threads, see backward_node), a pointwise
+    // dense layer that alone reads its input writes its input's error whole (no zeroing pass first).
+    overwrites_.assign(spec_.nodes.size(), false);
+    for (std::size_t k = 0; recurrent_ && k < spec_.nodes.size(); ++k) {
+      const SeqNode& node = spec_.nodes[k];
+      if (node.kind != NodeKind::dense || !node.pointwise() || fused_[k] || node.input < lowest_) continue;
+      const auto in = static_cast<std::size_t>(node.input);
+      if (spec_.nodes[in].readers != 1 || written_[in] || skipped_[in]) continue;
+      overwrites_[k] = true;
+      written_[in] = true;
+    }
   }
 
   // Trains the linearisation f(x; theta_0) (if offset) + J(x; theta_0) (theta - theta_0) instead of the
@@ -454,10 +465,11 @@ class SequentialBackprop {
     for (std::int64_t c = 0; c < n_chunks; ++c) bias_sums_[static_cast<std::size_t>(c)].zero();
     if (weight_sums_.weights.empty()) weight_sums_ = ParamGradients(spec_.params, TrainableParams{trainable_.weights,
                                                                                            std::vector<char>(n_params, 0)});
-    // The weight blocks: (layer, first column -- first row if by_inputs), in layer order.
+    // The weight blocks: (layer, first column -- first row if by_inputs), in layer order; a recurrent
+    // layer's input and recurrent weights share their errors, one block of both (see shares_errors).
     std::vector<std::pair<std::size_t, std::int64_t>> blocks;
     for (std::size_t l = 0; l < n_params; ++l)
-      if (trainable_.weights[l])
+      if (trainable_.weights[l] && !(l > 0 && shares_errors(l - 1)))
         for (std::int64_t j = 0; j < block_extent(l); j += kBlockCols) blocks.emplace_back(l, j);
     const double factor = 1.0 / static_cast<double>(rows);
     const std::int64_t group = std::min<std::int64_t>(kGroup, n_chunks);
@@ -507,22 +519,25 @@ class SequentialBackprop {
             }
             const std::int64_t i = (item - n_first) / n_blocks, b = (item - n_first) % n_blocks;
             if (!wait(ready[std::size_t(i)], 1) || !wait(done[std::size_t(b)], i)) return;
-            const auto [l, j0] = blocks[static_cast<std::size_t>(b)];
-            const DenseLayer& layer = spec_.params[l];
-            const std::int64_t cols = std::min(kBlockCols, block_extent(l) - j0);
-            std::vector<double>& sums = weight_sums_.weights[l];
-            add_weight_block(l, j0, cols, chunks[static_cast<std::size_t>(c0 + i)].rows,
-                             chunk_workspaces_[static_cast<std::size_t>(i)], workspaces_[static_cast<std::size_t>(thread)],
-                             c0 + i == 0, sums);
-            if (last && i == n_first - 1) {
-              const std::vector<const double*> parts{sums.data()};
-              if (by_inputs(l)) {  // the block's rows of W, whole
-                trainer_detail::update_range(s, t, *weight_array[l], parts, factor, j0 * layer.fan_out,
-                                             (j0 + cols) * layer.fan_out);
-              } else {
-                for (std::int64_t r = 0; r < layer.fan_in; ++r)
-                  trainer_detail::update_range(s, t, *weight_array[l], parts, factor, r * layer.fan_out + j0,
-                                               r * layer.fan_out + j0 + cols);
+            const auto [first_layer, j0] = blocks[static_cast<std::size_t>(b)];
+            const std::size_t end_layer = first_layer + (shares_errors(first_layer) ? 2 : 1);
+            for (std::size_t l = first_layer; l < end_layer; ++l) {
+              const DenseLayer& layer = spec_.params[l];
+              const std::int64_t cols = std::min(kBlockCols, block_extent(l) - j0);
+              std::vector<double>& sums = weight_sums_.weights[l];
+              add_weight_block(l, j0, cols, chunks[static_cast<std::size_t>(c0 + i)].rows,
+                               chunk_workspaces_[static_cast<std::size_t>(i)],
+                               workspaces_[static_cast<std::size_t>(thread)], c0 + i == 0, sums, l > first_layer);
+              if (last && i == n_first - 1) {
+                const std::vector<const double*> parts{sums.data()};
+                if (by_inputs(l)) {  // the block's rows of W, whole
+                  trainer_detail::update_range(s, t, *weight_array[l], parts, factor, j0 * layer.fan_out,
+                                               (j0 + cols) * layer.fan_out);
+                } else {
+                  for (std::int64_t r = 0; r < layer.fan_in; ++r)
+                    trainer_detail::update_range(s, t, *weight_array[l], parts, factor, r * layer.fan_out + j0,
+                                                 r * layer.fan_out + j0 + cols);
+                }
               }
             }
             done[std::size_t(b)].store(i + 1, std::memory_order_release);
@@ -768,7 +783,8 @@ class SequentialBackprop {
       if (fused_[static_cast<std::size_t>(k)]) {
         fused_backward(net, k, ws);
       } else {
-        backward_node(spec_, scales_, net, ws.forward, k, points, 1, lowest_, ws.cot, ws.back);
+        backward_node<T>(spec_, scales_, net, ws.forward, k, points, 1, lowest_, ws.cot, ws.back, nullptr,
+                         overwrites_[static_cast<std::size_t>(k)]);
       }
     }
   }
@@ -843,6 +859,13 @@ class SequentialBackprop {
   // with the inputs packed once: for a layer whose inputs outnumber its outputs, in a recurrent network
   // (many rows: a block packs its inputs' columns in order, rather than all the inputs transposed).
   bool by_inputs(std::size_t l) const { return recurrent_ && spec_.params[l].fan_in > spec_.params[l].fan_out; }
+  // Whether layer l and l + 1 are a recurrent layer's input and recurrent weights, both trained by
+  // blocks of output units: their gradients' blocks share the same errors, packed once for both.
+  bool shares_errors(std::size_t l) const {
+    return recurrent_ && l + 1 < spec_.params.size() && spec_.recurrent_weights(l + 1) &&
+           spec_.param_nodes[l] == spec_.param_nodes[l + 1] && trainable_.weights[l] && trainable_.weights[l + 1] &&
+           !by_inputs(l) && !by_inputs(l + 1);
+  }
   // The units step()'s weight-gradient blocks of layer l split (see by_inputs).
   std::int64_t block_extent(std::size_t l) const {
     return by_inputs(l) ? spec_.params[l].fan_in : spec_.params[l].fan_out;
@@ -850,10 +873,11 @@ class SequentialBackprop {
 
   // Columns [j0, j0 + cols) of layer l's weight gradient sums (rows, if by_inputs(l)) from one chunk of
   // `points` points whose forward pass and errors are in `ws`: sums (+)= forward * (input patches)^T
-  // (errors), written when `first`. `scratch` holds the patches and the product.
+  // (errors), written when `first`. `scratch` holds the patches and the product, and the block's packed
+  // errors, which `errors_packed` reuses (a block of the layer sharing them, just before).
   void add_weight_block(std::size_t l, std::int64_t j0, std::int64_t cols, std::int64_t points,
                         const trainer_detail::Workspace<T>& ws, trainer_detail::Workspace<T>& scratch, bool first,
-                        std::vector<double>& sums) const {
+                        std::vector<double>& sums, bool errors_packed = false) const {
     const trainer_detail::ParamRows<T> rows =
         trainer_detail::param_rows(spec_, l, spec_.param_nodes[l], points, ws, scratch.forward.patches);
     const RowMatrix<T>& g = *rows.errors;
@@ -874,7 +898,7 @@ class SequentialBackprop {
       return;
     }
     if (l < ws.inputs.size() && ws.inputs[l].depth() == valid) {  // packed by pack_recurrent_inputs
-      scratch.errors.pack(g.data() + j0, valid, cols, g.cols(), false);
+      if (!errors_packed) scratch.errors.pack(g.data() + j0, valid, cols, g.cols(), false);
       scratch.product.resize(rows.patch_cols, cols);
       packed_product(ws.inputs[l], scratch.errors, scratch.product.data(), cols, T(1), 0, rows.patch_cols, 0, cols,
                      true);
@@ -912,7 +936,8 @@ class SequentialBackprop {
   std::int64_t chunk_rows_;
   std::int64_t lowest_ = 0;    // the lowest node the backward pass must reach
   std::vector<bool> fused_;    // per node: a dense layer whose backward step is fused with its activation's
-  std::vector<bool> written_;  // per node: its error is written whole by a fused layer
+  std::vector<bool> written_;  // per node: its error is written whole by a fused layer (or an overwriting one)
+  std::vector<bool> overwrites_;  // per node: a dense layer writing its input's error whole (see the constructor)
   std::vector<bool> skipped_;  // per node: an activation a fused layer steps over (its error never formed)
   bool recurrent_ = false;                   // the network has recurrent layers (see gradients())
   const Direction<T>* direction_ = nullptr;  // training a linearisation: theta - theta_0

@@ -130,12 +130,14 @@ void recurrent_backward(const SeqNode& node, const LayerScales& input_scales, co
 // buffer. A dense or convolutional layer's input cotangent is the product with W^T, a
 // convolution's handed back to the positions under each window (the transpose of im2col). A
 // recurrent node back-propagates through time, leaving d/dz_t in `pre` (see recurrent_backward),
-// whether or not its input's cotangent is needed; `pre` is needed for recurrent nodes only.
+// whether or not its input's cotangent is needed; `pre` is needed for recurrent nodes only. With
+// `overwrite` (a pointwise dense layer on row blocks, fwd.step_threads > 0, the only reader of its
+// input) the input's cotangent is written, its valid rows, rather than added to.
 template <class T>
 void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
                    const SequentialWorkspace<T>& fwd, std::int64_t k, std::int64_t points, std::int64_t C,
                    std::int64_t lowest, std::vector<RowMatrix<T>>& cot, RowMatrix<T>& back,
-                   RowMatrix<T>* pre = nullptr) {
+                   RowMatrix<T>* pre = nullptr, bool overwrite = false) {
   const SeqNode& node = spec.nodes[static_cast<std::size_t>(k)];
   const RowMatrix<T>& g = cot[static_cast<std::size_t>(k)];
   const auto target = [&](std::int64_t j) -> RowMatrix<T>* {
@@ -170,6 +172,8 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
   RowMatrix<T>* in_ptr = target(node.input);
   if (!in_ptr) return;
   RowMatrix<T>& in = *in_ptr;
+  if (overwrite && !(node.kind == NodeKind::dense && node.pointwise() && fwd.step_threads > 0))
+    throw std::logic_error("only a pointwise dense layer's row-block products overwrite their input's cotangent");
   const Shape &si = node.in, &so = node.out;
   const std::int64_t ci = si.channels, co = so.channels;
   switch (node.kind) {
@@ -189,9 +193,11 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
         PackedRight<T>& Wt = fwd.packs.input_weights;
         rows.pack(g.data(), valid, co, co, false, fwd.step_threads);
         Wt.pack(W.data(), co, layer.fan_in, co, true);
+        // Overwriting: the valid rows written, the padding rows (never read) left as they are.
+        if (overwrite) in.resize(std::max<Eigen::Index>(g.rows() * C, valid), layer.fan_in);
         parallel_ranges((valid + block - 1) / block, fwd.step_threads, [&](std::int64_t b) {
           const std::int64_t r0 = b * block, nr = std::min(block, valid - r0);
-          packed_product(rows, Wt, in.data(), layer.fan_in, forward, r0, nr, 0, layer.fan_in);
+          packed_product(rows, Wt, in.data(), layer.fan_in, forward, r0, nr, 0, layer.fan_in, overwrite);
         });
         break;
       }
