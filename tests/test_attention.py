@@ -284,7 +284,7 @@ def test_threads_and_tiles_are_bitwise_equal(kernel):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_monte_carlo_spatial_tiles_are_bitwise_equal(dtype):
-    """Points of many positions run in tiles of a few points (64 positions: 6 points a tile): a point's kernel
+    """Points of many positions run in tiles of a few points (64 positions: 24 points a tile): a point's kernel
     entries are the same bits wherever its tile boundaries fall and whatever the threads."""
     net = Network([SelfAttention(2, 5, 3, width=8, b_std=0.1), "relu", SelfAttention(2, 4, 5, linear_scaling=False),
                    GlobalAvgPool(), Dense(3)])

@@ -53,8 +53,8 @@ struct SequentialWorkspace {
   std::int64_t points = 0;
   // Set by the caller when it reads no node's output after a pass but those in `kept` (a Monte Carlo
   // pass): each node's output buffer then goes to `spare` once its last reader has run and the next nodes
-  // take their buffers from there, and the attention nodes share one cache, so that a pass's buffers stay
-  // few (and in cache) however deep the network.
+  // take their buffers from there (one of the size they need), and the attention nodes share one cache, so
+  // that a pass's buffers stay few (and in cache) however deep the network.
   bool recycle = false;
   std::vector<RowMatrix<T>> spare;
 
@@ -374,12 +374,19 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
   }
   for (std::size_t k = first; k < n_nodes; ++k) {
     const std::size_t step = k;  // this step's first node (a product also runs the one or two after it)
-    if (ws.recycle)
-      for (std::size_t f = k; f < std::min(k + 3, n_nodes); ++f)
-        if (ws.outputs[f].size() == 0 && !ws.spare.empty()) {
-          ws.outputs[f].swap(ws.spare.back());
-          ws.spare.pop_back();
-        }
+    if (ws.recycle)  // a spare of the size the output takes (another size would be allocated anew)
+      for (std::size_t f = k; f < std::min(k + 3, n_nodes); ++f) {
+        if (ws.outputs[f].size() != 0) continue;
+        const Shape& o = spec.nodes[f].out;
+        const std::int64_t size = round_up(points * o.positions(), kRowQuantum) * o.channels;
+        for (std::size_t i = 0; i < ws.spare.size(); ++i)
+          if (ws.spare[i].size() == size) {
+            ws.outputs[f].swap(ws.spare[i]);
+            ws.spare[i].swap(ws.spare.back());
+            ws.spare.pop_back();
+            break;
+          }
+      }
     const SeqNode& node = spec.nodes[k];
     const RowMatrix<T>& in = ws.output(node.input);
     RowMatrix<T>& out = ws.outputs[k];
