@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nnpk
-from nnpk import Dense, Flatten, GlobalAvgPool, Network, Residual, SelfAttention, _core
+from nnpk import Conv, Dense, Flatten, GlobalAvgPool, Network, Residual, SelfAttention, _core
 from nnpk.architectures._params import check_network_params, prepare_network_points
 from nnpk.kernels._plans import node_sums
 from nnpk.kernels._plans import tangent_sums as network_tangent_sums
@@ -647,3 +647,50 @@ def test_positional_tangent_sums_are_bitwise_equal_across_threads_and_tiles(dtyp
                    SelfAttention(2, 2, 3, linear_scaling=False, attention_mechanism="abs", pos_emb_type="concat",
                                  n_chan_pos_emb=2), Flatten(), Dense(3)])
     _tangent_sums_bitwise(net, dtype, 34)
+
+
+def fused_network():
+    """Residual sums right after a dense or convolution layer, after its activation and after an attention layer
+    (the forward pass applies them as the product's rows are done); widths 16 and 64 run on the product's own
+    tiles, 40 and 7 on the packed path with the rows' steps after it."""
+    return Network([Conv(16, 1, b_std=0.2),
+                    Residual([Conv(64, 1), "relu", Conv(16, 1, b_std=0.1)], scale=0.5),
+                    Residual([SelfAttention(2, 4, 8, b_std=0.3)]),
+                    "tanh",
+                    Residual([Conv(16, (3,), padding="same"), "erf"]),
+                    Residual([SelfAttention(2, 4, 4, width=16)], scale=0.7),
+                    Conv(40, 1, b_std=0.1), "relu",
+                    Residual([Conv(40, 1)]),
+                    GlobalAvgPool(), Dense(7, b_std=0.2)])
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 2e-5)])
+def test_monte_carlo_fused_steps_every_layer_equal_numpy(dtype, tol):
+    """Every layer's Monte Carlo kernel against the numpy forward pass; the output's kernel alone (the other
+    layers' buffers reused once read) is the same bits as with every layer's."""
+    net, shape = fused_network(), (6, 3)
+    x = points(9, shape, 4)
+    estimates = nnpk.monte_carlo(x.astype(dtype), arch=net, n_networks=2, layers="all", estimator="sampled",
+                                 dtype=dtype, seed=3)
+    exact = [0.0] * len(net.layers)
+    for m in range(2):
+        it, h = iter(nnpk.sample_params(net, shape, seed=3, index=m)), x
+        for i, layer in enumerate(net.layers):
+            h = run([layer], h, it, net.parameterization)
+            f = h.reshape(h.shape[0], -1, h.shape[-1]).mean(axis=1)
+            exact[i] += f @ f.T / h.shape[-1] / 2
+    assert len(estimates) == len(exact)
+    for estimate, reference in zip(estimates, exact):
+        assert rel(estimate, reference) < tol
+    alone = nnpk.monte_carlo(x.astype(dtype), arch=net, n_networks=2, estimator="sampled", dtype=dtype, seed=3)
+    assert np.array_equal(alone, estimates[-1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_monte_carlo_fused_steps_bitwise_across_threads(dtype):
+    net = Network([Conv(32, 1), Residual([SelfAttention(2, 8, 8)]), Residual([Conv(64, 1), "relu", Conv(32, 1)]),
+                   GlobalAvgPool(), Dense(5)])
+    x = points(200, (16, 4), 8).astype(dtype)
+    two = nnpk.monte_carlo(x, arch=net, n_networks=2, dtype=dtype, n_threads=2)
+    one = nnpk.monte_carlo(x, arch=net, n_networks=2, dtype=dtype, n_threads=1)
+    assert np.array_equal(two, one)

@@ -87,13 +87,20 @@ void write_node_features(const SequentialSpec& spec, const SequentialWorkspace<T
   panel.write(tile.row0, tile.rows, c, pooled.data(), c);
 }
 
-// Rows a forward tile of a spatial network aims at (sequential_tiles): a node's output of 1,536 rows and
-// 256 channels (1.5 MiB in float32) stays in a core's L2 cache for the node that reads it.
+// The size of a forward tile of a spatial network (sequential_tiles): about kSpatialTileValues values of
+// its widest layer's output, at most kSpatialTileRows rows. A node's output of 384 rows and 256 channels
+// (384 KiB in float32; 1,536 rows of 64 channels) stays in a core's L2 cache for the node that reads it,
+// beside the layer's packed weights and the other outputs still to be read (a Monte Carlo pass reuses the
+// buffers of outputs read for the last time: SequentialWorkspace::recycle). On issue 27's attention
+// benchmark (64 positions, width 256) tiles of 384 rows took 4% less time than tiles of 1,536 rows, 768
+// and 576 rows less than 2% (2-core AVX-512 Xeon).
+constexpr std::int64_t kSpatialTileValues = 384 * 256;
 constexpr std::int64_t kSpatialTileRows = 1536;
 
 // The forward tiles of a sequential Monte Carlo run: tiles of opt.tile_rows points, except for a network
 // whose points have several positions (and no recurrent node, whose step products see the tile's points),
-// whose tiles hold fewer points: about kSpatialTileRows rows of its features, a multiple of
+// whose tiles hold fewer points: about kSpatialTileValues values of its widest output (at most
+// kSpatialTileRows rows of its features), a multiple of
 // kRowQuantum / gcd(kRowQuantum, positions) points (whole quanta of rows, no padding). Each node's output
 // then stays in the core's cache for the nodes that read it, and the many tiles share the threads evenly.
 // The results do not depend on it: every product of a Monte Carlo pass runs on packed weights (whole panels
@@ -113,7 +120,14 @@ std::vector<RowTile<T>> sequential_tiles(const SequentialSpec& spec, const T* x1
     b = r;
   }
   const std::int64_t base = kRowQuantum / g;
-  const std::int64_t points = std::max<std::int64_t>(1, kSpatialTileRows / (P * base)) * base;
+  std::int64_t widest = 1;  // the widest output of a node (an attention node's keys, queries and values too)
+  for (const SeqNode& node : spec.nodes) {
+    widest = std::max(widest, node.out.channels);
+    if (node.kind == NodeKind::attention)
+      widest = std::max({widest, node.heads * node.key_width, node.heads * node.value_width});
+  }
+  const std::int64_t target = std::min(kSpatialTileRows, std::max(kRowQuantum, kSpatialTileValues / widest));
+  const std::int64_t points = std::max<std::int64_t>(1, target / (P * base)) * base;
   if (P <= 1 || points >= tile_rows) return tiles;
   tiles.clear();
   for (std::int64_t r = 0; r < n1; r += points) tiles.push_back({x1, r, std::min(points, n1 - r), false});
@@ -156,6 +170,7 @@ void sequential_monte_carlo(const SequentialSpec& spec, const T* x1, std::int64_
       },
       [&](const RowTile<T>& tile, int thread, auto&& panel) {
         SequentialWorkspace<T>& ws = workspaces[static_cast<std::size_t>(thread)];
+        ws.recycle = true;  // only the kernel nodes' outputs are read after the pass
         sequential_forward(spec, scales, net, tile.x + tile.row0 * d, tile.rows, false, ws, spec.nodes.size(), nodes);
         for (std::size_t k = 0; k < nodes.size(); ++k)
           write_node_features(spec, ws, nodes[k], tile, pooled[static_cast<std::size_t>(thread)], panel(k));

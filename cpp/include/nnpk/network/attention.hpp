@@ -24,6 +24,7 @@
 #include "nnpk/network/layers.hpp"
 #include "nnpk/network/spec.hpp"
 #include "nnpk/packed.hpp"
+#include "nnpk/packed_rows.hpp"
 
 namespace nnpk {
 
@@ -159,20 +160,27 @@ void apply_mechanism(AttentionMechanism m, T* s, std::int64_t rows, std::int64_t
 }
 
 // dst (rows x fan_out) = scale a W for layer l's weights W (fan_in x fan_out) and the first `rows` rows of a
-// (whole quanta): on the network's packed weights when it has them (net.packed, layers.hpp), with a packed
-// into `pack` (unless `packed` already says a.data(): the layers reading one input pack it once), else by
-// Eigen's product.
+// (whole quanta): on the network's packed weights when it has them (net.packed, layers.hpp) by rows_product
+// (packed_rows.hpp: a read where it lies, or packed into `pack` unless `packed` already says a.data(): the
+// layers reading one input pack it once), else by Eigen's product. Then epilogue(r0, n) on groups of dst's
+// rows in order, each as soon as it is done (rows_product), or on all rows after Eigen's product.
+template <class T, class Epilogue>
+void project(const NetworkView<T>& net, std::size_t l, const RowMatrix<T>& a, std::int64_t rows, std::int64_t fan_out,
+             T scale, RowMatrix<T>& dst, PackedLeft<T>* pack, const T*& packed, Epilogue&& epilogue) {
+  const PackedRight<T>* w = l < net.packed.size() ? net.packed[l] : nullptr;
+  if (!w || !pack) {
+    project(a, rows, net.weights[l], a.cols(), fan_out, scale, dst);
+    epilogue(std::int64_t(0), rows);
+    return;
+  }
+  dst.resize(rows, fan_out);
+  rows_product(a.data(), a.cols(), rows, *w, dst.data(), fan_out, scale, *pack, packed, epilogue);
+}
+
 template <class T>
 void project(const NetworkView<T>& net, std::size_t l, const RowMatrix<T>& a, std::int64_t rows, std::int64_t fan_out,
              T scale, RowMatrix<T>& dst, PackedLeft<T>* pack, const T*& packed) {
-  const PackedRight<T>* w = l < net.packed.size() ? net.packed[l] : nullptr;
-  if (!w || !pack) return project(a, rows, net.weights[l], a.cols(), fan_out, scale, dst);
-  if (packed != a.data()) {
-    pack->pack(a.data(), rows, a.cols(), a.cols(), false);
-    packed = a.data();
-  }
-  dst.resize(rows, fan_out);
-  packed_product(*pack, *w, dst.data(), fan_out, scale, 0, rows, 0, fan_out, true);
+  project(net, l, a, rows, fan_out, scale, dst, pack, packed, [](std::int64_t, std::int64_t) {});
 }
 
 // d (attention weights) -> d (logits) in place on one P x P block: the softmax's Jacobian
@@ -207,11 +215,17 @@ void mechanism_backward(AttentionMechanism m, const T* A, const T* S, Eigen::Ref
 // fills `cache` and writes the node's output to `out`. With keep_weights the attention weights (and
 // the logits of elementwise mechanisms) are kept in the cache for a backward pass or a tangent. The
 // projections run on the network's packed weights when it has them, with `pack` (if not null) holding
-// their left factors in turn.
-template <class T>
+// their left factors in turn. after(r, row) is called on each of the output's rows r < points x positions
+// once it is final, while it is in cache (a residual sum reading the node).
+struct NoRowEpilogue {
+  template <class T>
+  void operator()(std::int64_t, const T*) const {}
+};
+
+template <class T, class After = NoRowEpilogue>
 void attention_forward(const SeqNode& node, const std::vector<LayerScales>& scales, const NetworkView<T>& net,
                        const RowMatrix<T>& in, std::int64_t points, AttentionCache<T>& cache, RowMatrix<T>& out,
-                       bool keep_weights = true, PackedLeft<T>* pack = nullptr) {
+                       bool keep_weights = true, PackedLeft<T>* pack = nullptr, After&& after = After()) {
   using namespace attention_detail;
   const Layers L(node);
   const std::int64_t P = node.in.positions(), H = node.heads, dk = node.key_width, dv = node.value_width,
@@ -236,12 +250,14 @@ void attention_forward(const SeqNode& node, const std::vector<LayerScales>& scal
   if constexpr (std::is_same<T, float>::value && attention_kernels::kOwnProducts) {
 #if defined(__AVX512F__)
     // Per point and head: K_h^T (kt), then S = alpha Q_h K_h^T, the mechanism, heads_h = A V_h (s holds
-    // S, then A; see attention_kernels.hpp).
+    // S, then A; see attention_kernels.hpp), V_h copied into a block of its own first (vh: its rows as they
+    // lie in the values, H dv apart, fall into a few sets of the L1 cache and evict one another).
     own = true;
     const std::int64_t ldt = attention_kernels::padded_positions(P), dkp = round_up(dk, 16);
-    cache.scratch.resize(static_cast<std::size_t>((dkp + P) * ldt));
+    cache.scratch.resize(static_cast<std::size_t>((dkp + P) * ldt + P * dv));
     float* kt = cache.scratch.data();
     float* s = kt + dkp * ldt;
+    float* vh = s + P * ldt;
     for (std::int64_t p = 0; p < points; ++p)
       for (std::int64_t h = 0; h < H; ++h) {
         const std::int64_t block = (p * H + h) * P;
@@ -252,8 +268,11 @@ void attention_forward(const SeqNode& node, const std::vector<LayerScales>& scal
         apply_mechanism<float>(mech, s, P, P, ldt);
         if (keep_weights)
           for (std::int64_t i = 0; i < P; ++i) std::copy(s + i * ldt, s + i * ldt + P, cache.weights.row(block + i).data());
-        attention_kernels::product(s, ldt, cache.values.data() + p * P * hv + h * dv, hv, P, dv, P, 1.0f,
-                                   cache.heads.data() + p * P * hv + h * dv, hv);
+        for (std::int64_t i = 0; i < P; ++i) {
+          const float* v = cache.values.data() + (p * P + i) * hv + h * dv;
+          std::copy(v, v + dv, vh + i * dv);
+        }
+        attention_kernels::product(s, ldt, vh, dv, P, dv, P, 1.0f, cache.heads.data() + p * P * hv + h * dv, hv);
       }
 #endif
   }
@@ -273,12 +292,15 @@ void attention_forward(const SeqNode& node, const std::vector<LayerScales>& scal
       }
   }
   const T fo = static_cast<T>(scales[L.o].forward), bo = static_cast<T>(scales[L.o].bias);
-  project(net, L.o, cache.heads, rows, node.width, fo, out, pack, packed);
-  if (const T* b = net.biases[L.o])
-    for (std::int64_t r = 0; r < valid; ++r) {
+  const T* b = net.biases[L.o];
+  project(net, L.o, cache.heads, rows, node.width, fo, out, pack, packed, [&](std::int64_t r0, std::int64_t n) {
+    for (std::int64_t r = r0; r < std::min(valid, r0 + n); ++r) {
       T* row = out.data() + r * node.width;
-      for (std::int64_t j = 0; j < node.width; ++j) row[j] += bo * b[j];
+      if (b)
+        for (std::int64_t j = 0; j < node.width; ++j) row[j] += bo * b[j];
+      after(r, static_cast<const T*>(row));
     }
+  });
   out.bottomRows(rows - valid).setZero();
 }
 

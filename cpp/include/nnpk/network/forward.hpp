@@ -17,6 +17,7 @@
 #include "nnpk/network/layers.hpp"
 #include "nnpk/network/spec.hpp"
 #include "nnpk/packed.hpp"
+#include "nnpk/packed_rows.hpp"
 #include "nnpk/parallel.hpp"
 
 namespace nnpk {
@@ -50,6 +51,12 @@ struct SequentialWorkspace {
   std::vector<double> graphs;
   std::vector<float> zeros;  // a zero input row for the direct convolution's padding
   std::int64_t points = 0;
+  // Set by the caller when it reads no node's output after a pass but those in `kept` (a Monte Carlo
+  // pass): each node's output buffer then goes to `spare` once its last reader has run and the next nodes
+  // take their buffers from there (one of the size they need), and the attention nodes share one cache, so
+  // that a pass's buffers stay few (and in cache) however deep the network.
+  bool recycle = false;
+  std::vector<RowMatrix<T>> spare;
 
   const RowMatrix<T>& output(std::int64_t node) const {
     return node < 0 ? input : outputs[static_cast<std::size_t>(node)];
@@ -336,7 +343,31 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
     ws.step_inputs.resize(spec.nodes.size());
     ws.attention.resize(spec.nodes.size());
   }
+  // With ws.recycle: the last node reading each node's output (-1: none).
+  std::vector<std::int64_t> last_reader;
+  if (ws.recycle) {
+    last_reader.assign(spec.nodes.size(), -1);
+    for (std::size_t f = 0; f < n_nodes; ++f) {
+      const SeqNode& n = spec.nodes[f];
+      if (n.input >= 0) last_reader[static_cast<std::size_t>(n.input)] = static_cast<std::int64_t>(f);
+      if (n.merges() && n.skip >= 0) last_reader[static_cast<std::size_t>(n.skip)] = static_cast<std::int64_t>(f);
+    }
+  }
   for (std::size_t k = first; k < n_nodes; ++k) {
+    const std::size_t step = k;  // this step's first node (a product also runs the one or two after it)
+    if (ws.recycle)  // a spare of the size the output takes (another size would be allocated anew)
+      for (std::size_t f = k; f < std::min(k + 3, n_nodes); ++f) {
+        if (ws.outputs[f].size() != 0) continue;
+        const Shape& o = spec.nodes[f].out;
+        const std::int64_t size = round_up(points * o.positions(), kRowQuantum) * o.channels;
+        for (std::size_t i = 0; i < ws.spare.size(); ++i)
+          if (ws.spare[i].size() == size) {
+            ws.outputs[f].swap(ws.spare[i]);
+            ws.spare[i].swap(ws.spare.back());
+            ws.spare.pop_back();
+            break;
+          }
+      }
     const SeqNode& node = spec.nodes[k];
     const RowMatrix<T>& in = ws.output(node.input);
     RowMatrix<T>& out = ws.outputs[k];
@@ -357,8 +388,41 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
                               std::find(kept.begin(), kept.end(), static_cast<std::int64_t>(k)) == kept.end();
         RowMatrix<T>& z = in_place ? ws.outputs[k + 1] : out;
         RowMatrix<T>* derivative = act && keep_derivatives ? &ws.derivatives[k + 1] : nullptr;
+        // A residual node reading this layer's output (or its activation's) next adds it to its skip row by
+        // row too (the layer's output is written all the same).
+        const std::size_t last = act ? k + 1 : k;
+        const SeqNode* res = last + 1 < n_nodes && spec.nodes[last + 1].kind == NodeKind::residual &&
+                                     spec.nodes[last + 1].input == static_cast<std::int64_t>(last)
+                                 ? &spec.nodes[last + 1]
+                                 : nullptr;
         const bool pointwise = node.pointwise();
         const T* weights = net.weights[static_cast<std::size_t>(node.param)];
+        const LayerScales& sc = scales[static_cast<std::size_t>(node.param)];
+        const T forward = static_cast<T>(sc.forward), bias = static_cast<T>(sc.bias);
+        const T* beta = net.biases[static_cast<std::size_t>(node.param)];
+        if (act && !in_place) shape_rows(ws.outputs[k + 1], rows, cols);
+        if (derivative) shape_rows(*derivative, rows, cols);
+        if (res) shape_rows(ws.outputs[last + 1], rows, cols);
+        // The scale, bias, activation and residual sum of rows [r0, r0 + n) once their product is complete.
+        const auto epilogue = [&](std::int64_t r0, std::int64_t n) {
+          for (std::int64_t r = r0; r < std::min(rows, r0 + n); ++r) {
+            T* row = z.data() + r * cols;
+            if (beta) {
+              for (std::int64_t j = 0; j < cols; ++j) row[j] = forward * row[j] + bias * beta[j];
+            } else {
+              for (std::int64_t j = 0; j < cols; ++j) row[j] = forward * row[j];
+            }
+            T* h = act && !in_place ? ws.outputs[k + 1].data() + r * cols : row;
+            if (act) activate_entries(act->activation, row, cols, h, derivative ? derivative->data() + r * cols : nullptr);
+            if (res) {
+              const T scale = static_cast<T>(res->scale);
+              const T* skip = ws.output(res->skip).data() + r * cols;
+              T* sum = ws.outputs[last + 1].data() + r * cols;
+              for (std::int64_t j = 0; j < cols; ++j) sum[j] = skip[j] + scale * h[j];
+            }
+          }
+        };
+        bool done = false;  // the epilogue has run
         if constexpr (std::is_same<T, float>::value) {
           if (!pointwise && direct_conv_applies<T>(node)) {
             shape_rows(z, rows, cols);
@@ -370,10 +434,12 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
           const RowMatrix<T>& a = pointwise ? in : ws.patches;
           const auto l = static_cast<std::size_t>(node.param);
           const PackedRight<T>* packed = l < net.packed.size() ? net.packed[l] : nullptr;
-          if (packed) {  // the weights packed once per network (layers.hpp), the tile's rows here
+          if (packed) {  // the weights packed once per network (layers.hpp), the tile's rows here (packed_rows.hpp)
             z.resize(a.rows(), layer.fan_out);
-            ws.packs.states.pack(a.data(), a.rows(), layer.fan_in, layer.fan_in, false);
-            packed_product(ws.packs.states, *packed, z.data(), layer.fan_out, T(1), 0, a.rows(), 0, layer.fan_out, true);
+            const T* held = nullptr;
+            rows_product(a.data(), layer.fan_in, a.rows(), *packed, z.data(), layer.fan_out, T(1), ws.packs.states,
+                         held, epilogue);
+            done = true;
           } else if (ws.step_threads > 0) {
             // By fixed blocks of rows on the threads (see step_threads): the rows and the weights packed
             // once (the pass's scratch packs), each block's packed product written.
@@ -391,22 +457,8 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
             z.noalias() = a * Eigen::Map<const RowMatrix<T>>(weights, layer.fan_in, layer.fan_out);
           }
         }
-        const LayerScales& sc = scales[static_cast<std::size_t>(node.param)];
-        const T forward = static_cast<T>(sc.forward), bias = static_cast<T>(sc.bias);
-        const T* beta = net.biases[static_cast<std::size_t>(node.param)];
-        if (act && !in_place) shape_rows(ws.outputs[k + 1], rows, cols);
-        if (derivative) shape_rows(*derivative, rows, cols);
-        for (std::int64_t r = 0; r < rows; ++r) {
-          T* row = z.data() + r * cols;
-          if (beta) {
-            for (std::int64_t j = 0; j < cols; ++j) row[j] = forward * row[j] + bias * beta[j];
-          } else {
-            for (std::int64_t j = 0; j < cols; ++j) row[j] = forward * row[j];
-          }
-          if (act)
-            activate_entries(act->activation, row, cols, in_place ? row : ws.outputs[k + 1].data() + r * cols,
-                             derivative ? derivative->data() + r * cols : nullptr);
-        }
+        if (!done) epilogue(0, rows);
+        if (res) ++k;
         if (act) ++k;
         break;
       }
@@ -451,9 +503,38 @@ void sequential_forward(const SequentialSpec& spec, const std::vector<LayerScale
                           l + 1 < net.packed.size() ? net.packed[l + 1] : nullptr);
         break;
       }
-      case NodeKind::attention: attention_forward(node, scales, net, in, points, ws.attention[k], out, keep_derivatives, &ws.packs.states);
+      case NodeKind::attention: {
+        // A residual node reading the attention next adds its rows to its skip as they are done.
+        const SeqNode* res = k + 1 < n_nodes && spec.nodes[k + 1].kind == NodeKind::residual &&
+                                     spec.nodes[k + 1].input == static_cast<std::int64_t>(k)
+                                 ? &spec.nodes[k + 1]
+                                 : nullptr;
+        const std::int64_t cols = node.out.channels;
+        if (res) shape_rows(ws.outputs[k + 1], rows, cols);
+        attention_forward(node, scales, net, in, points, ws.attention[ws.recycle ? 0 : k], out, keep_derivatives,
+                          &ws.packs.states,
+                          [&](std::int64_t r, const T* h) {
+                            if (!res) return;
+                            const T scale = static_cast<T>(res->scale);
+                            const T* skip = ws.output(res->skip).data() + r * cols;
+                            T* sum = ws.outputs[k + 1].data() + r * cols;
+                            for (std::int64_t j = 0; j < cols; ++j) sum[j] = skip[j] + scale * h[j];
+                          });
+        if (res) ++k;
         break;
+      }
     }
+    if (ws.recycle)  // the outputs this step's nodes were the last to read go to the spares
+      for (std::size_t f = step; f <= k; ++f) {
+        const SeqNode& n = spec.nodes[f];
+        for (const std::int64_t j : {n.input, n.merges() ? n.skip : std::int64_t(-1)}) {
+          if (j < 0 || last_reader[static_cast<std::size_t>(j)] > static_cast<std::int64_t>(k) ||
+              std::find(kept.begin(), kept.end(), j) != kept.end() || ws.outputs[static_cast<std::size_t>(j)].size() == 0)
+            continue;
+          ws.spare.emplace_back();
+          ws.spare.back().swap(ws.outputs[static_cast<std::size_t>(j)]);
+        }
+      }
   }
 }
 
