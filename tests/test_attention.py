@@ -565,6 +565,71 @@ def test_positional_analytic_2d_decay_against_a_numpy_limit():
     np.testing.assert_allclose(got["ntk"], ntk, rtol=1e-12)
 
 
+def _identity_positional_limit(x, w1, qk, ov2, b2, w_in, w_pe, R, values):
+    """The infinite-width NNGP and NTK of [Conv(kernel 1, W_std=w1), SelfAttention (square-root scaling, identity,
+    positional embeddings), relu, GlobalAvgPool, Dense(1)]: the keys and queries read S~ = w_in Sigma + w_pe R
+    (T~ = w_in Theta + w_pe R), the values Sv, Tv (S~, T~ if they read the embeddings, else Sigma, Theta);
+    s = sum S~ Sv, u = sum (T~ Sv + S~ Tv), Sigma' = qk^2 ov2 s S~ + b2, Theta' = qk^2 ov2 (u S~ + s (T~ + 4 S~))
+    + b2 (neural-tangents' rule)."""
+    n, d = len(x), x.shape[-1]
+    flat = x.reshape(n, -1, d)
+    c = qk ** 2 * ov2
+    s1, t1 = {}, {}
+    for i in range(n):
+        for j in range(n):
+            sigma = w1 ** 2 * flat[i] @ flat[j].T / d
+            theta = sigma
+            sk, tk = w_in * sigma + w_pe * R, w_in * theta + w_pe * R
+            sv, tv = (sk, tk) if values else (sigma, theta)
+            s, u = np.sum(sk * sv), np.sum(tk * sv) + np.sum(sk * tv)
+            s1[i, j] = c * s * sk + b2
+            t1[i, j] = c * (u * sk + s * (tk + 4 * sk)) + b2
+    q = [np.diag(s1[i, i]) for i in range(n)]
+    duals = {(i, j): _relu_dual(q[i], q[j], s1[i, j]) for i in range(n) for j in range(n)}
+    s2 = np.array([[np.mean(duals[i, j][0]) for j in range(n)] for i in range(n)])
+    t2 = np.array([[np.mean(t1[i, j] * duals[i, j][1]) for j in range(n)] for i in range(n)])
+    return s2, s2 + t2
+
+
+def identity_positional_network(width=4, pos="concat", values=True, heads=1, key_width=1, value_width=1,
+                                decay=_decay):
+    return Network([nnpk.Conv(width, 1, W_std=1.1),
+                    SelfAttention(heads, key_width, value_width, width=width, W_key_std=1.2, W_query_std=0.9,
+                                  W_value_std=1.1, W_out_std=0.8, b_std=0.3, attention_mechanism="identity",
+                                  linear_scaling=False, pos_emb_type=pos, val_pos_emb=values, W_pos_emb_std=0.7,
+                                  pos_emb_decay_fn=decay), "relu", GlobalAvgPool(), Dense(1)])
+
+
+@pytest.mark.parametrize("pos,values,decay", [("concat", True, _decay), ("sum", False, None), ("sum", True, None),
+                                              ("concat", False, _decay)])
+def test_identity_positional_analytic_against_a_numpy_limit(pos, values, decay):
+    """Square-root scaling, identity mechanism, positional embeddings: the analytic kernels against the numpy
+    rule, for one set of points and for two."""
+    x = points(3, (4, 2), 35)
+    x2 = points(2, (4, 2), 36)
+    coords = np.arange(4.0)
+    R = np.exp(-np.abs(coords[:, None] - coords[None, :]) ** 2 / 2) if decay else np.eye(4)
+    w_in, w_pe = (0.5, 0.49 * 0.5) if pos == "concat" else (1.0, 0.49)
+    nngp, ntk = _identity_positional_limit(np.concatenate([x, x2]), 1.1, 1.2 * 0.9, (1.1 * 0.8) ** 2, 0.09, w_in,
+                                           w_pe, R, values)
+    arch = identity_positional_network(pos=pos, values=values, decay=decay)
+    got = nnpk.analytic(x, arch=arch, get=("nngp", "ntk"))
+    np.testing.assert_allclose(got["nngp"], nngp[:3, :3], rtol=1e-12)
+    np.testing.assert_allclose(got["ntk"], ntk[:3, :3], rtol=1e-12)
+    np.testing.assert_allclose(nnpk.analytic(x, x2, arch=arch, get="ntk"), ntk[:3, 3:], rtol=1e-12)
+
+
+@pytest.mark.parametrize("values", [True, False])
+@pytest.mark.parametrize("get", ["nngp", "ntk"])
+def test_identity_positional_monte_carlo_approaches_the_analytic_kernel(get, values):
+    """The same layer at finite width (keys, values and embeddings growing with the width): the Monte Carlo
+    error falls with width and ends within a few standard errors plus O(1/width)."""
+    check_error_falls_with_width(
+        points(4, (3, 2), 37) * 0.7, identity_positional_network(values=values),
+        lambda width: identity_positional_network(width, values=values, heads=2, key_width=width,
+                                                  value_width=width // 2), get)
+
+
 @pytest.mark.parametrize("get", ["nngp", "ntk"])
 def test_positional_monte_carlo_approaches_the_analytic_kernel(get):
     """The embeddings' channels grow with the input's (n_chan_pos_emb=None): the Monte Carlo error falls with
@@ -634,9 +699,9 @@ def test_positional_refusals_name_the_argument():
                       Flatten(), Dense(1)])
     with pytest.raises(ValueError, match=r"layer 0 \(SelfAttention.*pos_emb_decay_fn makes .* not positive definite"):
         not_pd.compile((4, 2))
-    untied = Network([SelfAttention(1, 2, 2, linear_scaling=False, attention_mechanism="identity",
+    untied = Network([SelfAttention(1, 2, 2, linear_scaling=False, attention_mechanism="softmax",
                                     pos_emb_type="sum"), Flatten(), Dense(1)])
-    with pytest.raises(ValueError, match=r"layer 0 \(SelfAttention.*positional embeddings.*linear_scaling=False"):
+    with pytest.raises(ValueError, match=r"layer 0 \(SelfAttention.*linear_scaling=False.*no known closed form"):
         nnpk.analytic(x, arch=untied)
 
 

@@ -694,9 +694,9 @@ class SelfAttention:
     val_pos_emb : bool
         Whether the values read the embeddings too (else only keys and queries do).
 
-    ``nnpk.analytic`` has the kernels of positional embeddings for ``linear_scaling=True`` (the positions'
-    covariance R mixed into the keys' covariance, and the values' if ``val_pos_emb``); with
-    ``linear_scaling=False`` it refuses them naming the layer.
+    ``nnpk.analytic`` has the kernels of positional embeddings wherever it has the layer's, that is with linear
+    scaling, and with square-root scaling and the identity mechanism. The positions' covariance R is mixed
+    into the keys' and queries' covariance, and into the values' if ``val_pos_emb``.
     """
 
     heads: int

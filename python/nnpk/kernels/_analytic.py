@@ -209,11 +209,6 @@ class _NetworkRecursion:
                               f"{layer.attention_mechanism} of them is an integral with no known closed form "
                               "(neural-tangents refuses it too); linear_scaling=True has one, as does "
                               "attention_mechanism='identity'")
-        if layer.pos_emb_type != "none" and not layer.linear_scaling:
-            raise self.refuse(label, layer, f"has positional embeddings (pos_emb_type={layer.pos_emb_type!r}) with "
-                              "linear_scaling=False: nnpk.analytic has the kernel of positional embeddings for "
-                              "linear scaling (tied keys and queries) only; nnpk.monte_carlo and nnpk.empirical "
-                              "compute this layer's kernels at finite width")
         # Its output is a zero-mean linear map (Wo) of the heads: jointly Gaussian at infinite width.
         return shape, self.spatial_layer(node), "gaussian"
 

@@ -7,7 +7,7 @@
 // the softmax over each row, or elementwise), and
 //   Sigma' = ov2 G(x) Sigma G(x')^T + b2,   Theta' = ov2 G(x) (Theta + 2 Sigma) G(x')^T + b2
 // with qk = W_key_std W_query_std, ov2 = (W_value_std W_out_std)^2, b2 = b_std^2 (ntk).
-// With positional embeddings (linear scaling only) the keys and queries read the mixture
+// With positional embeddings (linear scaling) the keys and queries read the mixture
 // w_in Sigma + w_pe R of the input's covariance and the positions' R (w_in = 1, w_pe = pe_std^2
 // summed; c / (c + e) and pe_std^2 e / (c + e) concatenated), so G(x) = m(qk (w_in Sigma(x, x) +
 // w_pe R)); if the values read them too, Sigma and Theta in the maps above become w_in Sigma +
@@ -15,6 +15,9 @@
 // Identity mechanism with square-root scaling (independent keys and queries): with
 // s = sum_{a,b} Sigma_{ab}^2 and t = sum_{a,b} Sigma_{ab} Theta_{ab},
 //   Sigma' = qk^2 ov2 s Sigma + b2,   Theta' = qk^2 ov2 (2 t Sigma + s (Theta + 4 Sigma)) + b2.
+// With positional embeddings the keys and queries read S~ = w_in Sigma + w_pe R and T~ = w_in Theta + w_pe R,
+// the values Sv, Tv (S~, T~ if they read the embeddings, else Sigma, Theta): with s = sum S~ Sv and
+// u = sum (T~ Sv + S~ Tv), Sigma' = qk^2 ov2 s S~ + b2 and Theta' = qk^2 ov2 (u S~ + s (T~ + 4 S~)) + b2.
 #pragma once
 
 #include <Eigen/Core>

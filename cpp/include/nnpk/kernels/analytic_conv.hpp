@@ -323,9 +323,6 @@ inline Plan make_plan(const SequentialSpec& spec, const std::vector<std::int64_t
         if (!s.tied && s.mechanism != 1)
           throw std::invalid_argument("attention with square-root scaling has an analytic kernel for the identity "
                                       "mechanism only");
-        if (s.pos_emb && !s.tied)
-          throw std::invalid_argument("attention with positional embeddings has an analytic kernel for linear "
-                                      "scaling only");
         const DenseLayer& o = spec.params[static_cast<std::size_t>(s.param + (s.tied ? 2 : 3))];
         if (s.pos_emb) {  // R = B B^T
           const std::int64_t P = s.in.positions();
@@ -823,10 +820,14 @@ struct Engine {
       aa::sandwich<kLanes>(Gi, Gl, sv, P, node.ov2, b2, temp, s_out, node.full);
       return;
     }
+    const double c = node.qk * node.qk * node.ov2;
+    if (!node.pos_cov.empty()) {
+      positional_identity_step(node, s_in, t_in, s_out, t_out, c, b2, size, P);
+      return;
+    }
     double s[kLanes], t[kLanes];
     aa::entry_dot<kLanes>(s_in, s_in, P, s);
     if (ntk) aa::entry_dot<kLanes>(s_in, t_in, P, t);
-    const double c = node.qk * node.qk * node.ov2;
     // Output entry e reads the input's entry (a, b), or (a, a) for a diagonal output.
     for (std::int64_t e = 0; e < size; e += kLanes) {
       const std::int64_t from = node.full ? e : (e / kLanes) * (P + 1) * kLanes;
@@ -834,6 +835,35 @@ struct Engine {
         const double sig = s_in[from + l];
         if (ntk) t_out[e + l] = c * (2.0 * t[l] * sig + s[l] * (t_in[from + l] + 4.0 * sig)) + b2;
         s_out[e + l] = c * s[l] * sig + b2;
+      }
+    }
+  }
+
+  // The identity mechanism with square-root scaling and positional embeddings (analytic_attention.hpp):
+  // the keys and queries read S~ = w_in Sigma + w_pe R (T~ = w_in Theta + w_pe R), the values S~ and T~ if
+  // val_pe, else Sigma and Theta (Sv, Tv); with s = sum S~ Sv and u = sum T~ Sv + sum S~ Tv over the
+  // input's P x P entries, Sigma' = c s S~ + b2 and Theta' = c (u S~ + s (T~ + 4 S~)) + b2.
+  void positional_identity_step(const Node& node, const double* s_in, const double* t_in, double* s_out,
+                                double* t_out, double c, double b2, std::int64_t size, std::int64_t P) const {
+    const auto mixed = [&](const double* k, std::int64_t e) {
+      return node.w_in * k[e] + node.w_pe * node.pos_cov[static_cast<std::size_t>(e / kLanes)];
+    };
+    double s[kLanes] = {}, u[kLanes] = {};
+    for (std::int64_t e = 0; e < P * P * kLanes; e += kLanes)
+      for (std::int64_t l = 0; l < kLanes; ++l) {
+        const double sk = mixed(s_in, e + l), sv = node.val_pe ? sk : s_in[e + l];
+        s[l] += sk * sv;
+        if (t_out) {
+          const double tk = mixed(t_in, e + l), tv = node.val_pe ? tk : t_in[e + l];
+          u[l] += tk * sv + sk * tv;
+        }
+      }
+    for (std::int64_t e = 0; e < size; e += kLanes) {
+      const std::int64_t from = node.full ? e : (e / kLanes) * (P + 1) * kLanes;
+      for (std::int64_t l = 0; l < kLanes; ++l) {
+        const double sk = mixed(s_in, from + l);
+        if (t_out) t_out[e + l] = c * (u[l] * sk + s[l] * (mixed(t_in, from + l) + 4.0 * sk)) + b2;
+        s_out[e + l] = c * s[l] * sk + b2;
       }
     }
   }
