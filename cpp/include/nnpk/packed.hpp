@@ -193,26 +193,46 @@ class PackedLeft {
 #if defined(__AVX512F__)
 namespace packed_detail {
 
-// C[4 R rows, 48 columns] += alpha sum_k a(r, k) b(k, :) over one depth slice: R panels of PackedLeft (4
-// rows each, `panel` values apart) against one panel of PackedRight. 12 R accumulators of 16 lanes stay in
-// registers (Eigen's kernel keeps 12 at most: a 4-row panel). Every entry of C gets the same arithmetic
-// whatever R: a product summed by fused multiply-adds in the order of k from zero, then C + alpha sum (Add) or
-// 0 + alpha sum (not Add: C is only written, the same values as on a zero C).
-template <int R, bool Add = true>
-inline void tile48(const float* pb, const float* pa, std::int64_t panel, std::int64_t depth, float* C, std::int64_t ldc,
-                   float alpha) {
+// Where the tiles below read the left factor: a(r, k) for the tile's rows r < 4 R and depth k.
+// PanelRows: R panels of PackedLeft (4 rows each, `panel` values apart), B's panel fetched 8 steps ahead.
+struct PanelRows {
+  const float* a;
+  std::int64_t panel;
+  float operator()(int r, std::int64_t k) const { return a[(r / 4) * panel + 4 * k + r % 4]; }
+  static void prefetch(const float* pb) { _mm_prefetch(reinterpret_cast<const char*>(pb + 8 * 48), _MM_HINT_T0); }
+};
+// PlainRows: rows of a row-major A read where they lie (packed_rows.hpp), each of B's step's three lines
+// fetched 6 steps ahead.
+struct PlainRows {
+  const float* a;
+  std::int64_t lda;
+  float operator()(int r, std::int64_t k) const { return a[r * lda + k]; }
+  static void prefetch(const float* pb) {
+    _mm_prefetch(reinterpret_cast<const char*>(pb + 6 * 48), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(pb + 6 * 48 + 16), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(pb + 6 * 48 + 32), _MM_HINT_T0);
+  }
+};
+
+// C[4 R rows, 48 columns] += alpha sum_k a(r, k) b(k, :) over one depth slice: 4 R rows of A (see PanelRows,
+// PlainRows) against one panel of PackedRight. 12 R accumulators of 16 lanes stay in registers (Eigen's
+// kernel keeps 12 at most: a 4-row panel). Every entry of C gets the same arithmetic whatever R and
+// wherever A lies: a product summed by fused multiply-adds in the order of k from zero, then C + alpha sum
+// (Add) or 0 + alpha sum (not Add: C is only written, the same values as on a zero C).
+template <int R, bool Add = true, class Rows>
+inline void tile48_rows(const float* pb, const Rows& a, std::int64_t depth, float* C, std::int64_t ldc, float alpha) {
   __m512 c[4 * R][3];
 #pragma GCC unroll 8
   for (int r = 0; r < 4 * R; ++r) c[r][0] = c[r][1] = c[r][2] = _mm512_setzero_ps();
   for (std::int64_t k = 0; k < depth; ++k, pb += 48) {
     const __m512 b0 = _mm512_load_ps(pb), b1 = _mm512_load_ps(pb + 16), b2 = _mm512_load_ps(pb + 32);
-    _mm_prefetch(reinterpret_cast<const char*>(pb + 8 * 48), _MM_HINT_T0);
+    Rows::prefetch(pb);
 #pragma GCC unroll 8
     for (int r = 0; r < 4 * R; ++r) {
-      const __m512 a = _mm512_set1_ps(pa[(r / 4) * panel + 4 * k + r % 4]);
-      c[r][0] = _mm512_fmadd_ps(b0, a, c[r][0]);
-      c[r][1] = _mm512_fmadd_ps(b1, a, c[r][1]);
-      c[r][2] = _mm512_fmadd_ps(b2, a, c[r][2]);
+      const __m512 ar = _mm512_set1_ps(a(r, k));
+      c[r][0] = _mm512_fmadd_ps(b0, ar, c[r][0]);
+      c[r][1] = _mm512_fmadd_ps(b1, ar, c[r][1]);
+      c[r][2] = _mm512_fmadd_ps(b2, ar, c[r][2]);
     }
   }
   const __m512 scale = _mm512_set1_ps(alpha);
@@ -227,9 +247,9 @@ inline void tile48(const float* pb, const float* pa, std::int64_t panel, std::in
 
 // The same for the last 16 V columns (V = 1, 2: the panel Eigen's packing leaves at the right edge of B when
 // its columns are 16 or 32 past the last whole 48-column panel, V vectors a step).
-template <int R, int V, bool Add = true>
-inline void tile_narrow(const float* pb, const float* pa, std::int64_t panel, std::int64_t depth, float* C,
-                        std::int64_t ldc, float alpha) {
+template <int R, int V, bool Add = true, class Rows>
+inline void tile_narrow_rows(const float* pb, const Rows& a, std::int64_t depth, float* C, std::int64_t ldc,
+                             float alpha) {
   __m512 c[4 * R][V];
 #pragma GCC unroll 8
   for (int r = 0; r < 4 * R; ++r)
@@ -239,8 +259,8 @@ inline void tile_narrow(const float* pb, const float* pa, std::int64_t panel, st
     for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(pb + 16 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < 4 * R; ++r) {
-      const __m512 a = _mm512_set1_ps(pa[(r / 4) * panel + 4 * k + r % 4]);
-      for (int v = 0; v < V; ++v) c[r][v] = _mm512_fmadd_ps(b[v], a, c[r][v]);
+      const __m512 ar = _mm512_set1_ps(a(r, k));
+      for (int v = 0; v < V; ++v) c[r][v] = _mm512_fmadd_ps(b[v], ar, c[r][v]);
     }
   }
   const __m512 scale = _mm512_set1_ps(alpha);
@@ -250,6 +270,18 @@ inline void tile_narrow(const float* pb, const float* pa, std::int64_t panel, st
       float* cr = C + r * ldc + 16 * v;
       _mm512_storeu_ps(cr, _mm512_fmadd_ps(c[r][v], scale, Add ? _mm512_loadu_ps(cr) : _mm512_setzero_ps()));
     }
+}
+
+// The tiles on PackedLeft's panels (`panel` values apart).
+template <int R, bool Add = true>
+inline void tile48(const float* pb, const float* pa, std::int64_t panel, std::int64_t depth, float* C, std::int64_t ldc,
+                   float alpha) {
+  tile48_rows<R, Add>(pb, PanelRows{pa, panel}, depth, C, ldc, alpha);
+}
+template <int R, int V, bool Add = true>
+inline void tile_narrow(const float* pb, const float* pa, std::int64_t panel, std::int64_t depth, float* C,
+                        std::int64_t ldc, float alpha) {
+  tile_narrow_rows<R, V, Add>(pb, PanelRows{pa, panel}, depth, C, ldc, alpha);
 }
 
 }  // namespace packed_detail

@@ -29,61 +29,16 @@ namespace nnpk {
 namespace packed_detail {
 
 #if defined(__AVX512F__)
-// tile48 (packed.hpp) with A's 4 R rows read unpacked: a(r, k) = pa[r * lda + k].
+// tile48 and tile_narrow (packed.hpp) with A's 4 R rows read unpacked: a(r, k) = pa[r * lda + k].
 template <int R, bool Add = true>
 inline void rows_tile48(const float* pb, const float* pa, std::int64_t lda, std::int64_t depth, float* C,
                         std::int64_t ldc, float alpha) {
-  __m512 c[4 * R][3];
-#pragma GCC unroll 8
-  for (int r = 0; r < 4 * R; ++r) c[r][0] = c[r][1] = c[r][2] = _mm512_setzero_ps();
-  for (std::int64_t k = 0; k < depth; ++k, pb += 48) {
-    const __m512 b0 = _mm512_load_ps(pb), b1 = _mm512_load_ps(pb + 16), b2 = _mm512_load_ps(pb + 32);
-    // B's panel streams from L2: each of the step's three cache lines fetched 6 steps ahead.
-    _mm_prefetch(reinterpret_cast<const char*>(pb + 6 * 48), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(pb + 6 * 48 + 16), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(pb + 6 * 48 + 32), _MM_HINT_T0);
-#pragma GCC unroll 8
-    for (int r = 0; r < 4 * R; ++r) {
-      const __m512 a = _mm512_set1_ps(pa[r * lda + k]);
-      c[r][0] = _mm512_fmadd_ps(b0, a, c[r][0]);
-      c[r][1] = _mm512_fmadd_ps(b1, a, c[r][1]);
-      c[r][2] = _mm512_fmadd_ps(b2, a, c[r][2]);
-    }
-  }
-  const __m512 scale = _mm512_set1_ps(alpha);
-#pragma GCC unroll 8
-  for (int r = 0; r < 4 * R; ++r)
-#pragma GCC unroll 3
-    for (int u = 0; u < 3; ++u) {
-      float* cr = C + r * ldc + 16 * u;
-      _mm512_storeu_ps(cr, _mm512_fmadd_ps(c[r][u], scale, Add ? _mm512_loadu_ps(cr) : _mm512_setzero_ps()));
-    }
+  tile48_rows<R, Add>(pb, PlainRows{pa, lda}, depth, C, ldc, alpha);
 }
-
-// tile_narrow (packed.hpp) with A unpacked.
 template <int R, int V, bool Add = true>
 inline void rows_tile_narrow(const float* pb, const float* pa, std::int64_t lda, std::int64_t depth, float* C,
                              std::int64_t ldc, float alpha) {
-  __m512 c[4 * R][V];
-#pragma GCC unroll 8
-  for (int r = 0; r < 4 * R; ++r)
-    for (int v = 0; v < V; ++v) c[r][v] = _mm512_setzero_ps();
-  for (std::int64_t k = 0; k < depth; ++k, pb += 16 * V) {
-    __m512 b[V];
-    for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(pb + 16 * v);
-#pragma GCC unroll 8
-    for (int r = 0; r < 4 * R; ++r) {
-      const __m512 a = _mm512_set1_ps(pa[r * lda + k]);
-      for (int v = 0; v < V; ++v) c[r][v] = _mm512_fmadd_ps(b[v], a, c[r][v]);
-    }
-  }
-  const __m512 scale = _mm512_set1_ps(alpha);
-#pragma GCC unroll 8
-  for (int r = 0; r < 4 * R; ++r)
-    for (int v = 0; v < V; ++v) {
-      float* cr = C + r * ldc + 16 * v;
-      _mm512_storeu_ps(cr, _mm512_fmadd_ps(c[r][v], scale, Add ? _mm512_loadu_ps(cr) : _mm512_setzero_ps()));
-    }
+  tile_narrow_rows<R, V, Add>(pb, PlainRows{pa, lda}, depth, C, ldc, alpha);
 }
 
 // One group of 4 R rows of C (every column), one depth slice s: whole 48-column panels, then the last 16
