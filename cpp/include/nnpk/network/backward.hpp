@@ -183,7 +183,6 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
       const Eigen::Map<const RowMatrix<T>> W(net.weights[static_cast<std::size_t>(node.param)], layer.fan_in,
                                              layer.fan_out);
       // Rows (point, position, cotangent) of the cotangent times W^T: the cotangent of each patch.
-      back.resize(g.rows() * C, layer.fan_in);
       const T forward = static_cast<T>(scales[static_cast<std::size_t>(node.param)].forward);
       if (node.pointwise() && fwd.step_threads > 0) {
         // By fixed blocks of rows on the threads, packed products added straight into the input's
@@ -201,6 +200,7 @@ void backward_node(const SequentialSpec& spec, const std::vector<LayerScales>& s
         });
         break;
       }
+      back.resize(g.rows() * C, layer.fan_in);
       back.noalias() = Eigen::Map<const RowMatrix<T>>(g.data(), g.rows() * C, co) * W.transpose();
       if (node.pointwise()) {
         const std::int64_t n = points * so.positions() * C * layer.fan_in;
